@@ -1,0 +1,66 @@
+//===- Passes.td - Kiln conversion passes ------------------*- tablegen -*-===//
+#ifndef KILN_CONVERSION_PASSES
+#define KILN_CONVERSION_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def ConvertTransformerToLinalg
+    : Pass<"convert-transformer-to-linalg", "mlir::ModuleOp"> {
+  let summary = "Lower the transformer dialect to linalg, tensor, arith and math";
+  let description = [{
+    Every transformer op becomes `linalg.generic` ops (and tensor reshapes,
+    slices) on tensors: matrix products with the weight's `[out, in]`
+    layout, two-pass norms, attention as scores / masked softmax / weighted
+    sum per kv-head group, and the KV cache as a dense
+    `[layers, 2, batch, capacity, kv_width]` tensor updated with
+    `tensor.insert_slice`. `transformer.weight` ops read the runtime's weight
+    buffer: functions that use weights get two leading arguments, the model
+    file as `memref<?xi8>` and the byte offsets of each weight as
+    `memref<?xindex>`, and each weight becomes a `memref.view` of it.
+  }];
+  let dependentDialects = [
+    "::mlir::linalg::LinalgDialect", "::mlir::tensor::TensorDialect",
+    "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::bufferization::BufferizationDialect", "::mlir::func::FuncDialect"
+  ];
+}
+
+def KilnEntryABI : Pass<"kiln-entry-abi", "mlir::ModuleOp"> {
+  let summary = "Give entry points the runtime's C ABI";
+  let description = [{
+    Rewrites every function marked `transformer.entry` into
+    destination-passing style over memrefs, as `kiln_runtime.h` declares:
+    tensor arguments become memrefs read through `bufferization.to_tensor`,
+    results become trailing output memrefs written with
+    `bufferization.materialize_in_destination` (a result tied to an argument,
+    the KV cache, is written back into that argument's buffer), and the
+    function gets `llvm.emit_c_interface`. Also emits the `kiln_model`
+    record (ABI version, weight count, cache shape, vocabulary, model path).
+  }];
+  let dependentDialects = [
+    "::mlir::memref::MemRefDialect",
+    "::mlir::bufferization::BufferizationDialect",
+    "::mlir::LLVM::LLVMDialect", "::mlir::func::FuncDialect"
+  ];
+}
+
+def KilnBufferize : Pass<"kiln-bufferize", "mlir::ModuleOp"> {
+  let summary = "One-shot bufferization with Kiln's options";
+  let description = [{
+    Bufferizes the whole module in place where the analysis allows:
+    `tensor.empty` ops shared by several users (after CSE) are first
+    duplicated per user, so that each destination can be eliminated
+    independently (results written straight into the KV cache or the output
+    buffer) instead of forcing copies; then empty tensors are eliminated and
+    One-Shot Bufferize runs over function boundaries with identity layouts.
+    The copies that remain are `linalg.copy` ops, which lower to loops for
+    any layout (no dependence on MLIR's C runner utilities).
+  }];
+  let dependentDialects = [
+    "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect",
+    "::mlir::bufferization::BufferizationDialect"
+  ];
+}
+
+#endif // KILN_CONVERSION_PASSES

@@ -1,0 +1,45 @@
+//===- Pipelines.h - Kiln's compilation pipelines ---------------*- C++ -*-===//
+//
+// The stages of the compiler, each a pass pipeline that kiln-opt can run on
+// its own (registered under the names below), so any stage's IR printed by
+// `kiln-compile --emit=mlir --stage=NAME` can be continued with kiln-opt:
+//
+//   import    the whole-sequence form produced by the importer
+//   kv-cache  kiln-kv-cache:         + prefill/decode over a KV cache
+//   linalg    kiln-lower-to-linalg:  linalg on tensors, entry points with the
+//                                    runtime's memref ABI
+//   llvm      kiln-lower-to-llvm:    bufferized, loops, the LLVM dialect
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_PIPELINES_PIPELINES_H
+#define KILN_PIPELINES_PIPELINES_H
+
+#include "mlir/Pass/PassManager.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <optional>
+
+namespace kiln {
+
+enum class Stage { Import = 0, KVCache = 1, Linalg = 2, LLVM = 3 };
+
+/// Parses a stage name ("import", "kv-cache", "linalg", "llvm").
+std::optional<Stage> parseStage(llvm::StringRef name);
+llvm::StringRef stageName(Stage stage);
+
+/// import -> kv-cache.
+void buildKVCachePipeline(mlir::OpPassManager &pm);
+/// kv-cache -> linalg.
+void buildLowerToLinalgPipeline(mlir::OpPassManager &pm);
+/// linalg -> llvm.
+void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
+/// Appends the pipelines that take a module from stage `from` to `to`.
+void buildPipeline(mlir::OpPassManager &pm, Stage from, Stage to);
+
+/// Registers kiln-kv-cache, kiln-lower-to-linalg, kiln-lower-to-llvm and
+/// kiln-compile-pipeline (import -> llvm).
+void registerPipelines();
+
+} // namespace kiln
+
+#endif // KILN_PIPELINES_PIPELINES_H

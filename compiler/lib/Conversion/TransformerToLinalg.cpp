@@ -1,0 +1,802 @@
+//===- TransformerToLinalg.cpp - Lower transformer ops to linalg ----------===//
+//
+// Each transformer op becomes linalg.generic ops on tensors. The lowering is
+// written for clarity and for the codegen pipeline to transform (tile, fuse,
+// vectorize): every generic has projected-permutation indexing maps except
+// where an op gathers (embedding, rotary partner features), which read with
+// tensor.extract inside the body.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Conversion/Passes.h"
+#include "kiln/Dialect/Transformer/IR/Transformer.h"
+#include "kiln/Dialect/Transformer/Transforms/Passes.h"
+
+#include "mlir/Dialect/Func/Transforms/FuncConversions.h"
+#include "mlir/Dialect/Utils/StructuredOpsUtils.h"
+#include "mlir/IR/AffineMap.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+#include <cmath>
+
+namespace kiln {
+#define GEN_PASS_DEF_CONVERTTRANSFORMERTOLINALG
+#include "kiln/Conversion/Passes.h.inc"
+} // namespace kiln
+
+using namespace mlir;
+using namespace kiln::transformer;
+using utils::IteratorType;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Builders shared by the patterns
+//===----------------------------------------------------------------------===//
+
+Value indexConst(OpBuilder &b, Location loc, int64_t v) {
+  return arith::ConstantIndexOp::create(b, loc, v);
+}
+
+Value floatConst(OpBuilder &b, Location loc, Type type, double v) {
+  return arith::ConstantOp::create(b, loc, b.getFloatAttr(type, v));
+}
+
+OpFoldResult dimOf(OpBuilder &b, Location loc, Value tensor, int64_t d) {
+  return tensor::getMixedSize(b, loc, tensor, d);
+}
+
+Value emptyTensor(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
+                  Type elementType) {
+  return tensor::EmptyOp::create(b, loc, sizes, elementType);
+}
+
+Value filled(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
+             Type elementType, double value) {
+  Value init = emptyTensor(b, loc, sizes, elementType);
+  Value c = floatConst(b, loc, elementType, value);
+  return linalg::FillOp::create(b, loc, ValueRange{c}, ValueRange{init})
+      .getResult(0);
+}
+
+/// Map from `rank` loop dims to the listed dims.
+AffineMap dimsMap(MLIRContext *ctx, unsigned rank, ArrayRef<unsigned> dims) {
+  SmallVector<AffineExpr> exprs;
+  for (unsigned d : dims)
+    exprs.push_back(getAffineDimExpr(d, ctx));
+  return AffineMap::get(rank, 0, exprs, ctx);
+}
+
+/// Map from `rank` loop dims to the first `n` of them.
+AffineMap prefixMap(MLIRContext *ctx, unsigned rank, unsigned n) {
+  SmallVector<unsigned> dims;
+  for (unsigned i = 0; i < n; ++i)
+    dims.push_back(i);
+  return dimsMap(ctx, rank, dims);
+}
+
+using BodyFn = function_ref<Value(OpBuilder &, Location, ValueRange)>;
+
+/// A generic with one result whose body is `body(args)` (args: the input
+/// elements followed by the output element).
+Value genericOp(OpBuilder &b, Location loc, ValueRange inputs, Value init,
+                ArrayRef<AffineMap> maps, ArrayRef<IteratorType> iterators,
+                BodyFn body) {
+  auto op = linalg::GenericOp::create(
+      b, loc, TypeRange{init.getType()}, inputs, ValueRange{init}, maps,
+      iterators, [&](OpBuilder &nb, Location nloc, ValueRange args) {
+        linalg::YieldOp::create(nb, nloc, body(nb, nloc, args));
+      });
+  return op.getResult(0);
+}
+
+/// An elementwise generic over `like`'s shape; inputs share `like`'s shape
+/// unless `maps` says otherwise.
+Value elementwise(OpBuilder &b, Location loc, ValueRange inputs, Value like,
+                  BodyFn body, ArrayRef<AffineMap> inputMaps = {}) {
+  auto type = cast<RankedTensorType>(like.getType());
+  unsigned rank = type.getRank();
+  Value init = emptyTensor(b, loc, tensor::getMixedSizes(b, loc, like),
+                           type.getElementType());
+  AffineMap id = b.getMultiDimIdentityMap(rank);
+  SmallVector<AffineMap> maps(inputMaps.begin(), inputMaps.end());
+  while (maps.size() < inputs.size())
+    maps.push_back(id);
+  maps.push_back(id);
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  return genericOp(b, loc, inputs, init, maps, iters, body);
+}
+
+/// Sums `body(args)` over the last dimension of `input`'s shape.
+Value reduceLastDim(OpBuilder &b, Location loc, ValueRange inputs,
+                    ArrayRef<AffineMap> inputMaps, Value shapeOf,
+                    BodyFn body) {
+  auto type = cast<RankedTensorType>(shapeOf.getType());
+  unsigned rank = type.getRank();
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, shapeOf);
+  sizes.pop_back();
+  Value init = filled(b, loc, sizes, type.getElementType(), 0.0);
+  SmallVector<AffineMap> maps(inputMaps.begin(), inputMaps.end());
+  maps.push_back(prefixMap(b.getContext(), rank, rank - 1));
+  SmallVector<IteratorType> iters(rank - 1, IteratorType::parallel);
+  iters.push_back(IteratorType::reduction);
+  return genericOp(b, loc, inputs, init, maps, iters, body);
+}
+
+/// y = x W^T (+ bias), for x [..., K] and W [N, K].
+Value buildLinear(OpBuilder &b, Location loc, Value x, Value w, Value bias) {
+  MLIRContext *ctx = b.getContext();
+  auto xType = cast<RankedTensorType>(x.getType());
+  auto wType = cast<RankedTensorType>(w.getType());
+  Type elt = xType.getElementType();
+  unsigned rank = xType.getRank();
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
+  sizes.back() = b.getIndexAttr(wType.getDimSize(0));
+  Value init;
+  if (bias) {
+    Value empty = emptyTensor(b, loc, sizes, elt);
+    init = genericOp(
+        b, loc, ValueRange{bias}, empty,
+        {dimsMap(ctx, rank, {rank - 1}), b.getMultiDimIdentityMap(rank)},
+        SmallVector<IteratorType>(rank, IteratorType::parallel),
+        [](OpBuilder &, Location, ValueRange args) { return args[0]; });
+  } else {
+    init = filled(b, loc, sizes, elt, 0.0);
+  }
+  // Loops: the leading dims of x, then n (parallel), then k (reduction).
+  unsigned loops = rank + 1;
+  SmallVector<unsigned> xDims, outDims;
+  for (unsigned i = 0; i + 1 < rank; ++i) {
+    xDims.push_back(i);
+    outDims.push_back(i);
+  }
+  xDims.push_back(rank);
+  outDims.push_back(rank - 1);
+  SmallVector<IteratorType> iters(rank, IteratorType::parallel);
+  iters.push_back(IteratorType::reduction);
+  return genericOp(b, loc, ValueRange{x, w}, init,
+                   {dimsMap(ctx, loops, xDims),
+                    dimsMap(ctx, loops, {rank - 1, rank}),
+                    dimsMap(ctx, loops, outDims)},
+                   iters, [](OpBuilder &nb, Location nloc, ValueRange args) {
+                     Value p = arith::MulFOp::create(nb, nloc, args[0], args[1]);
+                     return arith::AddFOp::create(nb, nloc, args[2], p)
+                         .getResult();
+                   });
+}
+
+Value applyActivation(OpBuilder &b, Location loc, Activation act, Value x) {
+  Type t = x.getType();
+  auto c = [&](double v) { return floatConst(b, loc, t, v); };
+  switch (act) {
+  case Activation::relu: {
+    Value zero = c(0.0);
+    Value pos =
+        arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, x, zero);
+    return arith::SelectOp::create(b, loc, pos, x, zero);
+  }
+  case Activation::gelu:
+  case Activation::geglu: {
+    // 0.5 x (1 + erf(x / sqrt(2)))
+    Value e = math::ErfOp::create(
+        b, loc, arith::MulFOp::create(b, loc, x, c(M_SQRT1_2)));
+    Value half = arith::MulFOp::create(b, loc, x, c(0.5));
+    return arith::MulFOp::create(b, loc, half,
+                                 arith::AddFOp::create(b, loc, e, c(1.0)));
+  }
+  case Activation::gelu_tanh: {
+    // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    Value x3 = arith::MulFOp::create(b, loc, arith::MulFOp::create(b, loc, x, x),
+                                     x);
+    Value inner = arith::AddFOp::create(
+        b, loc, x, arith::MulFOp::create(b, loc, x3, c(0.044715)));
+    Value th = math::TanhOp::create(
+        b, loc, arith::MulFOp::create(b, loc, inner, c(0.7978845608028654)));
+    Value half = arith::MulFOp::create(b, loc, x, c(0.5));
+    return arith::MulFOp::create(b, loc, half,
+                                 arith::AddFOp::create(b, loc, th, c(1.0)));
+  }
+  case Activation::silu:
+  case Activation::swiglu: {
+    // x / (1 + exp(-x))
+    Value e = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
+    return arith::DivFOp::create(b, loc, x,
+                                 arith::AddFOp::create(b, loc, e, c(1.0)));
+  }
+  }
+  llvm_unreachable("unknown activation");
+}
+
+/// Fails the match unless all tensors involved are f32 (the only element
+/// type the current lowering computes in).
+LogicalResult requireF32(Operation *op, ConversionPatternRewriter &rewriter) {
+  for (Type t : llvm::concat<Type>(op->getOperandTypes(), op->getResultTypes()))
+    if (auto rt = dyn_cast<RankedTensorType>(t))
+      if (isa<FloatType>(rt.getElementType()) && !rt.getElementType().isF32())
+        return rewriter.notifyMatchFailure(op, "only f32 is lowered today");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Patterns
+//===----------------------------------------------------------------------===//
+
+struct EmbeddingLowering : public OpConversionPattern<EmbeddingOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(EmbeddingOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    Location loc = op.getLoc();
+    Value ids = adaptor.getIds(), table = adaptor.getTable();
+    auto tableType = cast<RankedTensorType>(table.getType());
+    SmallVector<OpFoldResult> sizes = {
+        dimOf(rewriter, loc, ids, 0), dimOf(rewriter, loc, ids, 1),
+        rewriter.getIndexAttr(tableType.getDimSize(1))};
+    Value init = emptyTensor(rewriter, loc, sizes, tableType.getElementType());
+    Value maxId = indexConst(rewriter, loc, tableType.getDimSize(0) - 1);
+    Value zero = indexConst(rewriter, loc, 0);
+    MLIRContext *ctx = rewriter.getContext();
+    Value result = genericOp(
+        rewriter, loc, ValueRange{ids}, init,
+        {dimsMap(ctx, 3, {0, 1}), rewriter.getMultiDimIdentityMap(3)},
+        SmallVector<IteratorType>(3, IteratorType::parallel),
+        [&](OpBuilder &b, Location l, ValueRange args) {
+          Value id = arith::IndexCastOp::create(b, l, b.getIndexType(), args[0]);
+          // Out-of-range ids are clamped: never read outside the table.
+          id = arith::MinSIOp::create(b, l,
+                                      arith::MaxSIOp::create(b, l, id, zero),
+                                      maxId);
+          Value d = linalg::IndexOp::create(b, l, 2);
+          return tensor::ExtractOp::create(b, l, table, ValueRange{id, d})
+              .getResult();
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct PositionEmbeddingLowering
+    : public OpConversionPattern<PositionEmbeddingOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(PositionEmbeddingOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    Location loc = op.getLoc();
+    Value table = adaptor.getTable();
+    Value offset = adaptor.getOffset() ? adaptor.getOffset()
+                                       : indexConst(rewriter, loc, 0);
+    Value result = elementwise(
+        rewriter, loc, ValueRange{adaptor.getInput()}, adaptor.getInput(),
+        [&](OpBuilder &b, Location l, ValueRange args) {
+          Value s = linalg::IndexOp::create(b, l, 1);
+          Value d = linalg::IndexOp::create(b, l, 2);
+          Value row = arith::AddIOp::create(b, l, s, offset);
+          Value pe = tensor::ExtractOp::create(b, l, table, ValueRange{row, d});
+          return arith::AddFOp::create(b, l, args[0], pe).getResult();
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct RopeLowering : public OpConversionPattern<RopeOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(RopeOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    Location loc = op.getLoc();
+    Value x = adaptor.getInput();
+    Type elt = cast<RankedTensorType>(x.getType()).getElementType();
+    int64_t headDim = op.getHeadDim(), half = headDim / 2;
+    bool interleaved = op.getStyle() == RopeStyle::interleaved;
+    float theta = op.getTheta().convertToFloat();
+    Value offset = adaptor.getOffset() ? adaptor.getOffset()
+                                       : indexConst(rewriter, loc, 0);
+    Value result = elementwise(
+        rewriter, loc, ValueRange{x}, x,
+        [&](OpBuilder &b, Location l, ValueRange args) {
+          Value bIdx = linalg::IndexOp::create(b, l, 0);
+          Value s = linalg::IndexOp::create(b, l, 1);
+          Value c = linalg::IndexOp::create(b, l, 2);
+          Value j = arith::RemUIOp::create(b, l, c, indexConst(b, l, headDim));
+          // Pair index i, whether c is the first of its pair, the partner.
+          Value i, first, partner;
+          if (interleaved) {
+            i = arith::DivUIOp::create(b, l, j, indexConst(b, l, 2));
+            Value odd = arith::RemUIOp::create(b, l, j, indexConst(b, l, 2));
+            first = arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq, odd,
+                                          indexConst(b, l, 0));
+            partner = arith::SelectOp::create(
+                b, l, first, arith::AddIOp::create(b, l, c, indexConst(b, l, 1)),
+                arith::SubIOp::create(b, l, c, indexConst(b, l, 1)));
+          } else {
+            i = arith::RemUIOp::create(b, l, j, indexConst(b, l, half));
+            first = arith::CmpIOp::create(b, l, arith::CmpIPredicate::ult, j,
+                                          indexConst(b, l, half));
+            partner = arith::SelectOp::create(
+                b, l, first,
+                arith::AddIOp::create(b, l, c, indexConst(b, l, half)),
+                arith::SubIOp::create(b, l, c, indexConst(b, l, half)));
+          }
+          // inv_freq = 1 / theta^(2i / head_dim); angle = position * inv_freq
+          Value iF = arith::UIToFPOp::create(
+              b, l, elt,
+              arith::IndexCastUIOp::create(b, l, b.getI64Type(), i));
+          Value expo = arith::DivFOp::create(
+              b, l, arith::MulFOp::create(b, l, iF, floatConst(b, l, elt, 2.0)),
+              floatConst(b, l, elt, (double)headDim));
+          Value invFreq = arith::DivFOp::create(
+              b, l, floatConst(b, l, elt, 1.0),
+              math::PowFOp::create(b, l, floatConst(b, l, elt, theta), expo));
+          Value p = arith::AddIOp::create(b, l, s, offset);
+          Value pF = arith::SIToFPOp::create(
+              b, l, elt, arith::IndexCastOp::create(b, l, b.getI64Type(), p));
+          Value angle = arith::MulFOp::create(b, l, pF, invFreq);
+          Value cosA = math::CosOp::create(b, l, angle);
+          Value sinA = math::SinOp::create(b, l, angle);
+          Value other =
+              tensor::ExtractOp::create(b, l, x, ValueRange{bIdx, s, partner});
+          // first: x cos - other sin; second: x cos + other sin
+          Value rotated = arith::MulFOp::create(b, l, other, sinA);
+          Value signedRot = arith::SelectOp::create(
+              b, l, first, arith::NegFOp::create(b, l, rotated), rotated);
+          return arith::AddFOp::create(
+                     b, l, arith::MulFOp::create(b, l, args[0], cosA), signedRot)
+              .getResult();
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct LayerNormLowering : public OpConversionPattern<LayerNormOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(LayerNormOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    Location loc = op.getLoc();
+    MLIRContext *ctx = rewriter.getContext();
+    Value x = adaptor.getInput();
+    auto type = cast<RankedTensorType>(x.getType());
+    unsigned rank = type.getRank();
+    Type elt = type.getElementType();
+    double dim = (double)type.getDimSize(rank - 1);
+    double eps = op.getEpsilon().convertToFloat();
+    AffineMap id = rewriter.getMultiDimIdentityMap(rank);
+    AffineMap rows = prefixMap(ctx, rank, rank - 1);
+    AffineMap last = dimsMap(ctx, rank, {rank - 1});
+    Value sum = reduceLastDim(
+        rewriter, loc, ValueRange{x}, {id}, x,
+        [](OpBuilder &b, Location l, ValueRange a) {
+          return arith::AddFOp::create(b, l, a[1], a[0]).getResult();
+        });
+    Value sqDev = reduceLastDim(
+        rewriter, loc, ValueRange{x, sum}, {id, rows}, x,
+        [&](OpBuilder &b, Location l, ValueRange a) {
+          Value mean =
+              arith::DivFOp::create(b, l, a[1], floatConst(b, l, elt, dim));
+          Value dev = arith::SubFOp::create(b, l, a[0], mean);
+          return arith::AddFOp::create(
+                     b, l, a[2], arith::MulFOp::create(b, l, dev, dev))
+              .getResult();
+        });
+    Value result = elementwise(
+        rewriter, loc, ValueRange{x, sum, sqDev, adaptor.getGamma(),
+                                  adaptor.getBeta()},
+        x,
+        [&](OpBuilder &b, Location l, ValueRange a) {
+          Value n = floatConst(b, l, elt, dim);
+          Value mean = arith::DivFOp::create(b, l, a[1], n);
+          Value var = arith::DivFOp::create(b, l, a[2], n);
+          Value inv = math::RsqrtOp::create(
+              b, l, arith::AddFOp::create(b, l, var, floatConst(b, l, elt, eps)));
+          Value norm = arith::MulFOp::create(
+              b, l, arith::SubFOp::create(b, l, a[0], mean), inv);
+          return arith::AddFOp::create(
+                     b, l, arith::MulFOp::create(b, l, norm, a[3]), a[4])
+              .getResult();
+        },
+        {id, rows, rows, last, last});
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct RMSNormLowering : public OpConversionPattern<RMSNormOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(RMSNormOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    Location loc = op.getLoc();
+    MLIRContext *ctx = rewriter.getContext();
+    Value x = adaptor.getInput();
+    auto type = cast<RankedTensorType>(x.getType());
+    unsigned rank = type.getRank();
+    Type elt = type.getElementType();
+    double dim = (double)type.getDimSize(rank - 1);
+    double eps = op.getEpsilon().convertToFloat();
+    AffineMap id = rewriter.getMultiDimIdentityMap(rank);
+    Value sumSq = reduceLastDim(
+        rewriter, loc, ValueRange{x}, {id}, x,
+        [](OpBuilder &b, Location l, ValueRange a) {
+          return arith::AddFOp::create(b, l, a[1],
+                                       arith::MulFOp::create(b, l, a[0], a[0]))
+              .getResult();
+        });
+    Value result = elementwise(
+        rewriter, loc, ValueRange{x, sumSq, adaptor.getGamma()}, x,
+        [&](OpBuilder &b, Location l, ValueRange a) {
+          Value ms =
+              arith::DivFOp::create(b, l, a[1], floatConst(b, l, elt, dim));
+          Value inv = math::RsqrtOp::create(
+              b, l, arith::AddFOp::create(b, l, ms, floatConst(b, l, elt, eps)));
+          return arith::MulFOp::create(
+                     b, l, arith::MulFOp::create(b, l, a[0], inv), a[2])
+              .getResult();
+        },
+        {id, prefixMap(ctx, rank, rank - 1), dimsMap(ctx, rank, {rank - 1})});
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct LinearLowering : public OpConversionPattern<LinearOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(LinearOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    rewriter.replaceOp(op, buildLinear(rewriter, op.getLoc(), adaptor.getInput(),
+                                       adaptor.getWeight(), adaptor.getBias()));
+    return success();
+  }
+};
+
+struct AddLowering : public OpConversionPattern<AddOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(AddOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    Value result = elementwise(
+        rewriter, op.getLoc(), ValueRange{adaptor.getLhs(), adaptor.getRhs()},
+        adaptor.getLhs(), [](OpBuilder &b, Location l, ValueRange a) {
+          return arith::AddFOp::create(b, l, a[0], a[1]).getResult();
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct FeedForwardLowering : public OpConversionPattern<FeedForwardOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(FeedForwardOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    Location loc = op.getLoc();
+    Activation act = op.getActivation();
+    Value x = adaptor.getInput();
+    Value up = buildLinear(rewriter, loc, x, adaptor.getWUp(), adaptor.getBUp());
+    Value hidden;
+    if (op.isGated()) {
+      Value gate = buildLinear(rewriter, loc, x, adaptor.getWGate(), Value());
+      hidden = elementwise(rewriter, loc, ValueRange{gate, up}, up,
+                           [&](OpBuilder &b, Location l, ValueRange a) {
+                             Value g = applyActivation(b, l, act, a[0]);
+                             return arith::MulFOp::create(b, l, g, a[1])
+                                 .getResult();
+                           });
+    } else {
+      hidden = elementwise(rewriter, loc, ValueRange{up}, up,
+                           [&](OpBuilder &b, Location l, ValueRange a) {
+                             return applyActivation(b, l, act, a[0]);
+                           });
+    }
+    rewriter.replaceOp(op, buildLinear(rewriter, loc, hidden,
+                                       adaptor.getWDown(), adaptor.getBDown()));
+    return success();
+  }
+};
+
+/// Attention per kv-head group: with G = num_heads / num_kv_heads, the query
+/// is viewed as [B, S, KVH, G, D] and keys/values as [B, T, KVH, D], so every
+/// indexing map is a projected permutation (MHA: G = 1, MQA: KVH = 1).
+struct AttentionLowering : public OpConversionPattern<AttentionOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(AttentionOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    Location loc = op.getLoc();
+    MLIRContext *ctx = rewriter.getContext();
+    Value q = adaptor.getQuery(), k = adaptor.getKey(), v = adaptor.getValue();
+    Type elt = cast<RankedTensorType>(q.getType()).getElementType();
+    int64_t kvHeads = op.getNumKvHeads(), headDim = op.getHeadDim();
+    int64_t group = op.getNumHeads() / kvHeads;
+    double scale = op.getScale().convertToFloat();
+    bool causal = op.getMode() == AttentionMode::causal;
+    Value offset = adaptor.getOffset() ? adaptor.getOffset()
+                                       : indexConst(rewriter, loc, 0);
+
+    OpFoldResult bDim = dimOf(rewriter, loc, q, 0);
+    OpFoldResult sDim = dimOf(rewriter, loc, q, 1);
+    OpFoldResult tDim = dimOf(rewriter, loc, k, 1);
+    auto st = [&](int64_t v) -> OpFoldResult { return rewriter.getIndexAttr(v); };
+    auto shapeOf = [](ArrayRef<OpFoldResult> sizes) {
+      SmallVector<int64_t> shape;
+      for (OpFoldResult s : sizes)
+        shape.push_back(getConstantIntValue(s).value_or(ShapedType::kDynamic));
+      return shape;
+    };
+    SmallVector<OpFoldResult> q5Sizes = {bDim, sDim, st(kvHeads), st(group),
+                                         st(headDim)};
+    SmallVector<OpFoldResult> kv4Sizes = {bDim, tDim, st(kvHeads), st(headDim)};
+    Value q5 = tensor::ExpandShapeOp::create(
+        rewriter, loc, RankedTensorType::get(shapeOf(q5Sizes), elt), q,
+        ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3, 4}}, q5Sizes);
+    auto kv4Type = RankedTensorType::get(shapeOf(kv4Sizes), elt);
+    Value k4 = tensor::ExpandShapeOp::create(
+        rewriter, loc, kv4Type, k,
+        ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3}}, kv4Sizes);
+    Value v4 = tensor::ExpandShapeOp::create(
+        rewriter, loc, kv4Type, v,
+        ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3}}, kv4Sizes);
+
+    // scores[b, h, g, s, t] = sum_d q[b, s, h, g, d] * k[b, t, h, d]
+    SmallVector<OpFoldResult> scoreSizes = {bDim, st(kvHeads), st(group), sDim,
+                                            tDim};
+    SmallVector<IteratorType> par5(5, IteratorType::parallel);
+    SmallVector<IteratorType> par5red = par5;
+    par5red.push_back(IteratorType::reduction);
+    Value scores = genericOp(
+        rewriter, loc, ValueRange{q5, k4},
+        filled(rewriter, loc, scoreSizes, elt, 0.0),
+        {dimsMap(ctx, 6, {0, 3, 1, 2, 5}), dimsMap(ctx, 6, {0, 4, 1, 5}),
+         dimsMap(ctx, 6, {0, 1, 2, 3, 4})},
+        par5red, [](OpBuilder &b, Location l, ValueRange a) {
+          return arith::AddFOp::create(b, l, a[2],
+                                       arith::MulFOp::create(b, l, a[0], a[1]))
+              .getResult();
+        });
+
+    // Scaled score, -inf where the causal mask hides key t from query s.
+    auto masked = [&](OpBuilder &b, Location l, Value score) -> Value {
+      Value scaled =
+          arith::MulFOp::create(b, l, score, floatConst(b, l, elt, scale));
+      if (!causal)
+        return scaled;
+      Value s = linalg::IndexOp::create(b, l, 3);
+      Value t = linalg::IndexOp::create(b, l, 4);
+      Value visible = arith::CmpIOp::create(
+          b, l, arith::CmpIPredicate::ule, t,
+          arith::AddIOp::create(b, l, s, offset));
+      return arith::SelectOp::create(
+          b, l, visible, scaled,
+          floatConst(b, l, elt, -std::numeric_limits<double>::infinity()));
+    };
+    AffineMap id5 = rewriter.getMultiDimIdentityMap(5);
+    AffineMap rows5 = prefixMap(ctx, 5, 4);
+    SmallVector<OpFoldResult> rowSizes(scoreSizes.begin(),
+                                       scoreSizes.end() - 1);
+    SmallVector<IteratorType> par4red(4, IteratorType::parallel);
+    par4red.push_back(IteratorType::reduction);
+    Value rowMax = genericOp(
+        rewriter, loc, ValueRange{scores},
+        filled(rewriter, loc, rowSizes, elt,
+               -std::numeric_limits<double>::infinity()),
+        {id5, rows5}, par4red, [&](OpBuilder &b, Location l, ValueRange a) {
+          return arith::MaximumFOp::create(b, l, a[1], masked(b, l, a[0]))
+              .getResult();
+        });
+    auto expShifted = [&](OpBuilder &b, Location l, Value score, Value max) {
+      return math::ExpOp::create(
+          b, l, arith::SubFOp::create(b, l, masked(b, l, score), max));
+    };
+    Value rowSum = genericOp(
+        rewriter, loc, ValueRange{scores, rowMax},
+        filled(rewriter, loc, rowSizes, elt, 0.0), {id5, rows5, rows5},
+        par4red, [&](OpBuilder &b, Location l, ValueRange a) {
+          return arith::AddFOp::create(b, l, a[2], expShifted(b, l, a[0], a[1]))
+              .getResult();
+        });
+    Value probs = genericOp(
+        rewriter, loc, ValueRange{scores, rowMax, rowSum},
+        emptyTensor(rewriter, loc, scoreSizes, elt), {id5, rows5, rows5, id5},
+        par5, [&](OpBuilder &b, Location l, ValueRange a) {
+          return arith::DivFOp::create(b, l, expShifted(b, l, a[0], a[1]), a[2])
+              .getResult();
+        });
+
+    // out[b, s, h, g, d] = sum_t probs[b, h, g, s, t] * v[b, t, h, d]
+    Value out5 = genericOp(
+        rewriter, loc, ValueRange{probs, v4},
+        filled(rewriter, loc, q5Sizes, elt, 0.0),
+        {dimsMap(ctx, 6, {0, 2, 3, 1, 5}), dimsMap(ctx, 6, {0, 5, 2, 4}),
+         dimsMap(ctx, 6, {0, 1, 2, 3, 4})},
+        par5red, [](OpBuilder &b, Location l, ValueRange a) {
+          return arith::AddFOp::create(b, l, a[2],
+                                       arith::MulFOp::create(b, l, a[0], a[1]))
+              .getResult();
+        });
+    Value result = tensor::CollapseShapeOp::create(
+        rewriter, loc, op.getType(), out5,
+        ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3, 4}});
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+/// Offsets/sizes/strides selecting rows [start, start + len) of one k or v
+/// plane of a cache layer: cache[layer, kv, :, start:start+len, :].
+struct CacheSlice {
+  SmallVector<OpFoldResult> offsets, sizes, strides;
+};
+CacheSlice cacheSlice(OpBuilder &b, KVCacheType cache, int64_t layer,
+                      int64_t kv, OpFoldResult start, OpFoldResult len) {
+  CacheSlice s;
+  s.offsets = {b.getIndexAttr(layer), b.getIndexAttr(kv), b.getIndexAttr(0),
+               start, b.getIndexAttr(0)};
+  s.sizes = {b.getIndexAttr(1), b.getIndexAttr(1),
+             b.getIndexAttr(cache.getBatch()), len,
+             b.getIndexAttr(cache.getWidth())};
+  s.strides.assign(5, b.getIndexAttr(1));
+  return s;
+}
+
+struct KVCacheAppendLowering : public OpConversionPattern<KVCacheAppendOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(KVCacheAppendOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    KVCacheType cacheType = op.getCache().getType();
+    Value cache = adaptor.getCache();
+    OpFoldResult len = dimOf(rewriter, loc, adaptor.getKey(), 1);
+    int64_t kv = 0;
+    for (Value rows : {adaptor.getKey(), adaptor.getValue()}) {
+      CacheSlice s = cacheSlice(rewriter, cacheType, op.getLayer(), kv++,
+                                adaptor.getPosition(), len);
+      cache = tensor::InsertSliceOp::create(rewriter, loc, rows, cache,
+                                            s.offsets, s.sizes, s.strides);
+    }
+    rewriter.replaceOp(op, cache);
+    return success();
+  }
+};
+
+struct KVCacheReadLowering : public OpConversionPattern<KVCacheReadOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(KVCacheReadOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    KVCacheType cacheType = op.getCache().getType();
+    SmallVector<Value> results;
+    for (auto [kv, type] : llvm::enumerate(op.getResultTypes())) {
+      CacheSlice s =
+          cacheSlice(rewriter, cacheType, op.getLayer(), kv,
+                     rewriter.getIndexAttr(0), adaptor.getLength());
+      results.push_back(tensor::ExtractSliceOp::create(
+          rewriter, loc, cast<RankedTensorType>(type), adaptor.getCache(),
+          s.offsets, s.sizes, s.strides));
+    }
+    rewriter.replaceOp(op, results);
+    return success();
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// Weights
+//===----------------------------------------------------------------------===//
+
+/// Gives every function that reads weights the two leading buffer arguments
+/// and replaces each `transformer.weight` by a view into the weight buffer.
+LogicalResult lowerWeights(func::FuncOp func) {
+  SmallVector<WeightOp> weights;
+  func.walk([&](WeightOp op) { weights.push_back(op); });
+  if (weights.empty())
+    return success();
+  MLIRContext *ctx = func.getContext();
+  OpBuilder b(ctx);
+  Location loc = func.getLoc();
+  auto bytesType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type());
+  auto offsetsType = MemRefType::get({ShapedType::kDynamic}, b.getIndexType());
+  if (failed(func.insertArguments(
+          {0, 0}, {bytesType, offsetsType},
+          {b.getDictionaryAttr(b.getNamedAttr("transformer.weights",
+                                              b.getUnitAttr())),
+           b.getDictionaryAttr(b.getNamedAttr("transformer.weight_offsets",
+                                              b.getUnitAttr()))},
+          {loc, loc})))
+    return failure();
+  // Result attributes that name an argument position follow the shift.
+  for (unsigned i = 0, e = func.getNumResults(); i < e; ++i)
+    if (auto tied = func.getResultAttrOfType<IntegerAttr>(i, kTiedArgAttr))
+      func.setResultAttr(i, kTiedArgAttr,
+                         b.getI64IntegerAttr(tied.getInt() + 2));
+  Value bytes = func.getArgument(0), offsets = func.getArgument(1);
+  for (WeightOp op : weights) {
+    b.setInsertionPoint(op);
+    Location l = op.getLoc();
+    auto type = cast<RankedTensorType>(op.getType());
+    Value index = indexConst(b, l, op.getIndex());
+    Value offset = memref::LoadOp::create(b, l, offsets, ValueRange{index});
+    auto viewType = MemRefType::get(type.getShape(), type.getElementType());
+    Value view =
+        memref::ViewOp::create(b, l, viewType, bytes, offset, ValueRange{});
+    Value tensor = bufferization::ToTensorOp::create(b, l, type, view,
+                                                     /*restrict=*/true,
+                                                     /*writable=*/false);
+    op.replaceAllUsesWith(tensor);
+    op.erase();
+  }
+  return success();
+}
+
+struct ConvertTransformerToLinalgPass
+    : public kiln::impl::ConvertTransformerToLinalgBase<
+          ConvertTransformerToLinalgPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    MLIRContext *ctx = &getContext();
+    for (auto func : module.getOps<func::FuncOp>())
+      if (failed(lowerWeights(func)))
+        return signalPassFailure();
+
+    TypeConverter converter;
+    converter.addConversion([](Type t) { return t; });
+    kiln::populateTransformerTypeConversions(converter);
+
+    ConversionTarget target(*ctx);
+    target.addIllegalDialect<TransformerDialect>();
+    target.addLegalDialect<linalg::LinalgDialect, tensor::TensorDialect,
+                           arith::ArithDialect, math::MathDialect,
+                           memref::MemRefDialect,
+                           bufferization::BufferizationDialect>();
+    target.addDynamicallyLegalOp<func::FuncOp>([&](func::FuncOp op) {
+      return converter.isSignatureLegal(op.getFunctionType()) &&
+             converter.isLegal(&op.getBody());
+    });
+    target.addDynamicallyLegalOp<func::ReturnOp, func::CallOp>(
+        [&](Operation *op) { return converter.isLegal(op); });
+
+    RewritePatternSet patterns(ctx);
+    kiln::populateTransformerToLinalgPatterns(converter, patterns);
+    populateFunctionOpInterfaceTypeConversionPattern<func::FuncOp>(patterns,
+                                                                   converter);
+    populateReturnOpTypeConversionPattern(patterns, converter);
+    populateCallOpTypeConversionPattern(patterns, converter);
+    if (failed(applyPartialConversion(module, target, std::move(patterns))))
+      return signalPassFailure();
+  }
+};
+
+} // namespace
+
+void kiln::populateTransformerTypeConversions(TypeConverter &converter) {
+  converter.addConversion(
+      [](KVCacheType t) -> Type { return t.getStorageType(); });
+}
+
+void kiln::populateTransformerToLinalgPatterns(TypeConverter &converter,
+                                               RewritePatternSet &patterns) {
+  patterns.add<EmbeddingLowering, PositionEmbeddingLowering, RopeLowering,
+               LayerNormLowering, RMSNormLowering, LinearLowering, AddLowering,
+               FeedForwardLowering, AttentionLowering, KVCacheAppendLowering,
+               KVCacheReadLowering>(converter, patterns.getContext());
+}

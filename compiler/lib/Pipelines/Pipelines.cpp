@@ -1,0 +1,102 @@
+//===- Pipelines.cpp - Kiln's compilation pipelines -----------------------===//
+
+#include "kiln/Pipelines/Pipelines.h"
+#include "kiln/Conversion/Passes.h"
+#include "kiln/Dialect/Transformer/Transforms/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+
+std::optional<kiln::Stage> kiln::parseStage(llvm::StringRef name) {
+  return llvm::StringSwitch<std::optional<Stage>>(name)
+      .Case("import", Stage::Import)
+      .Case("kv-cache", Stage::KVCache)
+      .Case("linalg", Stage::Linalg)
+      .Case("llvm", Stage::LLVM)
+      .Default(std::nullopt);
+}
+
+llvm::StringRef kiln::stageName(Stage stage) {
+  switch (stage) {
+  case Stage::Import:
+    return "import";
+  case Stage::KVCache:
+    return "kv-cache";
+  case Stage::Linalg:
+    return "linalg";
+  case Stage::LLVM:
+    return "llvm";
+  }
+  llvm_unreachable("unknown stage");
+}
+
+void kiln::buildKVCachePipeline(OpPassManager &pm) {
+  pm.addPass(transformer::createTransformerKVCache());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+void kiln::buildLowerToLinalgPipeline(OpPassManager &pm) {
+  pm.addPass(createConvertTransformerToLinalg());
+  pm.addPass(createKilnEntryABI());
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+}
+
+void kiln::buildLowerToLLVMPipeline(OpPassManager &pm) {
+  pm.addPass(createKilnBufferize());
+  // Removes the self-copies left by in-place updates of the KV cache.
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
+  pm.addPass(createCanonicalizerPass());
+  bufferization::BufferDeallocationPipelineOptions dealloc;
+  bufferization::buildBufferDeallocationPipeline(pm, dealloc);
+  pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  pm.addPass(memref::createExpandStridedMetadataPass());
+  pm.addPass(createLowerAffinePass());
+  // Math with LLVM intrinsics first; the rest (erf, tanh) calls libm.
+  pm.addPass(createConvertMathToLLVMPass());
+  pm.addPass(createConvertMathToLibmPass());
+  pm.addPass(createSCFToControlFlowPass());
+  pm.addPass(createConvertToLLVMPass());
+  pm.addPass(createReconcileUnrealizedCastsPass());
+  pm.addPass(createCanonicalizerPass());
+}
+
+void kiln::buildPipeline(OpPassManager &pm, Stage from, Stage to) {
+  if (from < Stage::KVCache && to >= Stage::KVCache)
+    buildKVCachePipeline(pm);
+  if (from < Stage::Linalg && to >= Stage::Linalg)
+    buildLowerToLinalgPipeline(pm);
+  if (from < Stage::LLVM && to >= Stage::LLVM)
+    buildLowerToLLVMPipeline(pm);
+}
+
+void kiln::registerPipelines() {
+  PassPipelineRegistration<>(
+      "kiln-kv-cache",
+      "Import form -> prefill/decode over a KV cache (kiln-compile "
+      "--stage=kv-cache)",
+      buildKVCachePipeline);
+  PassPipelineRegistration<>(
+      "kiln-lower-to-linalg",
+      "KV-cache form -> linalg on tensors with the runtime ABI "
+      "(kiln-compile --stage=linalg)",
+      buildLowerToLinalgPipeline);
+  PassPipelineRegistration<>(
+      "kiln-lower-to-llvm",
+      "Linalg form -> the LLVM dialect (kiln-compile --stage=llvm)",
+      buildLowerToLLVMPipeline);
+  PassPipelineRegistration<>(
+      "kiln-compile-pipeline", "Import form -> the LLVM dialect",
+      [](OpPassManager &pm) {
+        buildPipeline(pm, Stage::Import, Stage::LLVM);
+      });
+}

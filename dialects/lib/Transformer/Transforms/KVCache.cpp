@@ -1,0 +1,301 @@
+//===- KVCache.cpp - Derive the incremental form over a KV cache ----------===//
+//
+// Implements `transformer-kv-cache`: from the whole-sequence function
+// (every causal self-attention sees keys/values of all positions) derive
+// `prefill` and `decode` functions that append new keys/values to a
+// `!transformer.kv_cache` and attend over the cached prefix.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Dialect/Transformer/IR/Transformer.h"
+#include "kiln/Dialect/Transformer/Transforms/Passes.h"
+#include "kiln/Dialect/Transformer/Transforms/TypeRefinement.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/Transforms/RegionUtils.h"
+
+namespace kiln::transformer {
+#define GEN_PASS_DEF_TRANSFORMERKVCACHE
+#include "kiln/Dialect/Transformer/Transforms/Passes.h.inc"
+} // namespace kiln::transformer
+
+using namespace mlir;
+using namespace kiln::transformer;
+
+namespace {
+
+/// Values that are per-position activations (as opposed to weights): ranked
+/// tensors of rank >= 2 whose dimension 1 is the sequence.
+bool isSequenceValue(Value v) {
+  auto type = dyn_cast<RankedTensorType>(v.getType());
+  if (!type || type.getRank() < 2)
+    return false;
+  Operation *def = v.getDefiningOp();
+  return !def || !(isa<WeightOp>(def) || def->hasTrait<mlir::OpTrait::ConstantLike>());
+}
+
+/// Rewrites `value` ([batch, seq, ...]) into the same computation restricted
+/// to the single position `index` ([batch, 1, ...]), moving the slice up
+/// through position-wise ops. New ops are created at the builder's insertion
+/// point, where all of the function's values dominate.
+class PositionNarrower {
+public:
+  PositionNarrower(OpBuilder &builder, Value index)
+      : builder(builder), index(index) {}
+
+  FailureOr<Value> narrow(Value value) {
+    if (Value cached = memo.lookup(value))
+      return cached;
+    Operation *def = value.getDefiningOp();
+    Value result;
+    if (def && def->hasTrait<kiln::transformer::OpTrait::PositionWise>() &&
+        def->getNumResults() == 1 && def->getNumRegions() == 0) {
+      IRMapping mapping;
+      for (Value operand : def->getOperands()) {
+        if (!isSequenceValue(operand))
+          continue;
+        FailureOr<Value> narrowed = narrow(operand);
+        if (failed(narrowed))
+          return failure();
+        mapping.map(operand, *narrowed);
+      }
+      Operation *clone = builder.clone(*def, mapping);
+      if (failed(refineResultTypes(clone)))
+        return failure();
+      result = clone->getResult(0);
+    } else {
+      result = slice(value);
+    }
+    memo[value] = result;
+    return result;
+  }
+
+private:
+  Value slice(Value value) {
+    auto type = cast<RankedTensorType>(value.getType());
+    Location loc = value.getLoc();
+    SmallVector<OpFoldResult> offsets(type.getRank(), builder.getIndexAttr(0));
+    SmallVector<OpFoldResult> sizes, strides(type.getRank(),
+                                             builder.getIndexAttr(1));
+    offsets[1] = index;
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      sizes.push_back(d == 1 ? builder.getIndexAttr(1)
+                             : tensor::getMixedSize(builder, loc, value, d));
+    return tensor::ExtractSliceOp::create(builder, loc, value, offsets, sizes,
+                                          strides);
+  }
+
+  OpBuilder &builder;
+  Value index;
+  DenseMap<Value, Value> memo;
+};
+
+struct TransformerKVCachePass
+    : public kiln::transformer::impl::TransformerKVCacheBase<
+          TransformerKVCachePass> {
+  using TransformerKVCacheBase::TransformerKVCacheBase;
+
+  void runOnOperation() override;
+
+private:
+  FailureOr<func::FuncOp> derive(func::FuncOp forward, StringRef name,
+                                 bool singleToken, KVCacheType cacheType);
+};
+
+void TransformerKVCachePass::runOnOperation() {
+  ModuleOp module = getOperation();
+  auto forward = module.lookupSymbol<func::FuncOp>(entry);
+  if (!forward) {
+    module.emitError("transformer-kv-cache: no function named '")
+        << entry << "'";
+    return signalPassFailure();
+  }
+  for (StringRef name : {"prefill", "decode"}) {
+    if (module.lookupSymbol(name)) {
+      module.emitError("transformer-kv-cache: a symbol named '")
+          << name << "' already exists";
+      return signalPassFailure();
+    }
+  }
+  FunctionType fnType = forward.getFunctionType();
+  auto tokensType = fnType.getNumInputs() == 1
+                        ? dyn_cast<RankedTensorType>(fnType.getInput(0))
+                        : RankedTensorType();
+  auto logitsType = fnType.getNumResults() == 1
+                        ? dyn_cast<RankedTensorType>(fnType.getResult(0))
+                        : RankedTensorType();
+  if (!tokensType || tokensType.getRank() != 2 ||
+      !isa<IntegerType>(tokensType.getElementType()) || !logitsType ||
+      logitsType.getRank() != 3 || tokensType.isDynamicDim(0)) {
+    forward.emitError("transformer-kv-cache: expects @")
+        << entry
+        << " to map token ids [batch, seq] (static batch) to logits "
+           "[batch, seq, vocab], got "
+        << fnType;
+    return signalPassFailure();
+  }
+
+  // Every causal self-attention becomes a cache layer, in program order.
+  SmallVector<AttentionOp> layers;
+  forward.walk([&](AttentionOp op) {
+    if (op.getMode() == AttentionMode::causal)
+      layers.push_back(op);
+  });
+  if (layers.empty()) {
+    forward.emitError(
+        "transformer-kv-cache: no causal self-attention to cache");
+    return signalPassFailure();
+  }
+  AttentionOp first = layers.front();
+  for (AttentionOp op : layers) {
+    if (op.getOffset()) {
+      op.emitOpError("is already incremental (has an offset); "
+                     "transformer-kv-cache expects the whole-sequence form");
+      return signalPassFailure();
+    }
+    if (op.getNumKvHeads() != first.getNumKvHeads() ||
+        op.getHeadDim() != first.getHeadDim() ||
+        op.getKey().getType().getElementType() !=
+            first.getKey().getType().getElementType()) {
+      op.emitOpError("has num_kv_heads = ")
+          << op.getNumKvHeads() << ", head_dim = " << op.getHeadDim()
+          << " but the first layer has " << first.getNumKvHeads() << ", "
+          << first.getHeadDim() << "; one cache needs equal layer shapes";
+      return signalPassFailure();
+    }
+  }
+
+  int64_t cap = capacity;
+  if (cap <= 0) {
+    auto attr = module->getAttrOfType<IntegerAttr>(kContextLengthAttr);
+    if (!attr || attr.getInt() <= 0) {
+      module.emitError("transformer-kv-cache: no capacity option and no "
+                       "positive '")
+          << kContextLengthAttr << "' module attribute";
+      return signalPassFailure();
+    }
+    cap = attr.getInt();
+  }
+  auto cacheType = KVCacheType::get(
+      &getContext(), layers.size(), tokensType.getDimSize(0),
+      first.getNumKvHeads(), first.getHeadDim(), cap,
+      first.getKey().getType().getElementType());
+
+  if (failed(derive(forward, "prefill", /*singleToken=*/false, cacheType)) ||
+      failed(derive(forward, "decode", /*singleToken=*/true, cacheType)))
+    return signalPassFailure();
+  if (!forward->hasAttr(kEntryAttr))
+    forward->setAttr(kEntryAttr, StringAttr::get(&getContext(), "forward"));
+}
+
+FailureOr<func::FuncOp>
+TransformerKVCachePass::derive(func::FuncOp forward, StringRef name,
+                               bool singleToken, KVCacheType cacheType) {
+  MLIRContext *ctx = &getContext();
+  Location loc = forward.getLoc();
+  auto tokensType = cast<RankedTensorType>(forward.getArgumentTypes()[0]);
+  auto logitsType = cast<RankedTensorType>(forward.getResultTypes()[0]);
+  int64_t batch = tokensType.getDimSize(0);
+  if (singleToken)
+    tokensType = RankedTensorType::get({batch, 1}, tokensType.getElementType());
+  auto lastLogitsType = RankedTensorType::get(
+      {batch, logitsType.getDimSize(2)}, logitsType.getElementType());
+
+  OpBuilder builder(ctx);
+  builder.setInsertionPointAfter(forward);
+  auto fn = func::FuncOp::create(
+      builder, loc, name,
+      FunctionType::get(ctx, {tokensType, builder.getIndexType(), cacheType},
+                        {lastLogitsType, cacheType}));
+  fn->setAttr(kEntryAttr, StringAttr::get(ctx, name));
+  fn.setResultAttr(1, kTiedArgAttr, builder.getI64IntegerAttr(2));
+  Block *body = fn.addEntryBlock();
+  Value tokens = body->getArgument(0), pos = body->getArgument(1);
+  Value cache = body->getArgument(2);
+
+  // Clone the whole-sequence body, then refine types to the new token shape.
+  IRMapping mapping;
+  mapping.map(forward.getArgument(0), tokens);
+  builder.setInsertionPointToStart(body);
+  for (Operation &op : forward.getBody().front())
+    builder.clone(op, mapping);
+  auto ret = cast<func::ReturnOp>(body->getTerminator());
+  Value logits = ret.getOperand(0);
+  ret.erase();
+  for (Operation &op : *body)
+    if (failed(refineResultTypes(&op)))
+      return failure();
+
+  builder.setInsertionPointToStart(body);
+  Value seqLen =
+      singleToken
+          ? arith::ConstantIndexOp::create(builder, loc, 1).getResult()
+          : tensor::DimOp::create(builder, loc, tokens, 1).getResult();
+  Value end = arith::AddIOp::create(builder, loc, pos, seqLen);
+
+  // Positional encodings see absolute positions starting at %pos.
+  auto shiftOffset = [&](Operation *op, MutableOperandRange offset) {
+    builder.setInsertionPoint(op);
+    Value shifted = pos;
+    if (!offset.empty())
+      shifted = arith::AddIOp::create(builder, op->getLoc(), pos,
+                                      offset[0].get());
+    offset.assign(shifted);
+  };
+  body->walk([&](Operation *op) {
+    if (auto pe = dyn_cast<PositionEmbeddingOp>(op))
+      shiftOffset(op, pe.getOffsetMutable());
+    else if (auto rope = dyn_cast<RopeOp>(op))
+      shiftOffset(op, rope.getOffsetMutable());
+  });
+
+  // Each causal self-attention appends its keys/values and reads the prefix.
+  auto kvType = RankedTensorType::get(
+      {batch, ShapedType::kDynamic, cacheType.getWidth()},
+      cacheType.getElementType());
+  int64_t layer = 0;
+  SmallVector<AttentionOp> attentions;
+  body->walk([&](AttentionOp op) {
+    if (op.getMode() == AttentionMode::causal)
+      attentions.push_back(op);
+  });
+  for (AttentionOp op : attentions) {
+    builder.setInsertionPoint(op);
+    Location opLoc = op.getLoc();
+    cache = KVCacheAppendOp::create(builder, opLoc, cacheType, cache, layer,
+                                    op.getKey(), op.getValue(), pos);
+    auto read = KVCacheReadOp::create(builder, opLoc, kvType, kvType, cache,
+                                      layer, end);
+    op.getKeyMutable().assign(read.getKey());
+    op.getValueMutable().assign(read.getValue());
+    op.getOffsetMutable().assign(pos);
+    ++layer;
+  }
+
+  // Only the last position's logits leave the function.
+  builder.setInsertionPointToEnd(body);
+  Value last = arith::SubIOp::create(
+      builder, loc, seqLen, arith::ConstantIndexOp::create(builder, loc, 1));
+  PositionNarrower narrower(builder, last);
+  FailureOr<Value> narrowed = narrower.narrow(logits);
+  if (failed(narrowed))
+    return failure();
+  Value lastLogits = tensor::CollapseShapeOp::create(
+      builder, loc, lastLogitsType, *narrowed,
+      ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+  func::ReturnOp::create(builder, loc, ValueRange{lastLogits, cache});
+
+  // The full-sequence computations that only fed the logits are now dead.
+  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(*body)))
+    if (isOpTriviallyDead(&op))
+      op.erase();
+  if (failed(refineFunctionTypes(fn)))
+    return failure();
+  return fn;
+}
+
+} // namespace

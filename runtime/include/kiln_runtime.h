@@ -1,0 +1,85 @@
+/*===- kiln_runtime.h - The C ABI between compiled models and the runtime -===*
+ *
+ * Kiln's compiler emits an object file that defines the entry points and the
+ * model-info record declared below; the runtime library (libkiln_runtime.a)
+ * defines everything else, including main(). This header is the contract: the
+ * compiler includes it (to keep the ABI version in one place), the runtime
+ * never includes anything from LLVM or MLIR.
+ *
+ * Entry points use MLIR's C interface for memrefs (`_mlir_ciface_<name>`):
+ * each buffer is passed as a pointer to a strided memref descriptor. All
+ * buffers are row-major with unit innermost stride.
+ *===----------------------------------------------------------------------===*/
+#ifndef KILN_RUNTIME_H
+#define KILN_RUNTIME_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever an entry-point signature or kiln_model_info changes. */
+#define KILN_ABI_VERSION 1
+
+#define KILN_DEFINE_MEMREF(RANK)                                               \
+  typedef struct kiln_memref_##RANK##d {                                       \
+    void *allocated;                                                           \
+    void *aligned;                                                             \
+    int64_t offset;                                                            \
+    int64_t sizes[RANK];                                                       \
+    int64_t strides[RANK];                                                     \
+  } kiln_memref_##RANK##d;
+KILN_DEFINE_MEMREF(1)
+KILN_DEFINE_MEMREF(2)
+KILN_DEFINE_MEMREF(3)
+KILN_DEFINE_MEMREF(5)
+#undef KILN_DEFINE_MEMREF
+
+/* Describes the compiled model; emitted by the compiler as a constant. */
+typedef struct kiln_model_info {
+  uint32_t abi_version;  /* == KILN_ABI_VERSION */
+  uint32_t num_weights;  /* entries in the model file's weight table */
+  int64_t batch;         /* batch size the entry points were compiled for */
+  int64_t num_layers;    /* KV cache: layers (causal self-attention ops) */
+  int64_t kv_width;      /* KV cache: kv_heads * head_dim */
+  int64_t capacity;      /* KV cache: positions (the context length) */
+  int64_t vocab_size;    /* logits per position */
+  const char *model_path; /* model file the executable was compiled from */
+} kiln_model_info;
+
+extern const kiln_model_info kiln_model;
+
+/* Buffers shared by all entry points:
+ *   weights:        i8[file_size]  the mmap'd model file
+ *   weight_offsets: i64[num_weights] byte offset of weight i's data in `weights`
+ *   cache:          f32[num_layers][2][batch][capacity][kv_width]
+ *                   (index 0 = keys, 1 = values), owned by the runtime
+ *
+ * Whole-sequence form (teacher forcing: every position attends to the
+ * positions before it through the causal mask), used for scoring:
+ *   tokens i32[batch][seq], logits f32[batch][seq][vocab] (written). */
+void _mlir_ciface_forward(kiln_memref_1d *weights, kiln_memref_1d *weight_offsets,
+                          kiln_memref_2d *tokens, kiln_memref_3d *logits);
+
+/* Incremental form derived by the transformer-kv-cache pass.
+ * prefill: tokens i32[batch][seq] placed at positions pos .. pos+seq-1; their
+ *          keys/values are appended to the cache; logits f32[batch][vocab]
+ *          of the last position are written.
+ * decode:  the same for one token (seq == 1) at position pos.
+ * Requires pos + seq <= capacity. */
+void _mlir_ciface_prefill(kiln_memref_1d *weights, kiln_memref_1d *weight_offsets,
+                          kiln_memref_2d *tokens, int64_t pos,
+                          kiln_memref_5d *cache, kiln_memref_2d *logits);
+void _mlir_ciface_decode(kiln_memref_1d *weights, kiln_memref_1d *weight_offsets,
+                         kiln_memref_2d *tokens, int64_t pos,
+                         kiln_memref_5d *cache, kiln_memref_2d *logits);
+
+/* The executable's main(), defined by the runtime. */
+int kiln_main(int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KILN_RUNTIME_H */

@@ -11,8 +11,6 @@ using namespace kiln::transformer;
 
 #include "kiln/Dialect/Transformer/IR/TransformerOpsDialect.cpp.inc"
 #include "kiln/Dialect/Transformer/IR/TransformerEnums.cpp.inc"
-#define GET_ATTRDEF_CLASSES
-#include "kiln/Dialect/Transformer/IR/TransformerAttrs.cpp.inc"
 #define GET_TYPEDEF_CLASSES
 #include "kiln/Dialect/Transformer/IR/TransformerOpsTypes.cpp.inc"
 
@@ -24,10 +22,6 @@ void TransformerDialect::initialize() {
   addTypes<
 #define GET_TYPEDEF_LIST
 #include "kiln/Dialect/Transformer/IR/TransformerOpsTypes.cpp.inc"
-      >();
-  addAttributes<
-#define GET_ATTRDEF_LIST
-#include "kiln/Dialect/Transformer/IR/TransformerAttrs.cpp.inc"
       >();
 }
 

@@ -21,8 +21,6 @@ class PositionWise
 
 #include "kiln/Dialect/Transformer/IR/TransformerOpsDialect.h.inc"
 #include "kiln/Dialect/Transformer/IR/TransformerEnums.h.inc"
-#define GET_ATTRDEF_CLASSES
-#include "kiln/Dialect/Transformer/IR/TransformerAttrs.h.inc"
 #define GET_TYPEDEF_CLASSES
 #include "kiln/Dialect/Transformer/IR/TransformerOpsTypes.h.inc"
 #define GET_OP_CLASSES

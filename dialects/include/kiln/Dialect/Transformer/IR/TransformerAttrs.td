@@ -13,28 +13,19 @@ def Transformer_Activation : I32EnumAttr<"Activation", "feed-forward activation"
     I32EnumAttrCase<"swiglu", 4>,
     I32EnumAttrCase<"geglu", 5>]> {
   let cppNamespace = "::kiln::transformer";
-  let genSpecializedAttr = 0;
 }
-def Transformer_ActivationAttr
-    : EnumAttr<Transformer_Dialect, Transformer_Activation, "activation">;
 
 def Transformer_AttentionMode : I32EnumAttr<"AttentionMode", "attention mode", [
     I32EnumAttrCase<"causal", 0>,
     I32EnumAttrCase<"bidirectional", 1>,
     I32EnumAttrCase<"cross", 2>]> {
   let cppNamespace = "::kiln::transformer";
-  let genSpecializedAttr = 0;
 }
-def Transformer_AttentionModeAttr
-    : EnumAttr<Transformer_Dialect, Transformer_AttentionMode, "attention_mode">;
 
 def Transformer_RopeStyle : I32EnumAttr<"RopeStyle", "rotary pairing", [
     I32EnumAttrCase<"rotate_half", 0>,
     I32EnumAttrCase<"interleaved", 1>]> {
   let cppNamespace = "::kiln::transformer";
-  let genSpecializedAttr = 0;
 }
-def Transformer_RopeStyleAttr
-    : EnumAttr<Transformer_Dialect, Transformer_RopeStyle, "rope_style">;
 
 #endif // KILN_TRANSFORMER_ATTRS

@@ -97,7 +97,7 @@ def Transformer_RopeOp : Transformer_Op<"rope", [Pure, InferTypeOpAdaptor]> {
   }];
   let arguments = (ins Transformer_FloatTensor:$input, Optional<Index>:$offset,
                        I64Attr:$head_dim, F32Attr:$theta,
-                       Transformer_RopeStyleAttr:$style);
+                       Transformer_RopeStyle:$style);
   let results = (outs Transformer_FloatTensor:$result);
   let assemblyFormat = [{
     $style $input (`offset` $offset^)? attr-dict `:` functional-type(operands, results)
@@ -207,7 +207,7 @@ def Transformer_AttentionOp : Transformer_Op<"attention", [Pure, InferTypeOpAdap
   }];
   let arguments = (ins Transformer_FloatTensor:$query, Transformer_FloatTensor:$key,
                        Transformer_FloatTensor:$value, Optional<Index>:$offset,
-                       Transformer_AttentionModeAttr:$mode, I64Attr:$num_heads,
+                       Transformer_AttentionMode:$mode, I64Attr:$num_heads,
                        I64Attr:$num_kv_heads, I64Attr:$head_dim, F32Attr:$scale);
   let results = (outs Transformer_FloatTensor:$result);
   let assemblyFormat = [{
@@ -238,11 +238,11 @@ def Transformer_FeedForwardOp : Transformer_Op<"feed_forward",
                        Optional<Transformer_FloatTensor>:$w_gate,
                        Transformer_FloatTensor:$w_down,
                        Optional<Transformer_FloatTensor>:$b_down,
-                       Transformer_ActivationAttr:$activation);
+                       Transformer_Activation:$activation);
   let results = (outs Transformer_FloatTensor:$result);
   let assemblyFormat = [{
-    $activation $input `,` `up` $w_up (`bias` $b_up^)? (`,` `gate` $w_gate^)?
-    `,` `down` $w_down (`bias` $b_down^)? attr-dict `:` functional-type(operands, results)
+    $activation $input `,` `up` $w_up (`bias` $b_up^)? `,` (`gate` $w_gate^ `,`)?
+    `down` $w_down (`bias` $b_down^)? attr-dict `:` functional-type(operands, results)
   }];
   let extraClassDeclaration = [{
     bool isGated() {

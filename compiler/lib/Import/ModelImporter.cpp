@@ -1,0 +1,442 @@
+//===- ModelImporter.cpp - .kiln model file -> transformer dialect --------===//
+//
+// Builds the whole-sequence (training) form of a model file's graph. Nothing
+// in the file is trusted before the FlatBuffers verifier and the semantic
+// checks here have passed: every name resolves, every weight's bytes match
+// its dtype and shape, and every op's shapes are checked by the op's own
+// type inference, whose messages name the node.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Import/ModelImporter.h"
+#include "kiln/Dialect/Transformer/IR/Transformer.h"
+#include "kiln/Dialect/Transformer/Transforms/Passes.h"
+
+#include "kiln_generated.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/Verifier.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace kiln::transformer;
+namespace fb = kiln::fb;
+
+namespace {
+
+constexpr uint32_t kSchemaVersion = 1;
+
+class Importer {
+public:
+  Importer(MLIRContext *ctx, StringRef path, const fb::Model *model,
+           const uint8_t *base, const kiln::ImportOptions &options)
+      : ctx(ctx), b(ctx), model(model), base(base), options(options),
+        fileLoc(FileLineColLoc::get(ctx, path, 0, 0)) {}
+
+  OwningOpRef<ModuleOp> run();
+
+private:
+  InFlightDiagnostic error() { return emitError(fileLoc); }
+  Location nodeLoc(const fb::Node *node) {
+    return NameLoc::get(StringAttr::get(ctx, node->name()->string_view()),
+                        fileLoc);
+  }
+
+  LogicalResult checkWeights();
+  LogicalResult importNode(const fb::Node *node);
+  /// Input `i` of `node`; null when it is "" and `optional`.
+  FailureOr<Value> input(const fb::Node *node, unsigned i, bool optional = false);
+  Value weight(unsigned index);
+
+  template <typename OpTy, typename... Args>
+  FailureOr<Value> build(Location loc, Args &&...args);
+
+  MLIRContext *ctx;
+  OpBuilder b;
+  const fb::Model *model;
+  const uint8_t *base;
+  kiln::ImportOptions options;
+  Location fileLoc;
+  llvm::StringMap<Value> values;
+  llvm::StringMap<unsigned> weightIndex;
+  DenseMap<unsigned, Value> weightValues;
+};
+
+/// Creates OpTy with its result type inferred; reports inference failures as
+/// diagnostics (at `loc`, the node) instead of aborting like the generated
+/// inferring builders do.
+template <typename OpTy, typename... Args>
+FailureOr<Value> Importer::build(Location loc, Args &&...args) {
+  OperationState state(loc, OpTy::getOperationName());
+  Type placeholder = b.getNoneType();
+  OpTy::build(b, state, placeholder, std::forward<Args>(args)...);
+  SmallVector<Type> types;
+  if (failed(OpTy::inferReturnTypes(ctx, loc, state.operands,
+                                    state.attributes.getDictionary(ctx),
+                                    state.getRawProperties(), state.regions,
+                                    types)))
+    return failure();
+  state.types.assign(types.begin(), types.end());
+  return b.create(state)->getResult(0);
+}
+
+LogicalResult Importer::checkWeights() {
+  const auto *weights = model->weights();
+  for (unsigned i = 0; i < weights->size(); ++i) {
+    const fb::Weight *w = weights->Get(i);
+    StringRef name = w->name()->string_view();
+    if (name.empty())
+      return error() << "weight #" << i << " has an empty name";
+    if (!weightIndex.try_emplace(name, i).second)
+      return error() << "weight '" << name << "' is defined twice";
+    if (w->dtype() != fb::DType::F32)
+      return error() << "weight '" << name << "' has dtype "
+                     << fb::EnumNameDType(w->dtype())
+                     << "; this compiler supports F32 weights";
+    uint64_t elements = 1;
+    if (w->shape()->size() == 0 || w->shape()->size() > 4)
+      return error() << "weight '" << name << "' has rank "
+                     << w->shape()->size() << "; expected 1 to 4";
+    for (int64_t d : *w->shape()) {
+      if (d <= 0 || d > (int64_t(1) << 40))
+        return error() << "weight '" << name << "' has invalid dimension " << d;
+      if (__builtin_mul_overflow(elements, (uint64_t)d, &elements) ||
+          elements > (uint64_t(1) << 40))
+        return error() << "weight '" << name << "' is too large";
+    }
+    if (w->data()->size() != elements * 4)
+      return error() << "weight '" << name << "' holds " << w->data()->size()
+                     << " bytes but its shape needs " << elements * 4;
+    if ((w->data()->data() - base) % 64 != 0)
+      return error() << "weight '" << name
+                     << "' is not 64-byte aligned in the file";
+  }
+  return success();
+}
+
+Value Importer::weight(unsigned index) {
+  if (Value v = weightValues.lookup(index))
+    return v;
+  const fb::Weight *w = model->weights()->Get(index);
+  SmallVector<int64_t> shape(w->shape()->begin(), w->shape()->end());
+  auto type = RankedTensorType::get(shape, b.getF32Type());
+  Value v = WeightOp::create(
+      b, NameLoc::get(StringAttr::get(ctx, w->name()->string_view()), fileLoc),
+      type, w->name()->string_view(), index);
+  weightValues[index] = v;
+  return v;
+}
+
+FailureOr<Value> Importer::input(const fb::Node *node, unsigned i,
+                                 bool optional) {
+  StringRef name = node->inputs()->Get(i)->string_view();
+  if (name.empty()) {
+    if (optional)
+      return Value();
+    emitError(nodeLoc(node)) << "input #" << i << " of node '"
+                             << node->name()->string_view()
+                             << "' must not be empty";
+    return failure();
+  }
+  if (Value v = values.lookup(name))
+    return v;
+  auto it = weightIndex.find(name);
+  if (it != weightIndex.end())
+    return weight(it->second);
+  emitError(nodeLoc(node)) << "node '" << node->name()->string_view()
+                           << "' reads '" << name
+                           << "', which is neither a weight nor produced by "
+                              "an earlier node";
+  return failure();
+}
+
+LogicalResult Importer::importNode(const fb::Node *node) {
+  Location loc = nodeLoc(node);
+  StringRef name = node->name()->string_view();
+  unsigned numInputs = node->inputs()->size();
+  auto arity = [&](unsigned lo, unsigned hi) -> LogicalResult {
+    if (numInputs >= lo && numInputs <= hi)
+      return success();
+    auto diag = emitError(loc) << "node '" << name << "' ("
+                               << fb::EnumNameOp(node->op_type())
+                               << ") has " << numInputs << " inputs; expected ";
+    if (lo == hi)
+      diag << lo;
+    else
+      diag << lo << " to " << hi;
+    return failure();
+  };
+  if (node->outputs()->size() != 1)
+    return emitError(loc) << "node '" << name << "' has "
+                          << node->outputs()->size()
+                          << " outputs; every op has exactly one";
+  SmallVector<Value> in;
+  auto get = [&](unsigned i, bool optional = false) -> LogicalResult {
+    FailureOr<Value> v = input(node, i, optional);
+    if (failed(v))
+      return failure();
+    in.push_back(*v);
+    return success();
+  };
+
+  FailureOr<Value> result = failure();
+  switch (node->op_type()) {
+  case fb::Op::EmbeddingOp:
+    if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
+      return failure();
+    result = build<EmbeddingOp>(loc, in[0], in[1]);
+    break;
+  case fb::Op::PositionEmbeddingOp:
+    if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
+      return failure();
+    result = build<PositionEmbeddingOp>(loc, in[0], in[1], Value());
+    break;
+  case fb::Op::RopeOp: {
+    const fb::RopeOp *op = node->op_as_RopeOp();
+    if (failed(arity(1, 1)) || failed(get(0)))
+      return failure();
+    RopeStyle style = op->style() == fb::RopeStyle::Interleaved
+                          ? RopeStyle::interleaved
+                          : RopeStyle::rotate_half;
+    result = build<RopeOp>(loc, in[0], Value(),
+                           b.getI64IntegerAttr(op->head_dim()),
+                           b.getF32FloatAttr(op->theta()),
+                           RopeStyleAttr::get(ctx, style));
+    break;
+  }
+  case fb::Op::LayerNormOp:
+    if (failed(arity(3, 3)) || failed(get(0)) || failed(get(1)) ||
+        failed(get(2)))
+      return failure();
+    result = build<LayerNormOp>(
+        loc, in[0], in[1], in[2],
+        b.getF32FloatAttr(node->op_as_LayerNormOp()->epsilon()));
+    break;
+  case fb::Op::RmsNormOp:
+    if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
+      return failure();
+    result = build<RMSNormOp>(
+        loc, in[0], in[1], b.getF32FloatAttr(node->op_as_RmsNormOp()->epsilon()));
+    break;
+  case fb::Op::LinearOp:
+    if (failed(arity(2, 3)) || failed(get(0)) || failed(get(1)))
+      return failure();
+    if (numInputs == 3 && failed(get(2, /*optional=*/true)))
+      return failure();
+    result = build<LinearOp>(loc, in[0], in[1], numInputs == 3 ? in[2] : Value());
+    break;
+  case fb::Op::AddOp: {
+    if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
+      return failure();
+    if (in[0].getType() != in[1].getType())
+      return emitError(loc) << "node '" << name << "' adds "
+                            << in[0].getType() << " and " << in[1].getType()
+                            << "; the shapes must be equal";
+    result = AddOp::create(b, loc, in[0], in[1]).getResult();
+    break;
+  }
+  case fb::Op::AttentionOp: {
+    const fb::AttentionOp *op = node->op_as_AttentionOp();
+    if (failed(arity(3, 3)) || failed(get(0)) || failed(get(1)) ||
+        failed(get(2)))
+      return failure();
+    if (op->mode() != fb::AttentionMode::Causal)
+      return emitError(loc) << "node '" << name << "': attention mode "
+                            << fb::EnumNameAttentionMode(op->mode())
+                            << " is not supported yet (supported: Causal)";
+    if (op->head_dim() <= 0)
+      return emitError(loc) << "node '" << name
+                            << "': head_dim must be positive, got "
+                            << op->head_dim();
+    float scale = op->scale();
+    if (scale == 0.0f)
+      scale = 1.0f / std::sqrt((float)op->head_dim());
+    result = build<AttentionOp>(
+        loc, in[0], in[1], in[2], Value(),
+        AttentionModeAttr::get(ctx, AttentionMode::causal),
+        b.getI64IntegerAttr(op->num_heads()),
+        b.getI64IntegerAttr(op->num_kv_heads()),
+        b.getI64IntegerAttr(op->head_dim()), b.getF32FloatAttr(scale));
+    break;
+  }
+  case fb::Op::FeedForwardOp: {
+    fb::Activation fa = node->op_as_FeedForwardOp()->activation();
+    Activation act;
+    switch (fa) {
+    case fb::Activation::ReLU: act = Activation::relu; break;
+    case fb::Activation::GELU: act = Activation::gelu; break;
+    case fb::Activation::GELUTanh: act = Activation::gelu_tanh; break;
+    case fb::Activation::SiLU: act = Activation::silu; break;
+    case fb::Activation::SwiGLU: act = Activation::swiglu; break;
+    case fb::Activation::GEGLU: act = Activation::geglu; break;
+    default:
+      return emitError(loc) << "node '" << name << "' has unknown activation "
+                            << (int)fa;
+    }
+    auto actAttr = ActivationAttr::get(ctx, act);
+    if (act == Activation::swiglu || act == Activation::geglu) {
+      if (failed(arity(4, 4)) || failed(get(0)) || failed(get(1)) ||
+          failed(get(2)) || failed(get(3)))
+        return failure();
+      // inputs: x, gate, up, down
+      result = build<FeedForwardOp>(loc, in[0], in[2], Value(), in[1], in[3],
+                                    Value(), actAttr);
+    } else {
+      if (failed(arity(5, 5)) || failed(get(0)) || failed(get(1)) ||
+          failed(get(2, true)) || failed(get(3)) || failed(get(4, true)))
+        return failure();
+      result = build<FeedForwardOp>(loc, in[0], in[1], in[2], Value(), in[3],
+                                    in[4], actAttr);
+    }
+    break;
+  }
+  default:
+    return emitError(loc) << "node '" << name << "' has an unknown op (type "
+                          << (int)node->op_type()
+                          << "); the file may come from a newer Kiln";
+  }
+  if (failed(result))
+    return failure();
+  StringRef out = node->outputs()->Get(0)->string_view();
+  if (out.empty() || values.count(out) || weightIndex.count(out))
+    return emitError(loc) << "node '" << name << "' defines '" << out
+                          << "', which is empty or already defined";
+  values[out] = *result;
+  return success();
+}
+
+OwningOpRef<ModuleOp> Importer::run() {
+  const fb::Metadata *meta = model->metadata();
+  if (model->version() > kSchemaVersion) {
+    error() << "model file schema version " << model->version()
+            << " is newer than this compiler supports (" << kSchemaVersion
+            << ")";
+    return nullptr;
+  }
+  if (meta->context_length() <= 0 || meta->vocab_size() <= 0) {
+    error() << "metadata: context_length (" << meta->context_length()
+            << ") and vocab_size (" << meta->vocab_size()
+            << ") must be positive";
+    return nullptr;
+  }
+  if (model->inputs()->size() != 1 || model->outputs()->size() != 1) {
+    error() << "the graph must have one input (token ids) and one output "
+               "(logits), got "
+            << model->inputs()->size() << " and " << model->outputs()->size();
+    return nullptr;
+  }
+  if (failed(checkWeights()))
+    return nullptr;
+
+  OwningOpRef<ModuleOp> module = ModuleOp::create(fileLoc);
+  (*module)->setAttr(kContextLengthAttr,
+                     b.getI64IntegerAttr(meta->context_length()));
+  (*module)->setAttr("transformer.num_weights",
+                     b.getI64IntegerAttr(model->weights()->size()));
+  if (meta->name())
+    (*module)->setAttr("kiln.model_name",
+                       b.getStringAttr(meta->name()->string_view()));
+
+  int64_t vocab = meta->vocab_size();
+  auto tokensType = RankedTensorType::get({options.batch, ShapedType::kDynamic},
+                                          b.getI32Type());
+  auto logitsType = RankedTensorType::get(
+      {options.batch, ShapedType::kDynamic, vocab}, b.getF32Type());
+  b.setInsertionPointToEnd(module->getBody());
+  auto func = func::FuncOp::create(
+      b, fileLoc, "forward", b.getFunctionType({tokensType}, {logitsType}));
+  func->setAttr(kEntryAttr, b.getStringAttr("forward"));
+  Block *body = func.addEntryBlock();
+  b.setInsertionPointToStart(body);
+  values[model->inputs()->Get(0)->string_view()] = body->getArgument(0);
+
+  for (const fb::Node *node : *model->nodes())
+    if (failed(importNode(node)))
+      return nullptr;
+
+  StringRef outName = model->outputs()->Get(0)->string_view();
+  Value logits = values.lookup(outName);
+  if (!logits) {
+    error() << "graph output '" << outName << "' is not produced by any node";
+    return nullptr;
+  }
+  if (logits.getType() != logitsType) {
+    error() << "graph output '" << outName << "' has type " << logits.getType()
+            << "; expected logits " << logitsType
+            << " (metadata vocab_size = " << vocab << ")";
+    return nullptr;
+  }
+  func::ReturnOp::create(b, fileLoc, logits);
+  if (failed(verify(*module)))
+    return nullptr;
+  return module;
+}
+
+} // namespace
+
+OwningOpRef<ModuleOp> kiln::importModelBuffer(ArrayRef<uint8_t> bytes,
+                                              StringRef path,
+                                              MLIRContext *context,
+                                              const ImportOptions &options) {
+  context->loadDialect<TransformerDialect, func::FuncDialect>();
+  Location loc = FileLineColLoc::get(context, path, 0, 0);
+  if (options.batch <= 0) {
+    emitError(loc) << "batch must be positive";
+    return nullptr;
+  }
+  if (bytes.size() < 8 || !fb::ModelBufferHasIdentifier(bytes.data())) {
+    emitError(loc) << "not a Kiln model file (missing the 'KILN' identifier)";
+    return nullptr;
+  }
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % 64 != 0) {
+    emitError(loc) << "internal error: model buffer is not 64-byte aligned";
+    return nullptr;
+  }
+  if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) {
+    emitError(loc) << "model file of " << bytes.size()
+                   << " bytes exceeds the 2 GiB FlatBuffers limit";
+    return nullptr;
+  }
+  flatbuffers::Verifier::Options vopts;
+  vopts.max_tables = 1u << 24;
+  flatbuffers::Verifier verifier(bytes.data(), bytes.size(), vopts);
+  if (!fb::VerifyModelBuffer(verifier)) {
+    emitError(loc) << "model file is malformed or truncated (FlatBuffers "
+                      "verification failed)";
+    return nullptr;
+  }
+  Importer importer(context, path, fb::GetModel(bytes.data()), bytes.data(),
+                    options);
+  return importer.run();
+}
+
+OwningOpRef<ModuleOp> kiln::importModelFile(StringRef path,
+                                            MLIRContext *context,
+                                            const ImportOptions &options) {
+  Location loc = FileLineColLoc::get(context, path, 0, 0);
+  // 64-byte alignment so that weight alignment can be checked as in mmap.
+  auto file = llvm::WritableMemoryBuffer::getFile(path, /*IsVolatile=*/false,
+                                                  llvm::Align(64));
+  if (!file) {
+    emitError(loc) << "cannot read model file: " << file.getError().message();
+    return nullptr;
+  }
+  auto bytes = ArrayRef<uint8_t>(
+      reinterpret_cast<const uint8_t *>((*file)->getBufferStart()),
+      (*file)->getBufferSize());
+  OwningOpRef<ModuleOp> module =
+      importModelBuffer(bytes, path, context, options);
+  if (!module)
+    return nullptr;
+  SmallString<256> abs(path);
+  if (!llvm::sys::fs::make_absolute(abs))
+    llvm::sys::path::remove_dots(abs, /*remove_dot_dot=*/true);
+  (*module)->setAttr("kiln.model_path", StringAttr::get(context, abs));
+  return module;
+}

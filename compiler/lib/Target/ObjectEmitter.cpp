@@ -1,0 +1,113 @@
+//===- ObjectEmitter.cpp - LLVM dialect -> object file -> executable ------===//
+//
+// Objects are emitted in-process through a TargetMachine for the host CPU;
+// only the final link runs the system compiler driver.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Target/ObjectEmitter.h"
+
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Passes/PassBuilder.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/Target/TargetOptions.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/SubtargetFeature.h"
+
+using namespace llvm;
+
+static std::unique_ptr<TargetMachine> hostTargetMachine(std::string &error) {
+  InitializeNativeTarget();
+  InitializeNativeTargetAsmPrinter();
+  Triple triple(sys::getDefaultTargetTriple());
+  const Target *target = TargetRegistry::lookupTarget(triple, error);
+  if (!target)
+    return nullptr;
+  SubtargetFeatures features;
+  for (const auto &feature : sys::getHostCPUFeatures())
+    features.AddFeature(feature.first(), feature.second);
+  TargetOptions options;
+  // Let the backend form fused multiply-adds (PyTorch's kernels do too).
+  options.AllowFPOpFusion = FPOpFusion::Fast;
+  std::unique_ptr<TargetMachine> tm(target->createTargetMachine(
+      triple, sys::getHostCPUName(), features.getString(), options,
+      Reloc::PIC_, std::nullopt, CodeGenOptLevel::Aggressive));
+  if (!tm)
+    error = "cannot create a target machine for " + triple.str();
+  return tm;
+}
+
+std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
+                                               LLVMContext &context,
+                                               std::string &error) {
+  mlir::DialectRegistry registry;
+  mlir::registerBuiltinDialectTranslation(registry);
+  mlir::registerLLVMDialectTranslation(registry);
+  module->getContext()->appendDialectRegistry(registry);
+  std::unique_ptr<Module> llvmModule =
+      mlir::translateModuleToLLVMIR(module, context, "kiln_model");
+  if (!llvmModule) {
+    error = "translation from the LLVM dialect to LLVM IR failed";
+    return nullptr;
+  }
+  std::unique_ptr<TargetMachine> tm = hostTargetMachine(error);
+  if (!tm)
+    return nullptr;
+  llvmModule->setTargetTriple(tm->getTargetTriple());
+  llvmModule->setDataLayout(tm->createDataLayout());
+
+  LoopAnalysisManager lam;
+  FunctionAnalysisManager fam;
+  CGSCCAnalysisManager cgam;
+  ModuleAnalysisManager mam;
+  PassBuilder pb(tm.get());
+  pb.registerModuleAnalyses(mam);
+  pb.registerCGSCCAnalyses(cgam);
+  pb.registerFunctionAnalyses(fam);
+  pb.registerLoopAnalyses(lam);
+  pb.crossRegisterProxies(lam, fam, cgam, mam);
+  ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(OptimizationLevel::O3);
+  mpm.run(*llvmModule, mam);
+  return llvmModule;
+}
+
+bool kiln::emitObject(Module &module, raw_pwrite_stream &os,
+                      std::string &error) {
+  std::unique_ptr<TargetMachine> tm = hostTargetMachine(error);
+  if (!tm)
+    return false;
+  legacy::PassManager pm;
+  if (tm->addPassesToEmitFile(pm, os, nullptr, CodeGenFileType::ObjectFile)) {
+    error = "the target cannot emit object files";
+    return false;
+  }
+  pm.run(module);
+  return true;
+}
+
+bool kiln::linkExecutable(StringRef linker, StringRef objectPath,
+                          StringRef runtimeLib, StringRef outputPath,
+                          std::string &error) {
+  ErrorOr<std::string> program = sys::findProgramByName(linker);
+  if (!program) {
+    error = ("cannot find the linker driver '" + linker + "'").str();
+    return false;
+  }
+  SmallVector<StringRef> args = {*program, objectPath, runtimeLib, "-lm",
+                                 "-pthread", "-o", outputPath};
+  std::string message;
+  int rc = sys::ExecuteAndWait(*program, args, std::nullopt, {}, 0, 0,
+                               &message);
+  if (rc != 0) {
+    error = "linking failed (" + *program + " exited with " +
+            std::to_string(rc) + (message.empty() ? "" : ": " + message) + ")";
+    return false;
+  }
+  return true;
+}

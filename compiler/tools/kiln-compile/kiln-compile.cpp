@@ -1,0 +1,283 @@
+//===- kiln-compile.cpp - Compile a model file into an executable ---------===//
+//
+//   kiln-compile model.kiln -o mymodel
+//   kiln-compile model.kiln --emit=mlir --stage=kv-cache | kiln-opt ...
+//
+// Exit codes: 0 success, 1 bad usage, 2 invalid model file or input IR,
+// 3 compilation failure, 4 cannot write the output or link.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Import/ModelImporter.h"
+#include "kiln/InitAll.h"
+#include "kiln/Pipelines/Pipelines.h"
+#include "kiln/Target/ObjectEmitter.h"
+
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/Support/Timing.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FileUtilities.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+
+using namespace llvm;
+
+namespace {
+enum ExitCode { Ok = 0, Usage = 1, BadInput = 2, CompileFailed = 3, OutputFailed = 4 };
+enum class Emit { MLIR, LLVM, Obj, Exe };
+
+cl::OptionCategory category("kiln-compile options");
+cl::opt<std::string> inputPath(cl::Positional, cl::Required,
+                               cl::desc("<model.kiln | stage.mlir>"),
+                               cl::cat(category));
+cl::opt<std::string> outputPath("o", cl::desc("Output file (default: the model name for exe, stdout for text)"),
+                                cl::value_desc("path"), cl::cat(category));
+cl::opt<Emit> emit(
+    "emit", cl::desc("What to produce (default: exe)"), cl::init(Emit::Exe),
+    cl::values(clEnumValN(Emit::MLIR, "mlir", "MLIR text at --stage"),
+               clEnumValN(Emit::LLVM, "llvm", "optimized LLVM IR for this CPU"),
+               clEnumValN(Emit::Obj, "obj", "object file"),
+               clEnumValN(Emit::Exe, "exe", "executable linked with the runtime")),
+    cl::cat(category));
+cl::opt<std::string> stageOpt(
+    "stage",
+    cl::desc("With --emit=mlir: stop after this stage: import, kv-cache, "
+             "linalg, llvm (default: llvm)"),
+    cl::init("llvm"), cl::cat(category));
+cl::opt<std::string> fromStageOpt(
+    "from-stage",
+    cl::desc("For .mlir input: the stage it was printed at (default: import)"),
+    cl::init("import"), cl::cat(category));
+cl::opt<int64_t> batch("batch", cl::desc("Batch size of the entry points"),
+                       cl::init(1), cl::cat(category));
+cl::opt<std::string> runtimeLib(
+    "runtime-lib",
+    cl::desc("Runtime archive to link (default: ../lib/libkiln_runtime.a "
+             "next to kiln-compile)"),
+    cl::cat(category));
+cl::opt<std::string> linker("linker",
+                            cl::desc("C++ compiler driver used to link"),
+                            cl::init(KILN_DEFAULT_LINKER), cl::cat(category));
+cl::opt<bool> timing("timing", cl::desc("Print the time of every stage and pass"),
+                     cl::cat(category));
+
+int fail(int code, const Twine &message) {
+  errs() << "kiln-compile: error: " << message << "\n";
+  return code;
+}
+
+std::string defaultRuntimeLib(const char *argv0) {
+  std::string exe = sys::fs::getMainExecutable(argv0, (void *)&defaultRuntimeLib);
+  SmallString<256> path(sys::path::parent_path(sys::path::parent_path(exe)));
+  sys::path::append(path, "lib", "libkiln_runtime.a");
+  return std::string(path);
+}
+
+/// Writes `write(os)` to `path` atomically: a temporary file in the same
+/// directory, renamed over `path` only when complete.
+bool writeAtomically(StringRef path,
+                     function_ref<bool(raw_pwrite_stream &)> write,
+                     std::string &error) {
+  if (path == "-") {
+    outs().SetUnbuffered();
+    raw_fd_ostream &os = outs();
+    return write(os);
+  }
+  SmallString<256> tmp;
+  int fd;
+  StringRef dir = sys::path::parent_path(path);
+  SmallString<256> model(dir.empty() ? "." : dir);
+  sys::path::append(model, ".kiln-tmp-%%%%%%");
+  if (std::error_code ec = sys::fs::createUniqueFile(model, fd, tmp)) {
+    error = ("cannot write '" + path + "': " + ec.message()).str();
+    return false;
+  }
+  bool ok;
+  {
+    raw_fd_ostream os(fd, /*shouldClose=*/true);
+    ok = write(os);
+    os.close();
+    if (os.has_error()) {
+      error = ("cannot write '" + path + "': " + os.error().message()).str();
+      os.clear_error();
+      ok = false;
+    }
+  }
+  if (ok) {
+    if (std::error_code ec = sys::fs::rename(tmp, path)) {
+      error = ("cannot write '" + path + "': " + ec.message()).str();
+      ok = false;
+    }
+  }
+  if (!ok)
+    sys::fs::remove(tmp);
+  return ok;
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  InitLLVM init(argc, argv);
+  mlir::registerPassManagerCLOptions();
+  mlir::registerDefaultTimingManagerCLOptions();
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "Kiln: compiles a transformer model file into a native executable\n\n"
+      "  kiln-compile model.kiln -o mymodel\n"
+      "  kiln-compile model.kiln --emit=mlir --stage=kv-cache\n\n"
+      "Exit codes: 0 success, 1 bad usage, 2 invalid model or input IR,\n"
+      "3 compilation failed, 4 cannot write the output or link.\n");
+
+  std::optional<kiln::Stage> stage = kiln::parseStage(stageOpt);
+  if (!stage)
+    return fail(Usage, "unknown --stage '" + stageOpt +
+                           "' (expected import, kv-cache, linalg or llvm)");
+  std::optional<kiln::Stage> fromStage = kiln::parseStage(fromStageOpt);
+  if (!fromStage)
+    return fail(Usage, "unknown --from-stage '" + fromStageOpt + "'");
+  if (batch <= 0)
+    return fail(Usage, "--batch must be positive");
+  if (emit != Emit::MLIR)
+    stage = kiln::Stage::LLVM;
+  bool binary = emit == Emit::Obj || emit == Emit::Exe;
+  if (outputPath.empty()) {
+    if (emit == Emit::Exe)
+      outputPath = sys::path::stem(inputPath).str();
+    else if (emit == Emit::Obj)
+      outputPath = (sys::path::stem(inputPath) + ".o").str();
+    else
+      outputPath = "-";
+  }
+  if (binary && outputPath == "-")
+    return fail(Usage, "refusing to write a binary to stdout; give -o");
+
+  mlir::DefaultTimingManager tm;
+  mlir::applyDefaultTimingManagerCLOptions(tm);
+  if (timing)
+    tm.setEnabled(true);
+  mlir::TimingScope rootTimer = tm.getRootScope();
+
+  mlir::DialectRegistry registry;
+  kiln::registerAllDialects(registry);
+  kiln::registerAllPasses();
+  mlir::MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+
+  // Import (or parse an earlier stage's output).
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  {
+    mlir::TimingScope t = rootTimer.nest("import");
+    if (StringRef(inputPath).ends_with(".mlir")) {
+      llvm::SourceMgr sourceMgr;
+      std::string err;
+      auto file = mlir::openInputFile(inputPath, &err);
+      if (!file)
+        return fail(BadInput, err);
+      sourceMgr.AddNewSourceBuffer(std::move(file), SMLoc());
+      module = mlir::parseSourceFile<mlir::ModuleOp>(sourceMgr, &context);
+    } else {
+      fromStage = kiln::Stage::Import;
+      kiln::ImportOptions options;
+      options.batch = batch;
+      module = kiln::importModelFile(inputPath, &context, options);
+    }
+    if (!module)
+      return BadInput;
+  }
+  if (*stage < *fromStage)
+    return fail(Usage, "--stage " + stageOpt + " comes before the input's stage " +
+                           fromStageOpt);
+
+  {
+    mlir::PassManager pm = mlir::PassManager::on<mlir::ModuleOp>(&context);
+    if (failed(mlir::applyPassManagerCLOptions(pm)))
+      return fail(Usage, "bad pass manager options");
+    mlir::TimingScope passTimer = rootTimer.nest("passes");
+    pm.enableTiming(passTimer);
+    kiln::buildPipeline(pm, *fromStage, *stage);
+    if (failed(pm.run(*module)))
+      return fail(CompileFailed, "compilation failed");
+  }
+
+  std::string error;
+  if (emit == Emit::MLIR) {
+    mlir::TimingScope t = rootTimer.nest("print");
+    if (!writeAtomically(outputPath, [&](raw_pwrite_stream &os) {
+          module->print(os);
+          return true;
+        }, error))
+      return fail(OutputFailed, error);
+    return Ok;
+  }
+
+  LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> llvmModule;
+  {
+    mlir::TimingScope t = rootTimer.nest("llvm-opt");
+    llvmModule = kiln::translateForHost(*module, llvmContext, error);
+    if (!llvmModule)
+      return fail(CompileFailed, error);
+  }
+  if (emit == Emit::LLVM) {
+    if (!writeAtomically(outputPath, [&](raw_pwrite_stream &os) {
+          llvmModule->print(os, nullptr);
+          return true;
+        }, error))
+      return fail(OutputFailed, error);
+    return Ok;
+  }
+
+  auto emitObj = [&](raw_pwrite_stream &os) {
+    mlir::TimingScope t = rootTimer.nest("codegen");
+    return kiln::emitObject(*llvmModule, os, error);
+  };
+  if (emit == Emit::Obj) {
+    if (!writeAtomically(outputPath, emitObj, error))
+      return fail(error.empty() ? OutputFailed : CompileFailed, error);
+    return Ok;
+  }
+
+  // Executable: object in a temporary file, then link to a temporary file
+  // next to the output and rename it into place.
+  std::string lib = runtimeLib.empty() ? defaultRuntimeLib(argv[0])
+                                       : std::string(runtimeLib);
+  if (!sys::fs::exists(lib))
+    return fail(OutputFailed, "runtime library '" + lib +
+                                  "' not found (give --runtime-lib)");
+  SmallString<256> objPath;
+  if (std::error_code ec =
+          sys::fs::createTemporaryFile("kiln-model", "o", objPath))
+    return fail(OutputFailed, "cannot create a temporary file: " + ec.message());
+  FileRemover objRemover(objPath);
+  {
+    std::error_code ec;
+    raw_fd_ostream os(objPath, ec);
+    if (ec || !emitObj(os))
+      return fail(CompileFailed, ec ? ec.message() : error);
+  }
+  SmallString<256> dir(sys::path::parent_path(outputPath));
+  if (dir.empty())
+    dir = ".";
+  SmallString<256> tmpExe(dir);
+  sys::path::append(tmpExe, ".kiln-link-%%%%%%");
+  if (std::error_code ec = sys::fs::createUniqueFile(tmpExe, tmpExe))
+    return fail(OutputFailed, "cannot write '" + outputPath + "': " + ec.message());
+  FileRemover exeRemover(tmpExe);
+  {
+    mlir::TimingScope t = rootTimer.nest("link");
+    if (!kiln::linkExecutable(linker, objPath, lib, tmpExe, error))
+      return fail(OutputFailed, error);
+  }
+  if (std::error_code ec = sys::fs::rename(tmpExe, outputPath))
+    return fail(OutputFailed, "cannot write '" + outputPath + "': " + ec.message());
+  exeRemover.releaseFile();
+  return Ok;
+}

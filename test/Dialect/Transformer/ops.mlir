@@ -1,0 +1,66 @@
+// RUN: kiln-opt %s | FileCheck %s
+// RUN: kiln-opt %s | kiln-opt | FileCheck %s
+// RUN: kiln-opt %s -mlir-print-op-generic | kiln-opt | FileCheck %s
+
+!cache = !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 128, element_type = f32>
+
+// Tests that every op of a GPT-2 style block round-trips.
+// CHECK-LABEL: func.func @gpt2_block
+func.func @gpt2_block(%ids: tensor<1x?xi32>) -> tensor<1x?x64xf32> {
+  // CHECK: %[[WTE:.*]] = transformer.weight "wte"[0] : tensor<256x64xf32>
+  %wte = transformer.weight "wte" [0] : tensor<256x64xf32>
+  %wpe = transformer.weight "wpe" [1] : tensor<128x64xf32>
+  %g = transformer.weight "ln.g" [2] : tensor<64xf32>
+  %b = transformer.weight "ln.b" [3] : tensor<64xf32>
+  %w = transformer.weight "q" [4] : tensor<64x64xf32>
+  %bias = transformer.weight "q.b" [5] : tensor<64xf32>
+  %up = transformer.weight "up" [6] : tensor<256x64xf32>
+  %upb = transformer.weight "up.b" [7] : tensor<256xf32>
+  %down = transformer.weight "down" [8] : tensor<64x256xf32>
+  // CHECK: %[[X:.*]] = transformer.embedding %{{.*}}, %[[WTE]] : (tensor<1x?xi32>, tensor<256x64xf32>) -> tensor<1x?x64xf32>
+  %x = transformer.embedding %ids, %wte : (tensor<1x?xi32>, tensor<256x64xf32>) -> tensor<1x?x64xf32>
+  // CHECK: transformer.position_embedding %[[X]], %{{.*}} : (tensor<1x?x64xf32>, tensor<128x64xf32>) -> tensor<1x?x64xf32>
+  %p = transformer.position_embedding %x, %wpe : (tensor<1x?x64xf32>, tensor<128x64xf32>) -> tensor<1x?x64xf32>
+  // CHECK: transformer.layer_norm %{{.*}}, %{{.*}}, %{{.*}} {epsilon = 9.99999974E-6 : f32}
+  %n = transformer.layer_norm %p, %g, %b {epsilon = 1.0e-5 : f32} : (tensor<1x?x64xf32>, tensor<64xf32>, tensor<64xf32>) -> tensor<1x?x64xf32>
+  // CHECK: transformer.linear %{{.*}}, %{{.*}} bias %{{.*}} : (tensor<1x?x64xf32>, tensor<64x64xf32>, tensor<64xf32>) -> tensor<1x?x64xf32>
+  %q = transformer.linear %n, %w bias %bias : (tensor<1x?x64xf32>, tensor<64x64xf32>, tensor<64xf32>) -> tensor<1x?x64xf32>
+  // CHECK: transformer.attention causal %{{.*}}, %{{.*}}, %{{.*}} {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 4 : i64, scale = 2.500000e-01 : f32}
+  %a = transformer.attention causal %q, %q, %q {num_heads = 4 : i64, num_kv_heads = 4 : i64, head_dim = 16 : i64, scale = 0.25 : f32} : (tensor<1x?x64xf32>, tensor<1x?x64xf32>, tensor<1x?x64xf32>) -> tensor<1x?x64xf32>
+  // CHECK: transformer.add %{{.*}}, %{{.*}} : tensor<1x?x64xf32>
+  %r = transformer.add %p, %a : tensor<1x?x64xf32>
+  // CHECK: transformer.feed_forward gelu_tanh %{{.*}}, up %{{.*}} bias %{{.*}}, down %{{.*}} :
+  %f = transformer.feed_forward gelu_tanh %r, up %up bias %upb, down %down : (tensor<1x?x64xf32>, tensor<256x64xf32>, tensor<256xf32>, tensor<64x256xf32>) -> tensor<1x?x64xf32>
+  return %f : tensor<1x?x64xf32>
+}
+
+// Tests the Llama-style ops: rotary positions, RMS norm, GQA, SwiGLU.
+// CHECK-LABEL: func.func @llama_block
+func.func @llama_block(%x: tensor<1x?x64xf32>, %k: tensor<1x?x32xf32>, %v: tensor<1x?x32xf32>, %pos: index) -> tensor<1x?x64xf32> {
+  %g = transformer.weight "norm" [0] : tensor<64xf32>
+  %wg = transformer.weight "gate" [1] : tensor<96x64xf32>
+  %wu = transformer.weight "up" [2] : tensor<96x64xf32>
+  %wd = transformer.weight "down" [3] : tensor<64x96xf32>
+  // CHECK: transformer.rms_norm %{{.*}}, %{{.*}} {epsilon = 9.99999997E-7 : f32}
+  %n = transformer.rms_norm %x, %g {epsilon = 1.0e-6 : f32} : (tensor<1x?x64xf32>, tensor<64xf32>) -> tensor<1x?x64xf32>
+  // CHECK: transformer.rope rotate_half %{{.*}} offset %{{.*}} {head_dim = 16 : i64, theta = 1.000000e+04 : f32}
+  %q = transformer.rope rotate_half %n offset %pos {head_dim = 16 : i64, theta = 1.0e4 : f32} : (tensor<1x?x64xf32>, index) -> tensor<1x?x64xf32>
+  // CHECK: transformer.rope interleaved
+  %q2 = transformer.rope interleaved %q {head_dim = 16 : i64, theta = 5.0e5 : f32} : (tensor<1x?x64xf32>) -> tensor<1x?x64xf32>
+  // CHECK: transformer.attention causal %{{.*}}, %{{.*}}, %{{.*}} offset %{{.*}} {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64
+  %a = transformer.attention causal %q2, %k, %v offset %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f32} : (tensor<1x?x64xf32>, tensor<1x?x32xf32>, tensor<1x?x32xf32>, index) -> tensor<1x?x64xf32>
+  // CHECK: transformer.feed_forward swiglu %{{.*}}, up %{{.*}}, gate %{{.*}}, down %{{.*}} :
+  %f = transformer.feed_forward swiglu %a, up %wu, gate %wg, down %wd : (tensor<1x?x64xf32>, tensor<96x64xf32>, tensor<96x64xf32>, tensor<64x96xf32>) -> tensor<1x?x64xf32>
+  return %f : tensor<1x?x64xf32>
+}
+
+// Tests the KV cache type and ops.
+// CHECK-LABEL: func.func @cache
+// CHECK-SAME: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 128, element_type = f32>
+func.func @cache(%c: !cache, %k: tensor<1x1x32xf32>, %v: tensor<1x1x32xf32>, %pos: index, %len: index) -> (tensor<1x?x32xf32>, !cache) {
+  // CHECK: %[[C1:.*]] = transformer.kv_cache_append %{{.*}}[1], %{{.*}}, %{{.*}} at %{{.*}} :
+  %c1 = transformer.kv_cache_append %c[1], %k, %v at %pos : !cache, tensor<1x1x32xf32>, tensor<1x1x32xf32>
+  // CHECK: %[[K:.*]], %{{.*}} = transformer.kv_cache_read %[[C1]][1] length %{{.*}} :
+  %kk, %vv = transformer.kv_cache_read %c1[1] length %len : !cache -> tensor<1x?x32xf32>, tensor<1x?x32xf32>
+  return %kk, %c1 : tensor<1x?x32xf32>, !cache
+}

@@ -1,0 +1,54 @@
+// RUN: kiln-opt %s -kiln-entry-abi -split-input-file -verify-diagnostics | FileCheck %s
+
+// Tests the runtime ABI: tensor arguments become memrefs read through
+// to_tensor (writable for the KV cache, which a result is tied to), results
+// become destination arguments, the tied result is written back into the
+// cache argument, and kiln_model records the shapes the runtime allocates.
+module attributes {transformer.num_weights = 7 : i64, kiln.model_path = "/m/tiny.kiln"} {
+  func.func @decode(%w: memref<?xi8>, %o: memref<?xindex>, %ids: tensor<1x1xi32>, %pos: index, %cache: tensor<3x2x1x16x8xf32>)
+      -> (tensor<1x32xf32>, tensor<3x2x1x16x8xf32> {transformer.tied_to_arg = 4 : i64}) attributes {transformer.entry = "decode"} {
+    %l = tensor.empty() : tensor<1x32xf32>
+    return %l, %cache : tensor<1x32xf32>, tensor<3x2x1x16x8xf32>
+  }
+  func.func private @helper(%x: tensor<4xf32>) -> tensor<4xf32>
+}
+// CHECK-LABEL: func.func @decode(
+// CHECK-SAME: %{{.*}}: memref<?xi8>, %{{.*}}: memref<?xindex>, %[[IDS:.*]]: memref<1x1xi32>, %{{.*}}: index, %[[CACHE:.*]]: memref<3x2x1x16x8xf32>, %[[OUT:.*]]: memref<1x32xf32> {transformer.output = 0 : i64})
+// CHECK-SAME: attributes {llvm.emit_c_interface, transformer.entry = "decode"}
+// CHECK: bufferization.to_tensor %[[IDS]] restrict : memref<1x1xi32>
+// CHECK: %[[C:.*]] = bufferization.to_tensor %[[CACHE]] restrict writable
+// CHECK: bufferization.materialize_in_destination %{{.*}} in restrict writable %[[OUT]]
+// CHECK: bufferization.materialize_in_destination %[[C]] in restrict writable %[[CACHE]]
+// CHECK: return{{$}}
+// Functions that are not entry points are left alone.
+// CHECK: func.func private @helper(tensor<4xf32>) -> tensor<4xf32>
+// CHECK: llvm.mlir.global private constant @kiln_model_path("/m/tiny.kiln\00")
+// CHECK: llvm.mlir.global external constant @kiln_model()
+// CHECK-DAG: llvm.mlir.constant(1 : i32) : i32
+// CHECK-DAG: llvm.mlir.constant(7 : i32) : i32
+// CHECK-DAG: llvm.mlir.constant(3 : i64) : i64
+// CHECK-DAG: llvm.mlir.constant(8 : i64) : i64
+// CHECK-DAG: llvm.mlir.constant(16 : i64) : i64
+// CHECK-DAG: llvm.mlir.constant(32 : i64) : i64
+// CHECK: llvm.return
+
+// -----
+
+// Tests that a module without entry points is rejected.
+// expected-error@+1 {{kiln-entry-abi: no function is marked 'transformer.entry'}}
+module {
+  func.func @f() {
+    return
+  }
+}
+
+// -----
+
+// Tests that a result tied to an argument of another type is rejected.
+module {
+  // expected-error@+1 {{result 0 is tied to argument 0, which does not exist or has another type}}
+  func.func @f(%a: tensor<4xf32>) -> (tensor<8xf32> {transformer.tied_to_arg = 0 : i64}) attributes {transformer.entry = "forward"} {
+    %e = tensor.empty() : tensor<8xf32>
+    return %e : tensor<8xf32>
+  }
+}

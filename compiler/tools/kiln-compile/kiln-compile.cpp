@@ -212,6 +212,7 @@ int main(int argc, char **argv) {
     mlir::TimingScope t = rootTimer.nest("print");
     if (!writeAtomically(outputPath, [&](raw_pwrite_stream &os) {
           module->print(os);
+          os << "\n";
           return true;
         }, error))
       return fail(OutputFailed, error);

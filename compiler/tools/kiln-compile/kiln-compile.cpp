@@ -13,6 +13,7 @@
 #include "kiln/Pipelines/Pipelines.h"
 #include "kiln/Target/ObjectEmitter.h"
 
+#include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
@@ -170,6 +171,32 @@ int main(int argc, char **argv) {
   kiln::registerAllPasses();
   mlir::MLIRContext context(registry);
   context.loadAllAvailableDialects();
+  // Diagnostics about a model file name the file and the graph node:
+  //   model.kiln: node 'h.0.attn': error: ...
+  mlir::ScopedDiagnosticHandler diagnostics(&context, [](mlir::Diagnostic &d) {
+    std::string where;
+    mlir::Location loc = d.getLocation();
+    if (auto name = dyn_cast<mlir::NameLoc>(loc)) {
+      if (auto file = dyn_cast<mlir::FileLineColLoc>(name.getChildLoc()))
+        where = (file.getFilename().getValue() + ": ").str();
+      where += "node '" + name.getName().getValue().str() + "': ";
+    } else if (auto file = dyn_cast<mlir::FileLineColLoc>(loc)) {
+      where = file.getFilename().getValue().str();
+      if (file.getLine() != 0)
+        where += ":" + std::to_string(file.getLine()) + ":" +
+                 std::to_string(file.getColumn());
+      where += ": ";
+    }
+    const char *severity = d.getSeverity() == mlir::DiagnosticSeverity::Error
+                               ? "error"
+                           : d.getSeverity() == mlir::DiagnosticSeverity::Warning
+                               ? "warning"
+                               : "note";
+    errs() << where << severity << ": " << d.str() << "\n";
+    for (const mlir::Diagnostic &note : d.getNotes())
+      errs() << "  note: " << note.str() << "\n";
+    return mlir::success();
+  });
 
   // Import (or parse an earlier stage's output).
   mlir::OwningOpRef<mlir::ModuleOp> module;

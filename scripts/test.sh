@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every Kiln test (lit: dialect, passes, driver, runtime, end to end).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  "$ROOT/scripts/build.sh"
+fi
+ninja -C "$BUILD_DIR" check-kiln

@@ -7,6 +7,7 @@
 
 #include "kiln/Target/ObjectEmitter.h"
 
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
@@ -46,6 +47,24 @@ static std::unique_ptr<TargetMachine> hostTargetMachine(std::string &error) {
 std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
                                                LLVMContext &context,
                                                std::string &error) {
+  // Argument and result attributes of other dialects (transformer.weights,
+  // transformer.output, ...) document the IR; LLVM IR has no use for them.
+  module.walk([](mlir::LLVM::LLVMFuncOp func) {
+    auto strip = [](mlir::DictionaryAttr attrs) {
+      llvm::SmallVector<mlir::NamedAttribute> kept;
+      for (mlir::NamedAttribute a : attrs)
+        if (a.getName().getValue().starts_with("llvm."))
+          kept.push_back(a);
+      return mlir::DictionaryAttr::get(attrs.getContext(), kept);
+    };
+    for (unsigned i = 0, e = func.getNumArguments(); i < e; ++i)
+      func.setArgAttrs(i, strip(func.getArgAttrDict(i)
+                                    ? func.getArgAttrDict(i)
+                                    : mlir::DictionaryAttr::get(func.getContext())));
+    for (unsigned i = 0, e = func.getNumResults(); i < e; ++i)
+      if (func.getResultAttrDict(i))
+        func.setResultAttrs(i, strip(func.getResultAttrDict(i)));
+  });
   mlir::DialectRegistry registry;
   mlir::registerBuiltinDialectTranslation(registry);
   mlir::registerLLVMDialectTranslation(registry);

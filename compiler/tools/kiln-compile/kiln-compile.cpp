@@ -194,7 +194,8 @@ int main(int argc, char **argv) {
                                : "note";
     errs() << where << severity << ": " << d.str() << "\n";
     for (const mlir::Diagnostic &note : d.getNotes())
-      errs() << "  note: " << note.str() << "\n";
+      if (!StringRef(note.str()).starts_with("see current operation"))
+        errs() << "  note: " << note.str() << "\n";
     return mlir::success();
   });
 

@@ -1,0 +1,182 @@
+//===- model_file.cpp - Map and validate a .kiln model file ---------------===//
+
+#include "runtime_internal.h"
+
+#include "kiln_generated.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace kiln::rt {
+namespace fb = kiln::fb;
+
+static constexpr uint32_t kSchemaVersion = 1;
+
+ModelFile::~ModelFile() {
+  if (mapped && data)
+    munmap(const_cast<uint8_t *>(data), size);
+  std::free(alignedCopy);
+}
+
+static Error modelError(const std::string &msg) { return {kExitModel, msg}; }
+
+/// Validates the bytes at out.data/out.size and fills the rest of `out`.
+static std::optional<Error> validate(ModelFile &out) {
+  const uint8_t *base = out.data;
+  if (out.size < 8 || !fb::ModelBufferHasIdentifier(base))
+    return modelError("not a Kiln model file (missing the 'KILN' identifier)");
+  if (out.size >= FLATBUFFERS_MAX_BUFFER_SIZE)
+    return modelError("model file exceeds the 2 GiB FlatBuffers limit");
+  flatbuffers::Verifier::Options vopts;
+  vopts.max_tables = 1u << 24;
+  flatbuffers::Verifier verifier(base, out.size, vopts);
+  if (!fb::VerifyModelBuffer(verifier))
+    return modelError(
+        "model file is malformed or truncated (FlatBuffers verification failed)");
+  const fb::Model *model = fb::GetModel(base);
+  if (model->version() > kSchemaVersion)
+    return modelError("model file schema version " +
+                      std::to_string(model->version()) +
+                      " is newer than this runtime supports (" +
+                      std::to_string(kSchemaVersion) + ")");
+  const fb::Metadata *meta = model->metadata();
+  if (meta->context_length() <= 0 || meta->vocab_size() <= 0)
+    return modelError("metadata: context_length and vocab_size must be positive");
+  out.contextLength = meta->context_length();
+  out.vocabSize = meta->vocab_size();
+  out.bosId = meta->bos_token_id();
+  out.eosId = meta->eos_token_id();
+  out.padId = meta->pad_token_id();
+  out.addBos = meta->add_bos();
+  if (meta->name())
+    out.name = meta->name()->str();
+  for (int64_t id : {out.bosId, out.eosId, out.padId})
+    if (id < -1 || id >= out.vocabSize)
+      return modelError("metadata: special token id " + std::to_string(id) +
+                        " is outside the vocabulary of " +
+                        std::to_string(out.vocabSize));
+
+  for (const fb::Weight *w : *model->weights()) {
+    std::string name = w->name()->str();
+    if (w->dtype() != fb::DType::F32)
+      return modelError("weight '" + name + "' has dtype " +
+                        fb::EnumNameDType(w->dtype()) +
+                        "; this runtime supports F32");
+    uint64_t elements = 1;
+    for (int64_t d : *w->shape()) {
+      if (d <= 0 || __builtin_mul_overflow(elements, (uint64_t)d, &elements) ||
+          elements > (uint64_t(1) << 40))
+        return modelError("weight '" + name + "' has an invalid shape");
+    }
+    if (w->data()->size() != elements * 4)
+      return modelError("weight '" + name + "' holds " +
+                        std::to_string(w->data()->size()) +
+                        " bytes but its shape needs " +
+                        std::to_string(elements * 4));
+    int64_t offset = w->data()->data() - base;
+    if (offset % 64 != 0)
+      return modelError("weight '" + name + "' is not 64-byte aligned");
+    out.weightOffsets.push_back(offset);
+  }
+
+  if (const fb::Tokenizer *tok = model->tokenizer()) {
+    switch (tok->kind()) {
+    case fb::TokenizerKind::Bytes:
+      out.tokenizer = TokenizerKind::Bytes;
+      break;
+    case fb::TokenizerKind::GPT2BPE:
+      out.tokenizer = TokenizerKind::GPT2BPE;
+      break;
+    case fb::TokenizerKind::SentencePieceBPE:
+      out.tokenizer = TokenizerKind::SentencePieceBPE;
+      break;
+    default:
+      return modelError("unknown tokenizer kind " +
+                        std::to_string((int)tok->kind()));
+    }
+    if (tok->tokens()) {
+      if ((int64_t)tok->tokens()->size() > out.vocabSize)
+        return modelError("tokenizer has more tokens than the vocabulary");
+      for (const fb::Token *t : *tok->tokens())
+        out.pieces.emplace_back(t->bytes() ? std::string(t->bytes()->begin(),
+                                                         t->bytes()->end())
+                                           : std::string());
+    }
+  }
+  if (out.tokenizer != TokenizerKind::Bytes &&
+      (int64_t)out.pieces.size() != out.vocabSize)
+    return modelError("a BPE tokenizer needs one piece per vocabulary entry");
+  return std::nullopt;
+}
+
+std::optional<Error> loadModelFile(const std::string &path, ModelFile &out) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return modelError("cannot open model file: " + std::string(strerror(errno)) +
+                      " (" + path + ")");
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return modelError("model file is not a regular file (" + path + ")");
+  }
+  if (st.st_size < 8) {
+    close(fd);
+    return modelError("model file is too small to be a Kiln model (" + path + ")");
+  }
+  void *p = mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED)
+    return modelError("cannot map model file: " + std::string(strerror(errno)) +
+                      " (" + path + ")");
+  out.data = static_cast<const uint8_t *>(p);
+  out.size = st.st_size;
+  out.mapped = true;
+  if (auto err = validate(out)) {
+    err->message += " (" + path + ")";
+    return err;
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes, ModelFile &out) {
+  // Keep the 64-byte alignment the weights rely on.
+  size_t n = (bytes.size() + 63) / 64 * 64;
+  out.alignedCopy = std::aligned_alloc(64, n ? n : 64);
+  if (!out.alignedCopy)
+    return Error{kExitInternal, "out of memory"};
+  std::memcpy(out.alignedCopy, bytes.data(), bytes.size());
+  out.data = static_cast<const uint8_t *>(out.alignedCopy);
+  out.size = bytes.size();
+  return validate(out);
+}
+
+std::optional<Error> checkCompatible(const ModelFile &model,
+                                     const kiln_model_info &info) {
+  if (info.abi_version != KILN_ABI_VERSION)
+    return Error{kExitInternal, "executable ABI version " +
+                                    std::to_string(info.abi_version) +
+                                    " does not match the runtime's " +
+                                    std::to_string(KILN_ABI_VERSION)};
+  if ((size_t)info.num_weights != model.weightOffsets.size() ||
+      info.vocab_size != model.vocabSize ||
+      (info.capacity != 0 && info.capacity != model.contextLength))
+    return modelError(
+        "model file does not match the compiled model (weights " +
+        std::to_string(model.weightOffsets.size()) + " vs " +
+        std::to_string(info.num_weights) + ", vocabulary " +
+        std::to_string(model.vocabSize) + " vs " +
+        std::to_string(info.vocab_size) + ", context " +
+        std::to_string(model.contextLength) + " vs " +
+        std::to_string(info.capacity) + ")");
+  if (info.batch != 1)
+    return Error{kExitUsage, "this runtime drives batch 1; the executable was "
+                             "compiled for batch " +
+                                 std::to_string(info.batch)};
+  return std::nullopt;
+}
+
+} // namespace kiln::rt

@@ -1,0 +1,204 @@
+//===- options.cpp - Flags of generated executables -----------------------===//
+
+#include "runtime_internal.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace kiln::rt {
+
+static Error usage(const std::string &msg) { return {kExitUsage, msg}; }
+
+static std::optional<Error> parseInt(const std::string &flag,
+                                     const std::string &v, int64_t &out) {
+  errno = 0;
+  char *end = nullptr;
+  long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || errno != 0 || *end != '\0')
+    return usage("invalid integer '" + v + "' for " + flag);
+  out = x;
+  return std::nullopt;
+}
+
+static std::optional<Error> parseDouble(const std::string &flag,
+                                        const std::string &v, double &out) {
+  errno = 0;
+  char *end = nullptr;
+  double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || errno != 0 || *end != '\0' || !std::isfinite(x))
+    return usage("invalid number '" + v + "' for " + flag);
+  out = x;
+  return std::nullopt;
+}
+
+static std::optional<Error> parseTokenList(const std::string &v,
+                                           std::vector<int32_t> &out) {
+  out.clear();
+  size_t i = 0;
+  while (i <= v.size()) {
+    size_t j = v.find(',', i);
+    if (j == std::string::npos)
+      j = v.size();
+    std::string item = v.substr(i, j - i);
+    int64_t id;
+    if (parseInt("--prompt-tokens", item, id) || id < 0 || id > INT32_MAX)
+      return usage("invalid token id '" + item + "' in --prompt-tokens");
+    out.push_back((int32_t)id);
+    i = j + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string flag = arg, value;
+    bool hasValue = false;
+    if (arg.rfind("--", 0) == 0) {
+      size_t eq = arg.find('=');
+      if (eq != std::string::npos) {
+        flag = arg.substr(0, eq);
+        value = arg.substr(eq + 1);
+        hasValue = true;
+      }
+    }
+    auto take = [&](std::string &v) -> std::optional<Error> {
+      if (hasValue) {
+        v = value;
+        return std::nullopt;
+      }
+      if (i + 1 >= argc)
+        return usage("missing value for " + flag);
+      v = argv[++i];
+      return std::nullopt;
+    };
+    auto noValue = [&]() -> std::optional<Error> {
+      if (hasValue)
+        return usage(flag + " takes no value");
+      return std::nullopt;
+    };
+    std::string v;
+    std::optional<Error> err;
+    if (flag == "-h" || flag == "--help") {
+      err = noValue();
+      o.help = true;
+    } else if (flag == "-m" || flag == "--model") {
+      if (!(err = take(v)))
+        o.modelPath = v;
+    } else if (flag == "-p" || flag == "--prompt") {
+      if (!(err = take(v)))
+        o.prompt = v;
+    } else if (flag == "--prompt-tokens") {
+      std::vector<int32_t> ids;
+      if (!(err = take(v)) && !(err = parseTokenList(v, ids)))
+        o.promptTokens = ids;
+    } else if (flag == "-n" || flag == "--n-predict") {
+      if (!(err = take(v)) && !(err = parseInt(flag, v, o.nPredict)) &&
+          o.nPredict < -1)
+        err = usage(flag + " must be -1 (until EOS or the context is full) or "
+                           "non-negative, got " + v);
+    } else if (flag == "--temp") {
+      if (!(err = take(v)) &&
+          !(err = parseDouble(flag, v, o.sampling.temperature)) &&
+          o.sampling.temperature < 0)
+        err = usage("--temp must be >= 0, got " + v);
+    } else if (flag == "--top-k") {
+      if (!(err = take(v)) && !(err = parseInt(flag, v, o.sampling.topK)) &&
+          o.sampling.topK < 0)
+        err = usage("--top-k must be >= 0, got " + v);
+    } else if (flag == "--top-p") {
+      if (!(err = take(v)) && !(err = parseDouble(flag, v, o.sampling.topP)) &&
+          !(o.sampling.topP > 0 && o.sampling.topP <= 1))
+        err = usage("--top-p must be in (0, 1], got " + v);
+    } else if (flag == "--seed") {
+      int64_t s;
+      if (!(err = take(v)) && !(err = parseInt(flag, v, s))) {
+        if (s < 0)
+          err = usage("--seed must be >= 0, got " + v);
+        else
+          o.seed = (uint64_t)s;
+      }
+    } else if (flag == "-t" || flag == "--threads") {
+      if (!(err = take(v)) && !(err = parseInt(flag, v, o.threads)) &&
+          (o.threads < 1 || o.threads > 1024))
+        err = usage(flag + " must be between 1 and 1024, got " + v);
+    } else if (flag == "--ignore-eos") {
+      err = noValue();
+      o.ignoreEos = true;
+    } else if (flag == "--output") {
+      if (!(err = take(v))) {
+        if (v == "text")
+          o.output = OutputFormat::Text;
+        else if (v == "json")
+          o.output = OutputFormat::Json;
+        else
+          err = usage("--output must be text or json, got '" + v + "'");
+      }
+    } else if (flag == "--logits") {
+      err = noValue();
+      o.logits = true;
+    } else if (flag == "--forward-logits") {
+      err = noValue();
+      o.forwardLogits = true;
+    } else {
+      err = usage("unknown argument '" + arg + "'");
+    }
+    if (err)
+      return err;
+  }
+  if (o.help)
+    return std::nullopt;
+  if (o.prompt && o.promptTokens)
+    return usage("give either -p/--prompt or --prompt-tokens, not both");
+  if (!o.prompt && !o.promptTokens)
+    return usage("no prompt: give -p TEXT or --prompt-tokens IDS");
+  if (o.logits && o.output != OutputFormat::Json)
+    return usage("--logits needs --output=json");
+  return std::nullopt;
+}
+
+std::string helpText(const char *argv0) {
+  std::string s = "usage: ";
+  s += argv0;
+  s += R"( [options] (-p TEXT | --prompt-tokens IDS)
+
+Generates text with the model compiled into this executable (a Kiln build).
+
+  -p, --prompt TEXT       prompt text (byte-level models; others: --prompt-tokens)
+  --prompt-tokens IDS     prompt as comma-separated token ids, e.g. 1,2,3
+  -n, --n-predict N       tokens to generate (default: 128; -1 = until EOS or
+                          the context is full)
+  --temp T                sampling temperature (default: 0.8; 0 = greedy)
+  --top-k K               keep the K most likely tokens (default: 40; 0 = off)
+  --top-p P               nucleus sampling mass in (0, 1] (default: 0.95; 1 = off)
+  --seed S                random seed (default: from the clock; reported in JSON)
+  -t, --threads N         worker threads (default: 1; accepted for llama.cpp
+                          compatibility: today's generated code runs on one thread)
+  --ignore-eos            do not stop at the end-of-sequence token
+  --output FORMAT         text (default: the generated text, streamed) or json
+  --logits                with --output=json: the logits each token was chosen from
+  --forward-logits        run the compiled whole-sequence form over the prompt and
+                          print {"tokens": [...], "logits": [[...] per position]}
+  -m, --model PATH        model file (default: the one the executable was compiled from)
+  -h, --help              this help
+
+JSON output (--output=json), one object:
+  {"tokens": [generated ids], "text": "...", "prompt_tokens": [ids],
+   "stop_reason": "eos" | "length" | "context", "seed": S,
+   "logits": [[vocab floats] per generated token]   (with --logits),
+   "timings": {"prompt_tokens": N, "generated_tokens": M,
+               "prefill_ms": x, "decode_ms": y}}
+
+Generation stops at the end-of-sequence token (included in "tokens", not
+printed), after -n tokens, or when the context is full (stop_reason "context").
+
+Exit codes: 0 success, 1 bad flag or value, 2 unreadable or invalid model
+file, 3 bad prompt (empty, ids outside the vocabulary, longer than the
+context), 4 out of memory or internal error.
+)";
+  return s;
+}
+
+} // namespace kiln::rt

@@ -1,0 +1,223 @@
+//===- runtime_internal.h - Kiln runtime internals -------------*- C++ -*-===//
+//
+// The pieces of the runtime behind kiln_main(): model file mapping and
+// validation, tokenizers, sampling, flags, JSON and the generation loop.
+// Nothing here includes LLVM or MLIR.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_RUNTIME_INTERNAL_H
+#define KILN_RUNTIME_INTERNAL_H
+
+#include "kiln_runtime.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::rt {
+
+/// Documented exit codes of generated executables.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitUsage = 1,
+  kExitModel = 2,
+  kExitPrompt = 3,
+  kExitInternal = 4,
+};
+
+/// An error with the exit code it maps to.
+struct Error {
+  int code;
+  std::string message;
+};
+
+//===----------------------------------------------------------------------===//
+// Model file
+//===----------------------------------------------------------------------===//
+
+enum class TokenizerKind { Bytes = 0, GPT2BPE = 1, SentencePieceBPE = 2 };
+
+struct ModelFile {
+  const uint8_t *data = nullptr; ///< the whole file (mmap'd or owned)
+  size_t size = 0;
+  std::vector<int64_t> weightOffsets; ///< byte offset of weight i's data
+  int64_t contextLength = 0, vocabSize = 0;
+  int64_t bosId = -1, eosId = -1, padId = -1;
+  bool addBos = false;
+  std::string name;
+  TokenizerKind tokenizer = TokenizerKind::Bytes;
+  std::vector<std::string> pieces; ///< token pieces by id (may be empty)
+
+  ModelFile() = default;
+  ModelFile(const ModelFile &) = delete;
+  ModelFile &operator=(const ModelFile &) = delete;
+  ~ModelFile();
+
+private:
+  friend std::optional<Error> loadModelFile(const std::string &, ModelFile &);
+  friend std::optional<Error> loadModelBuffer(std::vector<uint8_t>, ModelFile &);
+  bool mapped = false;
+  std::vector<uint8_t> owned;
+  void *alignedCopy = nullptr;
+};
+
+/// Maps `path` read-only and validates it (FlatBuffers verifier, then
+/// semantic checks). Errors carry kExitModel.
+std::optional<Error> loadModelFile(const std::string &path, ModelFile &out);
+/// The same for bytes in memory (tests).
+std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes, ModelFile &out);
+/// Checks that the file is the one the executable was compiled for.
+std::optional<Error> checkCompatible(const ModelFile &model,
+                                     const kiln_model_info &info);
+
+//===----------------------------------------------------------------------===//
+// Tokenizer
+//===----------------------------------------------------------------------===//
+
+class Tokenizer {
+public:
+  explicit Tokenizer(const ModelFile &model);
+  /// Encodes text; only byte-level models encode today. Fails with a message
+  /// for other tokenizer kinds.
+  std::optional<Error> encode(const std::string &text,
+                              std::vector<int32_t> &ids) const;
+  /// The bytes a token stands for.
+  std::string piece(int32_t id) const;
+
+private:
+  const ModelFile &model;
+  std::vector<std::string> decoded; ///< bytes by id for BPE vocabularies
+};
+
+/// Buffers output bytes so that a multi-byte UTF-8 character is never split
+/// across writes.
+class Utf8Stream {
+public:
+  /// Appends bytes; returns the prefix that ends on a character boundary.
+  std::string push(const std::string &bytes);
+  /// Whatever is left (an incomplete sequence at the end of generation).
+  std::string flush();
+
+private:
+  std::string pending;
+};
+
+/// Escapes `s` as a JSON string (with quotes); invalid UTF-8 bytes become
+/// U+FFFD.
+std::string jsonString(const std::string &s);
+
+//===----------------------------------------------------------------------===//
+// Sampling
+//===----------------------------------------------------------------------===//
+
+/// xoshiro256** seeded through splitmix64: the same numbers on every
+/// platform for the same seed.
+class Rng {
+public:
+  explicit Rng(uint64_t seed);
+  uint64_t next();
+  /// Uniform in [0, 1) with 53 random bits.
+  double uniform();
+
+private:
+  uint64_t s[4];
+};
+
+struct SamplingParams {
+  double temperature = 0.8; ///< 0: greedy
+  int64_t topK = 40;        ///< 0: off
+  double topP = 0.95;       ///< 1: off
+};
+
+/// Greedy (lowest index wins ties) or temperature / top-k / top-p sampling.
+int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
+               Rng &rng);
+
+//===----------------------------------------------------------------------===//
+// Flags
+//===----------------------------------------------------------------------===//
+
+enum class OutputFormat { Text, Json };
+
+struct Options {
+  std::string modelPath;
+  std::optional<std::string> prompt;
+  std::optional<std::vector<int32_t>> promptTokens;
+  int64_t nPredict = 128;
+  SamplingParams sampling;
+  std::optional<uint64_t> seed;
+  int64_t threads = 1;
+  bool ignoreEos = false;
+  OutputFormat output = OutputFormat::Text;
+  bool logits = false;
+  bool forwardLogits = false;
+  bool help = false;
+};
+
+/// Parses argv (llama.cpp-style names). Errors carry kExitUsage.
+std::optional<Error> parseOptions(int argc, char **argv, Options &out);
+std::string helpText(const char *argv0);
+
+//===----------------------------------------------------------------------===//
+// Generation
+//===----------------------------------------------------------------------===//
+
+/// The compiled entry points (function pointers so tests can substitute a
+/// model written in C++).
+struct EntryPoints {
+  decltype(&_mlir_ciface_forward) forward = nullptr;
+  decltype(&_mlir_ciface_prefill) prefill = nullptr;
+  decltype(&_mlir_ciface_decode) decode = nullptr;
+  kiln_model_info info{};
+};
+
+enum class StopReason { Eos, Length, Context };
+const char *stopReasonName(StopReason r);
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;
+  std::vector<std::vector<float>> logits; ///< with keepLogits
+  StopReason stop = StopReason::Length;
+  double prefillMs = 0, decodeMs = 0;
+};
+
+/// Buffers allocated once, before the first token.
+class Session {
+public:
+  Session(const ModelFile &model, const EntryPoints &entry);
+  std::optional<Error> init();
+  /// prefill(prompt) then decode until EOS, `nPredict` tokens (-1: no
+  /// limit) or the context is full. `onToken` is called as each token is
+  /// chosen.
+  std::optional<Error>
+  generate(const std::vector<int32_t> &prompt, int64_t nPredict,
+           const SamplingParams &sampling, Rng &rng, bool ignoreEos,
+           bool keepLogits, const std::function<void(int32_t)> &onToken,
+           GenerationResult &result);
+  /// The whole-sequence form over `tokens`: logits of every position.
+  std::optional<Error> forward(const std::vector<int32_t> &tokens,
+                               std::vector<float> &logits);
+  /// Cache size in floats (tests).
+  size_t cacheFloats() const { return cacheSize; }
+
+private:
+  const ModelFile &model;
+  EntryPoints entry;
+  struct Free {
+    void operator()(float *p) const { std::free(p); }
+  };
+  std::unique_ptr<float, Free> cache, logits;
+  size_t cacheSize = 0;
+  kiln_memref_1d weights{}, offsets{};
+};
+
+/// The executable's main, with the entry points to call.
+int run(int argc, char **argv, const EntryPoints &entry);
+
+} // namespace kiln::rt
+
+#endif // KILN_RUNTIME_INTERNAL_H

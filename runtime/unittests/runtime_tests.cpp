@@ -1,0 +1,451 @@
+//===- runtime_tests.cpp - Unit tests of the Kiln runtime -----------------===//
+//
+// Model-file validation on files built here with the FlatBuffers builder,
+// tokenizers and UTF-8 streaming, sampling, flags, and the generation loop
+// driven by a model written in C++ (logits peaked at (last token + 1) % V).
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime_internal.h"
+
+#include "kiln_generated.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <map>
+
+using namespace kiln::rt;
+
+static int failures = 0, checks = 0;
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    ++checks;                                                                  \
+    if (!(cond)) {                                                             \
+      ++failures;                                                              \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,    \
+                   #cond);                                                     \
+    }                                                                          \
+  } while (0)
+#define CHECK_ERR(expr, want, substr)                                          \
+  do {                                                                         \
+    auto e_ = (expr);                                                          \
+    CHECK(e_.has_value());                                                     \
+    if (e_) {                                                                  \
+      CHECK(e_->code == (want));                                               \
+      if (e_->message.find(substr) == std::string::npos) {                     \
+        ++failures;                                                            \
+        std::fprintf(stderr, "%s:%d: message '%s' lacks '%s'\n", __FILE__,     \
+                     __LINE__, e_->message.c_str(), substr);                   \
+      }                                                                        \
+    }                                                                          \
+  } while (0)
+
+//===----------------------------------------------------------------------===//
+// Model files
+//===----------------------------------------------------------------------===//
+
+struct FileSpec {
+  int64_t vocab = 300, context = 16;
+  uint32_t version = 1;
+  std::vector<int64_t> shape = {4, 4};
+  int64_t dataBytes = 64;
+  kiln::fb::DType dtype = kiln::fb::DType::F32;
+  kiln::fb::TokenizerKind tokenizer = kiln::fb::TokenizerKind::Bytes;
+  std::vector<std::string> pieces;
+  int eos = 299;
+};
+
+static std::vector<uint8_t> buildFile(const FileSpec &spec) {
+  namespace fb = kiln::fb;
+  flatbuffers::FlatBufferBuilder b;
+  std::vector<uint8_t> bytes(spec.dataBytes, 0);
+  b.ForceVectorAlignment(bytes.size(), 1, 64);
+  auto data = b.CreateVector(bytes);
+  auto weight = fb::CreateWeight(b, b.CreateString("w"), spec.dtype,
+                                 b.CreateVector(spec.shape), data);
+  auto meta = fb::CreateMetadata(b, fb::Architecture::Custom,
+                                 b.CreateString("test"), spec.context,
+                                 spec.vocab, -1, spec.eos);
+  flatbuffers::Offset<fb::Tokenizer> tok;
+  std::vector<flatbuffers::Offset<fb::Token>> toks;
+  for (const std::string &p : spec.pieces)
+    toks.push_back(fb::CreateToken(
+        b, b.CreateVector(reinterpret_cast<const uint8_t *>(p.data()), p.size())));
+  tok = fb::CreateTokenizer(b, spec.tokenizer, b.CreateVector(toks));
+  std::vector<flatbuffers::Offset<flatbuffers::String>> in = {b.CreateString("tokens")};
+  std::vector<flatbuffers::Offset<flatbuffers::String>> out = {b.CreateString("logits")};
+  std::vector<flatbuffers::Offset<fb::Node>> nodes;
+  std::vector<flatbuffers::Offset<fb::Weight>> weights = {weight};
+  auto model = fb::CreateModel(b, spec.version, meta, tok, b.CreateVector(in),
+                               b.CreateVector(out), b.CreateVector(nodes),
+                               b.CreateVector(weights));
+  fb::FinishModelBuffer(b, model);
+  return std::vector<uint8_t>(b.GetBufferPointer(),
+                              b.GetBufferPointer() + b.GetSize());
+}
+
+static void testModelFiles() {
+  {
+    ModelFile m;
+    CHECK(!loadModelBuffer(buildFile({}), m));
+    CHECK(m.vocabSize == 300 && m.contextLength == 16 && m.eosId == 299);
+    CHECK(m.weightOffsets.size() == 1 && m.weightOffsets[0] % 64 == 0);
+  }
+  {
+    std::vector<uint8_t> f = buildFile({});
+    f[4] = 'X'; // file identifier lives at bytes 4..7
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(f, m), kExitModel, "missing the 'KILN' identifier");
+  }
+  {
+    std::vector<uint8_t> f = buildFile({});
+    // Every truncation is refused, never trusted.
+    for (size_t n = 0; n < f.size(); n += 7) {
+      ModelFile m;
+      auto err = loadModelBuffer(std::vector<uint8_t>(f.begin(), f.begin() + n), m);
+      CHECK(err.has_value() && err->code == kExitModel);
+    }
+  }
+  {
+    FileSpec s;
+    s.version = 2;
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
+              "schema version 2 is newer than this runtime supports (1)");
+  }
+  {
+    FileSpec s;
+    s.dataBytes = 60;
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
+              "weight 'w' holds 60 bytes but its shape needs 64");
+  }
+  {
+    FileSpec s;
+    s.dtype = kiln::fb::DType::F16;
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel, "has dtype F16");
+  }
+  {
+    FileSpec s;
+    s.shape = {4, -4};
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel, "invalid shape");
+  }
+  {
+    FileSpec s;
+    s.eos = 300;
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
+              "special token id 300 is outside the vocabulary");
+  }
+  {
+    FileSpec s;
+    s.vocab = 0;
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel, "must be positive");
+  }
+  {
+    ModelFile m;
+    CHECK_ERR(loadModelFile("/nonexistent/model.kiln", m), kExitModel,
+              "cannot open model file");
+  }
+  {
+    ModelFile m;
+    CHECK(!loadModelBuffer(buildFile({}), m));
+    kiln_model_info info{KILN_ABI_VERSION, 1, 1, 2, 8, 16, 300, ""};
+    CHECK(!checkCompatible(m, info));
+    info.vocab_size = 301;
+    CHECK_ERR(checkCompatible(m, info), kExitModel, "does not match the compiled model");
+    info.vocab_size = 300;
+    info.abi_version = 99;
+    CHECK_ERR(checkCompatible(m, info), kExitInternal, "ABI version");
+  }
+}
+
+//===----------------------------------------------------------------------===//
+// Tokenizers and text
+//===----------------------------------------------------------------------===//
+
+static void testTokenizers() {
+  ModelFile m;
+  CHECK(!loadModelBuffer(buildFile({}), m));
+  Tokenizer t(m);
+  std::vector<int32_t> ids;
+  std::string text = "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80";
+  CHECK(!t.encode(text, ids));
+  CHECK(ids.size() == text.size());
+  std::string back;
+  for (int32_t id : ids)
+    back += t.piece(id);
+  CHECK(back == text);
+  CHECK(t.piece(299).empty() && t.piece(-1).empty() && t.piece(5000).empty());
+
+  // Streaming never splits a character; invalid bytes are passed through.
+  Utf8Stream s;
+  std::string out;
+  for (char c : text) {
+    std::string ready = s.push(std::string(1, c));
+    if (!ready.empty()) {
+      unsigned char last = ready.back();
+      CHECK((last & 0xC0) != 0xC0); // never ends on a lead byte
+    }
+    out += ready;
+  }
+  out += s.flush();
+  CHECK(out == text);
+  CHECK(s.push("\xe2\x82") == "");
+  CHECK(s.flush() == "\xe2\x82");
+  CHECK(s.push("\xff") == "\xff");
+
+  CHECK(jsonString("a\"b\\c\n\x01") == "\"a\\\"b\\\\c\\n\\u0001\"");
+  CHECK(jsonString("\xc3\xa9") == "\"\xc3\xa9\"");
+  CHECK(jsonString("\xff") == "\"\\ufffd\"");
+  CHECK(jsonString("\xe2\x82") == "\"\\ufffd\\ufffd\"");
+
+  // GPT-2 byte-level pieces: U+0120 is a space, U+010A a newline.
+  FileSpec g;
+  g.vocab = 4;
+  g.eos = 3;
+  g.tokenizer = kiln::fb::TokenizerKind::GPT2BPE;
+  g.pieces = {"hello", "\xc4\xa0world", "\xc4\x8a", "<|endoftext|>"};
+  ModelFile gm;
+  CHECK(!loadModelBuffer(buildFile(g), gm));
+  Tokenizer gt(gm);
+  CHECK(gt.piece(1) == " world" && gt.piece(2) == "\n" && gt.piece(0) == "hello");
+  CHECK_ERR(gt.encode("hi", ids), kExitUsage, "--prompt-tokens");
+
+  // SentencePiece pieces: U+2581 is a space, <0xNN> a byte.
+  FileSpec sp = g;
+  sp.tokenizer = kiln::fb::TokenizerKind::SentencePieceBPE;
+  sp.pieces = {"\xe2\x96\x81the", "<0x0A>", "<0xE2>", "</s>"};
+  ModelFile sm;
+  CHECK(!loadModelBuffer(buildFile(sp), sm));
+  Tokenizer st(sm);
+  CHECK(st.piece(0) == " the" && st.piece(1) == "\n" && st.piece(2) == "\xe2");
+}
+
+//===----------------------------------------------------------------------===//
+// Sampling
+//===----------------------------------------------------------------------===//
+
+static void testSampling() {
+  Rng a(42), b(42), c(43);
+  bool same = true, differs = false;
+  for (int i = 0; i < 100; ++i) {
+    uint64_t x = a.next(), y = b.next(), z = c.next();
+    same &= x == y;
+    differs |= x != z;
+  }
+  CHECK(same && differs);
+  Rng u(1);
+  for (int i = 0; i < 1000; ++i) {
+    double v = u.uniform();
+    CHECK(v >= 0.0 && v < 1.0);
+  }
+
+  std::vector<float> logits = {0.1f, 2.0f, 2.0f, -1.0f, 1.5f};
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  Rng r(7);
+  CHECK(sample(logits.data(), 5, greedy, r) == 1); // lowest index wins ties
+
+  // top-k 1 is greedy whatever the temperature.
+  SamplingParams k1;
+  k1.temperature = 5.0;
+  k1.topK = 1;
+  k1.topP = 1.0;
+  for (int i = 0; i < 50; ++i)
+    CHECK(sample(logits.data(), 5, k1, r) == 1);
+
+  // top-k 3 never picks outside the three largest (ids 1, 2, 4).
+  SamplingParams k3;
+  k3.temperature = 1.0;
+  k3.topK = 3;
+  k3.topP = 1.0;
+  std::map<int, int> counts;
+  for (int i = 0; i < 3000; ++i)
+    counts[sample(logits.data(), 5, k3, r)]++;
+  CHECK(counts.count(0) == 0 && counts.count(3) == 0);
+  // Frequencies follow the softmax: p(1) = p(2) = e^2/(2e^2+e^1.5) ~ 0.38.
+  CHECK(std::abs(counts[1] / 3000.0 - 0.3837) < 0.04);
+  CHECK(std::abs(counts[4] / 3000.0 - 0.2327) < 0.04);
+
+  // top-p keeps the smallest prefix reaching the mass: with p = 0.5 only
+  // the two tied largest tokens.
+  SamplingParams p5;
+  p5.temperature = 1.0;
+  p5.topK = 0;
+  p5.topP = 0.5;
+  for (int i = 0; i < 300; ++i) {
+    int s = sample(logits.data(), 5, p5, r);
+    CHECK(s == 1 || s == 2);
+  }
+  // Same seed, same draws.
+  Rng r1(99), r2(99);
+  SamplingParams t;
+  for (int i = 0; i < 100; ++i)
+    CHECK(sample(logits.data(), 5, t, r1) == sample(logits.data(), 5, t, r2));
+}
+
+//===----------------------------------------------------------------------===//
+// Flags
+//===----------------------------------------------------------------------===//
+
+static std::optional<Error> parse(std::vector<std::string> args, Options &o) {
+  std::vector<char *> argv = {const_cast<char *>("exe")};
+  for (std::string &a : args)
+    argv.push_back(a.data());
+  return parseOptions(argv.size(), argv.data(), o);
+}
+
+static void testOptions() {
+  Options o;
+  CHECK(!parse({"-p", "hi", "-n", "5", "--temp=0", "--top-k", "3", "--top-p",
+                "0.5", "--seed", "7", "-t", "2", "--ignore-eos", "--output=json",
+                "--logits"},
+               o));
+  CHECK(*o.prompt == "hi" && o.nPredict == 5 && o.sampling.temperature == 0 &&
+        o.sampling.topK == 3 && o.sampling.topP == 0.5 && *o.seed == 7 &&
+        o.threads == 2 && o.ignoreEos && o.output == OutputFormat::Json &&
+        o.logits);
+  Options t;
+  CHECK(!parse({"--prompt-tokens", "1,2,3", "--output", "text"}, t));
+  CHECK((*t.promptTokens == std::vector<int32_t>{1, 2, 3}));
+  Options h;
+  CHECK(!parse({"--help"}, h) && h.help);
+
+  struct Bad {
+    std::vector<std::string> args;
+    const char *msg;
+  } bad[] = {
+      {{"-p", "x", "--temp", "-1"}, "--temp must be >= 0"},
+      {{"-p", "x", "--top-p", "2"}, "--top-p must be in (0, 1]"},
+      {{"-p", "x", "--top-p", "0"}, "--top-p must be in (0, 1]"},
+      {{"-p", "x", "-n", "-5"}, "must be -1"},
+      {{"-p", "x", "-t", "0"}, "between 1 and 1024"},
+      {{"-p", "x", "--top-k", "-2"}, "--top-k must be >= 0"},
+      {{"-p", "x", "--seed", "abc"}, "invalid integer 'abc'"},
+      {{"-p", "x", "--temp", "nan"}, "invalid number 'nan'"},
+      {{"-p", "x", "--output=xml"}, "--output must be text or json"},
+      {{"-p", "x", "--bogus"}, "unknown argument '--bogus'"},
+      {{"-p"}, "missing value for -p"},
+      {{"--prompt-tokens", "1,,2"}, "invalid token id ''"},
+      {{"--prompt-tokens", "1,-2"}, "invalid token id '-2'"},
+      {{}, "no prompt"},
+      {{"-p", "x", "--prompt-tokens", "1"}, "not both"},
+      {{"-p", "x", "--logits"}, "--logits needs --output=json"},
+      {{"-p", "x", "--ignore-eos=1"}, "takes no value"},
+  };
+  for (auto &b : bad) {
+    Options x;
+    CHECK_ERR(parse(b.args, x), kExitUsage, b.msg);
+  }
+  CHECK(helpText("exe").find("--prompt-tokens") != std::string::npos);
+  CHECK(helpText("exe").find("Exit codes") != std::string::npos);
+}
+
+//===----------------------------------------------------------------------===//
+// Generation loop with a model written in C++
+//===----------------------------------------------------------------------===//
+
+namespace {
+struct MockLog {
+  std::vector<std::pair<int64_t, int64_t>> prefills; // (pos, len)
+  std::vector<int64_t> decodes;                      // pos
+  int64_t cacheSizes[5];
+} mock;
+
+void peak(kiln_memref_2d *logits, int32_t last) {
+  float *l = static_cast<float *>(logits->aligned);
+  int64_t v = logits->sizes[1];
+  for (int64_t i = 0; i < v; ++i)
+    l[i] = 0.0f;
+  l[(last + 1) % v] = 1.0f;
+}
+void mockPrefill(kiln_memref_1d *, kiln_memref_1d *, kiln_memref_2d *tokens,
+                 int64_t pos, kiln_memref_5d *cache, kiln_memref_2d *logits) {
+  mock.prefills.push_back({pos, tokens->sizes[1]});
+  std::memcpy(mock.cacheSizes, cache->sizes, sizeof mock.cacheSizes);
+  auto *ids = static_cast<int32_t *>(tokens->aligned);
+  peak(logits, ids[tokens->sizes[1] - 1]);
+}
+void mockDecode(kiln_memref_1d *, kiln_memref_1d *, kiln_memref_2d *tokens,
+                int64_t pos, kiln_memref_5d *, kiln_memref_2d *logits) {
+  mock.decodes.push_back(pos);
+  peak(logits, static_cast<int32_t *>(tokens->aligned)[0]);
+}
+void mockForward(kiln_memref_1d *, kiln_memref_1d *, kiln_memref_2d *tokens,
+                 kiln_memref_3d *logits) {
+  auto *ids = static_cast<int32_t *>(tokens->aligned);
+  float *l = static_cast<float *>(logits->aligned);
+  int64_t v = logits->sizes[2];
+  for (int64_t s = 0; s < tokens->sizes[1]; ++s)
+    l[s * v + (ids[s] + 1) % v] = 1.0f;
+}
+} // namespace
+
+static void testGeneration() {
+  ModelFile m;
+  CHECK(!loadModelBuffer(buildFile({}), m)); // vocab 300, context 16, eos 299
+  EntryPoints e;
+  e.prefill = mockPrefill;
+  e.decode = mockDecode;
+  e.forward = mockForward;
+  e.info = {KILN_ABI_VERSION, 1, 1, 3, 8, 16, 300, ""};
+  Session s(m, e);
+  CHECK(!s.init());
+  CHECK(s.cacheFloats() == 3u * 2 * 1 * 16 * 8);
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  Rng rng(1);
+
+  mock = {};
+  GenerationResult r;
+  std::vector<int32_t> streamed;
+  CHECK(!s.generate({10, 11, 12}, 4, greedy, rng, false, true,
+                    [&](int32_t t) { streamed.push_back(t); }, r));
+  CHECK((r.tokens == std::vector<int32_t>{13, 14, 15, 16}));
+  CHECK(streamed == r.tokens);
+  CHECK(r.stop == StopReason::Length && r.logits.size() == 4);
+  CHECK(mock.prefills.size() == 1 && mock.prefills[0].first == 0 &&
+        mock.prefills[0].second == 3);
+  CHECK((mock.decodes == std::vector<int64_t>{3, 4, 5}));
+  CHECK(mock.cacheSizes[0] == 3 && mock.cacheSizes[1] == 2 &&
+        mock.cacheSizes[3] == 16 && mock.cacheSizes[4] == 8);
+
+  // Stops at EOS (299), which is part of the result.
+  mock = {};
+  GenerationResult eos;
+  CHECK(!s.generate({296}, -1, greedy, rng, false, false, [](int32_t) {}, eos));
+  CHECK((eos.tokens == std::vector<int32_t>{297, 298, 299}));
+  CHECK(eos.stop == StopReason::Eos);
+  // ... unless told to ignore it; then the context limit stops it cleanly.
+  mock = {};
+  GenerationResult ctx;
+  CHECK(!s.generate({296}, -1, greedy, rng, true, false, [](int32_t) {}, ctx));
+  CHECK(ctx.stop == StopReason::Context);
+  CHECK(ctx.tokens.size() == 16); // positions 1..15 decoded, + the prefill's
+  CHECK(mock.decodes.back() == 15);
+
+  // -n 0 runs the prefill only.
+  mock = {};
+  GenerationResult none;
+  CHECK(!s.generate({1, 2}, 0, greedy, rng, false, false, [](int32_t) {}, none));
+  CHECK(none.tokens.empty() && mock.prefills.size() == 1 && mock.decodes.empty());
+
+  std::vector<float> logits;
+  CHECK(!s.forward({5, 6}, logits));
+  CHECK(logits.size() == 600 && logits[6] == 1.0f && logits[300 + 7] == 1.0f);
+}
+
+int main() {
+  testModelFiles();
+  testTokenizers();
+  testSampling();
+  testOptions();
+  testGeneration();
+  std::printf("%d checks, %d failures\n", checks, failures);
+  return failures ? 1 : 0;
+}

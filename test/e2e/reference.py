@@ -1,0 +1,178 @@
+"""Reference GPT-2 and Llama modules in PyTorch, written from the
+architectures' definitions (GPT-2: Radford et al. 2019 with the GPT-2
+code's layout; Llama: Touvron et al. 2023), independent of Kiln. Parameter
+names and layouts are Hugging Face's (GPT2LMHeadModel, LlamaForCausalLM),
+so `state_dict()` exports without renaming. Forward takes token ids [seq]
+and returns logits [seq, vocab] over the whole sequence with the causal mask.
+"""
+import math
+
+import torch
+from torch import nn
+
+
+def causal_attention(q, k, v, heads, kv_heads):
+    """q: [S, H*D], k/v: [S, KVH*D] -> [S, H*D], query head h reads kv head
+    h // (H / KVH)."""
+    s = q.shape[0]
+    d = q.shape[1] // heads
+    q = q.view(s, heads, d).transpose(0, 1)
+    k = k.view(s, kv_heads, d).transpose(0, 1).repeat_interleave(heads // kv_heads, dim=0)
+    v = v.view(s, kv_heads, d).transpose(0, 1).repeat_interleave(heads // kv_heads, dim=0)
+    scores = q @ k.transpose(1, 2) / math.sqrt(d)
+    mask = torch.triu(torch.ones(s, s, dtype=torch.bool), diagonal=1)
+    scores = scores.masked_fill(mask, float("-inf"))
+    return (scores.softmax(-1) @ v).transpose(0, 1).reshape(s, heads * d)
+
+
+class Conv1D(nn.Module):
+    """GPT-2's linear layer: weight stored [in, out]."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.empty(n_out))
+
+    def forward(self, x):
+        return x @ self.weight + self.bias
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, d, heads, eps):
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(d, eps=eps)
+        self.attn = nn.Module()
+        self.attn.c_attn = Conv1D(d, 3 * d)
+        self.attn.c_proj = Conv1D(d, d)
+        self.ln_2 = nn.LayerNorm(d, eps=eps)
+        self.mlp = nn.Module()
+        self.mlp.c_fc = Conv1D(d, 4 * d)
+        self.mlp.c_proj = Conv1D(4 * d, d)
+
+    def forward(self, x):
+        q, k, v = self.attn.c_attn(self.ln_1(x)).chunk(3, dim=-1)
+        x = x + self.attn.c_proj(causal_attention(q, k, v, self.heads, self.heads))
+        h = self.mlp.c_fc(self.ln_2(x))
+        # GPT-2's "gelu_new": the tanh approximation.
+        h = 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3)))
+        return x + self.mlp.c_proj(h)
+
+
+class GPT2(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d = cfg["n_embd"]
+        self.transformer = nn.Module()
+        self.transformer.wte = nn.Embedding(cfg["vocab_size"], d)
+        self.transformer.wpe = nn.Embedding(cfg["n_positions"], d)
+        self.transformer.h = nn.ModuleList(
+            GPT2Block(d, cfg["n_head"], cfg["layer_norm_epsilon"]) for _ in range(cfg["n_layer"]))
+        self.transformer.ln_f = nn.LayerNorm(d, eps=cfg["layer_norm_epsilon"])
+        self.lm_head = nn.Linear(d, cfg["vocab_size"], bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied
+
+    def forward(self, ids):
+        t = self.transformer
+        x = t.wte(ids) + t.wpe(torch.arange(len(ids)))
+        for block in t.h:
+            x = block(x)
+        return self.lm_head(t.ln_f(x))
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, d, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotate_half_rope(x, heads, theta):
+    """RoPE in the rotate-half layout: feature i pairs with i + d/2."""
+    s = x.shape[0]
+    d = x.shape[1] // heads
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    angles = torch.arange(s, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    cos = torch.cat([angles.cos()] * 2, -1).to(x.dtype)[:, None, :]
+    sin = torch.cat([angles.sin()] * 2, -1).to(x.dtype)[:, None, :]
+    x = x.view(s, heads, d)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    rotated = torch.cat([-x2, x1], -1)
+    return (x * cos + rotated * sin).reshape(s, heads * d)
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d, inter = cfg["hidden_size"], cfg["intermediate_size"]
+        self.heads = cfg["num_attention_heads"]
+        self.kv_heads = cfg.get("num_key_value_heads", self.heads)
+        self.theta = cfg.get("rope_theta", 10000.0)
+        hd = d // self.heads
+        self.input_layernorm = RMSNorm(d, cfg["rms_norm_eps"])
+        self.self_attn = nn.Module()
+        self.self_attn.q_proj = nn.Linear(d, self.heads * hd, bias=False)
+        self.self_attn.k_proj = nn.Linear(d, self.kv_heads * hd, bias=False)
+        self.self_attn.v_proj = nn.Linear(d, self.kv_heads * hd, bias=False)
+        self.self_attn.o_proj = nn.Linear(self.heads * hd, d, bias=False)
+        self.post_attention_layernorm = RMSNorm(d, cfg["rms_norm_eps"])
+        self.mlp = nn.Module()
+        self.mlp.gate_proj = nn.Linear(d, inter, bias=False)
+        self.mlp.up_proj = nn.Linear(d, inter, bias=False)
+        self.mlp.down_proj = nn.Linear(inter, d, bias=False)
+
+    def forward(self, x):
+        a = self.self_attn
+        h = self.input_layernorm(x)
+        q = rotate_half_rope(a.q_proj(h), self.heads, self.theta)
+        k = rotate_half_rope(a.k_proj(h), self.kv_heads, self.theta)
+        x = x + a.o_proj(causal_attention(q, k, a.v_proj(h), self.heads, self.kv_heads))
+        h = self.post_attention_layernorm(x)
+        m = self.mlp
+        return x + m.down_proj(nn.functional.silu(m.gate_proj(h)) * m.up_proj(h))
+
+
+class Llama(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.model = nn.Module()
+        self.model.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"])
+        self.model.layers = nn.ModuleList(LlamaLayer(cfg) for _ in range(cfg["num_hidden_layers"]))
+        self.model.norm = RMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+        self.lm_head = nn.Linear(cfg["hidden_size"], cfg["vocab_size"], bias=False)
+        if cfg.get("tie_word_embeddings"):
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, ids):
+        x = self.model.embed_tokens(ids)
+        for layer in self.model.layers:
+            x = layer(x)
+        return self.lm_head(self.model.norm(x))
+
+
+def randomize(model, seed):
+    """Random weights with spread: matrices ~ N(0, 1/fan_in), embeddings
+    N(0, 1), norm gains 1 + N(0, 0.1), biases N(0, 0.1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            elif p.dim() == 1:
+                p.copy_(1 + torch.randn(p.shape, generator=g) * 0.1)
+            elif "wte" in name or "wpe" in name or "embed" in name:
+                p.copy_(torch.randn(p.shape, generator=g))
+            else:
+                fan_in = p.shape[0] if isinstance(getattr_path(model, name), Conv1D) else p.shape[1]
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+    return model
+
+
+def getattr_path(model, name):
+    obj = model
+    for part in name.split(".")[:-1]:
+        obj = getattr(obj, part) if not part.isdigit() else obj[int(part)]
+    return obj

@@ -2,8 +2,9 @@
 architectures' definitions (GPT-2: Radford et al. 2019 with the GPT-2
 code's layout; Llama: Touvron et al. 2023), independent of Kiln. Parameter
 names and layouts are Hugging Face's (GPT2LMHeadModel, LlamaForCausalLM),
-so `state_dict()` exports without renaming. Forward takes token ids [seq]
-and returns logits [seq, vocab] over the whole sequence with the causal mask.
+so `state_dict()` exports without renaming. Forward takes token ids [..., seq]
+and returns logits [..., seq, vocab] over the whole sequence with the causal
+mask (the training form; examples/ trains with these modules).
 """
 import math
 
@@ -12,17 +13,17 @@ from torch import nn
 
 
 def causal_attention(q, k, v, heads, kv_heads):
-    """q: [S, H*D], k/v: [S, KVH*D] -> [S, H*D], query head h reads kv head
-    h // (H / KVH)."""
-    s = q.shape[0]
-    d = q.shape[1] // heads
-    q = q.view(s, heads, d).transpose(0, 1)
-    k = k.view(s, kv_heads, d).transpose(0, 1).repeat_interleave(heads // kv_heads, dim=0)
-    v = v.view(s, kv_heads, d).transpose(0, 1).repeat_interleave(heads // kv_heads, dim=0)
-    scores = q @ k.transpose(1, 2) / math.sqrt(d)
+    """q: [..., S, H*D], k/v: [..., S, KVH*D] -> [..., S, H*D]; query head h
+    reads kv head h // (H / KVH)."""
+    *lead, s, width = q.shape
+    d = width // heads
+    q = q.view(*lead, s, heads, d).transpose(-3, -2)
+    k = k.view(*lead, s, kv_heads, d).transpose(-3, -2).repeat_interleave(heads // kv_heads, dim=-3)
+    v = v.view(*lead, s, kv_heads, d).transpose(-3, -2).repeat_interleave(heads // kv_heads, dim=-3)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d)
     mask = torch.triu(torch.ones(s, s, dtype=torch.bool), diagonal=1)
     scores = scores.masked_fill(mask, float("-inf"))
-    return (scores.softmax(-1) @ v).transpose(0, 1).reshape(s, heads * d)
+    return (scores.softmax(-1) @ v).transpose(-3, -2).reshape(*lead, s, heads * d)
 
 
 class Conv1D(nn.Module):
@@ -74,7 +75,7 @@ class GPT2(nn.Module):
 
     def forward(self, ids):
         t = self.transformer
-        x = t.wte(ids) + t.wpe(torch.arange(len(ids)))
+        x = t.wte(ids) + t.wpe(torch.arange(ids.shape[-1]))
         for block in t.h:
             x = block(x)
         return self.lm_head(t.ln_f(x))
@@ -92,16 +93,16 @@ class RMSNorm(nn.Module):
 
 def rotate_half_rope(x, heads, theta):
     """RoPE in the rotate-half layout: feature i pairs with i + d/2."""
-    s = x.shape[0]
-    d = x.shape[1] // heads
+    *lead, s, width = x.shape
+    d = width // heads
     inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
     angles = torch.arange(s, dtype=torch.float64)[:, None] * inv_freq[None, :]
     cos = torch.cat([angles.cos()] * 2, -1).to(x.dtype)[:, None, :]
     sin = torch.cat([angles.sin()] * 2, -1).to(x.dtype)[:, None, :]
-    x = x.view(s, heads, d)
+    x = x.view(*lead, s, heads, d)
     x1, x2 = x[..., : d // 2], x[..., d // 2:]
     rotated = torch.cat([-x2, x1], -1)
-    return (x * cos + rotated * sin).reshape(s, heads * d)
+    return (x * cos + rotated * sin).reshape(*lead, s, heads * d)
 
 
 class LlamaLayer(nn.Module):

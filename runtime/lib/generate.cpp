@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <unistd.h>
 
@@ -60,19 +61,38 @@ Session::generate(const std::vector<int32_t> &prompt, int64_t nPredict,
                   const SamplingParams &sampling, Rng &rng, bool ignoreEos,
                   bool keepLogits, const std::function<void(int32_t)> &onToken,
                   GenerationResult &result) {
+  return generateAt(0, prompt, nPredict, sampling, rng, ignoreEos, keepLogits,
+                    [&](int32_t t) {
+                      onToken(t);
+                      return true;
+                    },
+                    result);
+}
+
+std::optional<Error>
+Session::generateAt(int64_t pos, const std::vector<int32_t> &prompt,
+                    int64_t nPredict, const SamplingParams &sampling, Rng &rng,
+                    bool ignoreEos, bool keepLogits,
+                    const std::function<bool(int32_t)> &onToken,
+                    GenerationResult &result) {
   const kiln_model_info &info = entry.info;
   int64_t capacity = info.capacity, vocab = info.vocab_size;
   int64_t w = info.kv_width, c = capacity;
+  int64_t n = prompt.size();
+  if (n == 0 || pos < 0 || pos + n > capacity)
+    return Error{kExitPrompt, "prompt of " + std::to_string(n) +
+                                  " tokens at position " + std::to_string(pos) +
+                                  " does not fit the context of " +
+                                  std::to_string(capacity)};
   kiln_memref_5d cacheRef = {cache.get(), cache.get(), 0,
                              {info.num_layers, 2, 1, c, w},
                              {2 * c * w, c * w, c * w, w, 1}};
   kiln_memref_2d logitsRef = {logits.get(), logits.get(), 0, {1, vocab}, {vocab, 1}};
   std::vector<int32_t> ids = prompt;
-  int64_t n = ids.size();
   kiln_memref_2d tokens = {ids.data(), ids.data(), 0, {1, n}, {n, 1}};
 
   auto t0 = std::chrono::steady_clock::now();
-  entry.prefill(&weights, &offsets, &tokens, 0, &cacheRef, &logitsRef);
+  entry.prefill(&weights, &offsets, &tokens, pos, &cacheRef, &logitsRef);
   result.prefillMs = msSince(t0);
   result.stop = StopReason::Length;
   if (nPredict == 0)
@@ -81,26 +101,69 @@ Session::generate(const std::vector<int32_t> &prompt, int64_t nPredict,
   int32_t token;
   for (;;) {
     token = sample(logits.get(), vocab, sampling, rng);
+    if (result.tokens.empty())
+      result.firstTokenMs = msSince(t0);
     if (keepLogits)
       result.logits.emplace_back(logits.get(), logits.get() + vocab);
     result.tokens.push_back(token);
-    onToken(token);
+    bool more = onToken(token);
     if (token == model.eosId && !ignoreEos) {
       result.stop = StopReason::Eos;
       break;
     }
-    if (nPredict > 0 && (int64_t)result.tokens.size() >= nPredict)
+    if (!more || (nPredict > 0 && (int64_t)result.tokens.size() >= nPredict))
       break;
-    int64_t pos = n + (int64_t)result.tokens.size() - 1;
-    if (pos >= capacity) {
+    int64_t p = pos + n + (int64_t)result.tokens.size() - 1;
+    if (p >= capacity) {
       result.stop = StopReason::Context;
       break;
     }
     kiln_memref_2d one = {&token, &token, 0, {1, 1}, {1, 1}};
     auto t1 = std::chrono::steady_clock::now();
-    entry.decode(&weights, &offsets, &one, pos, &cacheRef, &logitsRef);
+    entry.decode(&weights, &offsets, &one, p, &cacheRef, &logitsRef);
     result.decodeMs += msSince(t1);
   }
+  return std::nullopt;
+}
+
+std::optional<Error> Session::score(const std::vector<int32_t> &tokens,
+                                    int64_t stride, ScoreResult &r) {
+  int64_t n = tokens.size(), vocab = entry.info.vocab_size;
+  r.window = entry.info.capacity;
+  // Windows overlap by at least one token, so every token after the first
+  // has left context and is scored.
+  int64_t maxStride = std::max<int64_t>(1, r.window - 1);
+  r.stride = stride > 0 ? std::min(stride, maxStride) : std::max<int64_t>(1, r.window / 2);
+  if (n < 2)
+    return Error{kExitPrompt, "scoring needs at least 2 tokens, got " + std::to_string(n)};
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> logits;
+  int64_t prevEnd = 0;
+  for (int64_t begin = 0; begin < n; begin += r.stride) {
+    int64_t end = std::min(begin + r.window, n);
+    std::vector<int32_t> window(tokens.begin() + begin, tokens.begin() + end);
+    if (auto err = forward(window, logits))
+      return err;
+    for (int64_t t = std::max(prevEnd, begin + 1); t < end; ++t) {
+      const float *row = logits.data() + (t - 1 - begin) * vocab;
+      double mx = row[0];
+      for (int64_t j = 1; j < vocab; ++j)
+        mx = std::max(mx, (double)row[j]);
+      double sum = 0;
+      for (int64_t j = 0; j < vocab; ++j)
+        sum += std::exp((double)row[j] - mx);
+      r.nll.push_back(mx + std::log(sum) - row[tokens[t]]);
+    }
+    prevEnd = end;
+    if (end == n)
+      break;
+  }
+  double total = 0;
+  for (double x : r.nll)
+    total += x;
+  r.meanNll = total / r.nll.size();
+  r.perplexity = std::exp(r.meanNll);
+  r.ms = msSince(t0);
   return std::nullopt;
 }
 
@@ -142,6 +205,109 @@ static int fail(const Error &e) {
   return e.code;
 }
 
+static void printStats(size_t promptTokens, const GenerationResult &r) {
+  double prefillRate = r.prefillMs > 0 ? promptTokens / (r.prefillMs / 1000) : 0;
+  size_t decoded = r.tokens.size() > 0 ? r.tokens.size() - 1 : 0;
+  double decodeRate = r.decodeMs > 0 ? decoded / (r.decodeMs / 1000) : 0;
+  std::fprintf(stderr,
+               "kiln: prompt %zu tokens, %.1f tok/s | generated %zu tokens, "
+               "%.1f tok/s | time to first token %.1f ms\n",
+               promptTokens, prefillRate, r.tokens.size(), decodeRate,
+               r.firstTokenMs);
+}
+
+static bool readFile(const std::string &path, std::string &out) {
+  FILE *f = std::fopen(path.c_str(), "rb");
+  if (!f)
+    return false;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+    out.append(buf, n);
+  bool ok = !std::ferror(f);
+  std::fclose(f);
+  return ok;
+}
+
+/// Chat-style loop over the KV cache: every line read from stdin is
+/// appended to the conversation and answered; nothing is recomputed.
+static int interactive(const Options &opts, const ModelFile &model,
+                       const Tokenizer &tokenizer, Session &session, Rng &rng,
+                       int64_t capacity) {
+  int64_t pos = 0;
+  std::optional<int32_t> pending; // last reply token, not yet in the cache
+  bool first = true;
+  std::string line;
+  auto turn = [&](const std::string &text) -> int {
+    std::vector<int32_t> ids;
+    if (auto err = tokenizer.encode(text, ids))
+      return fail(*err);
+    if (!first && model.addBos && model.bosId >= 0 && !ids.empty() &&
+        ids[0] == model.bosId)
+      ids.erase(ids.begin()); // BOS starts the conversation only
+    first = false;
+    if (pending)
+      ids.insert(ids.begin(), *pending);
+    if (ids.empty())
+      return -1;
+    if (pos + (int64_t)ids.size() > capacity) {
+      std::fprintf(stderr, "kiln: the context of %lld tokens is full; ending "
+                           "the conversation\n", (long long)capacity);
+      return kExitOk;
+    }
+    Utf8Stream stream;
+    GenerationResult r;
+    auto onToken = [&](int32_t id) {
+      if (id == model.eosId)
+        return false;
+      std::string piece = tokenizer.piece(id);
+      std::string ready = stream.push(piece);
+      std::fwrite(ready.data(), 1, ready.size(), stdout);
+      std::fflush(stdout);
+      return piece.find('\n') == std::string::npos; // a reply is one line
+    };
+    if (auto err = session.generateAt(pos, ids, opts.nPredict, opts.sampling, rng,
+                                      false, false, onToken, r))
+      return fail(*err);
+    std::string rest = stream.flush();
+    if (r.tokens.empty() || tokenizer.piece(r.tokens.back()).find('\n') ==
+                                std::string::npos)
+      rest += "\n";
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::fflush(stdout);
+    pos += ids.size() + (r.tokens.empty() ? 0 : r.tokens.size() - 1);
+    pending = r.tokens.empty() ? std::nullopt : std::optional<int32_t>(r.tokens.back());
+    if (opts.stats)
+      printStats(ids.size(), r);
+    if (r.stop == StopReason::Context || pos >= capacity) {
+      std::fprintf(stderr, "kiln: the context of %lld tokens is full; ending "
+                           "the conversation\n", (long long)capacity);
+      return kExitOk;
+    }
+    return -1;
+  };
+  if (opts.prompt) {
+    int rc = turn(*opts.prompt);
+    if (rc >= 0)
+      return rc;
+  }
+  for (;;) {
+    if (isatty(0))
+      std::fputs("> ", stderr);
+    line.clear();
+    int c;
+    while ((c = std::fgetc(stdin)) != EOF && c != '\n')
+      line.push_back((char)c);
+    if (c == EOF && line.empty())
+      return kExitOk;
+    int rc = turn(line + "\n");
+    if (rc >= 0)
+      return rc;
+    if (c == EOF)
+      return kExitOk;
+  }
+}
+
 int run(int argc, char **argv, const EntryPoints &entry) {
   Options opts;
   opts.modelPath = entry.info.model_path ? entry.info.model_path : "";
@@ -158,6 +324,57 @@ int run(int argc, char **argv, const EntryPoints &entry) {
   if (auto err = checkCompatible(model, entry.info))
     return fail(*err);
   Tokenizer tokenizer(model);
+  Session session(model, entry);
+  if (auto err = session.init())
+    return fail(*err);
+  int64_t capacity = entry.info.capacity;
+
+  uint64_t seed = opts.seed ? *opts.seed
+                            : (uint64_t)std::chrono::system_clock::now()
+                                      .time_since_epoch()
+                                      .count() ^
+                                  ((uint64_t)getpid() << 32);
+  Rng rng(seed);
+  if (opts.interactive)
+    return interactive(opts, model, tokenizer, session, rng, capacity);
+
+  if (opts.perplexityFile || opts.scoreText) {
+    std::string text;
+    if (opts.scoreText)
+      text = *opts.scoreText;
+    else if (!readFile(*opts.perplexityFile, text))
+      return fail({kExitUsage, "cannot read '" + *opts.perplexityFile +
+                                   "': " + std::strerror(errno)});
+    std::vector<int32_t> ids;
+    if (auto err = tokenizer.encode(text, ids))
+      return fail(*err);
+    ScoreResult r;
+    if (auto err = session.score(ids, opts.stride, r))
+      return fail(*err);
+    if (opts.output == OutputFormat::Json) {
+      std::string s;
+      char head[256];
+      std::snprintf(head, sizeof head,
+                    "{\"tokens_scored\":%zu,\"mean_nll\":%.9g,\"perplexity\":%.9g,"
+                    "\"window\":%lld,\"stride\":%lld,\"score_ms\":%.3f,\"nll\":[",
+                    r.nll.size(), r.meanNll, r.perplexity, (long long)r.window,
+                    (long long)r.stride, r.ms);
+      s = head;
+      for (size_t i = 0; i < r.nll.size(); ++i) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, i ? ",%.9g" : "%.9g", r.nll[i]);
+        s += buf;
+      }
+      s += "]}\n";
+      std::fwrite(s.data(), 1, s.size(), stdout);
+    } else {
+      std::printf("perplexity %.6f over %zu tokens (mean NLL %.6f nats/token, "
+                  "window %lld, stride %lld)\n",
+                  r.perplexity, r.nll.size(), r.meanNll, (long long)r.window,
+                  (long long)r.stride);
+    }
+    return kExitOk;
+  }
 
   std::vector<int32_t> prompt;
   if (opts.promptTokens) {
@@ -172,14 +389,10 @@ int run(int argc, char **argv, const EntryPoints &entry) {
   }
   if (prompt.empty())
     return fail({kExitPrompt, "the prompt is empty"});
-  if ((int64_t)prompt.size() > entry.info.capacity)
+  if ((int64_t)prompt.size() > capacity)
     return fail({kExitPrompt, "prompt has " + std::to_string(prompt.size()) +
                                   " tokens but the context holds " +
-                                  std::to_string(entry.info.capacity)});
-
-  Session session(model, entry);
-  if (auto err = session.init())
-    return fail(*err);
+                                  std::to_string(capacity)});
 
   if (opts.forwardLogits) {
     std::vector<float> logits;
@@ -201,12 +414,6 @@ int run(int argc, char **argv, const EntryPoints &entry) {
     return kExitOk;
   }
 
-  uint64_t seed = opts.seed ? *opts.seed
-                            : (uint64_t)std::chrono::system_clock::now()
-                                      .time_since_epoch()
-                                      .count() ^
-                                  ((uint64_t)getpid() << 32);
-  Rng rng(seed);
   bool text = opts.output == OutputFormat::Text;
   Utf8Stream stream;
   std::string generated;
@@ -229,6 +436,9 @@ int run(int argc, char **argv, const EntryPoints &entry) {
   if (text) {
     std::string rest = stream.flush() + "\n";
     std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::fflush(stdout);
+    if (opts.stats)
+      printStats(prompt.size(), result);
     return kExitOk;
   }
   std::string s = "{\"tokens\":" + idList(result.tokens);
@@ -249,12 +459,12 @@ int run(int argc, char **argv, const EntryPoints &entry) {
     }
     s += "]";
   }
-  char timings[256];
+  char timings[320];
   std::snprintf(timings, sizeof timings,
                 ",\"timings\":{\"prompt_tokens\":%zu,\"generated_tokens\":%zu,"
-                "\"prefill_ms\":%.3f,\"decode_ms\":%.3f}}\n",
+                "\"prefill_ms\":%.3f,\"decode_ms\":%.3f,\"first_token_ms\":%.3f}}\n",
                 prompt.size(), result.tokens.size(), result.prefillMs,
-                result.decodeMs);
+                result.decodeMs, result.firstTokenMs);
   s += timings;
   std::fwrite(s.data(), 1, s.size(), stdout);
   return kExitOk;

@@ -142,6 +142,21 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
     } else if (flag == "--forward-logits") {
       err = noValue();
       o.forwardLogits = true;
+    } else if (flag == "--perplexity") {
+      if (!(err = take(v)))
+        o.perplexityFile = v;
+    } else if (flag == "--score") {
+      if (!(err = take(v)))
+        o.scoreText = v;
+    } else if (flag == "--stride") {
+      if (!(err = take(v)) && !(err = parseInt(flag, v, o.stride)) && o.stride < 1)
+        err = usage("--stride must be >= 1, got " + v);
+    } else if (flag == "-i" || flag == "--interactive") {
+      err = noValue();
+      o.interactive = true;
+    } else if (flag == "--no-stats") {
+      err = noValue();
+      o.stats = false;
     } else {
       err = usage("unknown argument '" + arg + "'");
     }
@@ -150,10 +165,14 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
   }
   if (o.help)
     return std::nullopt;
-  if (o.prompt && o.promptTokens)
-    return usage("give either -p/--prompt or --prompt-tokens, not both");
-  if (!o.prompt && !o.promptTokens)
+  int inputs = !!o.prompt + !!o.promptTokens + !!o.perplexityFile + !!o.scoreText;
+  if (inputs > 1)
+    return usage("give one of -p/--prompt, --prompt-tokens, --perplexity and --score");
+  if (inputs == 0 && !o.interactive)
     return usage("no prompt: give -p TEXT or --prompt-tokens IDS");
+  if (o.interactive && (o.perplexityFile || o.scoreText || o.forwardLogits ||
+                        o.output == OutputFormat::Json))
+    return usage("-i works with text output and an optional first prompt");
   if (o.logits && o.output != OutputFormat::Json)
     return usage("--logits needs --output=json");
   return std::nullopt;
@@ -162,7 +181,7 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
 std::string helpText(const char *argv0) {
   std::string s = "usage: ";
   s += argv0;
-  s += R"( [options] (-p TEXT | --prompt-tokens IDS)
+  s += R"HELP( [options] (-p TEXT | --prompt-tokens IDS)
 
 Generates text with the model compiled into this executable (a Kiln build).
 
@@ -181,6 +200,19 @@ Generates text with the model compiled into this executable (a Kiln build).
   --logits                with --output=json: the logits each token was chosen from
   --forward-logits        run the compiled whole-sequence form over the prompt and
                           print {"tokens": [...], "logits": [[...] per position]}
+  --perplexity FILE       score FILE with teacher forcing (the compiled
+                          whole-sequence form): per-token negative
+                          log-likelihood and perplexity; texts longer than the
+                          context use a sliding window (see --stride)
+  --score TEXT            the same for one text given on the command line
+  --stride N              sliding-window step for scoring (default: half the
+                          context); each window scores only tokens not scored
+                          before, with up to a full context of left context
+  -i, --interactive       chat-style loop: read a line from stdin, continue the
+                          conversation from the KV cache (nothing is
+                          recomputed), print the reply; ends at EOF or when
+                          the context is full
+  --no-stats              do not print the stats line on stderr
   -m, --model PATH        model file (default: the one the executable was compiled from)
   -h, --help              this help
 
@@ -193,11 +225,18 @@ JSON output (--output=json), one object:
 
 Generation stops at the end-of-sequence token (included in "tokens", not
 printed), after -n tokens, or when the context is full (stop_reason "context").
+After text output a stats line goes to stderr: prompt tokens and tok/s,
+generated tokens and tok/s, time to first token.
+
+Scoring output: text mode prints "perplexity P over N tokens (mean NLL X
+nats/token, window W, stride S)". With --output=json, one object
+{"tokens_scored": N, "mean_nll": X, "perplexity": P, "window": W,
+ "stride": S, "nll": [per-token NLL], "score_ms": T}.
 
 Exit codes: 0 success, 1 bad flag or value, 2 unreadable or invalid model
 file, 3 bad prompt (empty, ids outside the vocabulary, longer than the
 context), 4 out of memory or internal error.
-)";
+)HELP";
   return s;
 }
 

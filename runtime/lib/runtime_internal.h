@@ -155,6 +155,11 @@ struct Options {
   OutputFormat output = OutputFormat::Text;
   bool logits = false;
   bool forwardLogits = false;
+  std::optional<std::string> perplexityFile; ///< --perplexity FILE
+  std::optional<std::string> scoreText;      ///< --score TEXT
+  int64_t stride = 0;                        ///< 0: half the context
+  bool interactive = false;                  ///< -i
+  bool stats = true;                         ///< the stats line on stderr
   bool help = false;
 };
 
@@ -183,6 +188,19 @@ struct GenerationResult {
   std::vector<std::vector<float>> logits; ///< with keepLogits
   StopReason stop = StopReason::Length;
   double prefillMs = 0, decodeMs = 0;
+  double firstTokenMs = 0; ///< prefill + choosing the first token
+};
+
+/// Teacher-forced scoring of a text longer than the context: windows of up
+/// to `window` tokens advance by `stride`; each window scores only the
+/// tokens the previous windows did not (as in Hugging Face's perplexity
+/// recipe), so every token after the first is scored exactly once, with as
+/// much left context as the window allows.
+struct ScoreResult {
+  std::vector<double> nll; ///< per scored token, nats
+  double meanNll = 0, perplexity = 0;
+  int64_t window = 0, stride = 0;
+  double ms = 0;
 };
 
 /// Buffers allocated once, before the first token.
@@ -201,6 +219,16 @@ public:
   /// The whole-sequence form over `tokens`: logits of every position.
   std::optional<Error> forward(const std::vector<int32_t> &tokens,
                                std::vector<float> &logits);
+  /// Scores `tokens` with the whole-sequence form (see ScoreResult).
+  std::optional<Error> score(const std::vector<int32_t> &tokens,
+                             int64_t stride, ScoreResult &result);
+  /// Keeps the cache between calls: prefill `tokens` at `pos` (interactive
+  /// mode continues a conversation without recomputing it).
+  std::optional<Error>
+  generateAt(int64_t pos, const std::vector<int32_t> &tokens, int64_t nPredict,
+             const SamplingParams &sampling, Rng &rng, bool ignoreEos,
+             bool keepLogits, const std::function<bool(int32_t)> &onToken,
+             GenerationResult &result);
   /// Cache size in floats (tests).
   size_t cacheFloats() const { return cacheSize; }
 

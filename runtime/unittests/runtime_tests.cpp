@@ -334,7 +334,10 @@ static void testOptions() {
       {{"--prompt-tokens", "1,,2"}, "invalid token id ''"},
       {{"--prompt-tokens", "1,-2"}, "invalid token id '-2'"},
       {{}, "no prompt"},
-      {{"-p", "x", "--prompt-tokens", "1"}, "not both"},
+      {{"-p", "x", "--prompt-tokens", "1"}, "give one of"},
+      {{"-p", "x", "--score", "y"}, "give one of"},
+      {{"--score", "x", "--stride", "0"}, "--stride must be >= 1"},
+      {{"-i", "--output=json"}, "-i works with text output"},
       {{"-p", "x", "--logits"}, "--logits needs --output=json"},
       {{"-p", "x", "--ignore-eos=1"}, "takes no value"},
   };
@@ -434,6 +437,36 @@ static void testGeneration() {
   GenerationResult none;
   CHECK(!s.generate({1, 2}, 0, greedy, rng, false, false, [](int32_t) {}, none));
   CHECK(none.tokens.empty() && mock.prefills.size() == 1 && mock.decodes.empty());
+
+  // Sliding-window scoring: every token after the first scored once, each
+  // with the mock's NLL for a correct peak: log(e + V - 1) - 1.
+  std::vector<int32_t> seq;
+  for (int i = 0; i < 40; ++i)
+    seq.push_back(i);
+  for (int64_t stride : {0, 5, 16, 100}) {
+    ScoreResult sr;
+    CHECK(!s.score(seq, stride, sr));
+    CHECK(sr.nll.size() == 39 && sr.window == 16);
+    CHECK(sr.stride == (stride == 0 ? 8 : std::min<int64_t>(stride, 15)));
+    double want = std::log(std::exp(1.0) + 299) - 1;
+    bool all = true;
+    for (double x : sr.nll)
+      all &= std::abs(x - want) < 1e-6;
+    CHECK(all && std::abs(sr.perplexity - std::exp(want)) < 1e-6);
+  }
+  ScoreResult one;
+  CHECK_ERR(s.score({7}, 0, one), kExitPrompt, "at least 2 tokens");
+
+  // generateAt continues from the cache at a position.
+  mock = {};
+  GenerationResult at;
+  CHECK(!s.generateAt(5, {20, 21}, 3, greedy, rng, true, false,
+                      [](int32_t) { return true; }, at));
+  CHECK(mock.prefills[0].first == 5 && mock.prefills[0].second == 2);
+  CHECK((mock.decodes == std::vector<int64_t>{7, 8}));
+  CHECK_ERR(s.generateAt(15, {1, 2}, 3, greedy, rng, true, false,
+                         [](int32_t) { return true; }, at),
+            kExitPrompt, "does not fit the context of 16");
 
   std::vector<float> logits;
   CHECK(!s.forward({5, 6}, logits));

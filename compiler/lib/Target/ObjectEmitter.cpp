@@ -112,7 +112,7 @@ bool kiln::emitObject(Module &module, raw_pwrite_stream &os,
 
 bool kiln::linkExecutable(StringRef linker, StringRef objectPath,
                           StringRef runtimeLib, StringRef outputPath,
-                          std::string &error) {
+                          bool shared, std::string &error) {
   ErrorOr<std::string> program = sys::findProgramByName(linker);
   if (!program) {
     error = ("cannot find the linker driver '" + linker + "'").str();
@@ -120,6 +120,9 @@ bool kiln::linkExecutable(StringRef linker, StringRef objectPath,
   }
   SmallVector<StringRef> args = {*program, objectPath, runtimeLib, "-lm",
                                  "-pthread", "-o", outputPath};
+  if (shared) // Keep the whole C API, which nothing in the library calls.
+    args = {*program, "-shared", objectPath, "-Wl,--whole-archive", runtimeLib,
+            "-Wl,--no-whole-archive", "-lm", "-pthread", "-o", outputPath};
   std::string message;
   int rc = sys::ExecuteAndWait(*program, args, std::nullopt, {}, 0, 0,
                                &message);

@@ -17,6 +17,7 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
+#include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Support/Timing.h"
@@ -26,6 +27,7 @@
 #include "llvm/Support/FileUtilities.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
@@ -34,7 +36,7 @@ using namespace llvm;
 
 namespace {
 enum ExitCode { Ok = 0, Usage = 1, BadInput = 2, CompileFailed = 3, OutputFailed = 4 };
-enum class Emit { MLIR, LLVM, Obj, Exe };
+enum class Emit { MLIR, LLVM, Obj, Exe, Shared };
 
 cl::OptionCategory category("kiln-compile options");
 cl::opt<std::string> inputPath(cl::Positional, cl::Required,
@@ -47,7 +49,9 @@ cl::opt<Emit> emit(
     cl::values(clEnumValN(Emit::MLIR, "mlir", "MLIR text at --stage"),
                clEnumValN(Emit::LLVM, "llvm", "optimized LLVM IR for this CPU"),
                clEnumValN(Emit::Obj, "obj", "object file"),
-               clEnumValN(Emit::Exe, "exe", "executable linked with the runtime")),
+               clEnumValN(Emit::Exe, "exe", "executable linked with the runtime"),
+               clEnumValN(Emit::Shared, "shared",
+                          "shared library with the C API of kiln.h")),
     cl::cat(category));
 cl::opt<std::string> stageOpt(
     "stage",
@@ -70,16 +74,27 @@ cl::opt<std::string> linker("linker",
                             cl::init(KILN_DEFAULT_LINKER), cl::cat(category));
 cl::opt<bool> timing("timing", cl::desc("Print the time of every stage and pass"),
                      cl::cat(category));
+cl::opt<bool> printAfterAll("print-ir-after-all",
+                            cl::desc("Print the IR after every pass (stderr)"),
+                            cl::cat(category));
+cl::list<std::string> printAfter(
+    "print-ir-after", cl::desc("Print the IR after the pass with this flag name "
+                               "(e.g. transformer-kv-cache); repeatable"),
+    cl::value_desc("pass"), cl::CommaSeparated, cl::cat(category));
+cl::opt<bool> verbose("v", cl::desc("Report each stage as it starts (default "
+                                    "when stderr is a terminal)"),
+                      cl::cat(category));
 
 int fail(int code, const Twine &message) {
   errs() << "kiln-compile: error: " << message << "\n";
   return code;
 }
 
-std::string defaultRuntimeLib(const char *argv0) {
+std::string defaultRuntimeLib(const char *argv0, bool shared) {
   std::string exe = sys::fs::getMainExecutable(argv0, (void *)&defaultRuntimeLib);
   SmallString<256> path(sys::path::parent_path(sys::path::parent_path(exe)));
-  sys::path::append(path, "lib", "libkiln_runtime.a");
+  sys::path::append(path, "lib",
+                    shared ? "libkiln_runtime_shared.a" : "libkiln_runtime.a");
   return std::string(path);
 }
 
@@ -148,10 +163,12 @@ int main(int argc, char **argv) {
     return fail(Usage, "--batch must be positive");
   if (emit != Emit::MLIR)
     stage = kiln::Stage::LLVM;
-  bool binary = emit == Emit::Obj || emit == Emit::Exe;
+  bool binary = emit == Emit::Obj || emit == Emit::Exe || emit == Emit::Shared;
   if (outputPath.empty()) {
     if (emit == Emit::Exe)
       outputPath = sys::path::stem(inputPath).str();
+    else if (emit == Emit::Shared)
+      outputPath = ("lib" + sys::path::stem(inputPath) + ".so").str();
     else if (emit == Emit::Obj)
       outputPath = (sys::path::stem(inputPath) + ".o").str();
     else
@@ -224,15 +241,39 @@ int main(int argc, char **argv) {
     return fail(Usage, "--stage " + stageOpt + " comes before the input's stage " +
                            fromStageOpt);
 
-  {
+  // One pass manager per stage, so progress and timing name the stages.
+  bool progress = verbose || sys::Process::StandardErrIsDisplayed();
+  std::vector<kiln::Stage> stages;
+  for (int s = (int)*fromStage + 1; s <= (int)*stage; ++s)
+    stages.push_back((kiln::Stage)s);
+  int totalSteps = stages.size() + (emit == Emit::MLIR ? 0 : emit == Emit::LLVM ? 1 : 2);
+  int step = 0;
+  auto report = [&](StringRef what) {
+    if (progress)
+      errs() << "kiln-compile: [" << ++step << "/" << totalSteps << "] " << what
+             << "\n";
+  };
+  for (kiln::Stage s : stages) {
+    report(kiln::stageName(s));
     mlir::PassManager pm = mlir::PassManager::on<mlir::ModuleOp>(&context);
     if (failed(mlir::applyPassManagerCLOptions(pm)))
       return fail(Usage, "bad pass manager options");
-    mlir::TimingScope passTimer = rootTimer.nest("passes");
-    pm.enableTiming(passTimer);
-    kiln::buildPipeline(pm, *fromStage, *stage);
+    if (printAfterAll || !printAfter.empty()) {
+      std::vector<std::string> names(printAfter.begin(), printAfter.end());
+      pm.enableIRPrinting(
+          [](mlir::Pass *, mlir::Operation *) { return false; },
+          [names](mlir::Pass *pass, mlir::Operation *) {
+            return printAfterAll ||
+                   llvm::is_contained(names, pass->getArgument().str());
+          },
+          /*printModuleScope=*/true, /*printAfterOnlyOnChange=*/false);
+    }
+    mlir::TimingScope stageTimer = rootTimer.nest(kiln::stageName(s));
+    pm.enableTiming(stageTimer);
+    kiln::buildPipeline(pm, (kiln::Stage)((int)s - 1), s);
     if (failed(pm.run(*module)))
-      return fail(CompileFailed, "compilation failed");
+      return fail(CompileFailed, "compilation failed in stage " +
+                                     kiln::stageName(s));
   }
 
   std::string error;
@@ -249,6 +290,7 @@ int main(int argc, char **argv) {
 
   LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule;
+  report("llvm-ir (-O3 for this CPU)");
   {
     mlir::TimingScope t = rootTimer.nest("llvm-opt");
     llvmModule = kiln::translateForHost(*module, llvmContext, error);
@@ -265,6 +307,7 @@ int main(int argc, char **argv) {
   }
 
   auto emitObj = [&](raw_pwrite_stream &os) {
+    report(emit == Emit::Obj ? "object" : "object and link");
     mlir::TimingScope t = rootTimer.nest("codegen");
     return kiln::emitObject(*llvmModule, os, error);
   };
@@ -274,9 +317,10 @@ int main(int argc, char **argv) {
     return Ok;
   }
 
-  // Executable: object in a temporary file, then link to a temporary file
-  // next to the output and rename it into place.
-  std::string lib = runtimeLib.empty() ? defaultRuntimeLib(argv[0])
+  // Executable or shared library: object in a temporary file, then link to
+  // a temporary file next to the output and rename it into place.
+  bool shared = emit == Emit::Shared;
+  std::string lib = runtimeLib.empty() ? defaultRuntimeLib(argv[0], shared)
                                        : std::string(runtimeLib);
   if (!sys::fs::exists(lib))
     return fail(OutputFailed, "runtime library '" + lib +
@@ -302,7 +346,7 @@ int main(int argc, char **argv) {
   FileRemover exeRemover(tmpExe);
   {
     mlir::TimingScope t = rootTimer.nest("link");
-    if (!kiln::linkExecutable(linker, objPath, lib, tmpExe, error))
+    if (!kiln::linkExecutable(linker, objPath, lib, tmpExe, shared, error))
       return fail(OutputFailed, error);
   }
   if (std::error_code ec = sys::fs::rename(tmpExe, outputPath))

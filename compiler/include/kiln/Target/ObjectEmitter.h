@@ -22,11 +22,11 @@ std::unique_ptr<llvm::Module> translateForHost(mlir::ModuleOp module,
 bool emitObject(llvm::Module &module, llvm::raw_pwrite_stream &os,
                 std::string &error);
 
-/// Links `objectPath` with the runtime archive into an executable at
-/// `outputPath` using the C++ compiler driver `linker`.
+/// Links `objectPath` with the runtime archive into an executable (or a
+/// shared library) at `outputPath` using the C++ compiler driver `linker`.
 bool linkExecutable(llvm::StringRef linker, llvm::StringRef objectPath,
                     llvm::StringRef runtimeLib, llvm::StringRef outputPath,
-                    std::string &error);
+                    bool shared, std::string &error);
 
 } // namespace kiln
 

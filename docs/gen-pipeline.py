@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Regenerates docs/pipeline.md: one tiny model's IR at every stage.
 
-Usage: /usr/bin/python3 docs/gen-pipeline.py [BUILD_DIR]
+Usage: /usr/bin/python3 docs/gen-pipeline.py [BUILD_DIR] [--check]
+(--check: compare with the committed page instead of writing it; the lit
+test test/Docs/pipeline-in-sync.test runs this)
 The model is test/Driver/Inputs/tiny-llama.json (one Llama layer: RMSNorm,
 GQA attention with RoPE, SwiGLU), so the page cannot go stale silently: the
 same model is compiled by the driver tests.
@@ -12,7 +14,9 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build")
+ARGS = [a for a in sys.argv[1:] if a != "--check"]
+CHECK = "--check" in sys.argv[1:]
+BUILD = ARGS[0] if ARGS else os.path.join(ROOT, "build")
 KILN_COMPILE = os.path.join(BUILD, "bin", "kiln-compile")
 
 STAGES = [
@@ -72,8 +76,16 @@ def main():
                     "llvm": "decode"}[stage]
             limit = {"import": 40, "kv-cache": 40, "linalg": 60, "llvm": 40}[stage]
             parts.append("## %s\n\n%s\n\n```mlir\n%s\n```\n" % (stage, text, excerpt(ir, func, limit)))
-    with open(os.path.join(ROOT, "docs", "pipeline.md"), "w") as f:
-        f.write("\n".join(parts))
+    page = "\n".join(parts)
+    target = os.path.join(ROOT, "docs", "pipeline.md")
+    if CHECK:
+        with open(target) as f:
+            if f.read() != page:
+                sys.exit("docs/pipeline.md is stale: run docs/gen-pipeline.py")
+        print("docs/pipeline.md is up to date")
+        return
+    with open(target, "w") as f:
+        f.write(page)
 
 
 if __name__ == "__main__":

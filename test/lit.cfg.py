@@ -26,6 +26,7 @@ config.substitutions.append(("%flatc", config.flatc))
 config.substitutions.append(("%kiln_schema", os.path.join(config.kiln_src_root, "runtime", "schema", "kiln.fbs")))
 config.substitutions.append(("%kiln_src", config.kiln_src_root))
 config.substitutions.append(("%kiln_bin", config.kiln_tools_dir))
+config.substitutions.append(("%kiln_obj", config.kiln_obj_root))
 
 llvm_config.add_tool_substitutions(
     ["kiln-opt", "kiln-compile", "kiln-runtime-unittests"], [config.kiln_tools_dir]

@@ -259,6 +259,7 @@ int main(int argc, char **argv) {
     if (failed(mlir::applyPassManagerCLOptions(pm)))
       return fail(Usage, "bad pass manager options");
     if (printAfterAll || !printAfter.empty()) {
+      context.disableMultithreading();
       std::vector<std::string> names(printAfter.begin(), printAfter.end());
       pm.enableIRPrinting(
           [](mlir::Pass *, mlir::Operation *) { return false; },

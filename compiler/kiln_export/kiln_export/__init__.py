@@ -11,5 +11,6 @@ PYTHONPATH=<repo>/compiler/kiln_export.
 """
 from .writer import ModelWriter, SCHEMA_VERSION
 from .models import export_gpt2, export_llama
+from .reader import read_model
 
-__all__ = ["ModelWriter", "SCHEMA_VERSION", "export_gpt2", "export_llama"]
+__all__ = ["ModelWriter", "SCHEMA_VERSION", "export_gpt2", "export_llama", "read_model"]

@@ -75,6 +75,23 @@ AffineMap prefixMap(MLIRContext *ctx, unsigned rank, unsigned n) {
   return dimsMap(ctx, rank, dims);
 }
 
+/// acc + a * b for reductions. `reassoc` lets LLVM vectorize the reduction
+/// (partial sums in vector lanes; the order is fixed at compile time, so
+/// results are deterministic), `contract` lets it form FMAs.
+Value mulAcc(OpBuilder &b, Location loc, Value acc, Value x, Value y) {
+  auto fm = arith::FastMathFlagsAttr::get(
+      b.getContext(), arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
+  Value p = arith::MulFOp::create(b, loc, x, y, fm);
+  return arith::AddFOp::create(b, loc, acc, p, fm);
+}
+
+/// acc + x for reductions (see mulAcc).
+Value addAcc(OpBuilder &b, Location loc, Value acc, Value x) {
+  auto fm = arith::FastMathFlagsAttr::get(
+      b.getContext(), arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
+  return arith::AddFOp::create(b, loc, acc, x, fm);
+}
+
 using BodyFn = function_ref<Value(OpBuilder &, Location, ValueRange)>;
 
 /// A generic with one result whose body is `body(args)` (args: the input
@@ -159,9 +176,7 @@ Value buildLinear(OpBuilder &b, Location loc, Value x, Value w, Value bias) {
                     dimsMap(ctx, loops, {rank - 1, rank}),
                     dimsMap(ctx, loops, outDims)},
                    iters, [](OpBuilder &nb, Location nloc, ValueRange args) {
-                     Value p = arith::MulFOp::create(nb, nloc, args[0], args[1]);
-                     return arith::AddFOp::create(nb, nloc, args[2], p)
-                         .getResult();
+                     return mulAcc(nb, nloc, args[2], args[0], args[1]);
                    });
 }
 
@@ -376,7 +391,7 @@ struct LayerNormLowering : public OpConversionPattern<LayerNormOp> {
     Value sum = reduceLastDim(
         rewriter, loc, ValueRange{x}, {id}, x,
         [](OpBuilder &b, Location l, ValueRange a) {
-          return arith::AddFOp::create(b, l, a[1], a[0]).getResult();
+          return addAcc(b, l, a[1], a[0]);
         });
     Value sqDev = reduceLastDim(
         rewriter, loc, ValueRange{x, sum}, {id, rows}, x,
@@ -384,9 +399,7 @@ struct LayerNormLowering : public OpConversionPattern<LayerNormOp> {
           Value mean =
               arith::DivFOp::create(b, l, a[1], floatConst(b, l, elt, dim));
           Value dev = arith::SubFOp::create(b, l, a[0], mean);
-          return arith::AddFOp::create(
-                     b, l, a[2], arith::MulFOp::create(b, l, dev, dev))
-              .getResult();
+          return mulAcc(b, l, a[2], dev, dev);
         });
     Value result = elementwise(
         rewriter, loc, ValueRange{x, sum, sqDev, adaptor.getGamma(),
@@ -429,9 +442,7 @@ struct RMSNormLowering : public OpConversionPattern<RMSNormOp> {
     Value sumSq = reduceLastDim(
         rewriter, loc, ValueRange{x}, {id}, x,
         [](OpBuilder &b, Location l, ValueRange a) {
-          return arith::AddFOp::create(b, l, a[1],
-                                       arith::MulFOp::create(b, l, a[0], a[0]))
-              .getResult();
+          return mulAcc(b, l, a[1], a[0], a[0]);
         });
     Value result = elementwise(
         rewriter, loc, ValueRange{x, sumSq, adaptor.getGamma()}, x,
@@ -569,9 +580,7 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
         {dimsMap(ctx, 6, {0, 3, 1, 2, 5}), dimsMap(ctx, 6, {0, 4, 1, 5}),
          dimsMap(ctx, 6, {0, 1, 2, 3, 4})},
         par5red, [](OpBuilder &b, Location l, ValueRange a) {
-          return arith::AddFOp::create(b, l, a[2],
-                                       arith::MulFOp::create(b, l, a[0], a[1]))
-              .getResult();
+          return mulAcc(b, l, a[2], a[0], a[1]);
         });
 
     // Scaled score, -inf where the causal mask hides key t from query s.
@@ -611,8 +620,7 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
         rewriter, loc, ValueRange{scores, rowMax},
         filled(rewriter, loc, rowSizes, elt, 0.0), {id5, rows5, rows5},
         par4red, [&](OpBuilder &b, Location l, ValueRange a) {
-          return arith::AddFOp::create(b, l, a[2], expShifted(b, l, a[0], a[1]))
-              .getResult();
+          return addAcc(b, l, a[2], expShifted(b, l, a[0], a[1]));
         });
     Value probs = genericOp(
         rewriter, loc, ValueRange{scores, rowMax, rowSum},
@@ -629,9 +637,7 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
         {dimsMap(ctx, 6, {0, 2, 3, 1, 5}), dimsMap(ctx, 6, {0, 5, 2, 4}),
          dimsMap(ctx, 6, {0, 1, 2, 3, 4})},
         par5red, [](OpBuilder &b, Location l, ValueRange a) {
-          return arith::AddFOp::create(b, l, a[2],
-                                       arith::MulFOp::create(b, l, a[0], a[1]))
-              .getResult();
+          return mulAcc(b, l, a[2], a[0], a[1]);
         });
     Value result = tensor::CollapseShapeOp::create(
         rewriter, loc, op.getType(), out5,

@@ -90,6 +90,21 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
     } else if (flag == "-p" || flag == "--prompt") {
       if (!(err = take(v)))
         o.prompt = v;
+    } else if (flag == "-f" || flag == "--file") {
+      if (!(err = take(v))) {
+        std::string text;
+        FILE *f = std::fopen(v.c_str(), "rb");
+        if (!f) {
+          err = usage("cannot read prompt file '" + v + "': " + std::strerror(errno));
+        } else {
+          char buf[65536];
+          size_t n;
+          while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+            text.append(buf, n);
+          std::fclose(f);
+          o.prompt = text;
+        }
+      }
     } else if (flag == "--prompt-tokens") {
       std::vector<int32_t> ids;
       if (!(err = take(v)) && !(err = parseTokenList(v, ids)))
@@ -186,6 +201,7 @@ std::string helpText(const char *argv0) {
 Generates text with the model compiled into this executable (a Kiln build).
 
   -p, --prompt TEXT       prompt text (byte-level models; others: --prompt-tokens)
+  -f, --file FILE         prompt text read from FILE (as -p)
   --prompt-tokens IDS     prompt as comma-separated token ids, e.g. 1,2,3
   -n, --n-predict N       tokens to generate (default: 128; -1 = until EOS or
                           the context is full)

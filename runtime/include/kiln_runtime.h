@@ -13,6 +13,7 @@
 #ifndef KILN_RUNTIME_H
 #define KILN_RUNTIME_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -20,7 +21,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever an entry-point signature or kiln_model_info changes. */
-#define KILN_ABI_VERSION 1
+#define KILN_ABI_VERSION 2
 
 #define KILN_DEFINE_MEMREF(RANK)                                               \
   typedef struct kiln_memref_##RANK##d {                                       \
@@ -46,7 +47,39 @@ typedef struct kiln_model_info {
   int64_t capacity;      /* KV cache: positions (the context length) */
   int64_t vocab_size;    /* logits per position */
   const char *model_path; /* model file the executable was compiled from */
+  uint64_t weights_fingerprint; /* kiln_weights_fingerprint of that file */
 } kiln_model_info;
+
+/* FNV-1a, 64-bit. */
+static inline uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n) {
+  const unsigned char *p = (const unsigned char *)data;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+/* The layout the compiled code relies on, as one number: for every weight
+ * in file order, its name, dtype and shape (not its values). The compiler
+ * records it in kiln_model; the runtime refuses a model file whose weight
+ * table differs, so compiled code never reads weights of another shape.
+ * Call kiln_fingerprint_begin, then kiln_fingerprint_weight per weight. */
+static inline uint64_t kiln_fingerprint_begin(void) { return 0xcbf29ce484222325ull; }
+static inline uint64_t kiln_fingerprint_weight(uint64_t h, const char *name,
+                                               size_t name_len, uint8_t dtype,
+                                               const int64_t *shape,
+                                               size_t rank) {
+  unsigned char zero = 0;
+  uint64_t r = rank;
+  h = kiln_fnv1a64(h, name, name_len);
+  h = kiln_fnv1a64(h, &zero, 1);
+  h = kiln_fnv1a64(h, &dtype, 1);
+  h = kiln_fnv1a64(h, &r, sizeof r);
+  for (size_t i = 0; i < rank; ++i)
+    h = kiln_fnv1a64(h, &shape[i], sizeof shape[i]);
+  return h;
+}
 
 extern const kiln_model_info kiln_model;
 

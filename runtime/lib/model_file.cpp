@@ -60,8 +60,13 @@ static std::optional<Error> validate(ModelFile &out) {
                         " is outside the vocabulary of " +
                         std::to_string(out.vocabSize));
 
+  out.weightsFingerprint = kiln_fingerprint_begin();
   for (const fb::Weight *w : *model->weights()) {
     std::string name = w->name()->str();
+    std::vector<int64_t> shape(w->shape()->begin(), w->shape()->end());
+    out.weightsFingerprint = kiln_fingerprint_weight(
+        out.weightsFingerprint, name.data(), name.size(), (uint8_t)w->dtype(),
+        shape.data(), shape.size());
     if (w->dtype() != fb::DType::F32)
       return modelError("weight '" + name + "' has dtype " +
                         fb::EnumNameDType(w->dtype()) +
@@ -172,6 +177,9 @@ std::optional<Error> checkCompatible(const ModelFile &model,
         std::to_string(info.vocab_size) + ", context " +
         std::to_string(model.contextLength) + " vs " +
         std::to_string(info.capacity) + ")");
+  if (info.weights_fingerprint != model.weightsFingerprint)
+    return modelError("model file's weight table (names, dtypes, shapes) differs "
+                      "from the one the executable was compiled for");
   if (info.batch != 1)
     return Error{kExitUsage, "this runtime drives batch 1; the executable was "
                              "compiled for batch " +

@@ -45,6 +45,7 @@ struct ModelFile {
   const uint8_t *data = nullptr; ///< the whole file (mmap'd or owned)
   size_t size = 0;
   std::vector<int64_t> weightOffsets; ///< byte offset of weight i's data
+  uint64_t weightsFingerprint = 0;    ///< kiln_fingerprint_weight over all
   int64_t contextLength = 0, vocabSize = 0;
   int64_t bosId = -1, eosId = -1, padId = -1;
   bool addBos = false;

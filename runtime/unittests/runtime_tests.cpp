@@ -154,8 +154,16 @@ static void testModelFiles() {
   {
     ModelFile m;
     CHECK(!loadModelBuffer(buildFile({}), m));
-    kiln_model_info info{KILN_ABI_VERSION, 1, 1, 2, 8, 16, 300, ""};
+    kiln_model_info info{KILN_ABI_VERSION, 1, 1, 2, 8, 16, 300, "",
+                         m.weightsFingerprint};
     CHECK(!checkCompatible(m, info));
+    // Same counts, other shapes: refused.
+    FileSpec other;
+    other.shape = {2, 8};
+    ModelFile m2;
+    CHECK(!loadModelBuffer(buildFile(other), m2));
+    CHECK(m2.weightsFingerprint != m.weightsFingerprint);
+    CHECK_ERR(checkCompatible(m2, info), kExitModel, "weight table");
     info.vocab_size = 301;
     CHECK_ERR(checkCompatible(m, info), kExitModel, "does not match the compiled model");
     info.vocab_size = 300;
@@ -396,7 +404,7 @@ static void testGeneration() {
   e.prefill = mockPrefill;
   e.decode = mockDecode;
   e.forward = mockForward;
-  e.info = {KILN_ABI_VERSION, 1, 1, 3, 8, 16, 300, ""};
+  e.info = {KILN_ABI_VERSION, 1, 1, 3, 8, 16, 300, "", m.weightsFingerprint};
   Session s(m, e);
   CHECK(!s.init());
   CHECK(s.cacheFloats() == 3u * 2 * 1 * 16 * 8);

@@ -4,7 +4,7 @@
 // to_tensor (writable for the KV cache, which a result is tied to), results
 // become destination arguments, the tied result is written back into the
 // cache argument, and kiln_model records the shapes the runtime allocates.
-module attributes {transformer.num_weights = 7 : i64, kiln.model_path = "/m/tiny.kiln"} {
+module attributes {transformer.num_weights = 7 : i64, kiln.model_path = "/m/tiny.kiln", kiln.weights_fingerprint = 123456789 : i64} {
   func.func @decode(%w: memref<?xi8>, %o: memref<?xindex>, %ids: tensor<1x1xi32>, %pos: index, %cache: tensor<3x2x1x16x8xf32>)
       -> (tensor<1x32xf32>, tensor<3x2x1x16x8xf32> {transformer.tied_to_arg = 4 : i64}) attributes {transformer.entry = "decode"} {
     %l = tensor.empty() : tensor<1x32xf32>
@@ -24,12 +24,13 @@ module attributes {transformer.num_weights = 7 : i64, kiln.model_path = "/m/tiny
 // CHECK: func.func private @helper(tensor<4xf32>) -> tensor<4xf32>
 // CHECK: llvm.mlir.global private constant @kiln_model_path("/m/tiny.kiln\00")
 // CHECK: llvm.mlir.global external constant @kiln_model()
-// CHECK-DAG: llvm.mlir.constant(1 : i32) : i32
+// CHECK-DAG: llvm.mlir.constant(2 : i32) : i32
 // CHECK-DAG: llvm.mlir.constant(7 : i32) : i32
 // CHECK-DAG: llvm.mlir.constant(3 : i64) : i64
 // CHECK-DAG: llvm.mlir.constant(8 : i64) : i64
 // CHECK-DAG: llvm.mlir.constant(16 : i64) : i64
 // CHECK-DAG: llvm.mlir.constant(32 : i64) : i64
+// CHECK-DAG: llvm.mlir.constant(123456789 : i64) : i64
 // CHECK: llvm.return
 
 // -----

@@ -121,7 +121,9 @@ LogicalResult rewriteEntry(func::FuncOp func, ModelShape &shape) {
   return success();
 }
 
-/// Emits `const kiln_model_info kiln_model` (see kiln_runtime.h).
+/// Emits `const kiln_model_info kiln_model` (see kiln_runtime.h): ABI
+/// version, weight count, cache shape, vocabulary, model path and the
+/// fingerprint of the weight table (module attribute set by the importer).
 void emitModelInfo(ModuleOp module, const ModelShape &shape) {
   MLIRContext *ctx = module.getContext();
   OpBuilder b(ctx);
@@ -142,8 +144,11 @@ void emitModelInfo(ModuleOp module, const ModelShape &shape) {
   int64_t numWeights = 0;
   if (auto attr = module->getAttrOfType<IntegerAttr>("transformer.num_weights"))
     numWeights = attr.getInt();
+  int64_t fingerprint = 0;
+  if (auto attr = module->getAttrOfType<IntegerAttr>("kiln.weights_fingerprint"))
+    fingerprint = attr.getInt();
   auto infoType = LLVM::LLVMStructType::getLiteral(
-      ctx, {i32, i32, i64, i64, i64, i64, i64, ptr});
+      ctx, {i32, i32, i64, i64, i64, i64, i64, ptr, i64});
   auto global = LLVM::GlobalOp::create(b, loc, infoType, /*isConstant=*/true,
                                        LLVM::Linkage::External, "kiln_model",
                                        Attribute());
@@ -164,6 +169,7 @@ void emitModelInfo(ModuleOp module, const ModelShape &shape) {
   insert(5, c(i64, shape.capacity));
   insert(6, c(i64, shape.vocab));
   insert(7, LLVM::AddressOfOp::create(b, loc, ptr, "kiln_model_path"));
+  insert(8, c(i64, fingerprint));
   LLVM::ReturnOp::create(b, loc, info);
 }
 

@@ -13,6 +13,7 @@
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
 
 #include "kiln_generated.h"
+#include "kiln_runtime.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -339,6 +340,15 @@ OwningOpRef<ModuleOp> Importer::run() {
                      b.getI64IntegerAttr(meta->context_length()));
   (*module)->setAttr("transformer.num_weights",
                      b.getI64IntegerAttr(model->weights()->size()));
+  uint64_t fingerprint = kiln_fingerprint_begin();
+  for (const fb::Weight *w : *model->weights()) {
+    std::vector<int64_t> shape(w->shape()->begin(), w->shape()->end());
+    fingerprint = kiln_fingerprint_weight(
+        fingerprint, w->name()->c_str(), w->name()->size(),
+        (uint8_t)w->dtype(), shape.data(), shape.size());
+  }
+  (*module)->setAttr("kiln.weights_fingerprint",
+                     b.getI64IntegerAttr((int64_t)fingerprint));
   if (meta->name())
     (*module)->setAttr("kiln.model_name",
                        b.getStringAttr(meta->name()->string_view()));

@@ -108,6 +108,12 @@ void _mlir_ciface_decode(kiln_memref_1d *weights, kiln_memref_1d *weight_offsets
                          kiln_memref_2d *tokens, int64_t pos,
                          kiln_memref_5d *cache, kiln_memref_2d *logits);
 
+/* Called by the compiled code when a KV-cache write would reach past the
+ * capacity (pos + rows > capacity); reports and exits with code 4. The
+ * runtime checks positions before every call, so only a direct caller of the
+ * entry points can trigger it. Defined by the runtime. */
+void kiln_fatal_position(int64_t pos, int64_t rows, int64_t capacity);
+
 /* The executable's main(), defined by the runtime. */
 int kiln_main(int argc, char **argv);
 

@@ -471,3 +471,12 @@ int run(int argc, char **argv, const EntryPoints &entry) {
 }
 
 } // namespace kiln::rt
+
+extern "C" void kiln_fatal_position(int64_t pos, int64_t rows, int64_t capacity) {
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "kiln: error: internal: KV cache write at positions %lld..%lld "
+               "past the capacity of %lld\n",
+               (long long)pos, (long long)(pos + rows - 1), (long long)capacity);
+  std::exit(kiln::rt::kExitInternal);
+}

@@ -61,6 +61,12 @@ func.func @weights() -> tensor<4x8xf32> {
 // CHECK-LABEL: func.func @cache
 // CHECK-SAME: %[[C:[a-z0-9]+]]: tensor<2x2x1x16x4xf32>, %[[KV:[a-z0-9]+]]: tensor<1x?x4xf32>, %[[POS:[a-z0-9]+]]: index, %[[LEN:[a-z0-9]+]]: index
 // CHECK-SAME: -> (tensor<1x?x4xf32>, tensor<2x2x1x16x4xf32>)
+// The append never writes past the capacity (16): position + rows is checked.
+// CHECK: %[[ROWS:.*]] = tensor.dim %[[KV]]
+// CHECK: %[[END:.*]] = arith.addi %[[POS]], %[[ROWS]]
+// CHECK: %[[OVER:.*]] = arith.cmpi ugt, %[[END]], %c16
+// CHECK: scf.if %[[OVER]] {
+// CHECK: func.call @kiln_fatal_position(
 // CHECK: %[[K1:.*]] = tensor.insert_slice %[[KV]] into %[[C]][1, 0, 0, %[[POS]], 0]
 // CHECK: %[[V1:.*]] = tensor.insert_slice %[[KV]] into %[[K1]][1, 1, 0, %[[POS]], 0]
 // CHECK: %[[VV:.*]] = tensor.extract_slice %[[V1]][1, 1, 0, 0, 0] [1, 1, 1, %[[LEN]], 4]

@@ -12,6 +12,8 @@
 #include "kiln/Dialect/Transformer/IR/Transformer.h"
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
 
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Func/Transforms/FuncConversions.h"
 #include "mlir/Dialect/Utils/StructuredOpsUtils.h"
 #include "mlir/IR/AffineMap.h"
@@ -664,6 +666,21 @@ CacheSlice cacheSlice(OpBuilder &b, KVCacheType cache, int64_t layer,
   return s;
 }
 
+/// Declares `void kiln_fatal_position(i64 pos, i64 rows, i64 capacity)`
+/// (defined by the runtime, see kiln_runtime.h) in the enclosing module.
+func::FuncOp getOrInsertFatalPosition(OpBuilder &b, Operation *op) {
+  auto module = op->getParentOfType<ModuleOp>();
+  if (auto f = module.lookupSymbol<func::FuncOp>("kiln_fatal_position"))
+    return f;
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(module.getBody());
+  auto i64 = b.getI64Type();
+  auto f = func::FuncOp::create(b, module.getLoc(), "kiln_fatal_position",
+                                b.getFunctionType({i64, i64, i64}, {}));
+  f.setPrivate();
+  return f;
+}
+
 struct KVCacheAppendLowering : public OpConversionPattern<KVCacheAppendOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult
@@ -673,6 +690,24 @@ struct KVCacheAppendLowering : public OpConversionPattern<KVCacheAppendOp> {
     KVCacheType cacheType = op.getCache().getType();
     Value cache = adaptor.getCache();
     OpFoldResult len = dimOf(rewriter, loc, adaptor.getKey(), 1);
+    // Never write outside the cache, whatever the caller passes: past the
+    // capacity the runtime's kiln_fatal_position reports and exits (the
+    // runtime and the C API validate positions before calling, so this is a
+    // backstop for direct callers of the entry points).
+    Value rows = getValueOrCreateConstantIndexOp(rewriter, loc, len);
+    Value end = arith::AddIOp::create(rewriter, loc, adaptor.getPosition(), rows);
+    Value capacity = indexConst(rewriter, loc, cacheType.getCapacity());
+    Value overflow = arith::CmpIOp::create(
+        rewriter, loc, arith::CmpIPredicate::ugt, end, capacity);
+    auto fatal = getOrInsertFatalPosition(rewriter, op);
+    scf::IfOp::create(rewriter, loc, overflow, [&](OpBuilder &b, Location l) {
+      auto i64 = b.getI64Type();
+      SmallVector<Value> args;
+      for (Value v : {adaptor.getPosition(), rows, capacity})
+        args.push_back(arith::IndexCastOp::create(b, l, i64, v));
+      func::CallOp::create(b, l, fatal, args);
+      scf::YieldOp::create(b, l);
+    });
     int64_t kv = 0;
     for (Value rows : {adaptor.getKey(), adaptor.getValue()}) {
       CacheSlice s = cacheSlice(rewriter, cacheType, op.getLayer(), kv++,
@@ -772,7 +807,7 @@ struct ConvertTransformerToLinalgPass
     target.addIllegalDialect<TransformerDialect>();
     target.addLegalDialect<linalg::LinalgDialect, tensor::TensorDialect,
                            arith::ArithDialect, math::MathDialect,
-                           memref::MemRefDialect,
+                           memref::MemRefDialect, scf::SCFDialect,
                            bufferization::BufferizationDialect>();
     target.addDynamicallyLegalOp<func::FuncOp>([&](func::FuncOp op) {
       return converter.isSignatureLegal(op.getFunctionType()) &&

@@ -21,7 +21,7 @@ def ConvertTransformerToLinalg
   let dependentDialects = [
     "::mlir::linalg::LinalgDialect", "::mlir::tensor::TensorDialect",
     "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
-    "::mlir::memref::MemRefDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect",
     "::mlir::bufferization::BufferizationDialect", "::mlir::func::FuncDialect"
   ];
 }

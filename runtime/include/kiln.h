@@ -20,12 +20,13 @@ extern "C" {
 typedef struct kiln_handle kiln_handle;
 
 typedef struct kiln_params {
-  int64_t n_predict;  /* tokens to generate; -1: until EOS or the context is full */
-  float temperature;  /* 0: greedy */
-  int64_t top_k;      /* 0: off */
-  float top_p;        /* 1: off */
+  int64_t
+      n_predict; /* tokens to generate; -1: until EOS or the context is full */
+  float temperature; /* 0: greedy */
+  int64_t top_k;     /* 0: off */
+  float top_p;       /* 1: off */
   uint64_t seed;
-  int ignore_eos;     /* nonzero: do not stop at EOS */
+  int ignore_eos; /* nonzero: do not stop at EOS */
 } kiln_params;
 
 /* The executable's defaults: n_predict 128, temperature 0.8, top_k 40,

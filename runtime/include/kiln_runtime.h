@@ -39,13 +39,13 @@ KILN_DEFINE_MEMREF(5)
 
 /* Describes the compiled model; emitted by the compiler as a constant. */
 typedef struct kiln_model_info {
-  uint32_t abi_version;  /* == KILN_ABI_VERSION */
-  uint32_t num_weights;  /* entries in the model file's weight table */
-  int64_t batch;         /* batch size the entry points were compiled for */
-  int64_t num_layers;    /* KV cache: layers (causal self-attention ops) */
-  int64_t kv_width;      /* KV cache: kv_heads * head_dim */
-  int64_t capacity;      /* KV cache: positions (the context length) */
-  int64_t vocab_size;    /* logits per position */
+  uint32_t abi_version;   /* == KILN_ABI_VERSION */
+  uint32_t num_weights;   /* entries in the model file's weight table */
+  int64_t batch;          /* batch size the entry points were compiled for */
+  int64_t num_layers;     /* KV cache: layers (causal self-attention ops) */
+  int64_t kv_width;       /* KV cache: kv_heads * head_dim */
+  int64_t capacity;       /* KV cache: positions (the context length) */
+  int64_t vocab_size;     /* logits per position */
   const char *model_path; /* model file the executable was compiled from */
   uint64_t weights_fingerprint; /* kiln_weights_fingerprint of that file */
 } kiln_model_info;
@@ -65,7 +65,9 @@ static inline uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n) {
  * records it in kiln_model; the runtime refuses a model file whose weight
  * table differs, so compiled code never reads weights of another shape.
  * Call kiln_fingerprint_begin, then kiln_fingerprint_weight per weight. */
-static inline uint64_t kiln_fingerprint_begin(void) { return 0xcbf29ce484222325ull; }
+static inline uint64_t kiln_fingerprint_begin(void) {
+  return 0xcbf29ce484222325ull;
+}
 static inline uint64_t kiln_fingerprint_weight(uint64_t h, const char *name,
                                                size_t name_len, uint8_t dtype,
                                                const int64_t *shape,
@@ -85,14 +87,15 @@ extern const kiln_model_info kiln_model;
 
 /* Buffers shared by all entry points:
  *   weights:        i8[file_size]  the mmap'd model file
- *   weight_offsets: i64[num_weights] byte offset of weight i's data in `weights`
- *   cache:          f32[num_layers][2][batch][capacity][kv_width]
+ *   weight_offsets: i64[num_weights] byte offset of weight i's data in
+ * `weights` cache:          f32[num_layers][2][batch][capacity][kv_width]
  *                   (index 0 = keys, 1 = values), owned by the runtime
  *
  * Whole-sequence form (teacher forcing: every position attends to the
  * positions before it through the causal mask), used for scoring:
  *   tokens i32[batch][seq], logits f32[batch][seq][vocab] (written). */
-void _mlir_ciface_forward(kiln_memref_1d *weights, kiln_memref_1d *weight_offsets,
+void _mlir_ciface_forward(kiln_memref_1d *weights,
+                          kiln_memref_1d *weight_offsets,
                           kiln_memref_2d *tokens, kiln_memref_3d *logits);
 
 /* Incremental form derived by the transformer-kv-cache pass.
@@ -101,12 +104,14 @@ void _mlir_ciface_forward(kiln_memref_1d *weights, kiln_memref_1d *weight_offset
  *          of the last position are written.
  * decode:  the same for one token (seq == 1) at position pos.
  * Requires pos + seq <= capacity. */
-void _mlir_ciface_prefill(kiln_memref_1d *weights, kiln_memref_1d *weight_offsets,
+void _mlir_ciface_prefill(kiln_memref_1d *weights,
+                          kiln_memref_1d *weight_offsets,
                           kiln_memref_2d *tokens, int64_t pos,
                           kiln_memref_5d *cache, kiln_memref_2d *logits);
-void _mlir_ciface_decode(kiln_memref_1d *weights, kiln_memref_1d *weight_offsets,
-                         kiln_memref_2d *tokens, int64_t pos,
-                         kiln_memref_5d *cache, kiln_memref_2d *logits);
+void _mlir_ciface_decode(kiln_memref_1d *weights,
+                         kiln_memref_1d *weight_offsets, kiln_memref_2d *tokens,
+                         int64_t pos, kiln_memref_5d *cache,
+                         kiln_memref_2d *logits);
 
 /* Called by the compiled code when a KV-cache write would reach past the
  * capacity (pos + rows > capacity); reports and exits with code 4. The

@@ -40,8 +40,9 @@ kiln_handle *kiln_load(const char *model_path, char *err, size_t err_size) {
   entry.prefill = &_mlir_ciface_prefill;
   entry.decode = &_mlir_ciface_decode;
   entry.info = kiln_model;
-  std::string path = model_path ? model_path
-                                : (kiln_model.model_path ? kiln_model.model_path : "");
+  std::string path = model_path
+                         ? model_path
+                         : (kiln_model.model_path ? kiln_model.model_path : "");
   auto h = std::make_unique<kiln_handle>();
   std::optional<Error> e = loadModelFile(path, h->model);
   if (!e)
@@ -120,7 +121,9 @@ int64_t kiln_tokenize(kiln_handle *h, const char *text, int32_t *ids,
   return (int64_t)out.size();
 }
 
-int64_t kiln_vocab_size(const kiln_handle *h) { return h ? h->model.vocabSize : -1; }
+int64_t kiln_vocab_size(const kiln_handle *h) {
+  return h ? h->model.vocabSize : -1;
+}
 int64_t kiln_context_length(const kiln_handle *h) {
   return h ? h->model.contextLength : -1;
 }

@@ -2,10 +2,10 @@
 
 #include "runtime_internal.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <cerrno>
 #include <cstring>
 #include <unistd.h>
 
@@ -36,15 +36,18 @@ Session::Session(const ModelFile &model, const EntryPoints &entry)
 
 std::optional<Error> Session::init() {
   const kiln_model_info &info = entry.info;
-  cacheSize = (size_t)info.num_layers * 2 * info.batch * info.capacity *
-              info.kv_width;
+  cacheSize =
+      (size_t)info.num_layers * 2 * info.batch * info.capacity * info.kv_width;
   cache.reset(allocFloats(cacheSize));
   logits.reset(allocFloats((size_t)info.batch * info.vocab_size));
   if (!cache || !logits)
     return Error{kExitInternal, "out of memory allocating the KV cache (" +
                                     std::to_string(cacheSize * 4) + " bytes)"};
-  weights = {const_cast<uint8_t *>(model.data), const_cast<uint8_t *>(model.data),
-             0, {(int64_t)model.size}, {1}};
+  weights = {const_cast<uint8_t *>(model.data),
+             const_cast<uint8_t *>(model.data),
+             0,
+             {(int64_t)model.size},
+             {1}};
   auto *offs = const_cast<int64_t *>(model.weightOffsets.data());
   offsets = {offs, offs, 0, {(int64_t)model.weightOffsets.size()}, {1}};
   return std::nullopt;
@@ -61,20 +64,19 @@ Session::generate(const std::vector<int32_t> &prompt, int64_t nPredict,
                   const SamplingParams &sampling, Rng &rng, bool ignoreEos,
                   bool keepLogits, const std::function<void(int32_t)> &onToken,
                   GenerationResult &result) {
-  return generateAt(0, prompt, nPredict, sampling, rng, ignoreEos, keepLogits,
-                    [&](int32_t t) {
-                      onToken(t);
-                      return true;
-                    },
-                    result);
+  return generateAt(
+      0, prompt, nPredict, sampling, rng, ignoreEos, keepLogits,
+      [&](int32_t t) {
+        onToken(t);
+        return true;
+      },
+      result);
 }
 
-std::optional<Error>
-Session::generateAt(int64_t pos, const std::vector<int32_t> &prompt,
-                    int64_t nPredict, const SamplingParams &sampling, Rng &rng,
-                    bool ignoreEos, bool keepLogits,
-                    const std::function<bool(int32_t)> &onToken,
-                    GenerationResult &result) {
+std::optional<Error> Session::generateAt(
+    int64_t pos, const std::vector<int32_t> &prompt, int64_t nPredict,
+    const SamplingParams &sampling, Rng &rng, bool ignoreEos, bool keepLogits,
+    const std::function<bool(int32_t)> &onToken, GenerationResult &result) {
   const kiln_model_info &info = entry.info;
   int64_t capacity = info.capacity, vocab = info.vocab_size;
   int64_t w = info.kv_width, c = capacity;
@@ -84,10 +86,13 @@ Session::generateAt(int64_t pos, const std::vector<int32_t> &prompt,
                                   " tokens at position " + std::to_string(pos) +
                                   " does not fit the context of " +
                                   std::to_string(capacity)};
-  kiln_memref_5d cacheRef = {cache.get(), cache.get(), 0,
+  kiln_memref_5d cacheRef = {cache.get(),
+                             cache.get(),
+                             0,
                              {info.num_layers, 2, 1, c, w},
                              {2 * c * w, c * w, c * w, w, 1}};
-  kiln_memref_2d logitsRef = {logits.get(), logits.get(), 0, {1, vocab}, {vocab, 1}};
+  kiln_memref_2d logitsRef = {
+      logits.get(), logits.get(), 0, {1, vocab}, {vocab, 1}};
   std::vector<int32_t> ids = prompt;
   kiln_memref_2d tokens = {ids.data(), ids.data(), 0, {1, n}, {n, 1}};
 
@@ -133,9 +138,11 @@ std::optional<Error> Session::score(const std::vector<int32_t> &tokens,
   // Windows overlap by at least one token, so every token after the first
   // has left context and is scored.
   int64_t maxStride = std::max<int64_t>(1, r.window - 1);
-  r.stride = stride > 0 ? std::min(stride, maxStride) : std::max<int64_t>(1, r.window / 2);
+  r.stride = stride > 0 ? std::min(stride, maxStride)
+                        : std::max<int64_t>(1, r.window / 2);
   if (n < 2)
-    return Error{kExitPrompt, "scoring needs at least 2 tokens, got " + std::to_string(n)};
+    return Error{kExitPrompt,
+                 "scoring needs at least 2 tokens, got " + std::to_string(n)};
   auto t0 = std::chrono::steady_clock::now();
   std::vector<float> logits;
   int64_t prevEnd = 0;
@@ -173,7 +180,8 @@ std::optional<Error> Session::forward(const std::vector<int32_t> &tokens,
   out.assign((size_t)n * vocab, 0.0f);
   std::vector<int32_t> ids = tokens;
   kiln_memref_2d t = {ids.data(), ids.data(), 0, {1, n}, {n, 1}};
-  kiln_memref_3d l = {out.data(), out.data(), 0, {1, n, vocab}, {n * vocab, vocab, 1}};
+  kiln_memref_3d l = {
+      out.data(), out.data(), 0, {1, n, vocab}, {n * vocab, vocab, 1}};
   entry.forward(&weights, &offsets, &t, &l);
   return std::nullopt;
 }
@@ -206,7 +214,8 @@ static int fail(const Error &e) {
 }
 
 static void printStats(size_t promptTokens, const GenerationResult &r) {
-  double prefillRate = r.prefillMs > 0 ? promptTokens / (r.prefillMs / 1000) : 0;
+  double prefillRate =
+      r.prefillMs > 0 ? promptTokens / (r.prefillMs / 1000) : 0;
   size_t decoded = r.tokens.size() > 0 ? r.tokens.size() - 1 : 0;
   double decodeRate = r.decodeMs > 0 ? decoded / (r.decodeMs / 1000) : 0;
   std::fprintf(stderr,
@@ -251,8 +260,10 @@ static int interactive(const Options &opts, const ModelFile &model,
     if (ids.empty())
       return -1;
     if (pos + (int64_t)ids.size() > capacity) {
-      std::fprintf(stderr, "kiln: the context of %lld tokens is full; ending "
-                           "the conversation\n", (long long)capacity);
+      std::fprintf(stderr,
+                   "kiln: the context of %lld tokens is full; ending "
+                   "the conversation\n",
+                   (long long)capacity);
       return kExitOk;
     }
     Utf8Stream stream;
@@ -266,22 +277,25 @@ static int interactive(const Options &opts, const ModelFile &model,
       std::fflush(stdout);
       return piece.find('\n') == std::string::npos; // a reply is one line
     };
-    if (auto err = session.generateAt(pos, ids, opts.nPredict, opts.sampling, rng,
-                                      false, false, onToken, r))
+    if (auto err = session.generateAt(pos, ids, opts.nPredict, opts.sampling,
+                                      rng, false, false, onToken, r))
       return fail(*err);
     std::string rest = stream.flush();
-    if (r.tokens.empty() || tokenizer.piece(r.tokens.back()).find('\n') ==
-                                std::string::npos)
+    if (r.tokens.empty() ||
+        tokenizer.piece(r.tokens.back()).find('\n') == std::string::npos)
       rest += "\n";
     std::fwrite(rest.data(), 1, rest.size(), stdout);
     std::fflush(stdout);
     pos += ids.size() + (r.tokens.empty() ? 0 : r.tokens.size() - 1);
-    pending = r.tokens.empty() ? std::nullopt : std::optional<int32_t>(r.tokens.back());
+    pending = r.tokens.empty() ? std::nullopt
+                               : std::optional<int32_t>(r.tokens.back());
     if (opts.stats)
       printStats(ids.size(), r);
     if (r.stop == StopReason::Context || pos >= capacity) {
-      std::fprintf(stderr, "kiln: the context of %lld tokens is full; ending "
-                           "the conversation\n", (long long)capacity);
+      std::fprintf(stderr,
+                   "kiln: the context of %lld tokens is full; ending "
+                   "the conversation\n",
+                   (long long)capacity);
       return kExitOk;
     }
     return -1;
@@ -354,11 +368,12 @@ int run(int argc, char **argv, const EntryPoints &entry) {
     if (opts.output == OutputFormat::Json) {
       std::string s;
       char head[256];
-      std::snprintf(head, sizeof head,
-                    "{\"tokens_scored\":%zu,\"mean_nll\":%.9g,\"perplexity\":%.9g,"
-                    "\"window\":%lld,\"stride\":%lld,\"score_ms\":%.3f,\"nll\":[",
-                    r.nll.size(), r.meanNll, r.perplexity, (long long)r.window,
-                    (long long)r.stride, r.ms);
+      std::snprintf(
+          head, sizeof head,
+          "{\"tokens_scored\":%zu,\"mean_nll\":%.9g,\"perplexity\":%.9g,"
+          "\"window\":%lld,\"stride\":%lld,\"score_ms\":%.3f,\"nll\":[",
+          r.nll.size(), r.meanNll, r.perplexity, (long long)r.window,
+          (long long)r.stride, r.ms);
       s = head;
       for (size_t i = 0; i < r.nll.size(); ++i) {
         char buf[32];
@@ -460,11 +475,12 @@ int run(int argc, char **argv, const EntryPoints &entry) {
     s += "]";
   }
   char timings[320];
-  std::snprintf(timings, sizeof timings,
-                ",\"timings\":{\"prompt_tokens\":%zu,\"generated_tokens\":%zu,"
-                "\"prefill_ms\":%.3f,\"decode_ms\":%.3f,\"first_token_ms\":%.3f}}\n",
-                prompt.size(), result.tokens.size(), result.prefillMs,
-                result.decodeMs, result.firstTokenMs);
+  std::snprintf(
+      timings, sizeof timings,
+      ",\"timings\":{\"prompt_tokens\":%zu,\"generated_tokens\":%zu,"
+      "\"prefill_ms\":%.3f,\"decode_ms\":%.3f,\"first_token_ms\":%.3f}}\n",
+      prompt.size(), result.tokens.size(), result.prefillMs, result.decodeMs,
+      result.firstTokenMs);
   s += timings;
   std::fwrite(s.data(), 1, s.size(), stdout);
   return kExitOk;
@@ -472,11 +488,13 @@ int run(int argc, char **argv, const EntryPoints &entry) {
 
 } // namespace kiln::rt
 
-extern "C" void kiln_fatal_position(int64_t pos, int64_t rows, int64_t capacity) {
+extern "C" void kiln_fatal_position(int64_t pos, int64_t rows,
+                                    int64_t capacity) {
   std::fflush(stdout);
   std::fprintf(stderr,
                "kiln: error: internal: KV cache write at positions %lld..%lld "
                "past the capacity of %lld\n",
-               (long long)pos, (long long)(pos + rows - 1), (long long)capacity);
+               (long long)pos, (long long)(pos + rows - 1),
+               (long long)capacity);
   std::exit(kiln::rt::kExitInternal);
 }

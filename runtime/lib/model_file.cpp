@@ -35,8 +35,8 @@ static std::optional<Error> validate(ModelFile &out) {
   vopts.max_tables = 1u << 24;
   flatbuffers::Verifier verifier(base, out.size, vopts);
   if (!fb::VerifyModelBuffer(verifier))
-    return modelError(
-        "model file is malformed or truncated (FlatBuffers verification failed)");
+    return modelError("model file is malformed or truncated (FlatBuffers "
+                      "verification failed)");
   const fb::Model *model = fb::GetModel(base);
   if (model->version() > kSchemaVersion)
     return modelError("model file schema version " +
@@ -45,7 +45,8 @@ static std::optional<Error> validate(ModelFile &out) {
                       std::to_string(kSchemaVersion) + ")");
   const fb::Metadata *meta = model->metadata();
   if (meta->context_length() <= 0 || meta->vocab_size() <= 0)
-    return modelError("metadata: context_length and vocab_size must be positive");
+    return modelError(
+        "metadata: context_length and vocab_size must be positive");
   out.contextLength = meta->context_length();
   out.vocabSize = meta->vocab_size();
   out.bosId = meta->bos_token_id();
@@ -78,10 +79,9 @@ static std::optional<Error> validate(ModelFile &out) {
         return modelError("weight '" + name + "' has an invalid shape");
     }
     if (w->data()->size() != elements * 4)
-      return modelError("weight '" + name + "' holds " +
-                        std::to_string(w->data()->size()) +
-                        " bytes but its shape needs " +
-                        std::to_string(elements * 4));
+      return modelError(
+          "weight '" + name + "' holds " + std::to_string(w->data()->size()) +
+          " bytes but its shape needs " + std::to_string(elements * 4));
     int64_t offset = w->data()->data() - base;
     if (offset % 64 != 0)
       return modelError("weight '" + name + "' is not 64-byte aligned");
@@ -107,9 +107,9 @@ static std::optional<Error> validate(ModelFile &out) {
       if ((int64_t)tok->tokens()->size() > out.vocabSize)
         return modelError("tokenizer has more tokens than the vocabulary");
       for (const fb::Token *t : *tok->tokens())
-        out.pieces.emplace_back(t->bytes() ? std::string(t->bytes()->begin(),
-                                                         t->bytes()->end())
-                                           : std::string());
+        out.pieces.emplace_back(
+            t->bytes() ? std::string(t->bytes()->begin(), t->bytes()->end())
+                       : std::string());
     }
   }
   if (out.tokenizer != TokenizerKind::Bytes &&
@@ -121,8 +121,8 @@ static std::optional<Error> validate(ModelFile &out) {
 std::optional<Error> loadModelFile(const std::string &path, ModelFile &out) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return modelError("cannot open model file: " + std::string(strerror(errno)) +
-                      " (" + path + ")");
+    return modelError("cannot open model file: " +
+                      std::string(strerror(errno)) + " (" + path + ")");
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     close(fd);
@@ -130,7 +130,8 @@ std::optional<Error> loadModelFile(const std::string &path, ModelFile &out) {
   }
   if (st.st_size < 8) {
     close(fd);
-    return modelError("model file is too small to be a Kiln model (" + path + ")");
+    return modelError("model file is too small to be a Kiln model (" + path +
+                      ")");
   }
   void *p = mmap(nullptr, st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
   close(fd);
@@ -147,7 +148,8 @@ std::optional<Error> loadModelFile(const std::string &path, ModelFile &out) {
   return std::nullopt;
 }
 
-std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes, ModelFile &out) {
+std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes,
+                                     ModelFile &out) {
   // Keep the 64-byte alignment the weights rely on.
   size_t n = (bytes.size() + 63) / 64 * 64;
   out.alignedCopy = std::aligned_alloc(64, n ? n : 64);
@@ -169,17 +171,17 @@ std::optional<Error> checkCompatible(const ModelFile &model,
   if ((size_t)info.num_weights != model.weightOffsets.size() ||
       info.vocab_size != model.vocabSize ||
       (info.capacity != 0 && info.capacity != model.contextLength))
-    return modelError(
-        "model file does not match the compiled model (weights " +
-        std::to_string(model.weightOffsets.size()) + " vs " +
-        std::to_string(info.num_weights) + ", vocabulary " +
-        std::to_string(model.vocabSize) + " vs " +
-        std::to_string(info.vocab_size) + ", context " +
-        std::to_string(model.contextLength) + " vs " +
-        std::to_string(info.capacity) + ")");
+    return modelError("model file does not match the compiled model (weights " +
+                      std::to_string(model.weightOffsets.size()) + " vs " +
+                      std::to_string(info.num_weights) + ", vocabulary " +
+                      std::to_string(model.vocabSize) + " vs " +
+                      std::to_string(info.vocab_size) + ", context " +
+                      std::to_string(model.contextLength) + " vs " +
+                      std::to_string(info.capacity) + ")");
   if (info.weights_fingerprint != model.weightsFingerprint)
-    return modelError("model file's weight table (names, dtypes, shapes) differs "
-                      "from the one the executable was compiled for");
+    return modelError(
+        "model file's weight table (names, dtypes, shapes) differs "
+        "from the one the executable was compiled for");
   if (info.batch != 1)
     return Error{kExitUsage, "this runtime drives batch 1; the executable was "
                              "compiled for batch " +

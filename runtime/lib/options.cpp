@@ -95,7 +95,8 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
         std::string text;
         FILE *f = std::fopen(v.c_str(), "rb");
         if (!f) {
-          err = usage("cannot read prompt file '" + v + "': " + std::strerror(errno));
+          err = usage("cannot read prompt file '" + v +
+                      "': " + std::strerror(errno));
         } else {
           char buf[65536];
           size_t n;
@@ -112,8 +113,10 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
     } else if (flag == "-n" || flag == "--n-predict") {
       if (!(err = take(v)) && !(err = parseInt(flag, v, o.nPredict)) &&
           o.nPredict < -1)
-        err = usage(flag + " must be -1 (until EOS or the context is full) or "
-                           "non-negative, got " + v);
+        err = usage(flag +
+                    " must be -1 (until EOS or the context is full) or "
+                    "non-negative, got " +
+                    v);
     } else if (flag == "--temp") {
       if (!(err = take(v)) &&
           !(err = parseDouble(flag, v, o.sampling.temperature)) &&
@@ -164,7 +167,8 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
       if (!(err = take(v)))
         o.scoreText = v;
     } else if (flag == "--stride") {
-      if (!(err = take(v)) && !(err = parseInt(flag, v, o.stride)) && o.stride < 1)
+      if (!(err = take(v)) && !(err = parseInt(flag, v, o.stride)) &&
+          o.stride < 1)
         err = usage("--stride must be >= 1, got " + v);
     } else if (flag == "-i" || flag == "--interactive") {
       err = noValue();
@@ -180,9 +184,11 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
   }
   if (o.help)
     return std::nullopt;
-  int inputs = !!o.prompt + !!o.promptTokens + !!o.perplexityFile + !!o.scoreText;
+  int inputs =
+      !!o.prompt + !!o.promptTokens + !!o.perplexityFile + !!o.scoreText;
   if (inputs > 1)
-    return usage("give one of -p/--prompt, --prompt-tokens, --perplexity and --score");
+    return usage(
+        "give one of -p/--prompt, --prompt-tokens, --perplexity and --score");
   if (inputs == 0 && !o.interactive)
     return usage("no prompt: give -p TEXT or --prompt-tokens IDS");
   if (o.interactive && (o.perplexityFile || o.scoreText || o.forwardLogits ||

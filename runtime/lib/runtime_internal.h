@@ -60,7 +60,8 @@ struct ModelFile {
 
 private:
   friend std::optional<Error> loadModelFile(const std::string &, ModelFile &);
-  friend std::optional<Error> loadModelBuffer(std::vector<uint8_t>, ModelFile &);
+  friend std::optional<Error> loadModelBuffer(std::vector<uint8_t>,
+                                              ModelFile &);
   bool mapped = false;
   std::vector<uint8_t> owned;
   void *alignedCopy = nullptr;
@@ -70,7 +71,8 @@ private:
 /// semantic checks). Errors carry kExitModel.
 std::optional<Error> loadModelFile(const std::string &path, ModelFile &out);
 /// The same for bytes in memory (tests).
-std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes, ModelFile &out);
+std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes,
+                                     ModelFile &out);
 /// Checks that the file is the one the executable was compiled for.
 std::optional<Error> checkCompatible(const ModelFile &model,
                                      const kiln_model_info &info);
@@ -212,17 +214,18 @@ public:
   /// prefill(prompt) then decode until EOS, `nPredict` tokens (-1: no
   /// limit) or the context is full. `onToken` is called as each token is
   /// chosen.
-  std::optional<Error>
-  generate(const std::vector<int32_t> &prompt, int64_t nPredict,
-           const SamplingParams &sampling, Rng &rng, bool ignoreEos,
-           bool keepLogits, const std::function<void(int32_t)> &onToken,
-           GenerationResult &result);
+  std::optional<Error> generate(const std::vector<int32_t> &prompt,
+                                int64_t nPredict,
+                                const SamplingParams &sampling, Rng &rng,
+                                bool ignoreEos, bool keepLogits,
+                                const std::function<void(int32_t)> &onToken,
+                                GenerationResult &result);
   /// The whole-sequence form over `tokens`: logits of every position.
   std::optional<Error> forward(const std::vector<int32_t> &tokens,
                                std::vector<float> &logits);
   /// Scores `tokens` with the whole-sequence form (see ScoreResult).
-  std::optional<Error> score(const std::vector<int32_t> &tokens,
-                             int64_t stride, ScoreResult &result);
+  std::optional<Error> score(const std::vector<int32_t> &tokens, int64_t stride,
+                             ScoreResult &result);
   /// Keeps the cache between calls: prefill `tokens` at `pos` (interactive
   /// mode continues a conversation without recomputing it).
   std::optional<Error>

@@ -1,4 +1,5 @@
-//===- tokenizer.cpp - Token <-> bytes, UTF-8 streaming, JSON strings ------===//
+//===- tokenizer.cpp - Token <-> bytes, UTF-8 streaming, JSON strings
+//------===//
 
 #include "runtime_internal.h"
 
@@ -138,10 +139,11 @@ std::string Utf8Stream::push(const std::string &bytes) {
   while (back < 4 && back < pending.size()) {
     unsigned char c = pending[pending.size() - 1 - back];
     if ((c & 0xC0) != 0x80) {
-      size_t need = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2
-                                : (c & 0xF0) == 0xE0 ? 3
-                                : (c & 0xF8) == 0xF0 ? 4
-                                                     : 1;
+      size_t need = c < 0x80             ? 1
+                    : (c & 0xE0) == 0xC0 ? 2
+                    : (c & 0xF0) == 0xE0 ? 3
+                    : (c & 0xF8) == 0xF0 ? 4
+                                         : 1;
       if (need > back + 1)
         cut = pending.size() - 1 - back; // incomplete lead: hold it back
       break;

@@ -64,17 +64,20 @@ static std::vector<uint8_t> buildFile(const FileSpec &spec) {
   auto data = b.CreateVector(bytes);
   auto weight = fb::CreateWeight(b, b.CreateString("w"), spec.dtype,
                                  b.CreateVector(spec.shape), data);
-  auto meta = fb::CreateMetadata(b, fb::Architecture::Custom,
-                                 b.CreateString("test"), spec.context,
-                                 spec.vocab, -1, spec.eos);
+  auto meta =
+      fb::CreateMetadata(b, fb::Architecture::Custom, b.CreateString("test"),
+                         spec.context, spec.vocab, -1, spec.eos);
   flatbuffers::Offset<fb::Tokenizer> tok;
   std::vector<flatbuffers::Offset<fb::Token>> toks;
   for (const std::string &p : spec.pieces)
     toks.push_back(fb::CreateToken(
-        b, b.CreateVector(reinterpret_cast<const uint8_t *>(p.data()), p.size())));
+        b,
+        b.CreateVector(reinterpret_cast<const uint8_t *>(p.data()), p.size())));
   tok = fb::CreateTokenizer(b, spec.tokenizer, b.CreateVector(toks));
-  std::vector<flatbuffers::Offset<flatbuffers::String>> in = {b.CreateString("tokens")};
-  std::vector<flatbuffers::Offset<flatbuffers::String>> out = {b.CreateString("logits")};
+  std::vector<flatbuffers::Offset<flatbuffers::String>> in = {
+      b.CreateString("tokens")};
+  std::vector<flatbuffers::Offset<flatbuffers::String>> out = {
+      b.CreateString("logits")};
   std::vector<flatbuffers::Offset<fb::Node>> nodes;
   std::vector<flatbuffers::Offset<fb::Weight>> weights = {weight};
   auto model = fb::CreateModel(b, spec.version, meta, tok, b.CreateVector(in),
@@ -96,14 +99,16 @@ static void testModelFiles() {
     std::vector<uint8_t> f = buildFile({});
     f[4] = 'X'; // file identifier lives at bytes 4..7
     ModelFile m;
-    CHECK_ERR(loadModelBuffer(f, m), kExitModel, "missing the 'KILN' identifier");
+    CHECK_ERR(loadModelBuffer(f, m), kExitModel,
+              "missing the 'KILN' identifier");
   }
   {
     std::vector<uint8_t> f = buildFile({});
     // Every truncation is refused, never trusted.
     for (size_t n = 0; n < f.size(); n += 7) {
       ModelFile m;
-      auto err = loadModelBuffer(std::vector<uint8_t>(f.begin(), f.begin() + n), m);
+      auto err =
+          loadModelBuffer(std::vector<uint8_t>(f.begin(), f.begin() + n), m);
       CHECK(err.has_value() && err->code == kExitModel);
     }
   }
@@ -154,7 +159,7 @@ static void testModelFiles() {
   {
     ModelFile m;
     CHECK(!loadModelBuffer(buildFile({}), m));
-    kiln_model_info info{KILN_ABI_VERSION, 1, 1, 2, 8, 16, 300, "",
+    kiln_model_info info{KILN_ABI_VERSION,    1, 1, 2, 8, 16, 300, "",
                          m.weightsFingerprint};
     CHECK(!checkCompatible(m, info));
     // Same counts, other shapes: refused.
@@ -165,7 +170,8 @@ static void testModelFiles() {
     CHECK(m2.weightsFingerprint != m.weightsFingerprint);
     CHECK_ERR(checkCompatible(m2, info), kExitModel, "weight table");
     info.vocab_size = 301;
-    CHECK_ERR(checkCompatible(m, info), kExitModel, "does not match the compiled model");
+    CHECK_ERR(checkCompatible(m, info), kExitModel,
+              "does not match the compiled model");
     info.vocab_size = 300;
     info.abi_version = 99;
     CHECK_ERR(checkCompatible(m, info), kExitInternal, "ABI version");
@@ -221,7 +227,8 @@ static void testTokenizers() {
   ModelFile gm;
   CHECK(!loadModelBuffer(buildFile(g), gm));
   Tokenizer gt(gm);
-  CHECK(gt.piece(1) == " world" && gt.piece(2) == "\n" && gt.piece(0) == "hello");
+  CHECK(gt.piece(1) == " world" && gt.piece(2) == "\n" &&
+        gt.piece(0) == "hello");
   CHECK_ERR(gt.encode("hi", ids), kExitUsage, "--prompt-tokens");
 
   // SentencePiece pieces: U+2581 is a space, <0xNN> a byte.
@@ -311,8 +318,8 @@ static std::optional<Error> parse(std::vector<std::string> args, Options &o) {
 static void testOptions() {
   Options o;
   CHECK(!parse({"-p", "hi", "-n", "5", "--temp=0", "--top-k", "3", "--top-p",
-                "0.5", "--seed", "7", "-t", "2", "--ignore-eos", "--output=json",
-                "--logits"},
+                "0.5", "--seed", "7", "-t", "2", "--ignore-eos",
+                "--output=json", "--logits"},
                o));
   CHECK(*o.prompt == "hi" && o.nPredict == 5 && o.sampling.temperature == 0 &&
         o.sampling.topK == 3 && o.sampling.topP == 0.5 && *o.seed == 7 &&
@@ -415,8 +422,9 @@ static void testGeneration() {
   mock = {};
   GenerationResult r;
   std::vector<int32_t> streamed;
-  CHECK(!s.generate({10, 11, 12}, 4, greedy, rng, false, true,
-                    [&](int32_t t) { streamed.push_back(t); }, r));
+  CHECK(!s.generate(
+      {10, 11, 12}, 4, greedy, rng, false, true,
+      [&](int32_t t) { streamed.push_back(t); }, r));
   CHECK((r.tokens == std::vector<int32_t>{13, 14, 15, 16}));
   CHECK(streamed == r.tokens);
   CHECK(r.stop == StopReason::Length && r.logits.size() == 4);
@@ -429,13 +437,15 @@ static void testGeneration() {
   // Stops at EOS (299), which is part of the result.
   mock = {};
   GenerationResult eos;
-  CHECK(!s.generate({296}, -1, greedy, rng, false, false, [](int32_t) {}, eos));
+  CHECK(!s.generate(
+      {296}, -1, greedy, rng, false, false, [](int32_t) {}, eos));
   CHECK((eos.tokens == std::vector<int32_t>{297, 298, 299}));
   CHECK(eos.stop == StopReason::Eos);
   // ... unless told to ignore it; then the context limit stops it cleanly.
   mock = {};
   GenerationResult ctx;
-  CHECK(!s.generate({296}, -1, greedy, rng, true, false, [](int32_t) {}, ctx));
+  CHECK(!s.generate(
+      {296}, -1, greedy, rng, true, false, [](int32_t) {}, ctx));
   CHECK(ctx.stop == StopReason::Context);
   CHECK(ctx.tokens.size() == 16); // positions 1..15 decoded, + the prefill's
   CHECK(mock.decodes.back() == 15);
@@ -443,8 +453,10 @@ static void testGeneration() {
   // -n 0 runs the prefill only.
   mock = {};
   GenerationResult none;
-  CHECK(!s.generate({1, 2}, 0, greedy, rng, false, false, [](int32_t) {}, none));
-  CHECK(none.tokens.empty() && mock.prefills.size() == 1 && mock.decodes.empty());
+  CHECK(!s.generate(
+      {1, 2}, 0, greedy, rng, false, false, [](int32_t) {}, none));
+  CHECK(none.tokens.empty() && mock.prefills.size() == 1 &&
+        mock.decodes.empty());
 
   // Sliding-window scoring: every token after the first scored once, each
   // with the mock's NLL for a correct peak: log(e + V - 1) - 1.
@@ -468,12 +480,14 @@ static void testGeneration() {
   // generateAt continues from the cache at a position.
   mock = {};
   GenerationResult at;
-  CHECK(!s.generateAt(5, {20, 21}, 3, greedy, rng, true, false,
-                      [](int32_t) { return true; }, at));
+  CHECK(!s.generateAt(
+      5, {20, 21}, 3, greedy, rng, true, false, [](int32_t) { return true; },
+      at));
   CHECK(mock.prefills[0].first == 5 && mock.prefills[0].second == 2);
   CHECK((mock.decodes == std::vector<int64_t>{7, 8}));
-  CHECK_ERR(s.generateAt(15, {1, 2}, 3, greedy, rng, true, false,
-                         [](int32_t) { return true; }, at),
+  CHECK_ERR(s.generateAt(
+                15, {1, 2}, 3, greedy, rng, true, false,
+                [](int32_t) { return true; }, at),
             kExitPrompt, "does not fit the context of 16");
 
   std::vector<float> logits;

@@ -20,8 +20,7 @@ namespace {
 /// Gives every user of a shared destination (`tensor.empty`, or a
 /// `linalg.fill` of one, merged by CSE) its own copy of it, so that one-shot
 /// analysis does not see a false write conflict between the users.
-template <typename OpTy>
-void duplicateShared(ModuleOp module) {
+template <typename OpTy> void duplicateShared(ModuleOp module) {
   SmallVector<OpTy> shared;
   module.walk([&](OpTy op) {
     if (op->getNumResults() == 1 && !op->hasOneUse() && !op->use_empty())
@@ -64,8 +63,8 @@ struct KilnBufferizePass
     if (failed(bufferization::eliminateEmptyTensors(rewriter, module)))
       return signalPassFailure();
     bufferization::BufferizationState state;
-    if (failed(bufferization::runOneShotModuleBufferize(module, options,
-                                                        state)))
+    if (failed(
+            bufferization::runOneShotModuleBufferize(module, options, state)))
       return signalPassFailure();
   }
 };

@@ -67,8 +67,8 @@ LogicalResult rewriteEntry(func::FuncOp func, ModelShape &shape) {
         b, arg.getLoc(), type, arg, /*restrict=*/true, /*writable=*/written);
     arg.replaceAllUsesExcept(toTensor, toTensor);
   }
-  func.setType(FunctionType::get(ctx, entry.getArgumentTypes(),
-                                 func.getResultTypes()));
+  func.setType(
+      FunctionType::get(ctx, entry.getArgumentTypes(), func.getResultTypes()));
 
   // Results are written into their destination buffers.
   auto ret = cast<func::ReturnOp>(entry.getTerminator());
@@ -145,7 +145,8 @@ void emitModelInfo(ModuleOp module, const ModelShape &shape) {
   if (auto attr = module->getAttrOfType<IntegerAttr>("transformer.num_weights"))
     numWeights = attr.getInt();
   int64_t fingerprint = 0;
-  if (auto attr = module->getAttrOfType<IntegerAttr>("kiln.weights_fingerprint"))
+  if (auto attr =
+          module->getAttrOfType<IntegerAttr>("kiln.weights_fingerprint"))
     fingerprint = attr.getInt();
   auto infoType = LLVM::LLVMStructType::getLiteral(
       ctx, {i32, i32, i64, i64, i64, i64, i64, ptr, i64});

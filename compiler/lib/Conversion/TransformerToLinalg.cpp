@@ -13,8 +13,8 @@
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
-#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Func/Transforms/FuncConversions.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Utils/StructuredOpsUtils.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/Transforms/DialectConversion.h"
@@ -81,16 +81,18 @@ AffineMap prefixMap(MLIRContext *ctx, unsigned rank, unsigned n) {
 /// (partial sums in vector lanes; the order is fixed at compile time, so
 /// results are deterministic), `contract` lets it form FMAs.
 Value mulAcc(OpBuilder &b, Location loc, Value acc, Value x, Value y) {
-  auto fm = arith::FastMathFlagsAttr::get(
-      b.getContext(), arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
+  auto fm = arith::FastMathFlagsAttr::get(b.getContext(),
+                                          arith::FastMathFlags::reassoc |
+                                              arith::FastMathFlags::contract);
   Value p = arith::MulFOp::create(b, loc, x, y, fm);
   return arith::AddFOp::create(b, loc, acc, p, fm);
 }
 
 /// acc + x for reductions (see mulAcc).
 Value addAcc(OpBuilder &b, Location loc, Value acc, Value x) {
-  auto fm = arith::FastMathFlagsAttr::get(
-      b.getContext(), arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
+  auto fm = arith::FastMathFlagsAttr::get(b.getContext(),
+                                          arith::FastMathFlags::reassoc |
+                                              arith::FastMathFlags::contract);
   return arith::AddFOp::create(b, loc, acc, x, fm);
 }
 
@@ -128,8 +130,7 @@ Value elementwise(OpBuilder &b, Location loc, ValueRange inputs, Value like,
 
 /// Sums `body(args)` over the last dimension of `input`'s shape.
 Value reduceLastDim(OpBuilder &b, Location loc, ValueRange inputs,
-                    ArrayRef<AffineMap> inputMaps, Value shapeOf,
-                    BodyFn body) {
+                    ArrayRef<AffineMap> inputMaps, Value shapeOf, BodyFn body) {
   auto type = cast<RankedTensorType>(shapeOf.getType());
   unsigned rank = type.getRank();
   SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, shapeOf);
@@ -203,8 +204,8 @@ Value applyActivation(OpBuilder &b, Location loc, Activation act, Value x) {
   }
   case Activation::gelu_tanh: {
     // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-    Value x3 = arith::MulFOp::create(b, loc, arith::MulFOp::create(b, loc, x, x),
-                                     x);
+    Value x3 =
+        arith::MulFOp::create(b, loc, arith::MulFOp::create(b, loc, x, x), x);
     Value inner = arith::AddFOp::create(
         b, loc, x, arith::MulFOp::create(b, loc, x3, c(0.044715)));
     Value th = math::TanhOp::create(
@@ -260,11 +261,11 @@ struct EmbeddingLowering : public OpConversionPattern<EmbeddingOp> {
         {dimsMap(ctx, 3, {0, 1}), rewriter.getMultiDimIdentityMap(3)},
         SmallVector<IteratorType>(3, IteratorType::parallel),
         [&](OpBuilder &b, Location l, ValueRange args) {
-          Value id = arith::IndexCastOp::create(b, l, b.getIndexType(), args[0]);
+          Value id =
+              arith::IndexCastOp::create(b, l, b.getIndexType(), args[0]);
           // Out-of-range ids are clamped: never read outside the table.
-          id = arith::MinSIOp::create(b, l,
-                                      arith::MaxSIOp::create(b, l, id, zero),
-                                      maxId);
+          id = arith::MinSIOp::create(
+              b, l, arith::MaxSIOp::create(b, l, id, zero), maxId);
           Value d = linalg::IndexOp::create(b, l, 2);
           return tensor::ExtractOp::create(b, l, table, ValueRange{id, d})
               .getResult();
@@ -330,7 +331,8 @@ struct RopeLowering : public OpConversionPattern<RopeOp> {
             first = arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq, odd,
                                           indexConst(b, l, 0));
             partner = arith::SelectOp::create(
-                b, l, first, arith::AddIOp::create(b, l, c, indexConst(b, l, 1)),
+                b, l, first,
+                arith::AddIOp::create(b, l, c, indexConst(b, l, 1)),
                 arith::SubIOp::create(b, l, c, indexConst(b, l, 1)));
           } else {
             i = arith::RemUIOp::create(b, l, j, indexConst(b, l, half));
@@ -343,8 +345,7 @@ struct RopeLowering : public OpConversionPattern<RopeOp> {
           }
           // inv_freq = 1 / theta^(2i / head_dim); angle = position * inv_freq
           Value iF = arith::UIToFPOp::create(
-              b, l, elt,
-              arith::IndexCastUIOp::create(b, l, b.getI64Type(), i));
+              b, l, elt, arith::IndexCastUIOp::create(b, l, b.getI64Type(), i));
           Value expo = arith::DivFOp::create(
               b, l, arith::MulFOp::create(b, l, iF, floatConst(b, l, elt, 2.0)),
               floatConst(b, l, elt, (double)headDim));
@@ -364,7 +365,8 @@ struct RopeLowering : public OpConversionPattern<RopeOp> {
           Value signedRot = arith::SelectOp::create(
               b, l, first, arith::NegFOp::create(b, l, rotated), rotated);
           return arith::AddFOp::create(
-                     b, l, arith::MulFOp::create(b, l, args[0], cosA), signedRot)
+                     b, l, arith::MulFOp::create(b, l, args[0], cosA),
+                     signedRot)
               .getResult();
         });
     rewriter.replaceOp(op, result);
@@ -390,29 +392,28 @@ struct LayerNormLowering : public OpConversionPattern<LayerNormOp> {
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
     AffineMap rows = prefixMap(ctx, rank, rank - 1);
     AffineMap last = dimsMap(ctx, rank, {rank - 1});
-    Value sum = reduceLastDim(
-        rewriter, loc, ValueRange{x}, {id}, x,
-        [](OpBuilder &b, Location l, ValueRange a) {
-          return addAcc(b, l, a[1], a[0]);
-        });
-    Value sqDev = reduceLastDim(
-        rewriter, loc, ValueRange{x, sum}, {id, rows}, x,
-        [&](OpBuilder &b, Location l, ValueRange a) {
-          Value mean =
-              arith::DivFOp::create(b, l, a[1], floatConst(b, l, elt, dim));
-          Value dev = arith::SubFOp::create(b, l, a[0], mean);
-          return mulAcc(b, l, a[2], dev, dev);
-        });
+    Value sum = reduceLastDim(rewriter, loc, ValueRange{x}, {id}, x,
+                              [](OpBuilder &b, Location l, ValueRange a) {
+                                return addAcc(b, l, a[1], a[0]);
+                              });
+    Value sqDev = reduceLastDim(rewriter, loc, ValueRange{x, sum}, {id, rows},
+                                x, [&](OpBuilder &b, Location l, ValueRange a) {
+                                  Value mean = arith::DivFOp::create(
+                                      b, l, a[1], floatConst(b, l, elt, dim));
+                                  Value dev =
+                                      arith::SubFOp::create(b, l, a[0], mean);
+                                  return mulAcc(b, l, a[2], dev, dev);
+                                });
     Value result = elementwise(
-        rewriter, loc, ValueRange{x, sum, sqDev, adaptor.getGamma(),
-                                  adaptor.getBeta()},
-        x,
+        rewriter, loc,
+        ValueRange{x, sum, sqDev, adaptor.getGamma(), adaptor.getBeta()}, x,
         [&](OpBuilder &b, Location l, ValueRange a) {
           Value n = floatConst(b, l, elt, dim);
           Value mean = arith::DivFOp::create(b, l, a[1], n);
           Value var = arith::DivFOp::create(b, l, a[2], n);
           Value inv = math::RsqrtOp::create(
-              b, l, arith::AddFOp::create(b, l, var, floatConst(b, l, elt, eps)));
+              b, l,
+              arith::AddFOp::create(b, l, var, floatConst(b, l, elt, eps)));
           Value norm = arith::MulFOp::create(
               b, l, arith::SubFOp::create(b, l, a[0], mean), inv);
           return arith::AddFOp::create(
@@ -441,18 +442,18 @@ struct RMSNormLowering : public OpConversionPattern<RMSNormOp> {
     double dim = (double)type.getDimSize(rank - 1);
     double eps = op.getEpsilon().convertToFloat();
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
-    Value sumSq = reduceLastDim(
-        rewriter, loc, ValueRange{x}, {id}, x,
-        [](OpBuilder &b, Location l, ValueRange a) {
-          return mulAcc(b, l, a[1], a[0], a[0]);
-        });
+    Value sumSq = reduceLastDim(rewriter, loc, ValueRange{x}, {id}, x,
+                                [](OpBuilder &b, Location l, ValueRange a) {
+                                  return mulAcc(b, l, a[1], a[0], a[0]);
+                                });
     Value result = elementwise(
         rewriter, loc, ValueRange{x, sumSq, adaptor.getGamma()}, x,
         [&](OpBuilder &b, Location l, ValueRange a) {
           Value ms =
               arith::DivFOp::create(b, l, a[1], floatConst(b, l, elt, dim));
           Value inv = math::RsqrtOp::create(
-              b, l, arith::AddFOp::create(b, l, ms, floatConst(b, l, elt, eps)));
+              b, l,
+              arith::AddFOp::create(b, l, ms, floatConst(b, l, elt, eps)));
           return arith::MulFOp::create(
                      b, l, arith::MulFOp::create(b, l, a[0], inv), a[2])
               .getResult();
@@ -470,8 +471,9 @@ struct LinearLowering : public OpConversionPattern<LinearOp> {
                   ConversionPatternRewriter &rewriter) const override {
     if (failed(requireF32(op, rewriter)))
       return failure();
-    rewriter.replaceOp(op, buildLinear(rewriter, op.getLoc(), adaptor.getInput(),
-                                       adaptor.getWeight(), adaptor.getBias()));
+    rewriter.replaceOp(op,
+                       buildLinear(rewriter, op.getLoc(), adaptor.getInput(),
+                                   adaptor.getWeight(), adaptor.getBias()));
     return success();
   }
 };
@@ -503,16 +505,17 @@ struct FeedForwardLowering : public OpConversionPattern<FeedForwardOp> {
     Location loc = op.getLoc();
     Activation act = op.getActivation();
     Value x = adaptor.getInput();
-    Value up = buildLinear(rewriter, loc, x, adaptor.getWUp(), adaptor.getBUp());
+    Value up =
+        buildLinear(rewriter, loc, x, adaptor.getWUp(), adaptor.getBUp());
     Value hidden;
     if (op.isGated()) {
       Value gate = buildLinear(rewriter, loc, x, adaptor.getWGate(), Value());
-      hidden = elementwise(rewriter, loc, ValueRange{gate, up}, up,
-                           [&](OpBuilder &b, Location l, ValueRange a) {
-                             Value g = applyActivation(b, l, act, a[0]);
-                             return arith::MulFOp::create(b, l, g, a[1])
-                                 .getResult();
-                           });
+      hidden =
+          elementwise(rewriter, loc, ValueRange{gate, up}, up,
+                      [&](OpBuilder &b, Location l, ValueRange a) {
+                        Value g = applyActivation(b, l, act, a[0]);
+                        return arith::MulFOp::create(b, l, g, a[1]).getResult();
+                      });
     } else {
       hidden = elementwise(rewriter, loc, ValueRange{up}, up,
                            [&](OpBuilder &b, Location l, ValueRange a) {
@@ -549,7 +552,9 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
     OpFoldResult bDim = dimOf(rewriter, loc, q, 0);
     OpFoldResult sDim = dimOf(rewriter, loc, q, 1);
     OpFoldResult tDim = dimOf(rewriter, loc, k, 1);
-    auto st = [&](int64_t v) -> OpFoldResult { return rewriter.getIndexAttr(v); };
+    auto st = [&](int64_t v) -> OpFoldResult {
+      return rewriter.getIndexAttr(v);
+    };
     auto shapeOf = [](ArrayRef<OpFoldResult> sizes) {
       SmallVector<int64_t> shape;
       for (OpFoldResult s : sizes)
@@ -593,9 +598,9 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
         return scaled;
       Value s = linalg::IndexOp::create(b, l, 3);
       Value t = linalg::IndexOp::create(b, l, 4);
-      Value visible = arith::CmpIOp::create(
-          b, l, arith::CmpIPredicate::ule, t,
-          arith::AddIOp::create(b, l, s, offset));
+      Value visible =
+          arith::CmpIOp::create(b, l, arith::CmpIPredicate::ule, t,
+                                arith::AddIOp::create(b, l, s, offset));
       return arith::SelectOp::create(
           b, l, visible, scaled,
           floatConst(b, l, elt, -std::numeric_limits<double>::infinity()));
@@ -620,8 +625,8 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
     };
     Value rowSum = genericOp(
         rewriter, loc, ValueRange{scores, rowMax},
-        filled(rewriter, loc, rowSizes, elt, 0.0), {id5, rows5, rows5},
-        par4red, [&](OpBuilder &b, Location l, ValueRange a) {
+        filled(rewriter, loc, rowSizes, elt, 0.0), {id5, rows5, rows5}, par4red,
+        [&](OpBuilder &b, Location l, ValueRange a) {
           return addAcc(b, l, a[2], expShifted(b, l, a[0], a[1]));
         });
     Value probs = genericOp(
@@ -633,14 +638,14 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
         });
 
     // out[b, s, h, g, d] = sum_t probs[b, h, g, s, t] * v[b, t, h, d]
-    Value out5 = genericOp(
-        rewriter, loc, ValueRange{probs, v4},
-        filled(rewriter, loc, q5Sizes, elt, 0.0),
-        {dimsMap(ctx, 6, {0, 2, 3, 1, 5}), dimsMap(ctx, 6, {0, 5, 2, 4}),
-         dimsMap(ctx, 6, {0, 1, 2, 3, 4})},
-        par5red, [](OpBuilder &b, Location l, ValueRange a) {
-          return mulAcc(b, l, a[2], a[0], a[1]);
-        });
+    Value out5 = genericOp(rewriter, loc, ValueRange{probs, v4},
+                           filled(rewriter, loc, q5Sizes, elt, 0.0),
+                           {dimsMap(ctx, 6, {0, 2, 3, 1, 5}),
+                            dimsMap(ctx, 6, {0, 5, 2, 4}),
+                            dimsMap(ctx, 6, {0, 1, 2, 3, 4})},
+                           par5red, [](OpBuilder &b, Location l, ValueRange a) {
+                             return mulAcc(b, l, a[2], a[0], a[1]);
+                           });
     Value result = tensor::CollapseShapeOp::create(
         rewriter, loc, op.getType(), out5,
         ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3, 4}});
@@ -695,7 +700,8 @@ struct KVCacheAppendLowering : public OpConversionPattern<KVCacheAppendOp> {
     // runtime and the C API validate positions before calling, so this is a
     // backstop for direct callers of the entry points).
     Value rows = getValueOrCreateConstantIndexOp(rewriter, loc, len);
-    Value end = arith::AddIOp::create(rewriter, loc, adaptor.getPosition(), rows);
+    Value end =
+        arith::AddIOp::create(rewriter, loc, adaptor.getPosition(), rows);
     Value capacity = indexConst(rewriter, loc, cacheType.getCapacity());
     Value overflow = arith::CmpIOp::create(
         rewriter, loc, arith::CmpIPredicate::ugt, end, capacity);
@@ -729,9 +735,8 @@ struct KVCacheReadLowering : public OpConversionPattern<KVCacheReadOp> {
     KVCacheType cacheType = op.getCache().getType();
     SmallVector<Value> results;
     for (auto [kv, type] : llvm::enumerate(op.getResultTypes())) {
-      CacheSlice s =
-          cacheSlice(rewriter, cacheType, op.getLayer(), kv,
-                     rewriter.getIndexAttr(0), adaptor.getLength());
+      CacheSlice s = cacheSlice(rewriter, cacheType, op.getLayer(), kv,
+                                rewriter.getIndexAttr(0), adaptor.getLength());
       results.push_back(tensor::ExtractSliceOp::create(
           rewriter, loc, cast<RankedTensorType>(type), adaptor.getCache(),
           s.offsets, s.sizes, s.strides));
@@ -759,10 +764,10 @@ LogicalResult lowerWeights(func::FuncOp func) {
   auto offsetsType = MemRefType::get({ShapedType::kDynamic}, b.getIndexType());
   if (failed(func.insertArguments(
           {0, 0}, {bytesType, offsetsType},
-          {b.getDictionaryAttr(b.getNamedAttr("transformer.weights",
-                                              b.getUnitAttr())),
-           b.getDictionaryAttr(b.getNamedAttr("transformer.weight_offsets",
-                                              b.getUnitAttr()))},
+          {b.getDictionaryAttr(
+               b.getNamedAttr("transformer.weights", b.getUnitAttr())),
+           b.getDictionaryAttr(
+               b.getNamedAttr("transformer.weight_offsets", b.getUnitAttr()))},
           {loc, loc})))
     return failure();
   // Result attributes that name an argument position follow the shift.

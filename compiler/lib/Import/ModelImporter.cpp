@@ -52,7 +52,8 @@ private:
   LogicalResult checkWeights();
   LogicalResult importNode(const fb::Node *node);
   /// Input `i` of `node`; null when it is "" and `optional`.
-  FailureOr<Value> input(const fb::Node *node, unsigned i, bool optional = false);
+  FailureOr<Value> input(const fb::Node *node, unsigned i,
+                         bool optional = false);
   Value weight(unsigned index);
 
   template <typename OpTy, typename... Args>
@@ -78,10 +79,9 @@ FailureOr<Value> Importer::build(Location loc, Args &&...args) {
   Type placeholder = b.getNoneType();
   OpTy::build(b, state, placeholder, std::forward<Args>(args)...);
   SmallVector<Type> types;
-  if (failed(OpTy::inferReturnTypes(ctx, loc, state.operands,
-                                    state.attributes.getDictionary(ctx),
-                                    state.getRawProperties(), state.regions,
-                                    types)))
+  if (failed(OpTy::inferReturnTypes(
+          ctx, loc, state.operands, state.attributes.getDictionary(ctx),
+          state.getRawProperties(), state.regions, types)))
     return failure();
   state.types.assign(types.begin(), types.end());
   return b.create(state)->getResult(0);
@@ -140,9 +140,9 @@ FailureOr<Value> Importer::input(const fb::Node *node, unsigned i,
   if (name.empty()) {
     if (optional)
       return Value();
-    emitError(nodeLoc(node)) << "input #" << i << " of node '"
-                             << node->name()->string_view()
-                             << "' must not be empty";
+    emitError(nodeLoc(node))
+        << "input #" << i << " of node '" << node->name()->string_view()
+        << "' must not be empty";
     return failure();
   }
   if (Value v = values.lookup(name))
@@ -164,9 +164,9 @@ LogicalResult Importer::importNode(const fb::Node *node) {
   auto arity = [&](unsigned lo, unsigned hi) -> LogicalResult {
     if (numInputs >= lo && numInputs <= hi)
       return success();
-    auto diag = emitError(loc) << "node '" << name << "' ("
-                               << fb::EnumNameOp(node->op_type())
-                               << ") has " << numInputs << " inputs; expected ";
+    auto diag = emitError(loc)
+                << "node '" << name << "' (" << fb::EnumNameOp(node->op_type())
+                << ") has " << numInputs << " inputs; expected ";
     if (lo == hi)
       diag << lo;
     else
@@ -205,10 +205,9 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     RopeStyle style = op->style() == fb::RopeStyle::Interleaved
                           ? RopeStyle::interleaved
                           : RopeStyle::rotate_half;
-    result = build<RopeOp>(loc, in[0], Value(),
-                           b.getI64IntegerAttr(op->head_dim()),
-                           b.getF32FloatAttr(op->theta()),
-                           RopeStyleAttr::get(ctx, style));
+    result = build<RopeOp>(
+        loc, in[0], Value(), b.getI64IntegerAttr(op->head_dim()),
+        b.getF32FloatAttr(op->theta()), RopeStyleAttr::get(ctx, style));
     break;
   }
   case fb::Op::LayerNormOp:
@@ -222,23 +221,25 @@ LogicalResult Importer::importNode(const fb::Node *node) {
   case fb::Op::RmsNormOp:
     if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
       return failure();
-    result = build<RMSNormOp>(
-        loc, in[0], in[1], b.getF32FloatAttr(node->op_as_RmsNormOp()->epsilon()));
+    result =
+        build<RMSNormOp>(loc, in[0], in[1],
+                         b.getF32FloatAttr(node->op_as_RmsNormOp()->epsilon()));
     break;
   case fb::Op::LinearOp:
     if (failed(arity(2, 3)) || failed(get(0)) || failed(get(1)))
       return failure();
     if (numInputs == 3 && failed(get(2, /*optional=*/true)))
       return failure();
-    result = build<LinearOp>(loc, in[0], in[1], numInputs == 3 ? in[2] : Value());
+    result =
+        build<LinearOp>(loc, in[0], in[1], numInputs == 3 ? in[2] : Value());
     break;
   case fb::Op::AddOp: {
     if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
       return failure();
     if (in[0].getType() != in[1].getType())
-      return emitError(loc) << "node '" << name << "' adds "
-                            << in[0].getType() << " and " << in[1].getType()
-                            << "; the shapes must be equal";
+      return emitError(loc)
+             << "node '" << name << "' adds " << in[0].getType() << " and "
+             << in[1].getType() << "; the shapes must be equal";
     result = AddOp::create(b, loc, in[0], in[1]).getResult();
     break;
   }
@@ -252,9 +253,9 @@ LogicalResult Importer::importNode(const fb::Node *node) {
                             << fb::EnumNameAttentionMode(op->mode())
                             << " is not supported yet (supported: Causal)";
     if (op->head_dim() <= 0)
-      return emitError(loc) << "node '" << name
-                            << "': head_dim must be positive, got "
-                            << op->head_dim();
+      return emitError(loc)
+             << "node '" << name << "': head_dim must be positive, got "
+             << op->head_dim();
     float scale = op->scale();
     if (scale == 0.0f)
       scale = 1.0f / std::sqrt((float)op->head_dim());
@@ -270,15 +271,27 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     fb::Activation fa = node->op_as_FeedForwardOp()->activation();
     Activation act;
     switch (fa) {
-    case fb::Activation::ReLU: act = Activation::relu; break;
-    case fb::Activation::GELU: act = Activation::gelu; break;
-    case fb::Activation::GELUTanh: act = Activation::gelu_tanh; break;
-    case fb::Activation::SiLU: act = Activation::silu; break;
-    case fb::Activation::SwiGLU: act = Activation::swiglu; break;
-    case fb::Activation::GEGLU: act = Activation::geglu; break;
+    case fb::Activation::ReLU:
+      act = Activation::relu;
+      break;
+    case fb::Activation::GELU:
+      act = Activation::gelu;
+      break;
+    case fb::Activation::GELUTanh:
+      act = Activation::gelu_tanh;
+      break;
+    case fb::Activation::SiLU:
+      act = Activation::silu;
+      break;
+    case fb::Activation::SwiGLU:
+      act = Activation::swiglu;
+      break;
+    case fb::Activation::GEGLU:
+      act = Activation::geglu;
+      break;
     default:
-      return emitError(loc) << "node '" << name << "' has unknown activation "
-                            << (int)fa;
+      return emitError(loc)
+             << "node '" << name << "' has unknown activation " << (int)fa;
     }
     auto actAttr = ActivationAttr::get(ctx, act);
     if (act == Activation::swiglu || act == Activation::geglu) {
@@ -344,8 +357,8 @@ OwningOpRef<ModuleOp> Importer::run() {
   for (const fb::Weight *w : *model->weights()) {
     std::vector<int64_t> shape(w->shape()->begin(), w->shape()->end());
     fingerprint = kiln_fingerprint_weight(
-        fingerprint, w->name()->c_str(), w->name()->size(),
-        (uint8_t)w->dtype(), shape.data(), shape.size());
+        fingerprint, w->name()->c_str(), w->name()->size(), (uint8_t)w->dtype(),
+        shape.data(), shape.size());
   }
   (*module)->setAttr("kiln.weights_fingerprint",
                      b.getI64IntegerAttr((int64_t)fingerprint));

@@ -96,7 +96,5 @@ void kiln::registerPipelines() {
       buildLowerToLLVMPipeline);
   PassPipelineRegistration<>(
       "kiln-compile-pipeline", "Import form -> the LLVM dialect",
-      [](OpPassManager &pm) {
-        buildPipeline(pm, Stage::Import, Stage::LLVM);
-      });
+      [](OpPassManager &pm) { buildPipeline(pm, Stage::Import, Stage::LLVM); });
 }

@@ -37,8 +37,8 @@ static std::unique_ptr<TargetMachine> hostTargetMachine(std::string &error) {
   // Let the backend form fused multiply-adds (PyTorch's kernels do too).
   options.AllowFPOpFusion = FPOpFusion::Fast;
   std::unique_ptr<TargetMachine> tm(target->createTargetMachine(
-      triple, sys::getHostCPUName(), features.getString(), options,
-      Reloc::PIC_, std::nullopt, CodeGenOptLevel::Aggressive));
+      triple, sys::getHostCPUName(), features.getString(), options, Reloc::PIC_,
+      std::nullopt, CodeGenOptLevel::Aggressive));
   if (!tm)
     error = "cannot create a target machine for " + triple.str();
   return tm;
@@ -58,9 +58,10 @@ std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
       return mlir::DictionaryAttr::get(attrs.getContext(), kept);
     };
     for (unsigned i = 0, e = func.getNumArguments(); i < e; ++i)
-      func.setArgAttrs(i, strip(func.getArgAttrDict(i)
-                                    ? func.getArgAttrDict(i)
-                                    : mlir::DictionaryAttr::get(func.getContext())));
+      func.setArgAttrs(
+          i, strip(func.getArgAttrDict(i)
+                       ? func.getArgAttrDict(i)
+                       : mlir::DictionaryAttr::get(func.getContext())));
     for (unsigned i = 0, e = func.getNumResults(); i < e; ++i)
       if (func.getResultAttrDict(i))
         func.setResultAttrs(i, strip(func.getResultAttrDict(i)));
@@ -91,7 +92,8 @@ std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
-  ModulePassManager mpm = pb.buildPerModuleDefaultPipeline(OptimizationLevel::O3);
+  ModulePassManager mpm =
+      pb.buildPerModuleDefaultPipeline(OptimizationLevel::O3);
   mpm.run(*llvmModule, mam);
   return llvmModule;
 }
@@ -118,14 +120,17 @@ bool kiln::linkExecutable(StringRef linker, StringRef objectPath,
     error = ("cannot find the linker driver '" + linker + "'").str();
     return false;
   }
-  SmallVector<StringRef> args = {*program, objectPath, runtimeLib, "-lm",
-                                 "-pthread", "-o", outputPath};
+  SmallVector<StringRef> args = {*program,   objectPath, runtimeLib, "-lm",
+                                 "-pthread", "-o",       outputPath};
   if (shared) // Keep the whole C API, which nothing in the library calls.
-    args = {*program, "-shared", objectPath, "-Wl,--whole-archive", runtimeLib,
-            "-Wl,--no-whole-archive", "-lm", "-pthread", "-o", outputPath};
+    args = {*program,   "-shared",
+            objectPath, "-Wl,--whole-archive",
+            runtimeLib, "-Wl,--no-whole-archive",
+            "-lm",      "-pthread",
+            "-o",       outputPath};
   std::string message;
-  int rc = sys::ExecuteAndWait(*program, args, std::nullopt, {}, 0, 0,
-                               &message);
+  int rc =
+      sys::ExecuteAndWait(*program, args, std::nullopt, {}, 0, 0, &message);
   if (rc != 0) {
     error = "linking failed (" + *program + " exited with " +
             std::to_string(rc) + (message.empty() ? "" : ": " + message) + ")";

@@ -35,21 +35,30 @@
 using namespace llvm;
 
 namespace {
-enum ExitCode { Ok = 0, Usage = 1, BadInput = 2, CompileFailed = 3, OutputFailed = 4 };
+enum ExitCode {
+  Ok = 0,
+  Usage = 1,
+  BadInput = 2,
+  CompileFailed = 3,
+  OutputFailed = 4
+};
 enum class Emit { MLIR, LLVM, Obj, Exe, Shared };
 
 cl::OptionCategory category("kiln-compile options");
 cl::opt<std::string> inputPath(cl::Positional, cl::Required,
                                cl::desc("<model.kiln | stage.mlir>"),
                                cl::cat(category));
-cl::opt<std::string> outputPath("o", cl::desc("Output file (default: the model name for exe, stdout for text)"),
-                                cl::value_desc("path"), cl::cat(category));
+cl::opt<std::string> outputPath(
+    "o",
+    cl::desc("Output file (default: the model name for exe, stdout for text)"),
+    cl::value_desc("path"), cl::cat(category));
 cl::opt<Emit> emit(
     "emit", cl::desc("What to produce (default: exe)"), cl::init(Emit::Exe),
     cl::values(clEnumValN(Emit::MLIR, "mlir", "MLIR text at --stage"),
                clEnumValN(Emit::LLVM, "llvm", "optimized LLVM IR for this CPU"),
                clEnumValN(Emit::Obj, "obj", "object file"),
-               clEnumValN(Emit::Exe, "exe", "executable linked with the runtime"),
+               clEnumValN(Emit::Exe, "exe",
+                          "executable linked with the runtime"),
                clEnumValN(Emit::Shared, "shared",
                           "shared library with the C API of kiln.h")),
     cl::cat(category));
@@ -72,17 +81,20 @@ cl::opt<std::string> runtimeLib(
 cl::opt<std::string> linker("linker",
                             cl::desc("C++ compiler driver used to link"),
                             cl::init(KILN_DEFAULT_LINKER), cl::cat(category));
-cl::opt<bool> timing("timing", cl::desc("Print the time of every stage and pass"),
+cl::opt<bool> timing("timing",
+                     cl::desc("Print the time of every stage and pass"),
                      cl::cat(category));
 cl::opt<bool> printAfterAll("print-ir-after-all",
                             cl::desc("Print the IR after every pass (stderr)"),
                             cl::cat(category));
-cl::list<std::string> printAfter(
-    "print-ir-after", cl::desc("Print the IR after the pass with this flag name "
-                               "(e.g. transformer-kv-cache); repeatable"),
-    cl::value_desc("pass"), cl::CommaSeparated, cl::cat(category));
-cl::opt<bool> verbose("v", cl::desc("Report each stage as it starts (default "
-                                    "when stderr is a terminal)"),
+cl::list<std::string>
+    printAfter("print-ir-after",
+               cl::desc("Print the IR after the pass with this flag name "
+                        "(e.g. transformer-kv-cache); repeatable"),
+               cl::value_desc("pass"), cl::CommaSeparated, cl::cat(category));
+cl::opt<bool> verbose("v",
+                      cl::desc("Report each stage as it starts (default "
+                               "when stderr is a terminal)"),
                       cl::cat(category));
 
 int fail(int code, const Twine &message) {
@@ -91,7 +103,8 @@ int fail(int code, const Twine &message) {
 }
 
 std::string defaultRuntimeLib(const char *argv0, bool shared) {
-  std::string exe = sys::fs::getMainExecutable(argv0, (void *)&defaultRuntimeLib);
+  std::string exe =
+      sys::fs::getMainExecutable(argv0, (void *)&defaultRuntimeLib);
   SmallString<256> path(sys::path::parent_path(sys::path::parent_path(exe)));
   sys::path::append(path, "lib",
                     shared ? "libkiln_runtime_shared.a" : "libkiln_runtime.a");
@@ -204,11 +217,10 @@ int main(int argc, char **argv) {
                  std::to_string(file.getColumn());
       where += ": ";
     }
-    const char *severity = d.getSeverity() == mlir::DiagnosticSeverity::Error
-                               ? "error"
-                           : d.getSeverity() == mlir::DiagnosticSeverity::Warning
-                               ? "warning"
-                               : "note";
+    const char *severity =
+        d.getSeverity() == mlir::DiagnosticSeverity::Error     ? "error"
+        : d.getSeverity() == mlir::DiagnosticSeverity::Warning ? "warning"
+                                                               : "note";
     errs() << where << severity << ": " << d.str() << "\n";
     for (const mlir::Diagnostic &note : d.getNotes())
       if (!StringRef(note.str()).starts_with("see current operation"))
@@ -238,15 +250,17 @@ int main(int argc, char **argv) {
       return BadInput;
   }
   if (*stage < *fromStage)
-    return fail(Usage, "--stage " + stageOpt + " comes before the input's stage " +
-                           fromStageOpt);
+    return fail(Usage, "--stage " + stageOpt +
+                           " comes before the input's stage " + fromStageOpt);
 
   // One pass manager per stage, so progress and timing name the stages.
   bool progress = verbose || sys::Process::StandardErrIsDisplayed();
   std::vector<kiln::Stage> stages;
   for (int s = (int)*fromStage + 1; s <= (int)*stage; ++s)
     stages.push_back((kiln::Stage)s);
-  int totalSteps = stages.size() + (emit == Emit::MLIR ? 0 : emit == Emit::LLVM ? 1 : 2);
+  int totalSteps = stages.size() + (emit == Emit::MLIR   ? 0
+                                    : emit == Emit::LLVM ? 1
+                                                         : 2);
   int step = 0;
   auto report = [&](StringRef what) {
     if (progress)
@@ -273,18 +287,21 @@ int main(int argc, char **argv) {
     pm.enableTiming(stageTimer);
     kiln::buildPipeline(pm, (kiln::Stage)((int)s - 1), s);
     if (failed(pm.run(*module)))
-      return fail(CompileFailed, "compilation failed in stage " +
-                                     kiln::stageName(s));
+      return fail(CompileFailed,
+                  "compilation failed in stage " + kiln::stageName(s));
   }
 
   std::string error;
   if (emit == Emit::MLIR) {
     mlir::TimingScope t = rootTimer.nest("print");
-    if (!writeAtomically(outputPath, [&](raw_pwrite_stream &os) {
-          module->print(os);
-          os << "\n";
-          return true;
-        }, error))
+    if (!writeAtomically(
+            outputPath,
+            [&](raw_pwrite_stream &os) {
+              module->print(os);
+              os << "\n";
+              return true;
+            },
+            error))
       return fail(OutputFailed, error);
     return Ok;
   }
@@ -299,10 +316,13 @@ int main(int argc, char **argv) {
       return fail(CompileFailed, error);
   }
   if (emit == Emit::LLVM) {
-    if (!writeAtomically(outputPath, [&](raw_pwrite_stream &os) {
-          llvmModule->print(os, nullptr);
-          return true;
-        }, error))
+    if (!writeAtomically(
+            outputPath,
+            [&](raw_pwrite_stream &os) {
+              llvmModule->print(os, nullptr);
+              return true;
+            },
+            error))
       return fail(OutputFailed, error);
     return Ok;
   }
@@ -324,12 +344,13 @@ int main(int argc, char **argv) {
   std::string lib = runtimeLib.empty() ? defaultRuntimeLib(argv[0], shared)
                                        : std::string(runtimeLib);
   if (!sys::fs::exists(lib))
-    return fail(OutputFailed, "runtime library '" + lib +
-                                  "' not found (give --runtime-lib)");
+    return fail(OutputFailed,
+                "runtime library '" + lib + "' not found (give --runtime-lib)");
   SmallString<256> objPath;
   if (std::error_code ec =
           sys::fs::createTemporaryFile("kiln-model", "o", objPath))
-    return fail(OutputFailed, "cannot create a temporary file: " + ec.message());
+    return fail(OutputFailed,
+                "cannot create a temporary file: " + ec.message());
   FileRemover objRemover(objPath);
   {
     std::error_code ec;
@@ -343,7 +364,8 @@ int main(int argc, char **argv) {
   SmallString<256> tmpExe(dir);
   sys::path::append(tmpExe, ".kiln-link-%%%%%%");
   if (std::error_code ec = sys::fs::createUniqueFile(tmpExe, tmpExe))
-    return fail(OutputFailed, "cannot write '" + outputPath + "': " + ec.message());
+    return fail(OutputFailed,
+                "cannot write '" + outputPath + "': " + ec.message());
   FileRemover exeRemover(tmpExe);
   {
     mlir::TimingScope t = rootTimer.nest("link");
@@ -351,7 +373,8 @@ int main(int argc, char **argv) {
       return fail(OutputFailed, error);
   }
   if (std::error_code ec = sys::fs::rename(tmpExe, outputPath))
-    return fail(OutputFailed, "cannot write '" + outputPath + "': " + ec.message());
+    return fail(OutputFailed,
+                "cannot write '" + outputPath + "': " + ec.message());
   exeRemover.releaseFile();
   return Ok;
 }

@@ -1,4 +1,5 @@
-//===- ModelImporter.h - .kiln model file -> transformer dialect -*- C++ -*-===//
+//===- ModelImporter.h - .kiln model file -> transformer dialect -*- C++
+//-*-===//
 #ifndef KILN_IMPORT_MODELIMPORTER_H
 #define KILN_IMPORT_MODELIMPORTER_H
 
@@ -21,7 +22,8 @@ struct ImportOptions {
 /// null on failure.
 mlir::OwningOpRef<mlir::ModuleOp>
 importModelBuffer(llvm::ArrayRef<uint8_t> bytes, llvm::StringRef path,
-                  mlir::MLIRContext *context, const ImportOptions &options = {});
+                  mlir::MLIRContext *context,
+                  const ImportOptions &options = {});
 
 /// Reads `path` and imports it; the module records the absolute path as the
 /// default weight location of compiled executables.

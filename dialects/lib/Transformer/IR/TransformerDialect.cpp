@@ -9,8 +9,8 @@
 using namespace mlir;
 using namespace kiln::transformer;
 
-#include "kiln/Dialect/Transformer/IR/TransformerOpsDialect.cpp.inc"
 #include "kiln/Dialect/Transformer/IR/TransformerEnums.cpp.inc"
+#include "kiln/Dialect/Transformer/IR/TransformerOpsDialect.cpp.inc"
 #define GET_TYPEDEF_CLASSES
 #include "kiln/Dialect/Transformer/IR/TransformerOpsTypes.cpp.inc"
 
@@ -29,10 +29,10 @@ void TransformerDialect::initialize() {
 // KVCacheType
 //===----------------------------------------------------------------------===//
 
-LogicalResult
-KVCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
-                    int64_t layers, int64_t batch, int64_t kvHeads,
-                    int64_t headDim, int64_t capacity, Type elementType) {
+LogicalResult KVCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
+                                  int64_t layers, int64_t batch,
+                                  int64_t kvHeads, int64_t headDim,
+                                  int64_t capacity, Type elementType) {
   if (layers <= 0 || batch <= 0 || kvHeads <= 0 || headDim <= 0 ||
       capacity <= 0)
     return emitError() << "kv_cache dimensions must be positive, got layers = "

@@ -82,8 +82,10 @@ LogicalResult PositionEmbeddingOp::inferReturnTypes(
   if (x.getRank() != 3)
     return opError(loc, "position_embedding",
                    "expects input of shape [batch, seq, dim], got ", x);
-  if (table.getRank() != 2 || !dimsCompatible(table.getDimSize(1), x.getDimSize(2)))
-    return opError(loc, "position_embedding", "expects a table of shape [positions, ",
+  if (table.getRank() != 2 ||
+      !dimsCompatible(table.getDimSize(1), x.getDimSize(2)))
+    return opError(loc, "position_embedding",
+                   "expects a table of shape [positions, ",
                    dimStr(x.getDimSize(2)), "], got ", table);
   if (x.getElementType() != table.getElementType())
     return opError(loc, "position_embedding", "element types differ: ", x,
@@ -247,9 +249,10 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
   int64_t heads = adaptor.getNumHeads(), kvHeads = adaptor.getNumKvHeads(),
           headDim = adaptor.getHeadDim();
   if (heads <= 0 || kvHeads <= 0 || headDim <= 0)
-    return opError(loc, "attention",
-                   "num_heads, num_kv_heads and head_dim must be positive, got ",
-                   heads, ", ", kvHeads, ", ", headDim);
+    return opError(
+        loc, "attention",
+        "num_heads, num_kv_heads and head_dim must be positive, got ", heads,
+        ", ", kvHeads, ", ", headDim);
   if (heads % kvHeads != 0)
     return opError(loc, "attention", "num_heads (", heads,
                    ") must be a multiple of num_kv_heads (", kvHeads, ")");
@@ -259,8 +262,8 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
   if (q.getRank() != 3 || q.getDimSize(2) != heads * headDim)
     return opError(loc, "attention", "expects query of shape [batch, seq, ",
                    heads * headDim, "] (num_heads * head_dim), got ", q);
-  for (auto [what, t] : {std::pair<StringRef, RankedTensorType>{"key", k},
-                         {"value", v}}) {
+  for (auto [what, t] :
+       {std::pair<StringRef, RankedTensorType>{"key", k}, {"value", v}}) {
     if (t.getRank() != 3 || t.getDimSize(2) != kvHeads * headDim)
       return opError(loc, "attention", "expects ", what,
                      " of shape [batch, kv_seq, ", kvHeads * headDim,
@@ -269,8 +272,7 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
       return opError(loc, "attention", "batch of ", what, " ", t,
                      " differs from the query's ", q);
     if (t.getElementType() != q.getElementType())
-      return opError(loc, "attention", "element types differ: ", q, " and ",
-                     t);
+      return opError(loc, "attention", "element types differ: ", q, " and ", t);
   }
   if (!dimsCompatible(k.getDimSize(1), v.getDimSize(1)))
     return opError(loc, "attention", "key ", k, " and value ", v,
@@ -320,7 +322,8 @@ LogicalResult FeedForwardOp::inferReturnTypes(MLIRContext *,
     auto g = cast<RankedTensorType>(adaptor.getWGate().getType());
     if (g != cast<RankedTensorType>(adaptor.getWUp().getType()))
       return opError(loc, "feed_forward", "gate weight ", g,
-                     " differs from the up weight ", adaptor.getWUp().getType());
+                     " differs from the up weight ",
+                     adaptor.getWUp().getType());
   }
   auto down = cast<RankedTensorType>(adaptor.getWDown().getType());
   if (down.getRank() != 2 || !dimsCompatible(down.getDimSize(0), dim) ||
@@ -357,13 +360,12 @@ static LogicalResult verifyCacheRows(Operation *op, KVCacheType cache,
            << t;
   if (t.getElementType() != cache.getElementType())
     return op->emitOpError("expects ")
-           << what << " of element type " << cache.getElementType()
-           << ", got " << t;
+           << what << " of element type " << cache.getElementType() << ", got "
+           << t;
   if (!t.isDynamicDim(1) && t.getDimSize(1) > cache.getCapacity())
-    return op->emitOpError()
-           << what << " of " << t.getDimSize(1)
-           << " positions exceeds the cache capacity of "
-           << cache.getCapacity();
+    return op->emitOpError() << what << " of " << t.getDimSize(1)
+                             << " positions exceeds the cache capacity of "
+                             << cache.getCapacity();
   return success();
 }
 
@@ -405,8 +407,7 @@ LogicalResult KVCacheReadOp::verify() {
 //===----------------------------------------------------------------------===//
 
 namespace {
-template <typename OpTy>
-struct DropZeroOffset : public OpRewritePattern<OpTy> {
+template <typename OpTy> struct DropZeroOffset : public OpRewritePattern<OpTy> {
   using OpRewritePattern<OpTy>::OpRewritePattern;
   LogicalResult matchAndRewrite(OpTy op,
                                 PatternRewriter &rewriter) const override {
@@ -425,8 +426,8 @@ struct DropZeroOffset : public OpRewritePattern<OpTy> {
 };
 } // namespace
 
-void PositionEmbeddingOp::getCanonicalizationPatterns(RewritePatternSet &results,
-                                                      MLIRContext *context) {
+void PositionEmbeddingOp::getCanonicalizationPatterns(
+    RewritePatternSet &results, MLIRContext *context) {
   results.add<DropZeroOffset<PositionEmbeddingOp>>(context);
 }
 

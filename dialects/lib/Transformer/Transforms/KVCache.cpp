@@ -35,7 +35,8 @@ bool isSequenceValue(Value v) {
   if (!type || type.getRank() < 2)
     return false;
   Operation *def = v.getDefiningOp();
-  return !def || !(isa<WeightOp>(def) || def->hasTrait<mlir::OpTrait::ConstantLike>());
+  return !def ||
+         !(isa<WeightOp>(def) || def->hasTrait<mlir::OpTrait::ConstantLike>());
 }
 
 /// Rewrites `value` ([batch, seq, ...]) into the same computation restricted
@@ -79,8 +80,8 @@ private:
     auto type = cast<RankedTensorType>(value.getType());
     Location loc = value.getLoc();
     SmallVector<OpFoldResult> offsets(type.getRank(), builder.getIndexAttr(0));
-    SmallVector<OpFoldResult> sizes, strides(type.getRank(),
-                                             builder.getIndexAttr(1));
+    SmallVector<OpFoldResult> sizes,
+        strides(type.getRank(), builder.getIndexAttr(1));
     offsets[1] = index;
     for (int64_t d = 0; d < type.getRank(); ++d)
       sizes.push_back(d == 1 ? builder.getIndexAttr(1)
@@ -180,10 +181,10 @@ void TransformerKVCachePass::runOnOperation() {
     }
     cap = attr.getInt();
   }
-  auto cacheType = KVCacheType::get(
-      &getContext(), layers.size(), tokensType.getDimSize(0),
-      first.getNumKvHeads(), first.getHeadDim(), cap,
-      first.getKey().getType().getElementType());
+  auto cacheType =
+      KVCacheType::get(&getContext(), layers.size(), tokensType.getDimSize(0),
+                       first.getNumKvHeads(), first.getHeadDim(), cap,
+                       first.getKey().getType().getElementType());
 
   if (failed(derive(forward, "prefill", /*singleToken=*/false, cacheType)) ||
       failed(derive(forward, "decode", /*singleToken=*/true, cacheType)))
@@ -192,9 +193,10 @@ void TransformerKVCachePass::runOnOperation() {
     forward->setAttr(kEntryAttr, StringAttr::get(&getContext(), "forward"));
 }
 
-FailureOr<func::FuncOp>
-TransformerKVCachePass::derive(func::FuncOp forward, StringRef name,
-                               bool singleToken, KVCacheType cacheType) {
+FailureOr<func::FuncOp> TransformerKVCachePass::derive(func::FuncOp forward,
+                                                       StringRef name,
+                                                       bool singleToken,
+                                                       KVCacheType cacheType) {
   MLIRContext *ctx = &getContext();
   Location loc = forward.getLoc();
   auto tokensType = cast<RankedTensorType>(forward.getArgumentTypes()[0]);
@@ -202,8 +204,8 @@ TransformerKVCachePass::derive(func::FuncOp forward, StringRef name,
   int64_t batch = tokensType.getDimSize(0);
   if (singleToken)
     tokensType = RankedTensorType::get({batch, 1}, tokensType.getElementType());
-  auto lastLogitsType = RankedTensorType::get(
-      {batch, logitsType.getDimSize(2)}, logitsType.getElementType());
+  auto lastLogitsType = RankedTensorType::get({batch, logitsType.getDimSize(2)},
+                                              logitsType.getElementType());
 
   OpBuilder builder(ctx);
   builder.setInsertionPointAfter(forward);
@@ -232,9 +234,8 @@ TransformerKVCachePass::derive(func::FuncOp forward, StringRef name,
 
   builder.setInsertionPointToStart(body);
   Value seqLen =
-      singleToken
-          ? arith::ConstantIndexOp::create(builder, loc, 1).getResult()
-          : tensor::DimOp::create(builder, loc, tokens, 1).getResult();
+      singleToken ? arith::ConstantIndexOp::create(builder, loc, 1).getResult()
+                  : tensor::DimOp::create(builder, loc, tokens, 1).getResult();
   Value end = arith::AddIOp::create(builder, loc, pos, seqLen);
 
   // Positional encodings see absolute positions starting at %pos.
@@ -242,8 +243,8 @@ TransformerKVCachePass::derive(func::FuncOp forward, StringRef name,
     builder.setInsertionPoint(op);
     Value shifted = pos;
     if (!offset.empty())
-      shifted = arith::AddIOp::create(builder, op->getLoc(), pos,
-                                      offset[0].get());
+      shifted =
+          arith::AddIOp::create(builder, op->getLoc(), pos, offset[0].get());
     offset.assign(shifted);
   };
   body->walk([&](Operation *op) {
@@ -254,9 +255,9 @@ TransformerKVCachePass::derive(func::FuncOp forward, StringRef name,
   });
 
   // Each causal self-attention appends its keys/values and reads the prefix.
-  auto kvType = RankedTensorType::get(
-      {batch, ShapedType::kDynamic, cacheType.getWidth()},
-      cacheType.getElementType());
+  auto kvType =
+      RankedTensorType::get({batch, ShapedType::kDynamic, cacheType.getWidth()},
+                            cacheType.getElementType());
   int64_t layer = 0;
   SmallVector<AttentionOp> attentions;
   body->walk([&](AttentionOp op) {

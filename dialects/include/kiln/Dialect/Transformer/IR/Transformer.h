@@ -19,8 +19,8 @@ class PositionWise
     : public mlir::OpTrait::TraitBase<ConcreteType, PositionWise> {};
 } // namespace kiln::transformer::OpTrait
 
-#include "kiln/Dialect/Transformer/IR/TransformerOpsDialect.h.inc"
 #include "kiln/Dialect/Transformer/IR/TransformerEnums.h.inc"
+#include "kiln/Dialect/Transformer/IR/TransformerOpsDialect.h.inc"
 #define GET_TYPEDEF_CLASSES
 #include "kiln/Dialect/Transformer/IR/TransformerOpsTypes.h.inc"
 #define GET_OP_CLASSES

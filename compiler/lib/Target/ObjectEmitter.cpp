@@ -92,8 +92,12 @@ std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
   pb.registerFunctionAnalyses(fam);
   pb.registerLoopAnalyses(lam);
   pb.crossRegisterProxies(lam, fam, cgam, mam);
+  // -O2: on a 288-wide 6-layer Llama it compiled 30% faster than -O3 (16 s
+  // vs 23 s of LLVM time) with equal or better speed (median of 3 runs:
+  // decode 267 vs 258 tok/s, prefill of 16 tokens 18.7 vs 20.6 ms); -O1
+  // loses vectorization (52 tok/s).
   ModulePassManager mpm =
-      pb.buildPerModuleDefaultPipeline(OptimizationLevel::O3);
+      pb.buildPerModuleDefaultPipeline(OptimizationLevel::O2);
   mpm.run(*llvmModule, mam);
   return llvmModule;
 }

@@ -308,7 +308,7 @@ int main(int argc, char **argv) {
 
   LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule;
-  report("llvm-ir (-O3 for this CPU)");
+  report("llvm-ir (-O2 for this CPU)");
   {
     mlir::TimingScope t = rootTimer.nest("llvm-opt");
     llvmModule = kiln::translateForHost(*module, llvmContext, error);

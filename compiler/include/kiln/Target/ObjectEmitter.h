@@ -13,7 +13,7 @@ namespace kiln {
 
 /// Translates a module in the LLVM dialect to LLVM IR for the host CPU
 /// (triple, data layout, CPU and features of this machine) and optimizes it
-/// at -O3. Returns null and sets `error` on failure.
+/// at -O2. Returns null and sets `error` on failure.
 std::unique_ptr<llvm::Module> translateForHost(mlir::ModuleOp module,
                                                llvm::LLVMContext &context,
                                                std::string &error);

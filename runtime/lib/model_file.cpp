@@ -155,7 +155,8 @@ std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes,
   out.alignedCopy = std::aligned_alloc(64, n ? n : 64);
   if (!out.alignedCopy)
     return Error{kExitInternal, "out of memory"};
-  std::memcpy(out.alignedCopy, bytes.data(), bytes.size());
+  if (!bytes.empty())
+    std::memcpy(out.alignedCopy, bytes.data(), bytes.size());
   out.data = static_cast<const uint8_t *>(out.alignedCopy);
   out.size = bytes.size();
   return validate(out);

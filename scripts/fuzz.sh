@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the runtime's libFuzzer targets and sanitized unit tests
+# (AddressSanitizer + UndefinedBehaviorSanitizer, clang-22) in build-fuzz/,
+# runs the unit tests, then each fuzzer from its committed seed corpus
+# (test/fuzz/corpus/<target>) for a fixed number of runs with a fixed seed,
+# so CI replays exactly what was run before committing. Any crash, leak or
+# sanitizer report fails the script; crash inputs land in build-fuzz/crashes.
+#   scripts/fuzz.sh                 the CI budget
+#   FUZZ_SECONDS=3600 scripts/fuzz.sh   fuzz each target for an hour instead
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BUILD="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
+if [ ! -f "$BUILD/build.ninja" ]; then
+  cmake -G Ninja -S "$ROOT" -B "$BUILD" -DKILN_RUNTIME_ONLY=ON -DKILN_FUZZ=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22
+fi
+ninja -C "$BUILD" fuzz_model_file fuzz_text fuzz_options kiln-runtime-unittests-san
+
+echo "== runtime unit tests under ASan+UBSan"
+"$BUILD/bin/kiln-runtime-unittests-san"
+
+mkdir -p "$BUILD/crashes"
+declare -A RUNS=([model_file]=100000 [text]=500000 [options]=500000)
+for t in model_file text options; do
+  work="$BUILD/corpus-$t"
+  rm -rf "$work" && mkdir -p "$work"
+  if [ -n "${FUZZ_SECONDS:-}" ]; then budget=(-max_total_time="$FUZZ_SECONDS");
+  else budget=(-runs="${RUNS[$t]}"); fi
+  echo "== fuzz_$t ${budget[*]}"
+  "$BUILD/bin/fuzz_$t" "${budget[@]}" -seed=1 -max_len=20000 \
+    -artifact_prefix="$BUILD/crashes/$t-" -print_final_stats=1 \
+    "$work" "$ROOT/test/fuzz/corpus/$t" 2>&1 | tail -12
+done

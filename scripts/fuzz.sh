@@ -21,7 +21,14 @@ echo "== runtime unit tests under ASan+UBSan"
 "$BUILD/bin/kiln-runtime-unittests-san"
 
 mkdir -p "$BUILD/crashes"
-declare -A RUNS=([model_file]=100000 [text]=500000 [options]=500000)
+echo "== regressions: inputs that crashed a fuzzer once"
+for t in model_file text options; do
+  dir="$ROOT/test/fuzz/regressions/$t"
+  if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
+    "$BUILD/bin/fuzz_$t" "$dir"/* 2>&1 | tail -1
+  fi
+done
+declare -A RUNS=([model_file]=3000000 [text]=1000000 [options]=1000000)
 for t in model_file text options; do
   work="$BUILD/corpus-$t"
   rm -rf "$work" && mkdir -p "$work"

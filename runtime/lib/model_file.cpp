@@ -64,6 +64,11 @@ static std::optional<Error> validate(ModelFile &out) {
   out.weightsFingerprint = kiln_fingerprint_begin();
   for (const fb::Weight *w : *model->weights()) {
     std::string name = w->name()->str();
+    // The FlatBuffers verifier checks a vector's length field, not that its
+    // 8-byte elements are 8-byte aligned: reading a crafted shape would be a
+    // misaligned load (found by fuzzing).
+    if (reinterpret_cast<uintptr_t>(w->shape()->data()) % alignof(int64_t) != 0)
+      return modelError("weight '" + name + "' has a misaligned shape vector");
     std::vector<int64_t> shape(w->shape()->begin(), w->shape()->end());
     out.weightsFingerprint = kiln_fingerprint_weight(
         out.weightsFingerprint, name.data(), name.size(), (uint8_t)w->dtype(),

@@ -1,23 +1,31 @@
 #!/usr/bin/env python3
 """End-to-end parity of compiled decoder-only models with PyTorch.
 
-For each configuration: a reference model (reference.py) with random
-weights is exported with kiln_export, compiled with kiln-compile and run.
-Checks, for every configuration:
+For each configuration a reference model (reference.py) with random weights
+is exported with kiln_export. Then:
+  (0) kiln_export.reference_eval (a NumPy interpreter of the .kiln file)
+      agrees with the PyTorch reference over a whole sequence: the exporter
+      wrote what the model computes, independently of the compiler;
+and, unless --no-compile, the file is compiled with kiln-compile and run:
   (a) the prefill logits and the logits of every decode step agree with
-      PyTorch (reference forward over prompt + tokens so far, float64)
+      PyTorch (reference forward, float64, over prompt + tokens so far)
       within 1e-4 x max|logit|;
-  (b) 32 greedy tokens equal PyTorch's greedy continuation;
+  (b) 32 greedy tokens equal PyTorch's own greedy continuation;
   (c) the compiled whole-sequence form (--forward-logits over prompt +
       generated tokens) equals prefill + step-by-step decode within the
-      same tolerance: the idea Kiln is built on.
-Prints the measured errors; exits non-zero on any failure.
+      same tolerance: the idea Kiln is built on. Its rows for the prompt
+      positions are checked against PyTorch as well.
+Prints the measured errors; exits non-zero with a message on any failure.
+
+    decoder_parity.py --kiln-bin build/bin --work /tmp/parity [--only NAME]
+    decoder_parity.py --no-compile --work /tmp/parity      # exporter only
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import torch
@@ -31,8 +39,9 @@ torch.set_num_threads(1)
 CONFIGS = [
     ("gpt2-4h", "gpt2", dict(n_embd=64, n_head=4, n_layer=2, n_positions=128, vocab_size=300,
                              layer_norm_epsilon=1e-5)),
-    ("gpt2-6h", "gpt2", dict(n_embd=48, n_head=6, n_layer=2, n_positions=96, vocab_size=261,
-                             layer_norm_epsilon=1e-5)),
+    ("gpt2-6h-untied", "gpt2", dict(n_embd=48, n_head=6, n_layer=2, n_positions=96,
+                                    vocab_size=261, layer_norm_epsilon=1e-5, n_inner=80,
+                                    tie_word_embeddings=False)),
     ("llama-mha", "llama", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                                 num_attention_heads=4, num_key_value_heads=4, rms_norm_eps=1e-5,
                                 rope_theta=10000.0, max_position_embeddings=128, vocab_size=300,
@@ -50,94 +59,188 @@ CONFIGS = [
                                num_attention_heads=3, num_key_value_heads=3, rms_norm_eps=1e-5,
                                rope_theta=10000.0, max_position_embeddings=64, vocab_size=270,
                                tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)),
+    # head_dim given explicitly and != hidden_size / heads (as in some Llama-3 derivatives).
+    ("llama-hd32-gqa", "llama", dict(hidden_size=64, intermediate_size=112, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=2, head_dim=32,
+                                     rms_norm_eps=1e-5, rope_theta=1000.0,
+                                     max_position_embeddings=64, vocab_size=258,
+                                     tie_word_embeddings=True, bos_token_id=256,
+                                     eos_token_id=257)),
 ]
 
+PROMPT = 7
 STEPS = 32
-TOL = 1e-4
+TOL = 1e-4          # compiled (f32) vs PyTorch (f64), relative to max|logit|
+EXPORT_TOL = 1e-9   # reference_eval (f64) vs PyTorch (f64)
+
+
+class Failure(Exception):
+    pass
 
 
 def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), r.returncode, r.stderr))
+        raise Failure("`%s` failed with exit code %d:\n%s%s"
+                      % (" ".join(cmd), r.returncode, r.stdout[-2000:], r.stderr[-2000:]))
     return r.stdout
 
 
-def check_config(name, family, cfg, kiln_bin, work, seed):
+def run_json(cmd):
+    out = run(cmd)
+    try:
+        return json.loads(out)
+    except ValueError as e:
+        raise Failure("`%s` did not print one JSON object (%s):\n%s"
+                      % (" ".join(cmd), e, out[:2000]))
+
+
+def rel_err(got, ref):
+    return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
+
+
+def build(family, cfg, seed):
     model = (reference.GPT2 if family == "gpt2" else reference.Llama)(cfg)
     reference.randomize(model, seed)
-    model = model.double().eval()
-    path = os.path.join(work, name + ".kiln")
-    exe = os.path.join(work, name)
-    state = {k: v.float() for k, v in model.state_dict().items()}
-    (kiln_export.export_gpt2 if family == "gpt2" else kiln_export.export_llama)(path, state, cfg)
-    run([os.path.join(kiln_bin, "kiln-compile"), path, "-o", exe])
+    return model.double().eval()
 
+
+def forward(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor(ids)).numpy()
+
+
+def check_export(name, model, path, vocab, rng):
+    """(0): reference_eval of the file vs the PyTorch reference."""
+    seq = [int(t) for t in rng.integers(0, vocab, size=PROMPT + STEPS)]
+    got = kiln_export.reference_eval(path, seq)
+    ref = forward(model, seq)
+    if got.shape != ref.shape:
+        raise Failure("%s: reference_eval gave logits of shape %s, PyTorch %s"
+                      % (name, got.shape, ref.shape))
+    err = rel_err(got, ref)
+    if not err <= EXPORT_TOL:
+        raise Failure("%s: reference_eval of the exported file differs from PyTorch by %.3g x "
+                      "max|logit| (tolerance %g): the exporter wrote something else"
+                      % (name, err, EXPORT_TOL))
+    return err, float(np.abs(ref).max())
+
+
+def check_compiled(name, model, path, cfg, kiln_bin, work, rng):
     vocab = cfg["vocab_size"]
-    rng = np.random.default_rng(seed)
-    prompt = [int(t) for t in rng.integers(3, vocab, size=7)]
-    out = json.loads(run([exe, "--prompt-tokens", ",".join(map(str, prompt)), "-n", str(STEPS),
-                          "--temp", "0", "--ignore-eos", "--output=json", "--logits"]))
-    tokens, logits = out["tokens"], np.array(out["logits"], dtype=np.float64)
-    assert len(tokens) == STEPS and logits.shape == (STEPS, vocab), (len(tokens), logits.shape)
-    assert out["timings"]["prompt_tokens"] == len(prompt)
-    assert out["timings"]["generated_tokens"] == STEPS
+    exe = os.path.join(work, name)
+    t0 = time.time()
+    run([os.path.join(kiln_bin, "kiln-compile"), path, "-o", exe])
+    compile_s = time.time() - t0
+    prompt = [int(t) for t in rng.integers(3, vocab, size=PROMPT)]
+    plist = ",".join(map(str, prompt))
+    out = run_json([exe, "--prompt-tokens", plist, "-n", str(STEPS), "--temp", "0",
+                    "--ignore-eos", "--output=json", "--logits"])
+    for key in ("tokens", "logits", "timings"):
+        if key not in out:
+            raise Failure("%s: the JSON output lacks %r (keys: %s)" % (name, key, sorted(out)))
+    tokens = out["tokens"]
+    logits = np.array(out["logits"], dtype=np.float64)
+    if len(tokens) != STEPS or logits.shape != (STEPS, vocab):
+        raise Failure("%s: expected %d tokens and logits of shape %s, got %d tokens and %s"
+                      % (name, STEPS, (STEPS, vocab), len(tokens), logits.shape))
+    timings = out["timings"]
+    for key, want in (("prompt_tokens", PROMPT), ("generated_tokens", STEPS)):
+        if key in timings and timings[key] != want:
+            raise Failure("%s: timings.%s is %r, expected %d" % (name, key, timings[key], want))
 
-    # (a) + (b): PyTorch's greedy continuation, step by step.
-    seq = list(prompt)
+    # (a) every step's logits against PyTorch over prompt + tokens so far.
     worst = 0.0
-    ref_tokens = []
-    with torch.no_grad():
-        full = model(torch.tensor(prompt + tokens[:-1])).numpy()
     for i in range(STEPS):
-        ref = full[len(prompt) - 1 + i]
-        scale = np.abs(ref).max()
-        err = np.abs(logits[i] - ref).max() / scale
+        ref = forward(model, prompt + tokens[:i])[-1]
+        err = rel_err(logits[i], ref)
         worst = max(worst, err)
-        if err > TOL:
-            raise AssertionError("%s: step %d logits differ from PyTorch by %.3g x max|logit|"
-                                 % (name, i, err))
-        ref_tokens.append(int(np.argmax(ref)))
-    # The reference's own greedy loop (not fed Kiln's tokens).
-    with torch.no_grad():
-        greedy = list(prompt)
-        for _ in range(STEPS):
-            greedy.append(int(model(torch.tensor(greedy))[-1].argmax()))
-    if greedy[len(prompt):] != tokens:
-        raise AssertionError("%s: greedy tokens differ:\n kiln  %s\n torch %s"
-                             % (name, tokens, greedy[len(prompt):]))
+        if not err <= TOL:
+            raise Failure("%s: %s logits differ from PyTorch by %.3g x max|logit| (tolerance %g)"
+                          % (name, "prefill" if i == 0 else "decode step %d" % i, err, TOL))
+        if int(np.argmax(logits[i])) != tokens[i]:
+            raise Failure("%s: step %d chose token %d, but the argmax of its logits is %d"
+                          % (name, i, tokens[i], int(np.argmax(logits[i]))))
+
+    # (b) PyTorch's own greedy loop (not fed Kiln's tokens).
+    greedy = list(prompt)
+    for i in range(STEPS):
+        ref = forward(model, greedy)[-1]
+        nxt = int(np.argmax(ref))
+        if nxt != tokens[i]:
+            top2 = np.sort(ref)[-2:]
+            raise Failure("%s: greedy token %d differs: kiln %d, torch %d (torch's top-2 margin "
+                          "%.3g, kiln's error %.3g x max|logit|)\n kiln  %s\n torch %s"
+                          % (name, i, tokens[i], nxt, top2[1] - top2[0], worst, tokens,
+                             greedy[len(prompt):] + [nxt]))
+        greedy.append(nxt)
 
     # (c) whole-sequence form == prefill + decode.
-    fwd = json.loads(run([exe, "--prompt-tokens", ",".join(map(str, prompt + tokens[:-1])),
-                          "--forward-logits"]))
-    whole = np.array(fwd["logits"], dtype=np.float64)[len(prompt) - 1:]
-    idea = np.abs(whole - logits).max() / np.abs(logits).max()
-    if idea > TOL:
-        raise AssertionError("%s: whole-sequence logits differ from prefill+decode by %.3g"
-                             % (name, idea))
-    print("%-16s torch vs kiln max err %.2e x max|logit|; whole-sequence vs incremental %.2e; "
-          "%d greedy tokens identical" % (name, worst, idea, STEPS))
+    fwd = run_json([exe, "--prompt-tokens", ",".join(map(str, prompt + tokens[:-1])),
+                    "--forward-logits"])
+    whole = np.array(fwd.get("logits"), dtype=np.float64)
+    if whole.shape != (PROMPT + STEPS - 1, vocab):
+        raise Failure("%s: --forward-logits gave logits of shape %s, expected %s"
+                      % (name, whole.shape, (PROMPT + STEPS - 1, vocab)))
+    idea = rel_err(whole[PROMPT - 1:], logits)
+    if not idea <= TOL:
+        raise Failure("%s: whole-sequence logits differ from prefill + decode by %.3g x "
+                      "max|logit| (tolerance %g)" % (name, idea, TOL))
+    whole_vs_torch = rel_err(whole, forward(model, prompt + tokens[:-1]))
+    if not whole_vs_torch <= TOL:
+        raise Failure("%s: whole-sequence logits differ from PyTorch by %.3g x max|logit|"
+                      % (name, whole_vs_torch))
+    return worst, idea, whole_vs_torch, compile_s
+
+
+def check_config(name, family, cfg, args, seed):
+    model = build(family, cfg, seed)
+    path = os.path.join(args.work, name + ".kiln")
+    state = {k: v.float() for k, v in model.state_dict().items()}
+    (kiln_export.export_gpt2 if family == "gpt2" else kiln_export.export_llama)(
+        path, state, cfg, name=name)
+    rng = np.random.default_rng(seed)
+    export_err, scale = check_export(name, model, path, cfg["vocab_size"], rng)
+    line = "%-15s max|logit| %5.2f  reference_eval vs torch %.1e" % (name, scale, export_err)
+    if not args.no_compile:
+        worst, idea, whole, compile_s = check_compiled(name, model, path, cfg, args.kiln_bin,
+                                                       args.work, rng)
+        line += ("; kiln prefill+decode vs torch %.1e, whole-sequence vs prefill+decode %.1e, "
+                 "whole-sequence vs torch %.1e (x max|logit|); %d greedy tokens identical; "
+                 "compiled in %.1f s" % (worst, idea, whole, STEPS, compile_s))
+    print(line, flush=True)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--kiln-bin", required=True)
-    ap.add_argument("--work", required=True)
-    ap.add_argument("--only", help="run one configuration")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kiln-bin", help="directory holding kiln-compile")
+    ap.add_argument("--work", required=True, help="scratch directory (created)")
+    ap.add_argument("--only", action="append", help="run this configuration (repeatable)")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="only check the exporter against PyTorch (no compiler needed)")
     args = ap.parse_args()
+    if not args.no_compile and not args.kiln_bin:
+        ap.error("--kiln-bin is required unless --no-compile")
     os.makedirs(args.work, exist_ok=True)
-    failed = 0
-    for seed, (name, family, cfg) in enumerate(CONFIGS):
-        if args.only and name != args.only:
-            continue
+    configs = [(seed, c) for seed, c in enumerate(CONFIGS)
+               if not args.only or c[0] in args.only]
+    unknown = set(args.only or []) - {c[0] for c in CONFIGS}
+    if unknown:
+        ap.error("unknown configuration(s) %s (known: %s)"
+                 % (", ".join(sorted(unknown)), ", ".join(c[0] for c in CONFIGS)))
+    failed = []
+    for seed, (name, family, cfg) in configs:
         try:
-            check_config(name, family, cfg, args.kiln_bin, args.work, 1000 + seed)
-        except Exception as e:  # report every configuration, then fail
-            failed += 1
-            print("FAIL %s: %s" % (name, e))
+            check_config(name, family, cfg, args, 1000 + seed)
+        except (Failure, ValueError) as e:  # report every configuration, then fail
+            failed.append(name)
+            print("FAIL %s" % e, flush=True)
     if failed:
-        sys.exit(1)
-    print("all %d configurations agree" % (len(CONFIGS) if not args.only else 1))
+        sys.exit("FAILED: %s" % ", ".join(failed))
+    if args.no_compile:
+        print("reference_eval agrees with PyTorch for all %d configurations" % len(configs))
+    else:
+        print("all %d configurations agree" % len(configs))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 architectures' definitions (GPT-2: Radford et al. 2019 with the GPT-2
 code's layout; Llama: Touvron et al. 2023), independent of Kiln. Parameter
 names and layouts are Hugging Face's (GPT2LMHeadModel, LlamaForCausalLM),
-so `state_dict()` exports without renaming. Forward takes token ids [..., seq]
+so `state_dict()` exports without renaming. Config keys are Hugging Face's
+(GPT-2 also n_inner and tie_word_embeddings; Llama also num_key_value_heads,
+rope_theta, head_dim, tie_word_embeddings), with their defaults. Forward takes token ids [..., seq]
 and returns logits [..., seq, vocab] over the whole sequence with the causal
 mask (the training form; examples/ trains with these modules).
 """
@@ -39,17 +41,18 @@ class Conv1D(nn.Module):
 
 
 class GPT2Block(nn.Module):
-    def __init__(self, d, heads, eps):
+    def __init__(self, d, heads, eps, inner=None):
         super().__init__()
         self.heads = heads
+        inner = inner or 4 * d
         self.ln_1 = nn.LayerNorm(d, eps=eps)
         self.attn = nn.Module()
         self.attn.c_attn = Conv1D(d, 3 * d)
         self.attn.c_proj = Conv1D(d, d)
         self.ln_2 = nn.LayerNorm(d, eps=eps)
         self.mlp = nn.Module()
-        self.mlp.c_fc = Conv1D(d, 4 * d)
-        self.mlp.c_proj = Conv1D(4 * d, d)
+        self.mlp.c_fc = Conv1D(d, inner)
+        self.mlp.c_proj = Conv1D(inner, d)
 
     def forward(self, x):
         q, k, v = self.attn.c_attn(self.ln_1(x)).chunk(3, dim=-1)
@@ -68,10 +71,12 @@ class GPT2(nn.Module):
         self.transformer.wte = nn.Embedding(cfg["vocab_size"], d)
         self.transformer.wpe = nn.Embedding(cfg["n_positions"], d)
         self.transformer.h = nn.ModuleList(
-            GPT2Block(d, cfg["n_head"], cfg["layer_norm_epsilon"]) for _ in range(cfg["n_layer"]))
-        self.transformer.ln_f = nn.LayerNorm(d, eps=cfg["layer_norm_epsilon"])
+            GPT2Block(d, cfg["n_head"], cfg.get("layer_norm_epsilon", 1e-5), cfg.get("n_inner"))
+            for _ in range(cfg["n_layer"]))
+        self.transformer.ln_f = nn.LayerNorm(d, eps=cfg.get("layer_norm_epsilon", 1e-5))
         self.lm_head = nn.Linear(d, cfg["vocab_size"], bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # tied
+        if cfg.get("tie_word_embeddings", True):  # GPT-2 ties them
+            self.lm_head.weight = self.transformer.wte.weight
 
     def forward(self, ids):
         t = self.transformer
@@ -110,16 +115,16 @@ class LlamaLayer(nn.Module):
         super().__init__()
         d, inter = cfg["hidden_size"], cfg["intermediate_size"]
         self.heads = cfg["num_attention_heads"]
-        self.kv_heads = cfg.get("num_key_value_heads", self.heads)
-        self.theta = cfg.get("rope_theta", 10000.0)
-        hd = d // self.heads
-        self.input_layernorm = RMSNorm(d, cfg["rms_norm_eps"])
+        self.kv_heads = cfg.get("num_key_value_heads") or self.heads
+        self.theta = cfg.get("rope_theta") or 10000.0
+        hd = cfg.get("head_dim") or d // self.heads
+        self.input_layernorm = RMSNorm(d, cfg.get("rms_norm_eps", 1e-6))
         self.self_attn = nn.Module()
         self.self_attn.q_proj = nn.Linear(d, self.heads * hd, bias=False)
         self.self_attn.k_proj = nn.Linear(d, self.kv_heads * hd, bias=False)
         self.self_attn.v_proj = nn.Linear(d, self.kv_heads * hd, bias=False)
         self.self_attn.o_proj = nn.Linear(self.heads * hd, d, bias=False)
-        self.post_attention_layernorm = RMSNorm(d, cfg["rms_norm_eps"])
+        self.post_attention_layernorm = RMSNorm(d, cfg.get("rms_norm_eps", 1e-6))
         self.mlp = nn.Module()
         self.mlp.gate_proj = nn.Linear(d, inter, bias=False)
         self.mlp.up_proj = nn.Linear(d, inter, bias=False)
@@ -142,7 +147,7 @@ class Llama(nn.Module):
         self.model = nn.Module()
         self.model.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"])
         self.model.layers = nn.ModuleList(LlamaLayer(cfg) for _ in range(cfg["num_hidden_layers"]))
-        self.model.norm = RMSNorm(cfg["hidden_size"], cfg["rms_norm_eps"])
+        self.model.norm = RMSNorm(cfg["hidden_size"], cfg.get("rms_norm_eps", 1e-6))
         self.lm_head = nn.Linear(cfg["hidden_size"], cfg["vocab_size"], bias=False)
         if cfg.get("tie_word_embeddings"):
             self.lm_head.weight = self.model.embed_tokens.weight

@@ -1,102 +1,201 @@
 """Exporters for Hugging Face-layout GPT-2 and Llama checkpoints."""
+import math
+
 import numpy as np
 
-from .writer import ModelWriter, _to_numpy
+from .writer import ModelWriter, to_numpy
+
+# Non-parameter buffers some checkpoints carry; they hold no model weights.
+_BUFFER_SUFFIXES = (".attn.bias", ".attn.masked_bias", ".rotary_emb.inv_freq")
+
+
+def _int(config, key, family, default=None, minimum=1):
+    if key not in config or config[key] is None:
+        if default is None:
+            raise ValueError("%s config is missing %r" % (family, key))
+        return default
+    v = config[key]
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError("%s config: %s must be an integer >= %d, got %r"
+                         % (family, key, minimum, v))
+    return int(v)
+
+
+def _float(config, key, family, default):
+    v = config.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) \
+            or not math.isfinite(v) or v < 0:
+        raise ValueError("%s config: %s must be a non-negative number, got %r" % (family, key, v))
+    return float(v)
+
+
+def _token_id(config, key, family):
+    """A special token id; HF allows a list (several EOS ids): the first is used."""
+    v = config.get(key)
+    if isinstance(v, (list, tuple)):
+        v = v[0] if v else None
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer))):
+        raise ValueError("%s config: %s must be an integer, got %r" % (family, key, v))
+    return v
 
 
 def _require(config, keys, family):
-    missing = [k for k in keys if k not in config]
+    if not isinstance(config, dict):
+        raise ValueError("%s config must be a dict (the keys of config.json), got %s"
+                         % (family, type(config).__name__))
+    missing = [k for k in keys if config.get(k) is None]
     if missing:
         raise ValueError("%s config is missing %s" % (family, ", ".join(repr(k) for k in missing)))
 
 
 class _Params:
-    """Looks up state_dict entries by name with clear errors."""
+    """Looks up state_dict entries by name with clear errors, and remembers
+    which were used so that leftovers can be reported."""
 
     def __init__(self, state_dict, family):
+        if not hasattr(state_dict, "keys"):
+            raise ValueError("%s state_dict must be a mapping of names to tensors, got %s"
+                             % (family, type(state_dict).__name__))
         self.sd = state_dict
         self.family = family
+        self.used = set()
 
     def has(self, name):
         return name in self.sd
 
-    def get(self, name, shape=None):
+    def get(self, name, shape):
         if name not in self.sd:
             raise ValueError("%s state_dict has no %r" % (self.family, name))
-        a = _to_numpy(self.sd[name])
-        if shape is not None and tuple(a.shape) != tuple(shape):
-            raise ValueError("%s tensor %r has shape %s, expected %s"
+        self.used.add(name)
+        a = to_numpy(self.sd[name], "%s tensor %r" % (self.family, name))
+        if tuple(a.shape) != tuple(shape):
+            raise ValueError("%s tensor %r has shape %s, expected %s (from the config)"
                              % (self.family, name, tuple(a.shape), tuple(shape)))
         return a
+
+    def ignore(self, name):
+        self.used.add(name)
+
+    def check_all_used(self):
+        left = sorted(k for k in self.sd if k not in self.used and not k.endswith(_BUFFER_SUFFIXES))
+        if left:
+            shown = ", ".join(repr(k) for k in left[:5]) + (" ..." if len(left) > 5 else "")
+            raise ValueError("%s state_dict has %d tensor(s) the config does not account for "
+                             "(wrong num layers or names?): %s" % (self.family, len(left), shown))
+
+
+def _lm_head(w, p, emb, tied, vocab, d):
+    """The LM head weight's name: the embedding's when tied (one weight entry
+    feeding both nodes), else lm_head.weight."""
+    if tied:
+        if p.has("lm_head.weight"):
+            p.ignore("lm_head.weight")
+        return emb
+    head = p.get("lm_head.weight", (vocab, d))
+    if np.array_equal(head, w.weights[emb]):
+        return emb
+    return w.weight("lm_head.weight", head)
 
 
 def export_gpt2(path, state_dict, config, *, tokenizer=None, name="gpt2"):
     """Writes a GPT2LMHeadModel checkpoint as a .kiln file.
 
-    Conv1D weights ([in, out]) are transposed to the [out, in] layout of
-    `transformer.linear`; c_attn is split into q, k and v. The LM head reads
-    the token embedding (GPT-2 ties them).
+    Conv1D weights ([in, out]) are transposed to nn.Linear's [out, in]
+    layout; c_attn is split into q, k and v weights ([n_embd, n_embd] each,
+    stored as transformer.h.N.attn.{q,k,v}.weight/bias). The LM head reads
+    the token embedding (GPT-2 ties them) unless tie_word_embeddings is false.
+    tokenizer: None (raw bytes) or the arguments of ModelWriter.set_tokenizer.
     """
-    _require(config, ["n_embd", "n_head", "n_layer", "n_positions", "vocab_size"], "GPT-2")
-    d, heads, layers = int(config["n_embd"]), int(config["n_head"]), int(config["n_layer"])
-    npos, vocab = int(config["n_positions"]), int(config["vocab_size"])
-    eps = float(config.get("layer_norm_epsilon", 1e-5))
+    fam = "GPT-2"
+    _require(config, ["n_embd", "n_head", "n_layer", "n_positions", "vocab_size"], fam)
+    d, heads = _int(config, "n_embd", fam), _int(config, "n_head", fam)
+    layers = _int(config, "n_layer", fam, minimum=0)
+    npos, vocab = _int(config, "n_positions", fam), _int(config, "vocab_size", fam)
+    eps = _float(config, "layer_norm_epsilon", fam, 1e-5)
     if d % heads:
         raise ValueError("GPT-2 config: n_embd %d is not a multiple of n_head %d" % (d, heads))
-    inner = int(config.get("n_inner") or 4 * d)
+    hd = d // heads
+    inner = _int(config, "n_inner", fam, default=4 * d)
     act = config.get("activation_function", "gelu_new")
     activation = {"gelu_new": "GELUTanh", "gelu_pytorch_tanh": "GELUTanh", "gelu": "GELU",
-                  "relu": "ReLU", "silu": "SiLU"}.get(act)
+                  "relu": "ReLU", "silu": "SiLU", "swish": "SiLU"}.get(act)
     if activation is None:
         raise ValueError("GPT-2 config: activation_function %r is not supported "
-                         "(supported: gelu_new, gelu_pytorch_tanh, gelu, relu, silu)" % act)
-    p = _Params(state_dict, "GPT-2")
+                         "(supported: gelu_new, gelu_pytorch_tanh, gelu, relu, silu)" % (act,))
+    if config.get("add_cross_attention"):
+        raise ValueError("GPT-2 config: add_cross_attention is not supported")
+    scale_weights = config.get("scale_attn_weights", True)
+    by_layer = config.get("scale_attn_by_inverse_layer_idx", False)
+    p = _Params(state_dict, fam)
     w = ModelWriter(architecture="GPT2", name=name, context_length=npos, vocab_size=vocab,
-                    bos_token_id=config.get("bos_token_id"), eos_token_id=config.get("eos_token_id"))
+                    bos_token_id=_token_id(config, "bos_token_id", fam),
+                    eos_token_id=_token_id(config, "eos_token_id", fam))
+    if tokenizer is not None:
+        w.set_tokenizer(**tokenizer)
     wte = w.weight("transformer.wte.weight", p.get("transformer.wte.weight", (vocab, d)))
     wpe = w.weight("transformer.wpe.weight", p.get("transformer.wpe.weight", (npos, d)))
-    x = w.node("EmbeddingOp", "wte", ["tokens", wte], "h.embed")
+    x = w.node("EmbeddingOp", "wte", ["tokens", wte], "wte")
     x = w.node("PositionEmbeddingOp", "wpe", [x, wpe], "h.0.in")
     for i in range(layers):
-        pre = "transformer.h.%d." % i
-        name_of = lambda s: pre + s  # noqa: E731
-        ln1 = [w.weight(name_of("ln_1.weight"), p.get(name_of("ln_1.weight"), (d,))),
-               w.weight(name_of("ln_1.bias"), p.get(name_of("ln_1.bias"), (d,)))]
-        n = w.node("LayerNormOp", "h.%d.ln_1" % i, [x] + ln1, "h.%d.ln_1" % i, epsilon=eps)
-        c_attn = p.get(name_of("attn.c_attn.weight"), (d, 3 * d)).T
-        c_attn_b = p.get(name_of("attn.c_attn.bias"), (3 * d,))
+        pre, h = "transformer.h.%d." % i, "h.%d." % i
+
+        def param(suffix, shape, transpose=False, as_name=None):
+            a = p.get(pre + suffix, shape)
+            return w.weight(pre + (as_name or suffix), a.T if transpose else a)
+
+        ln1 = [param("ln_1.weight", (d,)), param("ln_1.bias", (d,))]
+        n = w.node("LayerNormOp", h + "ln_1", [x] + ln1, h + "ln_1", epsilon=eps)
+        c_attn = p.get(pre + "attn.c_attn.weight", (d, 3 * d)).T  # [3d (q|k|v), d]
+        c_attn_b = p.get(pre + "attn.c_attn.bias", (3 * d,))
         qkv = []
         for j, part in enumerate("qkv"):
-            wn = w.weight(name_of("attn.%s.weight" % part), c_attn[j * d:(j + 1) * d])
-            bn = w.weight(name_of("attn.%s.bias" % part), c_attn_b[j * d:(j + 1) * d])
-            qkv.append(w.node("LinearOp", "h.%d.attn.%s" % (i, part), [n, wn, bn],
-                              "h.%d.attn.%s" % (i, part)))
-        a = w.node("AttentionOp", "h.%d.attn" % i, qkv, "h.%d.attn" % i, mode="Causal",
-                   num_heads=heads, num_kv_heads=heads, head_dim=d // heads, scale=0.0)
-        pw = w.weight(name_of("attn.c_proj.weight"), p.get(name_of("attn.c_proj.weight"), (d, d)).T)
-        pb = w.weight(name_of("attn.c_proj.bias"), p.get(name_of("attn.c_proj.bias"), (d,)))
-        a = w.node("LinearOp", "h.%d.attn.c_proj" % i, [a, pw, pb], "h.%d.attn.out" % i)
-        x = w.node("AddOp", "h.%d.residual_1" % i, [x, a], "h.%d.mid" % i)
-        ln2 = [w.weight(name_of("ln_2.weight"), p.get(name_of("ln_2.weight"), (d,))),
-               w.weight(name_of("ln_2.bias"), p.get(name_of("ln_2.bias"), (d,)))]
-        n = w.node("LayerNormOp", "h.%d.ln_2" % i, [x] + ln2, "h.%d.ln_2" % i, epsilon=eps)
-        fc = w.weight(name_of("mlp.c_fc.weight"), p.get(name_of("mlp.c_fc.weight"), (d, inner)).T)
-        fcb = w.weight(name_of("mlp.c_fc.bias"), p.get(name_of("mlp.c_fc.bias"), (inner,)))
-        pj = w.weight(name_of("mlp.c_proj.weight"), p.get(name_of("mlp.c_proj.weight"), (inner, d)).T)
-        pjb = w.weight(name_of("mlp.c_proj.bias"), p.get(name_of("mlp.c_proj.bias"), (d,)))
-        f = w.node("FeedForwardOp", "h.%d.mlp" % i, [n, fc, fcb, pj, pjb], "h.%d.mlp" % i,
-                   activation=activation)
-        x = w.node("AddOp", "h.%d.residual_2" % i, [x, f], "h.%d.in" % (i + 1))
+            wn = w.weight(pre + "attn.%s.weight" % part, c_attn[j * d:(j + 1) * d])
+            bn = w.weight(pre + "attn.%s.bias" % part, c_attn_b[j * d:(j + 1) * d])
+            qkv.append(w.node("LinearOp", h + "attn." + part, [n, wn, bn], h + "attn." + part))
+        scale = (1.0 / math.sqrt(hd) if scale_weights else 1.0) / ((i + 1) if by_layer else 1)
+        a = w.node("AttentionOp", h + "attn", qkv, h + "attn", mode="Causal", num_heads=heads,
+                   num_kv_heads=heads, head_dim=hd,
+                   scale=0.0 if scale_weights and not by_layer else scale)
+        proj = [param("attn.c_proj.weight", (d, d), transpose=True),
+                param("attn.c_proj.bias", (d,))]
+        a = w.node("LinearOp", h + "attn.c_proj", [a] + proj, h + "attn.c_proj")
+        x = w.node("AddOp", h + "residual_1", [x, a], h + "mid")
+        ln2 = [param("ln_2.weight", (d,)), param("ln_2.bias", (d,))]
+        n = w.node("LayerNormOp", h + "ln_2", [x] + ln2, h + "ln_2", epsilon=eps)
+        ff = [param("mlp.c_fc.weight", (d, inner), transpose=True),
+              param("mlp.c_fc.bias", (inner,)),
+              param("mlp.c_proj.weight", (inner, d), transpose=True),
+              param("mlp.c_proj.bias", (d,))]
+        f = w.node("FeedForwardOp", h + "mlp", [n] + ff, h + "mlp", activation=activation)
+        x = w.node("AddOp", h + "residual_2", [x, f], "h.%d.in" % (i + 1))
     lnf = [w.weight("transformer.ln_f.weight", p.get("transformer.ln_f.weight", (d,))),
            w.weight("transformer.ln_f.bias", p.get("transformer.ln_f.bias", (d,)))]
     x = w.node("LayerNormOp", "ln_f", [x] + lnf, "ln_f", epsilon=eps)
-    head = wte
-    if p.has("lm_head.weight"):
-        lm = p.get("lm_head.weight", (vocab, d))
-        if not np.array_equal(lm, w.weights[wte]):
-            head = w.weight("lm_head.weight", lm)
+    head = _lm_head(w, p, wte, bool(config.get("tie_word_embeddings", True)), vocab, d)
     w.node("LinearOp", "lm_head", [x, head, ""], "logits")
-    w.write(path, tokenizer=tokenizer)
+    p.check_all_used()
+    w.write(path)
+
+
+def _llama_rope_theta(config, fam):
+    theta = _float(config, "rope_theta", fam, None)
+    params = config.get("rope_parameters")  # newer transformers keep it here
+    if isinstance(params, dict):
+        if params.get("rope_type", "default") != "default":
+            raise ValueError("Llama config: rope_parameters rope_type %r is not supported "
+                             "(supported: default)" % (params.get("rope_type"),))
+        if theta is None:
+            theta = _float(params, "rope_theta", fam, None)
+    scaling = config.get("rope_scaling")
+    if scaling and (not isinstance(scaling, dict)
+                    or scaling.get("rope_type", scaling.get("type")) != "default"):
+        raise ValueError("Llama config: rope_scaling %r is not supported" % (scaling,))
+    theta = 10000.0 if theta is None else theta
+    if theta <= 0:
+        raise ValueError("Llama config: rope_theta must be positive, got %r" % theta)
+    return theta
 
 
 def export_llama(path, state_dict, config, *, tokenizer=None, name="llama"):
@@ -104,72 +203,80 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama"):
 
     Uses Hugging Face's rotate-half RoPE layout of q_proj/k_proj, GQA/MQA
     through num_key_value_heads, SwiGLU, and the embedding as LM head when
-    tie_word_embeddings (or when lm_head.weight is absent).
+    tie_word_embeddings (lm_head.weight, if present, is then ignored).
+    tokenizer: None (raw bytes) or the arguments of ModelWriter.set_tokenizer.
     """
+    fam = "Llama"
     _require(config, ["hidden_size", "intermediate_size", "num_hidden_layers",
-                      "num_attention_heads", "vocab_size", "max_position_embeddings"], "Llama")
-    d, inter = int(config["hidden_size"]), int(config["intermediate_size"])
-    layers, heads = int(config["num_hidden_layers"]), int(config["num_attention_heads"])
-    kv = int(config.get("num_key_value_heads") or heads)
-    vocab, ctx = int(config["vocab_size"]), int(config["max_position_embeddings"])
-    eps = float(config.get("rms_norm_eps", 1e-6))
-    theta = float(config.get("rope_theta", 10000.0))
-    head_dim = int(config.get("head_dim") or d // heads)
-    if heads * head_dim != d and "head_dim" not in config:
+                      "num_attention_heads", "vocab_size", "max_position_embeddings"], fam)
+    d, inter = _int(config, "hidden_size", fam), _int(config, "intermediate_size", fam)
+    layers = _int(config, "num_hidden_layers", fam, minimum=0)
+    heads = _int(config, "num_attention_heads", fam)
+    kv = _int(config, "num_key_value_heads", fam, default=heads)
+    vocab, ctx = _int(config, "vocab_size", fam), _int(config, "max_position_embeddings", fam)
+    eps = _float(config, "rms_norm_eps", fam, 1e-6)
+    theta = _llama_rope_theta(config, fam)
+    if "head_dim" in config and config["head_dim"] is not None:
+        head_dim = _int(config, "head_dim", fam)
+    elif d % heads:
         raise ValueError("Llama config: hidden_size %d is not a multiple of num_attention_heads %d"
                          % (d, heads))
+    else:
+        head_dim = d // heads
+    if head_dim % 2:
+        raise ValueError("Llama config: head_dim %d must be even for RoPE" % head_dim)
     if heads % kv:
         raise ValueError("Llama config: num_attention_heads %d is not a multiple of "
                          "num_key_value_heads %d" % (heads, kv))
-    if config.get("rope_scaling"):
-        raise ValueError("Llama config: rope_scaling %r is not supported" % (config["rope_scaling"],))
     if config.get("hidden_act", "silu") != "silu":
         raise ValueError("Llama config: hidden_act %r is not supported (supported: silu)"
-                         % config["hidden_act"])
+                         % (config["hidden_act"],))
     if config.get("attention_bias") or config.get("mlp_bias"):
         raise ValueError("Llama config: attention_bias/mlp_bias are not supported")
-    p = _Params(state_dict, "Llama")
-    bos = config.get("bos_token_id")
+    p = _Params(state_dict, fam)
+    bos = _token_id(config, "bos_token_id", fam)
     w = ModelWriter(architecture="Llama", name=name, context_length=ctx, vocab_size=vocab,
-                    bos_token_id=bos, eos_token_id=config.get("eos_token_id"),
+                    bos_token_id=bos, eos_token_id=_token_id(config, "eos_token_id", fam),
+                    pad_token_id=_token_id(config, "pad_token_id", fam),
                     add_bos=bos is not None)
+    if tokenizer is not None:
+        w.set_tokenizer(**tokenizer)
     emb = w.weight("model.embed_tokens.weight", p.get("model.embed_tokens.weight", (vocab, d)))
     x = w.node("EmbeddingOp", "embed_tokens", ["tokens", emb], "layers.0.in")
     for i in range(layers):
-        pre = "model.layers.%d." % i
-        g = w.weight(pre + "input_layernorm.weight", p.get(pre + "input_layernorm.weight", (d,)))
-        n = w.node("RmsNormOp", "layers.%d.input_layernorm" % i, [x, g],
-                   "layers.%d.input_layernorm" % i, epsilon=eps)
+        pre, h = "model.layers.%d." % i, "layers.%d." % i
+
+        def param(suffix, shape):
+            return w.weight(pre + suffix, p.get(pre + suffix, shape))
+
+        g = param("input_layernorm.weight", (d,))
+        n = w.node("RmsNormOp", h + "input_layernorm", [x, g], h + "input_layernorm",
+                   epsilon=eps)
         proj = {}
         for part, rows in (("q", heads * head_dim), ("k", kv * head_dim), ("v", kv * head_dim)):
-            wn = w.weight(pre + "self_attn.%s_proj.weight" % part,
-                          p.get(pre + "self_attn.%s_proj.weight" % part, (rows, d)))
-            proj[part] = w.node("LinearOp", "layers.%d.self_attn.%s_proj" % (i, part), [n, wn, ""],
-                                "layers.%d.self_attn.%s" % (i, part))
+            wn = param("self_attn.%s_proj.weight" % part, (rows, d))
+            proj[part] = w.node("LinearOp", h + "self_attn.%s_proj" % part, [n, wn, ""],
+                                h + "self_attn.%s_proj" % part)
         for part in "qk":
-            proj[part] = w.node("RopeOp", "layers.%d.self_attn.rope_%s" % (i, part), [proj[part]],
-                                "layers.%d.self_attn.%s_rot" % (i, part), head_dim=head_dim,
-                                theta=theta, style="RotateHalf")
-        a = w.node("AttentionOp", "layers.%d.self_attn" % i, [proj["q"], proj["k"], proj["v"]],
-                   "layers.%d.self_attn" % i, mode="Causal", num_heads=heads, num_kv_heads=kv,
+            proj[part] = w.node("RopeOp", h + "self_attn.rope_" + part, [proj[part]],
+                                h + "self_attn.rope_" + part, head_dim=head_dim, theta=theta,
+                                style="RotateHalf")
+        a = w.node("AttentionOp", h + "self_attn", [proj["q"], proj["k"], proj["v"]],
+                   h + "self_attn", mode="Causal", num_heads=heads, num_kv_heads=kv,
                    head_dim=head_dim, scale=0.0)
-        o = w.weight(pre + "self_attn.o_proj.weight",
-                     p.get(pre + "self_attn.o_proj.weight", (d, heads * head_dim)))
-        a = w.node("LinearOp", "layers.%d.self_attn.o_proj" % i, [a, o, ""], "layers.%d.attn_out" % i)
-        x = w.node("AddOp", "layers.%d.residual_1" % i, [x, a], "layers.%d.mid" % i)
-        g2 = w.weight(pre + "post_attention_layernorm.weight",
-                      p.get(pre + "post_attention_layernorm.weight", (d,)))
-        n = w.node("RmsNormOp", "layers.%d.post_attention_layernorm" % i, [x, g2],
-                   "layers.%d.post_attention_layernorm" % i, epsilon=eps)
-        gate = w.weight(pre + "mlp.gate_proj.weight", p.get(pre + "mlp.gate_proj.weight", (inter, d)))
-        up = w.weight(pre + "mlp.up_proj.weight", p.get(pre + "mlp.up_proj.weight", (inter, d)))
-        down = w.weight(pre + "mlp.down_proj.weight", p.get(pre + "mlp.down_proj.weight", (d, inter)))
-        f = w.node("FeedForwardOp", "layers.%d.mlp" % i, [n, gate, up, down], "layers.%d.mlp" % i,
-                   activation="SwiGLU")
-        x = w.node("AddOp", "layers.%d.residual_2" % i, [x, f], "layers.%d.in" % (i + 1))
+        o = param("self_attn.o_proj.weight", (d, heads * head_dim))
+        a = w.node("LinearOp", h + "self_attn.o_proj", [a, o, ""], h + "self_attn.o_proj")
+        x = w.node("AddOp", h + "residual_1", [x, a], h + "mid")
+        g2 = param("post_attention_layernorm.weight", (d,))
+        n = w.node("RmsNormOp", h + "post_attention_layernorm", [x, g2],
+                   h + "post_attention_layernorm", epsilon=eps)
+        ff = [param("mlp.gate_proj.weight", (inter, d)), param("mlp.up_proj.weight", (inter, d)),
+              param("mlp.down_proj.weight", (d, inter))]
+        f = w.node("FeedForwardOp", h + "mlp", [n] + ff, h + "mlp", activation="SwiGLU")
+        x = w.node("AddOp", h + "residual_2", [x, f], "layers.%d.in" % (i + 1))
     g = w.weight("model.norm.weight", p.get("model.norm.weight", (d,)))
     x = w.node("RmsNormOp", "norm", [x, g], "norm", epsilon=eps)
-    tied = bool(config.get("tie_word_embeddings", False)) or not p.has("lm_head.weight")
-    head = emb if tied else w.weight("lm_head.weight", p.get("lm_head.weight", (vocab, d)))
+    head = _lm_head(w, p, emb, bool(config.get("tie_word_embeddings", False)), vocab, d)
     w.node("LinearOp", "lm_head", [x, head, ""], "logits")
-    w.write(path, tokenizer=tokenizer)
+    p.check_all_used()
+    w.write(path)

@@ -1,31 +1,198 @@
-"""Reads .kiln files back (weights and metadata), e.g. to load a compiled
-model's weights into a PyTorch module for comparison."""
+"""Reads .kiln files back through the generated FlatBuffers reader, with the
+checks a reader owes the format: identifier, version, weight sizes and
+64-byte alignment, names that resolve, and every node's shapes (graph.py)."""
 import numpy as np
 
-from kiln.fb import DType, Model
+from . import graph
+from ._fb import Architecture, DType, Model, Op, TokenizerKind
+from ._fb import (AttentionOp, FeedForwardOp, LayerNormOp, RmsNormOp, RopeOp)
+from .writer import SCHEMA_VERSION, WEIGHT_ALIGNMENT
+
+_NAMES = lambda enum: {v: k for k, v in vars(enum).items() if not k.startswith("_")}  # noqa: E731
+OP_NAMES = _NAMES(Op.Op)
+ARCH_NAMES = _NAMES(Architecture.Architecture)
+DTYPE_NAMES = _NAMES(DType.DType)
+TOKENIZER_NAMES = _NAMES(TokenizerKind.TokenizerKind)
+
+# Attribute readers of the ops that have attributes: op -> (module, {attr: getter}).
+_ATTR_READERS = {
+    "RopeOp": (RopeOp.RopeOp, {"head_dim": "HeadDim", "theta": "Theta", "style": "Style"}),
+    "LayerNormOp": (LayerNormOp.LayerNormOp, {"epsilon": "Epsilon"}),
+    "RmsNormOp": (RmsNormOp.RmsNormOp, {"epsilon": "Epsilon"}),
+    "AttentionOp": (AttentionOp.AttentionOp, {"mode": "Mode", "num_heads": "NumHeads",
+                                              "num_kv_heads": "NumKvHeads",
+                                              "head_dim": "HeadDim", "scale": "Scale"}),
+    "FeedForwardOp": (FeedForwardOp.FeedForwardOp, {"activation": "Activation"}),
+}
 
 
-def read_model(path):
-    """Returns (metadata dict, {weight name: float32 numpy array})."""
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8 or data[4:8] != b"KILN":
-        raise ValueError("%s is not a Kiln model file" % path)
+class KilnNode:
+    __slots__ = ("name", "op", "attrs", "inputs", "outputs")
+
+    def __init__(self, name, op, attrs, inputs, outputs):
+        self.name, self.op, self.attrs, self.inputs, self.outputs = name, op, attrs, inputs, outputs
+
+    def __repr__(self):
+        return "KilnNode(%r, %s, %r, %r -> %r)" % (self.name, self.op, self.attrs, self.inputs,
+                                                   self.outputs)
+
+
+class KilnModel:
+    """A model file as plain Python: version, metadata (dict), tokenizer
+    (dict), inputs, outputs (lists of names), nodes (KilnNode, attributes with
+    enums as member names), weights ({name: float32 array}, file order) and
+    weight_offsets ({name: byte offset of its data in the file})."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def _str(s):
+    return s.decode("utf-8") if isinstance(s, bytes) else (s or "")
+
+
+def _decode_weight(w, name, data, base):
+    dtype = w.Dtype()
+    shape = [int(w.Shape(j)) for j in range(w.ShapeLength())]
+    if not shape or any(d <= 0 for d in shape):
+        raise ValueError("weight %r has invalid shape %s" % (name, shape))
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = w.DataAsNumpy()
+    if isinstance(raw, int):  # the generated code returns 0 for an absent vector
+        raise ValueError("weight %r has no data" % name)
+    offset = raw.__array_interface__["data"][0] - base
+    if offset % WEIGHT_ALIGNMENT:
+        raise ValueError("weight %r is not %d-byte aligned in the file (offset %d)"
+                         % (name, WEIGHT_ALIGNMENT, offset))
+    kind = DTYPE_NAMES.get(dtype, str(dtype))
+    size = {"F32": 4, "F16": 2, "BF16": 2}.get(kind)
+    if size is None:
+        raise ValueError("weight %r has dtype %s; this reader supports F32, F16 and BF16"
+                         % (name, kind))
+    if raw.size != count * size:
+        raise ValueError("weight %r holds %d bytes but its shape %s needs %d"
+                         % (name, raw.size, shape, count * size))
+    if kind == "F32":
+        a = raw.view("<f4")
+    elif kind == "F16":
+        a = raw.view("<f2").astype(np.float32)
+    else:
+        a = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+    return a.reshape(shape), offset
+
+
+def load_model(path_or_bytes, *, check=True):
+    """Parses a .kiln file (a path or its bytes) into a KilnModel; with
+    check, also checks the graph (names resolve, shapes fit) and raises
+    ValueError naming the first problem."""
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        data, where = bytes(path_or_bytes), "model file"
+    else:
+        with open(path_or_bytes, "rb") as f:
+            data = f.read()
+        where = str(path_or_bytes)
+    if len(data) < 8 or not Model.Model.ModelBufferHasIdentifier(data, 0):
+        raise ValueError("%s is not a Kiln model file (missing the 'KILN' identifier)" % where)
+    base = np.frombuffer(data, np.uint8).__array_interface__["data"][0]
     m = Model.Model.GetRootAs(data, 0)
+    if m.Version() > SCHEMA_VERSION:
+        raise ValueError("%s has schema version %d; this reader knows up to %d"
+                         % (where, m.Version(), SCHEMA_VERSION))
     meta = m.Metadata()
-    info = {
-        "name": (meta.Name() or b"").decode(),
+    if meta is None:
+        raise ValueError("%s has no metadata" % where)
+    metadata = {
+        "architecture": ARCH_NAMES.get(meta.Architecture(), str(meta.Architecture())),
+        "name": _str(meta.Name()),
         "context_length": meta.ContextLength(),
         "vocab_size": meta.VocabSize(),
         "bos_token_id": meta.BosTokenId(),
         "eos_token_id": meta.EosTokenId(),
-        "version": m.Version(),
+        "pad_token_id": meta.PadTokenId(),
+        "add_bos": bool(meta.AddBos()),
     }
-    weights = {}
+    tokenizer = None
+    t = m.Tokenizer()
+    if t is not None:
+        tokenizer = {
+            "kind": TOKENIZER_NAMES.get(t.Kind(), str(t.Kind())),
+            "tokens": [bytes(t.Tokens(i).BytesAsNumpy()) if t.Tokens(i).BytesLength() else b""
+                       for i in range(t.TokensLength())],
+            "scores": [t.Scores(i) for i in range(t.ScoresLength())],
+            "merges": [_str(t.Merges(i)) for i in range(t.MergesLength())],
+            "token_types": [t.TokenTypes(i) for i in range(t.TokenTypesLength())],
+        }
+    weights, offsets = {}, {}
     for i in range(m.WeightsLength()):
         w = m.Weights(i)
-        if w.Dtype() != DType.DType.F32:
-            raise ValueError("weight %r: only F32 is read" % w.Name().decode())
-        shape = [w.Shape(j) for j in range(w.ShapeLength())]
-        weights[w.Name().decode()] = w.DataAsNumpy().view("<f4").reshape(shape).copy()
-    return info, weights
+        name = _str(w.Name())
+        if name in weights:
+            raise ValueError("weight %r is defined twice" % name)
+        weights[name], offsets[name] = _decode_weight(w, name, data, base)
+    nodes = []
+    for i in range(m.NodesLength()):
+        n = m.Nodes(i)
+        name = _str(n.Name())
+        op = OP_NAMES.get(n.OpType())
+        if op is None or op == "NONE":
+            raise ValueError("node %r has an unknown op (type %d); the file may come from a "
+                             "newer Kiln" % (name, n.OpType()))
+        attrs = {}
+        if op in _ATTR_READERS:
+            cls, getters = _ATTR_READERS[op]
+            table = n.Op()
+            o = cls()
+            o.Init(table.Bytes, table.Pos)
+            attrs = {k: getattr(o, g)() for k, g in getters.items()}
+            attrs = graph.normalize_attrs(op, name, attrs)
+        nodes.append(KilnNode(name, op, attrs,
+                              [_str(n.Inputs(j)) for j in range(n.InputsLength())],
+                              [_str(n.Outputs(j)) for j in range(n.OutputsLength())]))
+    model = KilnModel(
+        version=m.Version(), metadata=metadata, tokenizer=tokenizer,
+        inputs=[_str(m.Inputs(i)) for i in range(m.InputsLength())],
+        outputs=[_str(m.Outputs(i)) for i in range(m.OutputsLength())],
+        nodes=nodes, weights=weights, weight_offsets=offsets, size=len(data))
+    if check:
+        check_model(model)
+    return model
+
+
+def check_model(model):
+    """The semantic checks of a loaded model (see load_model)."""
+    md = model.metadata
+    if md["context_length"] <= 0 or md["vocab_size"] <= 0:
+        raise ValueError("metadata: context_length (%d) and vocab_size (%d) must be positive"
+                         % (md["context_length"], md["vocab_size"]))
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError("the graph must have one input (token ids) and one output (logits), "
+                         "got %d and %d" % (len(model.inputs), len(model.outputs)))
+    kinds = {name: ("weight", a.shape) for name, a in model.weights.items()}
+    kinds[model.inputs[0]] = ("ids",)
+    seen = set()
+    for n in model.nodes:
+        if n.name in seen:
+            raise ValueError("node name %r is used twice" % n.name)
+        seen.add(n.name)
+        if len(n.outputs) != 1:
+            raise ValueError("node %r has %d outputs; every op has exactly one"
+                             % (n.name, len(n.outputs)))
+        k = graph.infer(n.op, n.name, n.attrs, n.inputs, kinds.get)
+        if not n.outputs[0] or n.outputs[0] in kinds:
+            raise ValueError("node %r defines %r, which is empty or already defined"
+                             % (n.name, n.outputs[0]))
+        kinds[n.outputs[0]] = k
+    out = kinds.get(model.outputs[0])
+    if out is None or out[0] != "act":
+        raise ValueError("graph output %r is not produced by any node" % model.outputs[0])
+    if out[1] != md["vocab_size"]:
+        raise ValueError("graph output %r has %d features; expected logits of vocab_size %d"
+                         % (model.outputs[0], out[1], md["vocab_size"]))
+
+
+def read_model(path):
+    """Returns (metadata dict, {weight name: float32 numpy array}), e.g. to
+    load a model file's weights into a PyTorch module for comparison."""
+    m = load_model(path, check=False)
+    info = dict(m.metadata, version=m.version)
+    return info, {k: v.copy() for k, v in m.weights.items()}

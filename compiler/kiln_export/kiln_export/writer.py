@@ -2,105 +2,222 @@
 import os
 import tempfile
 
-import numpy as np
 import flatbuffers
+import numpy as np
 
-from kiln.fb import (Activation, AddOp, Architecture, AttentionMode, AttentionOp, DType,
-                     EmbeddingOp, FeedForwardOp, LayerNormOp, LinearOp, Metadata, Model,
-                     Node, Op, PositionEmbeddingOp, RmsNormOp, RopeOp, RopeStyle, Token,
-                     Tokenizer, TokenizerKind, Weight)
+from . import graph
+from ._fb import (Architecture, DType, Metadata, Model, Node, Op, Token, Tokenizer,
+                  TokenizerKind, Weight)
+from ._fb import (AddOp, AttentionOp, EmbeddingOp, FeedForwardOp, LayerNormOp, LinearOp,
+                  PositionEmbeddingOp, RmsNormOp, RopeOp)
 
 SCHEMA_VERSION = 1
+WEIGHT_ALIGNMENT = 64
+# The Python builder's offsets are 32-bit; leave room for the tables.
+MAX_FILE_SIZE = 2**31 - 2**20
 
-_OPS = {
+_OP_MODULES = {
     "EmbeddingOp": EmbeddingOp, "PositionEmbeddingOp": PositionEmbeddingOp, "RopeOp": RopeOp,
     "LayerNormOp": LayerNormOp, "RmsNormOp": RmsNormOp, "LinearOp": LinearOp, "AddOp": AddOp,
     "AttentionOp": AttentionOp, "FeedForwardOp": FeedForwardOp,
 }
-_ENUMS = {
-    "activation": Activation.Activation, "mode": AttentionMode.AttentionMode,
-    "style": RopeStyle.RopeStyle,
-}
+ARCHITECTURES = [k for k in vars(Architecture.Architecture) if not k.startswith("_")]
+TOKENIZER_KINDS = {k: v for k, v in vars(TokenizerKind.TokenizerKind).items()
+                   if not k.startswith("_")}
+# Short spellings accepted for tokenizer kinds.
+_TOKENIZER_ALIASES = {"bytes": "Bytes", "gpt2": "GPT2BPE", "bpe": "GPT2BPE",
+                      "sentencepiece": "SentencePieceBPE", "spm": "SentencePieceBPE"}
 
 
-def _to_numpy(t):
-    if hasattr(t, "detach"):  # torch tensor
-        t = t.detach().cpu().float().numpy()
-    return np.ascontiguousarray(np.asarray(t, dtype=np.float32))
+def to_numpy(t, what="tensor"):
+    """A torch tensor or array-like as a C-contiguous float32 numpy array."""
+    if hasattr(t, "detach"):  # torch tensor (any float dtype, any device)
+        t = t.detach().cpu()
+        if not t.is_floating_point():
+            raise ValueError("%s has dtype %s; expected a floating-point tensor" % (what, t.dtype))
+        t = t.float().numpy()
+    a = np.asarray(t)
+    if a.dtype.kind not in "fiu":
+        raise ValueError("%s has dtype %s; expected a floating-point array" % (what, a.dtype))
+    return np.asarray(a, dtype=np.float32, order="C")
 
 
 class ModelWriter:
     """Collects weights and graph nodes, then writes a .kiln file.
 
-    Values are named strings: the graph input (token ids) is "tokens", the
-    output "logits"; every node input names a weight or an earlier output.
-    Problems (unknown or duplicate names) raise ValueError as they happen.
+    Values are named strings: the graph input (token ids) is `input_name`
+    ("tokens"); the output, named at write(), is "logits". Every node input
+    names a weight, the graph input or an earlier node's output. Each call
+    checks what it is given (unknown or duplicate names, shapes, attributes)
+    and raises ValueError with a message that names the culprit.
+
+        w = ModelWriter(architecture="Llama", context_length=128, vocab_size=256)
+        emb = w.weight("embed", table)                        # [vocab, dim]
+        x = w.node("EmbeddingOp", "embed", ["tokens", emb], "x")
+        w.node("LinearOp", "lm_head", [x, emb, ""], "logits")
+        w.write("model.kiln")
     """
 
     def __init__(self, *, architecture="Custom", name="", context_length, vocab_size,
-                 bos_token_id=-1, eos_token_id=-1, pad_token_id=-1, add_bos=False):
-        if context_length <= 0 or vocab_size <= 0:
-            raise ValueError("context_length and vocab_size must be positive, got %r and %r"
-                             % (context_length, vocab_size))
-        for what, v in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id),
-                        ("pad_token_id", pad_token_id)):
-            if v is not None and not (-1 <= v < vocab_size):
-                raise ValueError("%s %d is outside the vocabulary of %d" % (what, v, vocab_size))
+                 bos_token_id=-1, eos_token_id=-1, pad_token_id=-1, add_bos=False,
+                 input_name="tokens"):
+        if architecture not in ARCHITECTURES:
+            raise ValueError("architecture %r is not one of %s"
+                             % (architecture, ", ".join(ARCHITECTURES)))
+        for what, v in (("context_length", context_length), ("vocab_size", vocab_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 < v < 2**31:
+                raise ValueError("%s must be a positive 32-bit integer, got %r" % (what, v))
         self.architecture = architecture
-        self.name = name
+        self.name = name or ""
         self.context_length = int(context_length)
         self.vocab_size = int(vocab_size)
-        self.bos = -1 if bos_token_id is None else int(bos_token_id)
-        self.eos = -1 if eos_token_id is None else int(eos_token_id)
-        self.pad = -1 if pad_token_id is None else int(pad_token_id)
+        ids = {}
+        for what, v in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id),
+                        ("pad_token_id", pad_token_id)):
+            v = -1 if v is None else v
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ValueError("%s must be an integer, got %r" % (what, v))
+            if not -1 <= v < self.vocab_size:
+                raise ValueError("%s %d is outside the vocabulary of %d"
+                                 % (what, v, self.vocab_size))
+            ids[what] = int(v)
+        self.bos, self.eos, self.pad = ids["bos_token_id"], ids["eos_token_id"], ids["pad_token_id"]
         self.add_bos = bool(add_bos)
-        self.weights = {}  # name -> float32 array (insertion ordered)
-        self.nodes = []
-        self.values = {"tokens"}
+        if self.add_bos and self.bos < 0:
+            raise ValueError("add_bos needs a bos_token_id")
+        if not input_name:
+            raise ValueError("the graph input needs a name")
+        self.input_name = input_name
+        self.weights = {}  # name -> float32 array (insertion ordered: the file's order)
+        self.nodes = []    # (op, name, inputs, output, normalized attrs)
+        self.kinds = {input_name: ("ids",)}  # value name -> kind (see graph.py)
+        self.node_names = set()
+        self.tokenizer = None
+        self.set_tokenizer("Bytes")
+
+    # -- building ----------------------------------------------------------
 
     def weight(self, name, array):
-        """Adds a weight (f32) and returns its name."""
-        if name in self.weights or name in self.values:
-            raise ValueError("weight %r is defined twice" % name)
-        a = _to_numpy(array)
+        """Adds a weight (stored as f32) and returns its name."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("a weight needs a non-empty name, got %r" % (name,))
+        if name in self.kinds:
+            raise ValueError("weight %r is defined twice" % name
+                             if self.kinds[name][0] == "weight"
+                             else "weight %r has the name of an activation" % name)
+        a = to_numpy(array, "weight %r" % name)
         if a.ndim == 0 or a.size == 0:
-            raise ValueError("weight %r has shape %r; expected a non-empty tensor" % (name, a.shape))
+            raise ValueError("weight %r has shape %r; expected a non-empty tensor"
+                             % (name, a.shape))
+        if a.ndim > 4:
+            raise ValueError("weight %r has rank %d; the format allows 1 to 4" % (name, a.ndim))
         if not np.all(np.isfinite(a)):
             raise ValueError("weight %r contains NaN or infinite values" % name)
         self.weights[name] = a
+        self.kinds[name] = ("weight", a.shape)
         return name
 
     def shape(self, name):
-        return self.weights[name].shape
+        """Shape of a weight, or (features,) of an activation."""
+        k = self.kinds.get(name)
+        if k is None:
+            raise ValueError("no value named %r" % name)
+        return tuple(k[1]) if k[0] == "weight" else (k[1],) if k[0] == "act" else ()
 
     def node(self, op, name, inputs, output, **attrs):
-        """Adds a node `op` (an Op union member name, e.g. "LinearOp")."""
-        if op not in _OPS:
-            raise ValueError("unknown op %r (known: %s)" % (op, ", ".join(sorted(_OPS))))
+        """Adds a node `op` (an Op union member name, e.g. "LinearOp") reading
+        `inputs` (names; "" for an absent optional input) and defining
+        `output` (a name, or a list holding one name). Enum attributes are
+        given by member name (activation="SwiGLU"). Returns the output name."""
+        if isinstance(output, (list, tuple)):
+            if len(output) != 1:
+                raise ValueError("node %r defines %d outputs; every op has exactly one"
+                                 % (name, len(output)))
+            output = output[0]
+        if not isinstance(name, str) or not name:
+            raise ValueError("a node needs a non-empty name, got %r" % (name,))
+        if name in self.node_names:
+            raise ValueError("node name %r is used twice" % name)
+        inputs = list(inputs)
         for i in inputs:
-            if i and i not in self.values and i not in self.weights:
-                raise ValueError("node %r reads %r, which is neither a weight nor an earlier output"
-                                 % (name, i))
-        if output in self.values or output in self.weights:
+            if not isinstance(i, str):
+                raise ValueError("node %r: inputs are value names (str), got %r" % (name, i))
+        attrs = graph.normalize_attrs(op, name, attrs)
+        kind = graph.infer(op, name, attrs, inputs, self.kinds.get)
+        if not isinstance(output, str) or not output:
+            raise ValueError("node %r needs a non-empty output name" % name)
+        if output in self.kinds:
             raise ValueError("node %r defines %r, which is already defined" % (name, output))
-        self.values.add(output)
-        self.nodes.append((op, name, list(inputs), output, attrs))
+        if op == "EmbeddingOp" and self.kinds[inputs[1]][1][0] < self.vocab_size:
+            raise ValueError("node %r (EmbeddingOp): the table %r has %d rows, fewer than the "
+                             "vocabulary of %d" % (name, inputs[1], self.kinds[inputs[1]][1][0],
+                                                   self.vocab_size))
+        if op == "PositionEmbeddingOp" and self.kinds[inputs[1]][1][0] < self.context_length:
+            raise ValueError("node %r (PositionEmbeddingOp): the table %r has %d rows, fewer "
+                             "than the context length %d" % (name, inputs[1],
+                                                             self.kinds[inputs[1]][1][0],
+                                                             self.context_length))
+        self.kinds[output] = kind
+        self.node_names.add(name)
+        self.nodes.append((op, name, inputs, output, attrs))
         return output
+
+    def set_tokenizer(self, kind="Bytes", tokens=None, scores=None, merges=None,
+                      token_types=None):
+        """kind: "Bytes" (default: id i < 256 is byte i), "GPT2BPE" or
+        "SentencePieceBPE" (also "bytes", "gpt2", "sentencepiece"); tokens:
+        the piece of every id (bytes or str); scores, merges (str "a b"),
+        token_types as the schema describes them."""
+        kind = _TOKENIZER_ALIASES.get(kind, kind)
+        if kind not in TOKENIZER_KINDS:
+            raise ValueError("tokenizer kind %r is not one of %s"
+                             % (kind, ", ".join(TOKENIZER_KINDS)))
+        tokens = [t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in tokens or []]
+        if len(tokens) > self.vocab_size:
+            raise ValueError("the tokenizer has %d tokens, more than the vocabulary of %d"
+                             % (len(tokens), self.vocab_size))
+        if kind != "Bytes" and len(tokens) != self.vocab_size:
+            raise ValueError("a %s tokenizer needs one piece per vocabulary entry: %d pieces "
+                             "for a vocabulary of %d" % (kind, len(tokens), self.vocab_size))
+        scores = [float(s) for s in scores or []]
+        token_types = [int(t) for t in token_types or []]
+        for what, v in (("scores", scores), ("token_types", token_types)):
+            if v and len(v) != len(tokens):
+                raise ValueError("the tokenizer has %d %s for %d tokens"
+                                 % (len(v), what, len(tokens)))
+        merges = [str(m) for m in merges or []]
+        self.tokenizer = dict(kind=kind, tokens=tokens, scores=scores, merges=merges,
+                              token_types=token_types)
+
+    # -- output ------------------------------------------------------------
+
+    def to_bytes(self, *, output="logits"):
+        """The finished file's bytes."""
+        k = self.kinds.get(output)
+        if k is None or k[0] != "act" or output == self.input_name:
+            raise ValueError("graph output %r is not produced by any node" % output)
+        if k[1] != self.vocab_size:
+            raise ValueError("graph output %r has %d features; the logits need vocab_size = %d"
+                             % (output, k[1], self.vocab_size))
+        return self._build(output)
 
     def write(self, path, *, output="logits", tokenizer=None):
         """Writes the file atomically (a temporary file renamed into place).
 
-        tokenizer: None for raw bytes, or a dict {"kind": "bytes" | "gpt2" |
-        "sentencepiece", "tokens": [bytes], "scores": [float], "merges": [str]}.
+        tokenizer: None keeps what set_tokenizer gave (Bytes by default), or a
+        dict of set_tokenizer's arguments.
         """
-        if output not in self.values:
-            raise ValueError("graph output %r is not produced by any node" % output)
-        data = self._build(output, tokenizer)
+        if tokenizer is not None:
+            self.set_tokenizer(**tokenizer)
+        data = self.to_bytes(output=output)
         directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".kiln-", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
+                                   dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
@@ -110,8 +227,11 @@ class ModelWriter:
                 os.unlink(tmp)
             raise
 
-    def _build(self, output, tokenizer):
-        total = sum(a.nbytes for a in self.weights.values())
+    def _build(self, output):
+        total = sum(a.nbytes + WEIGHT_ALIGNMENT for a in self.weights.values())
+        if total > MAX_FILE_SIZE:
+            raise ValueError("the weights need %d bytes; a FlatBuffers file holds at most 2 GiB"
+                             % total)
         b = flatbuffers.Builder(total + 65536)
 
         def strvec(strs, start):
@@ -135,8 +255,11 @@ class ModelWriter:
             for d in reversed(a.shape):
                 b.PrependInt64(int(d))
             shape = b.EndVector()
-            # Python's generated code ignores force_align: align by hand.
-            b.StartVector(1, len(raw), 64)
+            # The Python generated code ignores force_align: align by hand.
+            # StartVector preps room for the bytes so that their start is
+            # aligned (from the end of the buffer; Finish pads the buffer to a
+            # multiple of the largest alignment, so also from its start).
+            b.StartVector(1, len(raw), WEIGHT_ALIGNMENT)
             b.head = b.head - len(raw)
             b.Bytes[b.head:b.head + len(raw)] = raw
             data = b.EndVector()
@@ -149,18 +272,15 @@ class ModelWriter:
 
         nodes = []
         for op, name, inputs, out, attrs in self.nodes:
-            mod = _OPS[op]
+            mod = _OP_MODULES[op]
             nname = b.CreateString(name)
             ins = strvec(inputs, Node.StartInputsVector)
             outs = strvec([out], Node.StartOutputsVector)
             mod.Start(b)
-            for k, v in attrs.items():
-                if k in _ENUMS:
-                    v = getattr(_ENUMS[k], v)
-                adder = getattr(mod, "Add" + "".join(p.capitalize() for p in k.split("_")), None)
-                if adder is None:
-                    raise ValueError("op %s has no attribute %r" % (op, k))
-                adder(b, v)
+            for key, value in attrs.items():
+                if key in graph.ENUMS:
+                    value = graph.ENUMS[key][value]
+                getattr(mod, "Add" + "".join(p.capitalize() for p in key.split("_")))(b, value)
             opoff = mod.End(b)
             Node.Start(b)
             Node.AddName(b, nname)
@@ -170,41 +290,37 @@ class ModelWriter:
             Node.AddOutputs(b, outs)
             nodes.append(Node.End(b))
 
-        tok = None
-        if tokenizer is not None and tokenizer.get("kind", "bytes") != "bytes" or \
-                (tokenizer and tokenizer.get("tokens")):
-            kind = {"bytes": TokenizerKind.TokenizerKind.Bytes,
-                    "gpt2": TokenizerKind.TokenizerKind.GPT2BPE,
-                    "sentencepiece": TokenizerKind.TokenizerKind.SentencePieceBPE}[
-                        tokenizer.get("kind", "bytes")]
-            toks = []
-            for piece in tokenizer.get("tokens", []):
-                piece = piece.encode() if isinstance(piece, str) else bytes(piece)
-                bv = b.CreateByteVector(piece)
-                Token.Start(b)
-                Token.AddBytes(b, bv)
-                toks.append(Token.End(b))
-            tv = tabvec(toks, Tokenizer.StartTokensVector)
-            sv = None
-            if tokenizer.get("scores"):
-                Tokenizer.StartScoresVector(b, len(tokenizer["scores"]))
-                for s in reversed(tokenizer["scores"]):
-                    b.PrependFloat32(float(s))
-                sv = b.EndVector()
-            mv = strvec(tokenizer["merges"], Tokenizer.StartMergesVector) \
-                if tokenizer.get("merges") else None
-            Tokenizer.Start(b)
-            Tokenizer.AddKind(b, kind)
-            Tokenizer.AddTokens(b, tv)
-            if sv is not None:
-                Tokenizer.AddScores(b, sv)
-            if mv is not None:
-                Tokenizer.AddMerges(b, mv)
-            tok = Tokenizer.End(b)
+        tok = self.tokenizer
+        toks = []
+        for piece in tok["tokens"]:
+            bv = b.CreateByteVector(piece)
+            Token.Start(b)
+            Token.AddBytes(b, bv)
+            toks.append(Token.End(b))
+        tv = tabvec(toks, Tokenizer.StartTokensVector) if toks else None
+        sv = ttv = None
+        if tok["scores"]:
+            Tokenizer.StartScoresVector(b, len(tok["scores"]))
+            for s in reversed(tok["scores"]):
+                b.PrependFloat32(s)
+            sv = b.EndVector()
+        if tok["token_types"]:
+            Tokenizer.StartTokenTypesVector(b, len(tok["token_types"]))
+            for t in reversed(tok["token_types"]):
+                b.PrependInt32(t)
+            ttv = b.EndVector()
+        mv = strvec(tok["merges"], Tokenizer.StartMergesVector) if tok["merges"] else None
+        Tokenizer.Start(b)
+        Tokenizer.AddKind(b, TOKENIZER_KINDS[tok["kind"]])
+        for field, adder in ((tv, Tokenizer.AddTokens), (sv, Tokenizer.AddScores),
+                             (mv, Tokenizer.AddMerges), (ttv, Tokenizer.AddTokenTypes)):
+            if field is not None:
+                adder(b, field)
+        tokoff = Tokenizer.End(b)
 
         wv = tabvec(weights, Model.StartWeightsVector)
         nv = tabvec(nodes, Model.StartNodesVector)
-        iv = strvec(["tokens"], Model.StartInputsVector)
+        iv = strvec([self.input_name], Model.StartInputsVector)
         ov = strvec([output], Model.StartOutputsVector)
         mname = b.CreateString(self.name)
         Metadata.Start(b)
@@ -220,12 +336,15 @@ class ModelWriter:
         Model.Start(b)
         Model.AddVersion(b, SCHEMA_VERSION)
         Model.AddMetadata(b, meta)
-        if tok is not None:
-            Model.AddTokenizer(b, tok)
+        Model.AddTokenizer(b, tokoff)
         Model.AddInputs(b, iv)
         Model.AddOutputs(b, ov)
         Model.AddNodes(b, nv)
         Model.AddWeights(b, wv)
         root = Model.End(b)
         b.Finish(root, file_identifier=b"KILN")
-        return bytes(b.Output())
+        out = bytes(b.Output())
+        if len(out) % WEIGHT_ALIGNMENT and self.weights:
+            raise AssertionError("internal error: buffer size %d is not a multiple of %d"
+                                 % (len(out), WEIGHT_ALIGNMENT))
+        return out

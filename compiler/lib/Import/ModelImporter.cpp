@@ -96,6 +96,9 @@ LogicalResult Importer::checkWeights() {
       return error() << "weight #" << i << " has an empty name";
     if (!weightIndex.try_emplace(name, i).second)
       return error() << "weight '" << name << "' is defined twice";
+    // The verifier does not check the alignment of 8-byte vector elements.
+    if (reinterpret_cast<uintptr_t>(w->shape()->data()) % alignof(int64_t) != 0)
+      return error() << "weight '" << name << "' has a misaligned shape vector";
     if (w->dtype() != fb::DType::F32)
       return error() << "weight '" << name << "' has dtype "
                      << fb::EnumNameDType(w->dtype())

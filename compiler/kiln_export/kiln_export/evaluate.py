@@ -1,0 +1,182 @@
+"""A plain NumPy interpreter of .kiln files: the ops' semantics as the schema
+(runtime/schema/kiln.fbs) and the transformer dialect document them, in
+float64, one node after another in the whole-sequence (training) form.
+
+It reads files back through the generated FlatBuffers reader, so it checks
+that an exporter wrote what it meant independently of the compiler, and it
+gives tests a third opinion next to PyTorch and the compiled code.
+
+Semantics (x is [batch, seq, features]; positions are 0 .. seq-1):
+  EmbeddingOp          table[ids]
+  PositionEmbeddingOp  x + table[pos]                (row s gets table[s])
+  RopeOp               per head of head_dim, pair i in [0, head_dim/2) is
+                       rotated by angle pos * theta^(-2i/head_dim):
+                       (a, b) -> (a cos - b sin, b cos + a sin), where
+                       RotateHalf pairs a = x[i], b = x[i + head_dim/2] and
+                       Interleaved pairs a = x[2i], b = x[2i + 1]
+  LayerNormOp          (x - mean) / sqrt(var + eps) * gamma + beta, biased var
+  RmsNormOp            x / sqrt(mean(x^2) + eps) * gamma
+  LinearOp             x W^T (+ b)
+  AddOp                a + b
+  AttentionOp          query head h reads kv head h // (num_heads/num_kv_heads);
+                       softmax(scale * q k^T) v with scale 0 meaning
+                       1/sqrt(head_dim); Causal: query s sees keys t <= s;
+                       Bidirectional and Cross: every key
+  FeedForwardOp        ungated act(x W_up^T + b_up) W_down^T + b_down;
+                       gated (act(x W_gate^T) * (x W_up^T)) W_down^T with
+                       SwiGLU = SiLU, GEGLU = exact GELU;
+                       GELU(x) = x/2 (1 + erf(x/sqrt 2)),
+                       GELUTanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+                       SiLU(x) = x sigmoid(x), ReLU(x) = max(x, 0)
+"""
+import math
+
+import numpy as np
+
+from .reader import KilnModel, load_model
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def gelu(x):
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(x.dtype))
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+ACTIVATIONS = {"ReLU": lambda x: np.maximum(x, 0.0), "GELU": gelu, "GELUTanh": gelu_tanh,
+               "SiLU": silu, "SwiGLU": silu, "GEGLU": gelu}
+
+
+def rope(x, head_dim, theta, style, positions):
+    b, s, f = x.shape
+    h = x.reshape(b, s, f // head_dim, head_dim)
+    half = head_dim // 2
+    inv_freq = theta ** (-2.0 * np.arange(half, dtype=np.float64) / head_dim)
+    ang = positions.astype(np.float64)[:, None] * inv_freq[None, :]  # [s, half]
+    cos, sin = np.cos(ang)[None, :, None, :], np.sin(ang)[None, :, None, :]
+    if style == "RotateHalf":
+        a, c = h[..., :half], h[..., half:]
+    else:
+        a, c = h[..., 0::2], h[..., 1::2]
+    ra, rc = a * cos - c * sin, c * cos + a * sin
+    out = np.empty_like(h)
+    if style == "RotateHalf":
+        out[..., :half], out[..., half:] = ra, rc
+    else:
+        out[..., 0::2], out[..., 1::2] = ra, rc
+    return out.reshape(b, s, f)
+
+
+def attention(q, k, v, num_heads, num_kv_heads, head_dim, scale, mode):
+    b, s, _ = q.shape
+    t = k.shape[1]
+    if mode == "Causal" and t != s:
+        raise ValueError("causal attention in the whole-sequence form needs as many keys as "
+                         "queries, got %d and %d" % (t, s))
+    if scale == 0.0:
+        scale = 1.0 / math.sqrt(head_dim)
+    group = num_heads // num_kv_heads
+    qh = q.reshape(b, s, num_heads, head_dim).transpose(0, 2, 1, 3)
+    kh = np.repeat(k.reshape(b, t, num_kv_heads, head_dim).transpose(0, 2, 1, 3), group, axis=1)
+    vh = np.repeat(v.reshape(b, t, num_kv_heads, head_dim).transpose(0, 2, 1, 3), group, axis=1)
+    scores = scale * (qh @ kh.transpose(0, 1, 3, 2))  # [b, heads, s, t]
+    if mode == "Causal":
+        scores = np.where(np.tril(np.ones((s, t), dtype=bool)), scores, -np.inf)
+    scores = scores - scores.max(-1, keepdims=True)
+    p = np.exp(scores)
+    p /= p.sum(-1, keepdims=True)
+    return (p @ vh).transpose(0, 2, 1, 3).reshape(b, s, num_heads * head_dim)
+
+
+def _linear(x, w, b=None):
+    y = x @ w.T
+    return y if b is None else y + b
+
+
+def evaluate(model, token_ids, *, return_all=False):
+    """Runs a loaded KilnModel (see load_model) on token ids ([seq] or
+    [batch, seq]); returns the logits ([seq, vocab] or [batch, seq, vocab],
+    float64), or with return_all the dict of every value."""
+    md = model.metadata
+    ids = np.asarray(token_ids)
+    squeeze = ids.ndim == 1
+    if squeeze:
+        ids = ids[None, :]
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise ValueError("token ids must be [seq] or [batch, seq] with seq >= 1, got shape %s"
+                         % (ids.shape,))
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError("token ids must be integers, got %s" % ids.dtype)
+    if ids.min() < 0 or ids.max() >= md["vocab_size"]:
+        raise ValueError("token id %d is outside the vocabulary of %d"
+                         % (ids.min() if ids.min() < 0 else ids.max(), md["vocab_size"]))
+    seq = ids.shape[1]
+    if seq > md["context_length"]:
+        raise ValueError("%d tokens exceed the context length %d" % (seq, md["context_length"]))
+    positions = np.arange(seq)
+
+    cache = {}
+
+    def w(name):
+        if name == "":
+            return None
+        if name not in cache:
+            cache[name] = model.weights[name].astype(np.float64)
+        return cache[name]
+
+    env = {model.inputs[0]: ids}
+
+    def val(name):
+        return env[name] if name in env else w(name)
+
+    for n in model.nodes:
+        a, op, i = n.attrs, n.op, n.inputs
+        if op == "EmbeddingOp":
+            y = w(i[1])[env[i[0]]]
+        elif op == "PositionEmbeddingOp":
+            y = env[i[0]] + w(i[1])[positions][None]
+        elif op == "RopeOp":
+            y = rope(env[i[0]], a["head_dim"], a["theta"], a["style"], positions)
+        elif op == "LayerNormOp":
+            x = env[i[0]]
+            mean = x.mean(-1, keepdims=True)
+            var = ((x - mean) ** 2).mean(-1, keepdims=True)
+            y = (x - mean) / np.sqrt(var + a["epsilon"]) * w(i[1]) + w(i[2])
+        elif op == "RmsNormOp":
+            x = env[i[0]]
+            y = x / np.sqrt((x * x).mean(-1, keepdims=True) + a["epsilon"]) * w(i[1])
+        elif op == "LinearOp":
+            y = _linear(env[i[0]], w(i[1]), w(i[2]) if len(i) > 2 else None)
+        elif op == "AddOp":
+            y = env[i[0]] + env[i[1]]
+        elif op == "AttentionOp":
+            y = attention(env[i[0]], env[i[1]], env[i[2]], a["num_heads"], a["num_kv_heads"],
+                          a["head_dim"], a["scale"], a["mode"])
+        elif op == "FeedForwardOp":
+            x, act = env[i[0]], ACTIVATIONS[a["activation"]]
+            if a["activation"] in ("SwiGLU", "GEGLU"):
+                y = _linear(act(_linear(x, w(i[1]))) * _linear(x, w(i[2])), w(i[3]))
+            else:
+                y = _linear(act(_linear(x, w(i[1]), w(i[2]))), w(i[3]), w(i[4]))
+        else:
+            raise ValueError("node %r: unknown op %s" % (n.name, op))
+        env[n.outputs[0]] = y
+    logits = val(model.outputs[0])
+    if return_all:
+        return env
+    return logits[0] if squeeze else logits
+
+
+def reference_eval(path, token_ids):
+    """Reads a .kiln file (path, bytes or a KilnModel) and returns its logits
+    for token_ids: [seq, vocab] for a list of ids, [batch, seq, vocab] for a
+    2-D array. float64."""
+    model = path if isinstance(path, KilnModel) else load_model(path)
+    return evaluate(model, token_ids)

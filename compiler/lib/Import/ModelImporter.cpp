@@ -342,6 +342,15 @@ OwningOpRef<ModuleOp> Importer::run() {
             << ") must be positive";
     return nullptr;
   }
+  for (int64_t id :
+       {(int64_t)meta->bos_token_id(), (int64_t)meta->eos_token_id(),
+        (int64_t)meta->pad_token_id()}) {
+    if (id < -1 || id >= meta->vocab_size()) {
+      error() << "metadata: special token id " << id
+              << " is outside the vocabulary of " << meta->vocab_size();
+      return nullptr;
+    }
+  }
   if (model->inputs()->size() != 1 || model->outputs()->size() != 1) {
     error() << "the graph must have one input (token ids) and one output "
                "(logits), got "

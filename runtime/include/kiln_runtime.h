@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever an entry-point signature or kiln_model_info changes. */
-#define KILN_ABI_VERSION 2
+#define KILN_ABI_VERSION 3
 
 #define KILN_DEFINE_MEMREF(RANK)                                               \
   typedef struct kiln_memref_##RANK##d {                                       \
@@ -48,7 +48,19 @@ typedef struct kiln_model_info {
   int64_t vocab_size;     /* logits per position */
   const char *model_path; /* model file the executable was compiled from */
   uint64_t weights_fingerprint; /* kiln_weights_fingerprint of that file */
+  int64_t kind;            /* KILN_MODEL_DECODER_ONLY or _ENCODER_DECODER */
+  /* Encoder-decoder models: the cross state written by encode and read by
+   * every decode step, f32[cross_layers][2][batch][source_capacity]
+   * [cross_width]: per cross-attention layer its keys and values (hoisted
+   * projections), or, compiled without hoisting, one layer holding the
+   * encoder output. 0 for decoder-only models. */
+  int64_t source_capacity; /* most source positions */
+  int64_t cross_layers;
+  int64_t cross_width;
 } kiln_model_info;
+
+#define KILN_MODEL_DECODER_ONLY 0
+#define KILN_MODEL_ENCODER_DECODER 1
 
 /* FNV-1a, 64-bit. */
 static inline uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n) {
@@ -112,6 +124,33 @@ void _mlir_ciface_decode(kiln_memref_1d *weights,
                          kiln_memref_1d *weight_offsets, kiln_memref_2d *tokens,
                          int64_t pos, kiln_memref_5d *cache,
                          kiln_memref_2d *logits);
+
+/* Encoder-decoder models (kind == KILN_MODEL_ENCODER_DECODER) define these
+ * instead of the decoder-only forward/prefill/decode above (same symbol
+ * names for forward, prefill and decode, other parameters; the runtime
+ * calls them through these pointer types).
+ * encode:  source i32[batch][src_seq] (src_seq <= source_capacity): runs the
+ *          encoder once and writes the cross state.
+ * forward: source, target i32[batch][seq] -> logits f32[batch][seq][vocab]
+ *          (teacher forcing, for scoring and tests).
+ * prefill/decode: as for decoder-only models over the target, with the
+ *          source (for its padding mask) and the cross state encode wrote
+ *          for it. */
+void _mlir_ciface_encode(kiln_memref_1d *weights,
+                         kiln_memref_1d *weight_offsets,
+                         kiln_memref_2d *source, kiln_memref_5d *cross);
+typedef void (*kiln_seq2seq_forward_fn)(kiln_memref_1d *weights,
+                                        kiln_memref_1d *weight_offsets,
+                                        kiln_memref_2d *source,
+                                        kiln_memref_2d *target,
+                                        kiln_memref_3d *logits);
+typedef void (*kiln_seq2seq_step_fn)(kiln_memref_1d *weights,
+                                     kiln_memref_1d *weight_offsets,
+                                     kiln_memref_2d *tokens, int64_t pos,
+                                     kiln_memref_5d *cache,
+                                     kiln_memref_2d *source,
+                                     kiln_memref_5d *cross,
+                                     kiln_memref_2d *logits);
 
 /* Called by the compiled code when a KV-cache write would reach past the
  * capacity (pos + rows > capacity); reports and exits with code 4. The

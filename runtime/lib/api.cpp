@@ -35,11 +35,7 @@ kiln_params kiln_default_params(void) {
 }
 
 kiln_handle *kiln_load(const char *model_path, char *err, size_t err_size) {
-  EntryPoints entry;
-  entry.forward = &_mlir_ciface_forward;
-  entry.prefill = &_mlir_ciface_prefill;
-  entry.decode = &_mlir_ciface_decode;
-  entry.info = kiln_model;
+  EntryPoints entry = linkedEntryPoints();
   std::string path = model_path
                          ? model_path
                          : (kiln_model.model_path ? kiln_model.model_path : "");

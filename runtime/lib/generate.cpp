@@ -322,6 +322,129 @@ static int interactive(const Options &opts, const ModelFile &model,
   }
 }
 
+int runSeq2Seq(const Options &opts, const ModelFile &model,
+               const Tokenizer &tokenizer, const EntryPoints &entry) {
+  if (opts.interactive || opts.perplexityFile || opts.scoreText ||
+      opts.forwardLogits)
+    return fail({kExitUsage, "-i, --perplexity, --score and --forward-logits "
+                             "are not supported for encoder-decoder models"});
+  if (opts.beams > 1 && (opts.ignoreEos || opts.logits))
+    return fail({kExitUsage,
+                 "--beams does not combine with --ignore-eos or --logits"});
+  if (opts.promptTokens)
+    return fail({kExitUsage, "encoder-decoder models take the source as -p "
+                             "TEXT or --src-tokens IDS"});
+  std::vector<int32_t> src;
+  if (opts.srcTokens)
+    src = *opts.srcTokens;
+  else if (auto err = tokenizer.encode(*opts.prompt, src))
+    return fail(*err);
+
+  Seq2SeqSession session(model, entry);
+  if (auto err = session.init())
+    return fail(*err);
+  Seq2SeqResult result;
+  if (auto err = session.encode(src, result))
+    return fail(*err);
+
+  uint64_t seed = opts.seed ? *opts.seed
+                            : (uint64_t)std::chrono::system_clock::now()
+                                      .time_since_epoch()
+                                      .count() ^
+                                  ((uint64_t)getpid() << 32);
+  Rng rng(seed);
+  bool text = opts.output == OutputFormat::Text;
+  Utf8Stream stream;
+  auto pieces = [&](const std::vector<int32_t> &ids) {
+    std::string out;
+    for (int32_t id : ids)
+      if (id != model.eosId)
+        out += tokenizer.piece(id);
+    return out;
+  };
+  if (opts.beams > 1) {
+    if (auto err = session.beamSearch(opts.nPredict, opts.beams,
+                                      opts.lengthPenalty, result))
+      return fail(*err);
+    if (text) {
+      std::string out = pieces(result.tokens);
+      std::fwrite(out.data(), 1, out.size(), stdout);
+    }
+  } else {
+    auto onToken = [&](int32_t id) {
+      if (!text || (id == model.eosId && !opts.ignoreEos))
+        return;
+      std::string ready = stream.push(tokenizer.piece(id));
+      std::fwrite(ready.data(), 1, ready.size(), stdout);
+      std::fflush(stdout);
+    };
+    if (auto err = session.generate(opts.nPredict, opts.sampling, rng,
+                                    opts.ignoreEos, opts.logits, onToken,
+                                    result))
+      return fail(*err);
+  }
+  if (text) {
+    std::string rest = stream.flush() + "\n";
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::fflush(stdout);
+    if (opts.stats) {
+      size_t steps = result.tokens.size();
+      double rate = result.decodeMs > 0
+                        ? result.decodeCalls / (result.decodeMs / 1000)
+                        : 0;
+      std::fprintf(stderr,
+                   "kiln: source %zu tokens, encoded in %.1f ms | generated "
+                   "%zu tokens, %lld decode steps, %.1f steps/s%s\n",
+                   src.size(), result.encodeMs, steps,
+                   (long long)result.decodeCalls, rate,
+                   opts.beams > 1
+                       ? (" (" + std::to_string(opts.beams) + " beams)").c_str()
+                       : "");
+    }
+    return kExitOk;
+  }
+  std::string s = "{\"tokens\":" + idList(result.tokens);
+  s += ",\"text\":" + jsonString(pieces(result.tokens));
+  s += ",\"source_tokens\":" + idList(src);
+  s += ",\"stop_reason\":\"" + std::string(stopReasonName(result.stop)) + "\"";
+  s += ",\"seed\":" + std::to_string(seed);
+  if (opts.logits) {
+    s += ",\"logits\":[";
+    for (size_t i = 0; i < result.logits.size(); ++i) {
+      s += i ? ",[" : "[";
+      for (size_t j = 0; j < result.logits[i].size(); ++j) {
+        if (j)
+          s += ",";
+        appendFloat(s, result.logits[i][j]);
+      }
+      s += "]";
+    }
+    s += "]";
+  }
+  if (opts.beams > 1) {
+    s += ",\"beams\":[";
+    for (size_t i = 0; i < result.hypotheses.size(); ++i) {
+      const Hypothesis &h = result.hypotheses[i];
+      char num[96];
+      std::snprintf(num, sizeof num, ",\"log_prob\":%.9g,\"score\":%.9g}",
+                    h.logProb, h.score);
+      s += (i ? ",{\"tokens\":" : "{\"tokens\":") + idList(h.tokens) +
+           ",\"text\":" + jsonString(pieces(h.tokens)) + num;
+    }
+    s += "]";
+  }
+  char timings[320];
+  std::snprintf(timings, sizeof timings,
+                ",\"timings\":{\"source_tokens\":%zu,\"generated_tokens\":%zu,"
+                "\"encode_ms\":%.3f,\"decode_ms\":%.3f,\"decode_steps\":%lld}}"
+                "\n",
+                src.size(), result.tokens.size(), result.encodeMs,
+                result.decodeMs, (long long)result.decodeCalls);
+  s += timings;
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  return kExitOk;
+}
+
 int run(int argc, char **argv, const EntryPoints &entry) {
   Options opts;
   opts.modelPath = entry.info.model_path ? entry.info.model_path : "";
@@ -338,6 +461,12 @@ int run(int argc, char **argv, const EntryPoints &entry) {
   if (auto err = checkCompatible(model, entry.info))
     return fail(*err);
   Tokenizer tokenizer(model);
+  if (entry.info.kind == KILN_MODEL_ENCODER_DECODER)
+    return runSeq2Seq(opts, model, tokenizer, entry);
+  if (opts.srcTokens || opts.beams > 1)
+    return fail({kExitUsage, "--src-tokens and --beams are for "
+                             "encoder-decoder models; this one is "
+                             "decoder-only"});
   Session session(model, entry);
   if (auto err = session.init())
     return fail(*err);

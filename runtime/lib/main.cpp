@@ -8,12 +8,7 @@
 #include "runtime_internal.h"
 
 extern "C" int kiln_main(int argc, char **argv) {
-  kiln::rt::EntryPoints entry;
-  entry.forward = &_mlir_ciface_forward;
-  entry.prefill = &_mlir_ciface_prefill;
-  entry.decode = &_mlir_ciface_decode;
-  entry.info = kiln_model;
-  return kiln::rt::run(argc, argv, entry);
+  return kiln::rt::run(argc, argv, kiln::rt::linkedEntryPoints());
 }
 
 int main(int argc, char **argv) { return kiln_main(argc, argv); }

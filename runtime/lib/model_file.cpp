@@ -53,6 +53,29 @@ static std::optional<Error> validate(ModelFile &out) {
   out.eosId = meta->eos_token_id();
   out.padId = meta->pad_token_id();
   out.addBos = meta->add_bos();
+  unsigned numInputs = model->inputs()->size();
+  if (numInputs < 1 || numInputs > 2)
+    return modelError("the graph has " + std::to_string(numInputs) +
+                      " inputs; expected 1 (decoder-only) or 2 "
+                      "(encoder-decoder: source and target ids)");
+  out.encoderDecoder = numInputs == 2;
+  if (meta->source_vocab_size() < 0)
+    return modelError("metadata: source_vocab_size must not be negative");
+  out.sourceVocabSize = meta->source_vocab_size() > 0
+                            ? meta->source_vocab_size()
+                            : meta->vocab_size();
+  out.sourceLength = meta->source_length();
+  if (out.encoderDecoder && out.sourceLength <= 0)
+    return modelError("metadata: an encoder-decoder model needs a positive "
+                      "source_length");
+  if (out.encoderDecoder && meta->bos_token_id() < 0)
+    return modelError("metadata: an encoder-decoder model needs "
+                      "bos_token_id (the token decoding starts from)");
+  for (const fb::Node *node : *model->nodes())
+    if (node->op_type() == fb::Op::PaddingMaskOp) {
+      out.sourcePadId = node->op_as_PaddingMaskOp()->pad_id();
+      break;
+    }
   if (meta->name())
     out.name = meta->name()->str();
   for (int64_t id : {out.bosId, out.eosId, out.padId})
@@ -184,6 +207,16 @@ std::optional<Error> checkCompatible(const ModelFile &model,
                       std::to_string(info.vocab_size) + ", context " +
                       std::to_string(model.contextLength) + " vs " +
                       std::to_string(info.capacity) + ")");
+  bool encDec = info.kind == KILN_MODEL_ENCODER_DECODER;
+  if (encDec != model.encoderDecoder ||
+      (encDec && info.source_capacity != model.sourceLength))
+    return modelError(std::string("model file does not match the compiled "
+                                  "model (") +
+                      (model.encoderDecoder ? "encoder-decoder" : "decoder-only") +
+                      " file, " + (encDec ? "encoder-decoder" : "decoder-only") +
+                      " executable, source length " +
+                      std::to_string(model.sourceLength) + " vs " +
+                      std::to_string(info.source_capacity) + ")");
   if (info.weights_fingerprint != model.weightsFingerprint)
     return modelError(
         "model file's weight table (names, dtypes, shapes) differs "

@@ -33,7 +33,8 @@ static std::optional<Error> parseDouble(const std::string &flag,
   return std::nullopt;
 }
 
-static std::optional<Error> parseTokenList(const std::string &v,
+static std::optional<Error> parseTokenList(const std::string &flag,
+                                           const std::string &v,
                                            std::vector<int32_t> &out) {
   out.clear();
   size_t i = 0;
@@ -43,8 +44,8 @@ static std::optional<Error> parseTokenList(const std::string &v,
       j = v.size();
     std::string item = v.substr(i, j - i);
     int64_t id;
-    if (parseInt("--prompt-tokens", item, id) || id < 0 || id > INT32_MAX)
-      return usage("invalid token id '" + item + "' in --prompt-tokens");
+    if (parseInt(flag, item, id) || id < 0 || id > INT32_MAX)
+      return usage("invalid token id '" + item + "' in " + flag);
     out.push_back((int32_t)id);
     i = j + 1;
   }
@@ -108,8 +109,20 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
       }
     } else if (flag == "--prompt-tokens") {
       std::vector<int32_t> ids;
-      if (!(err = take(v)) && !(err = parseTokenList(v, ids)))
+      if (!(err = take(v)) && !(err = parseTokenList(flag, v, ids)))
         o.promptTokens = ids;
+    } else if (flag == "--src-tokens") {
+      std::vector<int32_t> ids;
+      if (!(err = take(v)) && !(err = parseTokenList(flag, v, ids)))
+        o.srcTokens = ids;
+    } else if (flag == "--beams") {
+      if (!(err = take(v)) && !(err = parseInt(flag, v, o.beams)) &&
+          (o.beams < 1 || o.beams > 256))
+        err = usage("--beams must be between 1 and 256, got " + v);
+    } else if (flag == "--length-penalty") {
+      err = take(v);
+      if (!err)
+        err = parseDouble(flag, v, o.lengthPenalty);
     } else if (flag == "-n" || flag == "--n-predict") {
       if (!(err = take(v)) && !(err = parseInt(flag, v, o.nPredict)) &&
           o.nPredict < -1)
@@ -184,13 +197,14 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
   }
   if (o.help)
     return std::nullopt;
-  int inputs =
-      !!o.prompt + !!o.promptTokens + !!o.perplexityFile + !!o.scoreText;
+  int inputs = !!o.prompt + !!o.promptTokens + !!o.srcTokens +
+               !!o.perplexityFile + !!o.scoreText;
   if (inputs > 1)
-    return usage(
-        "give one of -p/--prompt, --prompt-tokens, --perplexity and --score");
+    return usage("give one of -p/--prompt, --prompt-tokens, --src-tokens, "
+                 "--perplexity and --score");
   if (inputs == 0 && !o.interactive)
-    return usage("no prompt: give -p TEXT or --prompt-tokens IDS");
+    return usage("no prompt: give -p TEXT or --prompt-tokens IDS "
+                 "(encoder-decoder models: -p TEXT or --src-tokens IDS)");
   if (o.interactive && (o.perplexityFile || o.scoreText || o.forwardLogits ||
                         o.output == OutputFormat::Json))
     return usage("-i works with text output and an optional first prompt");
@@ -235,6 +249,22 @@ Generates text with the model compiled into this executable (a Kiln build).
                           recomputed), print the reply; ends at EOF or when
                           the context is full
   --no-stats              do not print the stats line on stderr
+
+Encoder-decoder models (the source is -p TEXT or --src-tokens IDS; decoding
+starts from the model's BOS token and stops at its EOS token):
+  --src-tokens IDS        source as comma-separated token ids
+  --beams K               beam search with K beams (default: 1 = greedy or
+                          sampling as set by --temp etc.)
+  --length-penalty A      beam search: a finished hypothesis scores
+                          log P / length^A (default: 1.0; length counts the
+                          generated tokens, EOS included)
+  Beam search keeps, each step, the 2K best continuations; those ending in
+  EOS among the best K finish; it stops early once K have finished (or at
+  -n tokens / a full context, where live beams count as finished) and
+  prints the best. JSON output adds "beams": [{"tokens", "text", "log_prob",
+  "score"}, best first] and reports "source_tokens" instead of
+  "prompt_tokens", and timings {"source_tokens", "generated_tokens",
+  "encode_ms", "decode_ms", "decode_steps"}.
   -m, --model PATH        model file (default: the one the executable was compiled from)
   -h, --help              this help
 

@@ -49,6 +49,11 @@ struct ModelFile {
   int64_t contextLength = 0, vocabSize = 0;
   int64_t bosId = -1, eosId = -1, padId = -1;
   bool addBos = false;
+  /// Encoder-decoder models: two graph inputs (source, target ids).
+  bool encoderDecoder = false;
+  int64_t sourceLength = 0, sourceVocabSize = 0;
+  /// pad_id of the graph's PaddingMaskOp (-1: none).
+  int64_t sourcePadId = -1;
   std::string name;
   TokenizerKind tokenizer = TokenizerKind::Bytes;
   std::vector<std::string> pieces; ///< token pieces by id (may be empty)
@@ -150,6 +155,10 @@ struct Options {
   std::string modelPath;
   std::optional<std::string> prompt;
   std::optional<std::vector<int32_t>> promptTokens;
+  /// Encoder-decoder models: the source as ids (-p gives it as text).
+  std::optional<std::vector<int32_t>> srcTokens;
+  int64_t beams = 1;          ///< --beams: 1 = no beam search
+  double lengthPenalty = 1.0; ///< --length-penalty
   int64_t nPredict = 128;
   SamplingParams sampling;
   std::optional<uint64_t> seed;
@@ -180,8 +189,16 @@ struct EntryPoints {
   decltype(&_mlir_ciface_forward) forward = nullptr;
   decltype(&_mlir_ciface_prefill) prefill = nullptr;
   decltype(&_mlir_ciface_decode) decode = nullptr;
+  /// Encoder-decoder models (info.kind == KILN_MODEL_ENCODER_DECODER).
+  decltype(&_mlir_ciface_encode) encode = nullptr;
+  kiln_seq2seq_forward_fn seq2seqForward = nullptr;
+  kiln_seq2seq_step_fn seq2seqPrefill = nullptr, seq2seqDecode = nullptr;
   kiln_model_info info{};
 };
+
+/// The entry points the compiler's object defines (weak references: an
+/// encoder-decoder object has no decoder-only signatures and vice versa).
+EntryPoints linkedEntryPoints();
 
 enum class StopReason { Eos, Length, Context };
 const char *stopReasonName(StopReason r);
@@ -246,6 +263,81 @@ private:
   size_t cacheSize = 0;
   kiln_memref_1d weights{}, offsets{};
 };
+
+//===----------------------------------------------------------------------===//
+// Encoder-decoder models
+//===----------------------------------------------------------------------===//
+
+/// One finished beam-search hypothesis.
+struct Hypothesis {
+  std::vector<int32_t> tokens; ///< generated ids (EOS included if reached)
+  double logProb = 0;          ///< sum of the tokens' log-probabilities
+  double score = 0;            ///< logProb / tokens.size() ^ length_penalty
+};
+
+struct Seq2SeqResult {
+  std::vector<int32_t> tokens;            ///< the output (best hypothesis)
+  std::vector<std::vector<float>> logits; ///< with keepLogits (not beams)
+  std::vector<Hypothesis> hypotheses;     ///< beam search, best first
+  StopReason stop = StopReason::Length;
+  double encodeMs = 0, decodeMs = 0;
+  int64_t decodeCalls = 0;
+};
+
+/// encode(source) once, then decode over the target from bos_token_id.
+/// Self-attention caches are allocated per beam; the cross state once.
+class Seq2SeqSession {
+public:
+  Seq2SeqSession(const ModelFile &model, const EntryPoints &entry);
+  std::optional<Error> init();
+  /// Runs the encoder over `source` (validated: non-empty, within the
+  /// source length and vocabulary, not all padding).
+  std::optional<Error> encode(const std::vector<int32_t> &source,
+                              Seq2SeqResult &result);
+  /// Greedy or sampled decoding after encode().
+  std::optional<Error> generate(int64_t nPredict,
+                                const SamplingParams &sampling, Rng &rng,
+                                bool ignoreEos, bool keepLogits,
+                                const std::function<void(int32_t)> &onToken,
+                                Seq2SeqResult &result);
+  /// Beam search after encode(): `beams` live hypotheses; each step keeps
+  /// the 2 * beams best continuations by total log-probability; one ending
+  /// in EOS among the best `beams` finishes, scored logProb / length^alpha
+  /// (length counts the generated tokens, EOS included); the others (up to
+  /// `beams`) live on. Stops early once `beams` hypotheses have finished,
+  /// after `nPredict` tokens or when the context is full (live beams then
+  /// count as hypotheses). The caches of beams are reordered by swapping
+  /// buffers; only a beam that forks copies the filled rows.
+  std::optional<Error> beamSearch(int64_t nPredict, int64_t beams,
+                                  double lengthPenalty, Seq2SeqResult &result);
+  /// Teacher forcing: logits [target.size(), vocab] of @forward.
+  std::optional<Error> forward(const std::vector<int32_t> &source,
+                               const std::vector<int32_t> &target,
+                               std::vector<float> &logits);
+  /// Bytes copied between beam caches by the last beamSearch (tests).
+  size_t beamCopyBytes() const { return copyBytes; }
+
+private:
+  struct Free {
+    void operator()(float *p) const { std::free(p); }
+  };
+  using Buffer = std::unique_ptr<float, Free>;
+  kiln_memref_5d cacheRef(float *data) const;
+  void step(float *cacheData, int32_t token, int64_t pos, float *logitsOut);
+
+  const ModelFile &model;
+  EntryPoints entry;
+  Buffer cross;
+  std::vector<Buffer> caches; ///< one per beam (grown on demand)
+  std::vector<float> logits;
+  size_t cacheFloats = 0, crossFloats = 0, copyBytes = 0;
+  std::vector<int32_t> source;
+  kiln_memref_1d weights{}, offsets{};
+};
+
+/// main() for encoder-decoder executables (after the model is loaded).
+int runSeq2Seq(const Options &opts, const ModelFile &model,
+               const Tokenizer &tokenizer, const EntryPoints &entry);
 
 /// The executable's main, with the entry points to call.
 int run(int argc, char **argv, const EntryPoints &entry);

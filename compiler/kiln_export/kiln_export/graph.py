@@ -3,7 +3,8 @@ attributes, defaults and shape rules, shared by the writer (which checks each
 node as it is added) and the reader (which checks a file before evaluating it).
 
 A value is described by a kind:
-  ("ids",)               token ids [batch, seq] (the graph input)
+  ("ids",)               token ids [batch, seq] (a graph input)
+  ("mask",)              a key padding mask [batch, seq] (PaddingMaskOp)
   ("act", features)      an activation [batch, seq, features]
   ("weight", shape)      a weight of that shape
 Shape errors raise ValueError naming the node, the op, the input and what was
@@ -27,7 +28,7 @@ GATED = ("SwiGLU", "GEGLU")
 # schema's; a writer leaves an attribute out only when it has that value.
 REQUIRED = object()
 OPS = {
-    "EmbeddingOp": {},
+    "EmbeddingOp": {"scale": (float, 1.0)},
     "PositionEmbeddingOp": {},
     "RopeOp": {"head_dim": (int, REQUIRED), "theta": (float, 10000.0),
                "style": ("enum", "RotateHalf")},
@@ -39,6 +40,8 @@ OPS = {
                     "num_kv_heads": (int, REQUIRED), "head_dim": (int, REQUIRED),
                     "scale": (float, 0.0)},
     "FeedForwardOp": {"activation": ("enum", REQUIRED)},
+    "SinusoidalPositionOp": {"base": (float, 10000.0)},
+    "PaddingMaskOp": {"pad_id": (int, REQUIRED)},
 }
 
 
@@ -84,6 +87,8 @@ def normalize_attrs(op, name, attrs):
 def _describe(kind):
     if kind[0] == "ids":
         return "the token ids"
+    if kind[0] == "mask":
+        return "a padding mask"
     if kind[0] == "act":
         return "an activation with %d features" % kind[1]
     return "a weight of shape %s" % (tuple(kind[1]),)
@@ -152,7 +157,27 @@ def infer(op, name, attrs, inputs, kind_of):
         if k[0] != "ids":
             raise ValueError("%s: input #0 %r must be the token ids, but it is %s"
                              % (where, inputs[0], _describe(k)))
+        if not attrs["scale"] > 0:
+            raise ValueError("%s: scale must be positive, got %r" % (where, attrs["scale"]))
         return ("act", weight(1, (None, None), "embedding table")[1])
+    if op == "SinusoidalPositionOp":
+        arity(1)
+        f = act(0)
+        if f % 2:
+            raise ValueError("%s: %d features; the sinusoidal encoding needs an even number"
+                             % (where, f))
+        if not attrs["base"] > 1:
+            raise ValueError("%s: base must be greater than 1, got %r" % (where, attrs["base"]))
+        return ("act", f)
+    if op == "PaddingMaskOp":
+        arity(1)
+        k = kind(0)
+        if k[0] != "ids":
+            raise ValueError("%s: input #0 %r must be token ids, but it is %s"
+                             % (where, inputs[0], _describe(k)))
+        if attrs["pad_id"] < 0:
+            raise ValueError("%s: pad_id must not be negative, got %r" % (where, attrs["pad_id"]))
+        return ("mask",)
     if op == "PositionEmbeddingOp":
         arity(2)
         f = act(0)
@@ -201,7 +226,12 @@ def infer(op, name, attrs, inputs, kind_of):
                              "be equal" % (where, inputs[0], a, inputs[1], b))
         return ("act", a)
     if op == "AttentionOp":
-        arity(3)
+        arity(3, 4)
+        if len(inputs) == 4:
+            k = kind(3, optional=True)
+            if k is not None and k[0] != "mask":
+                raise ValueError("%s: input #3 %r (key_mask) must be a PaddingMaskOp output, "
+                                 "but it is %s" % (where, inputs[3], _describe(k)))
         for key in ("num_heads", "num_kv_heads", "head_dim"):
             positive(key)
         h, kvh, hd = attrs["num_heads"], attrs["num_kv_heads"], attrs["head_dim"]

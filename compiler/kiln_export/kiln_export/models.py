@@ -280,3 +280,176 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama"):
     w.node("LinearOp", "lm_head", [x, head, ""], "logits")
     p.check_all_used()
     w.write(path)
+
+
+def _activation_name(layer, where):
+    """"ReLU" or "GELU" for an nn.TransformerEncoderLayer/DecoderLayer."""
+    import torch.nn.functional as F
+    from torch import nn
+    act = getattr(layer, "activation", None)
+    if act is F.relu or isinstance(act, nn.ReLU) or act == "relu":
+        return "ReLU"
+    if act is F.gelu or act == "gelu" or (isinstance(act, nn.GELU) and
+                                          getattr(act, "approximate", "none") == "none"):
+        return "GELU"
+    raise ValueError("%s: activation %r is not supported (supported: relu, gelu)" % (where, act))
+
+
+def export_transformer(path, transformer, src_embedding, tgt_embedding, generator, *, bos_id,
+                       eos_id, pad_id=None, max_len=512, scale_embeddings=True, name="transformer",
+                       tokenizer=None):
+    """Writes an encoder-decoder model from a torch.nn.Transformer.
+
+    The model is the one of "Attention Is All You Need": token embeddings
+    (`src_embedding`, `tgt_embedding`: nn.Embedding; times sqrt(d_model) when
+    `scale_embeddings`) plus the sinusoidal encoding
+    PE[pos, 2i] = sin(pos / 10000^(2i/d_model)), PE[pos, 2i+1] = cos(...),
+    the transformer's encoder and decoder (post-LN or `norm_first`, ReLU or
+    GELU, the final encoder and decoder norms nn.Transformer always has), and
+    `generator` (nn.Linear d_model -> target vocabulary) for the logits. When
+    `pad_id` is given, source positions holding it are masked out of the
+    encoder's self-attention and the decoder's cross-attention (PyTorch's
+    src_key_padding_mask and memory_key_padding_mask). Decoding starts from
+    `bos_id` and stops at `eos_id`; `max_len` bounds source and target
+    lengths. `tokenizer`: as ModelWriter.set_tokenizer's arguments (default
+    raw bytes).
+    """
+    from torch import nn
+    fam = "export_transformer"
+    if not isinstance(transformer, nn.Transformer):
+        raise ValueError("%s: expected a torch.nn.Transformer, got %s"
+                         % (fam, type(transformer).__name__))
+    for what, m, cls in (("src_embedding", src_embedding, nn.Embedding),
+                         ("tgt_embedding", tgt_embedding, nn.Embedding),
+                         ("generator", generator, nn.Linear)):
+        if not isinstance(m, cls):
+            raise ValueError("%s: %s must be an nn.%s, got %s"
+                             % (fam, what, cls.__name__, type(m).__name__))
+    d = transformer.d_model
+    enc_layers = list(transformer.encoder.layers)
+    dec_layers = list(transformer.decoder.layers)
+    if not enc_layers or not dec_layers:
+        raise ValueError("%s: the transformer needs at least one encoder and one decoder layer"
+                         % fam)
+    if transformer.encoder.norm is None or transformer.decoder.norm is None:
+        raise ValueError("%s: expected the final encoder and decoder norms nn.Transformer "
+                         "creates" % fam)
+    for what, m in (("src_embedding", src_embedding), ("tgt_embedding", tgt_embedding)):
+        if m.embedding_dim != d:
+            raise ValueError("%s: %s has dimension %d; d_model is %d"
+                             % (fam, what, m.embedding_dim, d))
+    if generator.in_features != d:
+        raise ValueError("%s: generator takes %d features; d_model is %d"
+                         % (fam, generator.in_features, d))
+    vocab = generator.out_features
+    src_vocab = src_embedding.num_embeddings
+    if tgt_embedding.num_embeddings != vocab:
+        raise ValueError("%s: tgt_embedding has %d rows but the generator writes %d logits; "
+                         "the target vocabulary must agree" % (fam, tgt_embedding.num_embeddings,
+                                                               vocab))
+    if d % 2:
+        raise ValueError("%s: d_model %d must be even for the sinusoidal encoding" % (fam, d))
+    for what, v, hi in (("bos_id", bos_id, vocab), ("eos_id", eos_id, vocab)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < hi:
+            raise ValueError("%s: %s must be a token id in [0, %d), got %r" % (fam, what, hi, v))
+    if pad_id is not None and (isinstance(pad_id, bool) or not isinstance(pad_id, (int, np.integer))
+                               or not 0 <= pad_id < src_vocab):
+        raise ValueError("%s: pad_id must be None or a source token id in [0, %d), got %r"
+                         % (fam, src_vocab, pad_id))
+    if isinstance(max_len, bool) or not isinstance(max_len, (int, np.integer)) or max_len < 1:
+        raise ValueError("%s: max_len must be a positive integer, got %r" % (fam, max_len))
+
+    w = ModelWriter(architecture="EncoderDecoder", name=name, context_length=int(max_len),
+                    vocab_size=vocab, bos_token_id=int(bos_id), eos_token_id=int(eos_id),
+                    pad_token_id=-1 if pad_id is None or pad_id >= vocab else int(pad_id),
+                    input_name="target", source_name="source", source_length=int(max_len),
+                    source_vocab_size=src_vocab if src_vocab != vocab else 0)
+    scale = math.sqrt(d) if scale_embeddings else 1.0
+
+    def t(x):
+        return x.detach().cpu()
+
+    def norm(prefix, ln, x, out):
+        g = w.weight(prefix + ".weight", t(ln.weight))
+        b = w.weight(prefix + ".bias", t(ln.bias))
+        return w.node("LayerNormOp", prefix, [x, g, b], out, epsilon=float(ln.eps))
+
+    def attention(prefix, mha, x_q, x_kv, mode, mask):
+        if not isinstance(mha, nn.MultiheadAttention) or mha.in_proj_weight is None:
+            raise ValueError("%s: %s is not an nn.MultiheadAttention with packed in_proj "
+                             "(kdim == vdim == d_model)" % (fam, prefix))
+        if mha.in_proj_bias is None or mha.out_proj.bias is None:
+            raise ValueError("%s: %s has no biases; nn.Transformer's attention has them"
+                             % (fam, prefix))
+        if mha.bias_k is not None or mha.add_zero_attn:
+            raise ValueError("%s: %s uses add_bias_kv or add_zero_attn, which are not supported"
+                             % (fam, prefix))
+        h = mha.num_heads
+        wq, wk, wv = t(mha.in_proj_weight).chunk(3, 0)
+        bq, bk, bv = t(mha.in_proj_bias).chunk(3, 0)
+        proj = {}
+        for nm, ww, bb, src in (("q", wq, bq, x_q), ("k", wk, bk, x_kv), ("v", wv, bv, x_kv)):
+            proj[nm] = w.node("LinearOp", "%s.%s" % (prefix, nm),
+                              [src, w.weight("%s.%s.weight" % (prefix, nm), ww),
+                               w.weight("%s.%s.bias" % (prefix, nm), bb)], prefix + "." + nm)
+        a = w.node("AttentionOp", prefix, [proj["q"], proj["k"], proj["v"], mask or ""],
+                   prefix + ".heads", mode=mode, num_heads=h, num_kv_heads=h, head_dim=d // h)
+        return w.node("LinearOp", prefix + ".out",
+                      [a, w.weight(prefix + ".out.weight", t(mha.out_proj.weight)),
+                       w.weight(prefix + ".out.bias", t(mha.out_proj.bias))], prefix + ".out")
+
+    def feed_forward(prefix, layer, x):
+        act = _activation_name(layer, prefix)
+        return w.node("FeedForwardOp", prefix,
+                      [x, w.weight(prefix + ".up.weight", t(layer.linear1.weight)),
+                       w.weight(prefix + ".up.bias", t(layer.linear1.bias)),
+                       w.weight(prefix + ".down.weight", t(layer.linear2.weight)),
+                       w.weight(prefix + ".down.bias", t(layer.linear2.bias))],
+                      prefix, activation=act)
+
+    def sublayer(prefix, layer_norm, x, fn):
+        """norm_first: x + f(norm(x)); else norm(x + f(x))."""
+        if norm_first:
+            return w.node("AddOp", prefix + ".residual",
+                          [x, fn(norm(prefix + ".norm", layer_norm, x, prefix + ".normed"))],
+                          prefix + ".residual")
+        r = w.node("AddOp", prefix + ".residual", [x, fn(x)], prefix + ".residual")
+        return norm(prefix + ".norm", layer_norm, r, prefix + ".normed")
+
+    def embed(prefix, emb, ids):
+        table = w.weight(prefix + ".embedding", t(emb.weight))
+        x = w.node("EmbeddingOp", prefix + ".embed", [ids, table], prefix + ".embedded",
+                   scale=scale)
+        return w.node("SinusoidalPositionOp", prefix + ".positions", [x], prefix + ".x0")
+
+    mask = (w.node("PaddingMaskOp", "source.padding", ["source"], "source.padding",
+                   pad_id=int(pad_id)) if pad_id is not None else None)
+    x = embed("encoder", src_embedding, "source")
+    for i, layer in enumerate(enc_layers):
+        p = "encoder.%d" % i
+        norm_first = bool(layer.norm_first)
+        x = sublayer(p + ".self_attn", layer.norm1, x,
+                     lambda n, p=p, layer=layer: attention(p + ".self_attn", layer.self_attn, n, n,
+                                                           "Bidirectional", mask))
+        x = sublayer(p + ".ffn", layer.norm2, x,
+                     lambda n, p=p, layer=layer: feed_forward(p + ".ffn", layer, n))
+    memory = norm("encoder.norm", transformer.encoder.norm, x, "memory")
+
+    y = embed("decoder", tgt_embedding, "target")
+    for i, layer in enumerate(dec_layers):
+        p = "decoder.%d" % i
+        norm_first = bool(layer.norm_first)
+        y = sublayer(p + ".self_attn", layer.norm1, y,
+                     lambda n, p=p, layer=layer: attention(p + ".self_attn", layer.self_attn, n, n,
+                                                           "Causal", None))
+        y = sublayer(p + ".cross_attn", layer.norm2, y,
+                     lambda n, p=p, layer=layer: attention(p + ".cross_attn", layer.multihead_attn,
+                                                           n, memory, "Cross", mask))
+        y = sublayer(p + ".ffn", layer.norm3, y,
+                     lambda n, p=p, layer=layer: feed_forward(p + ".ffn", layer, n))
+    y = norm("decoder.norm", transformer.decoder.norm, y, "decoder.out")
+    gw = w.weight("generator.weight", t(generator.weight))
+    gb = w.weight("generator.bias", t(generator.bias)) if generator.bias is not None else ""
+    w.node("LinearOp", "generator", [y, gw, gb], "logits")
+    w.write(path, tokenizer=tokenizer)
+    return path

@@ -9,7 +9,8 @@ from . import graph
 from ._fb import (Architecture, DType, Metadata, Model, Node, Op, Token, Tokenizer,
                   TokenizerKind, Weight)
 from ._fb import (AddOp, AttentionOp, EmbeddingOp, FeedForwardOp, LayerNormOp, LinearOp,
-                  PositionEmbeddingOp, RmsNormOp, RopeOp)
+                  PaddingMaskOp, PositionEmbeddingOp, RmsNormOp, RopeOp,
+                  SinusoidalPositionOp)
 
 SCHEMA_VERSION = 1
 WEIGHT_ALIGNMENT = 64
@@ -20,6 +21,7 @@ _OP_MODULES = {
     "EmbeddingOp": EmbeddingOp, "PositionEmbeddingOp": PositionEmbeddingOp, "RopeOp": RopeOp,
     "LayerNormOp": LayerNormOp, "RmsNormOp": RmsNormOp, "LinearOp": LinearOp, "AddOp": AddOp,
     "AttentionOp": AttentionOp, "FeedForwardOp": FeedForwardOp,
+    "SinusoidalPositionOp": SinusoidalPositionOp, "PaddingMaskOp": PaddingMaskOp,
 }
 ARCHITECTURES = [k for k in vars(Architecture.Architecture) if not k.startswith("_")]
 TOKENIZER_KINDS = {k: v for k, v in vars(TokenizerKind.TokenizerKind).items()
@@ -46,7 +48,10 @@ class ModelWriter:
     """Collects weights and graph nodes, then writes a .kiln file.
 
     Values are named strings: the graph input (token ids) is `input_name`
-    ("tokens"); the output, named at write(), is "logits". Every node input
+    ("tokens"); the output, named at write(), is "logits". An
+    encoder-decoder model also names its source ids (`source_name`, the
+    first graph input) and gives `source_length` (most source positions)
+    and, when it differs from vocab_size, `source_vocab_size`. Every node input
     names a weight, the graph input or an earlier node's output. Each call
     checks what it is given (unknown or duplicate names, shapes, attributes)
     and raises ValueError with a message that names the culprit.
@@ -60,7 +65,8 @@ class ModelWriter:
 
     def __init__(self, *, architecture="Custom", name="", context_length, vocab_size,
                  bos_token_id=-1, eos_token_id=-1, pad_token_id=-1, add_bos=False,
-                 input_name="tokens"):
+                 input_name="tokens", source_name=None, source_length=0,
+                 source_vocab_size=0):
         if architecture not in ARCHITECTURES:
             raise ValueError("architecture %r is not one of %s"
                              % (architecture, ", ".join(ARCHITECTURES)))
@@ -88,9 +94,26 @@ class ModelWriter:
         if not input_name:
             raise ValueError("the graph input needs a name")
         self.input_name = input_name
+        self.source_name = source_name or None
+        for what, v in (("source_length", source_length),
+                        ("source_vocab_size", source_vocab_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 2**31:
+                raise ValueError("%s must be a non-negative 32-bit integer, got %r" % (what, v))
+        if self.source_name is not None:
+            if self.source_name == input_name:
+                raise ValueError("the source and target inputs need different names")
+            if source_length <= 0:
+                raise ValueError("an encoder-decoder model needs a positive source_length")
+            if self.bos < 0:
+                raise ValueError("an encoder-decoder model needs a bos_token_id (decoding "
+                                 "starts from it)")
+        self.source_length = int(source_length)
+        self.source_vocab_size = int(source_vocab_size)
         self.weights = {}  # name -> float32 array (insertion ordered: the file's order)
         self.nodes = []    # (op, name, inputs, output, normalized attrs)
         self.kinds = {input_name: ("ids",)}  # value name -> kind (see graph.py)
+        if self.source_name is not None:
+            self.kinds[self.source_name] = ("ids",)
         self.node_names = set()
         self.tokenizer = None
         self.set_tokenizer("Bytes")
@@ -148,10 +171,13 @@ class ModelWriter:
             raise ValueError("node %r needs a non-empty output name" % name)
         if output in self.kinds:
             raise ValueError("node %r defines %r, which is already defined" % (name, output))
-        if op == "EmbeddingOp" and self.kinds[inputs[1]][1][0] < self.vocab_size:
+        vocab = self.vocab_size
+        if inputs and inputs[0] == self.source_name and self.source_vocab_size:
+            vocab = self.source_vocab_size
+        if op == "EmbeddingOp" and self.kinds[inputs[1]][1][0] < vocab:
             raise ValueError("node %r (EmbeddingOp): the table %r has %d rows, fewer than the "
                              "vocabulary of %d" % (name, inputs[1], self.kinds[inputs[1]][1][0],
-                                                   self.vocab_size))
+                                                   vocab))
         if op == "PositionEmbeddingOp" and self.kinds[inputs[1]][1][0] < self.context_length:
             raise ValueError("node %r (PositionEmbeddingOp): the table %r has %d rows, fewer "
                              "than the context length %d" % (name, inputs[1],
@@ -194,7 +220,7 @@ class ModelWriter:
     def to_bytes(self, *, output="logits"):
         """The finished file's bytes."""
         k = self.kinds.get(output)
-        if k is None or k[0] != "act" or output == self.input_name:
+        if k is None or k[0] != "act" or output in (self.input_name, self.source_name):
             raise ValueError("graph output %r is not produced by any node" % output)
         if k[1] != self.vocab_size:
             raise ValueError("graph output %r has %d features; the logits need vocab_size = %d"
@@ -320,7 +346,8 @@ class ModelWriter:
 
         wv = tabvec(weights, Model.StartWeightsVector)
         nv = tabvec(nodes, Model.StartNodesVector)
-        iv = strvec([self.input_name], Model.StartInputsVector)
+        iv = strvec(([self.source_name] if self.source_name else []) + [self.input_name],
+                    Model.StartInputsVector)
         ov = strvec([output], Model.StartOutputsVector)
         mname = b.CreateString(self.name)
         Metadata.Start(b)
@@ -332,6 +359,10 @@ class ModelWriter:
         Metadata.AddEosTokenId(b, self.eos)
         Metadata.AddPadTokenId(b, self.pad)
         Metadata.AddAddBos(b, self.add_bos)
+        if self.source_length:
+            Metadata.AddSourceLength(b, self.source_length)
+        if self.source_vocab_size:
+            Metadata.AddSourceVocabSize(b, self.source_vocab_size)
         meta = Metadata.End(b)
         Model.Start(b)
         Model.AddVersion(b, SCHEMA_VERSION)

@@ -27,6 +27,9 @@ namespace {
 /// What the runtime needs to know about the compiled entry points.
 struct ModelShape {
   int64_t batch = 0, layers = 0, width = 0, capacity = 0, vocab = 0;
+  /// Encoder-decoder models: the cross state @encode writes.
+  int64_t kind = KILN_MODEL_DECODER_ONLY, crossLayers = 0, crossWidth = 0,
+          sourceCapacity = 0;
 };
 
 MemRefType memrefFor(RankedTensorType t) {
@@ -105,9 +108,16 @@ LogicalResult rewriteEntry(func::FuncOp func, ModelShape &shape) {
                 UnitAttr::get(ctx));
 
   // Record the shapes the runtime must allocate.
+  auto role = func->getAttrOfType<StringAttr>(kEntryAttr);
+  bool encode = role && role.getValue() == "encode";
   for (unsigned r = 0; r < numResults; ++r) {
     auto type = cast<MemRefType>(dests[r].getType());
-    if (tiedArg[r] >= 0 && type.getRank() == 5) {
+    if (encode && tiedArg[r] >= 0 && type.getRank() == 5) {
+      shape.kind = KILN_MODEL_ENCODER_DECODER;
+      shape.crossLayers = type.getDimSize(0);
+      shape.sourceCapacity = type.getDimSize(3);
+      shape.crossWidth = type.getDimSize(4);
+    } else if (tiedArg[r] >= 0 && type.getRank() == 5) {
       shape.layers = type.getDimSize(0);
       shape.batch = type.getDimSize(2);
       shape.capacity = type.getDimSize(3);
@@ -149,7 +159,7 @@ void emitModelInfo(ModuleOp module, const ModelShape &shape) {
           module->getAttrOfType<IntegerAttr>("kiln.weights_fingerprint"))
     fingerprint = attr.getInt();
   auto infoType = LLVM::LLVMStructType::getLiteral(
-      ctx, {i32, i32, i64, i64, i64, i64, i64, ptr, i64});
+      ctx, {i32, i32, i64, i64, i64, i64, i64, ptr, i64, i64, i64, i64, i64});
   auto global = LLVM::GlobalOp::create(b, loc, infoType, /*isConstant=*/true,
                                        LLVM::Linkage::External, "kiln_model",
                                        Attribute());
@@ -171,6 +181,10 @@ void emitModelInfo(ModuleOp module, const ModelShape &shape) {
   insert(6, c(i64, shape.vocab));
   insert(7, LLVM::AddressOfOp::create(b, loc, ptr, "kiln_model_path"));
   insert(8, c(i64, fingerprint));
+  insert(9, c(i64, shape.kind));
+  insert(10, c(i64, shape.sourceCapacity));
+  insert(11, c(i64, shape.crossLayers));
+  insert(12, c(i64, shape.crossWidth));
   LLVM::ReturnOp::create(b, loc, info);
 }
 

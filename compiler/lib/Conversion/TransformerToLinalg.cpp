@@ -254,6 +254,7 @@ struct EmbeddingLowering : public OpConversionPattern<EmbeddingOp> {
         rewriter.getIndexAttr(tableType.getDimSize(1))};
     Value init = emptyTensor(rewriter, loc, sizes, tableType.getElementType());
     Value maxId = indexConst(rewriter, loc, tableType.getDimSize(0) - 1);
+    float scale = op.getScale().convertToFloat();
     Value zero = indexConst(rewriter, loc, 0);
     MLIRContext *ctx = rewriter.getContext();
     Value result = genericOp(
@@ -267,7 +268,90 @@ struct EmbeddingLowering : public OpConversionPattern<EmbeddingOp> {
           id = arith::MinSIOp::create(
               b, l, arith::MaxSIOp::create(b, l, id, zero), maxId);
           Value d = linalg::IndexOp::create(b, l, 2);
-          return tensor::ExtractOp::create(b, l, table, ValueRange{id, d})
+          Value e = tensor::ExtractOp::create(b, l, table, ValueRange{id, d});
+          if (scale == 1.0f)
+            return e;
+          return arith::MulFOp::create(
+                     b, l, e, floatConst(b, l, tableType.getElementType(), scale))
+              .getResult();
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+/// x + PE[offset + s]: the angle p / base^(2i / dim) and its sine or cosine
+/// in f64 (libm), rounded once to the element type.
+struct SinusoidalPositionLowering
+    : public OpConversionPattern<SinusoidalPositionOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(SinusoidalPositionOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (failed(requireF32(op, rewriter)))
+      return failure();
+    Location loc = op.getLoc();
+    Value x = adaptor.getInput();
+    auto type = cast<RankedTensorType>(x.getType());
+    Type elt = type.getElementType();
+    int64_t dim = type.getDimSize(2);
+    double base = op.getBase().convertToFloat();
+    Value offset = adaptor.getOffset() ? adaptor.getOffset()
+                                       : indexConst(rewriter, loc, 0);
+    Value result = elementwise(
+        rewriter, loc, ValueRange{x}, x,
+        [&](OpBuilder &b, Location l, ValueRange args) {
+          Type f64 = b.getF64Type();
+          Value s = linalg::IndexOp::create(b, l, 1);
+          Value d = linalg::IndexOp::create(b, l, 2);
+          Value p = arith::AddIOp::create(b, l, s, offset);
+          Value pairStart = arith::SubIOp::create(
+              b, l, d, arith::RemUIOp::create(b, l, d, indexConst(b, l, 2)));
+          auto toF64 = [&](Value idx) -> Value {
+            return arith::UIToFPOp::create(
+                b, l, f64,
+                arith::IndexCastUIOp::create(b, l, b.getI64Type(), idx));
+          };
+          Value expo = arith::DivFOp::create(b, l, toF64(pairStart),
+                                             floatConst(b, l, f64, dim));
+          Value angle = arith::DivFOp::create(
+              b, l, toF64(p),
+              math::PowFOp::create(b, l, floatConst(b, l, f64, base), expo));
+          Value even = arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq,
+                                             pairStart, d);
+          Value pe = arith::SelectOp::create(
+              b, l, even, math::SinOp::create(b, l, angle),
+              math::CosOp::create(b, l, angle));
+          return arith::AddFOp::create(b, l, args[0],
+                                       arith::TruncFOp::create(b, l, elt, pe))
+              .getResult();
+        });
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+struct PaddingMaskLowering : public OpConversionPattern<PaddingMaskOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(PaddingMaskOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value ids = adaptor.getIds();
+    Type idType = cast<RankedTensorType>(ids.getType()).getElementType();
+    Value init = emptyTensor(rewriter, loc,
+                             tensor::getMixedSizes(rewriter, loc, ids),
+                             rewriter.getI1Type());
+    AffineMap id2 = rewriter.getMultiDimIdentityMap(2);
+    int64_t pad = op.getPadId();
+    Value result = genericOp(
+        rewriter, loc, ValueRange{ids}, init, {id2, id2},
+        SmallVector<IteratorType>(2, IteratorType::parallel),
+        [&](OpBuilder &b, Location l, ValueRange args) {
+          Value padValue = arith::ConstantOp::create(
+              b, l, b.getIntegerAttr(idType, pad));
+          return arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq, args[0],
+                                       padValue)
               .getResult();
         });
     rewriter.replaceOp(op, result);
@@ -546,6 +630,7 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
     int64_t group = op.getNumHeads() / kvHeads;
     double scale = op.getScale().convertToFloat();
     bool causal = op.getMode() == AttentionMode::causal;
+    Value keyMask = adaptor.getKeyMask();
     Value offset = adaptor.getOffset() ? adaptor.getOffset()
                                        : indexConst(rewriter, loc, 0);
 
@@ -594,13 +679,28 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
     auto masked = [&](OpBuilder &b, Location l, Value score) -> Value {
       Value scaled =
           arith::MulFOp::create(b, l, score, floatConst(b, l, elt, scale));
-      if (!causal)
+      if (!causal && !keyMask)
         return scaled;
-      Value s = linalg::IndexOp::create(b, l, 3);
       Value t = linalg::IndexOp::create(b, l, 4);
-      Value visible =
-          arith::CmpIOp::create(b, l, arith::CmpIPredicate::ule, t,
-                                arith::AddIOp::create(b, l, s, offset));
+      Value visible;
+      if (causal) {
+        Value s = linalg::IndexOp::create(b, l, 3);
+        visible =
+            arith::CmpIOp::create(b, l, arith::CmpIPredicate::ule, t,
+                                  arith::AddIOp::create(b, l, s, offset));
+      }
+      if (keyMask) {
+        // key_mask[b, t] is true where the key is padding.
+        Value bIdx = linalg::IndexOp::create(b, l, 0);
+        Value padded =
+            tensor::ExtractOp::create(b, l, keyMask, ValueRange{bIdx, t});
+        Value notPadded = arith::XOrIOp::create(
+            b, l, padded,
+            arith::ConstantOp::create(b, l, b.getBoolAttr(true)));
+        visible = visible ? arith::AndIOp::create(b, l, visible, notPadded)
+                                .getResult()
+                          : notPadded;
+      }
       return arith::SelectOp::create(
           b, l, visible, scaled,
           floatConst(b, l, elt, -std::numeric_limits<double>::infinity()));
@@ -841,7 +941,8 @@ void kiln::populateTransformerTypeConversions(TypeConverter &converter) {
 
 void kiln::populateTransformerToLinalgPatterns(TypeConverter &converter,
                                                RewritePatternSet &patterns) {
-  patterns.add<EmbeddingLowering, PositionEmbeddingLowering, RopeLowering,
+  patterns.add<EmbeddingLowering, PositionEmbeddingLowering,
+               SinusoidalPositionLowering, PaddingMaskLowering, RopeLowering,
                LayerNormLowering, RMSNormLowering, LinearLowering, AddLowering,
                FeedForwardLowering, AttentionLowering, KVCacheAppendLowering,
                KVCacheReadLowering>(converter, patterns.getContext());

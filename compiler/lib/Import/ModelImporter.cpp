@@ -191,11 +191,37 @@ LogicalResult Importer::importNode(const fb::Node *node) {
 
   FailureOr<Value> result = failure();
   switch (node->op_type()) {
-  case fb::Op::EmbeddingOp:
+  case fb::Op::EmbeddingOp: {
     if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
       return failure();
-    result = build<EmbeddingOp>(loc, in[0], in[1]);
+    float scale = node->op_as_EmbeddingOp()->scale();
+    if (!std::isfinite(scale) || scale <= 0.0f)
+      return emitError(loc) << "node '" << name
+                            << "': embedding scale must be positive and "
+                               "finite, got "
+                            << scale;
+    result = build<EmbeddingOp>(loc, in[0], in[1], b.getF32FloatAttr(scale));
     break;
+  }
+  case fb::Op::SinusoidalPositionOp: {
+    if (failed(arity(1, 1)) || failed(get(0)))
+      return failure();
+    float base = node->op_as_SinusoidalPositionOp()->base();
+    result = build<SinusoidalPositionOp>(loc, in[0], Value(),
+                                         b.getF32FloatAttr(base));
+    break;
+  }
+  case fb::Op::PaddingMaskOp: {
+    if (failed(arity(1, 1)) || failed(get(0)))
+      return failure();
+    if (!isa<IntegerType>(getElementTypeOrSelf(in[0].getType())) ||
+        getElementTypeOrSelf(in[0].getType()).getIntOrFloatBitWidth() == 1)
+      return emitError(loc) << "node '" << name << "' masks "
+                            << in[0].getType() << "; expected token ids";
+    int64_t pad = node->op_as_PaddingMaskOp()->pad_id();
+    result = build<PaddingMaskOp>(loc, in[0], b.getI64IntegerAttr(pad));
+    break;
+  }
   case fb::Op::PositionEmbeddingOp:
     if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
       return failure();
@@ -248,13 +274,35 @@ LogicalResult Importer::importNode(const fb::Node *node) {
   }
   case fb::Op::AttentionOp: {
     const fb::AttentionOp *op = node->op_as_AttentionOp();
-    if (failed(arity(3, 3)) || failed(get(0)) || failed(get(1)) ||
+    if (failed(arity(3, 4)) || failed(get(0)) || failed(get(1)) ||
         failed(get(2)))
       return failure();
-    if (op->mode() != fb::AttentionMode::Causal)
-      return emitError(loc) << "node '" << name << "': attention mode "
-                            << fb::EnumNameAttentionMode(op->mode())
-                            << " is not supported yet (supported: Causal)";
+    Value keyMask;
+    if (numInputs == 4) {
+      if (failed(get(3, /*optional=*/true)))
+        return failure();
+      keyMask = in[3];
+      if (keyMask && !getElementTypeOrSelf(keyMask.getType()).isInteger(1))
+        return emitError(loc) << "node '" << name << "': key_mask has type "
+                              << keyMask.getType()
+                              << "; expected a PaddingMaskOp output";
+    }
+    AttentionMode mode;
+    switch (op->mode()) {
+    case fb::AttentionMode::Causal:
+      mode = AttentionMode::causal;
+      break;
+    case fb::AttentionMode::Bidirectional:
+      mode = AttentionMode::bidirectional;
+      break;
+    case fb::AttentionMode::Cross:
+      mode = AttentionMode::cross;
+      break;
+    default:
+      return emitError(loc) << "node '" << name << "' has unknown attention "
+                            << "mode " << (int)op->mode()
+                            << " (supported: Causal, Bidirectional, Cross)";
+    }
     if (op->head_dim() <= 0)
       return emitError(loc)
              << "node '" << name << "': head_dim must be positive, got "
@@ -263,8 +311,8 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     if (scale == 0.0f)
       scale = 1.0f / std::sqrt((float)op->head_dim());
     result = build<AttentionOp>(
-        loc, in[0], in[1], in[2], Value(),
-        AttentionModeAttr::get(ctx, AttentionMode::causal),
+        loc, in[0], in[1], in[2], keyMask, Value(),
+        AttentionModeAttr::get(ctx, mode),
         b.getI64IntegerAttr(op->num_heads()),
         b.getI64IntegerAttr(op->num_kv_heads()),
         b.getI64IntegerAttr(op->head_dim()), b.getF32FloatAttr(scale));
@@ -351,10 +399,29 @@ OwningOpRef<ModuleOp> Importer::run() {
       return nullptr;
     }
   }
-  if (model->inputs()->size() != 1 || model->outputs()->size() != 1) {
-    error() << "the graph must have one input (token ids) and one output "
+  unsigned numInputs = model->inputs()->size();
+  if (numInputs < 1 || numInputs > 2 || model->outputs()->size() != 1) {
+    error() << "the graph must have one input (token ids) or two (source "
+               "and target ids of an encoder-decoder model) and one output "
                "(logits), got "
-            << model->inputs()->size() << " and " << model->outputs()->size();
+            << numInputs << " and " << model->outputs()->size();
+    return nullptr;
+  }
+  bool encoderDecoder = numInputs == 2;
+  if (encoderDecoder && meta->source_length() <= 0) {
+    error() << "metadata: an encoder-decoder model needs a positive "
+               "source_length, got "
+            << meta->source_length();
+    return nullptr;
+  }
+  if (meta->source_vocab_size() < 0) {
+    error() << "metadata: source_vocab_size must not be negative, got "
+            << meta->source_vocab_size();
+    return nullptr;
+  }
+  if (encoderDecoder && meta->bos_token_id() < 0) {
+    error() << "metadata: an encoder-decoder model needs bos_token_id (the "
+               "token decoding starts from)";
     return nullptr;
   }
   if (failed(checkWeights()))
@@ -384,12 +451,29 @@ OwningOpRef<ModuleOp> Importer::run() {
   auto logitsType = RankedTensorType::get(
       {options.batch, ShapedType::kDynamic, vocab}, b.getF32Type());
   b.setInsertionPointToEnd(module->getBody());
+  SmallVector<Type> inputTypes(numInputs, tokensType);
   auto func = func::FuncOp::create(
-      b, fileLoc, "forward", b.getFunctionType({tokensType}, {logitsType}));
+      b, fileLoc, "forward", b.getFunctionType(inputTypes, {logitsType}));
   func->setAttr(kEntryAttr, b.getStringAttr("forward"));
   Block *body = func.addEntryBlock();
   b.setInsertionPointToStart(body);
-  values[model->inputs()->Get(0)->string_view()] = body->getArgument(0);
+  for (unsigned i = 0; i < numInputs; ++i) {
+    StringRef inName = model->inputs()->Get(i)->string_view();
+    if (inName.empty() || values.count(inName) || weightIndex.count(inName)) {
+      error() << "graph input '" << inName
+              << "' is empty, repeated or the name of a weight";
+      return nullptr;
+    }
+    values[inName] = body->getArgument(i);
+  }
+  if (encoderDecoder) {
+    (*module)->setAttr(kSourceLengthAttr,
+                       b.getI64IntegerAttr(meta->source_length()));
+    (*module)->setAttr("transformer.source_vocab_size",
+                       b.getI64IntegerAttr(meta->source_vocab_size() > 0
+                                               ? meta->source_vocab_size()
+                                               : vocab));
+  }
 
   for (const fb::Node *node : *model->nodes())
     if (failed(importNode(node)))

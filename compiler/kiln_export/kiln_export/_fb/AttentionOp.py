@@ -6,7 +6,10 @@ import flatbuffers
 from flatbuffers.compat import import_numpy
 np = import_numpy()
 
-# inputs: [q, k, v]; q [b, s, num_heads*head_dim], k/v [b, t, num_kv_heads*head_dim]
+# inputs: [q, k, v] or [q, k, v, key_mask or ""]; q [b, s, num_heads*head_dim],
+# k/v [b, t, num_kv_heads*head_dim], key_mask [b, t] (a PaddingMaskOp output:
+# keys where it is true are ignored). Cross: the decoder's queries over keys
+# and values computed from the encoder output (s and t independent).
 class AttentionOp(object):
     __slots__ = ['_tab']
 

@@ -6,7 +6,7 @@ import flatbuffers
 from flatbuffers.compat import import_numpy
 np = import_numpy()
 
-# inputs: [ids, table[vocab, dim]] -> [batch, seq, dim]
+# inputs: [ids, table[vocab, dim]] -> scale * table[ids], [batch, seq, dim]
 class EmbeddingOp(object):
     __slots__ = ['_tab']
 
@@ -29,9 +29,19 @@ class EmbeddingOp(object):
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
 
-def EmbeddingOpStart(builder): builder.StartObject(0)
+    # EmbeddingOp
+    def Scale(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Float32Flags, o + self._tab.Pos)
+        return 1.0
+
+def EmbeddingOpStart(builder): builder.StartObject(1)
 def Start(builder):
     return EmbeddingOpStart(builder)
+def EmbeddingOpAddScale(builder, scale): builder.PrependFloat32Slot(0, scale, 1.0)
+def AddScale(builder, scale):
+    return EmbeddingOpAddScale(builder, scale)
 def EmbeddingOpEnd(builder): return builder.EndObject()
 def End(builder):
     return EmbeddingOpEnd(builder)

@@ -86,7 +86,24 @@ class Metadata(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def MetadataStart(builder): builder.StartObject(8)
+    # Encoder-decoder models: the most source positions (the source cache
+    # capacity) and the source vocabulary (0: vocab_size). Decoding starts
+    # from bos_token_id and stops at eos_token_id.
+    # Metadata
+    def SourceLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
+    # Metadata
+    def SourceVocabSize(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
+def MetadataStart(builder): builder.StartObject(10)
 def Start(builder):
     return MetadataStart(builder)
 def MetadataAddArchitecture(builder, architecture): builder.PrependUint8Slot(0, architecture, 0)
@@ -113,6 +130,12 @@ def AddPadTokenId(builder, padTokenId):
 def MetadataAddAddBos(builder, addBos): builder.PrependBoolSlot(7, addBos, 0)
 def AddAddBos(builder, addBos):
     return MetadataAddAddBos(builder, addBos)
+def MetadataAddSourceLength(builder, sourceLength): builder.PrependInt32Slot(8, sourceLength, 0)
+def AddSourceLength(builder, sourceLength):
+    return MetadataAddSourceLength(builder, sourceLength)
+def MetadataAddSourceVocabSize(builder, sourceVocabSize): builder.PrependInt32Slot(9, sourceVocabSize, 0)
+def AddSourceVocabSize(builder, sourceVocabSize):
+    return MetadataAddSourceVocabSize(builder, sourceVocabSize)
 def MetadataEnd(builder): return builder.EndObject()
 def End(builder):
     return MetadataEnd(builder)

@@ -13,3 +13,5 @@ class Op(object):
     AddOp = 7
     AttentionOp = 8
     FeedForwardOp = 9
+    SinusoidalPositionOp = 10
+    PaddingMaskOp = 11

@@ -14,10 +14,12 @@ from . import Metadata
 from . import Model
 from . import Node
 from . import Op
+from . import PaddingMaskOp
 from . import PositionEmbeddingOp
 from . import RmsNormOp
 from . import RopeOp
 from . import RopeStyle
+from . import SinusoidalPositionOp
 from . import Token
 from . import Tokenizer
 from . import TokenizerKind

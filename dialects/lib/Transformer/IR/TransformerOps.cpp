@@ -99,6 +99,49 @@ LogicalResult PositionEmbeddingOp::inferReturnTypes(
 }
 
 //===----------------------------------------------------------------------===//
+// SinusoidalPositionOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SinusoidalPositionOp::inferReturnTypes(
+    MLIRContext *, std::optional<Location> loc, Adaptor adaptor,
+    SmallVectorImpl<Type> &types) {
+  auto x = cast<RankedTensorType>(adaptor.getInput().getType());
+  if (x.getRank() != 3 || x.isDynamicDim(2))
+    return opError(loc, "sinusoidal_position",
+                   "expects input of shape [batch, seq, dim] with a static "
+                   "last dimension, got ",
+                   x);
+  if (x.getDimSize(2) % 2 != 0)
+    return opError(loc, "sinusoidal_position",
+                   "feature dimension must be even, got ", x.getDimSize(2));
+  if (!(adaptor.getBase().convertToFloat() > 1.0f))
+    return opError(loc, "sinusoidal_position",
+                   "base must be greater than 1, got ",
+                   adaptor.getBase().convertToFloat());
+  types.push_back(x);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// PaddingMaskOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult PaddingMaskOp::inferReturnTypes(MLIRContext *ctx,
+                                              std::optional<Location> loc,
+                                              Adaptor adaptor,
+                                              SmallVectorImpl<Type> &types) {
+  auto ids = cast<RankedTensorType>(adaptor.getIds().getType());
+  if (ids.getRank() != 2)
+    return opError(loc, "padding_mask",
+                   "expects ids of shape [batch, seq], got ", ids);
+  if (adaptor.getPadId() < 0)
+    return opError(loc, "padding_mask", "pad_id must be non-negative, got ",
+                   adaptor.getPadId());
+  types.push_back(RankedTensorType::get(ids.getShape(), IntegerType::get(ctx, 1)));
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // RopeOp
 //===----------------------------------------------------------------------===//
 
@@ -277,6 +320,14 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
   if (!dimsCompatible(k.getDimSize(1), v.getDimSize(1)))
     return opError(loc, "attention", "key ", k, " and value ", v,
                    " have different lengths");
+  if (Value maskValue = adaptor.getKeyMask()) {
+    auto m = cast<RankedTensorType>(maskValue.getType());
+    if (m.getRank() != 2 || !dimsCompatible(m.getDimSize(0), q.getDimSize(0)) ||
+        !dimsCompatible(m.getDimSize(1), k.getDimSize(1)))
+      return opError(loc, "attention", "expects key_mask of shape [",
+                     dimStr(q.getDimSize(0)), ", ", dimStr(k.getDimSize(1)),
+                     "] (batch, kv_seq), got ", m);
+  }
   AttentionMode mode = adaptor.getMode();
   if (mode != AttentionMode::causal && adaptor.getOffset())
     return opError(loc, "attention", "only causal attention takes an offset");
@@ -429,6 +480,11 @@ template <typename OpTy> struct DropZeroOffset : public OpRewritePattern<OpTy> {
 void PositionEmbeddingOp::getCanonicalizationPatterns(
     RewritePatternSet &results, MLIRContext *context) {
   results.add<DropZeroOffset<PositionEmbeddingOp>>(context);
+}
+
+void SinusoidalPositionOp::getCanonicalizationPatterns(
+    RewritePatternSet &results, MLIRContext *context) {
+  results.add<DropZeroOffset<SinusoidalPositionOp>>(context);
 }
 
 void RopeOp::getCanonicalizationPatterns(RewritePatternSet &results,

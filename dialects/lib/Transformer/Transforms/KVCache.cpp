@@ -15,6 +15,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/Analysis/SliceAnalysis.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Transforms/RegionUtils.h"
 
@@ -103,9 +104,31 @@ struct TransformerKVCachePass
   void runOnOperation() override;
 
 private:
+  /// What the encoder leaves for the decoder of an encoder-decoder model.
+  struct CrossState {
+    KVCacheType type;
+    /// Hoisting on: the cross-attention ops whose keys/values are cached,
+    /// in order (layer l of the cross cache). Off: empty.
+    SmallVector<AttentionOp> attentions;
+    /// Hoisting off: the encoder output, cached as layer 0 (key and value).
+    Value memory;
+  };
+
   FailureOr<func::FuncOp> derive(func::FuncOp forward, StringRef name,
-                                 bool singleToken, KVCacheType cacheType);
+                                 bool singleToken, KVCacheType cacheType,
+                                 const CrossState *cross);
+  FailureOr<func::FuncOp> deriveEncode(func::FuncOp forward,
+                                       const CrossState &cross);
+  LogicalResult planCross(func::FuncOp forward, CrossState &cross);
 };
+
+/// The ops of `fn`'s body that depend on argument `index`.
+llvm::SetVector<Operation *> dependentsOf(func::FuncOp fn, unsigned index) {
+  llvm::SetVector<Operation *> slice;
+  ForwardSliceOptions options;
+  getForwardSlice(fn.getArgument(index), &slice, options);
+  return slice;
+}
 
 void TransformerKVCachePass::runOnOperation() {
   ModuleOp module = getOperation();
@@ -115,7 +138,7 @@ void TransformerKVCachePass::runOnOperation() {
         << entry << "'";
     return signalPassFailure();
   }
-  for (StringRef name : {"prefill", "decode"}) {
+  for (StringRef name : {"prefill", "decode", "encode"}) {
     if (module.lookupSymbol(name)) {
       module.emitError("transformer-kv-cache: a symbol named '")
           << name << "' already exists";
@@ -123,9 +146,18 @@ void TransformerKVCachePass::runOnOperation() {
     }
   }
   FunctionType fnType = forward.getFunctionType();
-  auto tokensType = fnType.getNumInputs() == 1
-                        ? dyn_cast<RankedTensorType>(fnType.getInput(0))
+  // Decoder-only: (tokens) -> logits. Encoder-decoder: (source, target).
+  bool encoderDecoder = fnType.getNumInputs() == 2;
+  auto tokensType = fnType.getNumInputs() >= 1 && fnType.getNumInputs() <= 2
+                        ? dyn_cast<RankedTensorType>(
+                              fnType.getInput(fnType.getNumInputs() - 1))
                         : RankedTensorType();
+  if (encoderDecoder && fnType.getInput(0) != fnType.getInput(1)) {
+    forward.emitError("transformer-kv-cache: expects source and target ids "
+                      "of the same type, got ")
+        << fnType;
+    return signalPassFailure();
+  }
   auto logitsType = fnType.getNumResults() == 1
                         ? dyn_cast<RankedTensorType>(fnType.getResult(0))
                         : RankedTensorType();
@@ -134,8 +166,8 @@ void TransformerKVCachePass::runOnOperation() {
       logitsType.getRank() != 3 || tokensType.isDynamicDim(0)) {
     forward.emitError("transformer-kv-cache: expects @")
         << entry
-        << " to map token ids [batch, seq] (static batch) to logits "
-           "[batch, seq, vocab], got "
+        << " to map token ids [batch, seq] (static batch; an encoder-decoder "
+           "model takes source ids first) to logits [batch, seq, vocab], got "
         << fnType;
     return signalPassFailure();
   }
@@ -186,20 +218,170 @@ void TransformerKVCachePass::runOnOperation() {
                        first.getNumKvHeads(), first.getHeadDim(), cap,
                        first.getKey().getType().getElementType());
 
-  if (failed(derive(forward, "prefill", /*singleToken=*/false, cacheType)) ||
-      failed(derive(forward, "decode", /*singleToken=*/true, cacheType)))
+  if (encoderDecoder) {
+    CrossState cross;
+    if (failed(planCross(forward, cross)) ||
+        failed(deriveEncode(forward, cross)) ||
+        failed(derive(forward, "prefill", false, cacheType, &cross)) ||
+        failed(derive(forward, "decode", true, cacheType, &cross)))
+      return signalPassFailure();
+  } else if (failed(derive(forward, "prefill", /*singleToken=*/false,
+                           cacheType, nullptr)) ||
+             failed(derive(forward, "decode", /*singleToken=*/true, cacheType,
+                           nullptr))) {
     return signalPassFailure();
+  }
   if (!forward->hasAttr(kEntryAttr))
     forward->setAttr(kEntryAttr, StringAttr::get(&getContext(), "forward"));
 }
 
-FailureOr<func::FuncOp> TransformerKVCachePass::derive(func::FuncOp forward,
-                                                       StringRef name,
-                                                       bool singleToken,
-                                                       KVCacheType cacheType) {
+LogicalResult TransformerKVCachePass::planCross(func::FuncOp forward,
+                                                CrossState &cross) {
+  MLIRContext *ctx = &getContext();
+  llvm::SetVector<Operation *> onTarget = dependentsOf(forward, 1);
+  SmallVector<AttentionOp> crossOps;
+  forward.walk([&](AttentionOp op) {
+    if (op.getMode() == AttentionMode::cross)
+      crossOps.push_back(op);
+  });
+  if (crossOps.empty())
+    return forward.emitError(
+        "transformer-kv-cache: an encoder-decoder model (two inputs) needs "
+        "cross-attention");
+  for (AttentionOp op : crossOps) {
+    for (Value v : {op.getKey(), op.getValue()}) {
+      Operation *def = v.getDefiningOp();
+      if (!def || onTarget.contains(def) || isa<BlockArgument>(v))
+        return op.emitOpError(
+            "has keys or values that depend on the target sequence; "
+            "cross-attention must attend over the encoder output");
+    }
+  }
+  auto keyType = crossOps.front().getKey().getType();
+  int64_t batch = keyType.getDimSize(0);
+
+  int64_t cap = sourceCapacity;
+  if (cap <= 0) {
+    auto attr = forward->getParentOfType<ModuleOp>()->getAttrOfType<IntegerAttr>(
+        kSourceLengthAttr);
+    if (!attr || attr.getInt() <= 0)
+      return forward.emitError("transformer-kv-cache: no source-capacity "
+                               "option and no positive '")
+             << kSourceLengthAttr << "' module attribute";
+    cap = attr.getInt();
+  }
+
+  if (hoistCross) {
+    AttentionOp first = crossOps.front();
+    for (AttentionOp op : crossOps)
+      if (op.getNumKvHeads() != first.getNumKvHeads() ||
+          op.getHeadDim() != first.getHeadDim())
+        return op.emitOpError("has num_kv_heads = ")
+               << op.getNumKvHeads() << ", head_dim = " << op.getHeadDim()
+               << " but the first cross-attention has "
+               << first.getNumKvHeads() << ", " << first.getHeadDim()
+               << "; one cross cache needs equal layer shapes";
+    cross.attentions = crossOps;
+    cross.type = KVCacheType::get(ctx, crossOps.size(), batch,
+                                  first.getNumKvHeads(), first.getHeadDim(),
+                                  cap, keyType.getElementType());
+    return success();
+  }
+
+  // Without hoisting the encoder output itself is kept: every cross-attention
+  // key and value must be a linear projection of that one value.
+  for (AttentionOp op : crossOps) {
+    for (Value v : {op.getKey(), op.getValue()}) {
+      auto linear = v.getDefiningOp<LinearOp>();
+      if (!linear)
+        return op.emitOpError("has keys or values that are not a linear "
+                              "projection; hoist-cross=false needs one");
+      if (cross.memory && linear.getInput() != cross.memory)
+        return op.emitOpError("projects keys or values from another value "
+                              "than the first cross-attention; "
+                              "hoist-cross=false needs one encoder output");
+      cross.memory = linear.getInput();
+    }
+  }
+  auto memType = cast<RankedTensorType>(cross.memory.getType());
+  if (memType.getRank() != 3 || memType.isDynamicDim(2))
+    return forward.emitError("transformer-kv-cache: the encoder output ")
+           << memType << " is not [batch, seq, dim]";
+  cross.type = KVCacheType::get(ctx, 1, batch, 1, memType.getDimSize(2), cap,
+                                memType.getElementType());
+  return success();
+}
+
+FailureOr<func::FuncOp>
+TransformerKVCachePass::deriveEncode(func::FuncOp forward,
+                                     const CrossState &cross) {
   MLIRContext *ctx = &getContext();
   Location loc = forward.getLoc();
-  auto tokensType = cast<RankedTensorType>(forward.getArgumentTypes()[0]);
+  auto srcType = cast<RankedTensorType>(forward.getArgumentTypes()[0]);
+  OpBuilder builder(ctx);
+  builder.setInsertionPointAfter(forward);
+  auto fn = func::FuncOp::create(
+      builder, loc, "encode",
+      FunctionType::get(ctx, {srcType, cross.type}, {cross.type}));
+  fn->setAttr(kEntryAttr, StringAttr::get(ctx, "encode"));
+  fn.setResultAttr(0, kTiedArgAttr, builder.getI64IntegerAttr(1));
+  Block *body = fn.addEntryBlock();
+
+  // Clone what the cached values are computed from, in program order.
+  SmallVector<Value> roots;
+  if (cross.memory)
+    roots.push_back(cross.memory);
+  for (AttentionOp op : cross.attentions) {
+    roots.push_back(op.getKey());
+    roots.push_back(op.getValue());
+  }
+  llvm::SetVector<Operation *> needed;
+  BackwardSliceOptions options;
+  options.omitBlockArguments = true;
+  for (Value root : roots) {
+    if (Operation *def = root.getDefiningOp()) {
+      (void)getBackwardSlice(def, &needed, options);
+      needed.insert(def);
+    }
+  }
+  IRMapping mapping;
+  mapping.map(forward.getArgument(0), body->getArgument(0));
+  builder.setInsertionPointToStart(body);
+  for (Operation &op : forward.getBody().front())
+    if (needed.contains(&op))
+      builder.clone(op, mapping);
+  for (Operation &op : *body)
+    if (failed(refineResultTypes(&op)))
+      return failure();
+
+  Value state = body->getArgument(1);
+  Value zero = arith::ConstantIndexOp::create(builder, loc, 0);
+  if (cross.memory) {
+    Value m = mapping.lookup(cross.memory);
+    state = KVCacheAppendOp::create(builder, loc, cross.type, state, 0, m, m,
+                                    zero);
+  }
+  for (unsigned layer = 0; layer < cross.attentions.size(); ++layer) {
+    AttentionOp op = cross.attentions[layer];
+    state = KVCacheAppendOp::create(builder, op.getLoc(), cross.type, state,
+                                    layer, mapping.lookup(op.getKey()),
+                                    mapping.lookup(op.getValue()), zero);
+  }
+  func::ReturnOp::create(builder, loc, state);
+  if (failed(refineFunctionTypes(fn)))
+    return failure();
+  return fn;
+}
+
+FailureOr<func::FuncOp>
+TransformerKVCachePass::derive(func::FuncOp forward, StringRef name,
+                               bool singleToken, KVCacheType cacheType,
+                               const CrossState *cross) {
+  MLIRContext *ctx = &getContext();
+  Location loc = forward.getLoc();
+  unsigned tgtIndex = cross ? 1 : 0;
+  auto tokensType =
+      cast<RankedTensorType>(forward.getArgumentTypes()[tgtIndex]);
   auto logitsType = cast<RankedTensorType>(forward.getResultTypes()[0]);
   int64_t batch = tokensType.getDimSize(0);
   if (singleToken)
@@ -209,10 +391,14 @@ FailureOr<func::FuncOp> TransformerKVCachePass::derive(func::FuncOp forward,
 
   OpBuilder builder(ctx);
   builder.setInsertionPointAfter(forward);
+  SmallVector<Type> inputs = {tokensType, builder.getIndexType(), cacheType};
+  if (cross) {
+    inputs.push_back(forward.getArgumentTypes()[0]); // source ids
+    inputs.push_back(cross->type);
+  }
   auto fn = func::FuncOp::create(
       builder, loc, name,
-      FunctionType::get(ctx, {tokensType, builder.getIndexType(), cacheType},
-                        {lastLogitsType, cacheType}));
+      FunctionType::get(ctx, inputs, {lastLogitsType, cacheType}));
   fn->setAttr(kEntryAttr, StringAttr::get(ctx, name));
   fn.setResultAttr(1, kTiedArgAttr, builder.getI64IntegerAttr(2));
   Block *body = fn.addEntryBlock();
@@ -221,16 +407,47 @@ FailureOr<func::FuncOp> TransformerKVCachePass::derive(func::FuncOp forward,
 
   // Clone the whole-sequence body, then refine types to the new token shape.
   IRMapping mapping;
-  mapping.map(forward.getArgument(0), tokens);
+  mapping.map(forward.getArgument(tgtIndex), tokens);
+  if (cross)
+    mapping.map(forward.getArgument(0), body->getArgument(3));
   builder.setInsertionPointToStart(body);
   for (Operation &op : forward.getBody().front())
     builder.clone(op, mapping);
   auto ret = cast<func::ReturnOp>(body->getTerminator());
   Value logits = ret.getOperand(0);
   ret.erase();
+
+  // The decoder reads what @encode cached instead of computing it from the
+  // source: the encoder becomes dead code.
+  if (cross) {
+    Value src = body->getArgument(3), state = body->getArgument(4);
+    KVCacheType crossType = cross->type;
+    auto rowsType = RankedTensorType::get(
+        {crossType.getBatch(), ShapedType::kDynamic, crossType.getWidth()},
+        crossType.getElementType());
+    if (cross->memory) {
+      builder.setInsertionPointToStart(body);
+      Value len = tensor::DimOp::create(builder, loc, src, 1);
+      auto read = KVCacheReadOp::create(builder, loc, rowsType, rowsType,
+                                        state, 0, len);
+      mapping.lookup(cross->memory).replaceAllUsesWith(read.getKey());
+    }
+    for (unsigned layer = 0; layer < cross->attentions.size(); ++layer) {
+      AttentionOp op = cross->attentions[layer];
+      auto clone = cast<AttentionOp>(mapping.lookup(op.getOperation()));
+      builder.setInsertionPoint(clone);
+      Value len = tensor::DimOp::create(builder, clone.getLoc(), src, 1);
+      auto read = KVCacheReadOp::create(builder, clone.getLoc(), rowsType,
+                                        rowsType, state, layer, len);
+      clone.getKeyMutable().assign(read.getKey());
+      clone.getValueMutable().assign(read.getValue());
+    }
+  }
   for (Operation &op : *body)
     if (failed(refineResultTypes(&op)))
       return failure();
+  // Only what depends on the target moves with %pos (not the encoder).
+  llvm::SetVector<Operation *> onTarget = dependentsOf(fn, 0);
 
   builder.setInsertionPointToStart(body);
   Value seqLen =
@@ -248,8 +465,12 @@ FailureOr<func::FuncOp> TransformerKVCachePass::derive(func::FuncOp forward,
     offset.assign(shifted);
   };
   body->walk([&](Operation *op) {
+    if (!onTarget.contains(op))
+      return;
     if (auto pe = dyn_cast<PositionEmbeddingOp>(op))
       shiftOffset(op, pe.getOffsetMutable());
+    else if (auto sin = dyn_cast<SinusoidalPositionOp>(op))
+      shiftOffset(op, sin.getOffsetMutable());
     else if (auto rope = dyn_cast<RopeOp>(op))
       shiftOffset(op, rope.getOffsetMutable());
   });

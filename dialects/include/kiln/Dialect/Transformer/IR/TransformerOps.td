@@ -44,15 +44,20 @@ def Transformer_EmbeddingOp : Transformer_Op<"embedding",
     [Pure, PositionWise, InferTypeOpAdaptor]> {
   let summary = "token embedding lookup";
   let description = [{
-    `result[b, s, :] = table[ids[b, s], :]`. Ids outside `[0, vocab)` are
-    clamped into range by the lowering (the runtime validates ids first).
+    `result[b, s, :] = scale * table[ids[b, s], :]`. Ids outside
+    `[0, vocab)` are clamped into range by the lowering (the runtime
+    validates ids first). `scale` (1 when absent) is `sqrt(d_model)` in
+    "Attention Is All You Need".
 
     ```mlir
     %x = transformer.embedding %ids, %table
         : (tensor<1x?xi32>, tensor<256x64xf32>) -> tensor<1x?x64xf32>
+    %y = transformer.embedding %ids, %table {scale = 8.0 : f32}
+        : (tensor<1x?xi32>, tensor<256x64xf32>) -> tensor<1x?x64xf32>
     ```
   }];
-  let arguments = (ins Transformer_IdTensor:$ids, Transformer_FloatTensor:$table);
+  let arguments = (ins Transformer_IdTensor:$ids, Transformer_FloatTensor:$table,
+                       DefaultValuedAttr<F32Attr, "1.0f">:$scale);
   let results = (outs Transformer_FloatTensor:$result);
   let assemblyFormat = [{
     $ids `,` $table attr-dict `:` functional-type(operands, results)
@@ -79,6 +84,51 @@ def Transformer_PositionEmbeddingOp : Transformer_Op<"position_embedding",
     $input `,` $table (`offset` $offset^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasCanonicalizer = 1;
+}
+
+def Transformer_SinusoidalPositionOp : Transformer_Op<"sinusoidal_position",
+    [Pure, InferTypeOpAdaptor]> {
+  let summary = "sinusoidal absolute position encoding";
+  let description = [{
+    Adds the encoding of "Attention Is All You Need" for the absolute
+    position `p = offset + s` of each row (`offset` is 0 when absent):
+    `PE[p, 2i] = sin(p / base^(2i / dim))`,
+    `PE[p, 2i + 1] = cos(p / base^(2i / dim))`, with `base` 10000 in the
+    paper. Nothing is read from the model file; the lowering computes the
+    angles in double precision.
+
+    ```mlir
+    %y = transformer.sinusoidal_position %x offset %pos {base = 1.0e4 : f32}
+        : (tensor<1x?x64xf32>, index) -> tensor<1x?x64xf32>
+    ```
+  }];
+  let arguments = (ins Transformer_FloatTensor:$input, Optional<Index>:$offset,
+                       DefaultValuedAttr<F32Attr, "10000.0f">:$base);
+  let results = (outs Transformer_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input (`offset` $offset^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasCanonicalizer = 1;
+}
+
+def Transformer_PaddingMaskOp : Transformer_Op<"padding_mask",
+    [Pure, PositionWise, InferTypeOpAdaptor]> {
+  let summary = "which positions of a sequence of ids are padding";
+  let description = [{
+    `result[b, s] = (ids[b, s] == pad_id)`: the key padding mask of
+    attention (true = the key is ignored), as PyTorch's
+    `src_key_padding_mask`.
+
+    ```mlir
+    %m = transformer.padding_mask %src {pad_id = 0 : i64}
+        : (tensor<1x?xi32>) -> tensor<1x?xi1>
+    ```
+  }];
+  let arguments = (ins Transformer_IdTensor:$ids, I64Attr:$pad_id);
+  let results = (outs RankedTensorOf<[I1]>:$result);
+  let assemblyFormat = [{
+    $ids attr-dict `:` functional-type(operands, results)
+  }];
 }
 
 def Transformer_RopeOp : Transformer_Op<"rope", [Pure, InferTypeOpAdaptor]> {
@@ -185,7 +235,8 @@ def Transformer_AddOp : Transformer_Op<"add",
 // Attention and feed-forward
 //===----------------------------------------------------------------------===//
 
-def Transformer_AttentionOp : Transformer_Op<"attention", [Pure, InferTypeOpAdaptor]> {
+def Transformer_AttentionOp : Transformer_Op<"attention",
+    [Pure, AttrSizedOperandSegments, InferTypeOpAdaptor]> {
   let summary = "scaled dot-product multi-head attention";
   let description = [{
     `query` is `[batch, seq, num_heads * head_dim]`, `key` and `value` are
@@ -199,19 +250,31 @@ def Transformer_AttentionOp : Transformer_Op<"attention", [Pure, InferTypeOpAdap
     (training) form when `offset` is absent and `kv_seq == seq`, and the
     incremental form over a KV cache otherwise.
 
+    `bidirectional` (encoder self-attention) and `cross` (decoder queries
+    over the encoder's keys and values; `seq` and `kv_seq` are independent)
+    attend to every key. The optional `key_mask` (`[batch, kv_seq]` of i1,
+    as made by `transformer.padding_mask`) hides the keys where it is true,
+    in every mode.
+
     ```mlir
     %o = transformer.attention causal %q, %k, %v
         {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-1 : f32}
         : (tensor<1x?x64xf32>, tensor<1x?x32xf32>, tensor<1x?x32xf32>) -> tensor<1x?x64xf32>
+    %c = transformer.attention cross %q, %mk, %mv key_mask %m
+        {num_heads = 4 : i64, num_kv_heads = 4 : i64, head_dim = 16 : i64, scale = 2.5e-1 : f32}
+        : (tensor<1x?x64xf32>, tensor<1x?x64xf32>, tensor<1x?x64xf32>, tensor<1x?xi1>)
+        -> tensor<1x?x64xf32>
     ```
   }];
   let arguments = (ins Transformer_FloatTensor:$query, Transformer_FloatTensor:$key,
-                       Transformer_FloatTensor:$value, Optional<Index>:$offset,
+                       Transformer_FloatTensor:$value,
+                       Optional<RankedTensorOf<[I1]>>:$key_mask,
+                       Optional<Index>:$offset,
                        Transformer_AttentionMode:$mode, I64Attr:$num_heads,
                        I64Attr:$num_kv_heads, I64Attr:$head_dim, F32Attr:$scale);
   let results = (outs Transformer_FloatTensor:$result);
   let assemblyFormat = [{
-    $mode $query `,` $key `,` $value (`offset` $offset^)? attr-dict
+    $mode $query `,` $key `,` $value (`key_mask` $key_mask^)? (`offset` $offset^)? attr-dict
     `:` functional-type(operands, results)
   }];
   let hasCanonicalizer = 1;

@@ -12,6 +12,9 @@ namespace kiln::transformer {
 /// Module: the context length (KV cache capacity) of the model.
 inline constexpr llvm::StringLiteral kContextLengthAttr =
     "transformer.context_length";
+/// Module: encoder-decoder models' source capacity (most source positions).
+inline constexpr llvm::StringLiteral kSourceLengthAttr =
+    "transformer.source_length";
 /// Function: marks an entry point the runtime calls, with its role.
 inline constexpr llvm::StringLiteral kEntryAttr = "transformer.entry";
 /// Function result: the result is the updated value of the given argument

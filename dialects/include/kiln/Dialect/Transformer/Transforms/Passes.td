@@ -33,7 +33,11 @@ def TransformerKVCache : Pass<"transformer-kv-cache", "mlir::ModuleOp"> {
     Option<"entry", "entry", "std::string", /*default=*/"\"forward\"",
            "Name of the whole-sequence function to start from">,
     Option<"capacity", "capacity", "int64_t", /*default=*/"0",
-           "KV cache capacity in positions (0: the module's transformer.context_length)">
+           "KV cache capacity in positions (0: the module's transformer.context_length)">,
+    Option<"sourceCapacity", "source-capacity", "int64_t", /*default=*/"0",
+           "Encoder-decoder: source positions (0: the module's transformer.source_length)">,
+    Option<"hoistCross", "hoist-cross", "bool", /*default=*/"true",
+           "Encoder-decoder: compute cross-attention keys/values once in @encode">
   ];
 }
 

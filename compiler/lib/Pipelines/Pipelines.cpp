@@ -37,8 +37,11 @@ llvm::StringRef kiln::stageName(Stage stage) {
   llvm_unreachable("unknown stage");
 }
 
-void kiln::buildKVCachePipeline(OpPassManager &pm) {
-  pm.addPass(transformer::createTransformerKVCache());
+void kiln::buildKVCachePipeline(OpPassManager &pm,
+                                const PipelineOptions &options) {
+  transformer::TransformerKVCacheOptions kv;
+  kv.hoistCross = options.hoistCross;
+  pm.addPass(transformer::createTransformerKVCache(kv));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
 }
@@ -70,21 +73,38 @@ void kiln::buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
 }
 
-void kiln::buildPipeline(OpPassManager &pm, Stage from, Stage to) {
+void kiln::buildPipeline(OpPassManager &pm, Stage from, Stage to,
+                         const PipelineOptions &options) {
   if (from < Stage::KVCache && to >= Stage::KVCache)
-    buildKVCachePipeline(pm);
+    buildKVCachePipeline(pm, options);
   if (from < Stage::Linalg && to >= Stage::Linalg)
     buildLowerToLinalgPipeline(pm);
   if (from < Stage::LLVM && to >= Stage::LLVM)
     buildLowerToLLVMPipeline(pm);
 }
 
+namespace {
+struct KVCachePipelineOptions
+    : public PassPipelineOptions<KVCachePipelineOptions> {
+  Option<bool> hoistCross{
+      *this, "hoist-cross",
+      llvm::cl::desc("Encoder-decoder models: compute cross-attention "
+                     "keys/values once in @encode (kiln-compile "
+                     "--no-hoist-cross turns it off)"),
+      llvm::cl::init(true)};
+};
+} // namespace
+
 void kiln::registerPipelines() {
-  PassPipelineRegistration<>(
+  PassPipelineRegistration<KVCachePipelineOptions>(
       "kiln-kv-cache",
       "Import form -> prefill/decode over a KV cache (kiln-compile "
       "--stage=kv-cache)",
-      buildKVCachePipeline);
+      [](OpPassManager &pm, const KVCachePipelineOptions &o) {
+        PipelineOptions options;
+        options.hoistCross = o.hoistCross;
+        buildKVCachePipeline(pm, options);
+      });
   PassPipelineRegistration<>(
       "kiln-lower-to-linalg",
       "KV-cache form -> linalg on tensors with the runtime ABI "

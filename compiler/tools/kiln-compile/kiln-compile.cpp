@@ -81,6 +81,12 @@ cl::opt<std::string> runtimeLib(
 cl::opt<std::string> linker("linker",
                             cl::desc("C++ compiler driver used to link"),
                             cl::init(KILN_DEFAULT_LINKER), cl::cat(category));
+cl::opt<bool> noHoistCross(
+    "no-hoist-cross",
+    cl::desc("Encoder-decoder models: do not hoist the cross-attention key/"
+             "value projections into encode; every decode step projects the "
+             "cached encoder output again (to measure what hoisting saves)"),
+    cl::init(false));
 cl::opt<bool> timing("timing",
                      cl::desc("Print the time of every stage and pass"),
                      cl::cat(category));
@@ -285,7 +291,9 @@ int main(int argc, char **argv) {
     }
     mlir::TimingScope stageTimer = rootTimer.nest(kiln::stageName(s));
     pm.enableTiming(stageTimer);
-    kiln::buildPipeline(pm, (kiln::Stage)((int)s - 1), s);
+    kiln::PipelineOptions pipelineOptions;
+    pipelineOptions.hoistCross = !noHoistCross;
+    kiln::buildPipeline(pm, (kiln::Stage)((int)s - 1), s, pipelineOptions);
     if (failed(pm.run(*module)))
       return fail(CompileFailed,
                   "compilation failed in stage " + kiln::stageName(s));

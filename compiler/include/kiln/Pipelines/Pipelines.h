@@ -27,14 +27,23 @@ enum class Stage { Import = 0, KVCache = 1, Linalg = 2, LLVM = 3 };
 std::optional<Stage> parseStage(llvm::StringRef name);
 llvm::StringRef stageName(Stage stage);
 
+/// Choices kiln-compile exposes as flags.
+struct PipelineOptions {
+  /// Encoder-decoder models: compute cross-attention keys/values once per
+  /// input in @encode (transformer-kv-cache's hoist-cross).
+  bool hoistCross = true;
+};
+
 /// import -> kv-cache.
-void buildKVCachePipeline(mlir::OpPassManager &pm);
+void buildKVCachePipeline(mlir::OpPassManager &pm,
+                          const PipelineOptions &options = {});
 /// kv-cache -> linalg.
 void buildLowerToLinalgPipeline(mlir::OpPassManager &pm);
 /// linalg -> llvm.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 /// Appends the pipelines that take a module from stage `from` to `to`.
-void buildPipeline(mlir::OpPassManager &pm, Stage from, Stage to);
+void buildPipeline(mlir::OpPassManager &pm, Stage from, Stage to,
+                   const PipelineOptions &options = {});
 
 /// Registers kiln-kv-cache, kiln-lower-to-linalg, kiln-lower-to-llvm and
 /// kiln-compile-pipeline (import -> llvm).

@@ -23,8 +23,8 @@ func.func @linear(%x: tensor<1x?x8xf32>, %w: tensor<4x8xf32>, %b: tensor<4xf32>)
 // CHECK: tensor.expand_shape %[[K]] {{\[}}[0], [1], [2, 3]] {{.*}} into tensor<1x?x1x4xf32>
 // CHECK: %[[SCORES:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<1x1x2x?x?xf32>)
 // CHECK: %[[MAX:.*]] = linalg.generic {{.*}} ins(%[[SCORES]]
-// CHECK: %[[S:.*]] = linalg.index 3
 // CHECK: %[[T:.*]] = linalg.index 4
+// CHECK: %[[S:.*]] = linalg.index 3
 // CHECK: %[[LIMIT:.*]] = arith.addi %[[S]], %[[POS]]
 // CHECK: arith.cmpi ule, %[[T]], %[[LIMIT]]
 // CHECK: arith.maximumf
@@ -75,4 +75,71 @@ func.func @cache(%c: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, 
   %c1 = transformer.kv_cache_append %c[1], %k, %k at %pos : !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, head_dim = 4, capacity = 16, element_type = f32>, tensor<1x?x4xf32>, tensor<1x?x4xf32>
   %kk, %vv = transformer.kv_cache_read %c1[1] length %len : !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, head_dim = 4, capacity = 16, element_type = f32> -> tensor<1x?x4xf32>, tensor<1x?x4xf32>
   return %vv, %c1 : tensor<1x?x4xf32>, !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, head_dim = 4, capacity = 16, element_type = f32>
+}
+
+// -----
+
+// Tests cross-attention with a key padding mask: no causal condition, the
+// key is hidden where mask[b, t] is true (the softmax reads -inf there).
+// CHECK-LABEL: func.func @cross_attention_key_mask
+// CHECK-SAME: %{{.*}}: tensor<1x?x8xf32>, %{{.*}}: tensor<1x?x8xf32>, %[[M:[a-z0-9]+]]: tensor<1x?xi1>
+// CHECK: %[[MAX:.*]] = linalg.generic
+// CHECK: %[[T:.*]] = linalg.index 4
+// CHECK: %[[B:.*]] = linalg.index 0
+// CHECK: %[[PAD:.*]] = tensor.extract %[[M]][%[[B]], %[[T]]] : tensor<1x?xi1>
+// CHECK: %[[KEEP:.*]] = arith.xori %[[PAD]], %true
+// CHECK: arith.select %[[KEEP]], %{{.*}}, %cst
+// CHECK: arith.maximumf
+// CHECK-NOT: arith.cmpi ule
+// CHECK: return
+func.func @cross_attention_key_mask(%q: tensor<1x?x8xf32>, %kv: tensor<1x?x8xf32>, %m: tensor<1x?xi1>) -> tensor<1x?x8xf32> {
+  %a = transformer.attention cross %q, %kv, %kv key_mask %m {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<1x?x8xf32>, tensor<1x?x8xf32>, tensor<1x?x8xf32>, tensor<1x?xi1>) -> tensor<1x?x8xf32>
+  return %a : tensor<1x?x8xf32>
+}
+
+// -----
+
+// Tests the padding mask: an elementwise comparison with pad_id.
+// CHECK-LABEL: func.func @padding_mask
+// CHECK: %[[E:.*]] = tensor.empty(%{{.*}}) : tensor<1x?xi1>
+// CHECK: linalg.generic {{.*}} ins(%{{.*}} : tensor<1x?xi32>) outs(%[[E]] : tensor<1x?xi1>)
+// CHECK: ^bb0(%[[ID:.*]]: i32, %{{.*}}: i1):
+// CHECK: %[[PAD:.*]] = arith.constant 3 : i32
+// CHECK: arith.cmpi eq, %[[ID]], %[[PAD]] : i32
+func.func @padding_mask(%ids: tensor<1x?xi32>) -> tensor<1x?xi1> {
+  %m = transformer.padding_mask %ids {pad_id = 3 : i64} : (tensor<1x?xi32>) -> tensor<1x?xi1>
+  return %m : tensor<1x?xi1>
+}
+
+// -----
+
+// Tests the sinusoidal encoding: the angle (offset + s) / base^(2i/dim) in
+// f64, sin for even features and cos for odd ones, rounded to f32 and added.
+// CHECK-LABEL: func.func @sinusoidal_position
+// CHECK-SAME: %[[X:[a-z0-9]+]]: tensor<1x?x8xf32>, %[[POS:[a-z0-9]+]]: index
+// CHECK: linalg.generic {{.*}} ins(%[[X]] : tensor<1x?x8xf32>)
+// CHECK: %[[S:.*]] = linalg.index 1
+// CHECK: %[[D:.*]] = linalg.index 2
+// CHECK: arith.addi %[[S]], %[[POS]]
+// CHECK: math.powf %{{.*}}, %{{.*}} : f64
+// CHECK: %[[SIN:.*]] = math.sin %{{.*}} : f64
+// CHECK: %[[COS:.*]] = math.cos %{{.*}} : f64
+// CHECK: %[[PE:.*]] = arith.select %{{.*}}, %[[SIN]], %[[COS]] : f64
+// CHECK: %[[PE32:.*]] = arith.truncf %[[PE]] : f64 to f32
+// CHECK: arith.addf %{{.*}}, %[[PE32]] : f32
+func.func @sinusoidal_position(%x: tensor<1x?x8xf32>, %pos: index) -> tensor<1x?x8xf32> {
+  %y = transformer.sinusoidal_position %x offset %pos : (tensor<1x?x8xf32>, index) -> tensor<1x?x8xf32>
+  return %y : tensor<1x?x8xf32>
+}
+
+// -----
+
+// Tests a scaled embedding: the gathered row is multiplied by the scale.
+// CHECK-LABEL: func.func @scaled_embedding
+// CHECK: %[[ROW:.*]] = tensor.extract
+// CHECK: %[[SCALE:.*]] = arith.constant 8.000000e+00 : f32
+// CHECK: arith.mulf %[[ROW]], %[[SCALE]] : f32
+func.func @scaled_embedding(%ids: tensor<1x?xi32>, %t: tensor<16x8xf32>) -> tensor<1x?x8xf32> {
+  %x = transformer.embedding %ids, %t {scale = 8.0 : f32} : (tensor<1x?xi32>, tensor<16x8xf32>) -> tensor<1x?x8xf32>
+  return %x : tensor<1x?x8xf32>
 }

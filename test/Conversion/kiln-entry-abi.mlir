@@ -24,7 +24,7 @@ module attributes {transformer.num_weights = 7 : i64, kiln.model_path = "/m/tiny
 // CHECK: func.func private @helper(tensor<4xf32>) -> tensor<4xf32>
 // CHECK: llvm.mlir.global private constant @kiln_model_path("/m/tiny.kiln\00")
 // CHECK: llvm.mlir.global external constant @kiln_model()
-// CHECK-DAG: llvm.mlir.constant(2 : i32) : i32
+// CHECK-DAG: llvm.mlir.constant(3 : i32) : i32
 // CHECK-DAG: llvm.mlir.constant(7 : i32) : i32
 // CHECK-DAG: llvm.mlir.constant(3 : i64) : i64
 // CHECK-DAG: llvm.mlir.constant(8 : i64) : i64
@@ -53,3 +53,40 @@ module {
     return %e : tensor<8xf32>
   }
 }
+
+// -----
+
+// Tests an encoder-decoder model: @encode's result is tied to the cross
+// state, which decode reads as a plain (read-only) argument; kiln_model
+// records the kind (1) and the cross state's shape: source capacity 12,
+// 2 cross layers, width 16.
+module attributes {transformer.num_weights = 9 : i64} {
+  func.func @encode(%w: memref<?xi8>, %o: memref<?xindex>, %src: tensor<1x?xi32>, %cross: tensor<2x2x1x12x16xf32>)
+      -> (tensor<2x2x1x12x16xf32> {transformer.tied_to_arg = 3 : i64}) attributes {transformer.entry = "encode"} {
+    return %cross : tensor<2x2x1x12x16xf32>
+  }
+  func.func @decode(%w: memref<?xi8>, %o: memref<?xindex>, %ids: tensor<1x1xi32>, %pos: index, %cache: tensor<3x2x1x20x8xf32>,
+                    %src: tensor<1x?xi32>, %cross: tensor<2x2x1x12x16xf32>)
+      -> (tensor<1x32xf32>, tensor<3x2x1x20x8xf32> {transformer.tied_to_arg = 4 : i64}) attributes {transformer.entry = "decode"} {
+    %l = tensor.empty() : tensor<1x32xf32>
+    return %l, %cache : tensor<1x32xf32>, tensor<3x2x1x20x8xf32>
+  }
+}
+// CHECK-LABEL: func.func @encode(
+// CHECK-SAME: %{{.*}}: memref<?xi8>, %{{.*}}: memref<?xindex>, %[[SRC:.*]]: memref<1x?xi32>, %[[CROSS:.*]]: memref<2x2x1x12x16xf32>)
+// CHECK: bufferization.to_tensor %[[SRC]] restrict : memref<1x?xi32>
+// CHECK: %[[X:.*]] = bufferization.to_tensor %[[CROSS]] restrict writable
+// CHECK: bufferization.materialize_in_destination %[[X]] in restrict writable %[[CROSS]]
+// CHECK-LABEL: func.func @decode(
+// CHECK-SAME: %[[CACHE:[a-z0-9]+]]: memref<3x2x1x20x8xf32>, %{{.*}}: memref<1x?xi32>, %[[DCROSS:[a-z0-9]+]]: memref<2x2x1x12x16xf32>, %{{.*}}: memref<1x32xf32> {transformer.output = 0 : i64})
+// CHECK: bufferization.to_tensor %[[DCROSS]] restrict : memref<2x2x1x12x16xf32>
+// CHECK: llvm.mlir.global external constant @kiln_model()
+// CHECK: llvm.insertvalue %{{.*}}, %{{.*}}[8]
+// CHECK-NEXT: %[[KIND:.*]] = llvm.mlir.constant(1 : i64) : i64
+// CHECK-NEXT: llvm.insertvalue %[[KIND]], %{{.*}}[9]
+// CHECK-NEXT: %[[SCAP:.*]] = llvm.mlir.constant(12 : i64) : i64
+// CHECK-NEXT: llvm.insertvalue %[[SCAP]], %{{.*}}[10]
+// CHECK-NEXT: %[[CL:.*]] = llvm.mlir.constant(2 : i64) : i64
+// CHECK-NEXT: llvm.insertvalue %[[CL]], %{{.*}}[11]
+// CHECK-NEXT: %[[CW:.*]] = llvm.mlir.constant(16 : i64) : i64
+// CHECK-NEXT: llvm.insertvalue %[[CW]], %{{.*}}[12]

@@ -60,7 +60,7 @@ m = kiln_export.load_model(path)
 assert m.version == 1
 assert m.metadata == dict(architecture="Custom", name="roundtrip", context_length=C,
                           vocab_size=V, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-                          add_bos=True), m.metadata
+                          add_bos=True, source_length=0, source_vocab_size=0), m.metadata
 assert m.tokenizer["kind"] == "SentencePieceBPE" and m.tokenizer["tokens"] == pieces
 assert m.tokenizer["scores"] == [-float(i) for i in range(V)]
 assert m.tokenizer["merges"] == ["a b", "ab c"]

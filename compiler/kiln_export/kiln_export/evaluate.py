@@ -7,8 +7,11 @@ that an exporter wrote what it meant independently of the compiler, and it
 gives tests a third opinion next to PyTorch and the compiled code.
 
 Semantics (x is [batch, seq, features]; positions are 0 .. seq-1):
-  EmbeddingOp          table[ids]
+  EmbeddingOp          scale * table[ids]
   PositionEmbeddingOp  x + table[pos]                (row s gets table[s])
+  SinusoidalPositionOp x + PE[pos], PE[p, 2i] = sin(p / base^(2i/dim)),
+                       PE[p, 2i+1] = cos(p / base^(2i/dim))
+  PaddingMaskOp        ids == pad_id (true: the key is ignored)
   RopeOp               per head of head_dim, pair i in [0, head_dim/2) is
                        rotated by angle pos * theta^(-2i/head_dim):
                        (a, b) -> (a cos - b sin, b cos + a sin), where
@@ -21,7 +24,8 @@ Semantics (x is [batch, seq, features]; positions are 0 .. seq-1):
   AttentionOp          query head h reads kv head h // (num_heads/num_kv_heads);
                        softmax(scale * q k^T) v with scale 0 meaning
                        1/sqrt(head_dim); Causal: query s sees keys t <= s;
-                       Bidirectional and Cross: every key
+                       Bidirectional and Cross: every key; an optional
+                       key mask (4th input) hides the keys where it is true
   FeedForwardOp        ungated act(x W_up^T + b_up) W_down^T + b_down;
                        gated (act(x W_gate^T) * (x W_up^T)) W_down^T with
                        SwiGLU = SiLU, GEGLU = exact GELU;
@@ -74,7 +78,7 @@ def rope(x, head_dim, theta, style, positions):
     return out.reshape(b, s, f)
 
 
-def attention(q, k, v, num_heads, num_kv_heads, head_dim, scale, mode):
+def attention(q, k, v, num_heads, num_kv_heads, head_dim, scale, mode, key_mask=None):
     b, s, _ = q.shape
     t = k.shape[1]
     if mode == "Causal" and t != s:
@@ -89,6 +93,8 @@ def attention(q, k, v, num_heads, num_kv_heads, head_dim, scale, mode):
     scores = scale * (qh @ kh.transpose(0, 1, 3, 2))  # [b, heads, s, t]
     if mode == "Causal":
         scores = np.where(np.tril(np.ones((s, t), dtype=bool)), scores, -np.inf)
+    if key_mask is not None:
+        scores = np.where(key_mask[:, None, None, :], -np.inf, scores)
     scores = scores - scores.max(-1, keepdims=True)
     p = np.exp(scores)
     p /= p.sum(-1, keepdims=True)
@@ -100,27 +106,43 @@ def _linear(x, w, b=None):
     return y if b is None else y + b
 
 
-def evaluate(model, token_ids, *, return_all=False):
-    """Runs a loaded KilnModel (see load_model) on token ids ([seq] or
-    [batch, seq]); returns the logits ([seq, vocab] or [batch, seq, vocab],
-    float64), or with return_all the dict of every value."""
-    md = model.metadata
+def _ids(token_ids, vocab, limit, what, limit_what):
     ids = np.asarray(token_ids)
-    squeeze = ids.ndim == 1
-    if squeeze:
+    if ids.ndim == 1:
         ids = ids[None, :]
     if ids.ndim != 2 or ids.shape[1] == 0:
-        raise ValueError("token ids must be [seq] or [batch, seq] with seq >= 1, got shape %s"
-                         % (ids.shape,))
+        raise ValueError("%s must be [seq] or [batch, seq] with seq >= 1, got shape %s"
+                         % (what, ids.shape,))
     if not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError("token ids must be integers, got %s" % ids.dtype)
-    if ids.min() < 0 or ids.max() >= md["vocab_size"]:
-        raise ValueError("token id %d is outside the vocabulary of %d"
-                         % (ids.min() if ids.min() < 0 else ids.max(), md["vocab_size"]))
-    seq = ids.shape[1]
-    if seq > md["context_length"]:
-        raise ValueError("%d tokens exceed the context length %d" % (seq, md["context_length"]))
-    positions = np.arange(seq)
+        raise ValueError("%s must be integers, got %s" % (what, ids.dtype))
+    if ids.min() < 0 or ids.max() >= vocab:
+        raise ValueError("%s %d is outside the vocabulary of %d"
+                         % (what[:-1], ids.min() if ids.min() < 0 else ids.max(), vocab))
+    if ids.shape[1] > limit:
+        raise ValueError("%d %s exceed the %s %d" % (ids.shape[1], what.replace(" ids", "s"),
+                                                     limit_what, limit))
+    return ids
+
+
+def evaluate(model, token_ids, *, source=None, return_all=False):
+    """Runs a loaded KilnModel (see load_model) on token ids ([seq] or
+    [batch, seq]); returns the logits ([seq, vocab] or [batch, seq, vocab],
+    float64), or with return_all the dict of every value. Encoder-decoder
+    models (two graph inputs) also take the `source` ids; `token_ids` is
+    then the target (teacher forcing)."""
+    md = model.metadata
+    squeeze = np.asarray(token_ids).ndim == 1
+    ids = _ids(token_ids, md["vocab_size"], md["context_length"], "token ids",
+               "context length")
+    env = {model.inputs[-1]: ids}
+    if len(model.inputs) == 2:
+        if source is None:
+            raise ValueError("an encoder-decoder model needs the source ids")
+        env[model.inputs[0]] = _ids(source, md.get("source_vocab_size") or md["vocab_size"],
+                                    md.get("source_length") or md["context_length"],
+                                    "source ids", "source length")
+    elif source is not None:
+        raise ValueError("a decoder-only model takes no source")
 
     cache = {}
 
@@ -131,7 +153,8 @@ def evaluate(model, token_ids, *, return_all=False):
             cache[name] = model.weights[name].astype(np.float64)
         return cache[name]
 
-    env = {model.inputs[0]: ids}
+    def positions(x):
+        return np.arange(x.shape[1])
 
     def val(name):
         return env[name] if name in env else w(name)
@@ -139,11 +162,20 @@ def evaluate(model, token_ids, *, return_all=False):
     for n in model.nodes:
         a, op, i = n.attrs, n.op, n.inputs
         if op == "EmbeddingOp":
-            y = w(i[1])[env[i[0]]]
+            y = w(i[1])[env[i[0]]] * a["scale"]
         elif op == "PositionEmbeddingOp":
-            y = env[i[0]] + w(i[1])[positions][None]
+            y = env[i[0]] + w(i[1])[positions(env[i[0]])][None]
+        elif op == "SinusoidalPositionOp":
+            x = env[i[0]]
+            pair = np.arange(x.shape[2]) // 2 * 2
+            ang = positions(x)[:, None] / np.power(float(a["base"]), pair / x.shape[2])[None]
+            pe = np.where(np.arange(x.shape[2]) % 2 == 0, np.sin(ang), np.cos(ang))
+            y = x + pe[None]
+        elif op == "PaddingMaskOp":
+            y = env[i[0]] == a["pad_id"]
         elif op == "RopeOp":
-            y = rope(env[i[0]], a["head_dim"], a["theta"], a["style"], positions)
+            x = env[i[0]]
+            y = rope(x, a["head_dim"], a["theta"], a["style"], positions(x))
         elif op == "LayerNormOp":
             x = env[i[0]]
             mean = x.mean(-1, keepdims=True)
@@ -158,7 +190,8 @@ def evaluate(model, token_ids, *, return_all=False):
             y = env[i[0]] + env[i[1]]
         elif op == "AttentionOp":
             y = attention(env[i[0]], env[i[1]], env[i[2]], a["num_heads"], a["num_kv_heads"],
-                          a["head_dim"], a["scale"], a["mode"])
+                          a["head_dim"], a["scale"], a["mode"],
+                          env[i[3]] if len(i) > 3 and i[3] else None)
         elif op == "FeedForwardOp":
             x, act = env[i[0]], ACTIVATIONS[a["activation"]]
             if a["activation"] in ("SwiGLU", "GEGLU"):
@@ -174,9 +207,9 @@ def evaluate(model, token_ids, *, return_all=False):
     return logits[0] if squeeze else logits
 
 
-def reference_eval(path, token_ids):
+def reference_eval(path, token_ids, source=None):
     """Reads a .kiln file (path, bytes or a KilnModel) and returns its logits
     for token_ids: [seq, vocab] for a list of ids, [batch, seq, vocab] for a
-    2-D array. float64."""
+    2-D array. float64. Encoder-decoder models take the source ids too."""
     model = path if isinstance(path, KilnModel) else load_model(path)
-    return evaluate(model, token_ids)
+    return evaluate(model, token_ids, source=source)

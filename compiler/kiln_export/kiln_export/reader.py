@@ -5,7 +5,8 @@ import numpy as np
 
 from . import graph
 from ._fb import Architecture, DType, Model, Op, TokenizerKind
-from ._fb import (AttentionOp, FeedForwardOp, LayerNormOp, RmsNormOp, RopeOp)
+from ._fb import (AttentionOp, EmbeddingOp, FeedForwardOp, LayerNormOp, PaddingMaskOp,
+                  RmsNormOp, RopeOp, SinusoidalPositionOp)
 from .writer import SCHEMA_VERSION, WEIGHT_ALIGNMENT
 
 _NAMES = lambda enum: {v: k for k, v in vars(enum).items() if not k.startswith("_")}  # noqa: E731
@@ -16,6 +17,9 @@ TOKENIZER_NAMES = _NAMES(TokenizerKind.TokenizerKind)
 
 # Attribute readers of the ops that have attributes: op -> (module, {attr: getter}).
 _ATTR_READERS = {
+    "EmbeddingOp": (EmbeddingOp.EmbeddingOp, {"scale": "Scale"}),
+    "SinusoidalPositionOp": (SinusoidalPositionOp.SinusoidalPositionOp, {"base": "Base"}),
+    "PaddingMaskOp": (PaddingMaskOp.PaddingMaskOp, {"pad_id": "PadId"}),
     "RopeOp": (RopeOp.RopeOp, {"head_dim": "HeadDim", "theta": "Theta", "style": "Style"}),
     "LayerNormOp": (LayerNormOp.LayerNormOp, {"epsilon": "Epsilon"}),
     "RmsNormOp": (RmsNormOp.RmsNormOp, {"epsilon": "Epsilon"}),
@@ -110,6 +114,8 @@ def load_model(path_or_bytes, *, check=True):
         "eos_token_id": meta.EosTokenId(),
         "pad_token_id": meta.PadTokenId(),
         "add_bos": bool(meta.AddBos()),
+        "source_length": meta.SourceLength(),
+        "source_vocab_size": meta.SourceVocabSize(),
     }
     tokenizer = None
     t = m.Tokenizer()
@@ -144,7 +150,7 @@ def load_model(path_or_bytes, *, check=True):
             o = cls()
             o.Init(table.Bytes, table.Pos)
             attrs = {k: getattr(o, g)() for k, g in getters.items()}
-            attrs = graph.normalize_attrs(op, name, attrs)
+        attrs = graph.normalize_attrs(op, name, attrs)
         nodes.append(KilnNode(name, op, attrs,
                               [_str(n.Inputs(j)) for j in range(n.InputsLength())],
                               [_str(n.Outputs(j)) for j in range(n.OutputsLength())]))
@@ -164,11 +170,15 @@ def check_model(model):
     if md["context_length"] <= 0 or md["vocab_size"] <= 0:
         raise ValueError("metadata: context_length (%d) and vocab_size (%d) must be positive"
                          % (md["context_length"], md["vocab_size"]))
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError("the graph must have one input (token ids) and one output (logits), "
-                         "got %d and %d" % (len(model.inputs), len(model.outputs)))
+    if len(model.inputs) not in (1, 2) or len(model.outputs) != 1:
+        raise ValueError("the graph must have one input (token ids) or two (source and target "
+                         "ids) and one output (logits), got %d and %d"
+                         % (len(model.inputs), len(model.outputs)))
+    if len(model.inputs) == 2 and md.get("source_length", 0) <= 0:
+        raise ValueError("metadata: an encoder-decoder model needs a positive source_length")
     kinds = {name: ("weight", a.shape) for name, a in model.weights.items()}
-    kinds[model.inputs[0]] = ("ids",)
+    for name in model.inputs:
+        kinds[name] = ("ids",)
     seen = set()
     for n in model.nodes:
         if n.name in seen:

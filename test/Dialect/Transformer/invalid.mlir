@@ -354,3 +354,82 @@ func.func @f(%c: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head
   %k, %v = transformer.kv_cache_read %c[-1] length %n : !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 8, element_type = f32> -> tensor<1x?x32xf32>, tensor<1x?x32xf32>
   return
 }
+
+// -----
+
+// Tests that the sinusoidal encoding needs an even feature dimension.
+func.func @f(%x: tensor<1x?x7xf32>) {
+  // expected-error@+2 {{'transformer.sinusoidal_position' op feature dimension must be even, got 7}}
+  // expected-error@+1 {{failed to infer returned types}}
+  %y = transformer.sinusoidal_position %x : (tensor<1x?x7xf32>) -> tensor<1x?x7xf32>
+  return
+}
+
+// -----
+
+// Tests that the sinusoidal encoding needs [batch, seq, dim] input.
+func.func @f(%x: tensor<?x8xf32>) {
+  // expected-error@+2 {{'transformer.sinusoidal_position' op expects input of shape [batch, seq, dim] with a static last dimension, got 'tensor<?x8xf32>'}}
+  // expected-error@+1 {{failed to infer returned types}}
+  %y = transformer.sinusoidal_position %x : (tensor<?x8xf32>) -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+// Tests that the sinusoidal base must exceed 1.
+func.func @f(%x: tensor<1x?x8xf32>) {
+  // expected-error@+2 {{'transformer.sinusoidal_position' op base must be greater than 1, got 1}}
+  // expected-error@+1 {{failed to infer returned types}}
+  %y = transformer.sinusoidal_position %x {base = 1.0 : f32} : (tensor<1x?x8xf32>) -> tensor<1x?x8xf32>
+  return
+}
+
+// -----
+
+// Tests that the padding mask needs [batch, seq] ids.
+func.func @f(%ids: tensor<?xi32>) {
+  // expected-error@+2 {{'transformer.padding_mask' op expects ids of shape [batch, seq], got 'tensor<?xi32>'}}
+  // expected-error@+1 {{failed to infer returned types}}
+  %m = transformer.padding_mask %ids {pad_id = 0 : i64} : (tensor<?xi32>) -> tensor<?xi1>
+  return
+}
+
+// -----
+
+// Tests that pad_id must not be negative.
+func.func @f(%ids: tensor<1x?xi32>) {
+  // expected-error@+2 {{'transformer.padding_mask' op pad_id must be non-negative, got -1}}
+  // expected-error@+1 {{failed to infer returned types}}
+  %m = transformer.padding_mask %ids {pad_id = -1 : i64} : (tensor<1x?xi32>) -> tensor<1x?xi1>
+  return
+}
+
+// -----
+
+// Tests that the key mask covers the keys (not the queries) of the batch.
+func.func @f(%q: tensor<1x4x8xf32>, %kv: tensor<1x6x8xf32>, %m: tensor<1x4xi1>) {
+  // expected-error@+2 {{'transformer.attention' op expects key_mask of shape [1, 6] (batch, kv_seq), got 'tensor<1x4xi1>'}}
+  // expected-error@+1 {{failed to infer returned types}}
+  %a = transformer.attention cross %q, %kv, %kv key_mask %m {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<1x4x8xf32>, tensor<1x6x8xf32>, tensor<1x6x8xf32>, tensor<1x4xi1>) -> tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+// Tests that cross-attention takes no offset (only causal attention does).
+func.func @f(%q: tensor<1x4x8xf32>, %kv: tensor<1x6x8xf32>, %p: index) {
+  // expected-error@+2 {{'transformer.attention' op only causal attention takes an offset}}
+  // expected-error@+1 {{failed to infer returned types}}
+  %a = transformer.attention cross %q, %kv, %kv offset %p {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<1x4x8xf32>, tensor<1x6x8xf32>, tensor<1x6x8xf32>, index) -> tensor<1x4x8xf32>
+  return
+}
+
+// -----
+
+// Tests that the key mask is i1.
+func.func @f(%q: tensor<1x4x8xf32>, %kv: tensor<1x6x8xf32>, %m: tensor<1x6xi32>) {
+  // expected-error@+1 {{'transformer.attention' op operand #3 must be ranked tensor of 1-bit signless integer values, but got 'tensor<1x6xi32>'}}
+  %a = transformer.attention cross %q, %kv, %kv key_mask %m {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<1x4x8xf32>, tensor<1x6x8xf32>, tensor<1x6x8xf32>, tensor<1x6xi32>) -> tensor<1x4x8xf32>
+  return
+}

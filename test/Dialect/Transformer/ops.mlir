@@ -64,3 +64,24 @@ func.func @cache(%c: !cache, %k: tensor<1x1x32xf32>, %v: tensor<1x1x32xf32>, %po
   %kk, %vv = transformer.kv_cache_read %c1[1] length %len : !cache -> tensor<1x?x32xf32>, tensor<1x?x32xf32>
   return %kk, %c1 : tensor<1x?x32xf32>, !cache
 }
+
+// Tests the encoder-decoder ops: a scaled embedding, the sinusoidal
+// encoding (default base elided), the padding mask, bidirectional attention
+// and cross-attention with a key mask (query and key lengths independent).
+// CHECK-LABEL: func.func @encoder_decoder
+func.func @encoder_decoder(%src: tensor<1x?xi32>, %tgt: tensor<1x?xi32>, %t: tensor<32x16xf32>, %pos: index) -> tensor<1x?x16xf32> {
+  // CHECK: %[[M:.*]] = transformer.padding_mask %{{.*}} {pad_id = 0 : i64} : (tensor<1x?xi32>) -> tensor<1x?xi1>
+  %m = transformer.padding_mask %src {pad_id = 0 : i64} : (tensor<1x?xi32>) -> tensor<1x?xi1>
+  // CHECK: transformer.embedding %{{.*}}, %{{.*}} {scale = 4.000000e+00 : f32}
+  %e = transformer.embedding %src, %t {scale = 4.0 : f32} : (tensor<1x?xi32>, tensor<32x16xf32>) -> tensor<1x?x16xf32>
+  // CHECK: transformer.sinusoidal_position %{{.*}} : (tensor<1x?x16xf32>) -> tensor<1x?x16xf32>
+  %ep = transformer.sinusoidal_position %e : (tensor<1x?x16xf32>) -> tensor<1x?x16xf32>
+  // CHECK: transformer.attention bidirectional %{{.*}}, %{{.*}}, %{{.*}} key_mask %[[M]] {
+  %enc = transformer.attention bidirectional %ep, %ep, %ep key_mask %m {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 8 : i64, scale = 0.25 : f32} : (tensor<1x?x16xf32>, tensor<1x?x16xf32>, tensor<1x?x16xf32>, tensor<1x?xi1>) -> tensor<1x?x16xf32>
+  %d = transformer.embedding %tgt, %t : (tensor<1x?xi32>, tensor<32x16xf32>) -> tensor<1x?x16xf32>
+  // CHECK: transformer.sinusoidal_position %{{.*}} offset %{{.*}} {base = 5.000000e+02 : f32}
+  %dp = transformer.sinusoidal_position %d offset %pos {base = 500.0 : f32} : (tensor<1x?x16xf32>, index) -> tensor<1x?x16xf32>
+  // CHECK: transformer.attention cross %{{.*}}, %{{.*}}, %{{.*}} key_mask %[[M]] {
+  %c = transformer.attention cross %dp, %enc, %enc key_mask %m {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 8 : i64, scale = 0.25 : f32} : (tensor<1x?x16xf32>, tensor<1x?x16xf32>, tensor<1x?x16xf32>, tensor<1x?xi1>) -> tensor<1x?x16xf32>
+  return %c : tensor<1x?x16xf32>
+}

@@ -134,9 +134,9 @@ LogicalResult PaddingMaskOp::inferReturnTypes(MLIRContext *ctx,
   if (ids.getRank() != 2)
     return opError(loc, "padding_mask",
                    "expects ids of shape [batch, seq], got ", ids);
-  if (adaptor.getPadId() < 0)
+  if ((int64_t)adaptor.getPadId() < 0)
     return opError(loc, "padding_mask", "pad_id must be non-negative, got ",
-                   adaptor.getPadId());
+                   (int64_t)adaptor.getPadId());
   types.push_back(RankedTensorType::get(ids.getShape(), IntegerType::get(ctx, 1)));
   return success();
 }

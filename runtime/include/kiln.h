@@ -45,7 +45,9 @@ typedef int (*kiln_token_callback)(int32_t token, const char *bytes,
                                    size_t size, void *user);
 
 /* Generates from token ids; returns the number of tokens generated, or -1
- * on error (then kiln_last_error says why). Each call starts a new sequence. */
+ * on error (then kiln_last_error says why). Each call starts a new sequence.
+ * For an encoder-decoder model the ids are the source: it is encoded once
+ * and decoding starts from the model's BOS token. */
 int64_t kiln_generate(kiln_handle *h, const int32_t *prompt, size_t n,
                       const kiln_params *params, kiln_token_callback cb,
                       void *user);

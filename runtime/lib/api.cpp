@@ -11,6 +11,7 @@ struct kiln_handle {
   ModelFile model;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Session> session;
+  std::unique_ptr<Seq2SeqSession> seq2seq; ///< encoder-decoder models
   std::string error;
 };
 
@@ -43,7 +44,10 @@ kiln_handle *kiln_load(const char *model_path, char *err, size_t err_size) {
   std::optional<Error> e = loadModelFile(path, h->model);
   if (!e)
     e = checkCompatible(h->model, entry.info);
-  if (!e) {
+  if (!e && entry.info.kind == KILN_MODEL_ENCODER_DECODER) {
+    h->seq2seq = std::make_unique<Seq2SeqSession>(h->model, entry);
+    e = h->seq2seq->init();
+  } else if (!e) {
     h->session = std::make_unique<Session>(h->model, entry);
     e = h->session->init();
   }
@@ -61,12 +65,14 @@ int64_t kiln_generate(kiln_handle *h, const int32_t *prompt, size_t n,
   if (!h)
     return -1;
   kiln_params p = params ? *params : kiln_default_params();
-  if (!prompt || n == 0 || (int64_t)n > h->model.contextLength) {
+  if (h->seq2seq && prompt && n > 0) {
+    // The prompt is the source; decoding starts from the BOS token.
+  } else if (!prompt || n == 0 || (int64_t)n > h->model.contextLength) {
     h->error = "the prompt must hold 1 to " +
                std::to_string(h->model.contextLength) + " tokens";
     return -1;
   }
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < n && !h->seq2seq; ++i)
     if (prompt[i] < 0 || prompt[i] >= h->model.vocabSize) {
       h->error = "token id " + std::to_string(prompt[i]) +
                  " is outside the vocabulary";
@@ -95,6 +101,18 @@ int64_t kiln_generate(kiln_handle *h, const int32_t *prompt, size_t n,
     return !stopped;
   };
   std::vector<int32_t> ids(prompt, prompt + n);
+  if (h->seq2seq) {
+    Seq2SeqResult sr;
+    std::optional<Error> e = h->seq2seq->encode(ids, sr);
+    if (!e)
+      e = h->seq2seq->generate(p.n_predict, s, rng, p.ignore_eos != 0, false,
+                               onToken, sr);
+    if (e) {
+      h->error = e->message;
+      return -1;
+    }
+    return (int64_t)sr.tokens.size();
+  }
   if (auto e = h->session->generateAt(0, ids, p.n_predict, s, rng,
                                       p.ignore_eos != 0, false, onToken, r)) {
     h->error = e->message;

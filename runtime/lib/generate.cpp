@@ -373,10 +373,11 @@ int runSeq2Seq(const Options &opts, const ModelFile &model,
   } else {
     auto onToken = [&](int32_t id) {
       if (!text || (id == model.eosId && !opts.ignoreEos))
-        return;
+        return true;
       std::string ready = stream.push(tokenizer.piece(id));
       std::fwrite(ready.data(), 1, ready.size(), stdout);
       std::fflush(stdout);
+      return true;
     };
     if (auto err = session.generate(opts.nPredict, opts.sampling, rng,
                                     opts.ignoreEos, opts.logits, onToken,

@@ -294,11 +294,12 @@ public:
   /// source length and vocabulary, not all padding).
   std::optional<Error> encode(const std::vector<int32_t> &source,
                               Seq2SeqResult &result);
-  /// Greedy or sampled decoding after encode().
+  /// Greedy or sampled decoding after encode(); `onToken` returns false
+  /// to stop.
   std::optional<Error> generate(int64_t nPredict,
                                 const SamplingParams &sampling, Rng &rng,
                                 bool ignoreEos, bool keepLogits,
-                                const std::function<void(int32_t)> &onToken,
+                                const std::function<bool(int32_t)> &onToken,
                                 Seq2SeqResult &result);
   /// Beam search after encode(): `beams` live hypotheses; each step keeps
   /// the 2 * beams best continuations by total log-probability; one ending

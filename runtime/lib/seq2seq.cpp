@@ -116,7 +116,7 @@ void Seq2SeqSession::step(float *cacheData, int32_t token, int64_t pos,
 
 std::optional<Error> Seq2SeqSession::generate(
     int64_t nPredict, const SamplingParams &sampling, Rng &rng, bool ignoreEos,
-    bool keepLogits, const std::function<void(int32_t)> &onToken,
+    bool keepLogits, const std::function<bool(int32_t)> &onToken,
     Seq2SeqResult &result) {
   if (source.empty())
     return Error{kExitInternal, "generate() before encode()"};
@@ -136,11 +136,13 @@ std::optional<Error> Seq2SeqSession::generate(
     if (keepLogits)
       result.logits.push_back(logits);
     result.tokens.push_back(token);
-    onToken(token);
+    bool more = onToken(token);
     if (token == model.eosId && !ignoreEos) {
       result.stop = StopReason::Eos;
       break;
     }
+    if (!more)
+      break;
   }
   return std::nullopt;
 }

@@ -54,6 +54,9 @@ struct FileSpec {
   kiln::fb::TokenizerKind tokenizer = kiln::fb::TokenizerKind::Bytes;
   std::vector<std::string> pieces;
   int eos = 299;
+  int bos = -1;
+  /// Encoder-decoder: two graph inputs and a source length.
+  int64_t sourceLength = 0;
 };
 
 static std::vector<uint8_t> buildFile(const FileSpec &spec) {
@@ -66,7 +69,8 @@ static std::vector<uint8_t> buildFile(const FileSpec &spec) {
                                  b.CreateVector(spec.shape), data);
   auto meta =
       fb::CreateMetadata(b, fb::Architecture::Custom, b.CreateString("test"),
-                         spec.context, spec.vocab, -1, spec.eos);
+                         spec.context, spec.vocab, spec.bos, spec.eos, -1,
+                         false, spec.sourceLength);
   flatbuffers::Offset<fb::Tokenizer> tok;
   std::vector<flatbuffers::Offset<fb::Token>> toks;
   for (const std::string &p : spec.pieces)
@@ -76,6 +80,8 @@ static std::vector<uint8_t> buildFile(const FileSpec &spec) {
   tok = fb::CreateTokenizer(b, spec.tokenizer, b.CreateVector(toks));
   std::vector<flatbuffers::Offset<flatbuffers::String>> in = {
       b.CreateString("tokens")};
+  if (spec.sourceLength)
+    in.insert(in.begin(), b.CreateString("source"));
   std::vector<flatbuffers::Offset<flatbuffers::String>> out = {
       b.CreateString("logits")};
   std::vector<flatbuffers::Offset<fb::Node>> nodes;
@@ -495,12 +501,187 @@ static void testGeneration() {
   CHECK(logits.size() == 600 && logits[6] == 1.0f && logits[300 + 7] == 1.0f);
 }
 
+//===----------------------------------------------------------------------===//
+// Encoder-decoder generation and beam search
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// A fake encoder-decoder: encode writes the source length into the cross
+/// state; decode writes its token into row `pos` of the cache and returns
+/// logits that are a hash of the whole cached history (rows 0..pos) and the
+/// cross state. So any mistake in how beams' caches are reordered changes
+/// the logits a beam sees.
+constexpr int64_t kS2SVocab = 7, kS2SEos = 6, kS2SBos = 5;
+struct {
+  int encodes = 0, decodes = 0;
+} s2s;
+float historyLogit(const std::vector<int32_t> &history, float crossValue,
+                   int64_t j) {
+  uint64_t h = 1469598103934665603ull ^ (uint64_t)(crossValue * 1000);
+  for (int32_t t : history)
+    h = (h ^ (uint64_t)t) * 1099511628211ull;
+  h = (h ^ (uint64_t)j) * 1099511628211ull;
+  h ^= h >> 29;
+  return (float)((h % 10007) / 1000.0) + (j == kS2SEos ? 1.5f : 0.0f);
+}
+void s2sEncode(kiln_memref_1d *, kiln_memref_1d *, kiln_memref_2d *src,
+               kiln_memref_5d *cross) {
+  ++s2s.encodes;
+  static_cast<float *>(cross->aligned)[0] = (float)src->sizes[1];
+}
+void s2sDecode(kiln_memref_1d *, kiln_memref_1d *, kiln_memref_2d *tokens,
+               int64_t pos, kiln_memref_5d *cache, kiln_memref_2d *,
+               kiln_memref_5d *cross, kiln_memref_2d *logits) {
+  ++s2s.decodes;
+  float *c = static_cast<float *>(cache->aligned);
+  int64_t rowStride = cache->strides[3];
+  c[pos * rowStride] = (float)static_cast<int32_t *>(tokens->aligned)[0];
+  std::vector<int32_t> history;
+  for (int64_t p = 0; p <= pos; ++p)
+    history.push_back((int32_t)c[p * rowStride]);
+  float crossValue = static_cast<float *>(cross->aligned)[0];
+  float *l = static_cast<float *>(logits->aligned);
+  for (int64_t j = 0; j < kS2SVocab; ++j)
+    l[j] = historyLogit(history, crossValue, j);
+}
+void s2sForward(kiln_memref_1d *, kiln_memref_1d *, kiln_memref_2d *,
+                kiln_memref_2d *, kiln_memref_3d *) {}
+
+/// The documented beam search over explicit histories (no caches).
+std::vector<Hypothesis> referenceBeams(float crossValue, size_t K, double alpha,
+                                       int64_t maxNew) {
+  struct B {
+    std::vector<int32_t> toks;
+    double lp;
+  };
+  std::vector<Hypothesis> done;
+  std::vector<B> live = {{{}, 0.0}};
+  for (int64_t step = 0; step < maxNew; ++step) {
+    struct C {
+      double lp;
+      size_t b;
+      int32_t t;
+    };
+    std::vector<C> cands;
+    for (size_t b = 0; b < live.size(); ++b) {
+      std::vector<int32_t> hist = {(int32_t)kS2SBos};
+      hist.insert(hist.end(), live[b].toks.begin(), live[b].toks.end());
+      double l[kS2SVocab], mx = -1e300, sum = 0;
+      for (int64_t j = 0; j < kS2SVocab; ++j)
+        mx = std::max(mx, l[j] = historyLogit(hist, crossValue, j));
+      for (int64_t j = 0; j < kS2SVocab; ++j)
+        sum += std::exp(l[j] - mx);
+      for (int64_t j = 0; j < kS2SVocab; ++j)
+        cands.push_back({live[b].lp + l[j] - mx - std::log(sum), b, (int32_t)j});
+    }
+    std::stable_sort(cands.begin(), cands.end(), [](const C &a, const C &c) {
+      return a.lp > c.lp || (a.lp == c.lp && (a.b < c.b || (a.b == c.b && a.t < c.t)));
+    });
+    std::vector<B> next;
+    for (size_t r = 0; r < cands.size() && r < 2 * K && next.size() < K; ++r) {
+      std::vector<int32_t> toks = live[cands[r].b].toks;
+      toks.push_back(cands[r].t);
+      if (cands[r].t == kS2SEos) {
+        if (r < K)
+          done.push_back({toks, cands[r].lp,
+                          cands[r].lp / std::pow((double)toks.size(), alpha)});
+        continue;
+      }
+      next.push_back({toks, cands[r].lp});
+    }
+    if (done.size() >= K || next.empty()) {
+      live.clear();
+      break;
+    }
+    live = next;
+  }
+  for (B &b : live)
+    done.push_back({b.toks, b.lp, b.lp / std::pow((double)b.toks.size(), alpha)});
+  std::stable_sort(done.begin(), done.end(),
+                   [](const Hypothesis &a, const Hypothesis &b) {
+                     return a.score > b.score;
+                   });
+  return done;
+}
+} // namespace
+
+static void testSeq2Seq() {
+  FileSpec spec;
+  spec.vocab = kS2SVocab;
+  spec.eos = kS2SEos;
+  spec.bos = kS2SBos;
+  spec.context = 20;
+  spec.sourceLength = 8;
+  ModelFile m;
+  CHECK(!loadModelBuffer(buildFile(spec), m));
+  CHECK(m.encoderDecoder && m.sourceLength == 8 && m.sourceVocabSize == 7);
+  EntryPoints e;
+  e.encode = s2sEncode;
+  e.seq2seqDecode = s2sDecode;
+  e.seq2seqForward = s2sForward;
+  e.info = {KILN_ABI_VERSION, 1, 1, 2, 3, 20, kS2SVocab, "",
+            m.weightsFingerprint, KILN_MODEL_ENCODER_DECODER, 8, 1, 4};
+  CHECK(!checkCompatible(m, e.info));
+  kiln_model_info decoderOnly = e.info;
+  decoderOnly.kind = KILN_MODEL_DECODER_ONLY;
+  CHECK_ERR(checkCompatible(m, decoderOnly), kExitModel,
+            "encoder-decoder file, decoder-only executable");
+
+  Seq2SeqSession s(m, e);
+  CHECK(!s.init());
+  Seq2SeqResult enc;
+  CHECK_ERR(s.encode({}, enc), kExitPrompt, "the source is empty");
+  CHECK_ERR(s.encode(std::vector<int32_t>(9, 1), enc), kExitPrompt,
+            "source has 9 tokens but the model reads at most 8");
+  CHECK_ERR(s.encode({1, 7}, enc), kExitPrompt,
+            "source token id 7 is outside the source vocabulary of 7");
+  s2s = {};
+  CHECK(!s.encode({1, 2, 3}, enc) && s2s.encodes == 1);
+
+  // Greedy: the first decode gets BOS at position 0; stops at EOS.
+  SamplingParams greedy;
+  greedy.temperature = 0;
+  Rng rng(1);
+  Seq2SeqResult g;
+  CHECK(!s.generate(12, greedy, rng, false, true,
+                    [](int32_t) { return true; }, g));
+  CHECK(!g.tokens.empty() && g.logits.size() == g.tokens.size());
+  CHECK(g.decodeCalls == (int64_t)g.tokens.size());
+  CHECK(g.stop == (g.tokens.back() == kS2SEos ? StopReason::Eos
+                                             : StopReason::Length));
+
+  // Beam search equals the reference over explicit histories, for several
+  // widths and length penalties; forks copy filled rows, not whole caches.
+  for (size_t K : {1u, 2u, 3u, 5u}) {
+    for (double alpha : {0.0, 0.7, 1.5}) {
+      Seq2SeqResult b;
+      CHECK(!s.beamSearch(10, K, alpha, b));
+      std::vector<Hypothesis> want = referenceBeams(3.0f, K, alpha, 10);
+      CHECK(b.hypotheses.size() == want.size());
+      for (size_t i = 0; i < want.size() && i < b.hypotheses.size(); ++i) {
+        CHECK(b.hypotheses[i].tokens == want[i].tokens);
+        CHECK(std::fabs(b.hypotheses[i].score - want[i].score) < 1e-9);
+      }
+      CHECK(b.tokens == want.front().tokens);
+      size_t wholeCache = (size_t)2 * 2 * 20 * 3 * sizeof(float);
+      CHECK(s.beamCopyBytes() <= (size_t)b.decodeCalls * wholeCache / 2);
+    }
+  }
+  // The context limit ends beam search too (live beams become hypotheses).
+  Seq2SeqResult full;
+  CHECK(!s.beamSearch(-1, 3, 1.0, full));
+  CHECK(!full.hypotheses.empty());
+  for (const Hypothesis &h : full.hypotheses)
+    CHECK(h.tokens.size() <= 20);
+}
+
 int main() {
   testModelFiles();
   testTokenizers();
   testSampling();
   testOptions();
   testGeneration();
+  testSeq2Seq();
   std::printf("%d checks, %d failures\n", checks, failures);
   return failures ? 1 : 0;
 }

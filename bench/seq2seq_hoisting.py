@@ -47,6 +47,7 @@ def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     work = args.work or tempfile.mkdtemp(prefix="kiln-bench-")
+    os.makedirs(work, exist_ok=True)
     d, vocab = args.d_model, 8000
     tr = nn.Transformer(d_model=d, nhead=8, num_encoder_layers=args.layers,
                         num_decoder_layers=args.layers, dim_feedforward=4 * d, dropout=0.0,

@@ -20,5 +20,6 @@ kiln_export.export_transformer(out, model.transformer, model.src_embedding, mode
                                model.generator, bos_id=BOS, eos_id=EOS, pad_id=PAD,
                                max_len=ckpt["config"]["max_len"], scale_embeddings=True,
                                name="dates-to-iso8601")
-print("wrote %s (%d training steps, PyTorch held-out exact match %.3f)"
-      % (out, ckpt["steps"], ckpt["heldout_accuracy"]))
+acc = ckpt.get("heldout_accuracy")
+print("wrote %s (%d training steps, PyTorch held-out exact match %s)"
+      % (out, ckpt["steps"], "%.3f" % acc if acc is not None else "not measured"))

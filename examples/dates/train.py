@@ -135,6 +135,7 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--resume", action="store_true",
                     help="continue from checkpoint.pt (model and optimizer)")
     args = ap.parse_args()
@@ -173,7 +174,7 @@ def main():
         tgt = batch_ids([[BOS] + list(t.encode()) + [EOS] for _, t in pairs])
         # Warm up, hold, then decay linearly to a tenth over the last 30%.
         frac = (time.time() - start) / (args.minutes * 60)
-        lr = 1e-3 * min(1.0, (step + 1) / 200) * (1.0 if frac < 0.7 else
+        lr = args.lr * min(1.0, (step + 1) / 200) * (1.0 if frac < 0.7 else
                                                   max(0.1, 1.0 - (frac - 0.7) / 0.3 * 0.9))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -190,12 +191,19 @@ def main():
             acc = sum(o == t for o, (_, t) in zip(model.greedy([s for s, _ in val]), val)) / len(val)
             print("step %d  %.0fs  loss %.4f  validation exact match %.3f"
                   % (step, time.time() - start, loss.item(), acc), flush=True)
+            save(model, opt, total_steps + step, None)
     model.eval()
     acc = sum(o == t for o, (_, t) in zip(model.greedy([s for s, _ in test]), test)) / len(test)
     print("held-out exact match (PyTorch, greedy): %.3f" % acc)
+    save(model, opt, total_steps + step, acc)
+
+
+def save(model, opt, steps, heldout_accuracy):
+    """checkpoint.pt, written atomically (also during training)."""
+    path = os.path.join(HERE, "checkpoint.pt")
     torch.save({"state": model.state_dict(), "optimizer": opt.state_dict(), "config": CONFIG,
-                "steps": total_steps + step, "heldout_accuracy": acc},
-               os.path.join(HERE, "checkpoint.pt"))
+                "steps": steps, "heldout_accuracy": heldout_accuracy}, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,10 @@ std::optional<Error> Tokenizer::encode(const std::string &text,
     return Error{kExitUsage,
                  "this model's tokenizer cannot encode text prompts yet; "
                  "give token ids with --prompt-tokens"};
-  if (model.vocabSize < 256)
+  // Text is what a model reads: the source of an encoder-decoder model.
+  int64_t vocab =
+      model.encoderDecoder ? model.sourceVocabSize : model.vocabSize;
+  if (vocab < 256)
     return Error{kExitModel, "a byte-level model needs at least 256 tokens"};
   ids.clear();
   if (model.addBos && model.bosId >= 0)

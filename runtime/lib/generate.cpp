@@ -23,12 +23,23 @@ const char *stopReasonName(StopReason r) {
   return "?";
 }
 
-static float *allocFloats(size_t n) {
+float *allocFloats(size_t n) {
   size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
   void *p = std::aligned_alloc(64, bytes ? bytes : 64);
   if (p)
     std::memset(p, 0, bytes);
   return static_cast<float *>(p);
+}
+
+void modelBuffers(const ModelFile &model, kiln_memref_1d &weights,
+                  kiln_memref_1d &offsets) {
+  weights = {const_cast<uint8_t *>(model.data),
+             const_cast<uint8_t *>(model.data),
+             0,
+             {(int64_t)model.size},
+             {1}};
+  auto *offs = const_cast<int64_t *>(model.weightOffsets.data());
+  offsets = {offs, offs, 0, {(int64_t)model.weightOffsets.size()}, {1}};
 }
 
 Session::Session(const ModelFile &model, const EntryPoints &entry)
@@ -43,17 +54,11 @@ std::optional<Error> Session::init() {
   if (!cache || !logits)
     return Error{kExitInternal, "out of memory allocating the KV cache (" +
                                     std::to_string(cacheSize * 4) + " bytes)"};
-  weights = {const_cast<uint8_t *>(model.data),
-             const_cast<uint8_t *>(model.data),
-             0,
-             {(int64_t)model.size},
-             {1}};
-  auto *offs = const_cast<int64_t *>(model.weightOffsets.data());
-  offsets = {offs, offs, 0, {(int64_t)model.weightOffsets.size()}, {1}};
+  modelBuffers(model, weights, offsets);
   return std::nullopt;
 }
 
-static double msSince(std::chrono::steady_clock::time_point t0) {
+double msSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(
              std::chrono::steady_clock::now() - t0)
       .count();
@@ -194,6 +199,21 @@ static void appendFloat(std::string &s, float f) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.9g", f);
   s += buf;
+}
+
+/// [[v, ...] per step]
+static std::string logitsJson(const std::vector<std::vector<float>> &rows) {
+  std::string s = "[";
+  for (size_t i = 0; i < rows.size(); ++i) {
+    s += i ? ",[" : "[";
+    for (size_t j = 0; j < rows[i].size(); ++j) {
+      if (j)
+        s += ",";
+      appendFloat(s, rows[i][j]);
+    }
+    s += "]";
+  }
+  return s + "]";
 }
 
 static std::string idList(const std::vector<int32_t> &ids) {
@@ -409,19 +429,8 @@ int runSeq2Seq(const Options &opts, const ModelFile &model,
   s += ",\"source_tokens\":" + idList(src);
   s += ",\"stop_reason\":\"" + std::string(stopReasonName(result.stop)) + "\"";
   s += ",\"seed\":" + std::to_string(seed);
-  if (opts.logits) {
-    s += ",\"logits\":[";
-    for (size_t i = 0; i < result.logits.size(); ++i) {
-      s += i ? ",[" : "[";
-      for (size_t j = 0; j < result.logits[i].size(); ++j) {
-        if (j)
-          s += ",";
-        appendFloat(s, result.logits[i][j]);
-      }
-      s += "]";
-    }
-    s += "]";
-  }
+  if (opts.logits)
+    s += ",\"logits\":" + logitsJson(result.logits);
   if (opts.beams > 1) {
     s += ",\"beams\":[";
     for (size_t i = 0; i < result.hypotheses.size(); ++i) {
@@ -591,19 +600,8 @@ int run(int argc, char **argv, const EntryPoints &entry) {
   s += ",\"prompt_tokens\":" + idList(prompt);
   s += ",\"stop_reason\":\"" + std::string(stopReasonName(result.stop)) + "\"";
   s += ",\"seed\":" + std::to_string(seed);
-  if (opts.logits) {
-    s += ",\"logits\":[";
-    for (size_t i = 0; i < result.logits.size(); ++i) {
-      s += i ? ",[" : "[";
-      for (size_t j = 0; j < result.logits[i].size(); ++j) {
-        if (j)
-          s += ",";
-        appendFloat(s, result.logits[i][j]);
-      }
-      s += "]";
-    }
-    s += "]";
-  }
+  if (opts.logits)
+    s += ",\"logits\":" + logitsJson(result.logits);
   char timings[320];
   std::snprintf(
       timings, sizeof timings,

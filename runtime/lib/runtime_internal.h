@@ -10,6 +10,7 @@
 
 #include "kiln_runtime.h"
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -182,6 +183,15 @@ std::string helpText(const char *argv0);
 //===----------------------------------------------------------------------===//
 // Generation
 //===----------------------------------------------------------------------===//
+
+/// 64-byte aligned, zeroed floats (free with std::free); null when out of
+/// memory.
+float *allocFloats(size_t n);
+/// Milliseconds since t0.
+double msSince(std::chrono::steady_clock::time_point t0);
+/// Memref descriptors of the mapped model file and its weight offsets.
+void modelBuffers(const ModelFile &model, kiln_memref_1d &weights,
+                  kiln_memref_1d &offsets);
 
 /// The compiled entry points (function pointers so tests can substitute a
 /// model written in C++).

@@ -12,20 +12,6 @@
 
 namespace kiln::rt {
 
-static double msSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(
-             std::chrono::steady_clock::now() - t0)
-      .count();
-}
-
-static float *allocZeroed(size_t n) {
-  size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-  void *p = std::aligned_alloc(64, bytes ? bytes : 64);
-  if (p)
-    std::memset(p, 0, bytes);
-  return static_cast<float *>(p);
-}
-
 Seq2SeqSession::Seq2SeqSession(const ModelFile &model,
                                const EntryPoints &entry)
     : model(model), entry(entry) {}
@@ -38,21 +24,15 @@ std::optional<Error> Seq2SeqSession::init() {
   cacheFloats = (size_t)info.num_layers * 2 * info.capacity * info.kv_width;
   crossFloats =
       (size_t)info.cross_layers * 2 * info.source_capacity * info.cross_width;
-  cross.reset(allocZeroed(crossFloats));
-  caches.emplace_back(allocZeroed(cacheFloats));
+  cross.reset(allocFloats(crossFloats));
+  caches.emplace_back(allocFloats(cacheFloats));
   if (!cross || !caches[0])
     return Error{kExitInternal, "out of memory allocating the caches (" +
                                     std::to_string((cacheFloats + crossFloats) *
                                                    4) +
                                     " bytes)"};
   logits.assign(info.vocab_size, 0.0f);
-  weights = {const_cast<uint8_t *>(model.data),
-             const_cast<uint8_t *>(model.data),
-             0,
-             {(int64_t)model.size},
-             {1}};
-  auto *offs = const_cast<int64_t *>(model.weightOffsets.data());
-  offsets = {offs, offs, 0, {(int64_t)model.weightOffsets.size()}, {1}};
+  modelBuffers(model, weights, offsets);
   return std::nullopt;
 }
 
@@ -170,7 +150,7 @@ std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
   int64_t capacity = info.capacity, vocab = info.vocab_size;
   size_t K = numBeams;
   while (caches.size() < K) {
-    caches.emplace_back(allocZeroed(cacheFloats));
+    caches.emplace_back(allocFloats(cacheFloats));
     if (!caches.back())
       return Error{kExitInternal, "out of memory allocating " +
                                       std::to_string(K) + " beam caches"};

@@ -21,10 +21,8 @@ Prints the measured errors; exits non-zero with a message on any failure.
     seq2seq_parity.py --kiln-bin build/bin --work /tmp/s2s [--only NAME]
 """
 import argparse
-import json
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -32,6 +30,9 @@ import torch
 from torch import nn
 
 import kiln_export
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from decoder_parity import Failure, rel_err, run, run_json  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -62,31 +63,6 @@ SRC_LEN = 11
 SRC_PAD = 3      # trailing pad tokens when the configuration has a pad id
 STEPS = 32
 TOL = 1e-4
-
-
-class Failure(Exception):
-    pass
-
-
-def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise Failure("`%s` failed with exit code %d:\n%s%s"
-                      % (" ".join(cmd), r.returncode, r.stdout[-2000:], r.stderr[-2000:]))
-    return r.stdout
-
-
-def run_json(cmd):
-    out = run(cmd)
-    try:
-        return json.loads(out)
-    except ValueError as e:
-        raise Failure("`%s` did not print one JSON object (%s):\n%s"
-                      % (" ".join(cmd), e, out[:2000]))
-
-
-def rel_err(got, ref):
-    return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
 
 
 class Reference:

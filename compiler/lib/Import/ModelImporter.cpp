@@ -222,11 +222,24 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     result = build<PaddingMaskOp>(loc, in[0], b.getI64IntegerAttr(pad));
     break;
   }
-  case fb::Op::PositionEmbeddingOp:
+  case fb::Op::PositionEmbeddingOp: {
     if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
       return failure();
+    // Every position the runtime may pass must have a row: the context
+    // length, and the source length of encoder-decoder models.
+    const fb::Metadata *meta = model->metadata();
+    int64_t need = std::max<int64_t>(meta->context_length(),
+                                     model->inputs()->size() == 2
+                                         ? meta->source_length()
+                                         : 0);
+    auto table = dyn_cast<RankedTensorType>(in[1].getType());
+    if (table && table.getRank() == 2 && table.getDimSize(0) < need)
+      return emitError(loc) << "node '" << name << "': the position table "
+                            << table << " has fewer rows than the " << need
+                            << " positions the model reads";
     result = build<PositionEmbeddingOp>(loc, in[0], in[1], Value());
     break;
+  }
   case fb::Op::RopeOp: {
     const fb::RopeOp *op = node->op_as_RopeOp();
     if (failed(arity(1, 1)) || failed(get(0)))

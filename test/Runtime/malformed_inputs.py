@@ -125,6 +125,20 @@ def main():
     variant("bos-negative", lambda m: m["metadata"].update(bos_token_id=-7),
             "special token id -7 is outside the vocabulary of 16")
 
+    # Encoder-decoder metadata (two graph inputs: source, target ids).
+    variant("three-inputs", lambda m: m.update(inputs=["source", "extra", "tokens"]),
+            "the graph must have one input (token ids) or two",
+            "the graph has 3 inputs; expected 1 (decoder-only) or 2")
+    variant("two-inputs-no-source-length", lambda m: m.update(inputs=["source", "tokens"]),
+            "an encoder-decoder model needs a positive source_length")
+    def no_bos(m):
+        m.update(inputs=["source", "tokens"])
+        m["metadata"].update(source_length=8, bos_token_id=-1)
+    variant("encoder-decoder-without-bos", no_bos,
+            "an encoder-decoder model needs bos_token_id")
+    variant("negative-source-vocab", lambda m: m["metadata"].update(source_vocab_size=-3),
+            "source_vocab_size must not be negative")
+
     failed = 0
     for name, blob, compiler_msg, runtime_msg in cases:
         path = os.path.join(args.work, "case-" + name + ".kiln")

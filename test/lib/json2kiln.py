@@ -128,7 +128,8 @@ def build(m, fbmod):
     Metadata.AddName(b, mname)
     if "architecture" in md:
         Metadata.AddArchitecture(b, getattr(mod("Architecture").Architecture, md["architecture"]))
-    for k in ("context_length", "vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", "add_bos"):
+    for k in ("context_length", "vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", "add_bos",
+              "source_length", "source_vocab_size"):
         if k in md:
             getattr(Metadata, "Add" + camel(k))(b, md[k])
     meta = Metadata.End(b)

@@ -384,7 +384,8 @@ int runSeq2Seq(const Options &opts, const ModelFile &model,
   };
   if (opts.beams > 1) {
     if (auto err = session.beamSearch(opts.nPredict, opts.beams,
-                                      opts.lengthPenalty, result))
+                                      opts.lengthPenalty, opts.earlyStop,
+                                      result))
       return fail(*err);
     if (text) {
       std::string out = pieces(result.tokens);

@@ -119,6 +119,9 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
       if (!(err = take(v)) && !(err = parseInt(flag, v, o.beams)) &&
           (o.beams < 1 || o.beams > 256))
         err = usage("--beams must be between 1 and 256, got " + v);
+    } else if (flag == "--early-stop") {
+      err = noValue();
+      o.earlyStop = true;
     } else if (flag == "--length-penalty") {
       err = take(v);
       if (!err)
@@ -258,10 +261,13 @@ starts from the model's BOS token and stops at its EOS token):
   --length-penalty A      beam search: a finished hypothesis scores
                           log P / length^A (default: 1.0; length counts the
                           generated tokens, EOS included)
+  --early-stop            beam search: stop as soon as K hypotheses have finished
   Beam search keeps, each step, the 2K best continuations; those ending in
-  EOS among the best K finish; it stops early once K have finished (or at
-  -n tokens / a full context, where live beams count as finished) and
-  prints the best. JSON output adds "beams": [{"tokens", "text", "log_prob",
+  EOS among the best K finish (the K best finished are kept). It ends once K
+  have finished and the best live beam, scored at its current length, is no
+  better than the worst finished one (with --early-stop: at once), or at -n
+  tokens / a full context, where live beams count as finished; it prints the
+  best. JSON output adds "beams": [{"tokens", "text", "log_prob",
   "score"}, best first] and reports "source_tokens" instead of
   "prompt_tokens", and timings {"source_tokens", "generated_tokens",
   "encode_ms", "decode_ms", "decode_steps"}.

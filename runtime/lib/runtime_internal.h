@@ -160,6 +160,7 @@ struct Options {
   std::optional<std::vector<int32_t>> srcTokens;
   int64_t beams = 1;          ///< --beams: 1 = no beam search
   double lengthPenalty = 1.0; ///< --length-penalty
+  bool earlyStop = false;     ///< --early-stop
   int64_t nPredict = 128;
   SamplingParams sampling;
   std::optional<uint64_t> seed;
@@ -314,13 +315,17 @@ public:
   /// Beam search after encode(): `beams` live hypotheses; each step keeps
   /// the 2 * beams best continuations by total log-probability; one ending
   /// in EOS among the best `beams` finishes, scored logProb / length^alpha
-  /// (length counts the generated tokens, EOS included); the others (up to
-  /// `beams`) live on. Stops early once `beams` hypotheses have finished,
-  /// after `nPredict` tokens or when the context is full (live beams then
-  /// count as hypotheses). The caches of beams are reordered by swapping
-  /// buffers; only a beam that forks copies the filled rows.
+  /// (length counts the generated tokens, EOS included), and the `beams`
+  /// best finished ones are kept; the others (up to `beams`) live on. Ends
+  /// once `beams` have finished and either `earlyStop` or the best live
+  /// beam, scored at its current length, is no better than the worst
+  /// finished one; or after `nPredict` tokens or when the context is full
+  /// (live beams then count as hypotheses). The caches of beams are
+  /// reordered by swapping buffers; only a beam that forks copies the
+  /// filled rows.
   std::optional<Error> beamSearch(int64_t nPredict, int64_t beams,
-                                  double lengthPenalty, Seq2SeqResult &result);
+                                  double lengthPenalty, bool earlyStop,
+                                  Seq2SeqResult &result);
   /// Teacher forcing: logits [target.size(), vocab] of @forward.
   std::optional<Error> forward(const std::vector<int32_t> &source,
                                const std::vector<int32_t> &target,

@@ -143,6 +143,7 @@ struct Candidate {
 std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
                                                 int64_t numBeams,
                                                 double lengthPenalty,
+                                                bool earlyStop,
                                                 Seq2SeqResult &result) {
   if (source.empty())
     return Error{kExitInternal, "beamSearch() before encode()"};
@@ -237,7 +238,20 @@ std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
       nb.cache = c.beam; // parent, resolved to a buffer below
       next.push_back(std::move(nb));
     }
-    if (finished.size() >= K || next.empty()) {
+    // Keep the K best finished hypotheses.
+    std::stable_sort(finished.begin(), finished.end(),
+                     [](const Hypothesis &a, const Hypothesis &b) {
+                       return a.score > b.score;
+                     });
+    if (finished.size() > K)
+      finished.resize(K);
+    // Done when K have finished and (early stop, or the best live beam
+    // scored at its current length cannot beat the worst of them).
+    bool done = next.empty();
+    if (!done && finished.size() >= K)
+      done = earlyStop || finalScore(next.front().tokens, next.front().logProb) <=
+                              finished.back().score;
+    if (done) {
       result.stop = StopReason::Eos;
       live.clear();
       break;

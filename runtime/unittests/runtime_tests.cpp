@@ -549,7 +549,7 @@ void s2sForward(kiln_memref_1d *, kiln_memref_1d *, kiln_memref_2d *,
 
 /// The documented beam search over explicit histories (no caches).
 std::vector<Hypothesis> referenceBeams(float crossValue, size_t K, double alpha,
-                                       int64_t maxNew) {
+                                       int64_t maxNew, bool earlyStop) {
   struct B {
     std::vector<int32_t> toks;
     double lp;
@@ -589,7 +589,16 @@ std::vector<Hypothesis> referenceBeams(float crossValue, size_t K, double alpha,
       }
       next.push_back({toks, cands[r].lp});
     }
-    if (done.size() >= K || next.empty()) {
+    std::stable_sort(done.begin(), done.end(),
+                     [](const Hypothesis &a, const Hypothesis &b) {
+                       return a.score > b.score;
+                     });
+    if (done.size() > K)
+      done.resize(K);
+    if (next.empty() ||
+        (done.size() >= K &&
+         (earlyStop || next[0].lp / std::pow((double)next[0].toks.size(), alpha) <=
+                           done.back().score))) {
       live.clear();
       break;
     }
@@ -653,10 +662,11 @@ static void testSeq2Seq() {
   // Beam search equals the reference over explicit histories, for several
   // widths and length penalties; forks copy filled rows, not whole caches.
   for (size_t K : {1u, 2u, 3u, 5u}) {
-    for (double alpha : {0.0, 0.7, 1.5}) {
+    for (double alpha : {0.0, 0.7, 1.5})
+    for (bool early : {false, true}) {
       Seq2SeqResult b;
-      CHECK(!s.beamSearch(10, K, alpha, b));
-      std::vector<Hypothesis> want = referenceBeams(3.0f, K, alpha, 10);
+      CHECK(!s.beamSearch(10, K, alpha, early, b));
+      std::vector<Hypothesis> want = referenceBeams(3.0f, K, alpha, 10, early);
       CHECK(b.hypotheses.size() == want.size());
       for (size_t i = 0; i < want.size() && i < b.hypotheses.size(); ++i) {
         CHECK(b.hypotheses[i].tokens == want[i].tokens);
@@ -669,7 +679,7 @@ static void testSeq2Seq() {
   }
   // The context limit ends beam search too (live beams become hypotheses).
   Seq2SeqResult full;
-  CHECK(!s.beamSearch(-1, 3, 1.0, full));
+  CHECK(!s.beamSearch(-1, 3, 1.0, false, full));
   CHECK(!full.hypotheses.empty());
   for (const Hypothesis &h : full.hypotheses)
     CHECK(h.tokens.size() <= 20);

@@ -141,7 +141,10 @@ class Reference:
                         finished.append((toks, lp, lp / len(toks) ** alpha))
                     continue
                 nxt.append((toks, lp))
-            if len(finished) >= beams or not nxt:
+            finished.sort(key=lambda h: -h[2])
+            del finished[beams:]
+            if not nxt or (len(finished) >= beams and
+                           nxt[0][1] / len(nxt[0][0]) ** alpha <= finished[-1][2]):
                 live = []
                 break
             live = nxt

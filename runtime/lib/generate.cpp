@@ -31,6 +31,12 @@ float *allocFloats(size_t n) {
   return static_cast<float *>(p);
 }
 
+kiln_memref_5d cacheMemref(float *data, int64_t layers, int64_t capacity,
+                           int64_t width) {
+  int64_t c = capacity, w = width;
+  return {data, data, 0, {layers, 2, 1, c, w}, {2 * c * w, c * w, c * w, w, 1}};
+}
+
 void modelBuffers(const ModelFile &model, kiln_memref_1d &weights,
                   kiln_memref_1d &offsets) {
   weights = {const_cast<uint8_t *>(model.data),
@@ -84,22 +90,17 @@ std::optional<Error> Session::generateAt(
     const std::function<bool(int32_t)> &onToken, GenerationResult &result) {
   const kiln_model_info &info = entry.info;
   int64_t capacity = info.capacity, vocab = info.vocab_size;
-  int64_t w = info.kv_width, c = capacity;
   int64_t n = prompt.size();
   if (n == 0 || pos < 0 || pos + n > capacity)
     return Error{kExitPrompt, "prompt of " + std::to_string(n) +
                                   " tokens at position " + std::to_string(pos) +
                                   " does not fit the context of " +
                                   std::to_string(capacity)};
-  kiln_memref_5d cacheRef = {cache.get(),
-                             cache.get(),
-                             0,
-                             {info.num_layers, 2, 1, c, w},
-                             {2 * c * w, c * w, c * w, w, 1}};
-  kiln_memref_2d logitsRef = {
-      logits.get(), logits.get(), 0, {1, vocab}, {vocab, 1}};
+  kiln_memref_5d cacheRef =
+      cacheMemref(cache.get(), info.num_layers, capacity, info.kv_width);
+  kiln_memref_2d logitsRef = rowMemref(logits.get(), vocab);
   std::vector<int32_t> ids = prompt;
-  kiln_memref_2d tokens = {ids.data(), ids.data(), 0, {1, n}, {n, 1}};
+  kiln_memref_2d tokens = rowMemref(ids.data(), n);
 
   auto t0 = std::chrono::steady_clock::now();
   entry.prefill(&weights, &offsets, &tokens, pos, &cacheRef, &logitsRef);
@@ -128,7 +129,7 @@ std::optional<Error> Session::generateAt(
       result.stop = StopReason::Context;
       break;
     }
-    kiln_memref_2d one = {&token, &token, 0, {1, 1}, {1, 1}};
+    kiln_memref_2d one = rowMemref(&token, 1);
     auto t1 = std::chrono::steady_clock::now();
     entry.decode(&weights, &offsets, &one, p, &cacheRef, &logitsRef);
     result.decodeMs += msSince(t1);
@@ -184,11 +185,19 @@ std::optional<Error> Session::forward(const std::vector<int32_t> &tokens,
   int64_t n = tokens.size(), vocab = entry.info.vocab_size;
   out.assign((size_t)n * vocab, 0.0f);
   std::vector<int32_t> ids = tokens;
-  kiln_memref_2d t = {ids.data(), ids.data(), 0, {1, n}, {n, 1}};
+  kiln_memref_2d t = rowMemref(ids.data(), n);
   kiln_memref_3d l = {
       out.data(), out.data(), 0, {1, n, vocab}, {n * vocab, vocab, 1}};
   entry.forward(&weights, &offsets, &t, &l);
   return std::nullopt;
+}
+
+/// --seed, or one from the clock and the process id.
+static uint64_t chooseSeed(const Options &opts) {
+  if (opts.seed)
+    return *opts.seed;
+  return (uint64_t)std::chrono::system_clock::now().time_since_epoch().count() ^
+         ((uint64_t)getpid() << 32);
 }
 
 static void appendFloat(std::string &s, float f) {
@@ -367,11 +376,7 @@ int runSeq2Seq(const Options &opts, const ModelFile &model,
   if (auto err = session.encode(src, result))
     return fail(*err);
 
-  uint64_t seed = opts.seed ? *opts.seed
-                            : (uint64_t)std::chrono::system_clock::now()
-                                      .time_since_epoch()
-                                      .count() ^
-                                  ((uint64_t)getpid() << 32);
+  uint64_t seed = chooseSeed(opts);
   Rng rng(seed);
   bool text = opts.output == OutputFormat::Text;
   Utf8Stream stream;
@@ -483,11 +488,7 @@ int run(int argc, char **argv, const EntryPoints &entry) {
     return fail(*err);
   int64_t capacity = entry.info.capacity;
 
-  uint64_t seed = opts.seed ? *opts.seed
-                            : (uint64_t)std::chrono::system_clock::now()
-                                      .time_since_epoch()
-                                      .count() ^
-                                  ((uint64_t)getpid() << 32);
+  uint64_t seed = chooseSeed(opts);
   Rng rng(seed);
   if (opts.interactive)
     return interactive(opts, model, tokenizer, session, rng, capacity);

@@ -190,6 +190,14 @@ std::string helpText(const char *argv0);
 float *allocFloats(size_t n);
 /// Milliseconds since t0.
 double msSince(std::chrono::steady_clock::time_point t0);
+/// The descriptor of a batch-1 cache buffer laid out as kiln_runtime.h says:
+/// f32[layers][2][1][capacity][width].
+kiln_memref_5d cacheMemref(float *data, int64_t layers, int64_t capacity,
+                           int64_t width);
+/// The descriptor of `n` contiguous elements as one row: [1][n].
+template <typename T> kiln_memref_2d rowMemref(T *data, int64_t n) {
+  return {data, data, 0, {1, n}, {n, 1}};
+}
 /// Memref descriptors of the mapped model file and its weight offsets.
 void modelBuffers(const ModelFile &model, kiln_memref_1d &weights,
                   kiln_memref_1d &offsets);
@@ -338,7 +346,7 @@ private:
     void operator()(float *p) const { std::free(p); }
   };
   using Buffer = std::unique_ptr<float, Free>;
-  kiln_memref_5d cacheRef(float *data) const;
+  kiln_memref_5d crossRef() const;
   void step(float *cacheData, int32_t token, int64_t pos, float *logitsOut);
 
   const ModelFile &model;

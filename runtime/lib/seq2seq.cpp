@@ -36,10 +36,9 @@ std::optional<Error> Seq2SeqSession::init() {
   return std::nullopt;
 }
 
-kiln_memref_5d Seq2SeqSession::cacheRef(float *data) const {
-  int64_t c = entry.info.capacity, w = entry.info.kv_width;
-  return {data, data, 0, {entry.info.num_layers, 2, 1, c, w},
-          {2 * c * w, c * w, c * w, w, 1}};
+kiln_memref_5d Seq2SeqSession::crossRef() const {
+  return cacheMemref(cross.get(), entry.info.cross_layers,
+                     entry.info.source_capacity, entry.info.cross_width);
 }
 
 std::optional<Error> Seq2SeqSession::encode(const std::vector<int32_t> &src,
@@ -64,13 +63,8 @@ std::optional<Error> Seq2SeqSession::encode(const std::vector<int32_t> &src,
     return Error{kExitPrompt, "the source is all padding (id " +
                                   std::to_string(model.sourcePadId) + ")"};
   source = src;
-  kiln_memref_2d s = {source.data(), source.data(), 0, {1, n}, {n, 1}};
-  int64_t cs = info.source_capacity, cw = info.cross_width;
-  kiln_memref_5d x = {cross.get(),
-                      cross.get(),
-                      0,
-                      {info.cross_layers, 2, 1, cs, cw},
-                      {2 * cs * cw, cs * cw, cs * cw, cw, 1}};
+  kiln_memref_2d s = rowMemref(source.data(), n);
+  kiln_memref_5d x = crossRef();
   auto t0 = std::chrono::steady_clock::now();
   entry.encode(&weights, &offsets, &s, &x);
   result.encodeMs = msSince(t0);
@@ -80,17 +74,12 @@ std::optional<Error> Seq2SeqSession::encode(const std::vector<int32_t> &src,
 void Seq2SeqSession::step(float *cacheData, int32_t token, int64_t pos,
                           float *logitsOut) {
   const kiln_model_info &info = entry.info;
-  int64_t n = source.size(), vocab = info.vocab_size;
-  int64_t cs = info.source_capacity, cw = info.cross_width;
-  kiln_memref_2d one = {&token, &token, 0, {1, 1}, {1, 1}};
-  kiln_memref_5d c = cacheRef(cacheData);
-  kiln_memref_2d s = {source.data(), source.data(), 0, {1, n}, {n, 1}};
-  kiln_memref_5d x = {cross.get(),
-                      cross.get(),
-                      0,
-                      {info.cross_layers, 2, 1, cs, cw},
-                      {2 * cs * cw, cs * cw, cs * cw, cw, 1}};
-  kiln_memref_2d l = {logitsOut, logitsOut, 0, {1, vocab}, {vocab, 1}};
+  kiln_memref_2d one = rowMemref(&token, 1);
+  kiln_memref_5d c = cacheMemref(cacheData, info.num_layers, info.capacity,
+                                 info.kv_width);
+  kiln_memref_2d s = rowMemref(source.data(), (int64_t)source.size());
+  kiln_memref_5d x = crossRef();
+  kiln_memref_2d l = rowMemref(logitsOut, info.vocab_size);
   entry.seq2seqDecode(&weights, &offsets, &one, pos, &c, &s, &x, &l);
 }
 
@@ -159,6 +148,9 @@ std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
   if (logits.size() < K * vocab)
     logits.assign(K * vocab, 0.0f);
   copyBytes = 0;
+  auto bestFirst = [](const Hypothesis &a, const Hypothesis &b) {
+    return a.score > b.score;
+  };
   auto finalScore = [&](const std::vector<int32_t> &tokens, double lp) {
     return lp / std::pow((double)tokens.size(), lengthPenalty);
   };
@@ -239,10 +231,7 @@ std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
       next.push_back(std::move(nb));
     }
     // Keep the K best finished hypotheses.
-    std::stable_sort(finished.begin(), finished.end(),
-                     [](const Hypothesis &a, const Hypothesis &b) {
-                       return a.score > b.score;
-                     });
+    std::stable_sort(finished.begin(), finished.end(), bestFirst);
     if (finished.size() > K)
       finished.resize(K);
     // Done when K have finished and (early stop, or the best live beam
@@ -300,10 +289,7 @@ std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
                                : finalScore(h.tokens, h.logProb);
     finished.push_back(std::move(h));
   }
-  std::stable_sort(finished.begin(), finished.end(),
-                   [](const Hypothesis &a, const Hypothesis &b) {
-                     return a.score > b.score;
-                   });
+  std::stable_sort(finished.begin(), finished.end(), bestFirst);
   result.hypotheses = std::move(finished);
   if (!result.hypotheses.empty())
     result.tokens = result.hypotheses.front().tokens;
@@ -319,8 +305,8 @@ Seq2SeqSession::forward(const std::vector<int32_t> &src,
     return Error{kExitPrompt, "source and target must not be empty"};
   out.assign((size_t)m * vocab, 0.0f);
   std::vector<int32_t> s = src, t = target;
-  kiln_memref_2d sr = {s.data(), s.data(), 0, {1, n}, {n, 1}};
-  kiln_memref_2d tr = {t.data(), t.data(), 0, {1, m}, {m, 1}};
+  kiln_memref_2d sr = rowMemref(s.data(), n);
+  kiln_memref_2d tr = rowMemref(t.data(), m);
   kiln_memref_3d l = {
       out.data(), out.data(), 0, {1, m, vocab}, {m * vocab, vocab, 1}};
   entry.seq2seqForward(&weights, &offsets, &sr, &tr, &l);

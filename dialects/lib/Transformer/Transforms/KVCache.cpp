@@ -251,7 +251,7 @@ LogicalResult TransformerKVCachePass::planCross(func::FuncOp forward,
   for (AttentionOp op : crossOps) {
     for (Value v : {op.getKey(), op.getValue()}) {
       Operation *def = v.getDefiningOp();
-      if (!def || onTarget.contains(def) || isa<BlockArgument>(v))
+      if (!def || onTarget.contains(def))
         return op.emitOpError(
             "has keys or values that depend on the target sequence; "
             "cross-attention must attend over the encoder output");

@@ -139,10 +139,21 @@ static std::optional<Error> validate(ModelFile &out) {
             t->bytes() ? std::string(t->bytes()->begin(), t->bytes()->end())
                        : std::string());
     }
+    if (tok->scores())
+      out.scores.assign(tok->scores()->begin(), tok->scores()->end());
+    if (tok->token_types())
+      out.tokenTypes.assign(tok->token_types()->begin(),
+                            tok->token_types()->end());
+    if (tok->merges())
+      for (const flatbuffers::String *m : *tok->merges())
+        out.merges.emplace_back(m ? m->str() : std::string());
+    out.addSpacePrefix = tok->add_space_prefix();
   }
   if (out.tokenizer != TokenizerKind::Bytes &&
       (int64_t)out.pieces.size() != out.vocabSize)
     return modelError("a BPE tokenizer needs one piece per vocabulary entry");
+  if (auto msg = validateTokenizer(out))
+    return modelError(*msg);
   return std::nullopt;
 }
 

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace kiln::rt {
@@ -58,6 +59,10 @@ struct ModelFile {
   std::string name;
   TokenizerKind tokenizer = TokenizerKind::Bytes;
   std::vector<std::string> pieces; ///< token pieces by id (may be empty)
+  std::vector<float> scores;       ///< by id, or empty
+  std::vector<std::string> merges; ///< "left right" by rank, or empty
+  std::vector<int32_t> tokenTypes; ///< GGUF token types by id, or empty
+  bool addSpacePrefix = true;      ///< SentencePiece: leading space
 
   ModelFile() = default;
   ModelFile(const ModelFile &) = delete;
@@ -89,18 +94,45 @@ std::optional<Error> checkCompatible(const ModelFile &model,
 
 class Tokenizer {
 public:
+  /// Builds the lookup tables; the model file has been validated (its
+  /// merges name tokens of the vocabulary).
   explicit Tokenizer(const ModelFile &model);
-  /// Encodes text; only byte-level models encode today. Fails with a message
-  /// for other tokenizer kinds.
+  /// Encodes text as the model was trained: raw bytes, GPT-2's byte-level
+  /// BPE (pre-tokenizer regex, byte-to-unicode map, merges by rank) or
+  /// SentencePiece-style BPE (space prefix, U+2581 for spaces, merges by
+  /// rank or by score, byte fallback). Prepends BOS when the model asks for
+  /// it. BPE vocabularies need valid UTF-8.
   std::optional<Error> encode(const std::string &text,
                               std::vector<int32_t> &ids) const;
-  /// The bytes a token stands for.
+  /// The bytes a token stands for in generated text (control tokens such as
+  /// BOS and EOS stand for nothing).
   std::string piece(int32_t id) const;
+  /// The text of a whole encoding: the pieces, less the space prefix
+  /// SentencePiece added. decode(encode(s)) == s for valid UTF-8.
+  std::string decode(const std::vector<int32_t> &ids) const;
 
 private:
+  struct Merge {
+    double priority; ///< lower merges first
+    int32_t result;
+  };
+  void bpe(const std::string &text, std::vector<int32_t> &ids) const;
+  std::optional<Merge> findMerge(const std::string &text, size_t aBegin,
+                                 size_t aEnd, int32_t a, size_t bEnd,
+                                 int32_t b) const;
+  void appendBytes(const std::string &bytes, std::vector<int32_t> &ids) const;
+
   const ModelFile &model;
   std::vector<std::string> decoded; ///< bytes by id for BPE vocabularies
+  std::unordered_map<std::string, int32_t> byPiece;
+  std::unordered_map<uint64_t, Merge> mergeByPair; ///< (left << 32 | right)
+  int32_t byteToken[256];                          ///< -1: none
+  int32_t unkId = -1;
 };
+
+/// Checks a model file's tokenizer: pieces, scores and types per token,
+/// merges that name tokens, what each kind needs. Returns a message.
+std::optional<std::string> validateTokenizer(const ModelFile &model);
 
 /// Buffers output bytes so that a multi-byte UTF-8 character is never split
 /// across writes.

@@ -53,6 +53,10 @@ struct FileSpec {
   kiln::fb::DType dtype = kiln::fb::DType::F32;
   kiln::fb::TokenizerKind tokenizer = kiln::fb::TokenizerKind::Bytes;
   std::vector<std::string> pieces;
+  std::vector<float> scores;
+  std::vector<std::string> merges;
+  std::vector<int32_t> types;
+  bool addSpacePrefix = true;
   int eos = 299;
   int bos = -1;
   /// Encoder-decoder: two graph inputs and a source length.
@@ -77,7 +81,15 @@ static std::vector<uint8_t> buildFile(const FileSpec &spec) {
     toks.push_back(fb::CreateToken(
         b,
         b.CreateVector(reinterpret_cast<const uint8_t *>(p.data()), p.size())));
-  tok = fb::CreateTokenizer(b, spec.tokenizer, b.CreateVector(toks));
+  std::vector<flatbuffers::Offset<flatbuffers::String>> merges;
+  for (const std::string &m : spec.merges)
+    merges.push_back(b.CreateString(m));
+  tok = fb::CreateTokenizer(
+      b, spec.tokenizer, b.CreateVector(toks),
+      spec.scores.empty() ? 0 : b.CreateVector(spec.scores),
+      merges.empty() ? 0 : b.CreateVector(merges),
+      spec.types.empty() ? 0 : b.CreateVector(spec.types),
+      spec.addSpacePrefix);
   std::vector<flatbuffers::Offset<flatbuffers::String>> in = {
       b.CreateString("tokens")};
   if (spec.sourceLength)
@@ -188,6 +200,8 @@ static void testModelFiles() {
 // Tokenizers and text
 //===----------------------------------------------------------------------===//
 
+static void testBpeTokenizers();
+
 static void testTokenizers() {
   ModelFile m;
   CHECK(!loadModelBuffer(buildFile({}), m));
@@ -224,27 +238,158 @@ static void testTokenizers() {
   CHECK(jsonString("\xff") == "\"\\ufffd\"");
   CHECK(jsonString("\xe2\x82") == "\"\\ufffd\\ufffd\"");
 
-  // GPT-2 byte-level pieces: U+0120 is a space, U+010A a newline.
+  testBpeTokenizers();
+}
+
+/// GPT-2's byte-to-unicode character of byte b, as UTF-8.
+static std::string byteChar(int b) {
+  auto printable = [](int c) {
+    return (c >= 33 && c <= 126) || (c >= 161 && c <= 172) ||
+           (c >= 174 && c <= 255);
+  };
+  uint32_t cp = b;
+  if (!printable(b)) {
+    cp = 256;
+    for (int c = 0; c < b; ++c)
+      cp += !printable(c);
+  }
+  std::string s;
+  if (cp < 0x80) {
+    s.push_back((char)cp);
+  } else {
+    s.push_back((char)(0xC0 | (cp >> 6)));
+    s.push_back((char)(0x80 | (cp & 0x3F)));
+  }
+  return s;
+}
+
+static void testBpeTokenizers() {
+  std::vector<int32_t> ids;
+  // GPT-2: the 256 byte characters, four merges, a control token.
   FileSpec g;
-  g.vocab = 4;
-  g.eos = 3;
   g.tokenizer = kiln::fb::TokenizerKind::GPT2BPE;
-  g.pieces = {"hello", "\xc4\xa0world", "\xc4\x8a", "<|endoftext|>"};
+  for (int b = 0; b < 256; ++b)
+    g.pieces.push_back(byteChar(b));
+  g.pieces.insert(g.pieces.end(), {"he", "ll", "hell", "\xc4\xa0w",
+                                   "<|endoftext|>"});
+  g.vocab = g.pieces.size(); // 261
+  g.eos = 260;
+  g.merges = {"l l", "h e", "he ll", "\xc4\xa0 w"};
+  g.types.assign(g.vocab, 1);
+  g.types[260] = 3;
   ModelFile gm;
   CHECK(!loadModelBuffer(buildFile(g), gm));
   Tokenizer gt(gm);
-  CHECK(gt.piece(1) == " world" && gt.piece(2) == "\n" &&
-        gt.piece(0) == "hello");
-  CHECK_ERR(gt.encode("hi", ids), kExitUsage, "--prompt-tokens");
+  CHECK(!gt.encode("hello world", ids));
+  // "hello" | " world": h e l l o -> he ll -> hell o; " w" merges.
+  CHECK((ids == std::vector<int32_t>{258, 'o', 259, 'o', 'r', 'l', 'd'}));
+  CHECK(gt.decode(ids) == "hello world");
+  CHECK(gt.piece(259) == " w" && gt.piece(260).empty());
+  // Whitespace runs: the last space of a run prefixes the next word.
+  CHECK(!gt.encode("a  w", ids));
+  CHECK((ids == std::vector<int32_t>{'a', ' ', 259})); // id b is byte b
+  CHECK(!gt.encode("it's", ids) && ids.size() == 4 && gt.decode(ids) == "it's");
+  CHECK_ERR(gt.encode("bad \xff", ids), kExitUsage, "not valid UTF-8");
+  // Every byte round-trips, including multi-byte characters.
+  std::string text = "na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80\t\n";
+  CHECK(!gt.encode(text, ids) && gt.decode(ids) == text);
 
-  // SentencePiece pieces: U+2581 is a space, <0xNN> a byte.
-  FileSpec sp = g;
+  // Validation: a merge naming a missing token, a missing byte character.
+  FileSpec bad = g;
+  bad.merges.push_back("x yz");
+  ModelFile bm;
+  CHECK_ERR(loadModelBuffer(buildFile(bad), bm), kExitModel,
+            "names a token that is not in the vocabulary");
+  bad = g;
+  bad.merges.push_back("hello");
+  ModelFile bm2;
+  CHECK_ERR(loadModelBuffer(buildFile(bad), bm2), kExitModel,
+            "not two pieces");
+  bad = g;
+  bad.pieces[10] = "notabyte";
+  ModelFile bm3;
+  CHECK_ERR(loadModelBuffer(buildFile(bad), bm3), kExitModel,
+            "no token for byte 0x0A");
+  bad = g;
+  bad.types.pop_back();
+  ModelFile bm4;
+  CHECK_ERR(loadModelBuffer(buildFile(bad), bm4), kExitModel,
+            "260 token types for 261 tokens");
+
+  // SentencePiece: <unk> <s> </s>, byte tokens, pieces with scores.
+  FileSpec sp;
   sp.tokenizer = kiln::fb::TokenizerKind::SentencePieceBPE;
-  sp.pieces = {"\xe2\x96\x81the", "<0x0A>", "<0xE2>", "</s>"};
+  sp.pieces = {"<unk>", "<s>", "</s>"};
+  for (int b = 0; b < 256; ++b) {
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+    sp.pieces.push_back(buf);
+  }
+  const std::string U = "\xe2\x96\x81"; // U+2581
+  // 259..: ▁ a b ▁a ab ▁ab ba
+  for (const std::string &p : {U, std::string("a"), std::string("b"), U + "a",
+                               std::string("ab"), U + "ab", std::string("ba")})
+    sp.pieces.push_back(p);
+  sp.vocab = sp.pieces.size(); // 266
+  sp.bos = 1;
+  sp.eos = 2;
+  sp.types.assign(sp.vocab, 1);
+  sp.types[0] = 2;
+  sp.types[1] = sp.types[2] = 3;
+  for (int b = 0; b < 256; ++b)
+    sp.types[3 + b] = 6;
+  sp.scores.assign(sp.vocab, 0.0f);
+  sp.scores[262] = -1; // ▁a
+  sp.scores[263] = -2; // ab
+  sp.scores[264] = -3; // ▁ab
+  sp.scores[265] = -0.5; // ba: the best merge
   ModelFile sm;
   CHECK(!loadModelBuffer(buildFile(sp), sm));
   Tokenizer st(sm);
-  CHECK(st.piece(0) == " the" && st.piece(1) == "\n" && st.piece(2) == "\xe2");
+  // "ab" -> ▁ a b: ▁a (-1) beats ab (-2); then ▁a b -> ▁ab.
+  CHECK(!st.encode("ab", ids));
+  CHECK((ids == std::vector<int32_t>{264}));
+  // "aba" -> ▁ a b a: ba (-0.5) first, then ▁a | ba.
+  CHECK(!st.encode("aba", ids));
+  CHECK((ids == std::vector<int32_t>{262, 265}));
+  // Byte fallback for characters that are no token; the prefix is dropped
+  // again by decode().
+  CHECK(!st.encode("a\xc3\xa9", ids));
+  CHECK((ids == std::vector<int32_t>{262, 3 + 0xC3, 3 + 0xA9}));
+  CHECK(st.decode(ids) == "a\xc3\xa9");
+  CHECK(st.piece(262) == " a" && st.piece(3 + 0x0A) == "\n" &&
+        st.piece(1).empty());
+  CHECK(!st.encode(" ab  b", ids) && st.decode(ids) == " ab  b");
+  // BOS when the model asks for it.
+  sp.bos = 1;
+  FileSpec spb = sp;
+  ModelFile smb;
+  CHECK(!loadModelBuffer(buildFile(spb), smb));
+  // Merges by rank instead of scores (a tokenizer.json BPE): ab first.
+  FileSpec sr = sp;
+  sr.scores.clear();
+  sr.merges = {"a b", U + " a", U + " ab", "b a"};
+  ModelFile rm;
+  CHECK(!loadModelBuffer(buildFile(sr), rm));
+  Tokenizer rt(rm);
+  CHECK(!rt.encode("ab", ids));
+  CHECK((ids == std::vector<int32_t>{264})); // ▁ (a b) -> ▁ab
+  CHECK(!rt.encode("aba", ids));
+  CHECK((ids == std::vector<int32_t>{264, 260})); // ▁ab a
+  // No space prefix.
+  FileSpec np = sp;
+  np.addSpacePrefix = false;
+  ModelFile nm;
+  CHECK(!loadModelBuffer(buildFile(np), nm));
+  Tokenizer nt(nm);
+  CHECK(!nt.encode("ab", ids));
+  CHECK((ids == std::vector<int32_t>{263}));
+  // Neither scores nor merges.
+  FileSpec none = sp;
+  none.scores.clear();
+  ModelFile xm;
+  CHECK_ERR(loadModelBuffer(buildFile(none), xm), kExitModel,
+            "needs scores or merges");
 }
 
 //===----------------------------------------------------------------------===//

@@ -127,6 +127,7 @@ def load_model(path_or_bytes, *, check=True):
             "scores": [t.Scores(i) for i in range(t.ScoresLength())],
             "merges": [_str(t.Merges(i)) for i in range(t.MergesLength())],
             "token_types": [t.TokenTypes(i) for i in range(t.TokenTypesLength())],
+            "add_space_prefix": bool(t.AddSpacePrefix()),
         }
     weights, offsets = {}, {}
     for i in range(m.WeightsLength()):

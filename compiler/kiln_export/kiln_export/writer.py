@@ -189,11 +189,11 @@ class ModelWriter:
         return output
 
     def set_tokenizer(self, kind="Bytes", tokens=None, scores=None, merges=None,
-                      token_types=None):
+                      token_types=None, add_space_prefix=True):
         """kind: "Bytes" (default: id i < 256 is byte i), "GPT2BPE" or
         "SentencePieceBPE" (also "bytes", "gpt2", "sentencepiece"); tokens:
         the piece of every id (bytes or str); scores, merges (str "a b"),
-        token_types as the schema describes them."""
+        token_types and add_space_prefix as the schema describes them."""
         kind = _TOKENIZER_ALIASES.get(kind, kind)
         if kind not in TOKENIZER_KINDS:
             raise ValueError("tokenizer kind %r is not one of %s"
@@ -213,7 +213,7 @@ class ModelWriter:
                                  % (len(v), what, len(tokens)))
         merges = [str(m) for m in merges or []]
         self.tokenizer = dict(kind=kind, tokens=tokens, scores=scores, merges=merges,
-                              token_types=token_types)
+                              token_types=token_types, add_space_prefix=bool(add_space_prefix))
 
     # -- output ------------------------------------------------------------
 
@@ -338,6 +338,7 @@ class ModelWriter:
         mv = strvec(tok["merges"], Tokenizer.StartMergesVector) if tok["merges"] else None
         Tokenizer.Start(b)
         Tokenizer.AddKind(b, TOKENIZER_KINDS[tok["kind"]])
+        Tokenizer.AddAddSpacePrefix(b, tok["add_space_prefix"])
         for field, adder in ((tv, Tokenizer.AddTokens), (sv, Tokenizer.AddScores),
                              (mv, Tokenizer.AddMerges), (ttv, Tokenizer.AddTokenTypes)):
             if field is not None:

@@ -61,6 +61,8 @@ class Tokenizer(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
+    # SentencePieceBPE without merges: adjacent symbols whose concatenation
+    # is a token merge, highest score first (SentencePiece, llama.cpp).
     # Tokenizer
     def Scores(self, j):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
@@ -88,6 +90,9 @@ class Tokenizer(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         return o == 0
 
+    # "left right", by rank (index; lower merges first). GPT2BPE needs them;
+    # SentencePieceBPE uses them instead of scores when present (a Hugging
+    # Face tokenizer.json BPE model).
     # Tokenizer
     def Merges(self, j):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
@@ -108,6 +113,8 @@ class Tokenizer(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
         return o == 0
 
+    # GGUF's token types: 1 normal, 2 unknown, 3 control, 4 user-defined,
+    # 5 unused, 6 byte. Control tokens (BOS, EOS, ...) print as nothing.
     # Tokenizer
     def TokenTypes(self, j):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
@@ -135,7 +142,16 @@ class Tokenizer(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
         return o == 0
 
-def TokenizerStart(builder): builder.StartObject(5)
+    # SentencePieceBPE: text gets a leading space before encoding (dropped
+    # again when a whole encoding is decoded).
+    # Tokenizer
+    def AddSpacePrefix(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return True
+
+def TokenizerStart(builder): builder.StartObject(6)
 def Start(builder):
     return TokenizerStart(builder)
 def TokenizerAddKind(builder, kind): builder.PrependUint8Slot(0, kind, 0)
@@ -165,6 +181,9 @@ def AddTokenTypes(builder, tokenTypes):
 def TokenizerStartTokenTypesVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartTokenTypesVector(builder, numElems):
     return TokenizerStartTokenTypesVector(builder, numElems)
+def TokenizerAddAddSpacePrefix(builder, addSpacePrefix): builder.PrependBoolSlot(5, addSpacePrefix, 1)
+def AddAddSpacePrefix(builder, addSpacePrefix):
+    return TokenizerAddAddSpacePrefix(builder, addSpacePrefix)
 def TokenizerEnd(builder): return builder.EndObject()
 def End(builder):
     return TokenizerEnd(builder)

@@ -1,0 +1,51 @@
+//===- Convert.h - GGUF / Hugging Face checkpoints -> .kiln ------*- C++ -*-===//
+//
+// kiln-convert's library, shared with kiln-compile (which converts in memory
+// when given a GGUF file or a Hugging Face directory). Every input byte is
+// checked before it is trusted: an unsupported architecture, tensor type or
+// setting is refused with a message naming it and what is supported, and a
+// truncated or inconsistent input is refused, never half-converted.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_CONVERT_CONVERT_H
+#define KILN_CONVERT_CONVERT_H
+
+#include "llvm/ADT/StringRef.h"
+#include "llvm/Support/Error.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kiln::convert {
+
+enum class InputKind { Kiln, GGUF, HuggingFace };
+
+/// What `path` is: a directory with config.json (Hugging Face), a file
+/// starting with "GGUF", or a .kiln file (FlatBuffers identifier "KILN").
+llvm::Expected<InputKind> detectInput(llvm::StringRef path);
+
+struct ConvertOptions {
+  /// The model name recorded in the file (default: from the input).
+  std::string name;
+  /// Cap the context length (KV cache capacity) below the model's; 0 keeps it.
+  int64_t contextLength = 0;
+};
+
+/// Converts a GGUF file or a Hugging Face model directory to the bytes of a
+/// .kiln model file (weights as f32, the graph, metadata and tokenizer).
+llvm::Expected<std::vector<uint8_t>>
+convertToKiln(llvm::StringRef path, const ConvertOptions &options = {});
+
+/// A human-readable summary of a GGUF file, Hugging Face directory or .kiln
+/// file: architecture, shapes, tensor types, vocabulary, special tokens.
+llvm::Expected<std::string> describe(llvm::StringRef path);
+
+/// Writes `bytes` to `path` atomically (a temporary file in the same
+/// directory, renamed over `path` only once complete).
+llvm::Error writeFileAtomically(llvm::StringRef path,
+                                llvm::ArrayRef<uint8_t> bytes);
+
+} // namespace kiln::convert
+
+#endif // KILN_CONVERT_CONVERT_H

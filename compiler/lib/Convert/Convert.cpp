@@ -1,0 +1,167 @@
+//===- Convert.cpp - Input detection, .kiln summaries, atomic writes ------===//
+
+#include "kiln/Convert/Convert.h"
+#include "ConvertInternal.h"
+
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstring>
+#include <map>
+
+using namespace llvm;
+
+namespace kiln::convert {
+
+Expected<InputKind> detectInput(StringRef path) {
+  if (sys::fs::is_directory(path)) {
+    SmallString<256> cfg(path);
+    sys::path::append(cfg, "config.json");
+    if (!sys::fs::exists(cfg))
+      return fail("'" + path + "' is a directory without config.json (not a "
+                  "Hugging Face model directory)");
+    return InputKind::HuggingFace;
+  }
+  auto f = MemoryBuffer::getFileSlice(path, 8, 0, /*IsVolatile=*/false);
+  if (!f) {
+    if (!sys::fs::exists(path))
+      return fail("'" + path + "' does not exist");
+    // Shorter than 8 bytes or unreadable.
+    auto whole = MemoryBuffer::getFile(path);
+    if (!whole)
+      return fail("cannot read '" + path + "': " + whole.getError().message());
+    return fail("'" + path + "' is too short to be a model file (" +
+                Twine((*whole)->getBufferSize()) + " bytes)");
+  }
+  StringRef head = (*f)->getBuffer();
+  if (head.size() < 8)
+    return fail("'" + path + "' is too short to be a model file");
+  if (head.starts_with("GGUF"))
+    return InputKind::GGUF;
+  if (head.substr(4, 4) == "KILN")
+    return InputKind::Kiln;
+  return fail("'" + path + "' is neither a GGUF file, a .kiln file nor a "
+              "Hugging Face model directory");
+}
+
+Expected<std::vector<uint8_t>> convertToKiln(StringRef path,
+                                             const ConvertOptions &options) {
+  if (options.contextLength < 0)
+    return fail("the context length must be positive");
+  auto kind = detectInput(path);
+  if (!kind)
+    return kind.takeError();
+  switch (*kind) {
+  case InputKind::GGUF:
+    return convertGGUF(path, options.contextLength, options.name);
+  case InputKind::HuggingFace:
+    return convertHF(path, options.contextLength, options.name);
+  case InputKind::Kiln:
+    return fail("'" + path + "' is already a .kiln file");
+  }
+  return fail("unknown input kind");
+}
+
+Expected<std::string> describe(StringRef path) {
+  auto kind = detectInput(path);
+  if (!kind)
+    return kind.takeError();
+  switch (*kind) {
+  case InputKind::GGUF:
+    return describeGGUF(path);
+  case InputKind::HuggingFace:
+    return describeHF(path);
+  case InputKind::Kiln:
+    return describeKiln(path);
+  }
+  return fail("unknown input kind");
+}
+
+Expected<std::string> describeKiln(StringRef path) {
+  auto buf = MemoryBuffer::getFile(path, /*IsText=*/false,
+                                   /*RequiresNullTerminator=*/false);
+  if (!buf)
+    return fail("cannot read '" + path + "': " + buf.getError().message());
+  const uint8_t *data =
+      reinterpret_cast<const uint8_t *>((*buf)->getBufferStart());
+  flatbuffers::Verifier verifier(data, (*buf)->getBufferSize(),
+                                 /*max_depth=*/64, /*max_tables=*/1u << 30);
+  if (!fb::VerifyModelBuffer(verifier))
+    return fail("'" + path + "' is not a valid .kiln file (the FlatBuffers "
+                "verifier rejects it)");
+  const fb::Model *m = fb::GetModel(data);
+  const fb::Metadata *md = m->metadata();
+  std::string out;
+  raw_string_ostream os(out);
+  os << "format: .kiln (schema version " << m->version() << ")\n";
+  os << "architecture: " << fb::EnumNameArchitecture(md->architecture())
+     << "\nname: " << (md->name() ? md->name()->str() : "") << "\n";
+  os << "context: " << md->context_length()
+     << "\nvocabulary: " << md->vocab_size() << "\n";
+  if (md->source_length())
+    os << "source length: " << md->source_length()
+       << "\nsource vocabulary: " << md->source_vocab_size() << "\n";
+  std::map<std::string, int> ops;
+  for (const fb::Node *n : *m->nodes())
+    ops[fb::EnumNameOp(n->op_type())] += 1;
+  os << "graph: " << m->nodes()->size() << " nodes;";
+  for (auto &[op, count] : ops)
+    os << " " << op << " x" << count;
+  os << "\n";
+  uint64_t params = 0;
+  std::map<std::string, int> dtypes;
+  for (const fb::Weight *w : *m->weights()) {
+    uint64_t n = 1;
+    for (int64_t d : *w->shape())
+      n *= (uint64_t)d;
+    params += n;
+    dtypes[fb::EnumNameDType(w->dtype())] += 1;
+  }
+  os << "weights: " << m->weights()->size() << " tensors, " << params
+     << " parameters;";
+  for (auto &[t, count] : dtypes)
+    os << " " << t << " x" << count;
+  os << "\n";
+  const fb::Tokenizer *t = m->tokenizer();
+  os << "tokenizer: "
+     << fb::EnumNameTokenizerKind(t ? t->kind() : fb::TokenizerKind::Bytes);
+  if (t && t->tokens())
+    os << ", " << t->tokens()->size() << " tokens";
+  if (t && t->merges())
+    os << ", " << t->merges()->size() << " merges";
+  if (t && t->scores())
+    os << ", scores";
+  os << "\nspecial tokens: bos " << md->bos_token_id() << ", eos "
+     << md->eos_token_id() << ", pad " << md->pad_token_id()
+     << (md->add_bos() ? " (BOS prepended to prompts)" : "") << "\n";
+  return out;
+}
+
+Error writeFileAtomically(StringRef path, ArrayRef<uint8_t> bytes) {
+  SmallString<256> tmp;
+  int fd;
+  SmallString<256> model(path);
+  model += ".tmp-%%%%%%";
+  if (std::error_code ec = sys::fs::createUniqueFile(model, fd, tmp))
+    return fail("cannot write '" + path + "': " + ec.message());
+  {
+    raw_fd_ostream os(fd, /*shouldClose=*/true);
+    os.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
+    os.close();
+    if (os.has_error()) {
+      std::string msg = os.error().message();
+      os.clear_error();
+      sys::fs::remove(tmp);
+      return fail("cannot write '" + path + "': " + msg);
+    }
+  }
+  if (std::error_code ec = sys::fs::rename(tmp, path)) {
+    sys::fs::remove(tmp);
+    return fail("cannot write '" + path + "': " + ec.message());
+  }
+  return Error::success();
+}
+
+} // namespace kiln::convert

@@ -1,0 +1,831 @@
+//===- HuggingFace.cpp - Hugging Face model directories -> .kiln ----------===//
+//
+// config.json (architecture and settings), model.safetensors or a sharded
+// model.safetensors.index.json (weights), tokenizer.json (BPE vocabulary,
+// merges, added tokens, normalizer / pre-tokenizer) and, when present,
+// tokenizer_config.json (add_bos_token).
+//
+// safetensors: an 8-byte little-endian header length, a JSON header mapping
+// tensor names to {dtype, shape, data_offsets: [begin, end]} relative to the
+// end of the header, then the data.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ConvertInternal.h"
+
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cmath>
+#include <cstring>
+#include <map>
+
+using namespace llvm;
+
+namespace kiln::convert {
+namespace {
+
+Expected<json::Value> readJSON(StringRef path) {
+  auto buf = MemoryBuffer::getFile(path, /*IsText=*/true);
+  if (!buf)
+    return fail("cannot read '" + path + "': " + buf.getError().message());
+  auto v = json::parse((*buf)->getBuffer());
+  if (!v)
+    return fail("'" + path + "' is not valid JSON: " +
+                toString(v.takeError()));
+  return std::move(*v);
+}
+
+//===----------------------------------------------------------------------===//
+// safetensors
+//===----------------------------------------------------------------------===//
+
+struct SafetensorsFile {
+  std::unique_ptr<MemoryBuffer> buffer;
+  std::map<std::string, TensorRef> tensors;
+  std::map<std::string, std::string> dtypes; ///< as written, for --info
+};
+
+Error openSafetensors(StringRef path, SafetensorsFile &out) {
+  auto buf = MemoryBuffer::getFile(path, /*IsText=*/false,
+                                   /*RequiresNullTerminator=*/false);
+  if (!buf)
+    return fail("cannot read '" + path + "': " + buf.getError().message());
+  out.buffer = std::move(*buf);
+  const uint8_t *data =
+      reinterpret_cast<const uint8_t *>(out.buffer->getBufferStart());
+  uint64_t size = out.buffer->getBufferSize(), headerLen = 0;
+  if (size < 8)
+    return fail("'" + path + "' is truncated: no safetensors header");
+  std::memcpy(&headerLen, data, 8);
+  if (headerLen > size - 8 || headerLen > (uint64_t(100) << 20))
+    return fail("'" + path + "' is truncated or not safetensors: its header "
+                "claims " + Twine(headerLen) + " bytes of " + Twine(size));
+  StringRef header(reinterpret_cast<const char *>(data + 8), headerLen);
+  auto parsed = json::parse(header);
+  if (!parsed)
+    return fail("'" + path + "' has an invalid safetensors header: " +
+                toString(parsed.takeError()));
+  const json::Object *obj = parsed->getAsObject();
+  if (!obj)
+    return fail("'" + path + "': the safetensors header is not an object");
+  uint64_t base = 8 + headerLen, dataSize = size - base;
+  for (const auto &[key, value] : *obj) {
+    std::string name = key.str();
+    if (name == "__metadata__")
+      continue;
+    const json::Object *t = value.getAsObject();
+    auto bad = [&](const Twine &why) {
+      return fail("'" + path + "': tensor '" + name + "' " + why);
+    };
+    if (!t)
+      return bad("is not an object");
+    std::optional<StringRef> dtype = t->getString("dtype");
+    const json::Array *shape = t->getArray("shape");
+    const json::Array *offsets = t->getArray("data_offsets");
+    if (!dtype || !shape || !offsets || offsets->size() != 2)
+      return bad("lacks dtype, shape or data_offsets");
+    TensorRef ref;
+    ref.name = name;
+    if (*dtype == "F32")
+      ref.type = TensorType::F32;
+    else if (*dtype == "F16")
+      ref.type = TensorType::F16;
+    else if (*dtype == "BF16")
+      ref.type = TensorType::BF16;
+    out.dtypes[name] = dtype->str();
+    bool supported = *dtype == "F32" || *dtype == "F16" || *dtype == "BF16";
+    for (const json::Value &d : *shape) {
+      std::optional<int64_t> n = d.getAsInteger();
+      if (!n || *n < 0)
+        return bad("has an invalid shape");
+      ref.shape.push_back(*n);
+    }
+    std::optional<int64_t> begin = (*offsets)[0].getAsInteger(),
+                           end = (*offsets)[1].getAsInteger();
+    if (!begin || !end || *begin < 0 || *end < *begin ||
+        (uint64_t)*end > dataSize)
+      return bad("has data offsets outside the file (truncated?)");
+    if (supported) {
+      uint64_t n = 1;
+      for (int64_t d : ref.shape)
+        if (__builtin_mul_overflow(n, (uint64_t)d, &n))
+          return bad("has a shape whose size overflows");
+      uint64_t bytes = n * (ref.type == TensorType::F32 ? 4 : 2);
+      if (bytes != (uint64_t)(*end - *begin))
+        return bad("holds " + Twine(*end - *begin) +
+                   " bytes but its dtype and shape need " + Twine(bytes));
+      ref.data = data + base + *begin;
+      ref.bytes = bytes;
+    }
+    out.tensors[name] = std::move(ref);
+  }
+  return Error::success();
+}
+
+/// All tensors of a directory: model.safetensors, or the shards named by
+/// model.safetensors.index.json.
+struct Checkpoint {
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  std::map<std::string, const TensorRef *> tensors;
+  std::map<std::string, std::string> dtypes;
+};
+
+Error openCheckpoint(StringRef dir, Checkpoint &out) {
+  SmallString<256> single(dir), index(dir);
+  sys::path::append(single, "model.safetensors");
+  sys::path::append(index, "model.safetensors.index.json");
+  std::vector<std::string> shards;
+  if (sys::fs::exists(single)) {
+    shards.push_back(single.str().str());
+  } else if (sys::fs::exists(index)) {
+    auto j = readJSON(index);
+    if (!j)
+      return j.takeError();
+    const json::Object *map =
+        j->getAsObject() ? j->getAsObject()->getObject("weight_map") : nullptr;
+    if (!map)
+      return fail("'" + index + "' has no weight_map object");
+    std::set<std::string> names;
+    for (const auto &[name, file] : *map) {
+      std::optional<StringRef> f = file.getAsString();
+      if (!f || f->contains('/') || f->contains('\\') || *f == ".." ||
+          *f == ".")
+        return fail("'" + index + "': tensor '" + name.str() +
+                    "' names an invalid shard file");
+      names.insert(f->str());
+    }
+    for (const std::string &n : names) {
+      SmallString<256> p(dir);
+      sys::path::append(p, n);
+      shards.push_back(p.str().str());
+    }
+  } else {
+    return fail("'" + dir + "' has neither model.safetensors nor "
+                "model.safetensors.index.json (PyTorch .bin checkpoints are "
+                "not read; save with safe_serialization=True)");
+  }
+  for (const std::string &s : shards) {
+    auto file = std::make_unique<SafetensorsFile>();
+    if (Error e = openSafetensors(s, *file))
+      return e;
+    for (auto &[name, ref] : file->tensors) {
+      if (out.tensors.count(name))
+        return fail("tensor '" + name + "' appears in two shards");
+      out.tensors[name] = &ref;
+      out.dtypes[name] = file->dtypes[name];
+    }
+    out.files.push_back(std::move(file));
+  }
+  return Error::success();
+}
+
+/// Maps canonical (GGUF) names to the checkpoint's names and layouts.
+class HFWeights : public WeightSource {
+public:
+  HFWeights(const Checkpoint &ckpt, Family family)
+      : ckpt(ckpt), family(family) {}
+
+  bool has(StringRef name) const override {
+    auto [hf, transpose] = map(name);
+    return ckpt.tensors.count(hf);
+  }
+
+  Expected<std::vector<float>> get(StringRef name,
+                                   ArrayRef<int64_t> shape) override {
+    auto [hf, transpose] = map(name);
+    auto it = ckpt.tensors.find(hf);
+    if (it == ckpt.tensors.end())
+      return fail("the checkpoint lacks tensor '" + hf + "'");
+    const TensorRef &t = *it->second;
+    if (!t.data)
+      return fail("tensor '" + hf + "' has dtype " + ckpt.dtypes.at(hf) +
+                  ", which kiln-convert does not read (supported: F32, F16, "
+                  "BF16)");
+    std::vector<int64_t> have = t.shape;
+    if (transpose && have.size() == 2)
+      std::swap(have[0], have[1]);
+    if (ArrayRef<int64_t>(have) != shape)
+      return fail("tensor '" + hf + "' has shape [" +
+                  join(map_range(t.shape, [](int64_t d) { return itostr(d); }),
+                       ", ") +
+                  "] but the config needs [" +
+                  join(map_range(shape, [](int64_t d) { return itostr(d); }),
+                       ", ") +
+                  "]" + (transpose ? " transposed" : ""));
+    read.insert(hf);
+    return toF32(t, transpose);
+  }
+
+  std::vector<std::string> unread() const override {
+    std::vector<std::string> out;
+    for (const auto &[name, ref] : ckpt.tensors) {
+      StringRef n(name);
+      // Buffers older checkpoints carry; the tied LM head's copy.
+      if (read.count(name) || n.ends_with(".attn.bias") ||
+          n.ends_with(".attn.masked_bias") ||
+          n.ends_with("rotary_emb.inv_freq") ||
+          (n == "lm_head.weight" && tiedHead))
+        continue;
+      out.push_back(name);
+    }
+    return out;
+  }
+
+  bool tiedHead = false;
+
+private:
+  /// canonical -> (checkpoint name, stored transposed)
+  std::pair<std::string, bool> map(StringRef name) const {
+    if (family == Family::Llama) {
+      if (name == "token_embd.weight")
+        return {"model.embed_tokens.weight", false};
+      if (name == "output_norm.weight")
+        return {"model.norm.weight", false};
+      if (name == "output.weight")
+        return {"lm_head.weight", false};
+      static const std::map<std::string, std::string> parts = {
+          {"attn_norm.weight", "input_layernorm.weight"},
+          {"attn_q.weight", "self_attn.q_proj.weight"},
+          {"attn_k.weight", "self_attn.k_proj.weight"},
+          {"attn_v.weight", "self_attn.v_proj.weight"},
+          {"attn_q.bias", "self_attn.q_proj.bias"},
+          {"attn_k.bias", "self_attn.k_proj.bias"},
+          {"attn_v.bias", "self_attn.v_proj.bias"},
+          {"attn_output.weight", "self_attn.o_proj.weight"},
+          {"ffn_norm.weight", "post_attention_layernorm.weight"},
+          {"ffn_gate.weight", "mlp.gate_proj.weight"},
+          {"ffn_up.weight", "mlp.up_proj.weight"},
+          {"ffn_down.weight", "mlp.down_proj.weight"}};
+      auto [layer, part] = splitLayer(name);
+      auto it = parts.find(part);
+      if (!layer.empty() && it != parts.end())
+        return {"model.layers." + layer + "." + it->second, false};
+      return {name.str(), false};
+    }
+    // GPT-2: Conv1D weights are stored [in, out].
+    if (name == "token_embd.weight")
+      return {prefix() + "wte.weight", false};
+    if (name == "position_embd.weight")
+      return {prefix() + "wpe.weight", false};
+    if (name == "output_norm.weight" || name == "output_norm.bias")
+      return {prefix() + "ln_f." + name.split('.').second.str(), false};
+    if (name == "output.weight")
+      return {"lm_head.weight", false};
+    static const std::map<std::string, std::pair<std::string, bool>> parts = {
+        {"attn_norm.weight", {"ln_1.weight", false}},
+        {"attn_norm.bias", {"ln_1.bias", false}},
+        {"attn_qkv.weight", {"attn.c_attn.weight", true}},
+        {"attn_qkv.bias", {"attn.c_attn.bias", false}},
+        {"attn_output.weight", {"attn.c_proj.weight", true}},
+        {"attn_output.bias", {"attn.c_proj.bias", false}},
+        {"ffn_norm.weight", {"ln_2.weight", false}},
+        {"ffn_norm.bias", {"ln_2.bias", false}},
+        {"ffn_up.weight", {"mlp.c_fc.weight", true}},
+        {"ffn_up.bias", {"mlp.c_fc.bias", false}},
+        {"ffn_down.weight", {"mlp.c_proj.weight", true}},
+        {"ffn_down.bias", {"mlp.c_proj.bias", false}}};
+    auto [layer, part] = splitLayer(name);
+    auto it = parts.find(part);
+    if (!layer.empty() && it != parts.end())
+      return {prefix() + "h." + layer + "." + it->second.first,
+              it->second.second};
+    return {name.str(), false};
+  }
+
+  /// GPT2LMHeadModel's names start with "transformer."; GPT2Model's not.
+  std::string prefix() const {
+    return ckpt.tensors.count("transformer.wte.weight") ? "transformer." : "";
+  }
+
+  static std::pair<std::string, std::string> splitLayer(StringRef name) {
+    if (!name.consume_front("blk."))
+      return {"", ""};
+    auto [layer, part] = name.split('.');
+    return {layer.str(), part.str()};
+  }
+
+  const Checkpoint &ckpt;
+  Family family;
+  StringSet<> read;
+};
+
+//===----------------------------------------------------------------------===//
+// config.json
+//===----------------------------------------------------------------------===//
+
+class Config {
+public:
+  explicit Config(const json::Object &o) : o(o) {}
+  Expected<int64_t> integer(StringRef key, std::optional<int64_t> fallback =
+                                               std::nullopt) const {
+    const json::Value *v = o.get(key);
+    if (!v || v->kind() == json::Value::Null) {
+      if (fallback)
+        return *fallback;
+      return fail("config.json lacks '" + key + "'");
+    }
+    std::optional<int64_t> i = v->getAsInteger();
+    if (!i)
+      return fail("config.json: '" + key + "' is not an integer");
+    return *i;
+  }
+  Expected<double> number(StringRef key, double fallback) const {
+    const json::Value *v = o.get(key);
+    if (!v || v->kind() == json::Value::Null)
+      return fallback;
+    std::optional<double> d = v->getAsNumber();
+    if (!d)
+      return fail("config.json: '" + key + "' is not a number");
+    return *d;
+  }
+  bool flag(StringRef key, bool fallback) const {
+    const json::Value *v = o.get(key);
+    std::optional<bool> b = v ? v->getAsBoolean() : std::nullopt;
+    return b ? *b : fallback;
+  }
+  /// A token id, or the first of a list (eos_token_id may be a list).
+  int64_t tokenId(StringRef key) const {
+    const json::Value *v = o.get(key);
+    if (!v)
+      return -1;
+    if (const json::Array *a = v->getAsArray())
+      v = a->empty() ? nullptr : &a->front();
+    std::optional<int64_t> i = v ? v->getAsInteger() : std::nullopt;
+    return i ? *i : -1;
+  }
+  const json::Object &o;
+};
+
+Expected<std::string> architecture(const json::Object &config) {
+  const json::Array *archs = config.getArray("architectures");
+  std::optional<StringRef> arch;
+  if (archs && !archs->empty())
+    arch = archs->front().getAsString();
+  if (!arch) { // fall back on model_type
+    std::optional<StringRef> type = config.getString("model_type");
+    if (type == "gpt2")
+      return std::string("GPT2LMHeadModel");
+    if (type == "llama")
+      return std::string("LlamaForCausalLM");
+    if (type == "mistral")
+      return std::string("MistralForCausalLM");
+    if (type == "qwen2")
+      return std::string("Qwen2ForCausalLM");
+    return fail("config.json names no architecture (architectures or "
+                "model_type)");
+  }
+  return arch->str();
+}
+
+Expected<Hyperparameters> hyperparameters(const json::Object &o,
+                                          StringRef arch) {
+  Config c(o);
+  Hyperparameters hp;
+  auto take = [](Expected<int64_t> v, int64_t &out) -> Error {
+    if (!v)
+      return v.takeError();
+    out = *v;
+    return Error::success();
+  };
+  if (arch == "GPT2LMHeadModel") {
+    hp.family = Family::GPT2;
+    for (auto [key, out] : {std::pair<const char *, int64_t *>{"n_embd", &hp.dim},
+                            {"n_layer", &hp.layers},
+                            {"n_head", &hp.heads},
+                            {"n_positions", &hp.context},
+                            {"vocab_size", &hp.vocab}})
+      if (Error e = take(c.integer(key), *out))
+        return std::move(e);
+    if (hp.heads <= 0 || hp.dim % hp.heads)
+      return fail("config.json: n_embd " + Twine(hp.dim) +
+                  " is not a multiple of n_head " + Twine(hp.heads));
+    if (Error e = take(c.integer("n_inner", 4 * hp.dim), hp.ffn))
+      return std::move(e);
+    hp.kvHeads = hp.heads;
+    hp.headDim = hp.dim / hp.heads;
+    hp.positions = hp.context;
+    auto eps = c.number("layer_norm_epsilon", 1e-5);
+    if (!eps)
+      return eps.takeError();
+    hp.eps = *eps;
+    std::string act = "gelu_new";
+    if (std::optional<StringRef> a = o.getString("activation_function"))
+      act = a->str();
+    static const std::map<std::string, fb::Activation> acts = {
+        {"gelu_new", fb::Activation::GELUTanh},
+        {"gelu_pytorch_tanh", fb::Activation::GELUTanh},
+        {"gelu", fb::Activation::GELU},
+        {"relu", fb::Activation::ReLU},
+        {"silu", fb::Activation::SiLU},
+        {"swish", fb::Activation::SiLU}};
+    auto it = acts.find(act);
+    if (it == acts.end())
+      return fail("config.json: activation_function '" + act +
+                  "' is not supported (supported: gelu_new, "
+                  "gelu_pytorch_tanh, gelu, relu, silu)");
+    hp.activation = it->second;
+    if (c.flag("add_cross_attention", false))
+      return fail("config.json: add_cross_attention is not supported");
+    if (!c.flag("scale_attn_weights", true) ||
+        c.flag("scale_attn_by_inverse_layer_idx", false) ||
+        c.flag("reorder_and_upcast_attn", false))
+      return fail("config.json: scale_attn_weights=false, "
+                  "scale_attn_by_inverse_layer_idx and "
+                  "reorder_and_upcast_attn are not supported");
+    hp.tied = c.flag("tie_word_embeddings", true);
+    return hp;
+  }
+  bool llama = arch == "LlamaForCausalLM", mistral = arch == "MistralForCausalLM",
+       qwen2 = arch == "Qwen2ForCausalLM";
+  if (!llama && !mistral && !qwen2)
+    return fail("architecture '" + arch +
+                "' is not supported (supported: GPT2LMHeadModel, "
+                "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+  hp.family = Family::Llama;
+  for (auto [key, out] :
+       {std::pair<const char *, int64_t *>{"hidden_size", &hp.dim},
+        {"intermediate_size", &hp.ffn},
+        {"num_hidden_layers", &hp.layers},
+        {"num_attention_heads", &hp.heads},
+        {"vocab_size", &hp.vocab},
+        {"max_position_embeddings", &hp.context}})
+    if (Error e = take(c.integer(key), *out))
+      return std::move(e);
+  if (Error e = take(c.integer("num_key_value_heads", hp.heads), hp.kvHeads))
+    return std::move(e);
+  if (hp.heads <= 0)
+    return fail("config.json: num_attention_heads must be positive");
+  if (Error e = take(c.integer("head_dim", hp.dim / hp.heads), hp.headDim))
+    return std::move(e);
+  if (!o.get("head_dim") && hp.dim % hp.heads)
+    return fail("config.json: hidden_size " + Twine(hp.dim) +
+                " is not a multiple of num_attention_heads " +
+                Twine(hp.heads));
+  auto eps = c.number("rms_norm_eps", 1e-6);
+  if (!eps)
+    return eps.takeError();
+  hp.eps = *eps;
+  double theta = 10000.0;
+  if (const json::Object *rp = o.getObject("rope_parameters")) {
+    if (std::optional<StringRef> t = rp->getString("rope_type");
+        t && *t != "default")
+      return fail("config.json: rope_parameters.rope_type '" + *t +
+                  "' is not supported (supported: default)");
+    if (std::optional<double> t = rp->getNumber("rope_theta"))
+      theta = *t;
+  }
+  auto th = c.number("rope_theta", theta);
+  if (!th)
+    return th.takeError();
+  hp.ropeTheta = *th;
+  if (const json::Value *rs = o.get("rope_scaling");
+      rs && rs->kind() != json::Value::Null) {
+    const json::Object *so = rs->getAsObject();
+    std::optional<StringRef> kind =
+        so ? so->getString("rope_type") : std::nullopt;
+    if (!kind && so)
+      kind = so->getString("type");
+    if (!kind || *kind != "default")
+      return fail("config.json: rope_scaling '" +
+                  (kind ? kind->str() : std::string("?")) +
+                  "' is not supported (supported: none, default)");
+  }
+  std::string act = "silu";
+  if (std::optional<StringRef> a = o.getString("hidden_act"))
+    act = a->str();
+  if (act != "silu")
+    return fail("config.json: hidden_act '" + act +
+                "' is not supported (supported: silu)");
+  if (c.flag("mlp_bias", false))
+    return fail("config.json: mlp_bias is not supported");
+  hp.qkvBias = qwen2 || c.flag("attention_bias", false);
+  if (llama && c.flag("attention_bias", false))
+    return fail("config.json: attention_bias (with an o_proj bias) is not "
+                "supported for LlamaForCausalLM");
+  hp.tied = c.flag("tie_word_embeddings", false);
+  // Sliding-window attention equals full attention within the window:
+  // the context is capped at the window.
+  bool sliding = mistral || (qwen2 && c.flag("use_sliding_window", false));
+  if (sliding) {
+    auto window = c.integer("sliding_window", int64_t(0));
+    if (!window)
+      return window.takeError();
+    if (*window > 0 && *window < hp.context)
+      hp.context = *window;
+  }
+  hp.ropeStyle = fb::RopeStyle::RotateHalf; // Hugging Face's q/k layout
+  return hp;
+}
+
+//===----------------------------------------------------------------------===//
+// tokenizer.json
+//===----------------------------------------------------------------------===//
+
+/// Collects the types of a normalizer / pre-tokenizer / decoder tree.
+void collectTypes(const json::Value *v, std::vector<const json::Object *> &out) {
+  const json::Object *o = v ? v->getAsObject() : nullptr;
+  if (!o)
+    return;
+  out.push_back(o);
+  for (StringRef list : {"normalizers", "pretokenizers", "decoders"})
+    if (const json::Array *a = o->getArray(list))
+      for (const json::Value &item : *a)
+        collectTypes(&item, out);
+}
+
+std::string typeName(const json::Object *o) {
+  std::optional<StringRef> t = o->getString("type");
+  return t ? t->str() : std::string("?");
+}
+
+Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
+                                    const Config &config, Family family) {
+  SmallString<256> path(dir);
+  sys::path::append(path, "tokenizer.json");
+  if (!sys::fs::exists(path))
+    return fail("'" + dir + "' has no tokenizer.json");
+  auto j = readJSON(path);
+  if (!j)
+    return j.takeError();
+  const json::Object *root = j->getAsObject();
+  const json::Object *model = root ? root->getObject("model") : nullptr;
+  if (!model)
+    return fail("tokenizer.json has no model object");
+  std::optional<StringRef> type = model->getString("type");
+  if (!type || *type != "BPE")
+    return fail("tokenizer.json model type '" +
+                (type ? type->str() : std::string("?")) +
+                "' is not supported (supported: BPE)");
+  TokenizerSpec tok;
+  std::vector<const json::Object *> norm, pre;
+  collectTypes(root->get("normalizer"), norm);
+  collectTypes(root->get("pre_tokenizer"), pre);
+  bool byteLevel = false, prepend = false, replaceSpace = false,
+       metaspace = false;
+  for (const json::Object *p : pre) {
+    std::string t = typeName(p);
+    if (t == "ByteLevel") {
+      byteLevel = true;
+      if (p->getBoolean("add_prefix_space").value_or(false))
+        return fail("tokenizer.json: ByteLevel add_prefix_space=true is not "
+                    "supported");
+      if (!p->getBoolean("use_regex").value_or(true))
+        return fail("tokenizer.json: a ByteLevel pre-tokenizer without its "
+                    "regex (use_regex=false, as in Llama 3 / Qwen2 "
+                    "tokenizers) is not supported; supported: GPT-2's "
+                    "ByteLevel, SentencePiece-style (Metaspace / Prepend + "
+                    "Replace)");
+    } else if (t == "Metaspace") {
+      metaspace = true;
+      std::optional<StringRef> scheme = p->getString("prepend_scheme");
+      prepend = scheme ? *scheme != "never"
+                       : p->getBoolean("add_prefix_space").value_or(true);
+      if (p->getBoolean("split").value_or(true) && scheme)
+        return fail("tokenizer.json: a splitting Metaspace pre-tokenizer is "
+                    "not supported");
+    } else if (t != "Sequence") {
+      return fail("tokenizer.json pre-tokenizer '" + t +
+                  "' is not supported (supported: ByteLevel, Metaspace)");
+    }
+  }
+  for (const json::Object *n : norm) {
+    std::string t = typeName(n);
+    if (t == "Prepend") {
+      prepend = n->getString("prepend") == StringRef("\xe2\x96\x81");
+      if (!prepend)
+        return fail("tokenizer.json: a Prepend normalizer other than U+2581 "
+                    "is not supported");
+    } else if (t == "Replace") {
+      const json::Object *pat = n->getObject("pattern");
+      if (!pat || pat->getString("String") != StringRef(" ") ||
+          n->getString("content") != StringRef("\xe2\x96\x81"))
+        return fail("tokenizer.json: a Replace normalizer other than ' ' -> "
+                    "U+2581 is not supported");
+      replaceSpace = true;
+    } else if (t != "Sequence") {
+      return fail("tokenizer.json normalizer '" + t +
+                  "' is not supported (supported: Prepend, Replace as in "
+                  "Llama)");
+    }
+  }
+  if (byteLevel) {
+    tok.kind = fb::TokenizerKind::GPT2BPE;
+  } else if (metaspace || replaceSpace) {
+    tok.kind = fb::TokenizerKind::SentencePieceBPE;
+    tok.addSpacePrefix = prepend;
+    if (!model->getBoolean("byte_fallback").value_or(false))
+      return fail("tokenizer.json: a SentencePiece-style BPE without "
+                  "byte_fallback is not supported");
+  } else {
+    return fail("tokenizer.json: neither a ByteLevel pre-tokenizer (GPT-2) "
+                "nor SentencePiece-style space handling (Llama); this "
+                "tokenizer is not supported");
+  }
+  const json::Object *vocabObj = model->getObject("vocab");
+  if (!vocabObj)
+    return fail("tokenizer.json: model.vocab is not an object");
+  tok.tokens.assign(vocab, std::string());
+  tok.types.assign(vocab, kTokenUnused);
+  std::vector<bool> seen(vocab, false);
+  auto place = [&](StringRef piece, int64_t id, int32_t type) -> Error {
+    if (id < 0 || id >= vocab)
+      return fail("tokenizer.json: token '" + piece + "' has id " + Twine(id) +
+                  ", outside the model's vocabulary of " + Twine(vocab));
+    tok.tokens[id] = piece.str();
+    tok.types[id] = type;
+    seen[id] = true;
+    return Error::success();
+  };
+  for (const auto &[piece, idv] : *vocabObj) {
+    std::optional<int64_t> id = idv.getAsInteger();
+    if (!id)
+      return fail("tokenizer.json: token '" + piece.str() +
+                  "' has no integer id");
+    StringRef p = piece;
+    int32_t type = kTokenNormal;
+    if (tok.kind == fb::TokenizerKind::SentencePieceBPE && p.size() == 6 &&
+        p.starts_with("<0x") && p.ends_with(">"))
+      type = kTokenByte;
+    if (Error e = place(p, *id, type))
+      return e;
+  }
+  if (std::optional<StringRef> unk = model->getString("unk_token"))
+    if (const json::Value *id = vocabObj->get(*unk))
+      if (std::optional<int64_t> i = id->getAsInteger();
+          i && *i >= 0 && *i < vocab)
+        tok.types[*i] = kTokenUnknown;
+  if (const json::Array *added = root->getArray("added_tokens")) {
+    for (const json::Value &a : *added) {
+      const json::Object *o = a.getAsObject();
+      std::optional<int64_t> id = o ? o->getInteger("id") : std::nullopt;
+      std::optional<StringRef> content =
+          o ? o->getString("content") : std::nullopt;
+      if (!id || !content)
+        return fail("tokenizer.json: an added token lacks id or content");
+      bool special = o->getBoolean("special").value_or(false);
+      int32_t t = special ? kTokenControl : kTokenUserDefined;
+      if (*id >= 0 && *id < vocab && tok.types[*id] == kTokenUnknown)
+        t = kTokenUnknown;
+      if (Error e = place(*content, *id, t))
+        return e;
+    }
+  }
+  // Ids nothing names (a vocabulary padded past the tokenizer): never
+  // produced by encoding, printed as nothing.
+  for (int64_t id = 0; id < vocab; ++id)
+    if (!seen[id])
+      tok.types[id] = kTokenControl;
+  if (const json::Array *merges = model->getArray("merges")) {
+    for (const json::Value &m : *merges) {
+      if (std::optional<StringRef> s = m.getAsString()) {
+        tok.merges.push_back(s->str());
+      } else if (const json::Array *pair = m.getAsArray();
+                 pair && pair->size() == 2 && (*pair)[0].getAsString() &&
+                 (*pair)[1].getAsString()) {
+        StringRef a = *(*pair)[0].getAsString(), b = *(*pair)[1].getAsString();
+        if (a.contains(' ') || b.contains(' '))
+          return fail("tokenizer.json: merge ('" + a + "', '" + b +
+                      "') has a piece with a space, which is not supported");
+        tok.merges.push_back((a + " " + b).str());
+      } else {
+        return fail("tokenizer.json: a merge is neither \"a b\" nor [a, b]");
+      }
+    }
+  }
+  // Special tokens: config.json's ids; add_bos_token from
+  // tokenizer_config.json, else from the post-processor's template.
+  tok.bos = config.tokenId("bos_token_id");
+  tok.eos = config.tokenId("eos_token_id");
+  tok.pad = config.tokenId("pad_token_id");
+  for (int64_t *id : {&tok.bos, &tok.eos, &tok.pad})
+    if (*id >= vocab)
+      *id = -1;
+  std::optional<bool> addBos;
+  SmallString<256> tcPath(dir);
+  sys::path::append(tcPath, "tokenizer_config.json");
+  if (sys::fs::exists(tcPath)) {
+    auto tc = readJSON(tcPath);
+    if (!tc)
+      return tc.takeError();
+    if (const json::Object *o = tc->getAsObject())
+      addBos = o->getBoolean("add_bos_token");
+  }
+  if (!addBos) {
+    addBos = false;
+    if (const json::Object *pp = root->getObject("post_processor"))
+      if (const json::Array *single = pp->getArray("single"))
+        if (!single->empty() && single->front().getAsObject() &&
+            single->front().getAsObject()->get("SpecialToken"))
+          addBos = true;
+  }
+  tok.addBos = *addBos && tok.bos >= 0 && family == Family::Llama;
+  return tok;
+}
+
+Expected<json::Value> readConfig(StringRef dir) {
+  SmallString<256> cfgPath(dir);
+  sys::path::append(cfgPath, "config.json");
+  auto cfg = readJSON(cfgPath);
+  if (!cfg)
+    return cfg.takeError();
+  if (!cfg->getAsObject())
+    return fail("config.json is not a JSON object");
+  return cfg;
+}
+
+} // namespace
+
+Expected<std::vector<uint8_t>> convertHF(StringRef dir, int64_t contextCap,
+                                         const std::string &name) {
+  auto cfg = readConfig(dir);
+  if (!cfg)
+    return cfg.takeError();
+  const json::Object &o = *cfg->getAsObject();
+  auto arch = architecture(o);
+  if (!arch)
+    return arch.takeError();
+  auto hp = hyperparameters(o, *arch);
+  if (!hp)
+    return hp.takeError();
+  hp->name = name;
+  if (hp->name.empty()) {
+    std::optional<StringRef> n = o.getString("_name_or_path");
+    hp->name = n && !n->empty() ? n->str() : sys::path::filename(dir).str();
+  }
+  Checkpoint ckpt;
+  if (Error e = openCheckpoint(dir, ckpt))
+    return std::move(e);
+  HFWeights weights(ckpt, hp->family);
+  if (!hp->tied && !weights.has("output.weight"))
+    hp->tied = true; // some checkpoints drop the tied head's copy
+  weights.tiedHead = hp->tied;
+  auto tok = hfTokenizer(dir, hp->vocab, Config(o), hp->family);
+  if (!tok)
+    return tok.takeError();
+  if (contextCap > 0 && contextCap < hp->context)
+    hp->context = contextCap;
+  return buildKilnModel(*hp, weights, *tok);
+}
+
+Expected<std::string> describeHF(StringRef dir) {
+  auto cfg = readConfig(dir);
+  if (!cfg)
+    return cfg.takeError();
+  const json::Object &o = *cfg->getAsObject();
+  auto arch = architecture(o);
+  if (!arch)
+    return arch.takeError();
+  std::string out;
+  raw_string_ostream os(out);
+  os << "format: Hugging Face directory\narchitecture: " << *arch << "\n";
+  auto hp = hyperparameters(o, *arch);
+  if (!hp) {
+    os << "not convertible: " << toString(hp.takeError()) << "\n";
+  } else {
+    os << "layers: " << hp->layers << "\nwidth: " << hp->dim
+       << "\nheads: " << hp->heads << " (key/value heads " << hp->kvHeads
+       << ", head width " << hp->headDim << ")\nfeed-forward: " << hp->ffn
+       << "\nvocabulary: " << hp->vocab << "\ncontext: " << hp->context
+       << "\ntied embeddings: " << (hp->tied ? "yes" : "no") << "\n";
+  }
+  Checkpoint ckpt;
+  if (Error e = openCheckpoint(dir, ckpt))
+    return std::move(e);
+  std::map<std::string, uint64_t> types;
+  uint64_t params = 0;
+  for (const auto &[name, ref] : ckpt.tensors) {
+    uint64_t n = 1;
+    for (int64_t d : ref->shape)
+      n *= d;
+    params += n;
+    types[ckpt.dtypes[name]] += 1;
+  }
+  os << "tensors: " << ckpt.tensors.size() << " in " << ckpt.files.size()
+     << " file(s), " << params << " parameters;";
+  for (auto &[t, count] : types)
+    os << " " << t << " x" << count;
+  os << "\n";
+  if (hp) {
+    auto tok = hfTokenizer(dir, hp->vocab, Config(o), hp->family);
+    if (!tok) {
+      os << "tokenizer: not supported: " << toString(tok.takeError()) << "\n";
+    } else {
+      os << "tokenizer: "
+         << (tok->kind == fb::TokenizerKind::GPT2BPE ? "GPT-2 byte-level BPE"
+                                                     : "SentencePiece BPE")
+         << ", " << tok->merges.size() << " merges; bos " << tok->bos
+         << ", eos " << tok->eos << ", pad " << tok->pad
+         << (tok->addBos ? ", BOS prepended" : "") << "\n";
+    }
+  }
+  return out;
+}
+
+} // namespace kiln::convert

@@ -1,0 +1,218 @@
+//===- kiln-convert.cpp - GGUF / Hugging Face -> .kiln, --info, tokenize ---===//
+//
+//   kiln-convert model.gguf -o model.kiln
+//   kiln-convert path/to/hf-model-dir -o model.kiln
+//   kiln-convert --info FILE-OR-DIR
+//   kiln-convert --tokenize FILE-OR-DIR -p "text"    (or JSON strings on stdin)
+//   kiln-convert --detokenize FILE-OR-DIR             (JSON id arrays on stdin)
+//
+// Exit codes: 0 success, 1 usage, 2 unreadable, unsupported or invalid input,
+// 3 the output cannot be written.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Convert/Convert.h"
+#include "runtime_internal.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <iostream>
+
+using namespace llvm;
+namespace kc = kiln::convert;
+
+namespace {
+enum ExitCode { Ok = 0, Usage = 1, BadInput = 2, BadOutput = 3 };
+
+cl::OptionCategory category("kiln-convert options");
+cl::opt<std::string> inputPath(cl::Positional, cl::Required,
+                               cl::desc("<model.gguf | hf-model-dir | "
+                                        "model.kiln>"),
+                               cl::cat(category));
+cl::opt<std::string> outputPath("o",
+                                cl::desc("Output .kiln file (default: the "
+                                         "input's name with .kiln)"),
+                                cl::value_desc("file"), cl::cat(category));
+cl::opt<bool> info("info",
+                   cl::desc("Print what the input holds (architecture, "
+                            "shapes, tensor types, vocabulary, special "
+                            "tokens) and exit"),
+                   cl::cat(category));
+cl::opt<std::string> name("name", cl::desc("Model name to record"),
+                          cl::cat(category));
+cl::opt<int64_t> context("context",
+                         cl::desc("Cap the context length (KV cache "
+                                  "capacity) below the model's"),
+                         cl::init(0), cl::cat(category));
+cl::opt<bool> tokenize("tokenize",
+                       cl::desc("Print the token ids of -p TEXT, or of each "
+                                "JSON string read from stdin (one per line), "
+                                "as JSON arrays"),
+                       cl::cat(category));
+cl::opt<bool> detokenize("detokenize",
+                         cl::desc("Print the text of each JSON array of "
+                                  "token ids read from stdin, as JSON "
+                                  "strings"),
+                         cl::cat(category));
+cl::opt<std::string> prompt("p", cl::desc("With --tokenize: the text"),
+                            cl::value_desc("text"), cl::cat(category));
+
+cl::extrahelp inputs(R"(
+INPUTS
+  GGUF file (v2, v3)      architectures llama (Llama, Mistral-style and other
+                          llama-layout models) and gpt2; tensor types F32,
+                          F16, BF16 and Q8_0 (dequantized to f32); the
+                          vocabulary embedded in the file: tokenizer.ggml.model
+                          "llama" (SentencePiece BPE with scores and byte
+                          fallback) or "gpt2" (byte-level BPE with merges,
+                          pre-tokenizer gpt-2); token types and special token
+                          ids.
+  Hugging Face directory  config.json, model.safetensors or a sharded
+                          model.safetensors.index.json (F32, F16, BF16),
+                          tokenizer.json (BPE: GPT-2 ByteLevel, or
+                          SentencePiece-style with byte fallback) and, if
+                          present, tokenizer_config.json. Architectures
+                          GPT2LMHeadModel, LlamaForCausalLM,
+                          MistralForCausalLM (sliding window: the context is
+                          capped at the window) and Qwen2ForCausalLM (q/k/v
+                          biases; its Llama-3-style tokenizer is not
+                          supported yet).
+  .kiln file              for --info, --tokenize and --detokenize.
+
+Anything unsupported (an architecture, tensor type, RoPE scaling, tokenizer)
+is refused with a message naming it; a truncated or inconsistent input is
+refused, and the output is written atomically (no partial file is left).
+
+EXIT CODES
+  0 success, 1 bad usage, 2 unreadable / unsupported / invalid input,
+  3 the output cannot be written.
+)");
+
+int fail(ExitCode code, const Twine &msg) {
+  errs() << "kiln-convert: error: " << msg << "\n";
+  return code;
+}
+
+std::string idsJSON(const std::vector<int32_t> &ids) {
+  std::string s = "[";
+  for (size_t i = 0; i < ids.size(); ++i)
+    s += (i ? "," : "") + std::to_string(ids[i]);
+  return s + "]";
+}
+
+/// --tokenize / --detokenize over the model's tokenizer (the runtime's).
+int runTokenizer(std::vector<uint8_t> bytes) {
+  kiln::rt::ModelFile model;
+  if (auto err = kiln::rt::loadModelBuffer(std::move(bytes), model))
+    return fail(BadInput, err->message);
+  kiln::rt::Tokenizer tok(model);
+  if (tokenize && prompt.getNumOccurrences()) {
+    std::vector<int32_t> ids;
+    if (auto err = tok.encode(prompt, ids))
+      return fail(Usage, err->message);
+    outs() << idsJSON(ids) << "\n";
+    return Ok;
+  }
+  std::string line;
+  int lineNo = 0;
+  while (std::getline(std::cin, line)) {
+    ++lineNo;
+    auto v = json::parse(line);
+    if (!v)
+      return fail(Usage, "stdin line " + Twine(lineNo) + " is not JSON: " +
+                             toString(v.takeError()));
+    if (tokenize) {
+      std::optional<StringRef> s = v->getAsString();
+      if (!s)
+        return fail(Usage, "stdin line " + Twine(lineNo) +
+                               " is not a JSON string");
+      std::vector<int32_t> ids;
+      if (auto err = tok.encode(s->str(), ids))
+        return fail(Usage, "line " + Twine(lineNo) + ": " + err->message);
+      outs() << idsJSON(ids) << "\n";
+    } else {
+      const json::Array *a = v->getAsArray();
+      if (!a)
+        return fail(Usage, "stdin line " + Twine(lineNo) +
+                               " is not a JSON array of ids");
+      std::vector<int32_t> ids;
+      for (const json::Value &e : *a) {
+        std::optional<int64_t> id = e.getAsInteger();
+        if (!id || *id < 0 || *id >= model.vocabSize)
+          return fail(Usage, "stdin line " + Twine(lineNo) +
+                                 ": token ids must lie in [0, " +
+                                 Twine(model.vocabSize) + ")");
+        ids.push_back((int32_t)*id);
+      }
+      outs() << kiln::rt::jsonString(tok.decode(ids)) << "\n";
+    }
+  }
+  return Ok;
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  if (!cl::ParseCommandLineOptions(
+          argc, argv,
+          "kiln-convert: GGUF files and Hugging Face checkpoints to .kiln "
+          "model files\n",
+          &errs()))
+    return Usage;
+  if (tokenize && detokenize)
+    return fail(Usage, "--tokenize and --detokenize exclude each other");
+  if (prompt.getNumOccurrences() && !tokenize)
+    return fail(Usage, "-p goes with --tokenize");
+  if ((info || tokenize || detokenize) && outputPath.getNumOccurrences())
+    return fail(Usage, "-o does not go with --info, --tokenize or "
+                       "--detokenize");
+  if (context < 0)
+    return fail(Usage, "--context must be positive");
+
+  if (info) {
+    auto text = kc::describe(inputPath);
+    if (!text)
+      return fail(BadInput, toString(text.takeError()));
+    outs() << *text;
+    return Ok;
+  }
+  auto kind = kc::detectInput(inputPath);
+  if (!kind)
+    return fail(BadInput, toString(kind.takeError()));
+  std::vector<uint8_t> bytes;
+  if (*kind == kc::InputKind::Kiln) {
+    if (!tokenize && !detokenize)
+      return fail(Usage, "'" + inputPath + "' is already a .kiln file");
+    auto buf = MemoryBuffer::getFile(inputPath, false, false);
+    if (!buf)
+      return fail(BadInput, "cannot read '" + inputPath +
+                                "': " + buf.getError().message());
+    bytes.assign((*buf)->getBufferStart(), (*buf)->getBufferEnd());
+  } else {
+    kc::ConvertOptions options;
+    options.name = name;
+    options.contextLength = context;
+    auto converted = kc::convertToKiln(inputPath, options);
+    if (!converted)
+      return fail(BadInput, toString(converted.takeError()));
+    bytes = std::move(*converted);
+  }
+  if (tokenize || detokenize)
+    return runTokenizer(std::move(bytes));
+
+  std::string out = outputPath;
+  if (out.empty()) {
+    SmallString<256> p(StringRef(inputPath).rtrim("/"));
+    sys::path::replace_extension(p, ".kiln");
+    out = p.str().str();
+  }
+  if (Error e = kc::writeFileAtomically(out, bytes))
+    return fail(BadOutput, toString(std::move(e)));
+  return Ok;
+}

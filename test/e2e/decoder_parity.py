@@ -78,8 +78,8 @@ class Failure(Exception):
     pass
 
 
-def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, stdin=None):
+    r = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
     if r.returncode != 0:
         raise Failure("`%s` failed with exit code %d:\n%s%s"
                       % (" ".join(cmd), r.returncode, r.stdout[-2000:], r.stderr[-2000:]))

@@ -4,7 +4,8 @@ code's layout; Llama: Touvron et al. 2023), independent of Kiln. Parameter
 names and layouts are Hugging Face's (GPT2LMHeadModel, LlamaForCausalLM),
 so `state_dict()` exports without renaming. Config keys are Hugging Face's
 (GPT-2 also n_inner and tie_word_embeddings; Llama also num_key_value_heads,
-rope_theta, head_dim, tie_word_embeddings), with their defaults. Forward takes token ids [..., seq]
+rope_theta, head_dim, tie_word_embeddings, and qkv_bias for Qwen2-style q/k/v
+biases), with their defaults. Forward takes token ids [..., seq]
 and returns logits [..., seq, vocab] over the whole sequence with the causal
 mask (the training form; examples/ trains with these modules).
 """
@@ -118,11 +119,13 @@ class LlamaLayer(nn.Module):
         self.kv_heads = cfg.get("num_key_value_heads") or self.heads
         self.theta = cfg.get("rope_theta") or 10000.0
         hd = cfg.get("head_dim") or d // self.heads
+        # Qwen2: q/k/v projections with biases (o_proj without).
+        qkv_bias = bool(cfg.get("qkv_bias"))
         self.input_layernorm = RMSNorm(d, cfg.get("rms_norm_eps", 1e-6))
         self.self_attn = nn.Module()
-        self.self_attn.q_proj = nn.Linear(d, self.heads * hd, bias=False)
-        self.self_attn.k_proj = nn.Linear(d, self.kv_heads * hd, bias=False)
-        self.self_attn.v_proj = nn.Linear(d, self.kv_heads * hd, bias=False)
+        self.self_attn.q_proj = nn.Linear(d, self.heads * hd, bias=qkv_bias)
+        self.self_attn.k_proj = nn.Linear(d, self.kv_heads * hd, bias=qkv_bias)
+        self.self_attn.v_proj = nn.Linear(d, self.kv_heads * hd, bias=qkv_bias)
         self.self_attn.o_proj = nn.Linear(self.heads * hd, d, bias=False)
         self.post_attention_layernorm = RMSNorm(d, cfg.get("rms_norm_eps", 1e-6))
         self.mlp = nn.Module()

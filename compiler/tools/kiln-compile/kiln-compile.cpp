@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "kiln/Convert/Convert.h"
 #include "kiln/Import/ModelImporter.h"
 #include "kiln/InitAll.h"
 #include "kiln/Pipelines/Pipelines.h"
@@ -46,7 +47,7 @@ enum class Emit { MLIR, LLVM, Obj, Exe, Shared };
 
 cl::OptionCategory category("kiln-compile options");
 cl::opt<std::string> inputPath(cl::Positional, cl::Required,
-                               cl::desc("<model.kiln | stage.mlir>"),
+                               cl::desc("<model.kiln | model.gguf | hf-model-dir | stage.mlir>"),
                                cl::cat(category));
 cl::opt<std::string> outputPath(
     "o",
@@ -167,6 +168,8 @@ int main(int argc, char **argv) {
       argc, argv,
       "Kiln: compiles a transformer model file into a native executable\n\n"
       "  kiln-compile model.kiln -o mymodel\n"
+      "  kiln-compile model.gguf -o mymodel    (or a Hugging Face directory:\n"
+      "      converted as kiln-convert does; writes mymodel.kiln beside it)\n"
       "  kiln-compile model.kiln --emit=mlir --stage=kv-cache\n\n"
       "Exit codes: 0 success, 1 bad usage, 2 invalid model or input IR,\n"
       "3 compilation failed, 4 cannot write the output or link.\n");
@@ -184,12 +187,13 @@ int main(int argc, char **argv) {
     stage = kiln::Stage::LLVM;
   bool binary = emit == Emit::Obj || emit == Emit::Exe || emit == Emit::Shared;
   if (outputPath.empty()) {
+    StringRef stem = sys::path::stem(StringRef(inputPath).rtrim("/"));
     if (emit == Emit::Exe)
-      outputPath = sys::path::stem(inputPath).str();
+      outputPath = stem.str();
     else if (emit == Emit::Shared)
-      outputPath = ("lib" + sys::path::stem(inputPath) + ".so").str();
+      outputPath = ("lib" + stem + ".so").str();
     else if (emit == Emit::Obj)
-      outputPath = (sys::path::stem(inputPath) + ".o").str();
+      outputPath = (stem + ".o").str();
     else
       outputPath = "-";
   }
@@ -250,7 +254,31 @@ int main(int argc, char **argv) {
       fromStage = kiln::Stage::Import;
       kiln::ImportOptions options;
       options.batch = batch;
-      module = kiln::importModelFile(inputPath, &context, options);
+      auto kind = kiln::convert::detectInput(inputPath);
+      if (!kind)
+        return fail(BadInput, toString(kind.takeError()));
+      if (*kind == kiln::convert::InputKind::Kiln) {
+        module = kiln::importModelFile(inputPath, &context, options);
+      } else {
+        // A GGUF file or Hugging Face directory: convert in memory. A binary
+        // reads its weights at run time, so the converted model is written
+        // beside it (OUTPUT.kiln), and that is the path the binary records.
+        auto bytes = kiln::convert::convertToKiln(inputPath);
+        if (!bytes)
+          return fail(BadInput, toString(bytes.takeError()));
+        if (binary) {
+          SmallString<256> kilnPath(outputPath);
+          sys::path::replace_extension(kilnPath, ".kiln");
+          if (Error e = kiln::convert::writeFileAtomically(kilnPath, *bytes))
+            return fail(OutputFailed, toString(std::move(e)));
+          errs() << "kiln-compile: converted " << inputPath << " to "
+                 << kilnPath << " (the weights the output reads)\n";
+          module = kiln::importModelFile(kilnPath, &context, options);
+        } else {
+          module =
+              kiln::importModelBuffer(*bytes, inputPath, &context, options);
+        }
+      }
     }
     if (!module)
       return BadInput;

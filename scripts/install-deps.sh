@@ -7,16 +7,29 @@ PKGS=(
   python3-torch python3-numpy python3-flatbuffers libopenblas0-pthread
   libclang-rt-22-dev
 )
+# Node.js runs the JavaScript reference tokenizers (test/npm); the machines
+# come with it, Debian's nodejs/npm are the fallback.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  PKGS+=(nodejs npm)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all packages present"
-  exit 0
+else
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update
-$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+
+# The npm packages the tests compare with (versions pinned by the lock file).
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+NPM_DIR="$ROOT/test/npm"
+if ! cmp -s "$NPM_DIR/package-lock.json" "$NPM_DIR/node_modules/.package-lock.json.kiln"; then
+  (cd "$NPM_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$NPM_DIR/package-lock.json" "$NPM_DIR/node_modules/.package-lock.json.kiln"
+fi

@@ -567,8 +567,7 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   std::vector<const json::Object *> norm, pre;
   collectTypes(root->get("normalizer"), norm);
   collectTypes(root->get("pre_tokenizer"), pre);
-  bool byteLevel = false, prepend = false, replaceSpace = false,
-       metaspace = false;
+  bool byteLevel = false, prepend = false, replaceSpace = false;
   for (const json::Object *p : pre) {
     std::string t = typeName(p);
     if (t == "ByteLevel") {
@@ -580,19 +579,19 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
         return fail("tokenizer.json: a ByteLevel pre-tokenizer without its "
                     "regex (use_regex=false, as in Llama 3 / Qwen2 "
                     "tokenizers) is not supported; supported: GPT-2's "
-                    "ByteLevel, SentencePiece-style (Metaspace / Prepend + "
+                    "ByteLevel, the legacy Llama normalizer (Prepend + "
                     "Replace)");
     } else if (t == "Metaspace") {
-      metaspace = true;
-      std::optional<StringRef> scheme = p->getString("prepend_scheme");
-      prepend = scheme ? *scheme != "never"
-                       : p->getBoolean("add_prefix_space").value_or(true);
-      if (p->getBoolean("split").value_or(true) && scheme)
-        return fail("tokenizer.json: a splitting Metaspace pre-tokenizer is "
-                    "not supported");
+      // Non-legacy Llama tokenizers prepend U+2581 only when the text does
+      // not start with a space, and their decoder does not invert that;
+      // refused rather than tokenized slightly differently.
+      return fail("tokenizer.json: the Metaspace pre-tokenizer (non-legacy "
+                  "Llama tokenizers) is not supported yet; supported: "
+                  "GPT-2's ByteLevel, and the legacy Llama normalizer "
+                  "(Prepend U+2581 + Replace ' ' -> U+2581)");
     } else if (t != "Sequence") {
       return fail("tokenizer.json pre-tokenizer '" + t +
-                  "' is not supported (supported: ByteLevel, Metaspace)");
+                  "' is not supported (supported: ByteLevel)");
     }
   }
   for (const json::Object *n : norm) {
@@ -617,7 +616,7 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   }
   if (byteLevel) {
     tok.kind = fb::TokenizerKind::GPT2BPE;
-  } else if (metaspace || replaceSpace) {
+  } else if (replaceSpace) {
     tok.kind = fb::TokenizerKind::SentencePieceBPE;
     tok.addSpacePrefix = prepend;
     if (!model->getBoolean("byte_fallback").value_or(false))

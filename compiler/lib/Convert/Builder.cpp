@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "ConvertInternal.h"
+#include "runtime_internal.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -442,6 +443,20 @@ Expected<std::vector<uint8_t>> buildKilnModel(const Hyperparameters &hp,
     if (id < -1 || id >= hp.vocab)
       return fail("special token id " + Twine(id) +
                   " lies outside the vocabulary of " + Twine(hp.vocab));
+  if (tok.kind != fb::TokenizerKind::Bytes) {
+    // The runtime's own checks (merges name tokens, counts match, a GPT-2
+    // vocabulary covers every byte), so no file is written that the
+    // executable would refuse.
+    kiln::rt::ModelFile m;
+    m.tokenizer = (kiln::rt::TokenizerKind)tok.kind;
+    m.vocabSize = hp.vocab;
+    m.pieces = tok.tokens;
+    m.scores = tok.scores;
+    m.merges = tok.merges;
+    m.tokenTypes = tok.types;
+    if (auto msg = kiln::rt::validateTokenizer(m))
+      return fail("the tokenizer is invalid: " + *msg);
+  }
   KilnWriter w(weights);
   auto bytes = hp.family == Family::Llama ? buildLlama(hp, w, tok)
                                           : buildGPT2(hp, w, tok, weights);

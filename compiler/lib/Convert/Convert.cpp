@@ -24,17 +24,17 @@ Expected<InputKind> detectInput(StringRef path) {
                   "Hugging Face model directory)");
     return InputKind::HuggingFace;
   }
-  auto f = MemoryBuffer::getFileSlice(path, 8, 0, /*IsVolatile=*/false);
-  if (!f) {
-    if (!sys::fs::exists(path))
-      return fail("'" + path + "' does not exist");
-    // Shorter than 8 bytes or unreadable.
-    auto whole = MemoryBuffer::getFile(path);
-    if (!whole)
-      return fail("cannot read '" + path + "': " + whole.getError().message());
+  if (!sys::fs::exists(path))
+    return fail("'" + path + "' does not exist");
+  uint64_t size = 0;
+  if (std::error_code ec = sys::fs::file_size(path, size))
+    return fail("cannot read '" + path + "': " + ec.message());
+  if (size < 8)
     return fail("'" + path + "' is too short to be a model file (" +
-                Twine((*whole)->getBufferSize()) + " bytes)");
-  }
+                Twine(size) + " bytes)");
+  auto f = MemoryBuffer::getFileSlice(path, 8, 0, /*IsVolatile=*/false);
+  if (!f)
+    return fail("cannot read '" + path + "': " + f.getError().message());
   StringRef head = (*f)->getBuffer();
   if (head.size() < 8)
     return fail("'" + path + "' is too short to be a model file");

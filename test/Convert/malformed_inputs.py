@@ -1,0 +1,512 @@
+#!/usr/bin/env python3
+"""Table-driven bad inputs for kiln-convert: each is refused with the
+expected exit code and a message naming the problem, and never leaves an
+output file behind.
+
+Families: safetensors files (truncations at every section boundary, flipped
+bytes, offsets past the end, absurd shapes, wrong dtypes, shards), config.json,
+tokenizer.json, GGUF files (when test/lib/gguf_writer.py is given: wrong
+magic and version, truncations at every section boundary, absurd counts and
+shapes, unsupported types and settings) and command lines.
+
+    malformed_inputs.py --kiln-bin build/bin --work DIR
+"""
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+import hf_checkpoint  # noqa: E402
+import reference  # noqa: E402
+
+TEXT = "the quick brown fox jumps over the lazy dog and the dog sleeps"
+
+
+def base_gpt2(work):
+    cfg = dict(architectures=["GPT2LMHeadModel"], n_embd=16, n_head=2, n_layer=1,
+               n_positions=32, vocab_size=280, bos_token_id=279, eos_token_id=279)
+    model = reference.randomize(reference.GPT2(cfg), 0)
+    tokens, merges = hf_checkpoint.train_byte_bpe(TEXT, 280)
+    d = os.path.join(work, "base-gpt2")
+    hf_checkpoint.write_hf_dir(d, cfg, model.state_dict(),
+                               hf_checkpoint.gpt2_tokenizer_json(tokens, merges, 279))
+    return d
+
+
+def base_llama(work):
+    cfg = dict(architectures=["LlamaForCausalLM"], hidden_size=16, intermediate_size=32,
+               num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+               max_position_embeddings=32, vocab_size=300, bos_token_id=1, eos_token_id=2)
+    model = reference.randomize(reference.Llama(cfg), 0)
+    tokens, merges = hf_checkpoint.train_spm_bpe(TEXT, 300)
+    d = os.path.join(work, "base-llama")
+    hf_checkpoint.write_hf_dir(d, cfg, model.state_dict(),
+                               hf_checkpoint.llama_tokenizer_json(tokens, merges), shards=2)
+    return d
+
+
+class Case:
+    def __init__(self, name, make, code, message, args=None):
+        self.name, self.make, self.code, self.message, self.args = name, make, code, message, args
+
+
+def copy(src, work, name):
+    d = os.path.join(work, name)
+    shutil.rmtree(d, ignore_errors=True)
+    shutil.copytree(src, d)
+    return d
+
+
+def rewrite(path, fn):
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(fn(data))
+
+
+def st_parts(data):
+    n = struct.unpack("<Q", data[:8])[0]
+    return n, json.loads(data[8:8 + n]), data[8 + n:]
+
+
+def st_build(header, body, pad=True):
+    h = json.dumps(header).encode()
+    if pad:
+        h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + body
+
+
+def edit_header(fn):
+    def apply(data):
+        n, header, body = st_parts(data)
+        fn(header)
+        return st_build(header, body)
+    return apply
+
+
+def edit_json(fn):
+    """fn edits the parsed JSON in place."""
+    def apply(data):
+        j = json.loads(data)
+        fn(j)
+        return json.dumps(j).encode()
+    return apply
+
+
+def safetensors_cases(gpt2):
+    st = "model.safetensors"
+    cases = []
+
+    def variant(name, fn, code, msg, target=st):
+        def make(work):
+            d = copy(gpt2, work, name)
+            rewrite(os.path.join(d, target), fn)
+            return d
+        cases.append(Case(name, make, code, msg))
+
+    def header_len(data):
+        return struct.unpack("<Q", data[:8])[0]
+
+    variant("st-empty", lambda d: b"", 2, "no safetensors header")
+    variant("st-4-bytes", lambda d: d[:4], 2, "no safetensors header")
+    variant("st-cut-in-header", lambda d: d[:8 + header_len(d) // 2], 2, "header claims")
+    variant("st-cut-after-header", lambda d: d[:8 + header_len(d)], 2, "outside the file")
+    variant("st-cut-mid-data", lambda d: d[:len(d) // 2], 2, "outside the file")
+    variant("st-cut-last-byte", lambda d: d[:-1], 2, "outside the file")
+    variant("st-header-len-huge", lambda d: struct.pack("<Q", 1 << 62) + d[8:], 2,
+            "header claims")
+    variant("st-header-len-past-end", lambda d: struct.pack("<Q", len(d)) + d[8:], 2,
+            "header claims")
+    variant("st-header-not-json", lambda d: d[:8] + b"x" + d[9:], 2,
+            "invalid safetensors header")
+    variant("st-header-array", lambda d: st_build([1, 2], b""), 2, "not an object")
+    variant("st-tensor-not-object", edit_header(lambda h: h.update({"wte": 5})), 2,
+            "is not an object")
+    variant("st-no-dtype", edit_header(lambda h: h["transformer.wte.weight"].pop("dtype")), 2,
+            "lacks dtype, shape or data_offsets")
+    variant("st-no-shape", edit_header(lambda h: h["transformer.wte.weight"].pop("shape")), 2,
+            "lacks dtype, shape or data_offsets")
+    variant("st-one-offset", edit_header(
+        lambda h: h["transformer.wte.weight"].update({"data_offsets": [0]})), 2,
+        "lacks dtype, shape or data_offsets")
+    variant("st-negative-dim", edit_header(
+        lambda h: h["transformer.wte.weight"].update({"shape": [-280, 16]})), 2, "invalid shape")
+    variant("st-offset-past-end", edit_header(
+        lambda h: h["transformer.wte.weight"].update({"data_offsets": [0, 1 << 40]})), 2,
+        "outside the file")
+    variant("st-offsets-reversed", edit_header(
+        lambda h: h["transformer.wte.weight"].update({"data_offsets": [100, 50]})), 2,
+        "outside the file")
+    variant("st-size-mismatch", edit_header(
+        lambda h: h["transformer.wte.weight"].update({"shape": [281, 16]})), 2,
+        "bytes but its dtype and shape need")
+    variant("st-shape-overflow", edit_header(
+        lambda h: h["transformer.wte.weight"].update({"shape": [1 << 62, 1 << 62, 16]})), 2,
+        "overflows")
+    variant("st-dtype-i64", edit_header(
+        lambda h: h["transformer.wte.weight"].update({"dtype": "I64", "shape": [280, 8]})), 2,
+        "dtype I64, which kiln-convert does not read")
+    variant("st-missing-tensor", edit_header(lambda h: h.pop("transformer.ln_f.weight")), 2,
+            "lacks tensor 'transformer.ln_f.weight'")
+    variant("st-unknown-tensor", edit_header(
+        lambda h: h.update({"transformer.extra.weight": dict(h["transformer.ln_f.weight"])})),
+        2, "does not know what to do with: transformer.extra.weight")
+    variant("st-wrong-shape", edit_header(
+        lambda h: h["transformer.ln_f.weight"].update({"shape": [4, 4]})), 2,
+        "has shape [4, 4] but the config needs [16]")
+    return cases
+
+
+def shard_cases(llama):
+    cases = []
+    idx = "model.safetensors.index.json"
+
+    def variant(name, fn, code, msg):
+        def make(work):
+            d = copy(llama, work, name)
+            fn(d)
+            return d
+        cases.append(Case(name, make, code, msg))
+
+    def edit_index(fn):
+        return lambda d: rewrite(os.path.join(d, idx), edit_json(fn))
+
+    def dup(d):
+        # The same tensor in both shards.
+        a, b = (os.path.join(d, "model-0000%d-of-00002.safetensors" % i) for i in (1, 2))
+        with open(a, "rb") as f:
+            _, ha, _ = st_parts(f.read())
+        name = sorted(k for k in ha if k != "__metadata__")[0]
+        rewrite(b, edit_header(lambda h: h.update({name: dict(h[sorted(h)[0]])})))
+
+    variant("shard-path-escape", edit_index(
+        lambda j: j["weight_map"].update({"model.norm.weight": "../evil.safetensors"})), 2,
+        "invalid shard file")
+    variant("shard-missing-file", lambda d: os.remove(
+        os.path.join(d, "model-00002-of-00002.safetensors")), 2, "cannot read")
+    variant("shard-index-not-json", lambda d: rewrite(os.path.join(d, idx), lambda x: b"{"), 2,
+            "is not valid JSON")
+    variant("shard-no-weight-map", edit_index(lambda j: j.pop("weight_map")), 2,
+            "has no weight_map")
+    variant("shard-duplicate-tensor", dup, 2, "appears in two shards")
+    variant("no-weights", lambda d: os.remove(os.path.join(d, idx)), 2,
+            "has neither model.safetensors nor model.safetensors.index.json")
+    return cases
+
+
+def config_cases(gpt2, llama):
+    cases = []
+
+    def variant(name, base, fn, code, msg, target="config.json"):
+        def make(work):
+            d = copy(base, work, name)
+            rewrite(os.path.join(d, target), fn)
+            return d
+        cases.append(Case(name, make, code, msg))
+
+    variant("config-not-json", gpt2, lambda d: d[:-3], 2, "config.json' is not valid JSON")
+    variant("config-array", gpt2, lambda d: b"[]", 2, "config.json is not a JSON object")
+    variant("config-unknown-arch", gpt2, edit_json(
+        lambda j: j.update({"architectures": ["FalconForCausalLM"]})), 2,
+        "architecture 'FalconForCausalLM' is not supported (supported: GPT2LMHeadModel")
+    variant("config-no-arch", gpt2, edit_json(lambda j: j.pop("architectures")), 2,
+            "names no architecture")
+    variant("config-missing-width", gpt2, edit_json(lambda j: j.pop("n_embd")), 2,
+            "config.json lacks 'n_embd'")
+    variant("config-heads-not-divisor", gpt2, edit_json(lambda j: j.update({"n_head": 3})), 2,
+            "is not a multiple of n_head 3")
+    variant("config-vocab-string", gpt2, edit_json(lambda j: j.update({"vocab_size": "280"})),
+            2, "'vocab_size' is not an integer")
+    variant("config-negative-layers", gpt2, edit_json(lambda j: j.update({"n_layer": -1})), 2,
+            "layer count -1 is invalid")
+    variant("config-zero-positions", gpt2, edit_json(lambda j: j.update({"n_positions": 0})),
+            2, "context length is 0")
+    variant("config-activation", gpt2, edit_json(
+        lambda j: j.update({"activation_function": "mish"})), 2,
+        "activation_function 'mish' is not supported")
+    variant("config-inverse-layer-scale", gpt2, edit_json(
+        lambda j: j.update({"scale_attn_by_inverse_layer_idx": True})), 2,
+        "scale_attn_by_inverse_layer_idx")
+    variant("config-vocab-mismatch", gpt2, edit_json(lambda j: j.update({"vocab_size": 300})),
+            2, "has shape [280, 16] but the config needs [300, 16]")
+    variant("config-rope-scaling", llama, edit_json(
+        lambda j: j.update({"rope_scaling": {"type": "linear", "factor": 2.0}})), 2,
+        "rope_scaling 'linear' is not supported")
+    variant("config-rope-llama3", llama, edit_json(
+        lambda j: j.update({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}})), 2,
+        "rope_scaling 'llama3' is not supported")
+    variant("config-hidden-act", llama, edit_json(lambda j: j.update({"hidden_act": "gelu"})),
+            2, "hidden_act 'gelu' is not supported")
+    variant("config-kv-heads", llama, edit_json(
+        lambda j: j.update({"num_key_value_heads": 3})), 2,
+        "is not a multiple of the key/value head count 3")
+    variant("config-mlp-bias", llama, edit_json(lambda j: j.update({"mlp_bias": True})), 2,
+            "mlp_bias is not supported")
+    variant("config-odd-head-dim", llama, edit_json(lambda j: j.update({"head_dim": 7})), 2,
+            "must be even for rotary positions")
+    return cases
+
+
+def tokenizer_cases(gpt2, llama):
+    cases = []
+    tj = "tokenizer.json"
+
+    def variant(name, base, fn, code, msg):
+        def make(work):
+            d = copy(base, work, name)
+            fn(d)
+            return d
+        cases.append(Case(name, make, code, msg))
+
+    def edit(fn):
+        return lambda d: rewrite(os.path.join(d, tj), edit_json(fn))
+
+    variant("tok-missing", gpt2, lambda d: os.remove(os.path.join(d, tj)), 2,
+            "has no tokenizer.json")
+    variant("tok-not-json", gpt2, lambda d: rewrite(os.path.join(d, tj), lambda x: x[:100]), 2,
+            "tokenizer.json' is not valid JSON")
+    variant("tok-no-model", gpt2, edit(lambda j: j.pop("model")), 2,
+            "tokenizer.json has no model object")
+    variant("tok-unigram", gpt2, edit(lambda j: j["model"].update({"type": "Unigram"})), 2,
+            "model type 'Unigram' is not supported (supported: BPE)")
+    variant("tok-id-out-of-range", gpt2, edit(
+        lambda j: j["model"]["vocab"].update({"zzz": 5000})), 2,
+        "has id 5000, outside the model's vocabulary of 280")
+    variant("tok-merge-unknown-piece", gpt2, edit(
+        lambda j: j["model"]["merges"].append("q \u00e9\u00e9")), 2,
+        "names a token that is not in the vocabulary")
+    variant("tok-merge-bad-shape", gpt2, edit(lambda j: j["model"]["merges"].append(7)), 2,
+            "a merge is neither")
+    variant("tok-vocab-not-object", gpt2, edit(lambda j: j["model"].update({"vocab": []})), 2,
+            "model.vocab is not an object")
+    variant("tok-split-pretokenizer", gpt2, edit(lambda j: j.update({"pre_tokenizer": {
+        "type": "Split", "pattern": {"Regex": "\\d"}, "behavior": "Isolated"}})), 2,
+        "pre-tokenizer 'Split' is not supported")
+    variant("tok-bytelevel-no-regex", gpt2, edit(
+        lambda j: j["pre_tokenizer"].update({"use_regex": False})), 2, "use_regex=false")
+    variant("tok-prefix-space", gpt2, edit(
+        lambda j: j["pre_tokenizer"].update({"add_prefix_space": True})), 2,
+        "add_prefix_space=true is not supported")
+    variant("tok-missing-byte", gpt2, edit(
+        lambda j: j["model"]["vocab"].pop("\u0100")), 2,
+        "the GPT-2 vocabulary has no token for byte 0x00")
+    variant("tok-metaspace", llama, edit(lambda j: j.update({"normalizer": None,
+                                                             "pre_tokenizer": {
+        "type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+        "split": False}})), 2, "Metaspace pre-tokenizer")
+    variant("tok-nfkc", llama, edit(lambda j: j["normalizer"]["normalizers"].append(
+        {"type": "NFKC"})), 2, "normalizer 'NFKC' is not supported")
+    variant("tok-no-byte-fallback", llama, edit(
+        lambda j: j["model"].update({"byte_fallback": False})), 2, "without byte_fallback")
+    variant("tok-added-no-id", llama, edit(lambda j: j["added_tokens"][0].pop("id")), 2,
+            "an added token lacks id or content")
+    variant("tok-no-space-handling", llama, edit(lambda j: j.update({"normalizer": None})), 2,
+            "this tokenizer is not supported")
+    return cases
+
+
+def command_cases(gpt2):
+    cases = []
+
+    def simple(name, args, code, msg, make=None):
+        cases.append(Case(name, make or (lambda work: gpt2), code, msg, args))
+
+    simple("cli-tokenize-and-detokenize", ["--tokenize", "--detokenize", "{in}"], 1,
+           "exclude each other")
+    simple("cli-p-without-tokenize", ["{in}", "-p", "x", "-o", "{out}"], 1,
+           "-p goes with --tokenize")
+    simple("cli-negative-context", ["{in}", "--context", "-5", "-o", "{out}"], 1,
+           "--context must be positive")
+    simple("cli-missing-input", ["{in}/nope.gguf", "-o", "{out}"], 2, "does not exist")
+    simple("cli-unwritable-output", ["{in}", "-o", "/nonexistent-dir/x.kiln"], 3,
+           "cannot write '/nonexistent-dir/x.kiln'")
+
+    def no_config(work):
+        d = os.path.join(work, "no-config")
+        os.makedirs(d, exist_ok=True)
+        return d
+    simple("cli-dir-without-config", ["{in}", "-o", "{out}"], 2, "without config.json",
+           no_config)
+
+    def short_file(work):
+        p = os.path.join(work, "short.bin")
+        with open(p, "wb") as f:
+            f.write(b"GGU")
+        return p
+    simple("cli-short-file", ["{in}", "-o", "{out}"], 2, "too short to be a model file",
+           short_file)
+
+    def junk(work):
+        p = os.path.join(work, "junk.bin")
+        with open(p, "wb") as f:
+            f.write(os.urandom(64).replace(b"GGUF", b"xxxx"))
+        return p
+    simple("cli-unknown-format", ["{in}", "-o", "{out}"], 2,
+           "neither a GGUF file, a .kiln file nor a Hugging Face model directory", junk)
+    return cases
+
+
+def gguf_cases(gguf_writer, work):
+    """GGUF files written by test/lib/gguf_writer.py, then damaged."""
+    import numpy as np
+    cfg = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+               num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+               vocab_size=300, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
+    model = reference.randomize(reference.Llama(cfg), 0)
+    base = os.path.join(work, "base.gguf")
+    gguf_writer.write_llama_gguf(base, model.state_dict(), cfg)
+    with open(base, "rb") as f:
+        good = f.read()
+    layout = gguf_writer.describe_layout(good)  # section offsets
+    cases = []
+
+    def variant(name, fn, code, msg):
+        def make(w):
+            p = os.path.join(w, name + ".gguf")
+            with open(p, "wb") as f:
+                f.write(fn(good))
+            return p
+        cases.append(Case(name, make, code, msg))
+
+    def meta(**kw):
+        def make(w):
+            p = os.path.join(w, kw["name"] + ".gguf")
+            gguf_writer.write_llama_gguf(p, model.state_dict(), cfg, **kw["args"])
+            return p
+        cases.append(Case(kw["name"], make, kw["code"], kw["msg"]))
+
+    variant("gguf-bad-magic", lambda d: b"GGUX" + d[4:], 2, "neither a GGUF file")
+    variant("gguf-version-1", lambda d: d[:4] + struct.pack("<I", 1) + d[8:], 2,
+            "GGUF version 1 is not supported")
+    variant("gguf-version-4", lambda d: d[:4] + struct.pack("<I", 4) + d[8:], 2,
+            "GGUF version 4 is not supported")
+    for what, off in sorted(layout.items(), key=lambda kv: kv[1]):
+        if 8 <= off < len(good):
+            variant("gguf-cut-at-%s" % what, lambda d, off=off: d[:off], 2,
+                    "truncated")
+    variant("gguf-cut-last-byte", lambda d: d[:-1], 2, "truncated")
+    variant("gguf-huge-tensor-count", lambda d: d[:8] + struct.pack("<Q", 1 << 60) + d[16:], 2,
+            "more than the file can hold")
+    variant("gguf-huge-kv-count", lambda d: d[:16] + struct.pack("<Q", 1 << 60) + d[24:], 2,
+            "more than the file can hold")
+    variant("gguf-huge-key-length", lambda d: d[:24] + struct.pack("<Q", 1 << 60) + d[32:], 2,
+            "truncated or corrupt")
+    variant("gguf-bad-value-type", lambda d: gguf_writer.patch_first_kv_type(d, 99), 2,
+            "unknown value type 99")
+    variant("gguf-bad-dims", lambda d: gguf_writer.patch_tensor(d, 0, n_dims=9), 2,
+            "dimensions (1 to 4 are valid)")
+    variant("gguf-zero-dim", lambda d: gguf_writer.patch_tensor(d, 0, dim0=0), 2,
+            "invalid dimension 0")
+    variant("gguf-absurd-dim", lambda d: gguf_writer.patch_tensor(d, 0, dim0=1 << 50), 2,
+            "invalid dimension")
+    variant("gguf-offset-past-end", lambda d: gguf_writer.patch_tensor(d, 0, offset=1 << 40), 2,
+            "ends past the end of the file")
+    variant("gguf-misaligned-offset", lambda d: gguf_writer.patch_tensor(d, 1, offset=3), 2,
+            "not a multiple of the alignment")
+    variant("gguf-type-q4k", lambda d: gguf_writer.patch_tensor(d, 0, ggml_type=12), 2,
+            "has type Q4_K, which kiln-convert does not read")
+    variant("gguf-type-unknown", lambda d: gguf_writer.patch_tensor(d, 0, ggml_type=200), 2,
+            "has type type 200")
+    meta(name="gguf-arch-falcon", args=dict(extra={"general.architecture": "falcon"}), code=2,
+         msg="GGUF architecture 'falcon' is not supported (supported: llama, gpt2)")
+    meta(name="gguf-no-arch", args=dict(drop=["general.architecture"]), code=2,
+         msg="lacks 'general.architecture'")
+    meta(name="gguf-no-heads", args=dict(drop=["llama.attention.head_count"]), code=2,
+         msg="lacks 'llama.attention.head_count'")
+    meta(name="gguf-heads-string", args=dict(extra={"llama.attention.head_count": "two"}),
+         code=2, msg="is string, expected an integer")
+    meta(name="gguf-rope-scaling", args=dict(extra={"llama.rope.scaling.type": "yarn"}),
+         code=2, msg="RoPE scaling 'yarn' is not supported")
+    meta(name="gguf-experts", args=dict(extra={"llama.expert_count": 8}), code=2,
+         msg="mixture-of-experts")
+    meta(name="gguf-partial-rope", args=dict(extra={"llama.rope.dimension_count": 4}), code=2,
+         msg="partial rotary embeddings")
+    meta(name="gguf-no-tokenizer", args=dict(drop=["tokenizer.ggml.model"]), code=2,
+         msg="has no tokenizer")
+    meta(name="gguf-tokenizer-bert", args=dict(extra={"tokenizer.ggml.model": "bert"}), code=2,
+         msg="GGUF tokenizer model 'bert' is not supported")
+    meta(name="gguf-short-scores", args=dict(truncate={"tokenizer.ggml.scores": 10}), code=2,
+         msg="has 10 entries for 300 tokens")
+    meta(name="gguf-short-vocab", args=dict(truncate={"tokenizer.ggml.tokens": 299}), code=2,
+         msg="299 tokens but the embedding has 300 rows")
+    meta(name="gguf-bos-out-of-range",
+         args=dict(extra={"tokenizer.ggml.bos_token_id": 5000}), code=2,
+         msg="outside the vocabulary of 300")
+    meta(name="gguf-missing-tensor", args=dict(drop_tensors=["blk.0.ffn_up.weight"]), code=2,
+         msg="lacks tensor 'blk.0.ffn_up.weight'")
+    meta(name="gguf-extra-tensor", args=dict(extra_tensors={"rope_freqs.weight": np.ones(4)}),
+         code=2, msg="frequency factors")
+    meta(name="gguf-unknown-tensor", args=dict(extra_tensors={"blk.0.extra.weight": np.ones(4)}),
+         code=2, msg="does not know what to do with: blk.0.extra.weight")
+    meta(name="gguf-bad-alignment", args=dict(extra={"general.alignment": 24}), code=2,
+         msg="general.alignment must be a power of two")
+    return cases
+
+
+def run_case(case, convert, work):
+    target = case.make(work)
+    out = os.path.join(work, case.name + ".kiln")
+    if os.path.exists(out):
+        os.remove(out)
+    args = case.args or [target, "-o", out]
+    args = [a.replace("{in}", target).replace("{out}", out) for a in args]
+    p = subprocess.run([convert] + args, capture_output=True, text=True)
+    problems = []
+    if p.returncode != case.code:
+        problems.append("exit %d, expected %d" % (p.returncode, case.code))
+    if case.message not in p.stderr:
+        problems.append("message lacks %r" % case.message)
+    if p.returncode not in (0, 1, 2, 3) or "Stack dump" in p.stderr:
+        problems.append("crashed")
+    if p.stderr.count("\n") > 1:
+        problems.append("more than one line")
+    if os.path.exists(out) or any(f.startswith(case.name + ".kiln.tmp")
+                                  for f in os.listdir(work)):
+        problems.append("left an output file behind")
+    return problems, p.stderr.strip()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kiln-bin", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--no-gguf", action="store_true")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    convert = os.path.join(args.kiln_bin, "kiln-convert")
+    gpt2, llama = base_gpt2(args.work), base_llama(args.work)
+    for base in (gpt2, llama):  # the unmodified inputs convert
+        p = subprocess.run([convert, base, "-o", base + ".kiln"], capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit("the base input %s does not convert: %s" % (base, p.stderr))
+    families = [("safetensors", safetensors_cases(gpt2) + shard_cases(llama)),
+                ("config.json", config_cases(gpt2, llama)),
+                ("tokenizer.json", tokenizer_cases(gpt2, llama)),
+                ("command line", command_cases(gpt2))]
+    if not args.no_gguf:
+        import gguf_writer
+        families.append(("GGUF", gguf_cases(gguf_writer, args.work)))
+    failed = 0
+    for family, cases in families:
+        for case in cases:
+            problems, stderr = run_case(case, convert, args.work)
+            status = "ok  " if not problems else "FAIL"
+            failed += bool(problems)
+            print("%s %-14s %-32s exit %d  %s%s" % (status, family, case.name, case.code,
+                                                    stderr[:150],
+                                                    "" if not problems
+                                                    else "  <-- " + "; ".join(problems)))
+        print("%s: %d inputs" % (family, len(cases)))
+    if failed:
+        sys.exit("%d inputs were not refused as expected" % failed)
+    print("all %d bad inputs refused as expected" % sum(len(c) for _, c in families))
+
+
+if __name__ == "__main__":
+    main()

@@ -29,5 +29,5 @@ config.substitutions.append(("%kiln_bin", config.kiln_tools_dir))
 config.substitutions.append(("%kiln_obj", config.kiln_obj_root))
 
 llvm_config.add_tool_substitutions(
-    ["kiln-opt", "kiln-compile", "kiln-runtime-unittests"], [config.kiln_tools_dir]
+    ["kiln-opt", "kiln-compile", "kiln-convert", "kiln-runtime-unittests"], [config.kiln_tools_dir]
 )

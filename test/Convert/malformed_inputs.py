@@ -352,6 +352,72 @@ def command_cases(gpt2):
     return cases
 
 
+class GGUFLayout:
+    """Where each part of a GGUF file starts (parsed here, independently of
+    Kiln's reader): the header fields, every key/value pair, every tensor
+    info (and its type and offset fields), the data section and every
+    tensor's data."""
+
+    SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    def __init__(self, data):
+        self.data = data
+        self.marks = {"version": 4, "tensor-count": 8, "kv-count": 16}
+        n_tensors, n_kv = struct.unpack_from("<QQ", data, 8)
+        pos = 24
+        self.kv_type_at = []
+
+        def string(pos):
+            n = struct.unpack_from("<Q", data, pos)[0]
+            return pos + 8 + n
+
+        def value(pos, t):
+            if t == 8:
+                return string(pos)
+            if t == 9:
+                et, count = struct.unpack_from("<IQ", data, pos)
+                pos += 12
+                if et == 8:
+                    for _ in range(count):
+                        pos = string(pos)
+                    return pos
+                return pos + count * self.SIZES[et]
+            return pos + self.SIZES[t]
+
+        self.kv_type_of = {}
+        for k in range(n_kv):
+            self.marks["kv-%d" % k] = pos
+            key_len = struct.unpack_from("<Q", data, pos)[0]
+            key = data[pos + 8:pos + 8 + key_len].decode()
+            pos = string(pos)
+            self.kv_type_of[key] = pos
+            self.marks["kv-%d-value" % k] = pos
+            t = struct.unpack_from("<I", data, pos)[0]
+            self.kv_type_at.append(pos)
+            pos = value(pos + 4, t)
+        self.tensor_info = []
+        for i in range(n_tensors):
+            self.marks["tensor-info-%d" % i] = pos
+            name_end = string(pos)
+            n_dims = struct.unpack_from("<I", data, name_end)[0]
+            dims_at = name_end + 4
+            type_at = dims_at + 8 * n_dims
+            self.tensor_info.append(dict(n_dims_at=name_end, dims_at=dims_at, type_at=type_at,
+                                         offset_at=type_at + 4))
+            pos = type_at + 12
+        self.marks["tensor-infos-end"] = pos
+        self.data_start = (pos + 31) // 32 * 32
+        self.marks["data"] = self.data_start
+        for i, info in enumerate(self.tensor_info):
+            off = struct.unpack_from("<Q", data, info["offset_at"])[0]
+            self.marks["tensor-data-%d" % i] = self.data_start + off
+
+    def patch(self, at, fmt, value):
+        b = bytearray(self.data)
+        struct.pack_into(fmt, b, at, value)
+        return bytes(b)
+
+
 def gguf_cases(gguf_writer, work):
     """GGUF files written by test/lib/gguf_writer.py, then damaged."""
     import numpy as np
@@ -359,11 +425,12 @@ def gguf_cases(gguf_writer, work):
                num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
                vocab_size=300, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
     model = reference.randomize(reference.Llama(cfg), 0)
+    sd = model.state_dict()
     base = os.path.join(work, "base.gguf")
-    gguf_writer.write_llama_gguf(base, model.state_dict(), cfg)
+    gguf_writer.write_llama_gguf(base, sd, cfg)
     with open(base, "rb") as f:
         good = f.read()
-    layout = gguf_writer.describe_layout(good)  # section offsets
+    lay = GGUFLayout(good)
     cases = []
 
     def variant(name, fn, code, msg):
@@ -374,79 +441,126 @@ def gguf_cases(gguf_writer, work):
             return p
         cases.append(Case(name, make, code, msg))
 
-    def meta(**kw):
+    def edited(name, edit, code, msg):
         def make(w):
-            p = os.path.join(w, kw["name"] + ".gguf")
-            gguf_writer.write_llama_gguf(p, model.state_dict(), cfg, **kw["args"])
+            p = os.path.join(w, name + ".gguf")
+            gguf_writer.write_llama_gguf(p, sd, cfg, edit=edit)
             return p
-        cases.append(Case(kw["name"], make, kw["code"], kw["msg"]))
+        cases.append(Case(name, make, code, msg))
 
+    def set_kv(key, value):
+        def edit(w):
+            w.kv[key] = gguf_writer._infer(value)
+        return edit
+
+    def drop_kv(key):
+        return lambda w: w.kv.pop(key)
+
+    def cut_array(key, n):
+        def edit(w):
+            w.kv[key].value = w.kv[key].value[:n]
+        return edit
+
+    def drop_tensor(name):
+        def edit(w):
+            w.tensors = [t for t in w.tensors if t[0] != name]
+        return edit
+
+    def add_tensor(name, x):
+        return lambda w: w.add_tensor(name, np.asarray(x, dtype=np.float32))
+
+    t0, t1 = lay.tensor_info[0], lay.tensor_info[1]
     variant("gguf-bad-magic", lambda d: b"GGUX" + d[4:], 2, "neither a GGUF file")
-    variant("gguf-version-1", lambda d: d[:4] + struct.pack("<I", 1) + d[8:], 2,
+    variant("gguf-version-1", lambda d: lay.patch(4, "<I", 1), 2,
             "GGUF version 1 is not supported")
-    variant("gguf-version-4", lambda d: d[:4] + struct.pack("<I", 4) + d[8:], 2,
+    variant("gguf-version-4", lambda d: lay.patch(4, "<I", 4), 2,
             "GGUF version 4 is not supported")
-    for what, off in sorted(layout.items(), key=lambda kv: kv[1]):
-        if 8 <= off < len(good):
+    # Truncated at every section boundary (and inside the header fields).
+    marks = sorted(set(lay.marks.values()))
+    for what, off in sorted(lay.marks.items(), key=lambda kv: kv[1]):
+        if off < len(good) and (what.startswith(("version", "tensor-count", "kv-count", "data"))
+                                or what in ("kv-0", "kv-5", "kv-10", "tensor-infos-end")
+                                or what.startswith("tensor-info-") and what.endswith(("-0", "-3"))
+                                or what.startswith("tensor-data-") and what.endswith(("-1", "-4"))):
             variant("gguf-cut-at-%s" % what, lambda d, off=off: d[:off], 2,
-                    "truncated")
+                    "too short" if off < 8 else "truncated")
+    assert len(marks) > 10
     variant("gguf-cut-last-byte", lambda d: d[:-1], 2, "truncated")
-    variant("gguf-huge-tensor-count", lambda d: d[:8] + struct.pack("<Q", 1 << 60) + d[16:], 2,
-            "more than the file can hold")
-    variant("gguf-huge-kv-count", lambda d: d[:16] + struct.pack("<Q", 1 << 60) + d[24:], 2,
-            "more than the file can hold")
-    variant("gguf-huge-key-length", lambda d: d[:24] + struct.pack("<Q", 1 << 60) + d[32:], 2,
+    variant("gguf-huge-tensor-count", lambda d: lay.patch(8, "<Q", 1 << 60), 2,
+            "bytes can hold")
+    variant("gguf-huge-kv-count", lambda d: lay.patch(16, "<Q", 1 << 60), 2,
+            "bytes can hold")
+    variant("gguf-huge-key-length", lambda d: lay.patch(24, "<Q", 1 << 60), 2,
             "truncated or corrupt")
-    variant("gguf-bad-value-type", lambda d: gguf_writer.patch_first_kv_type(d, 99), 2,
+    variant("gguf-bad-value-type", lambda d: lay.patch(lay.kv_type_at[1], "<I", 99), 2,
             "unknown value type 99")
-    variant("gguf-bad-dims", lambda d: gguf_writer.patch_tensor(d, 0, n_dims=9), 2,
+    variant("gguf-flipped-array-count",
+            lambda d: lay.patch(lay.kv_type_of["tokenizer.ggml.tokens"] + 8, "<Q", 1 << 59), 2,
+            "truncated")
+    variant("gguf-bad-dims", lambda d: lay.patch(t0["n_dims_at"], "<I", 9), 2,
             "dimensions (1 to 4 are valid)")
-    variant("gguf-zero-dim", lambda d: gguf_writer.patch_tensor(d, 0, dim0=0), 2,
+    variant("gguf-zero-dim", lambda d: lay.patch(t0["dims_at"], "<Q", 0), 2,
             "invalid dimension 0")
-    variant("gguf-absurd-dim", lambda d: gguf_writer.patch_tensor(d, 0, dim0=1 << 50), 2,
+    variant("gguf-absurd-dim", lambda d: lay.patch(t0["dims_at"], "<Q", 1 << 50), 2,
             "invalid dimension")
-    variant("gguf-offset-past-end", lambda d: gguf_writer.patch_tensor(d, 0, offset=1 << 40), 2,
+    variant("gguf-shape-overflow", lambda d: lay.patch(t0["dims_at"] + 8, "<Q", 1 << 39), 2,
+            "invalid shape")
+    variant("gguf-offset-past-end", lambda d: lay.patch(t0["offset_at"], "<Q", 1 << 40), 2,
             "ends past the end of the file")
-    variant("gguf-misaligned-offset", lambda d: gguf_writer.patch_tensor(d, 1, offset=3), 2,
+    variant("gguf-misaligned-offset", lambda d: lay.patch(t1["offset_at"], "<Q", 3), 2,
             "not a multiple of the alignment")
-    variant("gguf-type-q4k", lambda d: gguf_writer.patch_tensor(d, 0, ggml_type=12), 2,
+    variant("gguf-type-q4k", lambda d: lay.patch(t0["type_at"], "<I", 12), 2,
             "has type Q4_K, which kiln-convert does not read")
-    variant("gguf-type-unknown", lambda d: gguf_writer.patch_tensor(d, 0, ggml_type=200), 2,
-            "has type type 200")
-    meta(name="gguf-arch-falcon", args=dict(extra={"general.architecture": "falcon"}), code=2,
-         msg="GGUF architecture 'falcon' is not supported (supported: llama, gpt2)")
-    meta(name="gguf-no-arch", args=dict(drop=["general.architecture"]), code=2,
-         msg="lacks 'general.architecture'")
-    meta(name="gguf-no-heads", args=dict(drop=["llama.attention.head_count"]), code=2,
-         msg="lacks 'llama.attention.head_count'")
-    meta(name="gguf-heads-string", args=dict(extra={"llama.attention.head_count": "two"}),
-         code=2, msg="is string, expected an integer")
-    meta(name="gguf-rope-scaling", args=dict(extra={"llama.rope.scaling.type": "yarn"}),
-         code=2, msg="RoPE scaling 'yarn' is not supported")
-    meta(name="gguf-experts", args=dict(extra={"llama.expert_count": 8}), code=2,
-         msg="mixture-of-experts")
-    meta(name="gguf-partial-rope", args=dict(extra={"llama.rope.dimension_count": 4}), code=2,
-         msg="partial rotary embeddings")
-    meta(name="gguf-no-tokenizer", args=dict(drop=["tokenizer.ggml.model"]), code=2,
-         msg="has no tokenizer")
-    meta(name="gguf-tokenizer-bert", args=dict(extra={"tokenizer.ggml.model": "bert"}), code=2,
-         msg="GGUF tokenizer model 'bert' is not supported")
-    meta(name="gguf-short-scores", args=dict(truncate={"tokenizer.ggml.scores": 10}), code=2,
-         msg="has 10 entries for 300 tokens")
-    meta(name="gguf-short-vocab", args=dict(truncate={"tokenizer.ggml.tokens": 299}), code=2,
-         msg="299 tokens but the embedding has 300 rows")
-    meta(name="gguf-bos-out-of-range",
-         args=dict(extra={"tokenizer.ggml.bos_token_id": 5000}), code=2,
-         msg="outside the vocabulary of 300")
-    meta(name="gguf-missing-tensor", args=dict(drop_tensors=["blk.0.ffn_up.weight"]), code=2,
-         msg="lacks tensor 'blk.0.ffn_up.weight'")
-    meta(name="gguf-extra-tensor", args=dict(extra_tensors={"rope_freqs.weight": np.ones(4)}),
-         code=2, msg="frequency factors")
-    meta(name="gguf-unknown-tensor", args=dict(extra_tensors={"blk.0.extra.weight": np.ones(4)}),
-         code=2, msg="does not know what to do with: blk.0.extra.weight")
-    meta(name="gguf-bad-alignment", args=dict(extra={"general.alignment": 24}), code=2,
-         msg="general.alignment must be a power of two")
+    variant("gguf-type-unknown", lambda d: lay.patch(t0["type_at"], "<I", 200), 2,
+            "unknown type 200, which kiln-convert does not read")
+    edited("gguf-arch-falcon", set_kv("general.architecture", "falcon"), 2,
+           "GGUF architecture 'falcon' is not supported (supported: llama, gpt2)")
+    edited("gguf-no-arch", drop_kv("general.architecture"), 2, "lacks 'general.architecture'")
+    edited("gguf-no-heads", drop_kv("llama.attention.head_count"), 2,
+           "lacks 'llama.attention.head_count'")
+    edited("gguf-heads-string", set_kv("llama.attention.head_count", "two"), 2,
+           "is string, expected an integer")
+    edited("gguf-heads-array", set_kv("llama.attention.head_count", [2, 2]), 2,
+           "is an array, expected an integer")
+    edited("gguf-eps-string", set_kv("llama.attention.layer_norm_rms_epsilon", "x"), 2,
+           "is string, expected a number")
+    edited("gguf-rope-scaling", set_kv("llama.rope.scaling.type", "yarn"), 2,
+           "RoPE scaling 'yarn' is not supported")
+    edited("gguf-experts", set_kv("llama.expert_count", 8), 2, "mixture-of-experts")
+    edited("gguf-partial-rope", set_kv("llama.rope.dimension_count", 4), 2,
+           "partial rotary embeddings")
+    edited("gguf-no-tokenizer", drop_kv("tokenizer.ggml.model"), 2, "has no tokenizer")
+    edited("gguf-tokenizer-bert", set_kv("tokenizer.ggml.model", "bert"), 2,
+           "GGUF tokenizer model 'bert' is not supported")
+    edited("gguf-short-scores", cut_array("tokenizer.ggml.scores", 10), 2,
+           "has 10 entries for 300 tokens")
+    edited("gguf-short-vocab", cut_array("tokenizer.ggml.tokens", 299), 2,
+           "299 tokens but the embedding has 300 rows")
+    edited("gguf-bad-token-type", set_kv("tokenizer.ggml.token_type",
+                                         gguf_writer.array(gguf_writer.INT32, [9] * 300)), 2,
+           "invalid type 9 ")
+    edited("gguf-bos-out-of-range", set_kv("tokenizer.ggml.bos_token_id", 5000), 2,
+           "outside the vocabulary of 300")
+    edited("gguf-missing-tensor", drop_tensor("blk.0.ffn_up.weight"), 2,
+           "lacks tensor 'blk.0.ffn_up.weight'")
+    edited("gguf-rope-freqs", add_tensor("rope_freqs.weight", np.ones(4)), 2,
+           "frequency factors")
+    edited("gguf-unknown-tensor", add_tensor("blk.0.extra.weight", np.ones(4)), 2,
+           "does not know what to do with: blk.0.extra.weight")
+    edited("gguf-wrong-shape", lambda w: w.tensors.__setitem__(
+        1, (w.tensors[1][0], (4, 4), "F32", np.ones(16, np.float32).tobytes())), 2,
+        "but the model's settings need [16]")
+    variant("gguf-bad-alignment", lambda d: _with_alignment(gguf_writer, sd, cfg, work, 24), 2,
+            "general.alignment must be a power of two")
     return cases
+
+
+def _with_alignment(gguf_writer, sd, cfg, work, alignment):
+    p = os.path.join(work, "align.gguf")
+    gguf_writer.write_llama_gguf(p, sd, cfg, edit=lambda w: w.kv.__setitem__(
+        "general.alignment", gguf_writer.u32(alignment)))
+    with open(p, "rb") as f:
+        return f.read()
 
 
 def run_case(case, convert, work):

@@ -46,6 +46,16 @@ Expected<InputKind> detectInput(StringRef path) {
               "Hugging Face model directory");
 }
 
+bool needsConversion(StringRef path) {
+  if (sys::fs::is_directory(path))
+    return true;
+  uint64_t size = 0;
+  if (sys::fs::file_size(path, size) || size < 4)
+    return false;
+  auto f = MemoryBuffer::getFileSlice(path, 4, 0, /*IsVolatile=*/false);
+  return f && (*f)->getBuffer() == "GGUF";
+}
+
 Expected<std::vector<uint8_t>> convertToKiln(StringRef path,
                                              const ConvertOptions &options) {
   if (options.contextLength < 0)

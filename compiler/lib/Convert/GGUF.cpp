@@ -49,7 +49,7 @@ std::string ggmlTypeName(uint32_t t) {
       {26, "I32"},     {27, "I64"},    {28, "F64"},    {29, "IQ1_M"},
       {30, "BF16"},    {34, "TQ1_0"},  {35, "TQ2_0"},  {39, "MXFP4"}};
   auto it = names.find(t);
-  return it != names.end() ? it->second : "type " + std::to_string(t);
+  return it != names.end() ? it->second : "unknown type " + std::to_string(t);
 }
 
 struct Value {
@@ -213,8 +213,10 @@ Error GGUFFile::open(StringRef p) {
     return truncated(c, "the header");
   // Each pair takes at least 12 bytes, each tensor info at least 28.
   if (nKV > c.left() / 12 || nTensors > c.left() / 28)
-    return fail("the GGUF header claims " + Twine(nKV) + " keys and " +
-                Twine(nTensors) + " tensors, more than the file can hold");
+    return fail("the GGUF file is truncated or corrupt: its header claims " +
+                Twine(nKV) + " keys and " + Twine(nTensors) +
+                " tensors, more than its " + Twine(buffer->getBufferSize()) +
+                " bytes can hold");
   for (uint64_t k = 0; k < nKV; ++k) {
     std::string key;
     uint32_t type;
@@ -484,7 +486,7 @@ Expected<TokenizerSpec> ggufTokenizer(const GGUFFile &f, int64_t vocab) {
   for (double t : types) {
     if (t < 0 || t > 6 || t != std::floor(t))
       return fail("tokenizer.ggml.token_type holds an invalid type " +
-                  Twine(std::to_string(t)));
+                  Twine((int64_t)t) + " (valid: 1 to 6)");
     tok.types.push_back((int32_t)t);
   }
   if (gpt2) {

@@ -254,10 +254,7 @@ int main(int argc, char **argv) {
       fromStage = kiln::Stage::Import;
       kiln::ImportOptions options;
       options.batch = batch;
-      auto kind = kiln::convert::detectInput(inputPath);
-      if (!kind)
-        return fail(BadInput, toString(kind.takeError()));
-      if (*kind == kiln::convert::InputKind::Kiln) {
+      if (!kiln::convert::needsConversion(inputPath)) {
         module = kiln::importModelFile(inputPath, &context, options);
       } else {
         // A GGUF file or Hugging Face directory: convert in memory. A binary

@@ -25,6 +25,11 @@ enum class InputKind { Kiln, GGUF, HuggingFace };
 /// starting with "GGUF", or a .kiln file (FlatBuffers identifier "KILN").
 llvm::Expected<InputKind> detectInput(llvm::StringRef path);
 
+/// True for a directory or a file that starts with "GGUF": inputs only the
+/// converters read (kiln-compile hands everything else to the .kiln
+/// importer, whose messages are more specific for damaged .kiln files).
+bool needsConversion(llvm::StringRef path);
+
 struct ConvertOptions {
   /// The model name recorded in the file (default: from the input).
   std::string name;

@@ -27,6 +27,11 @@ config.substitutions.append(("%kiln_schema", os.path.join(config.kiln_src_root, 
 config.substitutions.append(("%kiln_src", config.kiln_src_root))
 config.substitutions.append(("%kiln_bin", config.kiln_tools_dir))
 config.substitutions.append(("%kiln_obj", config.kiln_obj_root))
+# llama.cpp built from source by scripts/llama-cpp.sh (scripts/test.sh runs it
+# first); KILN_LLAMA_REF points elsewhere.
+config.substitutions.append(("%llama_ref", os.environ.get(
+    "KILN_LLAMA_REF", os.path.join(config.kiln_src_root, "build-llama.cpp", "build", "bin",
+                                   "llama-ref"))))
 
 llvm_config.add_tool_substitutions(
     ["kiln-opt", "kiln-compile", "kiln-convert", "kiln-runtime-unittests"], [config.kiln_tools_dir]

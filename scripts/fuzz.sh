@@ -23,6 +23,23 @@ ninja -C "$BUILD" fuzz_model_file fuzz_text fuzz_options fuzz_gguf fuzz_hf \
 echo "== runtime unit tests under ASan+UBSan"
 "$BUILD/bin/kiln-runtime-unittests-san"
 
+# Generated executables linked against the sanitized runtime, running the
+# runtime's lit tests (flags, bad input, context limits, encoder-decoder
+# beams, determinism) and kiln-convert's (text prompts through the BPE
+# tokenizers). Needs the main build (scripts/build.sh) for kiln-compile.
+MAIN_BUILD="${BUILD_DIR:-$ROOT/build}"
+if [ -x "$MAIN_BUILD/bin/kiln-compile" ]; then
+  ninja -C "$BUILD" kiln_runtime_san
+  echo "== generated executables under ASan+UBSan"
+  KILN_SAN_RUNTIME="$BUILD/lib/libkiln_runtime_san.a" \
+  KILN_SAN_LINKER="$BUILD/bin/kiln-san-link" \
+    /usr/lib/llvm-22/bin/lit -sv "$MAIN_BUILD/test/Runtime" \
+      "$MAIN_BUILD/test/Convert/cli.test"
+else
+  echo "fuzz.sh: $MAIN_BUILD/bin/kiln-compile not built; run scripts/build.sh first" >&2
+  exit 1
+fi
+
 mkdir -p "$BUILD/crashes"
 echo "== regressions: inputs that crashed a fuzzer once"
 for t in model_file text options gguf hf; do

@@ -3,11 +3,12 @@ import os
 
 import lit.formats
 from lit.llvm import llvm_config
+from lit.llvm.subst import ToolSubst
 
 config.name = "Kiln"
 config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
 config.suffixes = [".mlir", ".test"]
-config.excludes = ["lit.cfg.py", "lit.site.cfg.py", "Inputs", "lib", "CMakeLists.txt"]
+config.excludes = ["lit.cfg.py", "lit.site.cfg.py", "Inputs", "lib", "CMakeLists.txt", "npm", "fuzz"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.kiln_obj_root, "test")
 
@@ -33,6 +34,14 @@ config.substitutions.append(("%llama_ref", os.environ.get(
     "KILN_LLAMA_REF", os.path.join(config.kiln_src_root, "build-llama.cpp", "build", "bin",
                                    "llama-ref"))))
 
+# scripts/fuzz.sh reruns the runtime tests with executables linked against
+# the runtime built with AddressSanitizer + UndefinedBehaviorSanitizer.
+san_runtime = os.environ.get("KILN_SAN_RUNTIME")
+compile_args = []
+if san_runtime:
+    compile_args = ["--runtime-lib=" + san_runtime, "--linker=" + os.environ["KILN_SAN_LINKER"]]
+    config.available_features.add("sanitized-runtime")
 llvm_config.add_tool_substitutions(
-    ["kiln-opt", "kiln-compile", "kiln-convert", "kiln-runtime-unittests"], [config.kiln_tools_dir]
+    ["kiln-opt", ToolSubst("kiln-compile", extra_args=compile_args), "kiln-convert",
+     "kiln-runtime-unittests"], [config.kiln_tools_dir]
 )

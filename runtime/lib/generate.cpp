@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sys/resource.h>
 #include <unistd.h>
 
 namespace kiln::rt {
@@ -21,6 +23,46 @@ const char *stopReasonName(StopReason r) {
     return "context";
   }
   return "?";
+}
+
+std::optional<Error> checkMemory(uint64_t bytes, const std::string &what) {
+  auto mib = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20); };
+  // What the kernel can back: MemAvailable + SwapFree.
+  uint64_t availableKb = 0, swapKb = 0;
+  bool known = false;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  uint64_t value;
+  std::string unit;
+  while (meminfo >> key >> value) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") {
+      availableKb = value;
+      known = true;
+    } else if (key == "SwapFree:") {
+      swapKb = value;
+    }
+  }
+  if (known && bytes / 1024 > availableKb + swapKb)
+    return Error{kExitInternal,
+                 "out of memory: " + what + " needs " + mib(bytes) +
+                     " MiB but only " + mib((availableKb + swapKb) * 1024) +
+                     " MiB of memory is available"};
+  // What the address-space limit (ulimit -v) leaves.
+  struct rlimit lim;
+  if (getrlimit(RLIMIT_AS, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
+    uint64_t pages = 0;
+    std::ifstream statm("/proc/self/statm");
+    statm >> pages;
+    uint64_t used = pages * (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t left = lim.rlim_cur > used ? lim.rlim_cur - used : 0;
+    if (bytes > left)
+      return Error{kExitInternal, "out of memory: " + what + " needs " +
+                                      mib(bytes) + " MiB but the address-space "
+                                      "limit (ulimit -v) leaves " +
+                                      mib(left) + " MiB"};
+  }
+  return std::nullopt;
 }
 
 float *allocFloats(size_t n) {
@@ -55,6 +97,10 @@ std::optional<Error> Session::init() {
   const kiln_model_info &info = entry.info;
   cacheSize =
       (size_t)info.num_layers * 2 * info.batch * info.capacity * info.kv_width;
+  if (auto err = checkMemory(
+          (cacheSize + (size_t)info.batch * info.vocab_size) * sizeof(float),
+          "the KV cache (" + std::to_string(info.capacity) + " positions)"))
+    return err;
   cache.reset(allocFloats(cacheSize));
   logits.reset(allocFloats((size_t)info.batch * info.vocab_size));
   if (!cache || !logits)

@@ -78,6 +78,13 @@ private:
   void *alignedCopy = nullptr;
 };
 
+/// Refuses (kExitInternal, "out of memory: WHAT needs N MiB ...") an
+/// allocation of `bytes` that the machine cannot back: more than the kernel
+/// reports available (MemAvailable + SwapFree) or than the address-space
+/// limit leaves. Caches are zeroed when allocated, so without this check a
+/// cache too large for the machine would end with the OOM killer mid-way.
+std::optional<Error> checkMemory(uint64_t bytes, const std::string &what);
+
 /// Maps `path` read-only and validates it (FlatBuffers verifier, then
 /// semantic checks). Errors carry kExitModel.
 std::optional<Error> loadModelFile(const std::string &path, ModelFile &out);

@@ -24,6 +24,9 @@ std::optional<Error> Seq2SeqSession::init() {
   cacheFloats = (size_t)info.num_layers * 2 * info.capacity * info.kv_width;
   crossFloats =
       (size_t)info.cross_layers * 2 * info.source_capacity * info.cross_width;
+  if (auto err = checkMemory((cacheFloats + crossFloats) * sizeof(float),
+                             "the decoder and cross-attention caches"))
+    return err;
   cross.reset(allocFloats(crossFloats));
   caches.emplace_back(allocFloats(cacheFloats));
   if (!cross || !caches[0])
@@ -139,6 +142,10 @@ std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
   const kiln_model_info &info = entry.info;
   int64_t capacity = info.capacity, vocab = info.vocab_size;
   size_t K = numBeams;
+  if (caches.size() < K)
+    if (auto err = checkMemory((K - caches.size()) * cacheFloats * sizeof(float),
+                               "the caches of " + std::to_string(K) + " beams"))
+      return err;
   while (caches.size() < K) {
     caches.emplace_back(allocFloats(cacheFloats));
     if (!caches.back())

@@ -49,7 +49,7 @@ inline void convertAndCheck(const std::string &path) {
   auto bytes = kiln::convert::convertToKiln(path);
   if (bytes) {
     kiln::rt::ModelFile model;
-    if (auto err = kiln::rt::loadModelBuffer(std::move(*bytes), model)) {
+    if (auto err = kiln::rt::loadModelBuffer(bytes->bytes().vec(), model)) {
       std::fprintf(stderr, "converted file refused: %s\n",
                    err->message.c_str());
       std::abort();

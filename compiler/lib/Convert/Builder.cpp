@@ -138,7 +138,10 @@ public:
   using Strings = flatbuffers::Offset<
       flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>>;
 
-  explicit KilnWriter(WeightSource &source) : source(source) {}
+  /// `reserve`: the bytes the file will take, so the builder does not grow
+  /// (and copy itself) while the weights stream in.
+  KilnWriter(WeightSource &source, size_t reserve)
+      : b(std::max<size_t>(reserve, 1 << 20)), source(source) {}
 
   /// Reads `name` with `shape` from the source into the file; returns the
   /// weight's name for node inputs.
@@ -181,7 +184,7 @@ public:
     return output.str();
   }
 
-  Expected<std::vector<uint8_t>> finish(const Hyperparameters &hp,
+  Expected<ModelBytes> finish(const Hyperparameters &hp,
                                         const TokenizerSpec &tok,
                                         fb::Architecture arch) {
     if (tooLarge)
@@ -215,11 +218,11 @@ public:
     auto model = fb::CreateModel(b, 1, meta, tokenizer, in, out,
                                  b.CreateVector(nodes), b.CreateVector(weights));
     fb::FinishModelBuffer(b, model);
-    return std::vector<uint8_t>(b.GetBufferPointer(),
-                                b.GetBufferPointer() + b.GetSize());
+    auto buffer = std::make_shared<flatbuffers::DetachedBuffer>(b.Release());
+    return ModelBytes(buffer, buffer->data(), buffer->size());
   }
 
-  flatbuffers::FlatBufferBuilder b{1 << 20};
+  flatbuffers::FlatBufferBuilder b;
 
 private:
   static constexpr size_t kLimit = (size_t(2) << 30) - (size_t(64) << 20);
@@ -273,7 +276,7 @@ Error checkHyperparameters(const Hyperparameters &hp) {
   return Error::success();
 }
 
-Expected<std::vector<uint8_t>> buildLlama(const Hyperparameters &hp,
+Expected<ModelBytes> buildLlama(const Hyperparameters &hp,
                                           KilnWriter &w,
                                           const TokenizerSpec &tok) {
   auto &b = w.b;
@@ -344,7 +347,7 @@ Expected<std::vector<uint8_t>> buildLlama(const Hyperparameters &hp,
   return w.finish(hp, tok, fb::Architecture::Llama);
 }
 
-Expected<std::vector<uint8_t>> buildGPT2(const Hyperparameters &hp,
+Expected<ModelBytes> buildGPT2(const Hyperparameters &hp,
                                          KilnWriter &w,
                                          const TokenizerSpec &tok,
                                          WeightSource &source) {
@@ -428,9 +431,30 @@ Expected<std::vector<uint8_t>> buildGPT2(const Hyperparameters &hp,
   return w.finish(hp, tok, fb::Architecture::GPT2);
 }
 
+/// The size of the .kiln file: f32 weights (each 64-byte aligned), the
+/// tokenizer and a margin for the graph.
+size_t estimateFileBytes(const Hyperparameters &hp, const TokenizerSpec &tok) {
+  int64_t d = hp.dim, qw = hp.heads * hp.headDim, kvw = hp.kvHeads * hp.headDim;
+  int64_t perLayer = hp.family == Family::Llama
+                         ? 2 * d + d * (qw + 2 * kvw) + qw * d + 3 * d * hp.ffn +
+                               (hp.qkvBias ? qw + 2 * kvw : 0)
+                         : 4 * d + 3 * d * d + 3 * d + d * d + d +
+                               2 * d * hp.ffn + hp.ffn + d;
+  int64_t floats = hp.vocab * d * (hp.tied ? 1 : 2) + hp.layers * perLayer +
+                   2 * d + (hp.family == Family::GPT2 ? hp.positions * d : 0);
+  // Per weight: up to 63 bytes of alignment, its name, shape and table.
+  size_t bytes = (size_t)floats * 4 + (size_t)(hp.layers * 16 + 8) * 512;
+  for (const std::string &t : tok.tokens)
+    bytes += t.size() + 16;
+  for (const std::string &m : tok.merges)
+    bytes += m.size() + 8;
+  bytes += (tok.scores.size() + tok.types.size()) * 4;
+  return bytes + (1 << 20);
+}
+
 } // namespace
 
-Expected<std::vector<uint8_t>> buildKilnModel(const Hyperparameters &hp,
+Expected<ModelBytes> buildKilnModel(const Hyperparameters &hp,
                                               WeightSource &weights,
                                               const TokenizerSpec &tok) {
   if (Error e = checkHyperparameters(hp))
@@ -457,7 +481,7 @@ Expected<std::vector<uint8_t>> buildKilnModel(const Hyperparameters &hp,
     if (auto msg = kiln::rt::validateTokenizer(m))
       return fail("the tokenizer is invalid: " + *msg);
   }
-  KilnWriter w(weights);
+  KilnWriter w(weights, estimateFileBytes(hp, tok));
   auto bytes = hp.family == Family::Llama ? buildLlama(hp, w, tok)
                                           : buildGPT2(hp, w, tok, weights);
   if (!bytes)

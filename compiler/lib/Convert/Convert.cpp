@@ -56,7 +56,7 @@ bool needsConversion(StringRef path) {
   return f && (*f)->getBuffer() == "GGUF";
 }
 
-Expected<std::vector<uint8_t>> convertToKiln(StringRef path,
+Expected<ModelBytes> convertToKiln(StringRef path,
                                              const ConvertOptions &options) {
   if (options.contextLength < 0)
     return fail("the context length must be positive");

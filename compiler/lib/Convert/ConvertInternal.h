@@ -2,6 +2,7 @@
 #ifndef KILN_LIB_CONVERT_CONVERTINTERNAL_H
 #define KILN_LIB_CONVERT_CONVERTINTERNAL_H
 
+#include "kiln/Convert/Convert.h"
 #include "kiln_generated.h"
 
 #include "llvm/ADT/ArrayRef.h"
@@ -102,15 +103,15 @@ enum TokenType : int32_t {
 
 /// Checks the hyperparameters, reads every weight the graph needs from
 /// `weights` and writes the .kiln file's bytes.
-llvm::Expected<std::vector<uint8_t>>
+llvm::Expected<ModelBytes>
 buildKilnModel(const Hyperparameters &hp, WeightSource &weights,
                const TokenizerSpec &tokenizer);
 
 /// Readers: the model of a GGUF file / a Hugging Face directory.
-llvm::Expected<std::vector<uint8_t>> convertGGUF(llvm::StringRef path,
+llvm::Expected<ModelBytes> convertGGUF(llvm::StringRef path,
                                                  int64_t contextCap,
                                                  const std::string &name);
-llvm::Expected<std::vector<uint8_t>> convertHF(llvm::StringRef dir,
+llvm::Expected<ModelBytes> convertHF(llvm::StringRef dir,
                                                int64_t contextCap,
                                                const std::string &name);
 llvm::Expected<std::string> describeGGUF(llvm::StringRef path);

@@ -523,7 +523,7 @@ Expected<TokenizerSpec> ggufTokenizer(const GGUFFile &f, int64_t vocab) {
   return tok;
 }
 
-Expected<std::vector<uint8_t>> convertFile(const GGUFFile &f,
+Expected<ModelBytes> convertFile(const GGUFFile &f,
                                            int64_t contextCap,
                                            const std::string &name) {
   auto arch = f.string("general.architecture");
@@ -635,7 +635,7 @@ Expected<std::vector<uint8_t>> convertFile(const GGUFFile &f,
 
 } // namespace
 
-Expected<std::vector<uint8_t>> convertGGUF(StringRef path, int64_t contextCap,
+Expected<ModelBytes> convertGGUF(StringRef path, int64_t contextCap,
                                            const std::string &name) {
   GGUFFile f;
   if (Error e = f.open(path))

@@ -751,7 +751,7 @@ Expected<ConfigFile> readConfig(StringRef dir) {
 
 } // namespace
 
-Expected<std::vector<uint8_t>> convertHF(StringRef dir, int64_t contextCap,
+Expected<ModelBytes> convertHF(StringRef dir, int64_t contextCap,
                                          const std::string &name) {
   auto cfg = readConfig(dir);
   if (!cfg)

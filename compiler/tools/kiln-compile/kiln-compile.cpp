@@ -266,14 +266,16 @@ int main(int argc, char **argv) {
         if (binary) {
           SmallString<256> kilnPath(outputPath);
           sys::path::replace_extension(kilnPath, ".kiln");
-          if (Error e = kiln::convert::writeFileAtomically(kilnPath, *bytes))
+          if (Error e = kiln::convert::writeFileAtomically(kilnPath,
+                                                            bytes->bytes()))
             return fail(OutputFailed, toString(std::move(e)));
           errs() << "kiln-compile: converted " << inputPath << " to "
                  << kilnPath << " (the weights the output reads)\n";
           module = kiln::importModelFile(kilnPath, &context, options);
         } else {
           module =
-              kiln::importModelBuffer(*bytes, inputPath, &context, options);
+              kiln::importModelBuffer(bytes->bytes(), inputPath, &context,
+                                      options);
         }
       }
     }

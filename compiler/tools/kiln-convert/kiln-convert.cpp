@@ -185,7 +185,6 @@ int main(int argc, char **argv) {
   auto kind = kc::detectInput(inputPath);
   if (!kind)
     return fail(BadInput, toString(kind.takeError()));
-  std::vector<uint8_t> bytes;
   if (*kind == kc::InputKind::Kiln) {
     if (!tokenize && !detokenize)
       return fail(Usage, "'" + inputPath + "' is already a .kiln file");
@@ -193,18 +192,18 @@ int main(int argc, char **argv) {
     if (!buf)
       return fail(BadInput, "cannot read '" + inputPath +
                                 "': " + buf.getError().message());
-    bytes.assign((*buf)->getBufferStart(), (*buf)->getBufferEnd());
-  } else {
-    kc::ConvertOptions options;
-    options.name = name;
-    options.contextLength = context;
-    auto converted = kc::convertToKiln(inputPath, options);
-    if (!converted)
-      return fail(BadInput, toString(converted.takeError()));
-    bytes = std::move(*converted);
+    return runTokenizer(
+        std::vector<uint8_t>((*buf)->getBufferStart(), (*buf)->getBufferEnd()));
   }
+  kc::ConvertOptions options;
+  options.name = name;
+  options.contextLength = context;
+  auto converted = kc::convertToKiln(inputPath, options);
+  if (!converted)
+    return fail(BadInput, toString(converted.takeError()));
+  kc::ModelBytes bytes = std::move(*converted);
   if (tokenize || detokenize)
-    return runTokenizer(std::move(bytes));
+    return runTokenizer(bytes.bytes().vec());
 
   std::string out = outputPath;
   if (out.empty()) {
@@ -212,7 +211,7 @@ int main(int argc, char **argv) {
     sys::path::replace_extension(p, ".kiln");
     out = p.str().str();
   }
-  if (Error e = kc::writeFileAtomically(out, bytes))
+  if (Error e = kc::writeFileAtomically(out, bytes.bytes()))
     return fail(BadOutput, toString(std::move(e)));
   return Ok;
 }

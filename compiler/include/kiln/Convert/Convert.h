@@ -13,13 +13,33 @@
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
+#include "llvm/ADT/ArrayRef.h"
+
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace kiln::convert {
 
 enum class InputKind { Kiln, GGUF, HuggingFace };
+
+/// The bytes of a converted .kiln file, held in the buffer they were built in
+/// (no copy: a model's file is as large as its f32 weights).
+class ModelBytes {
+public:
+  ModelBytes() = default;
+  ModelBytes(std::shared_ptr<const void> owner, const uint8_t *data,
+             size_t size)
+      : owner(std::move(owner)), data(data), length(size) {}
+  llvm::ArrayRef<uint8_t> bytes() const { return {data, length}; }
+  size_t size() const { return length; }
+
+private:
+  std::shared_ptr<const void> owner;
+  const uint8_t *data = nullptr;
+  size_t length = 0;
+};
 
 /// What `path` is: a directory with config.json (Hugging Face), a file
 /// starting with "GGUF", or a .kiln file (FlatBuffers identifier "KILN").
@@ -39,7 +59,7 @@ struct ConvertOptions {
 
 /// Converts a GGUF file or a Hugging Face model directory to the bytes of a
 /// .kiln model file (weights as f32, the graph, metadata and tokenizer).
-llvm::Expected<std::vector<uint8_t>>
+llvm::Expected<ModelBytes>
 convertToKiln(llvm::StringRef path, const ConvertOptions &options = {});
 
 /// A human-readable summary of a GGUF file, Hugging Face directory or .kiln

@@ -82,6 +82,19 @@ def st_build(header, body, pad=True):
     return struct.pack("<Q", len(h)) + h + body
 
 
+def append_tensor(name, shape, dtype="F32"):
+    """Adds tensor `name` (zeros) with bytes of its own after the data."""
+    def apply(data):
+        n, header, body = st_parts(data)
+        size = 4 if dtype == "F32" else 2
+        for d in shape:
+            size *= d
+        header[name] = {"dtype": dtype, "shape": list(shape),
+                        "data_offsets": [len(body), len(body) + size]}
+        return st_build(header, body + b"\0" * size)
+    return apply
+
+
 def edit_header(fn):
     def apply(data):
         n, header, body = st_parts(data)
@@ -124,7 +137,7 @@ def safetensors_cases(gpt2):
     variant("st-header-len-past-end", lambda d: struct.pack("<Q", len(d)) + d[8:], 2,
             "header claims")
     variant("st-header-not-json", lambda d: d[:8] + b"x" + d[9:], 2,
-            "invalid safetensors header")
+            "safetensors header of")
     variant("st-header-array", lambda d: st_build([1, 2], b""), 2, "not an object")
     variant("st-tensor-not-object", edit_header(lambda h: h.update({"wte": 5})), 2,
             "is not an object")
@@ -154,12 +167,42 @@ def safetensors_cases(gpt2):
         "dtype I64, which kiln-convert does not read")
     variant("st-missing-tensor", edit_header(lambda h: h.pop("transformer.ln_f.weight")), 2,
             "lacks tensor 'transformer.ln_f.weight'")
-    variant("st-unknown-tensor", edit_header(
+    variant("st-unknown-tensor", append_tensor("transformer.extra.weight", [16]),
+            2, "does not know what to do with: transformer.extra.weight")
+    variant("st-overlap", edit_header(
         lambda h: h.update({"transformer.extra.weight": dict(h["transformer.ln_f.weight"])})),
-        2, "does not know what to do with: transformer.extra.weight")
+        2, "overlap")
     variant("st-wrong-shape", edit_header(
         lambda h: h["transformer.ln_f.weight"].update({"shape": [4, 4]})), 2,
         "has shape [4, 4] but the config needs [16]")
+    variant("st-5-bytes", lambda d: d[:5], 2, "no safetensors header")
+    variant("st-header-len-zero", lambda d: struct.pack("<Q", 0) + d[8:], 2,
+            "is not valid JSON")
+    deep = b'{"x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    variant("st-deep-nesting", lambda d: struct.pack("<Q", len(deep)) + deep, 2,
+            "nests arrays and objects more than 256 deep")
+    variant("st-dtype-f64", edit_header(
+        lambda h: h["transformer.wte.weight"].update({"dtype": "F64", "shape": [140, 16]})), 2,
+        "dtype F64, which kiln-convert does not read")
+    variant("st-dtype-bool", edit_header(
+        lambda h: h["transformer.ln_f.weight"].update({"dtype": "BOOL", "shape": [64]})), 2,
+        "dtype BOOL")
+    variant("st-dtype-garbled", edit_header(
+        lambda h: h["transformer.ln_f.weight"].update({"dtype": "F3"})), 2, "dtype F3")
+    variant("st-offsets-strings", edit_header(
+        lambda h: h["transformer.ln_f.weight"].update({"data_offsets": ["0", "64"]})), 2,
+        "data offsets outside the file")
+    variant("st-offsets-negative", edit_header(
+        lambda h: h["transformer.ln_f.weight"].update({"data_offsets": [-8, 56]})), 2,
+        "data offsets outside the file")
+    variant("st-shape-not-array", edit_header(
+        lambda h: h["transformer.ln_f.weight"].update({"shape": 16})), 2,
+        "lacks dtype, shape or data_offsets")
+    variant("st-shape-float", edit_header(
+        lambda h: h["transformer.ln_f.weight"].update({"shape": [15.5]})), 2, "invalid shape")
+    variant("st-zero-dim", edit_header(
+        lambda h: h["transformer.ln_f.weight"].update({"shape": [0], "data_offsets": [0, 0]})),
+        2, "has shape [0] but the config needs [16]")
     return cases
 
 
@@ -183,7 +226,7 @@ def shard_cases(llama):
         with open(a, "rb") as f:
             _, ha, _ = st_parts(f.read())
         name = sorted(k for k in ha if k != "__metadata__")[0]
-        rewrite(b, edit_header(lambda h: h.update({name: dict(h[sorted(h)[0]])})))
+        rewrite(b, append_tensor(name, ha[name]["shape"]))
 
     variant("shard-path-escape", edit_index(
         lambda j: j["weight_map"].update({"model.norm.weight": "../evil.safetensors"})), 2,
@@ -195,6 +238,10 @@ def shard_cases(llama):
     variant("shard-no-weight-map", edit_index(lambda j: j.pop("weight_map")), 2,
             "has no weight_map")
     variant("shard-duplicate-tensor", dup, 2, "appears in two shards")
+    variant("shard-index-names-missing", edit_index(
+        lambda j: j["weight_map"].update({"model.extra.weight": "model-00001-of-00002.safetensors"})),
+        2, "places tensor 'model.extra.weight' in model-00001-of-00002.safetensors, which does "
+        "not hold it")
     variant("no-weights", lambda d: os.remove(os.path.join(d, idx)), 2,
             "has neither model.safetensors nor model.safetensors.index.json")
     return cases
@@ -308,6 +355,84 @@ def tokenizer_cases(gpt2, llama):
             "an added token lacks id or content")
     variant("tok-no-space-handling", llama, edit(lambda j: j.update({"normalizer": None})), 2,
             "this tokenizer is not supported")
+    def raw(data):
+        return lambda d: rewrite(os.path.join(d, tj), lambda x: data)
+
+    def first_merge(j):
+        return j["model"]["merges"][0]
+
+    variant("tok-deep-nesting", gpt2, raw(b"[" * 100000 + b"]" * 100000), 2,
+            "nests arrays and objects more than 256 deep")
+    variant("tok-empty-file", gpt2, raw(b""), 2, "tokenizer.json' is not valid JSON")
+    variant("tok-one-byte", gpt2, raw(b"{"), 2, "tokenizer.json' is not valid JSON")
+    variant("tok-array", gpt2, raw(b"[]"), 2, "tokenizer.json has no model object")
+    variant("tok-trailing-garbage", gpt2, lambda d: rewrite(os.path.join(d, tj),
+                                                            lambda x: x + b"}"), 2,
+            "tokenizer.json' is not valid JSON")
+    variant("tok-invalid-utf8", gpt2, lambda d: rewrite(
+        os.path.join(d, tj), lambda x: x.replace(b'"version"', b'"\xff\xfe"', 1)), 2,
+        "tokenizer.json' is not valid JSON")
+    variant("tok-wordpiece", gpt2, edit(lambda j: j["model"].update({"type": "WordPiece"})), 2,
+            "model type 'WordPiece' is not supported")
+    variant("tok-no-type", gpt2, edit(lambda j: j["model"].pop("type")), 2,
+            "model type '?' is not supported")
+    variant("tok-merges-not-array", gpt2, edit(lambda j: j["model"].update({"merges": "x y"})),
+            2, "model.merges is not an array")
+    variant("tok-merge-three-pieces", gpt2, edit(
+        lambda j: j["model"]["merges"].append("t h e")), 2, "is not two pieces separated")
+    variant("tok-merge-pair-with-space", gpt2, edit(
+        lambda j: j["model"]["merges"].append(["t h", "e"])), 2, "has a piece with a space")
+    variant("tok-merge-triple", gpt2, edit(
+        lambda j: j["model"]["merges"].append(["t", "h", "e"])), 2, "a merge is neither")
+    variant("tok-merge-result-missing", gpt2, edit(
+        lambda j: j["model"]["merges"].append("q z")), 2,
+        "names a token that is not in the vocabulary")
+    variant("tok-negative-id", gpt2, edit(lambda j: j["model"]["vocab"].update({"zz": -3})), 2,
+            "has id -3, outside the model's vocabulary")
+    variant("tok-string-id", gpt2, edit(lambda j: j["model"]["vocab"].update({"zz": "7"})), 2,
+            "token 'zz' has no integer id")
+    variant("tok-duplicate-id", gpt2, edit(lambda j: j["model"]["vocab"].update({"zz": 7})), 2,
+            "id 7 is given to both")
+    variant("tok-added-not-array", gpt2, edit(lambda j: j.update({"added_tokens": {"id": 1}})),
+            2, "added_tokens is not an array")
+    variant("tok-added-content-number", gpt2, edit(
+        lambda j: j["added_tokens"][0].update({"content": 5})), 2,
+        "an added token lacks id or content")
+    variant("tok-added-conflict", gpt2, edit(lambda j: j["added_tokens"].append(
+        {"id": 65, "content": "<|special|>", "special": True})), 2, "id 65 is given to both")
+    variant("tok-whitespace-pretokenizer", gpt2, edit(
+        lambda j: j.update({"pre_tokenizer": {"type": "Whitespace"}})), 2,
+        "pre-tokenizer 'Whitespace' is not supported")
+    variant("tok-digits-in-sequence", gpt2, edit(lambda j: j.update({"pre_tokenizer": {
+        "type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                              j["pre_tokenizer"]]}})), 2,
+        "pre-tokenizer 'Digits' is not supported")
+    variant("tok-lowercase", llama, edit(lambda j: j["normalizer"]["normalizers"].append(
+        {"type": "Lowercase"})), 2, "normalizer 'Lowercase' is not supported")
+    variant("tok-replace-other", llama, edit(
+        lambda j: j["normalizer"]["normalizers"][1].update({"content": "_"})), 2,
+        "a Replace normalizer other than")
+    variant("tok-prepend-other", llama, edit(
+        lambda j: j["normalizer"]["normalizers"][0].update({"prepend": " "})), 2,
+        "a Prepend normalizer other than U+2581")
+    variant("tok-dropout", gpt2, edit(lambda j: j["model"].update({"dropout": 0.1})), 2,
+            "BPE dropout (random merges) is not supported")
+    variant("tok-subword-prefix", gpt2, edit(
+        lambda j: j["model"].update({"continuing_subword_prefix": "##"})), 2,
+        "model.continuing_subword_prefix '##' is not supported")
+    variant("tok-word-suffix", gpt2, edit(
+        lambda j: j["model"].update({"end_of_word_suffix": "</w>"})), 2,
+        "model.end_of_word_suffix '</w>' is not supported")
+    variant("tok-empty-vocab", gpt2, edit(lambda j: j["model"].update({"vocab": {}, "merges": []})),
+            2, "the GPT-2 vocabulary has no token for byte 0x00")
+    variant("tok-config-bos-out-of-range", gpt2, lambda d: rewrite(
+        os.path.join(d, "config.json"), edit_json(lambda j: j.update({"bos_token_id": 5000}))),
+        2, "config.json: bos_token_id 5000 lies outside the vocabulary of 280")
+    def bad_tokenizer_config(d):
+        with open(os.path.join(d, "tokenizer_config.json"), "wb") as f:
+            f.write(b"{add_bos_token")
+    variant("tok-config-file-not-json", llama, bad_tokenizer_config, 2,
+        "tokenizer_config.json' is not valid JSON")
     return cases
 
 

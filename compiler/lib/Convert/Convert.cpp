@@ -4,6 +4,7 @@
 #include "ConvertInternal.h"
 
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
@@ -147,6 +148,33 @@ Expected<std::string> describeKiln(StringRef path) {
      << md->eos_token_id() << ", pad " << md->pad_token_id()
      << (md->add_bos() ? " (BOS prepended to prompts)" : "") << "\n";
   return out;
+}
+
+Expected<json::Value> parseJSON(StringRef text, const Twine &what) {
+  constexpr int kMaxDepth = 256;
+  int depth = 0;
+  bool inString = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (inString) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        inString = false;
+    } else if (c == '"') {
+      inString = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth)
+        return fail(what + " nests arrays and objects more than " +
+                    Twine(kMaxDepth) + " deep");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  auto v = json::parse(text);
+  if (!v)
+    return fail(what + " is not valid JSON: " + toString(v.takeError()));
+  return std::move(*v);
 }
 
 Error writeFileAtomically(StringRef path, ArrayRef<uint8_t> bytes) {

@@ -24,7 +24,10 @@
 
 #include <cmath>
 #include <cstring>
+#include <algorithm>
 #include <map>
+#include <set>
+#include <tuple>
 
 using namespace llvm;
 
@@ -35,11 +38,7 @@ Expected<json::Value> readJSON(StringRef path) {
   auto buf = MemoryBuffer::getFile(path, /*IsText=*/true);
   if (!buf)
     return fail("cannot read '" + path + "': " + buf.getError().message());
-  auto v = json::parse((*buf)->getBuffer());
-  if (!v)
-    return fail("'" + path + "' is not valid JSON: " +
-                toString(v.takeError()));
-  return std::move(*v);
+  return parseJSON((*buf)->getBuffer(), "'" + path + "'");
 }
 
 //===----------------------------------------------------------------------===//
@@ -68,14 +67,14 @@ Error openSafetensors(StringRef path, SafetensorsFile &out) {
     return fail("'" + path + "' is truncated or not safetensors: its header "
                 "claims " + Twine(headerLen) + " bytes of " + Twine(size));
   StringRef header(reinterpret_cast<const char *>(data + 8), headerLen);
-  auto parsed = json::parse(header);
+  auto parsed = parseJSON(header, "the safetensors header of '" + path + "'");
   if (!parsed)
-    return fail("'" + path + "' has an invalid safetensors header: " +
-                toString(parsed.takeError()));
+    return parsed.takeError();
   const json::Object *obj = parsed->getAsObject();
   if (!obj)
     return fail("'" + path + "': the safetensors header is not an object");
   uint64_t base = 8 + headerLen, dataSize = size - base;
+  std::vector<std::tuple<uint64_t, uint64_t, std::string>> spans;
   for (const auto &[key, value] : *obj) {
     std::string name = key.str();
     if (name == "__metadata__")
@@ -125,7 +124,14 @@ Error openSafetensors(StringRef path, SafetensorsFile &out) {
       ref.bytes = bytes;
     }
     out.tensors[name] = std::move(ref);
+    spans.push_back({(uint64_t)*begin, (uint64_t)*end, name});
   }
+  // Tensors must not share bytes (safetensors' own rule).
+  std::sort(spans.begin(), spans.end());
+  for (size_t i = 1; i < spans.size(); ++i)
+    if (std::get<0>(spans[i]) < std::get<1>(spans[i - 1]))
+      return fail("'" + path + "': tensors '" + std::get<2>(spans[i - 1]) +
+                  "' and '" + std::get<2>(spans[i]) + "' overlap");
   return Error::success();
 }
 
@@ -142,6 +148,7 @@ Error openCheckpoint(StringRef dir, Checkpoint &out) {
   sys::path::append(single, "model.safetensors");
   sys::path::append(index, "model.safetensors.index.json");
   std::vector<std::string> shards;
+  std::map<std::string, std::string> indexed; ///< tensor -> shard
   if (sys::fs::exists(single)) {
     shards.push_back(single.str().str());
   } else if (sys::fs::exists(index)) {
@@ -160,6 +167,7 @@ Error openCheckpoint(StringRef dir, Checkpoint &out) {
         return fail("'" + index + "': tensor '" + name.str() +
                     "' names an invalid shard file");
       names.insert(f->str());
+      indexed[name.str()] = f->str();
     }
     for (const std::string &n : names) {
       SmallString<256> p(dir);
@@ -183,6 +191,11 @@ Error openCheckpoint(StringRef dir, Checkpoint &out) {
     }
     out.files.push_back(std::move(file));
   }
+  // The index and the shards must agree.
+  for (const auto &[name, shard] : indexed)
+    if (!out.tensors.count(name))
+      return fail("'" + index + "' places tensor '" + name + "' in " + shard +
+                  ", which does not hold it");
   return Error::success();
 }
 
@@ -627,6 +640,15 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
                 "nor SentencePiece-style space handling (Llama); this "
                 "tokenizer is not supported");
   }
+  // BPE variants that change what the merges mean.
+  if (const json::Value *d = model->get("dropout");
+      d && d->kind() != json::Value::Null && d->getAsNumber().value_or(0) != 0)
+    return fail("tokenizer.json: BPE dropout (random merges) is not "
+                "supported");
+  for (StringRef key : {"continuing_subword_prefix", "end_of_word_suffix"})
+    if (std::optional<StringRef> v = model->getString(key); v && !v->empty())
+      return fail("tokenizer.json: model." + key + " '" + *v +
+                  "' is not supported");
   const json::Object *vocabObj = model->getObject("vocab");
   if (!vocabObj)
     return fail("tokenizer.json: model.vocab is not an object");
@@ -637,6 +659,9 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
     if (id < 0 || id >= vocab)
       return fail("tokenizer.json: token '" + piece + "' has id " + Twine(id) +
                   ", outside the model's vocabulary of " + Twine(vocab));
+    if (seen[id] && tok.tokens[id] != piece)
+      return fail("tokenizer.json: id " + Twine(id) + " is given to both '" +
+                  tok.tokens[id] + "' and '" + piece + "'");
     tok.tokens[id] = piece.str();
     tok.types[id] = type;
     seen[id] = true;
@@ -660,6 +685,9 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
       if (std::optional<int64_t> i = id->getAsInteger();
           i && *i >= 0 && *i < vocab)
         tok.types[*i] = kTokenUnknown;
+  if (const json::Value *a = root->get("added_tokens");
+      a && a->kind() != json::Value::Null && !a->getAsArray())
+    return fail("tokenizer.json: added_tokens is not an array");
   if (const json::Array *added = root->getArray("added_tokens")) {
     for (const json::Value &a : *added) {
       const json::Object *o = a.getAsObject();
@@ -681,6 +709,9 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   for (int64_t id = 0; id < vocab; ++id)
     if (!seen[id])
       tok.types[id] = kTokenControl;
+  if (const json::Value *m = model->get("merges");
+      m && m->kind() != json::Value::Null && !m->getAsArray())
+    return fail("tokenizer.json: model.merges is not an array");
   if (const json::Array *merges = model->getArray("merges")) {
     for (const json::Value &m : *merges) {
       if (std::optional<StringRef> s = m.getAsString()) {
@@ -703,9 +734,12 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   tok.bos = config.tokenId("bos_token_id");
   tok.eos = config.tokenId("eos_token_id");
   tok.pad = config.tokenId("pad_token_id");
-  for (int64_t *id : {&tok.bos, &tok.eos, &tok.pad})
-    if (*id >= vocab)
-      *id = -1;
+  for (auto [id, key] : {std::pair{tok.bos, "bos_token_id"},
+                         {tok.eos, "eos_token_id"},
+                         {tok.pad, "pad_token_id"}})
+    if (id >= vocab)
+      return fail("config.json: " + Twine(key) + " " + Twine(id) +
+                  " lies outside the vocabulary of " + Twine(vocab));
   std::optional<bool> addBos;
   SmallString<256> tcPath(dir);
   sys::path::append(tcPath, "tokenizer_config.json");

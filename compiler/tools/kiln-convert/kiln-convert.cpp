@@ -122,10 +122,9 @@ int runTokenizer(std::vector<uint8_t> bytes) {
   int lineNo = 0;
   while (std::getline(std::cin, line)) {
     ++lineNo;
-    auto v = json::parse(line);
+    auto v = kc::parseJSON(line, "stdin line " + Twine(lineNo));
     if (!v)
-      return fail(Usage, "stdin line " + Twine(lineNo) + " is not JSON: " +
-                             toString(v.takeError()));
+      return fail(Usage, toString(v.takeError()));
     if (tokenize) {
       std::optional<StringRef> s = v->getAsString();
       if (!s)

@@ -14,6 +14,7 @@
 #include "llvm/Support/Error.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/Support/JSON.h"
 
 #include <cstdint>
 #include <memory>
@@ -65,6 +66,13 @@ convertToKiln(llvm::StringRef path, const ConvertOptions &options = {});
 /// A human-readable summary of a GGUF file, Hugging Face directory or .kiln
 /// file: architecture, shapes, tensor types, vocabulary, special tokens.
 llvm::Expected<std::string> describe(llvm::StringRef path);
+
+/// llvm::json::parse, after checking that arrays and objects nest at most
+/// 256 deep: the parser and the value's destructor recurse once per level,
+/// so a hostile file of a million '[' would overflow the stack. `what` names
+/// the text in messages.
+llvm::Expected<llvm::json::Value> parseJSON(llvm::StringRef text,
+                                            const llvm::Twine &what);
 
 /// Writes `bytes` to `path` atomically (a temporary file in the same
 /// directory, renamed over `path` only once complete).

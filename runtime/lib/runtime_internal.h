@@ -137,6 +137,9 @@ private:
   int32_t unkId = -1;
 };
 
+/// GPT-2's printable character for byte b (bytes_to_unicode()), as UTF-8.
+std::string gpt2ByteChar(int b);
+
 /// Checks a model file's tokenizer: pieces, scores and types per token,
 /// merges that name tokens, what each kind needs. Returns a message.
 std::optional<std::string> validateTokenizer(const ModelFile &model);

@@ -230,6 +230,12 @@ size_t gpt2Match(const std::vector<uint32_t> &c, size_t i) {
 // Tokenizer
 //===----------------------------------------------------------------------===//
 
+std::string gpt2ByteChar(int b) {
+  std::string s;
+  appendUtf8(s, gpt2ByteToUnicode(b));
+  return s;
+}
+
 std::optional<std::string> validateTokenizer(const ModelFile &m) {
   if (m.tokenizer == TokenizerKind::Bytes)
     return std::nullopt;
@@ -257,9 +263,7 @@ std::optional<std::string> validateTokenizer(const ModelFile &m) {
   }
   if (m.tokenizer == TokenizerKind::GPT2BPE) {
     for (int b = 0; b < 256; ++b) {
-      std::string p;
-      appendUtf8(p, gpt2ByteToUnicode(b));
-      if (!byPiece.count(p)) {
+      if (!byPiece.count(gpt2ByteChar(b))) {
         char buf[64];
         std::snprintf(buf, sizeof buf,
                       "the GPT-2 vocabulary has no token for byte 0x%02X", b);
@@ -318,9 +322,7 @@ Tokenizer::Tokenizer(const ModelFile &model) : model(model) {
   }
   if (gpt2) {
     for (int b = 0; b < 256; ++b) {
-      std::string p;
-      appendUtf8(p, gpt2ByteToUnicode(b));
-      auto it = byPiece.find(p);
+      auto it = byPiece.find(gpt2ByteChar(b));
       byteToken[b] = it == byPiece.end() ? -1 : it->second;
     }
   }

@@ -241,35 +241,13 @@ static void testTokenizers() {
   testBpeTokenizers();
 }
 
-/// GPT-2's byte-to-unicode character of byte b, as UTF-8.
-static std::string byteChar(int b) {
-  auto printable = [](int c) {
-    return (c >= 33 && c <= 126) || (c >= 161 && c <= 172) ||
-           (c >= 174 && c <= 255);
-  };
-  uint32_t cp = b;
-  if (!printable(b)) {
-    cp = 256;
-    for (int c = 0; c < b; ++c)
-      cp += !printable(c);
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s.push_back((char)cp);
-  } else {
-    s.push_back((char)(0xC0 | (cp >> 6)));
-    s.push_back((char)(0x80 | (cp & 0x3F)));
-  }
-  return s;
-}
-
 static void testBpeTokenizers() {
   std::vector<int32_t> ids;
   // GPT-2: the 256 byte characters, four merges, a control token.
   FileSpec g;
   g.tokenizer = kiln::fb::TokenizerKind::GPT2BPE;
   for (int b = 0; b < 256; ++b)
-    g.pieces.push_back(byteChar(b));
+    g.pieces.push_back(gpt2ByteChar(b));
   g.pieces.insert(g.pieces.end(), {"he", "ll", "hell", "\xc4\xa0w",
                                    "<|endoftext|>"});
   g.vocab = g.pieces.size(); // 261

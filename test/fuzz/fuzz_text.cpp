@@ -22,27 +22,6 @@ const char *const kWords[] = {"the", " the", "and", " and", "ing", "er",
                               " in", "on", "\xc3\xa9t\xc3\xa9",
                               "\xe6\x97\xa5\xe6\x9c\xac", "  ", "12"};
 
-std::string gpt2Char(int b) {
-  auto printable = [](int c) {
-    return (c >= 33 && c <= 126) || (c >= 161 && c <= 172) ||
-           (c >= 174 && c <= 255);
-  };
-  uint32_t cp = b;
-  if (!printable(b)) {
-    cp = 256;
-    for (int c = 0; c < b; ++c)
-      cp += !printable(c);
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s.push_back((char)cp);
-  } else {
-    s.push_back((char)(0xC0 | (cp >> 6)));
-    s.push_back((char)(0x80 | (cp & 0x3F)));
-  }
-  return s;
-}
-
 /// Appends the merges that build every prefix of `units` (already tokens).
 void addPrefixMerges(const std::vector<std::string> &units, ModelFile &m,
                      std::set<std::string> &have) {
@@ -63,13 +42,13 @@ ModelFile *gpt2Model() {
   m->tokenizer = TokenizerKind::GPT2BPE;
   std::set<std::string> have;
   for (int b = 0; b < 256; ++b) {
-    m->pieces.push_back(gpt2Char(b));
+    m->pieces.push_back(gpt2ByteChar(b));
     have.insert(m->pieces.back());
   }
   for (const char *w : kWords) {
     std::vector<std::string> units;
     for (const char *c = w; *c; ++c)
-      units.push_back(gpt2Char((unsigned char)*c));
+      units.push_back(gpt2ByteChar((unsigned char)*c));
     addPrefixMerges(units, *m, have);
   }
   m->pieces.push_back("<|endoftext|>");

@@ -282,6 +282,8 @@ def config_cases(gpt2, llama):
         "scale_attn_by_inverse_layer_idx")
     variant("config-vocab-mismatch", gpt2, edit_json(lambda j: j.update({"vocab_size": 300})),
             2, "has shape [280, 16] but the config needs [300, 16]")
+    variant("config-vocab-huge", gpt2, edit_json(lambda j: j.update({"vocab_size": 1 << 29})),
+            2, "is more than the checkpoint's tensors hold")
     variant("config-rope-scaling", llama, edit_json(
         lambda j: j.update({"rope_scaling": {"type": "linear", "factor": 2.0}})), 2,
         "rope_scaling 'linear' is not supported")

@@ -434,22 +434,25 @@ Expected<ModelBytes> buildGPT2(const Hyperparameters &hp,
 /// The size of the .kiln file: f32 weights (each 64-byte aligned), the
 /// tokenizer and a margin for the graph.
 size_t estimateFileBytes(const Hyperparameters &hp, const TokenizerSpec &tok) {
-  int64_t d = hp.dim, qw = hp.heads * hp.headDim, kvw = hp.kvHeads * hp.headDim;
-  int64_t perLayer = hp.family == Family::Llama
-                         ? 2 * d + d * (qw + 2 * kvw) + qw * d + 3 * d * hp.ffn +
-                               (hp.qkvBias ? qw + 2 * kvw : 0)
-                         : 4 * d + 3 * d * d + 3 * d + d * d + d +
-                               2 * d * hp.ffn + hp.ffn + d;
-  int64_t floats = hp.vocab * d * (hp.tied ? 1 : 2) + hp.layers * perLayer +
-                   2 * d + (hp.family == Family::GPT2 ? hp.positions * d : 0);
+  // In double: settings from a hostile file can make the products overflow.
+  double d = hp.dim, ffn = hp.ffn, qw = (double)hp.heads * hp.headDim,
+         kvw = (double)hp.kvHeads * hp.headDim;
+  double perLayer = hp.family == Family::Llama
+                        ? 2 * d + d * (qw + 2 * kvw) + qw * d + 3 * d * ffn +
+                              (hp.qkvBias ? qw + 2 * kvw : 0)
+                        : 4 * d + 3 * d * d + 3 * d + d * d + d +
+                              2 * d * ffn + ffn + d;
+  double floats = (double)hp.vocab * d * (hp.tied ? 1 : 2) +
+                  (double)hp.layers * perLayer + 2 * d +
+                  (hp.family == Family::GPT2 ? (double)hp.positions * d : 0);
   // Per weight: up to 63 bytes of alignment, its name, shape and table.
-  size_t bytes = (size_t)floats * 4 + (size_t)(hp.layers * 16 + 8) * 512;
+  double bytes = floats * 4 + (double)(hp.layers * 16 + 8) * 512;
   for (const std::string &t : tok.tokens)
     bytes += t.size() + 16;
   for (const std::string &m : tok.merges)
     bytes += m.size() + 8;
-  bytes += (tok.scores.size() + tok.types.size()) * 4;
-  return bytes + (1 << 20);
+  bytes += (double)(tok.scores.size() + tok.types.size()) * 4 + (1 << 20);
+  return bytes > 1e18 ? (size_t)1e18 : (size_t)bytes;
 }
 
 } // namespace
@@ -481,7 +484,12 @@ Expected<ModelBytes> buildKilnModel(const Hyperparameters &hp,
     if (auto msg = kiln::rt::validateTokenizer(m))
       return fail("the tokenizer is invalid: " + *msg);
   }
-  KilnWriter w(weights, estimateFileBytes(hp, tok));
+  // The estimate follows the settings, which a hostile file can inflate;
+  // the input's own tensors bound it (their shapes are checked).
+  size_t reserve = std::min<uint64_t>(estimateFileBytes(hp, tok),
+                                      weights.totalElements() * 4 +
+                                          (uint64_t(8) << 20));
+  KilnWriter w(weights, reserve);
   auto bytes = hp.family == Family::Llama ? buildLlama(hp, w, tok)
                                           : buildGPT2(hp, w, tok, weights);
   if (!bytes)

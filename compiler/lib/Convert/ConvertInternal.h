@@ -58,6 +58,9 @@ public:
   get(llvm::StringRef name, llvm::ArrayRef<int64_t> shape) = 0;
   /// Tensors of the input nothing read (and the source does not ignore).
   virtual std::vector<std::string> unread() const = 0;
+  /// Elements of all tensors the input holds (their shapes are checked):
+  /// an upper bound on what the output can hold, whatever the settings say.
+  virtual uint64_t totalElements() const = 0;
 };
 
 enum class Family { Llama, GPT2 };

@@ -418,6 +418,16 @@ public:
     read.insert(name);
     return toF32(t.ref);
   }
+  uint64_t totalElements() const override {
+    uint64_t total = 0;
+    for (const Tensor &t : file.tensors) {
+      uint64_t n = 1;
+      for (int64_t d : t.ref.shape)
+        n *= (uint64_t)d; // each checked <= 2^40 when the file was opened
+      total += n;
+    }
+    return total;
+  }
   std::vector<std::string> unread() const override {
     std::vector<std::string> out;
     for (const Tensor &t : file.tensors)

@@ -236,6 +236,13 @@ public:
     return toF32(t, transpose);
   }
 
+  uint64_t totalElements() const override {
+    uint64_t total = 0;
+    for (const auto &[name, ref] : ckpt.tensors)
+      total += ref->bytes / 2; // F32: twice the elements; enough for a bound
+    return total;
+  }
+
   std::vector<std::string> unread() const override {
     std::vector<std::string> out;
     for (const auto &[name, ref] : ckpt.tensors) {
@@ -806,6 +813,13 @@ Expected<ModelBytes> convertHF(StringRef dir, int64_t contextCap,
   if (!hp->tied && !weights.has("output.weight"))
     hp->tied = true; // some checkpoints drop the tied head's copy
   weights.tiedHead = hp->tied;
+  // The embedding table alone holds vocab x width numbers: a config that
+  // claims more than the checkpoint holds is refused before anything is
+  // sized by it (the tokenizer tables are).
+  if ((double)hp->vocab * hp->dim > (double)weights.totalElements())
+    return fail("config.json: a vocabulary of " + Twine(hp->vocab) +
+                " x width " + Twine(hp->dim) +
+                " is more than the checkpoint's tensors hold");
   auto tok = hfTokenizer(dir, hp->vocab, Config(o), hp->family);
   if (!tok)
     return tok.takeError();

@@ -271,7 +271,7 @@ static std::string logitsJson(const std::vector<std::vector<float>> &rows) {
   return s + "]";
 }
 
-static std::string idList(const std::vector<int32_t> &ids) {
+std::string idList(const std::vector<int32_t> &ids) {
   std::string s = "[";
   for (size_t i = 0; i < ids.size(); ++i) {
     if (i)

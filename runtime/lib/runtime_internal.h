@@ -125,8 +125,7 @@ private:
   };
   void bpe(const std::string &text, std::vector<int32_t> &ids) const;
   std::optional<Merge> findMerge(const std::string &text, size_t aBegin,
-                                 size_t aEnd, int32_t a, size_t bEnd,
-                                 int32_t b) const;
+                                 int32_t a, size_t bEnd, int32_t b) const;
   void appendBytes(const std::string &bytes, std::vector<int32_t> &ids) const;
 
   const ModelFile &model;
@@ -160,6 +159,9 @@ private:
 /// Escapes `s` as a JSON string (with quotes); invalid UTF-8 bytes become
 /// U+FFFD.
 std::string jsonString(const std::string &s);
+
+/// Token ids as a JSON array: [1,2,3].
+std::string idList(const std::vector<int32_t> &ids);
 
 //===----------------------------------------------------------------------===//
 // Sampling

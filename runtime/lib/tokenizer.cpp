@@ -342,8 +342,8 @@ Tokenizer::Tokenizer(const ModelFile &model) : model(model) {
 }
 
 std::optional<Tokenizer::Merge>
-Tokenizer::findMerge(const std::string &text, size_t aBegin, size_t aEnd,
-                     int32_t a, size_t bEnd, int32_t b) const {
+Tokenizer::findMerge(const std::string &text, size_t aBegin, int32_t a,
+                     size_t bEnd, int32_t b) const {
   if (!model.merges.empty()) { // by rank (GPT-2, Hugging Face BPE)
     if (a < 0 || b < 0)
       return std::nullopt;
@@ -353,7 +353,6 @@ Tokenizer::findMerge(const std::string &text, size_t aBegin, size_t aEnd,
     return it->second;
   }
   // By score (SentencePiece): the concatenation must be a token.
-  (void)aEnd;
   auto it = byPiece.find(text.substr(aBegin, bEnd - aBegin));
   if (it == byPiece.end())
     return std::nullopt;
@@ -411,8 +410,8 @@ void Tokenizer::bpe(const std::string &text, std::vector<int32_t> &ids) const {
     if (l < 0 || sym[l].next < 0)
       return;
     int r = sym[l].next;
-    if (auto m = findMerge(text, sym[l].begin, sym[l].end, sym[l].id,
-                           sym[r].end, sym[r].id))
+    if (auto m = findMerge(text, sym[l].begin, sym[l].id, sym[r].end,
+                           sym[r].id))
       queue.push({m->priority, l, r, sym[l].id, sym[r].id, m->result});
   };
   for (int i = 0; i + 1 < (int)sym.size(); ++i)

@@ -98,13 +98,6 @@ int fail(ExitCode code, const Twine &msg) {
   return code;
 }
 
-std::string idsJSON(const std::vector<int32_t> &ids) {
-  std::string s = "[";
-  for (size_t i = 0; i < ids.size(); ++i)
-    s += (i ? "," : "") + std::to_string(ids[i]);
-  return s + "]";
-}
-
 /// --tokenize / --detokenize over the model's tokenizer (the runtime's).
 int runTokenizer(std::vector<uint8_t> bytes) {
   kiln::rt::ModelFile model;
@@ -115,7 +108,7 @@ int runTokenizer(std::vector<uint8_t> bytes) {
     std::vector<int32_t> ids;
     if (auto err = tok.encode(prompt, ids))
       return fail(Usage, err->message);
-    outs() << idsJSON(ids) << "\n";
+    outs() << kiln::rt::idList(ids) << "\n";
     return Ok;
   }
   std::string line;
@@ -133,7 +126,7 @@ int runTokenizer(std::vector<uint8_t> bytes) {
       std::vector<int32_t> ids;
       if (auto err = tok.encode(s->str(), ids))
         return fail(Usage, "line " + Twine(lineNo) + ": " + err->message);
-      outs() << idsJSON(ids) << "\n";
+      outs() << kiln::rt::idList(ids) << "\n";
     } else {
       const json::Array *a = v->getAsArray();
       if (!a)

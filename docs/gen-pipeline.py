@@ -29,12 +29,16 @@ STAGES = [
      "attends over the cached prefix; positional encodings get the offset `%pos`; only "
      "the last position reaches the final norm and LM head. `@forward` stays for scoring."),
     ("linalg", "`convert-transformer-to-linalg` lowers every op to `linalg.generic` on "
-     "tensors (attention per kv-head group: scores, masked softmax, weighted sum), the "
+     "tensors, except attention, which becomes one fused kernel (`scf.forall` over batch, "
+     "head and query rows; keys in blocks of 16 with an online softmax; no score tensor), the "
      "cache to a dense tensor updated with `tensor.insert_slice`, weights to views of the "
      "mmap'd model file; `kiln-entry-abi` gives entry points the memref C ABI of "
      "`kiln_runtime.h` and emits the `kiln_model` record."),
-    ("llvm", "`kiln-lower-to-llvm`: `kiln-bufferize` (in place: the new keys/values are "
-     "computed straight into the cache buffer), buffer deallocation, loops, LLVM dialect. "
+    ("llvm", "`kiln-lower-to-llvm`: `kiln-contraction-kernels` (every matrix product becomes "
+     "a parallel loop over blocks of output columns with vectorized register tiles; here "
+     "for 256-bit vectors, `--vector-bits=256`), `kiln-bufferize` (in place: the new "
+     "keys/values are computed straight into the cache buffer), fixed-size temporaries "
+     "promoted to the stack, buffer deallocation, loops, parallel loops to OpenMP, LLVM dialect. "
      "`kiln-compile` then emits an object for the host CPU and links the runtime."),
 ]
 
@@ -69,7 +73,8 @@ def main():
                  "`kiln-opt --kiln-kv-cache`, `--kiln-lower-to-linalg`, `--kiln-lower-to-llvm`.\n",
                  "```\nmodel.kiln → import → kv-cache → linalg → llvm → object → executable\n```\n"]
         for stage, text in STAGES:
-            ir = subprocess.check_output([KILN_COMPILE, model, "--emit=mlir", "--stage=" + stage],
+            ir = subprocess.check_output([KILN_COMPILE, model, "--emit=mlir", "--stage=" + stage,
+                                          "--vector-bits=256"],
                                          text=True)
             ir = ir.replace(tmp + "/", "")
             func = {"import": "forward", "kv-cache": "decode", "linalg": "decode",

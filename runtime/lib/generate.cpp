@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <malloc.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -23,6 +25,28 @@ const char *stopReasonName(StopReason r) {
     return "context";
   }
   return "?";
+}
+
+// libomp's; weak so that the runtime's unit tests link without it.
+extern "C" void omp_set_num_threads(int) __attribute__((weak));
+
+void reuseFreedMemory() {
+  // The compiled @prefill allocates its prompt-sized temporaries per call.
+  // Above glibc's default threshold (128 KiB, adapting upwards) each would
+  // be a fresh mmap whose pages fault in on first touch and are unmapped on
+  // free; keep them in the heap, reused from call to call, instead.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+}
+
+void setThreads(int64_t threads) {
+  if (!omp_set_num_threads)
+    return;
+  if (threads <= 0) {
+    cpu_set_t set;
+    threads = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  }
+  omp_set_num_threads((int)std::max<int64_t>(1, threads));
 }
 
 std::optional<Error> checkMemory(uint64_t bytes, const std::string &what) {
@@ -516,6 +540,8 @@ int run(int argc, char **argv, const EntryPoints &entry) {
     std::fputs(helpText(argv[0]).c_str(), stdout);
     return kExitOk;
   }
+  setThreads(opts.threads);
+  reuseFreedMemory();
 
   ModelFile model;
   if (auto err = loadModelFile(opts.modelPath, model))

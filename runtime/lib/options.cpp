@@ -232,8 +232,8 @@ Generates text with the model compiled into this executable (a Kiln build).
   --top-k K               keep the K most likely tokens (default: 40; 0 = off)
   --top-p P               nucleus sampling mass in (0, 1] (default: 0.95; 1 = off)
   --seed S                random seed (default: from the clock; reported in JSON)
-  -t, --threads N         worker threads (default: 1; accepted for llama.cpp
-                          compatibility: today's generated code runs on one thread)
+  -t, --threads N         threads the compiled kernels run on (default: every
+                          CPU this process may use); results do not depend on it
   --ignore-eos            do not stop at the end-of-sequence token
   --output FORMAT         text (default: the generated text, streamed) or json
   --logits                with --output=json: the logits each token was chosen from

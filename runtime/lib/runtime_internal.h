@@ -85,6 +85,16 @@ private:
 /// cache too large for the machine would end with the OOM killer mid-way.
 std::optional<Error> checkMemory(uint64_t bytes, const std::string &what);
 
+/// Sizes the thread pool the compiled kernels run on (the OpenMP runtime's,
+/// linked into every compiled model): `threads` workers, or with 0 one per
+/// CPU this process may run on. Without a compiled model (unit tests) there
+/// is no pool and this does nothing.
+void setThreads(int64_t threads);
+
+/// Tunes malloc so that the compiled code's per-call temporaries are
+/// reused from the heap rather than mapped and unmapped on every call.
+void reuseFreedMemory();
+
 /// Maps `path` read-only and validates it (FlatBuffers verifier, then
 /// semantic checks). Errors carry kExitModel.
 std::optional<Error> loadModelFile(const std::string &path, ModelFile &out);
@@ -208,7 +218,7 @@ struct Options {
   int64_t nPredict = 128;
   SamplingParams sampling;
   std::optional<uint64_t> seed;
-  int64_t threads = 1;
+  int64_t threads = 0; ///< -t: 0 = every CPU this process may run on
   bool ignoreEos = false;
   OutputFormat output = OutputFormat::Text;
   bool logits = false;

@@ -14,26 +14,39 @@ func.func @linear(%x: tensor<1x?x8xf32>, %w: tensor<4x8xf32>, %b: tensor<4xf32>)
 
 // -----
 
-// Tests GQA attention: the query is viewed as [batch, seq, kv_heads, group,
-// head_dim], scores are masked with t <= offset + s, and the softmax is
-// max, sum of exponentials, normalize, then the weighted sum of values.
+// Tests GQA attention as one fused kernel: a parallel loop over (batch,
+// head, query) rows; query head h reads kv head h / 2 (2 heads share one kv
+// head); the query is pre-scaled; keys up to offset + s are visited in
+// blocks of 16 with an online softmax (running max, sum and a head_dim-wide
+// accumulator) and the row is written once, divided by the sum. No score
+// tensor is built.
 // CHECK-LABEL: func.func @attention
 // CHECK-SAME: %[[Q:[a-z0-9]+]]: tensor<1x?x8xf32>, %[[K:[a-z0-9]+]]: tensor<1x?x4xf32>, %[[POS:[a-z0-9]+]]: index
-// CHECK: tensor.expand_shape %[[Q]] {{\[}}[0], [1], [2, 3, 4]] {{.*}} into tensor<1x?x1x2x4xf32>
-// CHECK: tensor.expand_shape %[[K]] {{\[}}[0], [1], [2, 3]] {{.*}} into tensor<1x?x1x4xf32>
-// CHECK: %[[SCORES:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<1x1x2x?x?xf32>)
-// CHECK: %[[MAX:.*]] = linalg.generic {{.*}} ins(%[[SCORES]]
-// CHECK: %[[T:.*]] = linalg.index 4
-// CHECK: %[[S:.*]] = linalg.index 3
-// CHECK: %[[LIMIT:.*]] = arith.addi %[[S]], %[[POS]]
-// CHECK: arith.cmpi ule, %[[T]], %[[LIMIT]]
-// CHECK: arith.maximumf
-// CHECK: %[[SUM:.*]] = linalg.generic {{.*}} ins(%[[SCORES]], %[[MAX]]
-// CHECK: math.exp
-// CHECK: %[[P:.*]] = linalg.generic {{.*}} ins(%[[SCORES]], %[[MAX]], %[[SUM]]
-// CHECK: arith.divf
-// CHECK: %[[O:.*]] = linalg.generic {{.*}} ins(%[[P]], %{{.*}} : tensor<1x1x2x?x?xf32>, tensor<1x?x1x4xf32>)
-// CHECK: tensor.collapse_shape %[[O]] {{\[}}[0], [1], [2, 3, 4]] : tensor<1x?x1x2x4xf32> into tensor<1x?x8xf32>
+// CHECK-NOT: linalg.generic
+// CHECK: %[[T:.*]] = tensor.dim %[[K]], %c1
+// CHECK: scf.forall (%[[B:.*]], %[[H:.*]], %[[S:.*]]) in (%{{.*}}, 2, %{{.*}}) shared_outs(%[[OUT:.*]] = %{{.*}}) -> (tensor<1x?x8xf32>)
+// CHECK: %[[QCOL:.*]] = arith.muli %[[H]], %c4
+// CHECK: %[[KVH:.*]] = arith.divui %[[H]], %c2
+// CHECK: %[[KVCOL:.*]] = arith.muli %[[KVH]], %c4
+// CHECK: %[[QROW:.*]] = vector.transfer_read %[[Q]][%[[B]], %[[S]], %[[QCOL]]]{{.*}} : tensor<1x?x8xf32>, vector<4xf32>
+// CHECK: %[[QS:.*]] = arith.mulf %[[QROW]], %{{.*}} : vector<4xf32>
+// CHECK: %[[P1:.*]] = arith.addi %[[S]], %[[POS]]
+// CHECK: %[[P2:.*]] = arith.addi %[[P1]], %c1
+// CHECK: %[[LIMIT:.*]] = arith.minsi %[[T]], %[[P2]]
+// CHECK: scf.for %[[T0:.*]] = %{{.*}} to %[[LIMIT]] step %c16 iter_args(%[[M:.*]] = %cst{{.*}}, %[[L:.*]] = %cst{{.*}}, %[[ACC:.*]] = %cst{{.*}}) -> (f32, f32, vector<4xf32>)
+// CHECK-COUNT-16: vector.reduction <add>
+// CHECK: %[[SV:.*]] = vector.from_elements {{.*}} : vector<16xf32>
+// CHECK: %[[VIS:.*]] = vector.from_elements {{.*}} : vector<16xi1>
+// CHECK: %[[MASKED:.*]] = arith.select %[[VIS]], %[[SV]], %{{.*}} : vector<16xi1>, vector<16xf32>
+// CHECK: %[[BMAX:.*]] = vector.reduction <maximumf>, %[[MASKED]]
+// CHECK: %[[MNEW:.*]] = arith.maximumf %[[M]], %[[BMAX]]
+// CHECK: math.exp {{.*}} : f32
+// CHECK: math.exp {{.*}} : vector<16xf32>
+// CHECK-COUNT-16: vector.fma {{.*}} : vector<4xf32>
+// CHECK: scf.yield %[[MNEW]]
+// CHECK: arith.divf {{.*}} : vector<4xf32>
+// CHECK: scf.forall.in_parallel
+// CHECK-NEXT: tensor.parallel_insert_slice %{{.*}} into %[[OUT]][%[[B]], %[[S]], %[[QCOL]]] [1, 1, 4] [1, 1, 1]
 func.func @attention(%q: tensor<1x?x8xf32>, %k: tensor<1x?x4xf32>, %pos: index) -> tensor<1x?x8xf32> {
   %a = transformer.attention causal %q, %k, %k offset %pos {num_heads = 2 : i64, num_kv_heads = 1 : i64, head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<1x?x8xf32>, tensor<1x?x4xf32>, tensor<1x?x4xf32>, index) -> tensor<1x?x8xf32>
   return %a : tensor<1x?x8xf32>
@@ -79,18 +92,17 @@ func.func @cache(%c: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, 
 
 // -----
 
-// Tests cross-attention with a key padding mask: no causal condition, the
-// key is hidden where mask[b, t] is true (the softmax reads -inf there).
+// Tests cross-attention with a key padding mask: no causal condition (all
+// keys up to the key count), and key t is hidden where mask[b, t] is true.
 // CHECK-LABEL: func.func @cross_attention_key_mask
-// CHECK-SAME: %{{.*}}: tensor<1x?x8xf32>, %{{.*}}: tensor<1x?x8xf32>, %[[M:[a-z0-9]+]]: tensor<1x?xi1>
-// CHECK: %[[MAX:.*]] = linalg.generic
-// CHECK: %[[T:.*]] = linalg.index 4
-// CHECK: %[[B:.*]] = linalg.index 0
-// CHECK: %[[PAD:.*]] = tensor.extract %[[M]][%[[B]], %[[T]]] : tensor<1x?xi1>
+// CHECK-SAME: %{{.*}}: tensor<1x?x8xf32>, %[[KV:[a-z0-9]+]]: tensor<1x?x8xf32>, %[[M:[a-z0-9]+]]: tensor<1x?xi1>
+// CHECK: %[[T:.*]] = tensor.dim %[[KV]], %c1
+// CHECK: scf.forall (%[[B:.*]], %{{.*}}, %{{.*}}) in
+// CHECK-NOT: arith.minsi %[[T]]
+// CHECK: scf.for %{{.*}} = %{{.*}} to %[[T]] step %c16
+// CHECK: %[[PAD:.*]] = tensor.extract %[[M]][%[[B]], %{{.*}}] : tensor<1x?xi1>
 // CHECK: %[[KEEP:.*]] = arith.xori %[[PAD]], %true
-// CHECK: arith.select %[[KEEP]], %{{.*}}, %cst
-// CHECK: arith.maximumf
-// CHECK-NOT: arith.cmpi ule
+// CHECK: arith.andi %{{.*}}, %[[KEEP]]
 // CHECK: return
 func.func @cross_attention_key_mask(%q: tensor<1x?x8xf32>, %kv: tensor<1x?x8xf32>, %m: tensor<1x?xi1>) -> tensor<1x?x8xf32> {
   %a = transformer.attention cross %q, %kv, %kv key_mask %m {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<1x?x8xf32>, tensor<1x?x8xf32>, tensor<1x?x8xf32>, tensor<1x?xi1>) -> tensor<1x?x8xf32>

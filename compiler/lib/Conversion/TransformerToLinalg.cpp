@@ -15,6 +15,7 @@
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Func/Transforms/FuncConversions.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Dialect/Utils/StructuredOpsUtils.h"
 #include "mlir/IR/AffineMap.h"
 #include "mlir/Transforms/DialectConversion.h"
@@ -612,144 +613,170 @@ struct FeedForwardLowering : public OpConversionPattern<FeedForwardOp> {
   }
 };
 
-/// Attention per kv-head group: with G = num_heads / num_kv_heads, the query
-/// is viewed as [B, S, KVH, G, D] and keys/values as [B, T, KVH, D], so every
-/// indexing map is a projected permutation (MHA: G = 1, MQA: KVH = 1).
+/// Attention as one fused kernel: `scf.forall` over (batch, head, query)
+/// rows, each streaming over its visible keys in blocks of kKeyBlock with an
+/// online softmax (running max m, running sum l, accumulator acc of head_dim
+/// lanes, rescaled by exp(m_old - m_new) when the max grows). The score
+/// matrix is never materialised: memory is O(head_dim) per row whatever the
+/// context, and keys past the causal limit are not visited at all. Query
+/// head h reads kv head h / (num_heads / num_kv_heads) (MHA, GQA, MQA).
+/// Vectors are head_dim wide; the backend splits them into registers.
 struct AttentionLowering : public OpConversionPattern<AttentionOp> {
   using OpConversionPattern::OpConversionPattern;
+  static constexpr int64_t kKeyBlock = 16;
+
   LogicalResult
   matchAndRewrite(AttentionOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     if (failed(requireF32(op, rewriter)))
       return failure();
     Location loc = op.getLoc();
-    MLIRContext *ctx = rewriter.getContext();
     Value q = adaptor.getQuery(), k = adaptor.getKey(), v = adaptor.getValue();
-    Type elt = cast<RankedTensorType>(q.getType()).getElementType();
-    int64_t kvHeads = op.getNumKvHeads(), headDim = op.getHeadDim();
-    int64_t group = op.getNumHeads() / kvHeads;
+    auto qType = cast<RankedTensorType>(q.getType());
+    Type elt = qType.getElementType();
+    int64_t heads = op.getNumHeads(), headDim = op.getHeadDim();
+    int64_t group = heads / op.getNumKvHeads();
     double scale = op.getScale().convertToFloat();
     bool causal = op.getMode() == AttentionMode::causal;
     Value keyMask = adaptor.getKeyMask();
-    Value offset = adaptor.getOffset() ? adaptor.getOffset()
-                                       : indexConst(rewriter, loc, 0);
+    OpBuilder &b = rewriter;
+    Value offset =
+        adaptor.getOffset() ? adaptor.getOffset() : indexConst(b, loc, 0);
+    auto c = [&](int64_t v) { return indexConst(b, loc, v); };
+    auto fconst = [&](double v) { return floatConst(b, loc, elt, v); };
+    const double inf = std::numeric_limits<double>::infinity();
+    auto fm = arith::FastMathFlagsAttr::get(
+        b.getContext(),
+        arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
 
-    OpFoldResult bDim = dimOf(rewriter, loc, q, 0);
-    OpFoldResult sDim = dimOf(rewriter, loc, q, 1);
-    OpFoldResult tDim = dimOf(rewriter, loc, k, 1);
-    auto st = [&](int64_t v) -> OpFoldResult {
-      return rewriter.getIndexAttr(v);
-    };
-    auto shapeOf = [](ArrayRef<OpFoldResult> sizes) {
-      SmallVector<int64_t> shape;
-      for (OpFoldResult s : sizes)
-        shape.push_back(getConstantIntValue(s).value_or(ShapedType::kDynamic));
-      return shape;
-    };
-    SmallVector<OpFoldResult> q5Sizes = {bDim, sDim, st(kvHeads), st(group),
-                                         st(headDim)};
-    SmallVector<OpFoldResult> kv4Sizes = {bDim, tDim, st(kvHeads), st(headDim)};
-    Value q5 = tensor::ExpandShapeOp::create(
-        rewriter, loc, RankedTensorType::get(shapeOf(q5Sizes), elt), q,
-        ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3, 4}}, q5Sizes);
-    auto kv4Type = RankedTensorType::get(shapeOf(kv4Sizes), elt);
-    Value k4 = tensor::ExpandShapeOp::create(
-        rewriter, loc, kv4Type, k,
-        ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3}}, kv4Sizes);
-    Value v4 = tensor::ExpandShapeOp::create(
-        rewriter, loc, kv4Type, v,
-        ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3}}, kv4Sizes);
+    Value batch = tensor::DimOp::create(b, loc, q, 0);
+    Value seq = tensor::DimOp::create(b, loc, q, 1);
+    Value keys = tensor::DimOp::create(b, loc, k, 1);
+    VectorType rowType = VectorType::get({headDim}, elt);
+    VectorType blockType = VectorType::get({kKeyBlock}, elt);
+    Value init = emptyTensor(b, loc, tensor::getMixedSizes(b, loc, q), elt);
 
-    // scores[b, h, g, s, t] = sum_d q[b, s, h, g, d] * k[b, t, h, d]
-    SmallVector<OpFoldResult> scoreSizes = {bDim, st(kvHeads), st(group), sDim,
-                                            tDim};
-    SmallVector<IteratorType> par5(5, IteratorType::parallel);
-    SmallVector<IteratorType> par5red = par5;
-    par5red.push_back(IteratorType::reduction);
-    Value scores = genericOp(
-        rewriter, loc, ValueRange{q5, k4},
-        filled(rewriter, loc, scoreSizes, elt, 0.0),
-        {dimsMap(ctx, 6, {0, 3, 1, 2, 5}), dimsMap(ctx, 6, {0, 4, 1, 5}),
-         dimsMap(ctx, 6, {0, 1, 2, 3, 4})},
-        par5red, [](OpBuilder &b, Location l, ValueRange a) {
-          return mulAcc(b, l, a[2], a[0], a[1]);
-        });
-
-    // Scaled score, -inf where the causal mask hides key t from query s.
-    auto masked = [&](OpBuilder &b, Location l, Value score) -> Value {
-      Value scaled =
-          arith::MulFOp::create(b, l, score, floatConst(b, l, elt, scale));
-      if (!causal && !keyMask)
-        return scaled;
-      Value t = linalg::IndexOp::create(b, l, 4);
-      Value visible;
-      if (causal) {
-        Value s = linalg::IndexOp::create(b, l, 3);
-        visible =
-            arith::CmpIOp::create(b, l, arith::CmpIPredicate::ule, t,
-                                  arith::AddIOp::create(b, l, s, offset));
-      }
-      if (keyMask) {
-        // key_mask[b, t] is true where the key is padding.
-        Value bIdx = linalg::IndexOp::create(b, l, 0);
-        Value padded =
-            tensor::ExtractOp::create(b, l, keyMask, ValueRange{bIdx, t});
-        Value notPadded = arith::XOrIOp::create(
-            b, l, padded,
-            arith::ConstantOp::create(b, l, b.getBoolAttr(true)));
-        visible = visible ? arith::AndIOp::create(b, l, visible, notPadded)
-                                .getResult()
-                          : notPadded;
-      }
-      return arith::SelectOp::create(
-          b, l, visible, scaled,
-          floatConst(b, l, elt, -std::numeric_limits<double>::infinity()));
+    auto forall = scf::ForallOp::create(
+        b, loc,
+        ArrayRef<OpFoldResult>{batch, b.getIndexAttr(heads), seq},
+        ValueRange{init}, std::nullopt);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(forall.getBody()->getTerminator());
+    Value bi = forall.getInductionVars()[0], h = forall.getInductionVars()[1],
+          si = forall.getInductionVars()[2];
+    Value shared = forall.getRegionIterArgs()[0];
+    Value pad = fconst(0.0);
+    auto readRow = [&](Value t, Value row, Value col) {
+      return vector::TransferReadOp::create(b, loc, rowType, t,
+                                            ValueRange{bi, row, col}, pad,
+                                            ArrayRef<bool>{true})
+          .getResult();
     };
-    AffineMap id5 = rewriter.getMultiDimIdentityMap(5);
-    AffineMap rows5 = prefixMap(ctx, 5, 4);
-    SmallVector<OpFoldResult> rowSizes(scoreSizes.begin(),
-                                       scoreSizes.end() - 1);
-    SmallVector<IteratorType> par4red(4, IteratorType::parallel);
-    par4red.push_back(IteratorType::reduction);
-    Value rowMax = genericOp(
-        rewriter, loc, ValueRange{scores},
-        filled(rewriter, loc, rowSizes, elt,
-               -std::numeric_limits<double>::infinity()),
-        {id5, rows5}, par4red, [&](OpBuilder &b, Location l, ValueRange a) {
-          return arith::MaximumFOp::create(b, l, a[1], masked(b, l, a[0]))
-              .getResult();
-        });
-    auto expShifted = [&](OpBuilder &b, Location l, Value score, Value max) {
-      return math::ExpOp::create(
-          b, l, arith::SubFOp::create(b, l, masked(b, l, score), max));
-    };
-    Value rowSum = genericOp(
-        rewriter, loc, ValueRange{scores, rowMax},
-        filled(rewriter, loc, rowSizes, elt, 0.0), {id5, rows5, rows5}, par4red,
-        [&](OpBuilder &b, Location l, ValueRange a) {
-          return addAcc(b, l, a[2], expShifted(b, l, a[0], a[1]));
-        });
-    Value probs = genericOp(
-        rewriter, loc, ValueRange{scores, rowMax, rowSum},
-        emptyTensor(rewriter, loc, scoreSizes, elt), {id5, rows5, rows5, id5},
-        par5, [&](OpBuilder &b, Location l, ValueRange a) {
-          return arith::DivFOp::create(b, l, expShifted(b, l, a[0], a[1]), a[2])
-              .getResult();
-        });
+    Value qCol = arith::MulIOp::create(b, loc, h, c(headDim));
+    Value kvCol = arith::MulIOp::create(
+        b, loc, arith::DivUIOp::create(b, loc, h, c(group)), c(headDim));
+    // The query, pre-scaled.
+    Value qRow = arith::MulFOp::create(
+        b, loc, readRow(q, si, qCol),
+        vector::BroadcastOp::create(b, loc, rowType, fconst(scale)));
+    // Keys [0, limit) are visible: all, or up to the query's own position.
+    Value limit = keys;
+    if (causal)
+      limit = arith::MinSIOp::create(
+          b, loc, keys,
+          arith::AddIOp::create(b, loc, arith::AddIOp::create(b, loc, si, offset),
+                                c(1)));
+    Value lastKey = arith::SubIOp::create(b, loc, keys, c(1));
+    Value zeroRow = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(rowType, b.getFloatAttr(elt, 0.0)));
 
-    // out[b, s, h, g, d] = sum_t probs[b, h, g, s, t] * v[b, t, h, d]
-    Value out5 = genericOp(rewriter, loc, ValueRange{probs, v4},
-                           filled(rewriter, loc, q5Sizes, elt, 0.0),
-                           {dimsMap(ctx, 6, {0, 2, 3, 1, 5}),
-                            dimsMap(ctx, 6, {0, 5, 2, 4}),
-                            dimsMap(ctx, 6, {0, 1, 2, 3, 4})},
-                           par5red, [](OpBuilder &b, Location l, ValueRange a) {
-                             return mulAcc(b, l, a[2], a[0], a[1]);
-                           });
-    Value result = tensor::CollapseShapeOp::create(
-        rewriter, loc, op.getType(), out5,
-        ArrayRef<ReassociationIndices>{{0}, {1}, {2, 3, 4}});
-    rewriter.replaceOp(op, result);
+    auto blocks = scf::ForOp::create(
+        b, loc, c(0), limit, c(kKeyBlock),
+        ValueRange{fconst(-inf), fconst(0.0), zeroRow},
+        [&](OpBuilder &nb, Location, Value t0, ValueRange it) {
+          OpBuilder::InsertionGuard g(b);
+          b.setInsertionPointToStart(nb.getInsertionBlock());
+          Value m = it[0], l = it[1], acc = it[2];
+          // Scores of the block; keys past the limit read the last key
+          // (in bounds) and are masked to -inf.
+          SmallVector<Value> scores, visible, rows;
+          for (int64_t j = 0; j < kKeyBlock; ++j) {
+            Value t = arith::AddIOp::create(b, loc, t0, c(j));
+            Value tc = arith::MinSIOp::create(b, loc, t, lastKey);
+            rows.push_back(tc);
+            Value prod = arith::MulFOp::create(b, loc, qRow,
+                                               readRow(k, tc, kvCol), fm);
+            scores.push_back(vector::ReductionOp::create(
+                b, loc, vector::CombiningKind::ADD, prod,
+                arith::FastMathFlags::reassoc |
+                    arith::FastMathFlags::contract));
+            Value vis = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                              t, limit);
+            if (keyMask) {
+              // key_mask[b, t] is true where the key is padding.
+              Value padded = tensor::ExtractOp::create(b, loc, keyMask,
+                                                       ValueRange{bi, tc});
+              vis = arith::AndIOp::create(
+                  b, loc, vis,
+                  arith::XOrIOp::create(
+                      b, loc, padded,
+                      arith::ConstantOp::create(b, loc, b.getBoolAttr(true))));
+            }
+            visible.push_back(vis);
+          }
+          Value sv = vector::FromElementsOp::create(b, loc, blockType, scores);
+          Value mask = vector::FromElementsOp::create(
+              b, loc, VectorType::get({kKeyBlock}, b.getI1Type()), visible);
+          sv = arith::SelectOp::create(
+              b, loc, mask, sv,
+              vector::BroadcastOp::create(b, loc, blockType, fconst(-inf)));
+          Value blockMax = vector::ReductionOp::create(
+              b, loc, vector::CombiningKind::MAXIMUMF, sv);
+          Value mNew = arith::MaximumFOp::create(b, loc, m, blockMax);
+          // While every key so far is masked, m is -inf: shift by 0.
+          Value isInf = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
+                                              mNew, fconst(-inf));
+          Value shift = arith::SelectOp::create(b, loc, isInf, fconst(0.0), mNew);
+          Value corr = math::ExpOp::create(
+              b, loc, arith::SubFOp::create(b, loc, m, shift));
+          Value p = math::ExpOp::create(
+              b, loc,
+              arith::SubFOp::create(
+                  b, loc, sv,
+                  vector::BroadcastOp::create(b, loc, blockType, shift)));
+          Value lNew = arith::AddFOp::create(
+              b, loc, arith::MulFOp::create(b, loc, l, corr),
+              vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, p,
+                                          arith::FastMathFlags::reassoc |
+                                              arith::FastMathFlags::contract));
+          Value accNew = arith::MulFOp::create(
+              b, loc, acc, vector::BroadcastOp::create(b, loc, rowType, corr));
+          for (int64_t j = 0; j < kKeyBlock; ++j) {
+            Value pj = vector::ExtractOp::create(b, loc, p, ArrayRef<int64_t>{j});
+            accNew = vector::FMAOp::create(
+                b, loc, vector::BroadcastOp::create(b, loc, rowType, pj),
+                readRow(v, rows[j], kvCol), accNew);
+          }
+          scf::YieldOp::create(b, loc, ValueRange{mNew, lNew, accNew});
+        });
+    Value l = blocks.getResult(1), acc = blocks.getResult(2);
+    Value outRow = arith::DivFOp::create(
+        b, loc, acc, vector::BroadcastOp::create(b, loc, rowType, l));
+    auto rowTensorType = RankedTensorType::get({1, 1, headDim}, elt);
+    Value rowTensor = vector::TransferWriteOp::create(
+                          b, loc, outRow,
+                          tensor::EmptyOp::create(b, loc, rowTensorType.getShape(),
+                                                  elt),
+                          ValueRange{c(0), c(0), c(0)}, ArrayRef<bool>{true})
+                          .getResult();
+    b.setInsertionPointToStart(forall.getTerminator().getBody());
+    SmallVector<OpFoldResult> offsets{bi, si, qCol};
+    SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), b.getIndexAttr(1),
+                                    b.getIndexAttr(headDim)};
+    SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
+    tensor::ParallelInsertSliceOp::create(b, loc, rowTensor, shared, offsets,
+                                          sizes, strides);
+    rewriter.replaceOp(op, forall.getResult(0));
     return success();
   }
 };
@@ -913,7 +940,8 @@ struct ConvertTransformerToLinalgPass
     target.addLegalDialect<linalg::LinalgDialect, tensor::TensorDialect,
                            arith::ArithDialect, math::MathDialect,
                            memref::MemRefDialect, scf::SCFDialect,
-                           bufferization::BufferizationDialect>();
+                           bufferization::BufferizationDialect,
+                           vector::VectorDialect>();
     target.addDynamicallyLegalOp<func::FuncOp>([&](func::FuncOp op) {
       return converter.isSignatureLegal(op.getFunctionType()) &&
              converter.isLegal(&op.getBody());

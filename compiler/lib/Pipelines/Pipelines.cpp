@@ -9,6 +9,7 @@
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
+#include "mlir/Dialect/SCF/Transforms/Passes.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 
@@ -53,17 +54,41 @@ void kiln::buildLowerToLinalgPipeline(OpPassManager &pm) {
   pm.addPass(createCSEPass());
 }
 
-void kiln::buildLowerToLLVMPipeline(OpPassManager &pm) {
+void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
+                                    const PipelineOptions &options) {
+  KilnContractionKernelsOptions kernels;
+  kernels.vectorBits = options.vectorBits;
+  pm.addNestedPass<func::FuncOp>(createKilnContractionKernels(kernels));
+  pm.addPass(createCanonicalizerPass());
+  pm.addPass(createCSEPass());
   pm.addPass(createKilnBufferize());
   // Removes the self-copies left by in-place updates of the KV cache.
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
+  // Static memory planning: every temporary of a fixed shape (all of them
+  // in @decode, whose shapes do not depend on the context) lives on the
+  // stack, so a decode step never calls malloc. Shapes that depend on the
+  // prompt length (@prefill, @forward) stay on the heap.
+  bufferization::PromoteBuffersToStackPassOptions stack;
+  stack.maxAllocSizeInBytes = 256 * 1024;
+  stack.maxRankOfAllocatedMemRef = 0;
+  pm.addNestedPass<func::FuncOp>(
+      bufferization::createPromoteBuffersToStackPass(stack));
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
+  // Parallel loops run on the OpenMP runtime's thread pool, whose size the
+  // runtime sets from -t.
+  pm.addPass(createForallToParallelLoopPass());
+  pm.addPass(createConvertSCFToOpenMPPass());
+  pm.addPass(createCanonicalizerPass());
+  ConvertVectorToLLVMPassOptions vector;
+  vector.reassociateFPReductions = true;
+  pm.addPass(createConvertVectorToLLVMPass(vector));
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
   // Math with LLVM intrinsics first; the rest (erf, tanh) calls libm.
   pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());
@@ -80,7 +105,7 @@ void kiln::buildPipeline(OpPassManager &pm, Stage from, Stage to,
   if (from < Stage::Linalg && to >= Stage::Linalg)
     buildLowerToLinalgPipeline(pm);
   if (from < Stage::LLVM && to >= Stage::LLVM)
-    buildLowerToLLVMPipeline(pm);
+    buildLowerToLLVMPipeline(pm, options);
 }
 
 namespace {
@@ -92,6 +117,14 @@ struct KVCachePipelineOptions
                      "keys/values once in @encode (kiln-compile "
                      "--no-hoist-cross turns it off)"),
       llvm::cl::init(true)};
+};
+struct LowerToLLVMPipelineOptions
+    : public PassPipelineOptions<LowerToLLVMPipelineOptions> {
+  Option<int64_t> vectorBits{
+      *this, "vector-bits",
+      llvm::cl::desc("Vector register width of the target in bits "
+                     "(0: the host CPU's)"),
+      llvm::cl::init(0)};
 };
 } // namespace
 
@@ -110,10 +143,14 @@ void kiln::registerPipelines() {
       "KV-cache form -> linalg on tensors with the runtime ABI "
       "(kiln-compile --stage=linalg)",
       buildLowerToLinalgPipeline);
-  PassPipelineRegistration<>(
+  PassPipelineRegistration<LowerToLLVMPipelineOptions>(
       "kiln-lower-to-llvm",
       "Linalg form -> the LLVM dialect (kiln-compile --stage=llvm)",
-      buildLowerToLLVMPipeline);
+      [](OpPassManager &pm, const LowerToLLVMPipelineOptions &o) {
+        PipelineOptions options;
+        options.vectorBits = o.vectorBits;
+        buildLowerToLLVMPipeline(pm, options);
+      });
   PassPipelineRegistration<>(
       "kiln-compile-pipeline", "Import form -> the LLVM dialect",
       [](OpPassManager &pm) { buildPipeline(pm, Stage::Import, Stage::LLVM); });

@@ -6,10 +6,12 @@
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Target/ObjectEmitter.h"
+#include "kiln/Conversion/Passes.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/MC/TargetRegistry.h"
@@ -69,6 +71,7 @@ std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
   mlir::DialectRegistry registry;
   mlir::registerBuiltinDialectTranslation(registry);
   mlir::registerLLVMDialectTranslation(registry);
+  mlir::registerOpenMPDialectTranslation(registry);
   module->getContext()->appendDialectRegistry(registry);
   std::unique_ptr<Module> llvmModule =
       mlir::translateModuleToLLVMIR(module, context, "kiln_model");
@@ -81,6 +84,13 @@ std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
     return nullptr;
   llvmModule->setTargetTriple(tm->getTargetTriple());
   llvmModule->setDataLayout(tm->createDataLayout());
+  // The kernels are written for the host's full vector width; without this
+  // LLVM splits 512-bit vectors in two on CPUs it tunes for 256 bits (Zen 4),
+  // and a 4x4 tile of accumulators no longer fits the register file.
+  std::string width = std::to_string(hostVectorBits());
+  for (Function &f : *llvmModule)
+    if (!f.isDeclaration())
+      f.addFnAttr("prefer-vector-width", width);
 
   LoopAnalysisManager lam;
   FunctionAnalysisManager fam;
@@ -124,14 +134,17 @@ bool kiln::linkExecutable(StringRef linker, StringRef objectPath,
     error = ("cannot find the linker driver '" + linker + "'").str();
     return false;
   }
-  SmallVector<StringRef> args = {*program,   objectPath, runtimeLib, "-lm",
-                                 "-pthread", "-o",       outputPath};
+  // Parallel kernels run on the OpenMP runtime's thread pool (libomp).
+  SmallVector<StringRef> args = {*program, objectPath,       runtimeLib,
+                                 "-lm",    "-l:libomp.so.5", "-pthread",
+                                 "-o",     outputPath};
   if (shared) // Keep the whole C API, which nothing in the library calls.
     args = {*program,   "-shared",
             objectPath, "-Wl,--whole-archive",
             runtimeLib, "-Wl,--no-whole-archive",
-            "-lm",      "-pthread",
-            "-o",       outputPath};
+            "-lm",      "-l:libomp.so.5",
+            "-pthread", "-o",
+            outputPath};
   std::string message;
   int rc =
       sys::ExecuteAndWait(*program, args, std::nullopt, {}, 0, 0, &message);

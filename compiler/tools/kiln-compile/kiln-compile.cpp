@@ -88,6 +88,11 @@ cl::opt<bool> noHoistCross(
              "value projections into encode; every decode step projects the "
              "cached encoder output again (to measure what hoisting saves)"),
     cl::init(false));
+cl::opt<int64_t> vectorBits(
+    "vector-bits",
+    cl::desc("Vector register width the kernels are tiled for, in bits "
+             "(128, 256 or 512; default 0: this machine's)"),
+    cl::init(0), cl::cat(category));
 cl::opt<bool> timing("timing",
                      cl::desc("Print the time of every stage and pass"),
                      cl::cat(category));
@@ -320,6 +325,7 @@ int main(int argc, char **argv) {
     pm.enableTiming(stageTimer);
     kiln::PipelineOptions pipelineOptions;
     pipelineOptions.hoistCross = !noHoistCross;
+    pipelineOptions.vectorBits = vectorBits;
     kiln::buildPipeline(pm, (kiln::Stage)((int)s - 1), s, pipelineOptions);
     if (failed(pm.run(*module)))
       return fail(CompileFailed,

@@ -2,6 +2,7 @@
 #ifndef KILN_CONVERSION_PASSES_H
 #define KILN_CONVERSION_PASSES_H
 
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -11,6 +12,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Transforms/DialectConversion.h"
 
@@ -18,6 +20,11 @@ namespace kiln {
 
 #define GEN_PASS_DECL
 #include "kiln/Conversion/Passes.h.inc"
+
+/// Vector register width of the host CPU in bits (512 with AVX-512, 256
+/// with AVX, else 128): what kiln-contraction-kernels tiles for when its
+/// vector-bits option is 0 (the default).
+int64_t hostVectorBits();
 
 /// Adds the patterns that lower transformer ops to linalg/tensor/arith/math.
 /// `transformer.weight` ops are lowered separately by the pass (they need

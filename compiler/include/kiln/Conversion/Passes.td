@@ -22,7 +22,8 @@ def ConvertTransformerToLinalg
     "::mlir::linalg::LinalgDialect", "::mlir::tensor::TensorDialect",
     "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect",
-    "::mlir::bufferization::BufferizationDialect", "::mlir::func::FuncDialect"
+    "::mlir::bufferization::BufferizationDialect", "::mlir::func::FuncDialect",
+    "::mlir::vector::VectorDialect"
   ];
 }
 
@@ -60,6 +61,44 @@ def KilnBufferize : Pass<"kiln-bufferize", "mlir::ModuleOp"> {
   let dependentDialects = [
     "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect",
     "::mlir::bufferization::BufferizationDialect"
+  ];
+}
+
+def KilnContractionKernels
+    : Pass<"kiln-contraction-kernels", "mlir::func::FuncOp"> {
+  let summary = "Tiled, vectorized, multithreaded kernels for matrix products";
+  let description = [{
+    Rewrites every `linalg.generic` of the `linear` form
+    `y[..., n] = init[..., n] + sum_k x[..., k] * W[n, k]` (f32, static `N`
+    and `K`; the leading dimensions may be dynamic) into a kernel on tensors:
+
+    * `scf.forall` over blocks of `block-cols` output columns (rows of `W`),
+      which `kiln-lower-to-llvm` distributes over the runtime's thread pool;
+    * in each block, register tiles of 4 rows of `x` by 4 rows of `W`
+      (16 vector accumulators) for matrix-matrix products (prefill) with
+      512-bit vectors (AVX-512 has 32 registers), 2 by 4 below, and one
+      row by one column with two accumulators for the rows left over and for
+      matrix-vector products (decode: one stream through `W`, which the
+      hardware prefetcher follows);
+    * `k` in steps of the host's vector width (`vector-bits`), reading both
+      operands contiguously, the weights in the `[out, in]` layout they are
+      stored in; a static tail step with a masked read when `K` is not a
+      multiple of it.
+
+    Every output element is computed by the same instruction sequence
+    whatever the number of threads, so results do not depend on `-t`.
+  }];
+  let options = [
+    Option<"vectorBits", "vector-bits", "int64_t", "0",
+           "Vector register width of the target in bits (128, 256, 512; "
+           "0: the host CPU's)">,
+    Option<"blockCols", "block-cols", "int64_t", "64",
+           "Output columns per parallel task">
+  ];
+  let dependentDialects = [
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect",
+    "::mlir::tensor::TensorDialect", "::mlir::arith::ArithDialect",
+    "::mlir::affine::AffineDialect"
   ];
 }
 

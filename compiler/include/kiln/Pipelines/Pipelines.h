@@ -8,7 +8,9 @@
 //   kv-cache  kiln-kv-cache:         + prefill/decode over a KV cache
 //   linalg    kiln-lower-to-linalg:  linalg on tensors, entry points with the
 //                                    runtime's memref ABI
-//   llvm      kiln-lower-to-llvm:    bufferized, loops, the LLVM dialect
+//   llvm      kiln-lower-to-llvm:    matrix-product kernels (tiled,
+//                                    vectorized, parallel), bufferized,
+//                                    loops, OpenMP, the LLVM dialect
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_PIPELINES_PIPELINES_H
@@ -32,6 +34,8 @@ struct PipelineOptions {
   /// Encoder-decoder models: compute cross-attention keys/values once per
   /// input in @encode (transformer-kv-cache's hoist-cross).
   bool hoistCross = true;
+  /// Vector register width of the target in bits; 0: the host CPU's.
+  int64_t vectorBits = 0;
 };
 
 /// import -> kv-cache.
@@ -40,7 +44,8 @@ void buildKVCachePipeline(mlir::OpPassManager &pm,
 /// kv-cache -> linalg.
 void buildLowerToLinalgPipeline(mlir::OpPassManager &pm);
 /// linalg -> llvm.
-void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
+void buildLowerToLLVMPipeline(mlir::OpPassManager &pm,
+                              const PipelineOptions &options = {});
 /// Appends the pipelines that take a module from stage `from` to `to`.
 void buildPipeline(mlir::OpPassManager &pm, Stage from, Stage to,
                    const PipelineOptions &options = {});

@@ -1,0 +1,98 @@
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(func.func(kiln-contraction-kernels{vector-bits=128 block-cols=4}),canonicalize,cse)' --split-input-file | FileCheck %s
+
+// A `linear` (y = init + x W^T) with dynamic rows, N = 6 output columns in
+// blocks of 4 (the last block is 2 wide) and K = 10 (two vectors of 4, then
+// a static tail of 2 widened with zeros).
+
+#x = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
+#w = affine_map<(d0, d1, d2, d3) -> (d2, d3)>
+#o = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+// CHECK-LABEL: func.func @prefill_shape
+// CHECK-SAME: (%[[X:.*]]: tensor<1x?x10xf32>, %[[W:.*]]: tensor<6x10xf32>, %[[INIT:.*]]: tensor<1x?x6xf32>)
+// CHECK-DAG: %[[XC:.*]] = tensor.collapse_shape %[[X]] {{\[\[}}0, 1], [2]] : tensor<1x?x10xf32> into tensor<?x10xf32>
+// CHECK-DAG: %[[IC:.*]] = tensor.collapse_shape %[[INIT]] {{\[\[}}0, 1], [2]] : tensor<1x?x6xf32> into tensor<?x6xf32>
+// One parallel task per block of 4 columns.
+// CHECK: %[[R:.*]] = scf.forall (%[[B:.*]]) in (2) shared_outs(%[[O:.*]] = %[[IC]]) -> (tensor<?x6xf32>)
+// CHECK: %[[N0:.*]] = arith.muli %[[B]], %c4
+// CHECK: %[[LEN:.*]] = arith.minsi
+// CHECK: %[[TILE:.*]] = tensor.extract_slice %[[O]][0, %[[N0]]] [%{{.*}}, %[[LEN]]] [1, 1]
+// 2x4 register tiles below 512-bit vectors (16 registers): 8 accumulators,
+// 2 + 4 contiguous loads per step (4x4 with AVX-512's 32 registers).
+// CHECK: scf.for %[[M:.*]] = %c0 to %{{.*}} step %c2
+// CHECK: scf.for %{{.*}} = %c0 to %{{.*}} step %c4
+// CHECK: scf.for %{{.*}} = %c0 to %c8 step %c4 iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
+// CHECK-COUNT-2: vector.transfer_read %[[XC]]{{.*}} : tensor<?x10xf32>, vector<4xf32>
+// CHECK-COUNT-4: vector.transfer_read %[[W]]{{.*}} : tensor<6x10xf32>, vector<4xf32>
+// CHECK-COUNT-8: vector.fma {{.*}} : vector<4xf32>
+// The k tail: 2 elements, widened to a whole vector.
+// CHECK: vector.transfer_read %[[XC]][%{{.*}}, %c8]{{.*}} : tensor<?x10xf32>, vector<2xf32>
+// CHECK: vector.insert_strided_slice {{.*}} : vector<2xf32> into vector<4xf32>
+// One horizontal sum per output, added to the destination 4 at a time.
+// CHECK: vector.reduction <add>, {{.*}} fastmath<reassoc,contract> : vector<4xf32> into f32
+// CHECK: vector.from_elements {{.*}} : vector<4xf32>
+// CHECK: vector.transfer_write {{.*}} : vector<4xf32>, tensor<?x?xf32>
+// Rows left over: one row of x by one row of W, two accumulators (one k
+// step of 8, unrolled by canonicalization, then the tail).
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c1
+// CHECK: scf.for %{{.*}} = %c0 to %{{.*}} step %c1
+// CHECK: vector.fma %{{.*}}, %{{.*}}, %cst_0 : vector<4xf32>
+// CHECK: vector.fma %{{.*}}, %{{.*}}, %cst_0 : vector<4xf32>
+// CHECK: vector.insert_strided_slice
+// CHECK: scf.forall.in_parallel
+// CHECK-NEXT: tensor.parallel_insert_slice %{{.*}} into %[[O]][0, %[[N0]]] [%{{.*}}, %[[LEN]]] [1, 1]
+// CHECK: %[[E:.*]] = tensor.expand_shape %[[R]] {{\[\[}}0, 1], [2]]
+// CHECK: return %[[E]]
+func.func @prefill_shape(%x: tensor<1x?x10xf32>, %w: tensor<6x10xf32>, %init: tensor<1x?x6xf32>) -> tensor<1x?x6xf32> {
+  %0 = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%x, %w : tensor<1x?x10xf32>, tensor<6x10xf32>) outs(%init : tensor<1x?x6xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %s = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %s : f32
+  } -> tensor<1x?x6xf32>
+  return %0 : tensor<1x?x6xf32>
+}
+
+// -----
+
+// Decode: one row. No 4-row tiles survive canonicalization; each output is
+// one stream through its row of W with two accumulators.
+#x = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
+#w = affine_map<(d0, d1, d2, d3) -> (d2, d3)>
+#o = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+// CHECK-LABEL: func.func @decode_shape
+// CHECK: scf.forall (%{{.*}}) in (2) shared_outs(%{{.*}} = %{{.*}}) -> (tensor<1x8xf32>)
+// CHECK-NOT: step %c4
+// CHECK: scf.for %{{.*}} = %c0 to %c4 step %c1
+// CHECK: scf.for %{{.*}} = %c0 to %c16 step %c8 iter_args(%{{.*}} = %cst{{.*}}, %{{.*}} = %cst{{.*}}) -> (vector<4xf32>, vector<4xf32>)
+// CHECK-COUNT-2: vector.fma
+// CHECK: arith.addf {{.*}} fastmath<reassoc,contract> : vector<4xf32>
+// CHECK: vector.reduction <add>
+// CHECK: tensor.expand_shape {{.*}} output_shape [1, 1, 8]
+func.func @decode_shape(%x: tensor<1x1x16xf32>, %w: tensor<8x16xf32>, %init: tensor<1x1x8xf32>) -> tensor<1x1x8xf32> {
+  %0 = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%x, %w : tensor<1x1x16xf32>, tensor<8x16xf32>) outs(%init : tensor<1x1x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %s = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %s : f32
+  } -> tensor<1x1x8xf32>
+  return %0 : tensor<1x1x8xf32>
+}
+
+// -----
+
+// Not the linear form (the weight is read transposed, [K, N]): left alone.
+#x = affine_map<(d0, d1, d2) -> (d0, d2)>
+#w = affine_map<(d0, d1, d2) -> (d2, d1)>
+#o = affine_map<(d0, d1, d2) -> (d0, d1)>
+// CHECK-LABEL: func.func @not_linear
+// CHECK-NOT: scf.forall
+// CHECK: linalg.generic
+func.func @not_linear(%x: tensor<4x16xf32>, %w: tensor<16x8xf32>, %init: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  %0 = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %w : tensor<4x16xf32>, tensor<16x8xf32>) outs(%init : tensor<4x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b : f32
+    %s = arith.addf %c, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}

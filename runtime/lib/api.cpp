@@ -93,9 +93,10 @@ int64_t kiln_generate(kiln_handle *h, const int32_t *prompt, size_t n,
   auto onToken = [&](int32_t t) {
     if (stopped)
       return false;
-    std::string piece = (t == h->model.eosId && !p.ignore_eos)
-                            ? std::string()
-                            : h->tokenizer->piece(t);
+    static const std::string none;
+    const std::string &piece = (t == h->model.eosId && !p.ignore_eos)
+                                   ? none
+                                   : h->tokenizer->piece(t);
     if (cb && cb(t, piece.data(), piece.size(), user) != 0)
       stopped = true;
     return !stopped;

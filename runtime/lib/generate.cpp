@@ -179,9 +179,16 @@ std::optional<Error> Session::generateAt(
   if (nPredict == 0)
     return std::nullopt;
 
+  // Nothing in the loop below allocates (test/Runtime/no-alloc.test): the
+  // token list is reserved, the sampler's scratch is kept, and the compiled
+  // @decode keeps its temporaries on the stack. --logits copies are the
+  // exception the caller asked for.
+  int64_t room = capacity - pos - n + 1;
+  result.tokens.reserve(result.tokens.size() +
+                        (nPredict > 0 ? std::min(nPredict, room) : room));
   int32_t token;
   for (;;) {
-    token = sample(logits.get(), vocab, sampling, rng);
+    token = sample(logits.get(), vocab, sampling, rng, scratch);
     if (result.tokens.empty())
       result.firstTokenMs = msSince(t0);
     if (keepLogits)

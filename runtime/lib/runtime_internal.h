@@ -123,7 +123,7 @@ public:
                               std::vector<int32_t> &ids) const;
   /// The bytes a token stands for in generated text (control tokens such as
   /// BOS and EOS stand for nothing).
-  std::string piece(int32_t id) const;
+  const std::string &piece(int32_t id) const;
   /// The text of a whole encoding: the pieces, less the space prefix
   /// SentencePiece added. decode(encode(s)) == s for valid UTF-8.
   std::string decode(const std::vector<int32_t> &ids) const;
@@ -139,7 +139,7 @@ private:
   void appendBytes(const std::string &bytes, std::vector<int32_t> &ids) const;
 
   const ModelFile &model;
-  std::vector<std::string> decoded; ///< bytes by id for BPE vocabularies
+  std::vector<std::string> decoded; ///< the bytes each id prints
   std::unordered_map<std::string, int32_t> byPiece;
   std::unordered_map<uint64_t, Merge> mergeByPair; ///< (left << 32 | right)
   int32_t byteToken[256];                          ///< -1: none
@@ -196,7 +196,16 @@ struct SamplingParams {
   double topP = 0.95;       ///< 1: off
 };
 
+/// The sampler's working memory, kept from token to token so that a
+/// generation loop allocates nothing after its first step.
+struct SamplerScratch {
+  std::vector<int32_t> idx;
+  std::vector<double> prob;
+};
+
 /// Greedy (lowest index wins ties) or temperature / top-k / top-p sampling.
+int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
+               Rng &rng, SamplerScratch &scratch);
 int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
                Rng &rng);
 
@@ -334,6 +343,7 @@ private:
   };
   std::unique_ptr<float, Free> cache, logits;
   size_t cacheSize = 0;
+  SamplerScratch scratch;
   kiln_memref_1d weights{}, offsets{};
 };
 

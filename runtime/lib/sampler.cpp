@@ -40,6 +40,12 @@ double Rng::uniform() { return (next() >> 11) * 0x1.0p-53; }
 
 int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
                Rng &rng) {
+  SamplerScratch scratch;
+  return sample(logits, vocab, p, rng, scratch);
+}
+
+int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
+               Rng &rng, SamplerScratch &scratch) {
   int64_t best = 0;
   for (int64_t i = 1; i < vocab; ++i)
     if (logits[i] > logits[best] || std::isnan(logits[best]))
@@ -48,7 +54,10 @@ int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
     return (int32_t)best;
 
   // Candidates sorted by logit (ties: lower id first), truncated by top-k.
-  std::vector<int32_t> idx(vocab);
+  // resize() keeps the capacity of earlier calls: no allocation after the
+  // first token.
+  std::vector<int32_t> &idx = scratch.idx;
+  idx.resize(vocab);
   std::iota(idx.begin(), idx.end(), 0);
   auto byLogit = [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
@@ -57,7 +66,8 @@ int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
   std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), byLogit);
   idx.resize(k);
 
-  std::vector<double> prob(k);
+  std::vector<double> &prob = scratch.prob;
+  prob.resize(k);
   double maxl = logits[idx[0]] / p.temperature, sum = 0.0;
   for (int64_t i = 0; i < k; ++i) {
     prob[i] = std::exp(logits[idx[i]] / p.temperature - maxl);

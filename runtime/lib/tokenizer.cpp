@@ -279,8 +279,13 @@ std::optional<std::string> validateTokenizer(const ModelFile &m) {
 
 Tokenizer::Tokenizer(const ModelFile &model) : model(model) {
   std::fill(std::begin(byteToken), std::end(byteToken), -1);
-  if (model.tokenizer == TokenizerKind::Bytes)
+  if (model.tokenizer == TokenizerKind::Bytes) {
+    // Ids below 256 are the bytes; named pieces above them print as named.
+    decoded.resize(std::max<size_t>(256, model.pieces.size()));
+    for (size_t id = 0; id < decoded.size(); ++id)
+      decoded[id] = id < 256 ? std::string(1, (char)id) : model.pieces[id];
     return;
+  }
   bool gpt2 = model.tokenizer == TokenizerKind::GPT2BPE;
   decoded.resize(model.pieces.size());
   for (size_t id = 0; id < model.pieces.size(); ++id) {
@@ -499,14 +504,10 @@ std::optional<Error> Tokenizer::encode(const std::string &text,
   return std::nullopt;
 }
 
-std::string Tokenizer::piece(int32_t id) const {
-  if (id < 0 || id >= model.vocabSize)
-    return std::string();
-  if (model.tokenizer == TokenizerKind::Bytes) {
-    if (id < 256)
-      return std::string(1, (char)id);
-    return (size_t)id < model.pieces.size() ? model.pieces[id] : std::string();
-  }
+const std::string &Tokenizer::piece(int32_t id) const {
+  static const std::string empty;
+  if (id < 0 || id >= model.vocabSize || (size_t)id >= decoded.size())
+    return empty;
   return decoded[id];
 }
 

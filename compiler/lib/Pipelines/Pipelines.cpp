@@ -80,8 +80,7 @@ void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   // Parallel loops run on the OpenMP runtime's thread pool, whose size the
   // runtime sets from -t.
-  pm.addPass(createForallToParallelLoopPass());
-  pm.addPass(createConvertSCFToOpenMPPass());
+  pm.addPass(createKilnForallToOpenMP());
   pm.addPass(createCanonicalizerPass());
   ConvertVectorToLLVMPassOptions vector;
   vector.reassociateFPReductions = true;

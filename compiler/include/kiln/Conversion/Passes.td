@@ -102,4 +102,22 @@ def KilnContractionKernels
   ];
 }
 
+def KilnForallToOpenMP : Pass<"kiln-forall-to-openmp", "mlir::ModuleOp"> {
+  let summary = "Run scf.forall loops on the OpenMP runtime's thread pool";
+  let description = [{
+    After bufferization, every `scf.forall` becomes an `omp.parallel`
+    region: thread `omp_get_thread_num()` of `omp_get_num_threads()` runs
+    the contiguous share `[tid * chunk, min((tid + 1) * chunk, total))` of
+    the flattened iteration space (`chunk = ceil(total / threads)`), each
+    iteration in a `memref.alloca_scope`. The pool's size is the runtime's
+    choice (`-t`). Unlike `omp.wsloop`, whose runtime entry allocates on the
+    heap in Debian's libomp, this calls nothing but the two queries.
+  }];
+  let dependentDialects = [
+    "::mlir::omp::OpenMPDialect", "::mlir::scf::SCFDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::func::FuncDialect",
+    "::mlir::arith::ArithDialect"
+  ];
+}
+
 #endif // KILN_CONVERSION_PASSES

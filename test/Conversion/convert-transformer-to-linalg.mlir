@@ -155,3 +155,27 @@ func.func @scaled_embedding(%ids: tensor<1x?xi32>, %t: tensor<16x8xf32>) -> tens
   %x = transformer.embedding %ids, %t {scale = 8.0 : f32} : (tensor<1x?xi32>, tensor<16x8xf32>) -> tensor<1x?x8xf32>
   return %x : tensor<1x?x8xf32>
 }
+
+// -----
+
+// Tests rotary embeddings: inv_freq = 1 / theta^(2i / head_dim) folded to a
+// constant (1 and 1/100 for head_dim 4, theta 10000); cos and sin of
+// (offset + s) * inv_freq computed once per op into [seq, head_dim / 2]
+// tables that every head reads.
+// CHECK-LABEL: func.func @rope
+// CHECK-SAME: %[[X:[a-z0-9]+]]: tensor<1x?x8xf32>, %[[POS:[a-z0-9]+]]: index
+// CHECK: %[[FREQ:.*]] = arith.constant dense<[1.000000e+00, 0.00999999977]> : tensor<2xf32>
+// CHECK: %[[TABLES:.*]]:2 = linalg.generic {{.*}} ins(%[[FREQ]] : tensor<2xf32>) outs(%{{.*}}, %{{.*}} : tensor<?x2xf32>, tensor<?x2xf32>)
+// CHECK: %[[S:.*]] = linalg.index 0
+// CHECK: arith.addi %[[S]], %[[POS]]
+// CHECK: math.cos
+// CHECK: math.sin
+// CHECK: linalg.generic {{.*}} ins(%[[X]] : tensor<1x?x8xf32>)
+// CHECK-NOT: math.powf
+// CHECK: tensor.extract %[[TABLES]]#0
+// CHECK: tensor.extract %[[TABLES]]#1
+// CHECK: tensor.extract %[[X]]
+func.func @rope(%x: tensor<1x?x8xf32>, %pos: index) -> tensor<1x?x8xf32> {
+  %r = transformer.rope rotate_half %x offset %pos {head_dim = 4 : i64, theta = 1.000000e+04 : f32} : (tensor<1x?x8xf32>, index) -> tensor<1x?x8xf32>
+  return %r : tensor<1x?x8xf32>
+}

@@ -401,6 +401,39 @@ struct RopeLowering : public OpConversionPattern<RopeOp> {
     float theta = op.getTheta().convertToFloat();
     Value offset = adaptor.getOffset() ? adaptor.getOffset()
                                        : indexConst(rewriter, loc, 0);
+    // inv_freq[i] = 1 / theta^(2i / head_dim), folded at compile time with
+    // the f32 operations the kernel used to run per element (same libm).
+    SmallVector<float> invFreq;
+    for (int64_t i = 0; i < half; ++i)
+      invFreq.push_back(1.0f /
+                        std::pow(theta, (float)i * 2.0f / (float)headDim));
+    auto freqType = RankedTensorType::get({half}, elt);
+    Value freqs = arith::ConstantOp::create(
+        rewriter, loc, DenseElementsAttr::get(freqType, ArrayRef(invFreq)));
+    // cos and sin of position * inv_freq: one [seq, head_dim / 2] table per
+    // op, shared by all its heads.
+    MLIRContext *ctx = rewriter.getContext();
+    SmallVector<OpFoldResult> tableSizes = {dimOf(rewriter, loc, x, 1),
+                                            rewriter.getIndexAttr(half)};
+    Value cosInit = emptyTensor(rewriter, loc, tableSizes, elt);
+    Value sinInit = emptyTensor(rewriter, loc, tableSizes, elt);
+    auto tables = linalg::GenericOp::create(
+        rewriter, loc, TypeRange{cosInit.getType(), sinInit.getType()},
+        ValueRange{freqs}, ValueRange{cosInit, sinInit},
+        ArrayRef<AffineMap>{dimsMap(ctx, 2, {1}), dimsMap(ctx, 2, {0, 1}),
+                            dimsMap(ctx, 2, {0, 1})},
+        SmallVector<IteratorType>(2, IteratorType::parallel),
+        [&](OpBuilder &b, Location l, ValueRange args) {
+          Value s = linalg::IndexOp::create(b, l, 0);
+          Value p = arith::AddIOp::create(b, l, s, offset);
+          Value pF = arith::SIToFPOp::create(
+              b, l, elt, arith::IndexCastOp::create(b, l, b.getI64Type(), p));
+          Value angle = arith::MulFOp::create(b, l, pF, args[0]);
+          linalg::YieldOp::create(b, l,
+                                  ValueRange{math::CosOp::create(b, l, angle),
+                                             math::SinOp::create(b, l, angle)});
+        });
+    Value cosT = tables.getResult(0), sinT = tables.getResult(1);
     Value result = elementwise(
         rewriter, loc, ValueRange{x}, x,
         [&](OpBuilder &b, Location l, ValueRange args) {
@@ -428,21 +461,8 @@ struct RopeLowering : public OpConversionPattern<RopeOp> {
                 arith::AddIOp::create(b, l, c, indexConst(b, l, half)),
                 arith::SubIOp::create(b, l, c, indexConst(b, l, half)));
           }
-          // inv_freq = 1 / theta^(2i / head_dim); angle = position * inv_freq
-          Value iF = arith::UIToFPOp::create(
-              b, l, elt, arith::IndexCastUIOp::create(b, l, b.getI64Type(), i));
-          Value expo = arith::DivFOp::create(
-              b, l, arith::MulFOp::create(b, l, iF, floatConst(b, l, elt, 2.0)),
-              floatConst(b, l, elt, (double)headDim));
-          Value invFreq = arith::DivFOp::create(
-              b, l, floatConst(b, l, elt, 1.0),
-              math::PowFOp::create(b, l, floatConst(b, l, elt, theta), expo));
-          Value p = arith::AddIOp::create(b, l, s, offset);
-          Value pF = arith::SIToFPOp::create(
-              b, l, elt, arith::IndexCastOp::create(b, l, b.getI64Type(), p));
-          Value angle = arith::MulFOp::create(b, l, pF, invFreq);
-          Value cosA = math::CosOp::create(b, l, angle);
-          Value sinA = math::SinOp::create(b, l, angle);
+          Value cosA = tensor::ExtractOp::create(b, l, cosT, ValueRange{s, i});
+          Value sinA = tensor::ExtractOp::create(b, l, sinT, ValueRange{s, i});
           Value other =
               tensor::ExtractOp::create(b, l, x, ValueRange{bIdx, s, partner});
           // first: x cos - other sin; second: x cos + other sin

@@ -36,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   if (o.sampling.temperature < 0 || o.sampling.topK < 0 ||
       !(o.sampling.topP > 0 && o.sampling.topP <= 1) || o.nPredict < -1 ||
-      o.threads < 1 || o.stride < 0)
+      o.threads < 0 || o.stride < 0) // threads 0: every CPU (the default)
     std::abort();
   return 0;
 }

@@ -96,3 +96,42 @@ func.func @not_linear(%x: tensor<4x16xf32>, %w: tensor<16x8xf32>, %init: tensor<
   } -> tensor<4x8xf32>
   return %0 : tensor<4x8xf32>
 }
+
+// -----
+
+// Other generics whose shape depends on the prompt run as parallel loops
+// over blocks of 8 along the dynamic dimension; one-token shapes stay
+// sequential.
+#id = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
+// CHECK-LABEL: func.func @rows
+// CHECK-SAME: (%[[X:.*]]: tensor<1x?x8xf32>)
+// CHECK: %[[S:.*]] = tensor.dim %[[X]], %c1
+// CHECK: scf.forall (%[[R:.*]]) = (0) to (%[[S]]) step (8) shared_outs(%[[O:.*]] = %{{.*}}) -> (tensor<1x?x8xf32>)
+// CHECK: %[[N:.*]] = affine.min
+// CHECK: %[[IN:.*]] = tensor.extract_slice %[[X]][0, %[[R]], 0] [1, %[[N]], 8] [1, 1, 1]
+// CHECK: %[[T:.*]] = linalg.generic {{.*}} ins(%[[IN]] : tensor<1x?x8xf32>)
+// CHECK: arith.negf
+// CHECK: tensor.parallel_insert_slice %[[T]] into %[[O]][0, %[[R]], 0] [1, %[[N]], 8] [1, 1, 1]
+// CHECK-LABEL: func.func @one_token
+// CHECK-NOT: scf.forall
+// CHECK: linalg.generic
+func.func @rows(%x: tensor<1x?x8xf32>) -> tensor<1x?x8xf32> {
+  %c1 = arith.constant 1 : index
+  %s = tensor.dim %x, %c1 : tensor<1x?x8xf32>
+  %e = tensor.empty(%s) : tensor<1x?x8xf32>
+  %0 = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel"]} ins(%x : tensor<1x?x8xf32>) outs(%e : tensor<1x?x8xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    %n = arith.negf %a : f32
+    linalg.yield %n : f32
+  } -> tensor<1x?x8xf32>
+  return %0 : tensor<1x?x8xf32>
+}
+func.func @one_token(%x: tensor<1x1x8xf32>) -> tensor<1x1x8xf32> {
+  %e = tensor.empty() : tensor<1x1x8xf32>
+  %0 = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel"]} ins(%x : tensor<1x1x8xf32>) outs(%e : tensor<1x1x8xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    %n = arith.negf %a : f32
+    linalg.yield %n : f32
+  } -> tensor<1x1x8xf32>
+  return %0 : tensor<1x1x8xf32>
+}

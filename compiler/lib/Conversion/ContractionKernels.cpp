@@ -18,6 +18,7 @@
 #include "kiln/Conversion/Passes.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
 #include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
 #include "mlir/IR/Matchers.h"
 #include "llvm/TargetParser/Host.h"
@@ -280,7 +281,10 @@ void rewrite(Linear l, int64_t vl, int64_t blockCols) {
   KernelBuilder kb(b, loc, l, vl);
   Value rows = tensor::DimOp::create(b, loc, xc, 0);
 
-  int64_t nb = std::min(blockCols, l.n);
+  // A task's weight block is streamed once per tile of x rows: keep it
+  // within 256 KiB so that it stays in L2 (block-cols rows at most).
+  int64_t fit = std::max<int64_t>(4, (256 * 1024 / (4 * l.k)) / 4 * 4);
+  int64_t nb = std::min({blockCols, fit, l.n});
   int64_t numBlocks = (l.n + nb - 1) / nb;
   auto forall = scf::ForallOp::create(
       b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(numBlocks)},
@@ -348,12 +352,56 @@ struct KilnContractionKernelsPass
       return signalPassFailure();
     }
     SmallVector<Linear> found;
+    SmallVector<linalg::GenericOp> others;
     getOperation().walk([&](linalg::GenericOp op) {
       if (auto l = matchLinear(op))
         found.push_back(*l);
+      else
+        others.push_back(op);
     });
     for (Linear &l : found)
       rewrite(l, bits / 32, blockCols);
+    for (linalg::GenericOp op : others)
+      if (failed(parallelizeRows(op)))
+        return signalPassFailure();
+  }
+
+  /// Every other generic whose shape depends on the prompt (norms, the
+  /// feed-forward activation, residual adds, RoPE, embedding gathers in
+  /// @prefill and @forward) becomes an scf.forall over blocks of
+  /// `kRowBlock` along its dynamic parallel dimensions, so that no part of a
+  /// prompt-sized step runs on one thread while the others wait.
+  /// Fixed-shape generics (one token in @decode) stay as they are: a few
+  /// thousand elements do not pay for a fork.
+  LogicalResult parallelizeRows(linalg::GenericOp op) {
+    constexpr int64_t kRowBlock = 8;
+    if (!op.hasPureTensorSemantics() || op->getParentOfType<scf::ForallOp>())
+      return success();
+    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
+    auto iters = op.getIteratorTypesArray();
+    SmallVector<OpFoldResult> tiles;
+    bool any = false;
+    OpBuilder b(op);
+    for (auto [range, iter] : llvm::zip(ranges, iters)) {
+      bool tile = iter == utils::IteratorType::parallel &&
+                  ShapedType::isDynamic(range);
+      tiles.push_back(b.getIndexAttr(tile ? kRowBlock : 0));
+      any |= tile;
+    }
+    if (!any)
+      return success();
+    scf::SCFTilingOptions options;
+    options.setTileSizes(tiles);
+    options.setLoopType(scf::SCFTilingOptions::LoopType::ForallOp);
+    IRRewriter rewriter(op.getContext());
+    rewriter.setInsertionPoint(op);
+    FailureOr<scf::SCFTilingResult> tiled = scf::tileUsingSCF(
+        rewriter, cast<TilingInterface>(op.getOperation()), options);
+    if (failed(tiled))
+      return op.emitError("kiln-contraction-kernels: cannot tile this "
+                          "generic into a parallel loop");
+    rewriter.replaceOp(op, tiled->replacements);
+    return success();
   }
 };
 

@@ -59,6 +59,7 @@ void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
   KilnContractionKernelsOptions kernels;
   kernels.vectorBits = options.vectorBits;
   pm.addNestedPass<func::FuncOp>(createKilnContractionKernels(kernels));
+  pm.addPass(createKilnApproximateExp());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createKilnBufferize());

@@ -85,6 +85,12 @@ def KilnContractionKernels
       stored in; a static tail step with a masked read when `K` is not a
       multiple of it.
 
+    Every other `linalg.generic` with a dynamic parallel dimension (the
+    prompt length: norms, activations, residual adds, RoPE, gathers in
+    `@prefill` and `@forward`) is tiled into an `scf.forall` over blocks of 8
+    along it, so no prompt-sized step runs on one thread; fixed shapes (one
+    token in `@decode`) stay sequential.
+
     Every output element is computed by the same instruction sequence
     whatever the number of threads, so results do not depend on `-t`.
   }];
@@ -117,6 +123,21 @@ def KilnForallToOpenMP : Pass<"kiln-forall-to-openmp", "mlir::ModuleOp"> {
     "::mlir::omp::OpenMPDialect", "::mlir::scf::SCFDialect",
     "::mlir::memref::MemRefDialect", "::mlir::func::FuncDialect",
     "::mlir::arith::ArithDialect"
+  ];
+}
+
+def KilnApproximateExp : Pass<"kiln-approximate-exp"> {
+  let summary = "f32 exp as a vectorizable polynomial";
+  let description = [{
+    Rewrites f32 `math.exp` (scalar or vector) into MLIR's polynomial
+    approximation (range reduction to [-ln 2 / 2, ln 2 / 2], a polynomial,
+    then scaling by 2^k through the exponent bits): arithmetic the
+    backend vectorizes, where libm's expf is a call per element. Attention's
+    softmax and SiLU/SwiGLU run on it.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
+    "::mlir::vector::VectorDialect"
   ];
 }
 

@@ -78,6 +78,7 @@ void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
       bufferization::createPromoteBuffersToStackPass(stack));
   bufferization::BufferDeallocationPipelineOptions dealloc;
   bufferization::buildBufferDeallocationPipeline(pm, dealloc);
+  pm.addNestedPass<func::FuncOp>(createKilnEarlyDealloc());
   pm.addNestedPass<func::FuncOp>(createConvertLinalgToLoopsPass());
   // Parallel loops run on the OpenMP runtime's thread pool, whose size the
   // runtime sets from -t.

@@ -141,4 +141,18 @@ def KilnApproximateExp : Pass<"kiln-approximate-exp"> {
   ];
 }
 
+def KilnEarlyDealloc : Pass<"kiln-early-dealloc", "mlir::func::FuncOp"> {
+  let summary = "Free each temporary right after its last use";
+  let description = [{
+    Runs after MLIR's buffer deallocation pipeline, which places every
+    `memref.dealloc` at the end of the block that allocated the buffer (in
+    a model's `@prefill`: every temporary of every layer alive until the
+    function returns). Each dealloc of a `memref.alloc` in the same block
+    moves to just after the last operation of the block that uses the
+    buffer or a view of it (uses in nested regions count for the op that
+    holds them), so peak memory is that of one layer, not of all.
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect"];
+}
+
 #endif // KILN_CONVERSION_PASSES

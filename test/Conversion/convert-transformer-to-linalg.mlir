@@ -25,9 +25,10 @@ func.func @linear(%x: tensor<1x?x8xf32>, %w: tensor<4x8xf32>, %b: tensor<4xf32>)
 // CHECK-NOT: linalg.generic
 // CHECK: %[[T:.*]] = tensor.dim %[[K]], %c1
 // CHECK: scf.forall (%[[B:.*]], %[[H:.*]], %[[S:.*]]) in (%{{.*}}, 2, %{{.*}}) shared_outs(%[[OUT:.*]] = %{{.*}}) -> (tensor<1x?x8xf32>)
-// CHECK: %[[QCOL:.*]] = arith.muli %[[H]], %c4
-// CHECK: %[[KVH:.*]] = arith.divui %[[H]], %c2
+// CHECK: %[[H0:.*]] = arith.muli %[[H]], %c1
+// CHECK: %[[KVH:.*]] = arith.divui %[[H0]], %c2
 // CHECK: %[[KVCOL:.*]] = arith.muli %[[KVH]], %c4
+// CHECK: %[[QCOL:.*]] = arith.muli %[[H0]], %c4
 // CHECK: %[[QROW:.*]] = vector.transfer_read %[[Q]][%[[B]], %[[S]], %[[QCOL]]]{{.*}} : tensor<1x?x8xf32>, vector<4xf32>
 // CHECK: %[[QS:.*]] = arith.mulf %[[QROW]], %{{.*}} : vector<4xf32>
 // CHECK: %[[P1:.*]] = arith.addi %[[S]], %[[POS]]
@@ -35,8 +36,8 @@ func.func @linear(%x: tensor<1x?x8xf32>, %w: tensor<4x8xf32>, %b: tensor<4xf32>)
 // CHECK: %[[LIMIT:.*]] = arith.minsi %[[T]], %[[P2]]
 // CHECK: scf.for %[[T0:.*]] = %{{.*}} to %[[LIMIT]] step %c16 iter_args(%[[M:.*]] = %cst{{.*}}, %[[L:.*]] = %cst{{.*}}, %[[ACC:.*]] = %cst{{.*}}) -> (f32, f32, vector<4xf32>)
 // CHECK-COUNT-16: vector.reduction <add>
-// CHECK: %[[SV:.*]] = vector.from_elements {{.*}} : vector<16xf32>
 // CHECK: %[[VIS:.*]] = vector.from_elements {{.*}} : vector<16xi1>
+// CHECK: %[[SV:.*]] = vector.from_elements {{.*}} : vector<16xf32>
 // CHECK: %[[MASKED:.*]] = arith.select %[[VIS]], %[[SV]], %{{.*}} : vector<16xi1>, vector<16xf32>
 // CHECK: %[[BMAX:.*]] = vector.reduction <maximumf>, %[[MASKED]]
 // CHECK: %[[MNEW:.*]] = arith.maximumf %[[M]], %[[BMAX]]
@@ -178,4 +179,25 @@ func.func @scaled_embedding(%ids: tensor<1x?xi32>, %t: tensor<16x8xf32>) -> tens
 func.func @rope(%x: tensor<1x?x8xf32>, %pos: index) -> tensor<1x?x8xf32> {
   %r = transformer.rope rotate_half %x offset %pos {head_dim = 4 : i64, theta = 1.000000e+04 : f32} : (tensor<1x?x8xf32>, index) -> tensor<1x?x8xf32>
   return %r : tensor<1x?x8xf32>
+}
+
+// -----
+
+// Tests GQA with 4 kv heads shared by pairs of query heads: one iteration
+// per (batch, kv head, query) serves both query heads of the group, so each
+// key row is read once and scored against two queries.
+// CHECK-LABEL: func.func @gqa_attention
+// CHECK-SAME: %[[Q:[a-z0-9]+]]: tensor<1x?x32xf32>, %[[K:[a-z0-9]+]]: tensor<1x?x16xf32>
+// CHECK: scf.forall (%{{.*}}, %[[KVH:.*]], %{{.*}}) in (%{{.*}}, 4, %{{.*}}) shared_outs
+// CHECK: arith.muli %[[KVH]], %c2
+// CHECK-COUNT-2: vector.transfer_read %[[Q]]
+// CHECK: scf.for {{.*}} -> (f32, f32, vector<4xf32>, f32, f32, vector<4xf32>)
+// CHECK: vector.transfer_read %[[K]]
+// CHECK-COUNT-2: vector.reduction <add>
+// CHECK: vector.transfer_read %[[K]]
+// CHECK: scf.forall.in_parallel
+// CHECK-COUNT-2: tensor.parallel_insert_slice
+func.func @gqa_attention(%q: tensor<1x?x32xf32>, %k: tensor<1x?x16xf32>, %pos: index) -> tensor<1x?x32xf32> {
+  %a = transformer.attention causal %q, %k, %k offset %pos {num_heads = 8 : i64, num_kv_heads = 4 : i64, head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<1x?x32xf32>, tensor<1x?x16xf32>, tensor<1x?x16xf32>, index) -> tensor<1x?x32xf32>
+  return %a : tensor<1x?x32xf32>
 }

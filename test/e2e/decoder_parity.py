@@ -50,6 +50,13 @@ CONFIGS = [
                                  num_attention_heads=8, num_key_value_heads=2, rms_norm_eps=1e-6,
                                  rope_theta=500000.0, max_position_embeddings=64, vocab_size=256,
                                  tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)),
+    # 4 kv heads in pairs: attention serves both query heads of a group in
+    # one iteration (each key/value row read once).
+    ("llama-gqa4x2", "llama", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                                   num_attention_heads=8, num_key_value_heads=4,
+                                   rms_norm_eps=1e-5, rope_theta=10000.0,
+                                   max_position_embeddings=96, vocab_size=280,
+                                   tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)),
     ("llama-mqa-tied", "llama", dict(hidden_size=96, intermediate_size=128, num_hidden_layers=2,
                                      num_attention_heads=6, num_key_value_heads=1,
                                      rms_norm_eps=1e-5, rope_theta=10000.0,

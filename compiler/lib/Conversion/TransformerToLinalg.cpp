@@ -639,7 +639,9 @@ struct FeedForwardLowering : public OpConversionPattern<FeedForwardOp> {
 /// lanes, rescaled by exp(m_old - m_new) when the max grows). The score
 /// matrix is never materialised: memory is O(head_dim) per row whatever the
 /// context, and keys past the causal limit are not visited at all. Query
-/// head h reads kv head h / (num_heads / num_kv_heads) (MHA, GQA, MQA).
+/// head h reads kv head h / (num_heads / num_kv_heads) (MHA, GQA, MQA); with
+/// GQA (groups of up to 8, at least 4 kv heads) one iteration serves a whole
+/// group, so each key/value row is read once per kv head.
 /// Vectors are head_dim wide; the backend splits them into registers.
 struct AttentionLowering : public OpConversionPattern<AttentionOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -676,13 +678,19 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
     VectorType blockType = VectorType::get({kKeyBlock}, elt);
     Value init = emptyTensor(b, loc, tensor::getMixedSizes(b, loc, q), elt);
 
+    // GQA: the query heads of one kv head share each key and value row read
+    // (one pass over the cache per kv head, not per query head) when there
+    // are enough kv heads to spread over threads.
+    int64_t perIter = (group > 1 && group <= 8 && op.getNumKvHeads() >= 4)
+                          ? group
+                          : 1;
     auto forall = scf::ForallOp::create(
         b, loc,
-        ArrayRef<OpFoldResult>{batch, b.getIndexAttr(heads), seq},
+        ArrayRef<OpFoldResult>{batch, b.getIndexAttr(heads / perIter), seq},
         ValueRange{init}, std::nullopt);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(forall.getBody()->getTerminator());
-    Value bi = forall.getInductionVars()[0], h = forall.getInductionVars()[1],
+    Value bi = forall.getInductionVars()[0], hIt = forall.getInductionVars()[1],
           si = forall.getInductionVars()[2];
     Value shared = forall.getRegionIterArgs()[0];
     Value pad = fconst(0.0);
@@ -692,13 +700,20 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
                                             ArrayRef<bool>{true})
           .getResult();
     };
-    Value qCol = arith::MulIOp::create(b, loc, h, c(headDim));
+    Value h0 = arith::MulIOp::create(b, loc, hIt, c(perIter));
     Value kvCol = arith::MulIOp::create(
-        b, loc, arith::DivUIOp::create(b, loc, h, c(group)), c(headDim));
-    // The query, pre-scaled.
-    Value qRow = arith::MulFOp::create(
-        b, loc, readRow(q, si, qCol),
-        vector::BroadcastOp::create(b, loc, rowType, fconst(scale)));
+        b, loc, arith::DivUIOp::create(b, loc, h0, c(group)), c(headDim));
+    // The queries, pre-scaled.
+    SmallVector<Value> qCols, qRows;
+    for (int64_t g = 0; g < perIter; ++g) {
+      Value col = arith::MulIOp::create(
+          b, loc, g ? arith::AddIOp::create(b, loc, h0, c(g)).getResult() : h0,
+          c(headDim));
+      qCols.push_back(col);
+      qRows.push_back(arith::MulFOp::create(
+          b, loc, readRow(q, si, col),
+          vector::BroadcastOp::create(b, loc, rowType, fconst(scale))));
+    }
     // Keys [0, limit) are visible: all, or up to the query's own position.
     Value limit = keys;
     if (causal)
@@ -709,27 +724,32 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
     Value lastKey = arith::SubIOp::create(b, loc, keys, c(1));
     Value zeroRow = arith::ConstantOp::create(
         b, loc, DenseElementsAttr::get(rowType, b.getFloatAttr(elt, 0.0)));
+    auto flags =
+        arith::FastMathFlags::reassoc | arith::FastMathFlags::contract;
 
+    // Per head: running max, running sum, accumulator.
+    SmallVector<Value> inits;
+    for (int64_t g = 0; g < perIter; ++g)
+      inits.append({fconst(-inf), fconst(0.0), zeroRow});
     auto blocks = scf::ForOp::create(
-        b, loc, c(0), limit, c(kKeyBlock),
-        ValueRange{fconst(-inf), fconst(0.0), zeroRow},
+        b, loc, c(0), limit, c(kKeyBlock), inits,
         [&](OpBuilder &nb, Location, Value t0, ValueRange it) {
           OpBuilder::InsertionGuard g(b);
           b.setInsertionPointToStart(nb.getInsertionBlock());
-          Value m = it[0], l = it[1], acc = it[2];
           // Scores of the block; keys past the limit read the last key
           // (in bounds) and are masked to -inf.
-          SmallVector<Value> scores, visible, rows;
+          SmallVector<SmallVector<Value>> scores(perIter);
+          SmallVector<Value> visible, rows;
           for (int64_t j = 0; j < kKeyBlock; ++j) {
             Value t = arith::AddIOp::create(b, loc, t0, c(j));
             Value tc = arith::MinSIOp::create(b, loc, t, lastKey);
             rows.push_back(tc);
-            Value prod = arith::MulFOp::create(b, loc, qRow,
-                                               readRow(k, tc, kvCol), fm);
-            scores.push_back(vector::ReductionOp::create(
-                b, loc, vector::CombiningKind::ADD, prod,
-                arith::FastMathFlags::reassoc |
-                    arith::FastMathFlags::contract));
+            Value kRow = readRow(k, tc, kvCol);
+            for (int64_t hg = 0; hg < perIter; ++hg) {
+              Value prod = arith::MulFOp::create(b, loc, qRows[hg], kRow, fm);
+              scores[hg].push_back(vector::ReductionOp::create(
+                  b, loc, vector::CombiningKind::ADD, prod, flags));
+            }
             Value vis = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                               t, limit);
             if (keyMask) {
@@ -744,58 +764,78 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
             }
             visible.push_back(vis);
           }
-          Value sv = vector::FromElementsOp::create(b, loc, blockType, scores);
           Value mask = vector::FromElementsOp::create(
               b, loc, VectorType::get({kKeyBlock}, b.getI1Type()), visible);
-          sv = arith::SelectOp::create(
-              b, loc, mask, sv,
-              vector::BroadcastOp::create(b, loc, blockType, fconst(-inf)));
-          Value blockMax = vector::ReductionOp::create(
-              b, loc, vector::CombiningKind::MAXIMUMF, sv);
-          Value mNew = arith::MaximumFOp::create(b, loc, m, blockMax);
-          // While every key so far is masked, m is -inf: shift by 0.
-          Value isInf = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
-                                              mNew, fconst(-inf));
-          Value shift = arith::SelectOp::create(b, loc, isInf, fconst(0.0), mNew);
-          Value corr = math::ExpOp::create(
-              b, loc, arith::SubFOp::create(b, loc, m, shift));
-          Value p = math::ExpOp::create(
-              b, loc,
-              arith::SubFOp::create(
-                  b, loc, sv,
-                  vector::BroadcastOp::create(b, loc, blockType, shift)));
-          Value lNew = arith::AddFOp::create(
-              b, loc, arith::MulFOp::create(b, loc, l, corr),
-              vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, p,
-                                          arith::FastMathFlags::reassoc |
-                                              arith::FastMathFlags::contract));
-          Value accNew = arith::MulFOp::create(
-              b, loc, acc, vector::BroadcastOp::create(b, loc, rowType, corr));
-          for (int64_t j = 0; j < kKeyBlock; ++j) {
-            Value pj = vector::ExtractOp::create(b, loc, p, ArrayRef<int64_t>{j});
-            accNew = vector::FMAOp::create(
-                b, loc, vector::BroadcastOp::create(b, loc, rowType, pj),
-                readRow(v, rows[j], kvCol), accNew);
+          Value negInf =
+              vector::BroadcastOp::create(b, loc, blockType, fconst(-inf));
+          SmallVector<Value> probs, results, accs;
+          for (int64_t hg = 0; hg < perIter; ++hg) {
+            Value m = it[3 * hg], l = it[3 * hg + 1], acc = it[3 * hg + 2];
+            Value sv =
+                vector::FromElementsOp::create(b, loc, blockType, scores[hg]);
+            sv = arith::SelectOp::create(b, loc, mask, sv, negInf);
+            Value blockMax = vector::ReductionOp::create(
+                b, loc, vector::CombiningKind::MAXIMUMF, sv);
+            Value mNew = arith::MaximumFOp::create(b, loc, m, blockMax);
+            // While every key so far is masked, m is -inf: shift by 0.
+            Value isInf = arith::CmpFOp::create(
+                b, loc, arith::CmpFPredicate::OEQ, mNew, fconst(-inf));
+            Value shift =
+                arith::SelectOp::create(b, loc, isInf, fconst(0.0), mNew);
+            Value corr = math::ExpOp::create(
+                b, loc, arith::SubFOp::create(b, loc, m, shift));
+            Value p = math::ExpOp::create(
+                b, loc,
+                arith::SubFOp::create(
+                    b, loc, sv,
+                    vector::BroadcastOp::create(b, loc, blockType, shift)));
+            Value lNew = arith::AddFOp::create(
+                b, loc, arith::MulFOp::create(b, loc, l, corr),
+                vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                            p, flags));
+            probs.push_back(p);
+            results.append({mNew, lNew});
+            accs.push_back(arith::MulFOp::create(
+                b, loc, acc,
+                vector::BroadcastOp::create(b, loc, rowType, corr)));
           }
-          scf::YieldOp::create(b, loc, ValueRange{mNew, lNew, accNew});
+          for (int64_t j = 0; j < kKeyBlock; ++j) {
+            Value vRow = readRow(v, rows[j], kvCol);
+            for (int64_t hg = 0; hg < perIter; ++hg) {
+              Value pj = vector::ExtractOp::create(b, loc, probs[hg],
+                                                   ArrayRef<int64_t>{j});
+              accs[hg] = vector::FMAOp::create(
+                  b, loc, vector::BroadcastOp::create(b, loc, rowType, pj),
+                  vRow, accs[hg]);
+            }
+          }
+          SmallVector<Value> yields;
+          for (int64_t hg = 0; hg < perIter; ++hg)
+            yields.append({results[2 * hg], results[2 * hg + 1], accs[hg]});
+          scf::YieldOp::create(b, loc, yields);
         });
-    Value l = blocks.getResult(1), acc = blocks.getResult(2);
-    Value outRow = arith::DivFOp::create(
-        b, loc, acc, vector::BroadcastOp::create(b, loc, rowType, l));
+    SmallVector<Value> rowTensors;
     auto rowTensorType = RankedTensorType::get({1, 1, headDim}, elt);
-    Value rowTensor = vector::TransferWriteOp::create(
-                          b, loc, outRow,
-                          tensor::EmptyOp::create(b, loc, rowTensorType.getShape(),
-                                                  elt),
-                          ValueRange{c(0), c(0), c(0)}, ArrayRef<bool>{true})
-                          .getResult();
+    for (int64_t hg = 0; hg < perIter; ++hg) {
+      Value l = blocks.getResult(3 * hg + 1), acc = blocks.getResult(3 * hg + 2);
+      Value outRow = arith::DivFOp::create(
+          b, loc, acc, vector::BroadcastOp::create(b, loc, rowType, l));
+      rowTensors.push_back(
+          vector::TransferWriteOp::create(
+              b, loc, outRow,
+              tensor::EmptyOp::create(b, loc, rowTensorType.getShape(), elt),
+              ValueRange{c(0), c(0), c(0)}, ArrayRef<bool>{true})
+              .getResult());
+    }
     b.setInsertionPointToStart(forall.getTerminator().getBody());
-    SmallVector<OpFoldResult> offsets{bi, si, qCol};
     SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), b.getIndexAttr(1),
                                     b.getIndexAttr(headDim)};
     SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
-    tensor::ParallelInsertSliceOp::create(b, loc, rowTensor, shared, offsets,
-                                          sizes, strides);
+    for (int64_t hg = 0; hg < perIter; ++hg) {
+      SmallVector<OpFoldResult> offsets{bi, si, qCols[hg]};
+      tensor::ParallelInsertSliceOp::create(b, loc, rowTensors[hg], shared,
+                                            offsets, sizes, strides);
+    }
     rewriter.replaceOp(op, forall.getResult(0));
     return success();
   }

@@ -418,6 +418,7 @@ private:
   Buffer cross;
   std::vector<Buffer> caches; ///< one per beam (grown on demand)
   std::vector<float> logits;
+  SamplerScratch scratch;
   size_t cacheFloats = 0, crossFloats = 0, copyBytes = 0;
   std::vector<int32_t> source;
   kiln_memref_1d weights{}, offsets{};

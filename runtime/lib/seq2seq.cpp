@@ -104,7 +104,7 @@ std::optional<Error> Seq2SeqSession::generate(
     step(caches[0].get(), token, pos, logits.data());
     result.decodeMs += msSince(t0);
     ++result.decodeCalls;
-    token = sample(logits.data(), vocab, sampling, rng);
+    token = sample(logits.data(), vocab, sampling, rng, scratch);
     if (keepLogits)
       result.logits.push_back(logits);
     result.tokens.push_back(token);

@@ -117,13 +117,13 @@ public:
   Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
   Value add(Value a, Value c) { return arith::AddIOp::create(b, loc, a, c); }
 
-  /// Reads `len` floats of row `row` of a 2-D tensor from column `col`;
-  /// lanes past the row read 0.
-  Value read(Value t, Value row, Value col, int64_t len, bool inBounds) {
+  /// Reads `len` floats of row `row` of a 2-D tensor from column `col`
+  /// (in bounds by construction).
+  Value read(Value t, Value row, Value col, int64_t len) {
     Value pad = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
     return vector::TransferReadOp::create(
         b, loc, VectorType::get({len}, f32), t, ValueRange{row, col}, pad,
-        ArrayRef<bool>{inBounds});
+        ArrayRef<bool>{true});
   }
 
   /// The MR x NR tile at rows [m, m + MR) of x, columns [nl, nl + NR) of
@@ -145,13 +145,13 @@ public:
       wRows.push_back(j ? add(wBase, idx(j)) : wBase);
 
     // accs[(i * nr + j) * unroll + u]
-    auto step1 = [&](OpBuilder &, Value k, int64_t len, bool inBounds,
-                     SmallVector<Value> &accs, int64_t u) {
+    auto step1 = [&](Value k, int64_t len, SmallVector<Value> &accs,
+                     int64_t u) {
       SmallVector<Value> xs, ws;
       for (Value r : xRows)
-        xs.push_back(read(xc, r, k, len, inBounds));
+        xs.push_back(read(xc, r, k, len));
       for (Value r : wRows)
-        ws.push_back(read(l.w, r, k, len, inBounds));
+        ws.push_back(read(l.w, r, k, len));
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t j = 0; j < nr; ++j) {
           Value &acc = accs[(i * nr + j) * unroll + u];
@@ -174,17 +174,16 @@ public:
             b.setInsertionPointToStart(nb.getInsertionBlock());
             SmallVector<Value> a(iter.begin(), iter.end());
             for (int64_t u = 0; u < unroll; ++u)
-              step1(nb, u ? add(k, idx(u * vl)) : k, vl, true, a, u);
+              step1(u ? add(k, idx(u * vl)) : k, vl, a, u);
             scf::YieldOp::create(b, loc, a);
           });
       accs.assign(loop.getResults().begin(), loop.getResults().end());
     }
-    // Static tail along k: whole vectors, then one masked read.
+    // Static tail along k: whole vectors, then a short one widened with
+    // zeros.
     int64_t u = 0;
-    for (int64_t k = kMain; k < l.k; k += vl, u = (u + 1) % unroll) {
-      int64_t len = std::min(vl, l.k - k);
-      step1(b, idx(k), len, true, accs, u);
-    }
+    for (int64_t k = kMain; k < l.k; k += vl, u = (u + 1) % unroll)
+      step1(idx(k), std::min(vl, l.k - k), accs, u);
 
     for (int64_t i = 0; i < mr; ++i) {
       SmallVector<Value> sums;
@@ -198,7 +197,7 @@ public:
       }
       VectorType rt = VectorType::get({nr}, f32);
       Value row = vector::FromElementsOp::create(b, loc, rt, sums);
-      Value old = read(tile, xRows[i], nl, nr, true);
+      Value old = read(tile, xRows[i], nl, nr);
       Value upd = arith::AddFOp::create(b, loc, old, row);
       tile = vector::TransferWriteOp::create(b, loc, upd, tile,
                                              ValueRange{xRows[i], nl},
@@ -260,16 +259,22 @@ private:
   arith::FastMathFlags fm;
 };
 
+/// [[0 .. rank - 2], [rank - 1]]: all leading dims of a [..., D] tensor
+/// as one.
+SmallVector<ReassociationIndices> leadingDimsAsOne(int64_t rank) {
+  ReassociationIndices lead;
+  for (int64_t i = 0; i + 1 < rank; ++i)
+    lead.push_back(i);
+  return {lead, {rank - 1}};
+}
+
 /// Collapses all leading dims of a [..., D] tensor into one: [M, D].
 Value collapseTo2D(OpBuilder &b, Location loc, Value t) {
   auto type = cast<RankedTensorType>(t.getType());
   if (type.getRank() == 2)
     return t;
-  ReassociationIndices lead;
-  for (int64_t i = 0; i + 1 < type.getRank(); ++i)
-    lead.push_back(i);
-  SmallVector<ReassociationIndices> re{lead, {type.getRank() - 1}};
-  return tensor::CollapseShapeOp::create(b, loc, t, re);
+  return tensor::CollapseShapeOp::create(b, loc, t,
+                                         leadingDimsAsOne(type.getRank()));
 }
 
 void rewrite(Linear l, int64_t vl, int64_t blockCols) {
@@ -315,12 +320,9 @@ void rewrite(Linear l, int64_t vl, int64_t blockCols) {
   }
   Value result = forall.getResult(0);
   if (outType.getRank() != 2) {
-    SmallVector<OpFoldResult> shape = tensor::getMixedSizes(b, loc, l.init);
-    ReassociationIndices lead;
-    for (int64_t i = 0; i + 1 < outType.getRank(); ++i)
-      lead.push_back(i);
-    SmallVector<ReassociationIndices> re{lead, {outType.getRank() - 1}};
-    result = tensor::ExpandShapeOp::create(b, loc, outType, result, re, shape);
+    result = tensor::ExpandShapeOp::create(
+        b, loc, outType, result, leadingDimsAsOne(outType.getRank()),
+        tensor::getMixedSizes(b, loc, l.init));
   }
   l.op.getResult(0).replaceAllUsesWith(result);
   l.op.erase();

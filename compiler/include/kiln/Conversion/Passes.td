@@ -10,13 +10,17 @@ def ConvertTransformerToLinalg
   let description = [{
     Every transformer op becomes `linalg.generic` ops (and tensor reshapes,
     slices) on tensors: matrix products with the weight's `[out, in]`
-    layout, two-pass norms, attention as scores / masked softmax / weighted
-    sum per kv-head group, and the KV cache as a dense
+    layout, two-pass norms, RoPE reading one cos/sin table per op, and the
+    KV cache as a dense
     `[layers, 2, batch, capacity, kv_width]` tensor updated with
     `tensor.insert_slice`. `transformer.weight` ops read the runtime's weight
     buffer: functions that use weights get two leading arguments, the model
     file as `memref<?xi8>` and the byte offsets of each weight as
     `memref<?xindex>`, and each weight becomes a `memref.view` of it.
+    Attention is the exception: one fused kernel per op (`scf.forall` over
+    batch, head and query rows; keys in blocks of 16 with an online softmax,
+    vectors of head_dim lanes; a GQA group per iteration when there are at
+    least 4 kv heads), which never builds the score matrix.
   }];
   let dependentDialects = [
     "::mlir::linalg::LinalgDialect", "::mlir::tensor::TensorDialect",
@@ -72,8 +76,10 @@ def KilnContractionKernels
     `y[..., n] = init[..., n] + sum_k x[..., k] * W[n, k]` (f32, static `N`
     and `K`; the leading dimensions may be dynamic) into a kernel on tensors:
 
-    * `scf.forall` over blocks of `block-cols` output columns (rows of `W`),
-      which `kiln-lower-to-llvm` distributes over the runtime's thread pool;
+    * `scf.forall` over blocks of at most `block-cols` output columns (rows
+      of `W`), fewer when `block-cols` rows would exceed 256 KiB (the block
+      stays in L2), which `kiln-lower-to-llvm` distributes over the
+      runtime's thread pool;
     * in each block, register tiles of 4 rows of `x` by 4 rows of `W`
       (16 vector accumulators) for matrix-matrix products (prefill) with
       512-bit vectors (AVX-512 has 32 registers), 2 by 4 below, and one
@@ -82,8 +88,8 @@ def KilnContractionKernels
       hardware prefetcher follows);
     * `k` in steps of the host's vector width (`vector-bits`), reading both
       operands contiguously, the weights in the `[out, in]` layout they are
-      stored in; a static tail step with a masked read when `K` is not a
-      multiple of it.
+      stored in; a static tail of whole vectors, then a short one widened
+      with zeros, when `K` is not a multiple of it.
 
     Every other `linalg.generic` with a dynamic parallel dimension (the
     prompt length: norms, activations, residual adds, RoPE, gathers in

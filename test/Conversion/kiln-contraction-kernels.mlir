@@ -15,6 +15,8 @@
 // CHECK: %[[R:.*]] = scf.forall (%[[B:.*]]) in (2) shared_outs(%[[O:.*]] = %[[IC]]) -> (tensor<?x6xf32>)
 // CHECK: %[[N0:.*]] = arith.muli %[[B]], %c4
 // CHECK: %[[LEN:.*]] = arith.minsi
+// The task's rows of W (a view).
+// CHECK: %[[WS:.*]] = tensor.extract_slice %[[W]][%[[N0]], 0] [%[[LEN]], 10] [1, 1] : tensor<6x10xf32> to tensor<?x10xf32>
 // CHECK: %[[TILE:.*]] = tensor.extract_slice %[[O]][0, %[[N0]]] [%{{.*}}, %[[LEN]]] [1, 1]
 // 2x4 register tiles below 512-bit vectors (16 registers): 8 accumulators,
 // 2 + 4 contiguous loads per step (4x4 with AVX-512's 32 registers).
@@ -22,7 +24,7 @@
 // CHECK: scf.for %{{.*}} = %c0 to %{{.*}} step %c4
 // CHECK: scf.for %{{.*}} = %c0 to %c8 step %c4 iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
 // CHECK-COUNT-2: vector.transfer_read %[[XC]]{{.*}} : tensor<?x10xf32>, vector<4xf32>
-// CHECK-COUNT-4: vector.transfer_read %[[W]]{{.*}} : tensor<6x10xf32>, vector<4xf32>
+// CHECK-COUNT-4: vector.transfer_read %[[WS]]{{.*}} : tensor<?x10xf32>, vector<4xf32>
 // CHECK-COUNT-8: vector.fma {{.*}} : vector<4xf32>
 // The k tail: 2 elements, widened to a whole vector.
 // CHECK: vector.transfer_read %[[XC]][%{{.*}}, %c8]{{.*}} : tensor<?x10xf32>, vector<2xf32>
@@ -134,4 +136,147 @@ func.func @one_token(%x: tensor<1x1x8xf32>) -> tensor<1x1x8xf32> {
     linalg.yield %n : f32
   } -> tensor<1x1x8xf32>
   return %0 : tensor<1x1x8xf32>
+}
+
+// -----
+
+// Sibling projections (q, k, v: the same x and K) become one kernel: one
+// parallel loop over the column blocks of all three (2 + 1 + 1 blocks of 4),
+// each task computing into its member's columns of one [M, 8 + 4 + 4]
+// output with its member's weights (picked by scf.index_switch, a view, no
+// copy). The results are column slices of that output.
+#x = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
+#w = affine_map<(d0, d1, d2, d3) -> (d2, d3)>
+#o = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+// CHECK-LABEL: func.func @siblings
+// CHECK-SAME: (%[[X:.*]]: tensor<1x?x8xf32>, %[[WQ:.*]]: tensor<8x8xf32>, %[[WK:.*]]: tensor<4x8xf32>, %[[WV:.*]]: tensor<4x8xf32>)
+// CHECK: %[[E:.*]] = tensor.empty(%{{.*}}) : tensor<?x16xf32>
+// CHECK: %[[Z:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%[[E]] : tensor<?x16xf32>)
+// CHECK: %[[R:.*]] = scf.forall (%[[B:.*]]) in (4) shared_outs(%[[O:.*]] = %[[Z]]) -> (tensor<?x16xf32>)
+// CHECK: scf.index_switch %{{.*}} -> tensor<4x8xf32>
+// CHECK: case 0 {
+// CHECK: tensor.extract_slice %[[WQ]]
+// CHECK: case 1 {
+// CHECK: tensor.extract_slice %[[WK]]
+// CHECK: default {
+// CHECK: tensor.extract_slice %[[WV]]
+// CHECK: tensor.parallel_insert_slice %{{.*}} into %[[O]]
+// CHECK-DAG: tensor.extract_slice %[[R]][0, 0] [%{{.*}}, 8] [1, 1] : tensor<?x16xf32> to tensor<?x8xf32>
+// CHECK-DAG: tensor.extract_slice %[[R]][0, 8] [%{{.*}}, 4] [1, 1] : tensor<?x16xf32> to tensor<?x4xf32>
+// CHECK-DAG: tensor.extract_slice %[[R]][0, 12] [%{{.*}}, 4] [1, 1] : tensor<?x16xf32> to tensor<?x4xf32>
+// CHECK-NOT: scf.forall
+// CHECK: return
+func.func @siblings(%x: tensor<1x?x8xf32>, %wq: tensor<8x8xf32>, %wk: tensor<4x8xf32>, %wv: tensor<4x8xf32>) -> (tensor<1x?x8xf32>, tensor<1x?x4xf32>, tensor<1x?x4xf32>) {
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f32
+  %s = tensor.dim %x, %c1 : tensor<1x?x8xf32>
+  %e8 = tensor.empty(%s) : tensor<1x?x8xf32>
+  %f8 = linalg.fill ins(%zero : f32) outs(%e8 : tensor<1x?x8xf32>) -> tensor<1x?x8xf32>
+  %e4 = tensor.empty(%s) : tensor<1x?x4xf32>
+  %f4 = linalg.fill ins(%zero : f32) outs(%e4 : tensor<1x?x4xf32>) -> tensor<1x?x4xf32>
+  %q = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%x, %wq : tensor<1x?x8xf32>, tensor<8x8xf32>) outs(%f8 : tensor<1x?x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %r = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %r : f32
+  } -> tensor<1x?x8xf32>
+  %k = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%x, %wk : tensor<1x?x8xf32>, tensor<4x8xf32>) outs(%f4 : tensor<1x?x4xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %r = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %r : f32
+  } -> tensor<1x?x4xf32>
+  %v = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%x, %wv : tensor<1x?x8xf32>, tensor<4x8xf32>) outs(%f4 : tensor<1x?x4xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %r = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %r : f32
+  } -> tensor<1x?x4xf32>
+  return %q, %k, %v : tensor<1x?x8xf32>, tensor<1x?x4xf32>, tensor<1x?x4xf32>
+}
+
+// -----
+
+// Siblings whose first result is used before the second is computed stay
+// separate kernels (the fused kernel would take the second's place).
+#x = affine_map<(d0, d1, d2) -> (d0, d2)>
+#w = affine_map<(d0, d1, d2) -> (d1, d2)>
+#o = affine_map<(d0, d1, d2) -> (d0, d1)>
+// CHECK-LABEL: func.func @siblings_used_between
+// CHECK: scf.forall (%{{.*}}) in (2) shared_outs(%{{.*}}) -> (tensor<2x8xf32>)
+// CHECK: tensor.extract %{{.*}} : tensor<2x8xf32>
+// CHECK: scf.forall (%{{.*}}) in (2) shared_outs(%{{.*}}) -> (tensor<2x8xf32>)
+func.func @siblings_used_between(%x: tensor<2x8xf32>, %w1: tensor<8x8xf32>, %w2: tensor<8x8xf32>, %i: index) -> (f32, tensor<2x8xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x8xf32>
+  %f = linalg.fill ins(%zero : f32) outs(%e : tensor<2x8xf32>) -> tensor<2x8xf32>
+  %a = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %w1 : tensor<2x8xf32>, tensor<8x8xf32>) outs(%f : tensor<2x8xf32>) {
+  ^bb0(%p: f32, %q: f32, %c: f32):
+    %m = arith.mulf %p, %q fastmath<reassoc,contract> : f32
+    %r = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %r : f32
+  } -> tensor<2x8xf32>
+  %used = tensor.extract %a[%i, %i] : tensor<2x8xf32>
+  %b = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %w2 : tensor<2x8xf32>, tensor<8x8xf32>) outs(%f : tensor<2x8xf32>) {
+  ^bb0(%p: f32, %q: f32, %c: f32):
+    %m = arith.mulf %p, %q fastmath<reassoc,contract> : f32
+    %r = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %r : f32
+  } -> tensor<2x8xf32>
+  return %used, %b : f32, tensor<2x8xf32>
+}
+
+// -----
+
+// A residual add of a projection (initialised with zeros, used only by the
+// add) becomes the projection's init: y = r + x W^T in one kernel, with no
+// separate pass over y. A bias-initialised projection keeps its add
+// ((r + b) + s would round differently from r + (b + s)).
+#x = affine_map<(d0, d1, d2) -> (d0, d2)>
+#w = affine_map<(d0, d1, d2) -> (d1, d2)>
+#o = affine_map<(d0, d1, d2) -> (d0, d1)>
+#id = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-LABEL: func.func @residual
+// CHECK-SAME: (%[[X:.*]]: tensor<2x8xf32>, %[[W:.*]]: tensor<8x8xf32>, %[[R:.*]]: tensor<2x8xf32>)
+// CHECK: %[[Y:.*]] = scf.forall (%{{.*}}) in (2) shared_outs(%{{.*}} = %[[R]]) -> (tensor<2x8xf32>)
+// CHECK-NOT: linalg.generic
+// CHECK: return %[[Y]]
+func.func @residual(%x: tensor<2x8xf32>, %w: tensor<8x8xf32>, %r: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x8xf32>
+  %f = linalg.fill ins(%zero : f32) outs(%e : tensor<2x8xf32>) -> tensor<2x8xf32>
+  %p = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %w : tensor<2x8xf32>, tensor<8x8xf32>) outs(%f : tensor<2x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %s = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %s : f32
+  } -> tensor<2x8xf32>
+  %y = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]} ins(%r, %p : tensor<2x8xf32>, tensor<2x8xf32>) outs(%e : tensor<2x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %s = arith.addf %a, %b : f32
+    linalg.yield %s : f32
+  } -> tensor<2x8xf32>
+  return %y : tensor<2x8xf32>
+}
+
+// CHECK-LABEL: func.func @residual_after_bias
+// CHECK: scf.forall
+// CHECK: linalg.generic
+// CHECK: arith.addf
+func.func @residual_after_bias(%x: tensor<2x8xf32>, %w: tensor<8x8xf32>, %r: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  %bias = arith.constant 0.5 : f32
+  %e = tensor.empty() : tensor<2x8xf32>
+  %f = linalg.fill ins(%bias : f32) outs(%e : tensor<2x8xf32>) -> tensor<2x8xf32>
+  %p = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %w : tensor<2x8xf32>, tensor<8x8xf32>) outs(%f : tensor<2x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %s = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %s : f32
+  } -> tensor<2x8xf32>
+  %y = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]} ins(%r, %p : tensor<2x8xf32>, tensor<2x8xf32>) outs(%e : tensor<2x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %s = arith.addf %a, %b : f32
+    linalg.yield %s : f32
+  } -> tensor<2x8xf32>
+  return %y : tensor<2x8xf32>
 }

@@ -20,7 +20,11 @@
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
 #include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
+#include "mlir/IR/Dominance.h"
 #include "mlir/IR/Matchers.h"
+#include "llvm/ADT/MapVector.h"
+
+#include <numeric>
 #include "llvm/TargetParser/Host.h"
 
 namespace kiln {
@@ -32,12 +36,19 @@ using namespace mlir;
 
 namespace {
 
+/// Output columns per task of a matrix-vector product (one row of x).
+constexpr int64_t kDecodeBlockCols = 16;
+
 /// A `linear`-form contraction: out[m..., n] = init[m..., n] +
 /// sum_k x[m..., k] * w[n, k].
+/// Operands are read from the op when needed: rewriting one contraction
+/// replaces values that others use (a residual stream as init).
 struct Linear {
   linalg::GenericOp op;
-  Value x, w, init;
   int64_t n, k;
+  Value x() const { return op->getOperand(0); }
+  Value w() const { return op->getOperand(1); }
+  Value init() const { return op->getOperand(2); }
 };
 
 bool isMulAccBody(linalg::GenericOp op) {
@@ -92,11 +103,10 @@ std::optional<Linear> matchLinear(linalg::GenericOp op) {
     return std::nullopt;
   if (!isMulAccBody(op))
     return std::nullopt;
-  Linear l{op, op.getDpsInputs()[0], op.getDpsInputs()[1],
-           op.getDpsInits()[0], 0, 0};
-  auto wType = cast<RankedTensorType>(l.w.getType());
-  auto xType = cast<RankedTensorType>(l.x.getType());
-  auto oType = cast<RankedTensorType>(l.init.getType());
+  Linear l{op, 0, 0};
+  auto wType = cast<RankedTensorType>(l.w().getType());
+  auto xType = cast<RankedTensorType>(l.x().getType());
+  auto oType = cast<RankedTensorType>(l.init().getType());
   if (!wType.hasStaticShape() || !wType.getElementType().isF32() ||
       !xType.getElementType().isF32() || !oType.getElementType().isF32())
     return std::nullopt;
@@ -109,8 +119,9 @@ std::optional<Linear> matchLinear(linalg::GenericOp op) {
 /// lanes, `blockCols` the output columns of one parallel task.
 class KernelBuilder {
 public:
-  KernelBuilder(OpBuilder &b, Location loc, const Linear &l, int64_t vl)
-      : b(b), loc(loc), l(l), vl(vl),
+  /// `w`: the rows of W that this block computes ([nlen, k]).
+  KernelBuilder(OpBuilder &b, Location loc, Value w, int64_t k, int64_t vl)
+      : b(b), loc(loc), w(w), k(k), vl(vl),
         f32(b.getF32Type()), fm(arith::FastMathFlags::reassoc |
                                 arith::FastMathFlags::contract) {}
 
@@ -127,31 +138,30 @@ public:
   }
 
   /// The MR x NR tile at rows [m, m + MR) of x, columns [nl, nl + NR) of
-  /// `tile` (= rows n0 + nl ... of W): tile[m + i, nl + j] +=
-  /// dot(x[m + i, :], W[n0 + nl + j, :]). `unroll` accumulators per output
+  /// `tile` (= rows nl ... of the block's W): tile[m + i, nl + j] +=
+  /// dot(x[m + i, :], w[nl + j, :]). `unroll` accumulators per output
   /// element (steps of unroll * vl along k). Returns the updated tile.
-  Value microKernel(Value xc, Value tile, Value m, Value n0, Value nl,
-                    int64_t mr, int64_t nr, int64_t unroll) {
+  Value microKernel(Value xc, Value tile, Value m, Value nl, int64_t mr,
+                    int64_t nr, int64_t unroll) {
     int64_t step = vl * unroll;
-    int64_t kMain = l.k / step * step;
+    int64_t kMain = k / step * step;
     VectorType vt = VectorType::get({vl}, f32);
     Value zero = arith::ConstantOp::create(
         b, loc, DenseElementsAttr::get(vt, b.getF32FloatAttr(0.0)));
     SmallVector<Value> xRows, wRows;
     for (int64_t i = 0; i < mr; ++i)
       xRows.push_back(i ? add(m, idx(i)) : m);
-    Value wBase = add(n0, nl);
     for (int64_t j = 0; j < nr; ++j)
-      wRows.push_back(j ? add(wBase, idx(j)) : wBase);
+      wRows.push_back(j ? add(nl, idx(j)) : nl);
 
     // accs[(i * nr + j) * unroll + u]
-    auto step1 = [&](Value k, int64_t len, SmallVector<Value> &accs,
+    auto step1 = [&](Value kv, int64_t len, SmallVector<Value> &accs,
                      int64_t u) {
       SmallVector<Value> xs, ws;
       for (Value r : xRows)
-        xs.push_back(read(xc, r, k, len));
+        xs.push_back(read(xc, r, kv, len));
       for (Value r : wRows)
-        ws.push_back(read(l.w, r, k, len));
+        ws.push_back(read(w, r, kv, len));
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t j = 0; j < nr; ++j) {
           Value &acc = accs[(i * nr + j) * unroll + u];
@@ -169,12 +179,12 @@ public:
     if (kMain > 0) {
       auto loop = scf::ForOp::create(
           b, loc, idx(0), idx(kMain), idx(step), accs,
-          [&](OpBuilder &nb, Location, Value k, ValueRange iter) {
+          [&](OpBuilder &nb, Location, Value kv, ValueRange iter) {
             OpBuilder::InsertionGuard g(b);
             b.setInsertionPointToStart(nb.getInsertionBlock());
             SmallVector<Value> a(iter.begin(), iter.end());
             for (int64_t u = 0; u < unroll; ++u)
-              step1(u ? add(k, idx(u * vl)) : k, vl, a, u);
+              step1(u ? add(kv, idx(u * vl)) : kv, vl, a, u);
             scf::YieldOp::create(b, loc, a);
           });
       accs.assign(loop.getResults().begin(), loop.getResults().end());
@@ -182,8 +192,8 @@ public:
     // Static tail along k: whole vectors, then a short one widened with
     // zeros.
     int64_t u = 0;
-    for (int64_t k = kMain; k < l.k; k += vl, u = (u + 1) % unroll)
-      step1(idx(k), std::min(vl, l.k - k), accs, u);
+    for (int64_t kk = kMain; kk < k; kk += vl, u = (u + 1) % unroll)
+      step1(idx(kk), std::min(vl, k - kk), accs, u);
 
     for (int64_t i = 0; i < mr; ++i) {
       SmallVector<Value> sums;
@@ -227,7 +237,7 @@ public:
   }
 
   /// The whole block: rows [0, M) x columns [0, nlen) of `tile`.
-  Value block(Value xc, Value tile, Value rows, Value n0, Value nlen) {
+  Value block(Value xc, Value tile, Value rows, Value nlen) {
     // 16 accumulators need the 32 vector registers of AVX-512; with 16
     // (AVX2) a 2x4 tile (8 accumulators) measured fastest.
     const int64_t MR = vl >= 16 ? 4 : 2, NR = 4;
@@ -235,17 +245,17 @@ public:
     Value colsMain = roundDown(nlen, NR);
     tile = loop(idx(0), rowsMain, MR, tile, [&](Value m, Value t) {
       t = loop(idx(0), colsMain, NR, t, [&](Value nl, Value t2) {
-        return microKernel(xc, t2, m, n0, nl, MR, NR, 1);
+        return microKernel(xc, t2, m, nl, MR, NR, 1);
       });
       return loop(colsMain, nlen, 1, t, [&](Value nl, Value t2) {
-        return microKernel(xc, t2, m, n0, nl, MR, 1, 1);
+        return microKernel(xc, t2, m, nl, MR, 1, 1);
       });
     });
     // Rows left over, and matrix-vector products: one row of W at a time
     // (a single stream through the weights), two accumulators.
     return loop(rowsMain, rows, 1, tile, [&](Value m, Value t) {
       return loop(idx(0), nlen, 1, t, [&](Value nl, Value t2) {
-        return microKernel(xc, t2, m, n0, nl, 1, 1, 2);
+        return microKernel(xc, t2, m, nl, 1, 1, 2);
       });
     });
   }
@@ -253,7 +263,8 @@ public:
 private:
   OpBuilder &b;
   Location loc;
-  const Linear &l;
+  Value w;
+  int64_t k;
   int64_t vl;
   Type f32;
   arith::FastMathFlags fm;
@@ -277,55 +288,271 @@ Value collapseTo2D(OpBuilder &b, Location loc, Value t) {
                                          leadingDimsAsOne(type.getRank()));
 }
 
-void rewrite(Linear l, int64_t vl, int64_t blockCols) {
-  OpBuilder b(l.op);
-  Location loc = l.op.getLoc();
-  auto outType = cast<RankedTensorType>(l.init.getType());
-  Value xc = collapseTo2D(b, loc, l.x);
-  Value initc = collapseTo2D(b, loc, l.init);
-  KernelBuilder kb(b, loc, l, vl);
+/// Whether `v` is a `linalg.fill` of +0.0.
+bool isZeroFill(Value v) {
+  auto fill = v.getDefiningOp<linalg::FillOp>();
+  return fill && matchPattern(fill.getInputs()[0], m_PosZeroFloat());
+}
+
+/// `select(c0, v0, select(c1, v1, ...))` over the members of a group:
+/// `values[g]` where g is the member that block `blk` belongs to
+/// (`starts[g] <= blk < starts[g + 1]`).
+Value perMember(OpBuilder &b, Location loc, Value blk,
+                ArrayRef<int64_t> starts, ArrayRef<int64_t> values) {
+  Value v = arith::ConstantIndexOp::create(b, loc, values.back());
+  for (int64_t g = static_cast<int64_t>(values.size()) - 2; g >= 0; --g) {
+    Value before = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ult, blk,
+        arith::ConstantIndexOp::create(b, loc, starts[g + 1]));
+    v = arith::SelectOp::create(
+        b, loc, before, arith::ConstantIndexOp::create(b, loc, values[g]), v);
+  }
+  return v;
+}
+
+/// Emits one kernel for a group of contractions that read the same `x`
+/// (one member, or sibling projections such as q/k/v or gate/up): an
+/// `scf.forall` over the column blocks of all members, each task computing
+/// one block of one member's output into the members' outputs laid side by
+/// side (`[M, sum N]`); the results are column slices of it.
+void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols) {
+  Linear last = members.back();
+  OpBuilder b(last.op);
+  Location loc = last.op.getLoc();
+  int64_t k = last.k;
+  Value xc = collapseTo2D(b, loc, last.x());
   Value rows = tensor::DimOp::create(b, loc, xc, 0);
+  bool single = members.size() == 1;
 
   // A task's weight block is streamed once per tile of x rows: keep it
-  // within 256 KiB so that it stays in L2 (block-cols rows at most).
-  int64_t fit = std::max<int64_t>(4, (256 * 1024 / (4 * l.k)) / 4 * 4);
-  int64_t nb = std::min({blockCols, fit, l.n});
-  int64_t numBlocks = (l.n + nb - 1) / nb;
+  // within 256 KiB so that it stays in L2 (block-cols rows at most). A
+  // matrix-vector product streams W once whatever the block, so decode
+  // takes smaller blocks: more tasks, and an even share for each thread.
+  int64_t maxN = 0, totalN = 0;
+  for (const Linear &l : members) {
+    maxN = std::max(maxN, l.n);
+    totalN += l.n;
+  }
+  int64_t fit = std::max<int64_t>(4, (256 * 1024 / (4 * k)) / 4 * 4);
+  int64_t nb = std::min({blockCols, fit, maxN});
+  auto xcType = cast<RankedTensorType>(xc.getType());
+  if (!xcType.isDynamicDim(0) && xcType.getDimSize(0) == 1)
+    nb = std::min(nb, kDecodeBlockCols);
+  // Per member: first block, first output column.
+  SmallVector<int64_t> blockStart{0}, colStart{0}, sizes;
+  for (const Linear &l : members) {
+    blockStart.push_back(blockStart.back() + (l.n + nb - 1) / nb);
+    colStart.push_back(colStart.back() + l.n);
+    sizes.push_back(l.n);
+  }
+
+  Value initc;
+  if (single) {
+    initc = collapseTo2D(b, loc, last.init());
+  } else {
+    SmallVector<OpFoldResult> shape{tensor::getMixedSize(b, loc, xc, 0),
+                                    b.getIndexAttr(totalN)};
+    initc = tensor::EmptyOp::create(b, loc, shape, b.getF32Type());
+    if (llvm::all_of(members, [](const Linear &l) { return isZeroFill(l.init()); })) {
+      Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
+      initc = linalg::FillOp::create(b, loc, zero, initc).getResult(0);
+    } else {
+      for (auto [g, l] : llvm::enumerate(members)) {
+        Value part = collapseTo2D(b, loc, l.init());
+        initc = tensor::InsertSliceOp::create(
+            b, loc, part, initc,
+            ArrayRef<OpFoldResult>{b.getIndexAttr(0),
+                                   b.getIndexAttr(colStart[g])},
+            ArrayRef<OpFoldResult>{shape[0], b.getIndexAttr(l.n)},
+            ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+      }
+    }
+  }
+
   auto forall = scf::ForallOp::create(
-      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(numBlocks)},
+      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(blockStart.back())},
       ValueRange{initc}, std::nullopt);
   {
     OpBuilder::InsertionGuard g(b);
     b.setInsertionPoint(forall.getBody()->getTerminator());
     Value blk = forall.getInductionVars()[0];
     Value shared = forall.getRegionIterArgs()[0];
-    Value n0 = arith::MulIOp::create(b, loc, blk, kb.idx(nb));
+    auto cst = [&](int64_t v) {
+      return arith::ConstantIndexOp::create(b, loc, v).getResult();
+    };
+    // The member, the block's first row of its W (n0) and of the output
+    // (col), and its width (nlen).
+    Value member, n0, col;
     OpFoldResult nlen;
-    if (l.n % nb == 0) {
+    if (single) {
+      n0 = col = arith::MulIOp::create(b, loc, blk, cst(nb));
+    } else {
+      SmallVector<int64_t> members(sizes.size());
+      std::iota(members.begin(), members.end(), 0);
+      member = perMember(b, loc, blk, blockStart, members);
+      Value first = perMember(b, loc, blk, blockStart,
+                              ArrayRef<int64_t>(blockStart).drop_back());
+      n0 = arith::MulIOp::create(
+          b, loc, arith::SubIOp::create(b, loc, blk, first), cst(nb));
+      col = arith::AddIOp::create(
+          b, loc, perMember(b, loc, blk, blockStart,
+                            ArrayRef<int64_t>(colStart).drop_back()),
+          n0);
+    }
+    if (llvm::all_of(sizes, [&](int64_t n) { return n % nb == 0; })) {
       nlen = b.getIndexAttr(nb);
     } else {
-      Value left = arith::SubIOp::create(b, loc, kb.idx(l.n), n0);
-      nlen = arith::MinSIOp::create(b, loc, left, kb.idx(nb)).getResult();
+      Value n = single ? cst(last.n) : perMember(b, loc, blk, blockStart, sizes);
+      Value left = arith::SubIOp::create(b, loc, n, n0);
+      nlen = arith::MinSIOp::create(b, loc, left, cst(nb)).getResult();
     }
-    SmallVector<OpFoldResult> offsets{b.getIndexAttr(0), n0};
-    SmallVector<OpFoldResult> sizes{tensor::getMixedSize(b, loc, xc, 0), nlen};
+    // The block's rows of W.
+    auto sliceOf = [&](Value w) {
+      return tensor::ExtractSliceOp::create(
+          b, loc, w, ArrayRef<OpFoldResult>{n0, b.getIndexAttr(0)},
+          ArrayRef<OpFoldResult>{nlen, b.getIndexAttr(k)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    };
+    Value w;
+    if (single) {
+      w = sliceOf(last.w());
+    } else {
+      // Every member's weights are a separate tensor; the task picks its
+      // member's (a view: no copy).
+      std::optional<int64_t> len = getConstantIntValue(nlen);
+      Type sliceType = RankedTensorType::get(
+          {len ? *len : ShapedType::kDynamic, k}, b.getF32Type());
+      SmallVector<int64_t> cases(members.size() - 1);
+      std::iota(cases.begin(), cases.end(), 0);
+      auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{sliceType}, member,
+                                           cases, cases.size());
+      for (auto [g, l] : llvm::enumerate(members)) {
+        Region &r = g < cases.size() ? sw.getCaseRegions()[g]
+                                     : sw.getDefaultRegion();
+        OpBuilder::InsertionGuard gg(b);
+        b.setInsertionPointToStart(&r.emplaceBlock());
+        Value s = sliceOf(l.w());
+        if (s.getType() != sliceType)
+          s = tensor::CastOp::create(b, loc, sliceType, s);
+        scf::YieldOp::create(b, loc, s);
+      }
+      w = sw.getResult(0);
+    }
+    KernelBuilder kb(b, loc, w, k, vl);
+    SmallVector<OpFoldResult> offsets{b.getIndexAttr(0), col};
+    SmallVector<OpFoldResult> tileSizes{tensor::getMixedSize(b, loc, xc, 0),
+                                        nlen};
     SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-    Value tile = tensor::ExtractSliceOp::create(b, loc, shared, offsets, sizes,
-                                                strides);
-    Value done = kb.block(xc, tile, rows, n0,
+    Value tile = tensor::ExtractSliceOp::create(b, loc, shared, offsets,
+                                                tileSizes, strides);
+    Value done = kb.block(xc, tile, rows,
                           getValueOrCreateConstantIndexOp(b, loc, nlen));
     b.setInsertionPointToStart(forall.getTerminator().getBody());
-    tensor::ParallelInsertSliceOp::create(b, loc, done, shared, offsets, sizes,
-                                          strides);
+    tensor::ParallelInsertSliceOp::create(b, loc, done, shared, offsets,
+                                          tileSizes, strides);
   }
-  Value result = forall.getResult(0);
-  if (outType.getRank() != 2) {
-    result = tensor::ExpandShapeOp::create(
-        b, loc, outType, result, leadingDimsAsOne(outType.getRank()),
-        tensor::getMixedSizes(b, loc, l.init));
+  for (auto [g, member] : llvm::enumerate(members)) {
+    Linear l = member;
+    auto outType = cast<RankedTensorType>(l.init().getType());
+    Value result = forall.getResult(0);
+    if (!single)
+      result = tensor::ExtractSliceOp::create(
+          b, loc, result,
+          ArrayRef<OpFoldResult>{b.getIndexAttr(0),
+                                 b.getIndexAttr(colStart[g])},
+          ArrayRef<OpFoldResult>{tensor::getMixedSize(b, loc, xc, 0),
+                                 b.getIndexAttr(l.n)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    if (outType.getRank() != 2)
+      result = tensor::ExpandShapeOp::create(
+          b, loc, outType, result, leadingDimsAsOne(outType.getRank()),
+          tensor::getMixedSizes(b, loc, l.init()));
+    l.op.getResult(0).replaceAllUsesWith(result);
   }
-  l.op.getResult(0).replaceAllUsesWith(result);
-  l.op.erase();
+  for (Linear l : members)
+    l.op.erase();
+}
+
+/// Splits the contractions into groups that become one kernel each:
+/// siblings that read the same `x` with the same K in one block (q/k/v,
+/// gate/up) when none of their results is used before the last of them (the
+/// kernel takes the last one's place), and every other contraction alone.
+SmallVector<SmallVector<Linear>> groupSiblings(ArrayRef<Linear> found) {
+  SmallVector<SmallVector<Linear>> groups;
+  llvm::MapVector<std::pair<Value, int64_t>, SmallVector<Linear>> byInput;
+  for (const Linear &l : found)
+    byInput[{l.x(), l.k}].push_back(l);
+  for (auto &[key, ls] : byInput) {
+    // Program order within each block.
+    llvm::MapVector<Block *, SmallVector<Linear>> byBlock;
+    for (const Linear &l : ls)
+      byBlock[l.op->getBlock()].push_back(l);
+    for (auto &[block, candidates] : byBlock) {
+      llvm::sort(candidates, [](const Linear &a, const Linear &c) {
+        return a.op->isBeforeInBlock(c.op);
+      });
+      Operation *lastOp = candidates.back().op;
+      bool ok = candidates.size() > 1;
+      for (const Linear &l : candidates) {
+        for (Operation *user : l.op->getUsers()) {
+          Operation *a = block->findAncestorOpInBlock(*user);
+          if (!a || a == lastOp || a->isBeforeInBlock(lastOp))
+            ok = false;
+        }
+      }
+      if (ok) {
+        groups.push_back(candidates);
+      } else {
+        for (const Linear &l : candidates)
+          groups.push_back({l});
+      }
+    }
+  }
+  return groups;
+}
+
+/// `y = r + x W^T` in one kernel: an elementwise `linalg.generic` adding the
+/// result of a contraction (initialised with zeros, no other use) to `r`
+/// becomes that contraction initialised with `r`. The result is bitwise the
+/// same (0 + s = s; r + s is computed once either way).
+void fuseResidualAdds(func::FuncOp func) {
+  DominanceInfo dom(func);
+  SmallVector<linalg::GenericOp> adds;
+  func.walk([&](linalg::GenericOp op) {
+    if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
+        op.getNumReductionLoops() != 0 || !op.hasPureTensorSemantics() ||
+        !llvm::all_of(op.getIndexingMapsArray(),
+                      [](AffineMap m) { return m.isIdentity(); }))
+      return;
+    Block &body = op.getRegion().front();
+    if (body.getOperations().size() != 2)
+      return;
+    auto add = body.front().getNumResults() == 1
+                   ? dyn_cast<arith::AddFOp>(body.front())
+                   : arith::AddFOp();
+    if (!add || body.getTerminator()->getOperand(0) != add.getResult() ||
+        !((add.getLhs() == body.getArgument(0) &&
+           add.getRhs() == body.getArgument(1)) ||
+          (add.getLhs() == body.getArgument(1) &&
+           add.getRhs() == body.getArgument(0))))
+      return;
+    adds.push_back(op);
+  });
+  for (linalg::GenericOp op : adds) {
+    for (unsigned i = 0; i < 2; ++i) {
+      Value mine = op.getDpsInputs()[i], other = op.getDpsInputs()[1 - i];
+      auto producer = mine.getDefiningOp<linalg::GenericOp>();
+      if (!producer || !producer->hasOneUse() || mine.getType() != other.getType())
+        continue;
+      std::optional<Linear> l = matchLinear(producer);
+      if (!l || !isZeroFill(l->init()) || !dom.properlyDominates(other, producer))
+        continue;
+      producer.getDpsInitsMutable()[0].set(other);
+      op.getResult(0).replaceAllUsesWith(producer.getResult(0));
+      op.erase();
+      break;
+    }
+  }
 }
 
 } // namespace
@@ -353,6 +580,7 @@ struct KilnContractionKernelsPass
                                "32, and block-cols positive");
       return signalPassFailure();
     }
+    fuseResidualAdds(getOperation());
     SmallVector<Linear> found;
     SmallVector<linalg::GenericOp> others;
     getOperation().walk([&](linalg::GenericOp op) {
@@ -361,8 +589,8 @@ struct KilnContractionKernelsPass
       else
         others.push_back(op);
     });
-    for (Linear &l : found)
-      rewrite(l, bits / 32, blockCols);
+    for (ArrayRef<Linear> group : groupSiblings(found))
+      rewrite(group, bits / 32, blockCols);
     for (linalg::GenericOp op : others)
       if (failed(parallelizeRows(op)))
         return signalPassFailure();

@@ -73,7 +73,8 @@ private:
   friend std::optional<Error> loadModelFile(const std::string &, ModelFile &);
   friend std::optional<Error> loadModelBuffer(std::vector<uint8_t>,
                                               ModelFile &);
-  bool mapped = false;
+  void *mapBase = nullptr; ///< what loadModelFile mapped (munmap on exit)
+  size_t mapLength = 0;
   std::vector<uint8_t> owned;
   void *alignedCopy = nullptr;
 };

@@ -13,7 +13,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
+#include <unistd.h>
 
 using namespace kiln::rt;
 
@@ -173,6 +176,32 @@ static void testModelFiles() {
     ModelFile m;
     CHECK_ERR(loadModelFile("/nonexistent/model.kiln", m), kExitModel,
               "cannot open model file");
+  }
+  {
+    // From a file: the same bytes; on 2 MiB boundaries when the kernel
+    // offers transparent huge pages (the weights are read into them).
+    std::vector<uint8_t> bytes = buildFile({});
+    char path[] = "/tmp/kiln-model-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    CHECK(write(fd, bytes.data(), bytes.size()) == (ssize_t)bytes.size());
+    close(fd);
+    ModelFile m;
+    CHECK(!loadModelFile(path, m));
+    CHECK(m.size == bytes.size());
+    CHECK(std::memcmp(m.data, bytes.data(), bytes.size()) == 0);
+    std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
+    std::string mode((std::istreambuf_iterator<char>(thp)),
+                     std::istreambuf_iterator<char>());
+    if (!mode.empty() && mode.find("[never]") == std::string::npos)
+      CHECK(reinterpret_cast<uintptr_t>(m.data) % (2 << 20) == 0);
+    // Truncated: refused with the file's name.
+    CHECK(truncate(path, bytes.size() / 2) == 0);
+    ModelFile t;
+    std::optional<Error> err = loadModelFile(path, t);
+    CHECK(err && err->code == kExitModel &&
+          err->message.find(path) != std::string::npos);
+    unlink(path);
   }
   {
     ModelFile m;

@@ -280,3 +280,4 @@ func.func @residual_after_bias(%x: tensor<2x8xf32>, %w: tensor<8x8xf32>, %r: ten
   } -> tensor<2x8xf32>
   return %y : tensor<2x8xf32>
 }
+

@@ -48,3 +48,31 @@ func.func @tensor_results(%t: tensor<4xf32>) -> tensor<4xf32> {
   }
   return %r : tensor<4xf32>
 }
+
+// -----
+
+// A fixed-size stack buffer of an iteration is allocated once per thread,
+// before its share of iterations, and reused by each of them (they run one
+// after another); a dynamic one stays in the iteration's scope.
+// CHECK-LABEL: func.func @per_thread_buffer
+// CHECK: omp.parallel {
+// CHECK: %[[BUF:.*]] = memref.alloca() : memref<64xf32>
+// CHECK: scf.for
+// CHECK: memref.alloca_scope {
+// CHECK-NOT: memref.alloca() : memref<64xf32>
+// CHECK: memref.store %{{.*}}, %[[BUF]]
+// CHECK: memref.alloca(%{{.*}}) : memref<?xf32>
+// CHECK: omp.terminator
+func.func @per_thread_buffer(%m: memref<8xf32>, %n: index) {
+  %c = arith.constant 1.0 : f32
+  %c0 = arith.constant 0 : index
+  scf.forall (%i) in (8) {
+    %buf = memref.alloca() : memref<64xf32>
+    memref.store %c, %buf[%i] : memref<64xf32>
+    %dyn = memref.alloca(%n) : memref<?xf32>
+    memref.store %c, %dyn[%c0] : memref<?xf32>
+    %v = memref.load %buf[%c0] : memref<64xf32>
+    memref.store %v, %m[%i] : memref<8xf32>
+  }
+  return
+}

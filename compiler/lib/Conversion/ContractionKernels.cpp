@@ -6,12 +6,13 @@
 // pool, register tiles inside each block, vectors over the reduction.
 //
 // Both operands of `y = x W^T` are contiguous along k (x [M, K] row-major,
-// W [N, K] as stored), so the kernels are dot-product kernels: a 4x4 tile
-// keeps 16 vector accumulators and loads 4 + 4 vectors per step (one load
-// per FMA, which this class of CPU sustains), then reduces each accumulator
-// horizontally once per output element. No packed copy of the weights is
-// needed; the weight block of a task (block-cols rows of W) stays in L2
-// while every row of x passes over it.
+// W [N, K] as stored), so matrix-vector products (decode) and short
+// prompts use dot-product kernels: one stream through each row of W. Longer
+// prompts first pack each task's block of W transposed ([K, block], in L2)
+// and run outer-product tiles on it (a broadcast element of x times a
+// vector of packed weights; no horizontal sums), the layout that reaches the
+// FMA units' throughput. Sibling products that read the same x (q/k/v,
+// gate/up) are one kernel, and a residual add becomes a product's init.
 //
 //===----------------------------------------------------------------------===//
 
@@ -38,6 +39,10 @@ namespace {
 
 /// Output columns per task of a matrix-vector product (one row of x).
 constexpr int64_t kDecodeBlockCols = 16;
+/// Products with at least this many rows of x pack each block's weights
+/// for outer-product tiles; the packing pass over the block pays for
+/// itself only over many rows.
+constexpr int64_t kPackMinRows = 16;
 
 /// A `linear`-form contraction: out[m..., n] = init[m..., n] +
 /// sum_k x[m..., k] * w[n, k].
@@ -236,14 +241,18 @@ public:
     return arith::MulIOp::create(b, loc, q, idx(s));
   }
 
-  /// The whole block: rows [0, M) x columns [0, nlen) of `tile`.
-  Value block(Value xc, Value tile, Value rows, Value nlen) {
+  /// Dot-product tiles on W as stored: rows [from, rows) x columns
+  /// [0, nlen) of `tile`.
+  Value dotBlock(Value xc, Value tile, Value from, Value rows, Value nlen) {
     // 16 accumulators need the 32 vector registers of AVX-512; with 16
     // (AVX2) a 2x4 tile (8 accumulators) measured fastest.
     const int64_t MR = vl >= 16 ? 4 : 2, NR = 4;
-    Value rowsMain = roundDown(rows, MR);
+    Value rowsMain = from;
+    if (getConstantIntValue(rows) != getConstantIntValue(from) ||
+        !getConstantIntValue(rows))
+      rowsMain = add(from, roundDown(arith::SubIOp::create(b, loc, rows, from), MR));
     Value colsMain = roundDown(nlen, NR);
-    tile = loop(idx(0), rowsMain, MR, tile, [&](Value m, Value t) {
+    tile = loop(from, rowsMain, MR, tile, [&](Value m, Value t) {
       t = loop(idx(0), colsMain, NR, t, [&](Value nl, Value t2) {
         return microKernel(xc, t2, m, nl, MR, NR, 1);
       });
@@ -258,6 +267,134 @@ public:
         return microKernel(xc, t2, m, nl, 1, 1, 2);
       });
     });
+  }
+
+
+  /// The block's first `cols` rows of W (a multiple of 8) transposed into
+  /// `packed` ([k, nb]): packed[kk, j] = w[j, kk], in 8 x 8 register
+  /// transposes. One pass over the block's weights, into L2.
+  Value pack(Value packed, Value cols) {
+    VectorType v88 = VectorType::get({8, 8}, f32);
+    return loop(idx(0), cols, 8, packed, [&](Value n, Value p) {
+      return loop(idx(0), idx(k), 8, p, [&](Value kk, Value p2) {
+        Value block = arith::ConstantOp::create(
+            b, loc, DenseElementsAttr::get(v88, b.getF32FloatAttr(0.0)));
+        for (int64_t i = 0; i < 8; ++i)
+          block = vector::InsertOp::create(
+              b, loc, read(w, i ? add(n, idx(i)) : n, kk, 8), block,
+              ArrayRef<int64_t>{i});
+        Value t = vector::TransposeOp::create(b, loc, block,
+                                              ArrayRef<int64_t>{1, 0});
+        for (int64_t i = 0; i < 8; ++i)
+          p2 = vector::TransferWriteOp::create(
+                   b, loc, vector::ExtractOp::create(b, loc, t, ArrayRef<int64_t>{i}),
+                   p2, ValueRange{i ? add(kk, idx(i)) : kk, n},
+                   ArrayRef<bool>{true})
+                   .getResult();
+        return p2;
+      });
+    });
+  }
+
+  /// Outer-product tile on packed weights: tile[m + i, n + j] +=
+  /// sum_k x[m + i, k] * packed[k, n + j] for i < mr, j < 2 vl. Each k step
+  /// loads two vectors of weights and broadcasts mr elements of x into
+  /// 2 mr accumulators; no horizontal sums.
+  Value outerKernel(Value xc, Value packed, Value tile, Value m, Value n,
+                    int64_t mr) {
+    constexpr int64_t kUnroll = 4;
+    VectorType vt = VectorType::get({vl}, f32);
+    Value zero = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(vt, b.getF32FloatAttr(0.0)));
+    SmallVector<Value> xRows;
+    for (int64_t i = 0; i < mr; ++i)
+      xRows.push_back(i ? add(m, idx(i)) : m);
+    Value n1 = add(n, idx(vl));
+    SmallVector<Value> accs(2 * mr, zero);
+    auto loop = scf::ForOp::create(
+        b, loc, idx(0), idx(k), idx(kUnroll), accs,
+        [&](OpBuilder &nb, Location, Value kv, ValueRange iter) {
+          OpBuilder::InsertionGuard g(b);
+          b.setInsertionPointToStart(nb.getInsertionBlock());
+          SmallVector<Value> a(iter.begin(), iter.end());
+          for (int64_t u = 0; u < kUnroll; ++u) {
+            Value kk = u ? add(kv, idx(u)) : kv;
+            Value w0 = read(packed, kk, n, vl), w1 = read(packed, kk, n1, vl);
+            for (int64_t i = 0; i < mr; ++i) {
+              Value s = tensor::ExtractOp::create(b, loc, xc,
+                                                  ValueRange{xRows[i], kk});
+              Value x = vector::BroadcastOp::create(b, loc, vt, s);
+              a[2 * i] = vector::FMAOp::create(b, loc, x, w0, a[2 * i]);
+              a[2 * i + 1] = vector::FMAOp::create(b, loc, x, w1, a[2 * i + 1]);
+            }
+          }
+          scf::YieldOp::create(b, loc, a);
+        });
+    for (int64_t i = 0; i < mr; ++i)
+      for (int64_t h = 0; h < 2; ++h) {
+        Value col = h ? n1 : n;
+        Value old = read(tile, xRows[i], col, vl);
+        Value upd =
+            arith::AddFOp::create(b, loc, old, loop.getResult(2 * i + h));
+        tile = vector::TransferWriteOp::create(b, loc, upd, tile,
+                                               ValueRange{xRows[i], col},
+                                               ArrayRef<bool>{true})
+                   .getResult();
+      }
+    return tile;
+  }
+
+  /// The whole block with the block's weights packed first (`nb` columns
+  /// at most): outer-product tiles of mr rows x 2 vl columns, then the
+  /// columns left over with dot-product tiles.
+  Value packedBlock(Value xc, Value tile, Value rows, Value nlen,
+                    int64_t nb, Value packIf) {
+    const int64_t MR = vl >= 16 ? 12 : 6, NC = 2 * vl;
+    Value cols = roundDown(nlen, NC);
+    if (packIf)
+      cols = arith::SelectOp::create(b, loc, packIf, cols, idx(0));
+    // [k, cols]: a dynamic shape keeps it off the stack (a 256 KiB alloca
+    // per task would not be released before the loop ends).
+    Value packed = tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{k, nb}, f32);
+    packed = pack(packed, cols);
+    Value rowsMain = roundDown(rows, MR);
+    Value rowsPairs = add(rowsMain, roundDown(arith::SubIOp::create(b, loc, rows, rowsMain), 2));
+    auto outer = [&](Value from, Value to, int64_t mr, Value t) {
+      return loop(from, to, mr, t, [&](Value m, Value t2) {
+        return loop(idx(0), cols, NC, t2, [&](Value n, Value t3) {
+          return outerKernel(xc, packed, t3, m, n, mr);
+        });
+      });
+    };
+    tile = outer(idx(0), rowsMain, MR, tile);
+    tile = outer(rowsMain, rowsPairs, 2, tile);
+    tile = outer(rowsPairs, rows, 1, tile);
+    return loop(idx(0), rows, 1, tile, [&](Value m, Value t) {
+      return loop(cols, nlen, 1, t, [&](Value nl, Value t2) {
+        return microKernel(xc, t2, m, nl, 1, 1, 2);
+      });
+    });
+  }
+
+  /// The whole block: rows [0, M) x columns [0, nlen) of `tile`; `nb` is
+  /// the most columns a block has. Prompts of kPackMinRows rows or more
+  /// take the packed outer-product path, shorter ones (and decode) the
+  /// dot-product tiles on W as stored. (With a dynamic row count both are
+  /// emitted: the packed one over rows [0, P), the other over [P, M), where
+  /// P is M or 0; no branch on tensors.)
+  Value block(Value xc, Value tile, Value rows, Value nlen, int64_t nb) {
+    if (k % 8 != 0 || nb < 2 * vl)
+      return dotBlock(xc, tile, idx(0), rows, nlen);
+    std::optional<int64_t> staticRows = getConstantIntValue(rows);
+    if (staticRows)
+      return *staticRows >= kPackMinRows
+                 ? packedBlock(xc, tile, rows, nlen, nb, Value())
+                 : dotBlock(xc, tile, idx(0), rows, nlen);
+    Value big = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, rows,
+                                      idx(kPackMinRows));
+    Value packedRows = arith::SelectOp::create(b, loc, big, rows, idx(0));
+    tile = packedBlock(xc, tile, packedRows, nlen, nb, big);
+    return dotBlock(xc, tile, packedRows, rows, nlen);
   }
 
 private:
@@ -446,7 +583,7 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols) {
     Value tile = tensor::ExtractSliceOp::create(b, loc, shared, offsets,
                                                 tileSizes, strides);
     Value done = kb.block(xc, tile, rows,
-                          getValueOrCreateConstantIndexOp(b, loc, nlen));
+                          getValueOrCreateConstantIndexOp(b, loc, nlen), nb);
     b.setInsertionPointToStart(forall.getTerminator().getBody());
     tensor::ParallelInsertSliceOp::create(b, loc, done, shared, offsets,
                                           tileSizes, strides);

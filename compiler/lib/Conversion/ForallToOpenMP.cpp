@@ -78,13 +78,20 @@ LogicalResult lower(scf::ForallOp op, func::FuncOp threadNum,
       b, loc, arith::MulIOp::create(b, loc, tid, chunk), total);
   Value hi = arith::MinSIOp::create(
       b, loc, arith::AddIOp::create(b, loc, lo, chunk), total);
+  // Fixed-size stack buffers of an iteration (promoted temporaries, packed
+  // weight blocks) are allocated once per thread and reused by each of its
+  // iterations, which run one after another.
+  IRMapping map;
+  for (Operation &inner : op.getBody()->without_terminator())
+    if (auto alloca = dyn_cast<memref::AllocaOp>(inner))
+      if (alloca->getNumOperands() == 0)
+        b.clone(inner, map);
   auto loop = scf::ForOp::create(b, loc, lo, hi, cst(1));
   b.setInsertionPointToStart(loop.getBody());
   // Each iteration's stack allocations are released at its end.
   auto scope = memref::AllocaScopeOp::create(b, loc, TypeRange{});
   Block *scopeBody = b.createBlock(&scope.getBodyRegion());
   b.setInsertionPointToStart(scopeBody);
-  IRMapping map;
   Value rem = loop.getInductionVar();
   for (int64_t i = counts.size() - 1; i >= 0; --i) {
     Value idx = i ? arith::RemSIOp::create(b, loc, rem, counts[i]).getResult()
@@ -96,7 +103,8 @@ LogicalResult lower(scf::ForallOp op, func::FuncOp threadNum,
     map.map(op.getInductionVars()[i], iv);
   }
   for (Operation &inner : op.getBody()->without_terminator())
-    b.clone(inner, map);
+    if (inner.getNumResults() != 1 || !map.contains(inner.getResult(0)))
+      b.clone(inner, map);
   memref::AllocaScopeReturnOp::create(b, loc, ValueRange{});
   b.setInsertionPointToEnd(body);
   omp::TerminatorOp::create(b, loc);

@@ -76,20 +76,34 @@ def KilnContractionKernels
     `y[..., n] = init[..., n] + sum_k x[..., k] * W[n, k]` (f32, static `N`
     and `K`; the leading dimensions may be dynamic) into a kernel on tensors:
 
+    * fusion first: an elementwise add of such a product (initialised with
+      zeros, used only by the add) and another tensor `r` becomes the
+      product initialised with `r` (the residual add; bitwise the same), and
+      products that read the same `x` with the same `K` in one block (q/k/v,
+      gate/up), none of whose results is used before the last of them, become
+      one kernel: its tasks cover the column blocks of all of them, each
+      picking its member's weights (`scf.index_switch` over views, no copy),
+      and the results are column slices of one `[M, sum N]` output;
     * `scf.forall` over blocks of at most `block-cols` output columns (rows
       of `W`), fewer when `block-cols` rows would exceed 256 KiB (the block
-      stays in L2), which `kiln-lower-to-llvm` distributes over the
-      runtime's thread pool;
-    * in each block, register tiles of 4 rows of `x` by 4 rows of `W`
-      (16 vector accumulators) for matrix-matrix products (prefill) with
-      512-bit vectors (AVX-512 has 32 registers), 2 by 4 below, and one
-      row by one column with two accumulators for the rows left over and for
-      matrix-vector products (decode: one stream through `W`, which the
-      hardware prefetcher follows);
+      stays in L2), 16 for matrix-vector products (one row of `x`: decode)
+      so that every thread gets an even share; `kiln-lower-to-llvm`
+      distributes the blocks over the runtime's thread pool;
+    * products with 16 rows or more (prompts; the row count may be dynamic,
+      both paths are then emitted with bounds chosen at run time) pack the
+      block's weights transposed into a `[K, block]` buffer (8 x 8 register
+      transposes, one pass) and run outer-product tiles on it: 6 rows by two
+      vectors of columns (12 rows with 512-bit vectors), broadcasting one
+      element of `x` per row and k step, no horizontal sums; then tiles of 2
+      rows and 1 for the rows left over;
+    * otherwise, and for columns left over, dot-product tiles on `W` as
+      stored: 4 rows of `x` by 4 rows of `W` with 512-bit vectors (AVX-512
+      has 32 registers), 2 by 4 below, one row by one column with two
+      accumulators for the rows left over and for matrix-vector products
+      (one stream through `W`);
     * `k` in steps of the host's vector width (`vector-bits`), reading both
-      operands contiguously, the weights in the `[out, in]` layout they are
-      stored in; a static tail of whole vectors, then a short one widened
-      with zeros, when `K` is not a multiple of it.
+      operands contiguously; a static tail of whole vectors, then a short one
+      widened with zeros, when `K` is not a multiple of it.
 
     Every other `linalg.generic` with a dynamic parallel dimension (the
     prompt length: norms, activations, residual adds, RoPE, gathers in
@@ -121,7 +135,9 @@ def KilnForallToOpenMP : Pass<"kiln-forall-to-openmp", "mlir::ModuleOp"> {
     region: thread `omp_get_thread_num()` of `omp_get_num_threads()` runs
     the contiguous share `[tid * chunk, min((tid + 1) * chunk, total))` of
     the flattened iteration space (`chunk = ceil(total / threads)`), each
-    iteration in a `memref.alloca_scope`. The pool's size is the runtime's
+    iteration in a `memref.alloca_scope`. Fixed-size stack buffers of the
+    body (promoted temporaries, packed weight blocks) are allocated once per
+    thread before its share and reused by each of its iterations. The pool's size is the runtime's
     choice (`-t`). Unlike `omp.wsloop`, whose runtime entry allocates on the
     heap in Debian's libomp, this calls nothing but the two queries.
   }];

@@ -24,7 +24,9 @@ new tokens after that prompt and after a long one (context - 128 tokens,
 fraction of the memory-bandwidth roofline (bandwidth measured here with a
 STREAM-triad loop on --threads threads; bytes per token = the weights a
 decode step reads, all but the embedding table, plus the KV cache read at
-that context). Medians of --runs runs, systems interleaved within each run.
+that context); and, since a decode step only reads, the rate at which each
+system reads those bytes against a read-only pass measured the same way.
+Medians of --runs runs, systems interleaved within each run.
 
     /usr/bin/python3 bench/llama_vs_peers.py [--shapes small,base,base-gqa] [--runs 3]
 """
@@ -63,11 +65,23 @@ TRIAD_C = r"""
 #include <time.h>
 /* STREAM's triad a = b + s*c on T threads (pthreads), 3 x 256 MiB of
    doubles, far beyond the caches; the best of 7 passes, counted as STREAM
-   does (three words per element). */
+   does (three words per element). Then a read-only pass (the sum of b, the
+   access pattern of a decode step's weights), best of 7. Prints both. */
 static size_t n; static double *a, *b, *c; static int T;
+static unsigned long long sums[64];
 static void *part(void *arg) {
   size_t t = (size_t)arg, lo = n * t / T, hi = n * (t + 1) / T;
   for (size_t i = lo; i < hi; ++i) a[i] = b[i] + 3.0 * c[i];
+  return 0;
+}
+static void *readAll(void *arg) {
+  size_t t = (size_t)arg, lo = n * t / T, hi = n * (t + 1) / T;
+  /* Integer sums of the bits: vectorized, so the loop is bound by memory,
+     not by floating-point add latency. */
+  const unsigned long long *u = (const unsigned long long *)b;
+  unsigned long long s = 0;
+  for (size_t i = lo; i < hi; ++i) s += u[i];
+  sums[t] = s;
   return 0;
 }
 static void *init(void *arg) {
@@ -85,17 +99,18 @@ int main(int argc, char **argv) {
   n = (size_t)1 << 25;
   a = malloc(n * 8); b = malloc(n * 8); c = malloc(n * 8);
   all(init);
-  double best = 1e30;
-  for (int r = 0; r < 7; ++r) {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    all(part);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double s = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
-    if (s < best) best = s;
-  }
-  printf("%.3f\n", 3.0 * n * 8 / best / 1e9);
-  return a[n / 2] == 7.0 ? 0 : 1;
+  double best[2] = {1e30, 1e30};
+  for (int k = 0; k < 2; ++k)
+    for (int r = 0; r < 7; ++r) {
+      struct timespec t0, t1;
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      all(k ? readAll : part);
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      double s = (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec);
+      if (s < best[k]) best[k] = s;
+    }
+  printf("%.3f %.3f\n", 3.0 * n * 8 / best[0] / 1e9, 1.0 * n * 8 / best[1] / 1e9);
+  return a[n / 2] == 7.0 && sums[0] != 1 ? 0 : 1;
 }
 """
 
@@ -120,7 +135,9 @@ def bandwidth(work, threads):
     with open(src, "w") as f:
         f.write(TRIAD_C)
     run(["clang-22", "-O3", "-march=native", "-pthread", src, "-o", exe])
-    return statistics.median(float(run([exe, str(threads)]).stdout) for _ in range(3))
+    runs = [run([exe, str(threads)]).stdout.split() for _ in range(3)]
+    return (statistics.median(float(r[0]) for r in runs),
+            statistics.median(float(r[1]) for r in runs))
 
 
 def decode_bytes(cfg, ctx):
@@ -266,8 +283,9 @@ def main():
     os.makedirs(work, exist_ok=True)
     llama_bin = run([os.path.join(ROOT, "scripts", "llama-cpp.sh")]).stdout.strip().splitlines()[-1]
     bench = os.path.join(llama_bin, "llama-bench")
-    bw = bandwidth(work, args.threads)
-    print("memory bandwidth (STREAM triad, %d threads): %.1f GB/s" % (args.threads, bw))
+    bw, read_bw = bandwidth(work, args.threads)
+    print("memory bandwidth (%d threads): STREAM triad %.1f GB/s (the roofline below); "
+          "read-only %.1f GB/s" % (args.threads, bw, read_bw))
     rows = []
     for shape in args.shapes.split(","):
         cfg = dict(SHAPES[shape], rms_norm_eps=1e-5, rope_theta=10000.0, bos_token_id=1,
@@ -328,6 +346,12 @@ def main():
                      k["rss_mb"] / p["rss_mb"]))
         print("kiln peak RSS - (weights + KV cache) = %.0f MB"
               % (med["kiln"]["rss_mb"] - weights_mb - kv_mb))
+        print("decode reads (short context): "
+              + ", ".join("%s %.1f GB/s = %.0f%% of read-only"
+                          % (s, med[s]["short"]["decode_tps"] * decode_bytes(cfg, PROMPT + NEW // 2)
+                             / 1e9, 100 * med[s]["short"]["decode_tps"]
+                             * decode_bytes(cfg, PROMPT + NEW // 2) / 1e9 / read_bw)
+                          for s in systems))
         rows.append((shape, med))
 
 

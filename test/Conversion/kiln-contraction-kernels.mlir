@@ -281,3 +281,86 @@ func.func @residual_after_bias(%x: tensor<2x8xf32>, %w: tensor<8x8xf32>, %r: ten
   return %y : tensor<2x8xf32>
 }
 
+
+// -----
+
+// Decode's gated activation: act(x Wg^T) * (x Wu^T) over one row is one
+// kernel. Each task computes the same block of columns of both products
+// into task-local tiles and applies the activation to them, writing only
+// its result; the products' outputs never exist whole.
+#x = affine_map<(d0, d1, d2) -> (d0, d2)>
+#w = affine_map<(d0, d1, d2) -> (d1, d2)>
+#o = affine_map<(d0, d1, d2) -> (d0, d1)>
+#id = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-LABEL: func.func @gated_decode
+// CHECK-SAME: (%[[X:.*]]: tensor<1x8xf32>, %[[WG:.*]]: tensor<8x8xf32>, %[[WU:.*]]: tensor<8x8xf32>)
+// CHECK: %[[R:.*]] = scf.forall (%[[B:.*]]) in (2) shared_outs(%[[O:.*]] = %{{.*}}) -> (tensor<1x8xf32>)
+// CHECK: %[[N0:.*]] = arith.muli %[[B]], %c4
+// CHECK: %[[G:.*]] = tensor.extract_slice %[[WG]][%[[N0]], 0] [4, 8] [1, 1]
+// CHECK: vector.transfer_read %[[G]]
+// CHECK: %[[U:.*]] = tensor.extract_slice %[[WU]][%[[N0]], 0] [4, 8] [1, 1]
+// CHECK: vector.transfer_read %[[U]]
+// CHECK: %[[T:.*]] = tensor.extract_slice %[[O]][0, %[[N0]]] [1, 4] [1, 1]
+// CHECK: %[[E:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %{{.*}} : tensor<1x4xf32>, tensor<1x4xf32>) outs(%[[T]] : tensor<1x4xf32>)
+// CHECK: arith.negf
+// CHECK: arith.mulf
+// CHECK: tensor.parallel_insert_slice %[[E]] into %[[O]][0, %[[N0]]] [1, 4] [1, 1]
+// CHECK-NOT: linalg.generic
+// CHECK: return %[[R]]
+func.func @gated_decode(%x: tensor<1x8xf32>, %wg: tensor<8x8xf32>, %wu: tensor<8x8xf32>) -> tensor<1x8xf32> {
+  %zero = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<1x8xf32>
+  %f = linalg.fill ins(%zero : f32) outs(%e : tensor<1x8xf32>) -> tensor<1x8xf32>
+  %g = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %wg : tensor<1x8xf32>, tensor<8x8xf32>) outs(%f : tensor<1x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %s = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %s : f32
+  } -> tensor<1x8xf32>
+  %u = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %wu : tensor<1x8xf32>, tensor<8x8xf32>) outs(%f : tensor<1x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %s = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %s : f32
+  } -> tensor<1x8xf32>
+  %h = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]} ins(%g, %u : tensor<1x8xf32>, tensor<1x8xf32>) outs(%e : tensor<1x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %n = arith.negf %a : f32
+    %p = arith.mulf %n, %b : f32
+    linalg.yield %p : f32
+  } -> tensor<1x8xf32>
+  return %h : tensor<1x8xf32>
+}
+
+// With prompt rows the two products are one sibling kernel (over both
+// products' column blocks) and the activation stays a separate loop.
+// CHECK-LABEL: func.func @gated_prompt
+// CHECK: scf.forall (%{{.*}}) in (4) shared_outs(%{{.*}}) -> (tensor<?x16xf32>)
+// CHECK: scf.forall (%{{.*}}) = (0) to (%{{.*}}) step (8)
+// CHECK: arith.negf
+func.func @gated_prompt(%x: tensor<?x8xf32>, %wg: tensor<8x8xf32>, %wu: tensor<8x8xf32>) -> tensor<?x8xf32> {
+  %c0 = arith.constant 0 : index
+  %zero = arith.constant 0.0 : f32
+  %s = tensor.dim %x, %c0 : tensor<?x8xf32>
+  %e = tensor.empty(%s) : tensor<?x8xf32>
+  %f = linalg.fill ins(%zero : f32) outs(%e : tensor<?x8xf32>) -> tensor<?x8xf32>
+  %g = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %wg : tensor<?x8xf32>, tensor<8x8xf32>) outs(%f : tensor<?x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %r = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %r : f32
+  } -> tensor<?x8xf32>
+  %u = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %wu : tensor<?x8xf32>, tensor<8x8xf32>) outs(%f : tensor<?x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %m = arith.mulf %a, %b fastmath<reassoc,contract> : f32
+    %r = arith.addf %c, %m fastmath<reassoc,contract> : f32
+    linalg.yield %r : f32
+  } -> tensor<?x8xf32>
+  %h = linalg.generic {indexing_maps = [#id, #id, #id], iterator_types = ["parallel", "parallel"]} ins(%g, %u : tensor<?x8xf32>, tensor<?x8xf32>) outs(%e : tensor<?x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %n = arith.negf %a : f32
+    %p = arith.mulf %n, %b : f32
+    linalg.yield %p : f32
+  } -> tensor<?x8xf32>
+  return %h : tensor<?x8xf32>
+}

@@ -83,7 +83,10 @@ def KilnContractionKernels
       gate/up), none of whose results is used before the last of them, become
       one kernel: its tasks cover the column blocks of all of them, each
       picking its member's weights (`scf.index_switch` over views, no copy),
-      and the results are column slices of one `[M, sum N]` output;
+      and the results are column slices of one `[M, sum N]` output; for one
+      row of `x` (decode), an elementwise generic over exactly two such
+      siblings (the gated activation) becomes one kernel whose tasks compute
+      the same columns of both into task-local tiles and apply it;
     * `scf.forall` over blocks of at most `block-cols` output columns (rows
       of `W`), fewer when `block-cols` rows would exceed 256 KiB (the block
       stays in L2), 16 for matrix-vector products (one row of `x`: decode)

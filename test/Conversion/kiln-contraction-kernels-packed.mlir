@@ -2,27 +2,29 @@
 
 // Prompt-sized products (16 rows or more at run time) pack each block's
 // weights, transposed, into a [K, block] buffer (one pass over the block)
-// and run outer-product tiles on it: 6 rows x 2 vectors (12 accumulators
-// below 512-bit vectors), each k step loading two vectors of packed weights
-// and broadcasting one element of x per row; no horizontal sums. Rows left
-// over take tiles of 2 rows, then 1; columns left over (12 = 8 + 4) the
-// dot-product kernel. Fewer than 16 rows: packing is skipped (its bounds
-// are 0) and the dot-product tiles run over all rows.
+// and run outer-product tiles on it over the rows in whole tiles: 6 rows x
+// 2 vectors (12 accumulators below 512-bit vectors), each k step loading
+// two vectors of packed weights and broadcasting one element of x per row;
+// no horizontal sums. Columns left over (12 = 8 + 4) take the dot-product
+// kernel, and so do the rows left over (fewer than 6) and, below 16 rows,
+// all rows: packing is then skipped (its bounds are 0).
 #x = affine_map<(d0, d1, d2) -> (d0, d2)>
 #w = affine_map<(d0, d1, d2) -> (d1, d2)>
 #o = affine_map<(d0, d1, d2) -> (d0, d1)>
 // CHECK-LABEL: func.func @packed
 // CHECK-SAME: (%[[X:.*]]: tensor<?x16xf32>, %[[W:.*]]: tensor<12x16xf32>, %{{.*}}: tensor<?x12xf32>)
 // CHECK: %[[M:.*]] = tensor.dim %[[X]], %c0
+// CHECK: %[[Q:.*]] = arith.divui %[[M]], %c6
+// CHECK: %[[WHOLE:.*]] = arith.muli %[[Q]], %c6
 // CHECK: %[[BIG:.*]] = arith.cmpi sge, %[[M]], %c16 : index
-// CHECK: %[[PROWS:.*]] = arith.select %[[BIG]], %[[M]], %c0 : index
+// CHECK: %[[PROWS:.*]] = arith.select %[[BIG]], %[[WHOLE]], %c0 : index
 // CHECK: %[[PCOLS:.*]] = arith.select %[[BIG]], %c8, %c0 : index
 // CHECK: %[[BUF:.*]] = tensor.empty() : tensor<16x12xf32>
 // CHECK: %[[P:.*]] = scf.for %[[N:.*]] = %c0 to %[[PCOLS]] step %c8 iter_args(%{{.*}} = %[[BUF]]) -> (tensor<16x12xf32>)
 // CHECK: scf.for %[[K:.*]] = %c0 to %c16 step %c8
 // CHECK-COUNT-8: vector.transfer_read %[[W]]{{.*}} : tensor<12x16xf32>, vector<8xf32>
 // CHECK-COUNT-8: vector.transfer_write {{.*}} : vector<8xf32>, tensor<16x12xf32>
-// CHECK: scf.for %{{.*}} = %c0 to %{{.*}} step %c6
+// CHECK: scf.for %{{.*}} = %c0 to %[[PROWS]] step %c6
 // CHECK: scf.for %{{.*}} = %c0 to %[[PCOLS]] step %c8
 // CHECK: scf.for %{{.*}} = %c0 to %c16 step %c4 iter_args({{.*}}) -> (vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>, vector<4xf32>)
 // CHECK-COUNT-2: vector.transfer_read %[[P]]{{.*}} : tensor<16x12xf32>, vector<4xf32>
@@ -30,8 +32,6 @@
 // CHECK: vector.broadcast {{.*}} : f32 to vector<4xf32>
 // CHECK-COUNT-2: vector.fma
 // CHECK-NOT: vector.reduction
-// CHECK: scf.for %{{.*}} step %c2
-// CHECK: scf.for %{{.*}} to %[[PROWS]] step %c1
 // Columns 8..11 of the packed rows: dot products.
 // CHECK: scf.for %{{.*}} = %c0 to %[[PROWS]] step %c1
 // CHECK: scf.for %{{.*}} = %[[PCOLS]] to %c12 step %c1
@@ -39,6 +39,7 @@
 // The rows that were not packed (all of them below 16): dot-product tiles.
 // CHECK: scf.for %{{.*}} = %[[PROWS]] to %{{.*}} step %c2
 // CHECK: scf.for %{{.*}} = %c0 to %c12 step %c4
+// CHECK: scf.for %{{.*}} to %[[M]] step %c1
 func.func @packed(%x: tensor<?x16xf32>, %w: tensor<12x16xf32>, %init: tensor<?x12xf32>) -> tensor<?x12xf32> {
   %0 = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "reduction"]} ins(%x, %w : tensor<?x16xf32>, tensor<12x16xf32>) outs(%init : tensor<?x12xf32>) {
   ^bb0(%a: f32, %b: f32, %c: f32):

@@ -76,8 +76,8 @@ CONFIGS = [
 ]
 
 # 16 prompt rows: @prefill takes the packed outer-product kernels (16 rows or
-# more) with 4 rows left over after tiles of 6 (two pairs); --forward-logits
-# over 47 rows leaves 5 (two pairs and a single row). 16 + 32 fits the
+# more) for 12 rows and dot-product tiles for the 4 left over (two pairs);
+# --forward-logits over 47 rows leaves 5 (two pairs and a single row). 16 + 32 fits the
 # smallest context here (a sliding window of 48 in hf_parity.py).
 PROMPT = 16
 STEPS = 32

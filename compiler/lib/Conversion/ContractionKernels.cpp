@@ -345,31 +345,28 @@ public:
     return tile;
   }
 
-  /// The whole block with the block's weights packed first (`nb` columns
-  /// at most): outer-product tiles of mr rows x 2 vl columns, then the
-  /// columns left over with dot-product tiles.
-  Value packedBlock(Value xc, Value tile, Value rows, Value nlen,
-                    int64_t nb, Value packIf) {
-    const int64_t MR = vl >= 16 ? 12 : 6, NC = 2 * vl;
+  /// Rows of an outer-product tile: 6 x 2 vectors is 12 accumulators of
+  /// the 16 registers of AVX2, 12 x 2 uses 24 of AVX-512's 32.
+  int64_t outerRows() const { return vl >= 16 ? 12 : 6; }
+
+  /// Rows [0, rows) (a multiple of outerRows()) of the block, its weights
+  /// packed first (`nb` columns at most; none unless `packIf`, when given):
+  /// outer-product tiles of outerRows() rows x 2 vl columns, then the
+  /// columns left over with dot products.
+  Value packedBlock(Value xc, Value tile, Value rows, Value nlen, int64_t nb,
+                    Value packIf) {
+    const int64_t NC = 2 * vl;
     Value cols = roundDown(nlen, NC);
     if (packIf)
       cols = arith::SelectOp::create(b, loc, packIf, cols, idx(0));
-    // [k, cols]: a dynamic shape keeps it off the stack (a 256 KiB alloca
-    // per task would not be released before the loop ends).
-    Value packed = tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{k, nb}, f32);
+    Value packed =
+        tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{k, nb}, f32);
     packed = pack(packed, cols);
-    Value rowsMain = roundDown(rows, MR);
-    Value rowsPairs = add(rowsMain, roundDown(arith::SubIOp::create(b, loc, rows, rowsMain), 2));
-    auto outer = [&](Value from, Value to, int64_t mr, Value t) {
-      return loop(from, to, mr, t, [&](Value m, Value t2) {
-        return loop(idx(0), cols, NC, t2, [&](Value n, Value t3) {
-          return outerKernel(xc, packed, t3, m, n, mr);
-        });
+    tile = loop(idx(0), rows, outerRows(), tile, [&](Value m, Value t) {
+      return loop(idx(0), cols, NC, t, [&](Value n, Value t2) {
+        return outerKernel(xc, packed, t2, m, n, outerRows());
       });
-    };
-    tile = outer(idx(0), rowsMain, MR, tile);
-    tile = outer(rowsMain, rowsPairs, 2, tile);
-    tile = outer(rowsPairs, rows, 1, tile);
+    });
     return loop(idx(0), rows, 1, tile, [&](Value m, Value t) {
       return loop(cols, nlen, 1, t, [&](Value nl, Value t2) {
         return microKernel(xc, t2, m, nl, 1, 1, 2);
@@ -379,21 +376,23 @@ public:
 
   /// The whole block: rows [0, M) x columns [0, nlen) of `tile`; `nb` is
   /// the most columns a block has. Prompts of kPackMinRows rows or more
-  /// take the packed outer-product path, shorter ones (and decode) the
-  /// dot-product tiles on W as stored. (With a dynamic row count both are
-  /// emitted: the packed one over rows [0, P), the other over [P, M), where
-  /// P is M or 0; no branch on tensors.)
+  /// take the packed outer-product path for their whole tiles of
+  /// outerRows() rows, P rows in all; rows [P, M) (all of them for shorter
+  /// prompts and decode) the dot-product tiles on W as stored. With a
+  /// dynamic row count both paths are emitted and P is chosen at run time
+  /// (no branch on tensors).
   Value block(Value xc, Value tile, Value rows, Value nlen, int64_t nb) {
     if (k % 8 != 0 || nb < 2 * vl)
       return dotBlock(xc, tile, idx(0), rows, nlen);
     std::optional<int64_t> staticRows = getConstantIntValue(rows);
-    if (staticRows)
-      return *staticRows >= kPackMinRows
-                 ? packedBlock(xc, tile, rows, nlen, nb, Value())
-                 : dotBlock(xc, tile, idx(0), rows, nlen);
-    Value big = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, rows,
-                                      idx(kPackMinRows));
-    Value packedRows = arith::SelectOp::create(b, loc, big, rows, idx(0));
+    if (staticRows && *staticRows < kPackMinRows)
+      return dotBlock(xc, tile, idx(0), rows, nlen);
+    Value packedRows = roundDown(rows, outerRows()), big;
+    if (!staticRows) {
+      big = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, rows,
+                                  idx(kPackMinRows));
+      packedRows = arith::SelectOp::create(b, loc, big, packedRows, idx(0));
+    }
     tile = packedBlock(xc, tile, packedRows, nlen, nb, big);
     return dotBlock(xc, tile, packedRows, rows, nlen);
   }

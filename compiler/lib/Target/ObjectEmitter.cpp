@@ -13,6 +13,8 @@
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
+#include "llvm/Bitcode/BitcodeReader.h"
+#include "llvm/Bitcode/BitcodeWriter.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Passes/PassBuilder.h"
@@ -22,6 +24,9 @@
 #include "llvm/Target/TargetOptions.h"
 #include "llvm/TargetParser/Host.h"
 #include "llvm/TargetParser/SubtargetFeature.h"
+#include "llvm/Transforms/Utils/SplitModule.h"
+
+#include <thread>
 
 using namespace llvm;
 
@@ -48,7 +53,8 @@ static std::unique_ptr<TargetMachine> hostTargetMachine(std::string &error) {
 
 std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
                                                LLVMContext &context,
-                                               std::string &error) {
+                                               std::string &error,
+                                               bool optimize) {
   // Argument and result attributes of other dialects (transformer.weights,
   // transformer.output, ...) document the IR; LLVM IR has no use for them.
   module.walk([](mlir::LLVM::LLVMFuncOp func) {
@@ -79,16 +85,22 @@ std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
     error = "translation from the LLVM dialect to LLVM IR failed";
     return nullptr;
   }
+  if (optimize && !optimizeForHost(*llvmModule, error))
+    return nullptr;
+  return llvmModule;
+}
+
+bool kiln::optimizeForHost(Module &module, std::string &error) {
   std::unique_ptr<TargetMachine> tm = hostTargetMachine(error);
   if (!tm)
-    return nullptr;
-  llvmModule->setTargetTriple(tm->getTargetTriple());
-  llvmModule->setDataLayout(tm->createDataLayout());
+    return false;
+  module.setTargetTriple(tm->getTargetTriple());
+  module.setDataLayout(tm->createDataLayout());
   // The kernels are written for the host's full vector width; without this
   // LLVM splits 512-bit vectors in two on CPUs it tunes for 256 bits (Zen 4),
   // and a 4x4 tile of accumulators no longer fits the register file.
   std::string width = std::to_string(hostVectorBits());
-  for (Function &f : *llvmModule)
+  for (Function &f : module)
     if (!f.isDeclaration())
       f.addFnAttr("prefer-vector-width", width);
 
@@ -108,8 +120,55 @@ std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
   // loses vectorization (52 tok/s).
   ModulePassManager mpm =
       pb.buildPerModuleDefaultPipeline(OptimizationLevel::O2);
-  mpm.run(*llvmModule, mam);
-  return llvmModule;
+  mpm.run(module, mam);
+  return true;
+}
+
+bool kiln::emitObjectsInParallel(std::unique_ptr<Module> module,
+                                 unsigned parts,
+                                 SmallVectorImpl<SmallString<0>> &objects,
+                                 std::string &error) {
+  // The target is initialised here, before any thread starts.
+  if (!hostTargetMachine(error))
+    return false;
+  // Each part travels as bitcode into a context of its own: an LLVMContext
+  // is not shared between threads.
+  SmallVector<SmallString<0>> bitcode;
+  SplitModule(
+      *module, std::max(parts, 1u),
+      [&](std::unique_ptr<Module> part) {
+        SmallString<0> &buf = bitcode.emplace_back();
+        raw_svector_ostream os(buf);
+        WriteBitcodeToFile(*part, os);
+      },
+      /*PreserveLocals=*/false);
+  module.reset();
+  objects.assign(bitcode.size(), SmallString<0>());
+  std::vector<std::string> errors(bitcode.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < bitcode.size(); ++i)
+    threads.emplace_back([&, i] {
+      LLVMContext context;
+      Expected<std::unique_ptr<Module>> part = parseBitcodeFile(
+          MemoryBufferRef(StringRef(bitcode[i].data(), bitcode[i].size()),
+                          "kiln-part"),
+          context);
+      if (!part) {
+        errors[i] = toString(part.takeError());
+        return;
+      }
+      raw_svector_ostream os(objects[i]);
+      if (optimizeForHost(**part, errors[i]))
+        emitObject(**part, os, errors[i]);
+    });
+  for (std::thread &t : threads)
+    t.join();
+  for (std::string &e : errors)
+    if (!e.empty()) {
+      error = e;
+      return false;
+    }
+  return true;
 }
 
 bool kiln::emitObject(Module &module, raw_pwrite_stream &os,
@@ -126,7 +185,7 @@ bool kiln::emitObject(Module &module, raw_pwrite_stream &os,
   return true;
 }
 
-bool kiln::linkExecutable(StringRef linker, StringRef objectPath,
+bool kiln::linkExecutable(StringRef linker, ArrayRef<std::string> objectPaths,
                           StringRef runtimeLib, StringRef outputPath,
                           bool shared, std::string &error) {
   ErrorOr<std::string> program = sys::findProgramByName(linker);
@@ -135,16 +194,17 @@ bool kiln::linkExecutable(StringRef linker, StringRef objectPath,
     return false;
   }
   // Parallel kernels run on the OpenMP runtime's thread pool (libomp).
-  SmallVector<StringRef> args = {*program, objectPath,       runtimeLib,
-                                 "-lm",    "-l:libomp.so.5", "-pthread",
-                                 "-o",     outputPath};
-  if (shared) // Keep the whole C API, which nothing in the library calls.
-    args = {*program,   "-shared",
-            objectPath, "-Wl,--whole-archive",
-            runtimeLib, "-Wl,--no-whole-archive",
-            "-lm",      "-l:libomp.so.5",
-            "-pthread", "-o",
-            outputPath};
+  SmallVector<StringRef> args = {*program};
+  if (shared)
+    args.push_back("-shared");
+  for (const std::string &o : objectPaths)
+    args.push_back(o);
+  if (shared) { // Keep the whole C API, which nothing in the library calls.
+    args.append({"-Wl,--whole-archive", runtimeLib, "-Wl,--no-whole-archive"});
+  } else {
+    args.push_back(runtimeLib);
+  }
+  args.append({"-lm", "-l:libomp.so.5", "-pthread", "-o", outputPath});
   std::string message;
   int rc =
       sys::ExecuteAndWait(*program, args, std::nullopt, {}, 0, 0, &message);

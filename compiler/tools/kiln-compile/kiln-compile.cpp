@@ -30,6 +30,7 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
 #include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/Threading.h"
 #include "llvm/Support/ToolOutputFile.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -349,10 +350,12 @@ int main(int argc, char **argv) {
 
   LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule;
-  report("llvm-ir (-O2 for this CPU)");
+  bool serial = emit == Emit::LLVM || emit == Emit::Obj;
+  report(serial ? "llvm-ir (-O2 for this CPU)" : "llvm-ir");
   {
-    mlir::TimingScope t = rootTimer.nest("llvm-opt");
-    llvmModule = kiln::translateForHost(*module, llvmContext, error);
+    mlir::TimingScope t = rootTimer.nest(serial ? "llvm-opt" : "llvm-translate");
+    llvmModule =
+        kiln::translateForHost(*module, llvmContext, error, /*optimize=*/serial);
     if (!llvmModule)
       return fail(CompileFailed, error);
   }
@@ -367,37 +370,55 @@ int main(int argc, char **argv) {
       return fail(OutputFailed, error);
     return Ok;
   }
-
-  auto emitObj = [&](raw_pwrite_stream &os) {
-    report(emit == Emit::Obj ? "object" : "object and link");
-    mlir::TimingScope t = rootTimer.nest("codegen");
-    return kiln::emitObject(*llvmModule, os, error);
-  };
   if (emit == Emit::Obj) {
+    auto emitObj = [&](raw_pwrite_stream &os) {
+      report("object");
+      mlir::TimingScope t = rootTimer.nest("codegen");
+      return kiln::emitObject(*llvmModule, os, error);
+    };
     if (!writeAtomically(outputPath, emitObj, error))
       return fail(error.empty() ? OutputFailed : CompileFailed, error);
     return Ok;
   }
 
-  // Executable or shared library: object in a temporary file, then link to
-  // a temporary file next to the output and rename it into place.
+  // Executable or shared library: -O2 and code generation of the module's
+  // parts on every CPU this process may use (one object file each, in
+  // temporary files), then link to a temporary file next to the output and
+  // rename it into place.
   bool shared = emit == Emit::Shared;
   std::string lib = runtimeLib.empty() ? defaultRuntimeLib(argv[0], shared)
                                        : std::string(runtimeLib);
   if (!sys::fs::exists(lib))
     return fail(OutputFailed,
                 "runtime library '" + lib + "' not found (give --runtime-lib)");
-  SmallString<256> objPath;
-  if (std::error_code ec =
-          sys::fs::createTemporaryFile("kiln-model", "o", objPath))
-    return fail(OutputFailed,
-                "cannot create a temporary file: " + ec.message());
-  FileRemover objRemover(objPath);
+  unsigned parts = std::max(
+      1u, std::min(8u, llvm::hardware_concurrency().compute_thread_count()));
+  SmallVector<SmallString<0>> objects;
   {
+    report("objects and link");
+    mlir::TimingScope t = rootTimer.nest("llvm-opt+codegen (" +
+                                         std::to_string(parts) + " threads)");
+    if (!kiln::emitObjectsInParallel(std::move(llvmModule), parts, objects,
+                                     error))
+      return fail(CompileFailed, error);
+  }
+  std::vector<std::string> objPaths;
+  std::vector<std::unique_ptr<FileRemover>> objRemovers;
+  for (const SmallString<0> &object : objects) {
+    SmallString<256> objPath;
+    if (std::error_code ec =
+            sys::fs::createTemporaryFile("kiln-model", "o", objPath))
+      return fail(OutputFailed,
+                  "cannot create a temporary file: " + ec.message());
+    objRemovers.push_back(std::make_unique<FileRemover>(objPath));
     std::error_code ec;
     raw_fd_ostream os(objPath, ec);
-    if (ec || !emitObj(os))
-      return fail(CompileFailed, ec ? ec.message() : error);
+    if (!ec)
+      os << object;
+    os.close();
+    if (ec || os.has_error())
+      return fail(OutputFailed, "cannot write '" + objPath.str().str() + "'");
+    objPaths.push_back(objPath.str().str());
   }
   SmallString<256> dir(sys::path::parent_path(outputPath));
   if (dir.empty())
@@ -410,7 +431,7 @@ int main(int argc, char **argv) {
   FileRemover exeRemover(tmpExe);
   {
     mlir::TimingScope t = rootTimer.nest("link");
-    if (!kiln::linkExecutable(linker, objPath, lib, tmpExe, shared, error))
+    if (!kiln::linkExecutable(linker, objPaths, lib, tmpExe, shared, error))
       return fail(OutputFailed, error);
   }
   if (std::error_code ec = sys::fs::rename(tmpExe, outputPath))

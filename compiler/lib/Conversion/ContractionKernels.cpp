@@ -134,6 +134,22 @@ public:
   Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
   Value add(Value a, Value c) { return arith::AddIOp::create(b, loc, a, c); }
 
+  /// base, base + 1, ..., base + n - 1.
+  SmallVector<Value> consecutive(Value base, int64_t n) {
+    SmallVector<Value> values;
+    for (int64_t i = 0; i < n; ++i)
+      values.push_back(i ? add(base, idx(i)) : base);
+    return values;
+  }
+
+  /// A vector of `vl` zeros.
+  Value zeros() {
+    return arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(VectorType::get({vl}, f32),
+                               b.getF32FloatAttr(0.0)));
+  }
+
   /// Reads `len` floats of row `row` of a 2-D tensor from column `col`
   /// (in bounds by construction).
   Value read(Value t, Value row, Value col, int64_t len) {
@@ -151,14 +167,8 @@ public:
                     int64_t nr, int64_t unroll) {
     int64_t step = vl * unroll;
     int64_t kMain = k / step * step;
-    VectorType vt = VectorType::get({vl}, f32);
-    Value zero = arith::ConstantOp::create(
-        b, loc, DenseElementsAttr::get(vt, b.getF32FloatAttr(0.0)));
-    SmallVector<Value> xRows, wRows;
-    for (int64_t i = 0; i < mr; ++i)
-      xRows.push_back(i ? add(m, idx(i)) : m);
-    for (int64_t j = 0; j < nr; ++j)
-      wRows.push_back(j ? add(nl, idx(j)) : nl);
+    Value zero = zeros();
+    SmallVector<Value> xRows = consecutive(m, mr), wRows = consecutive(nl, nr);
 
     // accs[(i * nr + j) * unroll + u]
     auto step1 = [&](Value kv, int64_t len, SmallVector<Value> &accs,
@@ -248,10 +258,8 @@ public:
     // 16 accumulators need the 32 vector registers of AVX-512; with 16
     // (AVX2) a 2x4 tile (8 accumulators) measured fastest.
     const int64_t MR = vl >= 16 ? 4 : 2, NR = 4;
-    Value rowsMain = from;
-    if (getConstantIntValue(rows) != getConstantIntValue(from) ||
-        !getConstantIntValue(rows))
-      rowsMain = add(from, roundDown(arith::SubIOp::create(b, loc, rows, from), MR));
+    Value rowsMain =
+        add(from, roundDown(arith::SubIOp::create(b, loc, rows, from), MR));
     Value colsMain = roundDown(nlen, NR);
     tile = loop(from, rowsMain, MR, tile, [&](Value m, Value t) {
       t = loop(idx(0), colsMain, NR, t, [&](Value nl, Value t2) {
@@ -270,7 +278,6 @@ public:
     });
   }
 
-
   /// The block's first `cols` rows of W (a multiple of 8) transposed into
   /// `packed` ([k, nb]): packed[kk, j] = w[j, kk], in 8 x 8 register
   /// transposes. One pass over the block's weights, into L2.
@@ -280,17 +287,17 @@ public:
       return loop(idx(0), idx(k), 8, p, [&](Value kk, Value p2) {
         Value block = arith::ConstantOp::create(
             b, loc, DenseElementsAttr::get(v88, b.getF32FloatAttr(0.0)));
-        for (int64_t i = 0; i < 8; ++i)
-          block = vector::InsertOp::create(
-              b, loc, read(w, i ? add(n, idx(i)) : n, kk, 8), block,
-              ArrayRef<int64_t>{i});
+        for (auto [i, row] : llvm::enumerate(consecutive(n, 8)))
+          block = vector::InsertOp::create(b, loc, read(w, row, kk, 8), block,
+                                           ArrayRef<int64_t>{(int64_t)i});
         Value t = vector::TransposeOp::create(b, loc, block,
                                               ArrayRef<int64_t>{1, 0});
-        for (int64_t i = 0; i < 8; ++i)
+        for (auto [i, row] : llvm::enumerate(consecutive(kk, 8)))
           p2 = vector::TransferWriteOp::create(
-                   b, loc, vector::ExtractOp::create(b, loc, t, ArrayRef<int64_t>{i}),
-                   p2, ValueRange{i ? add(kk, idx(i)) : kk, n},
-                   ArrayRef<bool>{true})
+                   b, loc,
+                   vector::ExtractOp::create(b, loc, t,
+                                             ArrayRef<int64_t>{(int64_t)i}),
+                   p2, ValueRange{row, n}, ArrayRef<bool>{true})
                    .getResult();
         return p2;
       });
@@ -305,13 +312,9 @@ public:
                     int64_t mr) {
     constexpr int64_t kUnroll = 4;
     VectorType vt = VectorType::get({vl}, f32);
-    Value zero = arith::ConstantOp::create(
-        b, loc, DenseElementsAttr::get(vt, b.getF32FloatAttr(0.0)));
-    SmallVector<Value> xRows;
-    for (int64_t i = 0; i < mr; ++i)
-      xRows.push_back(i ? add(m, idx(i)) : m);
+    SmallVector<Value> xRows = consecutive(m, mr);
     Value n1 = add(n, idx(vl));
-    SmallVector<Value> accs(2 * mr, zero);
+    SmallVector<Value> accs(2 * mr, zeros());
     auto loop = scf::ForOp::create(
         b, loc, idx(0), idx(k), idx(kUnroll), accs,
         [&](OpBuilder &nb, Location, Value kv, ValueRange iter) {
@@ -473,13 +476,18 @@ struct Epilogue {
   Linear a, b;
 };
 
+/// An elementwise generic on tensors of two inputs of its result's shape.
+bool isElementwiseBinary(linalg::GenericOp op) {
+  return op.getNumDpsInputs() == 2 && op.getNumDpsInits() == 1 &&
+         op.hasPureTensorSemantics() && op.getNumReductionLoops() == 0 &&
+         llvm::all_of(op.getIndexingMapsArray(),
+                      [](AffineMap m) { return m.isIdentity(); });
+}
+
 std::optional<Epilogue>
 matchEpilogue(linalg::GenericOp op,
               const llvm::DenseMap<Operation *, Linear> &linears) {
-  if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
-      !op.hasPureTensorSemantics() || op.getNumReductionLoops() != 0 ||
-      !llvm::all_of(op.getIndexingMapsArray(),
-                    [](AffineMap m) { return m.isIdentity(); }))
+  if (!isElementwiseBinary(op))
     return std::nullopt;
   Block &body = op.getRegion().front();
   if (!body.getArgument(2).use_empty() ||
@@ -502,6 +510,121 @@ matchEpilogue(linalg::GenericOp op,
   return Epilogue{op, la, lb};
 }
 
+/// tensor.extract_slice t[0, col] [rows, width] of a 2-D `t` ([rows, N]).
+Value columnSlice(OpBuilder &b, Location loc, Value t, OpFoldResult rows,
+                  OpFoldResult col, OpFoldResult width) {
+  return tensor::ExtractSliceOp::create(
+      b, loc, t, ArrayRef<OpFoldResult>{b.getIndexAttr(0), col},
+      ArrayRef<OpFoldResult>{rows, width},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+}
+
+/// Rows [n0, n0 + len) of a weight W ([N, k]): a view.
+Value weightRows(OpBuilder &b, Location loc, Value w, OpFoldResult n0,
+                 OpFoldResult len, int64_t k) {
+  return tensor::ExtractSliceOp::create(
+      b, loc, w, ArrayRef<OpFoldResult>{n0, b.getIndexAttr(0)},
+      ArrayRef<OpFoldResult>{len, b.getIndexAttr(k)},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+}
+
+/// A kernel's 2-D result ([M, N]) in the shape of `like` ([..., N]).
+Value expandLike(OpBuilder &b, Location loc, Value t, Value like) {
+  auto type = cast<RankedTensorType>(like.getType());
+  if (type.getRank() == 2)
+    return t;
+  return tensor::ExpandShapeOp::create(b, loc, type, t,
+                                       leadingDimsAsOne(type.getRank()),
+                                       tensor::getMixedSizes(b, loc, like));
+}
+
+/// Where block `blk` of a kernel lies, for members of `sizes` output
+/// columns each, cut into blocks of `nb` columns and laid side by side: the
+/// member (null for one member), the block's first row of that member's W
+/// (n0), its first output column (col) and its width.
+struct BlockPlace {
+  Value member, n0, col;
+  OpFoldResult width;
+};
+
+BlockPlace placeBlock(OpBuilder &b, Location loc, Value blk, int64_t nb,
+                      ArrayRef<int64_t> sizes) {
+  auto cst = [&](int64_t v) {
+    return arith::ConstantIndexOp::create(b, loc, v).getResult();
+  };
+  BlockPlace p;
+  SmallVector<int64_t> blockStart{0}, colStart{0};
+  for (int64_t n : sizes) {
+    blockStart.push_back(blockStart.back() + (n + nb - 1) / nb);
+    colStart.push_back(colStart.back() + n);
+  }
+  if (sizes.size() == 1) {
+    p.n0 = p.col = arith::MulIOp::create(b, loc, blk, cst(nb));
+  } else {
+    SmallVector<int64_t> members(sizes.size());
+    std::iota(members.begin(), members.end(), 0);
+    p.member = perMember(b, loc, blk, blockStart, members);
+    Value first = perMember(b, loc, blk, blockStart,
+                            ArrayRef<int64_t>(blockStart).drop_back());
+    p.n0 = arith::MulIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, blk, first), cst(nb));
+    p.col = arith::AddIOp::create(
+        b, loc,
+        perMember(b, loc, blk, blockStart,
+                  ArrayRef<int64_t>(colStart).drop_back()),
+        p.n0);
+  }
+  if (llvm::all_of(sizes, [&](int64_t n) { return n % nb == 0; })) {
+    p.width = b.getIndexAttr(nb);
+  } else {
+    Value n = sizes.size() == 1 ? cst(sizes[0])
+                                : perMember(b, loc, blk, blockStart, sizes);
+    Value left = arith::SubIOp::create(b, loc, n, p.n0);
+    p.width = arith::MinSIOp::create(b, loc, left, cst(nb)).getResult();
+  }
+  return p;
+}
+
+/// The number of blocks placeBlock() cuts `sizes` into.
+int64_t numBlocks(ArrayRef<int64_t> sizes, int64_t nb) {
+  int64_t total = 0;
+  for (int64_t n : sizes)
+    total += (n + nb - 1) / nb;
+  return total;
+}
+
+/// An `scf.forall` with one task per block of columns of the shared output
+/// `init` ([rows, N]): `task(place, tile)` computes the block's tile and
+/// returns it; `tile()` gives the output's columns [col, col + width) to
+/// start from, where the task wants them.
+Value blockLoop(
+    OpBuilder &b, Location loc, Value init, OpFoldResult rows, int64_t nb,
+    ArrayRef<int64_t> sizes,
+    function_ref<Value(const BlockPlace &, function_ref<Value()>)> task) {
+  auto forall = scf::ForallOp::create(
+      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(numBlocks(sizes, nb))},
+      ValueRange{init}, std::nullopt);
+  OpBuilder::InsertionGuard g(b);
+  b.setInsertionPoint(forall.getBody()->getTerminator());
+  Value shared = forall.getRegionIterArgs()[0];
+  BlockPlace place =
+      placeBlock(b, loc, forall.getInductionVars()[0], nb, sizes);
+  tensor::ExtractSliceOp tile;
+  Value done = task(place, [&] {
+    tile = cast<tensor::ExtractSliceOp>(
+        columnSlice(b, loc, shared, rows, place.col, place.width)
+            .getDefiningOp());
+    return tile.getResult();
+  });
+  b.setInsertionPointToStart(forall.getTerminator().getBody());
+  tensor::ParallelInsertSliceOp::create(b, loc, done, shared,
+                                        tile.getMixedOffsets(),
+                                        tile.getMixedSizes(),
+                                        tile.getMixedStrides());
+  return forall.getResult(0);
+}
+
+
 /// One kernel for an epilogue and its two products: each task computes the
 /// same block of columns of both (into task-local tiles) and applies the
 /// epilogue's body to them, writing only the epilogue's result.
@@ -510,81 +633,56 @@ void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols) {
   Location loc = e.op.getLoc();
   int64_t k = e.a.k, n = e.a.n;
   Value xc = collapseTo2D(b, loc, e.a.x());
-  Value rows = tensor::DimOp::create(b, loc, xc, 0);
+  // A constant when static, so that the kernels pick their strategy at
+  // compile time.
+  OpFoldResult rowsOfr = tensor::getMixedSize(b, loc, xc, 0);
+  Value rows = getValueOrCreateConstantIndexOp(b, loc, rowsOfr);
   int64_t nb = blockSize(k, n, xc, blockCols);
   Value outInit = e.op.getDpsInits()[0];
-  Value outc = collapseTo2D(b, loc, outInit);
-  auto forall = scf::ForallOp::create(
-      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr((n + nb - 1) / nb)},
-      ValueRange{outc}, std::nullopt);
-  {
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPoint(forall.getBody()->getTerminator());
-    Value blk = forall.getInductionVars()[0];
-    Value shared = forall.getRegionIterArgs()[0];
-    auto cst = [&](int64_t v) {
-      return arith::ConstantIndexOp::create(b, loc, v).getResult();
-    };
-    Value n0 = arith::MulIOp::create(b, loc, blk, cst(nb));
-    OpFoldResult nlen = b.getIndexAttr(nb);
-    if (n % nb != 0)
-      nlen = arith::MinSIOp::create(
-                 b, loc, arith::SubIOp::create(b, loc, cst(n), n0), cst(nb))
-                 .getResult();
-    SmallVector<OpFoldResult> offsets{b.getIndexAttr(0), n0};
-    SmallVector<OpFoldResult> sizes{tensor::getMixedSize(b, loc, xc, 0), nlen};
-    SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-    Value nlenV = getValueOrCreateConstantIndexOp(b, loc, nlen);
-    auto product = [&](const Linear &l) {
-      Value init;
-      if (isZeroFill(l.init())) {
-        Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
-        init = linalg::FillOp::create(
-                   b, loc, zero,
-                   tensor::EmptyOp::create(b, loc, sizes, b.getF32Type()).getResult())
-                   .getResult(0);
-      } else {
-        init = tensor::ExtractSliceOp::create(
-            b, loc, collapseTo2D(b, loc, l.init()), offsets, sizes, strides);
-      }
-      Value w = tensor::ExtractSliceOp::create(
-          b, loc, l.w(), ArrayRef<OpFoldResult>{n0, b.getIndexAttr(0)},
-          ArrayRef<OpFoldResult>{nlen, b.getIndexAttr(k)}, strides);
-      KernelBuilder kb(b, loc, w, k, vl);
-      return kb.block(xc, init, rows, nlenV, nb);
-    };
-    Value ta = product(e.a), tb = product(e.b);
-    Value out = tensor::ExtractSliceOp::create(b, loc, shared, offsets, sizes,
-                                               strides);
-    AffineMap id = b.getMultiDimIdentityMap(2);
-    Block &body = e.op.getRegion().front();
-    auto epi = linalg::GenericOp::create(
-        b, loc, TypeRange{out.getType()}, ValueRange{ta, tb}, ValueRange{out},
-        ArrayRef<AffineMap>{id, id, id},
-        ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
-                                      utils::IteratorType::parallel},
-        [&](OpBuilder &nb, Location nloc, ValueRange args) {
-          IRMapping map;
-          for (unsigned i = 0; i < 3; ++i)
-            map.map(body.getArgument(i), args[i]);
-          for (Operation &inner : body.without_terminator())
-            nb.clone(inner, map);
-          SmallVector<Value> yields;
-          for (Value v : body.getTerminator()->getOperands())
-            yields.push_back(map.lookupOrDefault(v));
-          linalg::YieldOp::create(nb, nloc, yields);
-        });
-    b.setInsertionPointToStart(forall.getTerminator().getBody());
-    tensor::ParallelInsertSliceOp::create(b, loc, epi.getResult(0), shared,
-                                          offsets, sizes, strides);
-  }
-  Value result = forall.getResult(0);
-  auto outType = cast<RankedTensorType>(outInit.getType());
-  if (outType.getRank() != 2)
-    result = tensor::ExpandShapeOp::create(
-        b, loc, outType, result, leadingDimsAsOne(outType.getRank()),
-        tensor::getMixedSizes(b, loc, outInit));
-  e.op.getResult(0).replaceAllUsesWith(result);
+  Block &body = e.op.getRegion().front();
+  Value result = blockLoop(
+      b, loc, collapseTo2D(b, loc, outInit), rowsOfr, nb, {n},
+      [&](const BlockPlace &p, function_ref<Value()> tile) {
+        Value width = getValueOrCreateConstantIndexOp(b, loc, p.width);
+        SmallVector<OpFoldResult> tileSizes{rowsOfr, p.width};
+        auto product = [&](const Linear &l) {
+          Value init;
+          if (isZeroFill(l.init())) {
+            Value zero =
+                arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
+            Value empty =
+                tensor::EmptyOp::create(b, loc, tileSizes, b.getF32Type());
+            init = linalg::FillOp::create(b, loc, zero, empty).getResult(0);
+          } else {
+            init = columnSlice(b, loc, collapseTo2D(b, loc, l.init()),
+                               rowsOfr, p.col, p.width);
+          }
+          KernelBuilder kb(b, loc, weightRows(b, loc, l.w(), p.n0, p.width, k),
+                           k, vl);
+          return kb.block(xc, init, rows, width, nb);
+        };
+        Value ta = product(e.a), tb = product(e.b);
+        Value out = tile();
+        AffineMap id = b.getMultiDimIdentityMap(2);
+        return linalg::GenericOp::create(
+                   b, loc, TypeRange{out.getType()}, ValueRange{ta, tb},
+                   ValueRange{out}, ArrayRef<AffineMap>{id, id, id},
+                   ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
+                                                 utils::IteratorType::parallel},
+                   [&](OpBuilder &nb, Location nloc, ValueRange args) {
+                     IRMapping map;
+                     for (unsigned i = 0; i < 3; ++i)
+                       map.map(body.getArgument(i), args[i]);
+                     for (Operation &inner : body.without_terminator())
+                       nb.clone(inner, map);
+                     SmallVector<Value> yields;
+                     for (Value v : body.getTerminator()->getOperands())
+                       yields.push_back(map.lookupOrDefault(v));
+                     linalg::YieldOp::create(nb, nloc, yields);
+                   })
+            .getResult(0);
+      });
+  e.op.getResult(0).replaceAllUsesWith(expandLike(b, loc, result, outInit));
   e.op.erase();
   e.a.op.erase();
   e.b.op.erase();
@@ -601,29 +699,22 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols) {
   Location loc = last.op.getLoc();
   int64_t k = last.k;
   Value xc = collapseTo2D(b, loc, last.x());
-  Value rows = tensor::DimOp::create(b, loc, xc, 0);
+  OpFoldResult rowsOfr = tensor::getMixedSize(b, loc, xc, 0);
+  Value rows = getValueOrCreateConstantIndexOp(b, loc, rowsOfr);
   bool single = members.size() == 1;
 
-  int64_t maxN = 0, totalN = 0;
+  SmallVector<int64_t> sizes, colStart{0};
   for (const Linear &l : members) {
-    maxN = std::max(maxN, l.n);
-    totalN += l.n;
-  }
-  int64_t nb = blockSize(k, maxN, xc, blockCols);
-  // Per member: first block, first output column.
-  SmallVector<int64_t> blockStart{0}, colStart{0}, sizes;
-  for (const Linear &l : members) {
-    blockStart.push_back(blockStart.back() + (l.n + nb - 1) / nb);
-    colStart.push_back(colStart.back() + l.n);
     sizes.push_back(l.n);
+    colStart.push_back(colStart.back() + l.n);
   }
+  int64_t nb = blockSize(k, *llvm::max_element(sizes), xc, blockCols);
 
   Value initc;
   if (single) {
     initc = collapseTo2D(b, loc, last.init());
   } else {
-    SmallVector<OpFoldResult> shape{tensor::getMixedSize(b, loc, xc, 0),
-                                    b.getIndexAttr(totalN)};
+    SmallVector<OpFoldResult> shape{rowsOfr, b.getIndexAttr(colStart.back())};
     initc = tensor::EmptyOp::create(b, loc, shape, b.getF32Type());
     if (llvm::all_of(members, [](const Linear &l) { return isZeroFill(l.init()); })) {
       Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
@@ -641,105 +732,45 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols) {
     }
   }
 
-  auto forall = scf::ForallOp::create(
-      b, loc, ArrayRef<OpFoldResult>{b.getIndexAttr(blockStart.back())},
-      ValueRange{initc}, std::nullopt);
-  {
-    OpBuilder::InsertionGuard g(b);
-    b.setInsertionPoint(forall.getBody()->getTerminator());
-    Value blk = forall.getInductionVars()[0];
-    Value shared = forall.getRegionIterArgs()[0];
-    auto cst = [&](int64_t v) {
-      return arith::ConstantIndexOp::create(b, loc, v).getResult();
-    };
-    // The member, the block's first row of its W (n0) and of the output
-    // (col), and its width (nlen).
-    Value member, n0, col;
-    OpFoldResult nlen;
-    if (single) {
-      n0 = col = arith::MulIOp::create(b, loc, blk, cst(nb));
-    } else {
-      SmallVector<int64_t> members(sizes.size());
-      std::iota(members.begin(), members.end(), 0);
-      member = perMember(b, loc, blk, blockStart, members);
-      Value first = perMember(b, loc, blk, blockStart,
-                              ArrayRef<int64_t>(blockStart).drop_back());
-      n0 = arith::MulIOp::create(
-          b, loc, arith::SubIOp::create(b, loc, blk, first), cst(nb));
-      col = arith::AddIOp::create(
-          b, loc, perMember(b, loc, blk, blockStart,
-                            ArrayRef<int64_t>(colStart).drop_back()),
-          n0);
-    }
-    if (llvm::all_of(sizes, [&](int64_t n) { return n % nb == 0; })) {
-      nlen = b.getIndexAttr(nb);
-    } else {
-      Value n = single ? cst(last.n) : perMember(b, loc, blk, blockStart, sizes);
-      Value left = arith::SubIOp::create(b, loc, n, n0);
-      nlen = arith::MinSIOp::create(b, loc, left, cst(nb)).getResult();
-    }
-    // The block's rows of W.
-    auto sliceOf = [&](Value w) {
-      return tensor::ExtractSliceOp::create(
-          b, loc, w, ArrayRef<OpFoldResult>{n0, b.getIndexAttr(0)},
-          ArrayRef<OpFoldResult>{nlen, b.getIndexAttr(k)},
-          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
-    };
-    Value w;
-    if (single) {
-      w = sliceOf(last.w());
-    } else {
-      // Every member's weights are a separate tensor; the task picks its
-      // member's (a view: no copy).
-      std::optional<int64_t> len = getConstantIntValue(nlen);
-      Type sliceType = RankedTensorType::get(
-          {len ? *len : ShapedType::kDynamic, k}, b.getF32Type());
-      SmallVector<int64_t> cases(members.size() - 1);
-      std::iota(cases.begin(), cases.end(), 0);
-      auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{sliceType}, member,
-                                           cases, cases.size());
-      for (auto [g, l] : llvm::enumerate(members)) {
-        Region &r = g < cases.size() ? sw.getCaseRegions()[g]
-                                     : sw.getDefaultRegion();
-        OpBuilder::InsertionGuard gg(b);
-        b.setInsertionPointToStart(&r.emplaceBlock());
-        Value s = sliceOf(l.w());
-        if (s.getType() != sliceType)
-          s = tensor::CastOp::create(b, loc, sliceType, s);
-        scf::YieldOp::create(b, loc, s);
-      }
-      w = sw.getResult(0);
-    }
-    KernelBuilder kb(b, loc, w, k, vl);
-    SmallVector<OpFoldResult> offsets{b.getIndexAttr(0), col};
-    SmallVector<OpFoldResult> tileSizes{tensor::getMixedSize(b, loc, xc, 0),
-                                        nlen};
-    SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
-    Value tile = tensor::ExtractSliceOp::create(b, loc, shared, offsets,
-                                                tileSizes, strides);
-    Value done = kb.block(xc, tile, rows,
-                          getValueOrCreateConstantIndexOp(b, loc, nlen), nb);
-    b.setInsertionPointToStart(forall.getTerminator().getBody());
-    tensor::ParallelInsertSliceOp::create(b, loc, done, shared, offsets,
-                                          tileSizes, strides);
-  }
+  Value result = blockLoop(
+      b, loc, initc, rowsOfr, nb, sizes,
+      [&](const BlockPlace &p, function_ref<Value()> tile) {
+        Value w;
+        if (single) {
+          w = weightRows(b, loc, last.w(), p.n0, p.width, k);
+        } else {
+          // Every member's weights are a separate tensor; the task picks
+          // its member's (a view: no copy).
+          std::optional<int64_t> len = getConstantIntValue(p.width);
+          Type sliceType = RankedTensorType::get(
+              {len ? *len : ShapedType::kDynamic, k}, b.getF32Type());
+          SmallVector<int64_t> cases(members.size() - 1);
+          std::iota(cases.begin(), cases.end(), 0);
+          auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{sliceType},
+                                               p.member, cases, cases.size());
+          for (auto [g, l] : llvm::enumerate(members)) {
+            Region &r = g < cases.size() ? sw.getCaseRegions()[g]
+                                         : sw.getDefaultRegion();
+            OpBuilder::InsertionGuard gg(b);
+            b.setInsertionPointToStart(&r.emplaceBlock());
+            Value s = weightRows(b, loc, l.w(), p.n0, p.width, k);
+            if (s.getType() != sliceType)
+              s = tensor::CastOp::create(b, loc, sliceType, s);
+            scf::YieldOp::create(b, loc, s);
+          }
+          w = sw.getResult(0);
+        }
+        KernelBuilder kb(b, loc, w, k, vl);
+        return kb.block(xc, tile(), rows,
+                        getValueOrCreateConstantIndexOp(b, loc, p.width), nb);
+      });
   for (auto [g, member] : llvm::enumerate(members)) {
     Linear l = member;
-    auto outType = cast<RankedTensorType>(l.init().getType());
-    Value result = forall.getResult(0);
-    if (!single)
-      result = tensor::ExtractSliceOp::create(
-          b, loc, result,
-          ArrayRef<OpFoldResult>{b.getIndexAttr(0),
-                                 b.getIndexAttr(colStart[g])},
-          ArrayRef<OpFoldResult>{tensor::getMixedSize(b, loc, xc, 0),
-                                 b.getIndexAttr(l.n)},
-          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
-    if (outType.getRank() != 2)
-      result = tensor::ExpandShapeOp::create(
-          b, loc, outType, result, leadingDimsAsOne(outType.getRank()),
-          tensor::getMixedSizes(b, loc, l.init()));
-    l.op.getResult(0).replaceAllUsesWith(result);
+    Value mine = single ? result
+                        : columnSlice(b, loc, result, rowsOfr,
+                                      b.getIndexAttr(colStart[g]),
+                                      b.getIndexAttr(l.n));
+    l.op.getResult(0).replaceAllUsesWith(expandLike(b, loc, mine, l.init()));
   }
   for (Linear l : members)
     l.op.erase();
@@ -791,10 +822,7 @@ void fuseResidualAdds(func::FuncOp func) {
   DominanceInfo dom(func);
   SmallVector<linalg::GenericOp> adds;
   func.walk([&](linalg::GenericOp op) {
-    if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
-        op.getNumReductionLoops() != 0 || !op.hasPureTensorSemantics() ||
-        !llvm::all_of(op.getIndexingMapsArray(),
-                      [](AffineMap m) { return m.isIdentity(); }))
+    if (!isElementwiseBinary(op))
       return;
     Block &body = op.getRegion().front();
     if (body.getOperations().size() != 2)

@@ -162,7 +162,9 @@ func.func @scaled_embedding(%ids: tensor<1x?xi32>, %t: tensor<16x8xf32>) -> tens
 // Tests rotary embeddings: inv_freq = 1 / theta^(2i / head_dim) folded to a
 // constant (1 and 1/100 for head_dim 4, theta 10000); cos and sin of
 // (offset + s) * inv_freq computed once per op into [seq, head_dim / 2]
-// tables that every head reads.
+// tables that every head reads. The generic is marked as reading its input
+// only within heads of 4 columns (kiln-contraction-kernels may then apply it
+// to whole heads of a projection's kernel).
 // CHECK-LABEL: func.func @rope
 // CHECK-SAME: %[[X:[a-z0-9]+]]: tensor<1x?x8xf32>, %[[POS:[a-z0-9]+]]: index
 // CHECK: %[[FREQ:.*]] = arith.constant dense<[1.000000e+00, 0.00999999977]> : tensor<2xf32>
@@ -171,7 +173,7 @@ func.func @scaled_embedding(%ids: tensor<1x?xi32>, %t: tensor<16x8xf32>) -> tens
 // CHECK: arith.addi %[[S]], %[[POS]]
 // CHECK: math.cos
 // CHECK: math.sin
-// CHECK: linalg.generic {{.*}} ins(%[[X]] : tensor<1x?x8xf32>)
+// CHECK: linalg.generic {{.*}} ins(%[[X]] : tensor<1x?x8xf32>) outs(%{{.*}} : tensor<1x?x8xf32>) attrs = {kiln.column_group = 4 : i64}
 // CHECK-NOT: math.powf
 // CHECK: tensor.extract %[[TABLES]]#0
 // CHECK: tensor.extract %[[TABLES]]#1

@@ -12,7 +12,9 @@
 // and run outer-product tiles on it (a broadcast element of x times a
 // vector of packed weights; no horizontal sums), the layout that reaches the
 // FMA units' throughput. Sibling products that read the same x (q/k/v,
-// gate/up) are one kernel, and a residual add becomes a product's init.
+// gate/up) are one kernel, a residual add becomes a product's init, an
+// RMSNorm is folded into the prompt kernels that read it (gain along k, the
+// row's scale on the sums), and RoPE is the epilogue of the q/k kernel.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,6 +27,8 @@
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Matchers.h"
 #include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/SetVector.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include <numeric>
 #include "llvm/TargetParser/Host.h"
@@ -121,13 +125,112 @@ std::optional<Linear> matchLinear(linalg::GenericOp op) {
   return l;
 }
 
+/// A product's `x` computed as `h * (a function of per-row values) * g[k]`
+/// by an elementwise generic (RMSNorm: `h * rsqrt(mean(h^2) + eps) * g`):
+/// the kernel reads `h` instead, multiplies by `g` along k (the dot tiles'
+/// loads of x, the packed weights) and by the row's scale in the tile's
+/// epilogue, so the normalised activation is never written. The per-row
+/// values (the norm's sum of squares) are computed before, as they were.
+struct ScaledInput {
+  linalg::GenericOp op;
+  /// Operand numbers of the input in x's shape, of the [K] input (none:
+  /// -1), and of the inputs indexed by the rows alone (x's leading dims, in
+  /// order). Operands, not values: rewriting other products replaces them.
+  int h = -1, g = -1;
+  SmallVector<unsigned> rowInputs;
+  /// Factors of the yielded product that depend on row inputs only.
+  SmallVector<Value> rowFactors;
+};
+
+/// Whether `v` (defined in `body` or above it) depends on no block argument
+/// outside `allowed` and only on side-effect-free, region-free ops.
+bool dependsOnlyOn(Value v, Block &body, ArrayRef<unsigned> allowed) {
+  if (auto arg = dyn_cast<BlockArgument>(v))
+    return arg.getOwner() != &body ||
+           llvm::is_contained(allowed, arg.getArgNumber());
+  Operation *def = v.getDefiningOp();
+  if (def->getBlock() != &body)
+    return true;
+  if (def->getNumRegions() || !isPure(def) || isa<linalg::IndexOp>(def))
+    return false;
+  return llvm::all_of(def->getOperands(), [&](Value o) {
+    return dependsOnlyOn(o, body, allowed);
+  });
+}
+
+std::optional<ScaledInput> matchScaledInput(Value x) {
+  auto op = x.getDefiningOp<linalg::GenericOp>();
+  if (!op || !op.hasPureTensorSemantics() || op->getNumResults() != 1 ||
+      op.getNumReductionLoops() != 0)
+    return std::nullopt;
+  unsigned loops = op.getNumLoops();
+  MLIRContext *ctx = op.getContext();
+  AffineMap id = AffineMap::getMultiDimIdentityMap(loops, ctx);
+  AffineMap lastDim = AffineMap::get(loops, 0, getAffineDimExpr(loops - 1, ctx));
+  AffineMap leading = id.getMajorSubMap(loops - 1);
+  if (op.getIndexingMapsArray().back() != id || loops < 2)
+    return std::nullopt;
+  ScaledInput s{op, -1, -1, {}, {}};
+  SmallVector<unsigned> full, kIn;
+  for (OpOperand *in : op.getDpsInputOperands()) {
+    AffineMap m = op.getMatchingIndexingMap(in);
+    unsigned i = in->getOperandNumber();
+    if (m == id)
+      full.push_back(i);
+    else if (m == lastDim)
+      kIn.push_back(i);
+    else if (m == leading)
+      s.rowInputs.push_back(i);
+    else
+      return std::nullopt;
+  }
+  // Flatten the yielded product into its factors.
+  Block &body = op.getRegion().front();
+  SmallVector<Value> factors, work{body.getTerminator()->getOperand(0)};
+  while (!work.empty()) {
+    Value v = work.pop_back_val();
+    auto mul = v.getDefiningOp<arith::MulFOp>();
+    if (mul && mul->getBlock() == &body) {
+      work.push_back(mul.getLhs());
+      work.push_back(mul.getRhs());
+    } else {
+      factors.push_back(v);
+    }
+  }
+  for (Value f : factors) {
+    auto arg = dyn_cast<BlockArgument>(f);
+    bool own = arg && arg.getOwner() == &body;
+    if (own && llvm::is_contained(full, arg.getArgNumber()) && s.h < 0) {
+      s.h = arg.getArgNumber();
+    } else if (own && llvm::is_contained(kIn, arg.getArgNumber()) && s.g < 0) {
+      s.g = arg.getArgNumber();
+    } else if (dependsOnlyOn(f, body, s.rowInputs)) {
+      s.rowFactors.push_back(f);
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (s.h < 0 || op->getOperand(s.h).getType() != x.getType() ||
+      (s.g >= 0 &&
+       !cast<RankedTensorType>(op->getOperand(s.g).getType()).hasStaticShape()))
+    return std::nullopt;
+  return s;
+}
+
+/// What a kernel reads for x: `xc` ([M, K]), and when x is a ScaledInput,
+/// its [K] factor `g` and the rows' scales `scale` ([M]).
+struct KernelInput {
+  Value xc, g, scale;
+};
+
 /// Emits the kernels for one contraction; `vl` is the vector length in f32
 /// lanes, `blockCols` the output columns of one parallel task.
 class KernelBuilder {
 public:
   /// `w`: the rows of W that this block computes ([nlen, k]).
-  KernelBuilder(OpBuilder &b, Location loc, Value w, int64_t k, int64_t vl)
-      : b(b), loc(loc), w(w), k(k), vl(vl),
+  KernelBuilder(OpBuilder &b, Location loc, const KernelInput &in, Value w,
+                int64_t k, int64_t vl)
+      : b(b), loc(loc), in(in), w(w), k(k), vl(vl),
         f32(b.getF32Type()), fm(arith::FastMathFlags::reassoc |
                                 arith::FastMathFlags::contract) {}
 
@@ -159,11 +262,29 @@ public:
         ArrayRef<bool>{true});
   }
 
+  /// `len` floats of a 1-D tensor from `at`.
+  Value read1D(Value t, Value at, int64_t len) {
+    Value pad = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
+    return vector::TransferReadOp::create(b, loc, VectorType::get({len}, f32),
+                                          t, ValueRange{at}, pad,
+                                          ArrayRef<bool>{true});
+  }
+
+  /// A vector of sums for row `m` of x, times the row's scale when x is a
+  /// ScaledInput.
+  Value scaleRow(Value v, Value m) {
+    if (!in.scale)
+      return v;
+    Value s = tensor::ExtractOp::create(b, loc, in.scale, ValueRange{m});
+    return arith::MulFOp::create(
+        b, loc, v, vector::BroadcastOp::create(b, loc, v.getType(), s));
+  }
+
   /// The MR x NR tile at rows [m, m + MR) of x, columns [nl, nl + NR) of
   /// `tile` (= rows nl ... of the block's W): tile[m + i, nl + j] +=
   /// dot(x[m + i, :], w[nl + j, :]). `unroll` accumulators per output
   /// element (steps of unroll * vl along k). Returns the updated tile.
-  Value microKernel(Value xc, Value tile, Value m, Value nl, int64_t mr,
+  Value microKernel(Value tile, Value m, Value nl, int64_t mr,
                     int64_t nr, int64_t unroll) {
     int64_t step = vl * unroll;
     int64_t kMain = k / step * step;
@@ -174,8 +295,12 @@ public:
     auto step1 = [&](Value kv, int64_t len, SmallVector<Value> &accs,
                      int64_t u) {
       SmallVector<Value> xs, ws;
-      for (Value r : xRows)
-        xs.push_back(read(xc, r, kv, len));
+      Value g = in.g ? read1D(in.g, kv, len) : Value();
+      for (Value r : xRows) {
+        xs.push_back(read(in.xc, r, kv, len));
+        if (g)
+          xs.back() = arith::MulFOp::create(b, loc, xs.back(), g);
+      }
       for (Value r : wRows)
         ws.push_back(read(w, r, kv, len));
       for (int64_t i = 0; i < mr; ++i)
@@ -223,6 +348,7 @@ public:
       }
       VectorType rt = VectorType::get({nr}, f32);
       Value row = vector::FromElementsOp::create(b, loc, rt, sums);
+      row = scaleRow(row, xRows[i]);
       Value old = read(tile, xRows[i], nl, nr);
       Value upd = arith::AddFOp::create(b, loc, old, row);
       tile = vector::TransferWriteOp::create(b, loc, upd, tile,
@@ -254,7 +380,7 @@ public:
 
   /// Dot-product tiles on W as stored: rows [from, rows) x columns
   /// [0, nlen) of `tile`.
-  Value dotBlock(Value xc, Value tile, Value from, Value rows, Value nlen) {
+  Value dotBlock(Value tile, Value from, Value rows, Value nlen) {
     // 16 accumulators need the 32 vector registers of AVX-512; with 16
     // (AVX2) a 2x4 tile (8 accumulators) measured fastest.
     const int64_t MR = vl >= 16 ? 4 : 2, NR = 4;
@@ -263,17 +389,17 @@ public:
     Value colsMain = roundDown(nlen, NR);
     tile = loop(from, rowsMain, MR, tile, [&](Value m, Value t) {
       t = loop(idx(0), colsMain, NR, t, [&](Value nl, Value t2) {
-        return microKernel(xc, t2, m, nl, MR, NR, 1);
+        return microKernel(t2, m, nl, MR, NR, 1);
       });
       return loop(colsMain, nlen, 1, t, [&](Value nl, Value t2) {
-        return microKernel(xc, t2, m, nl, MR, 1, 1);
+        return microKernel(t2, m, nl, MR, 1, 1);
       });
     });
     // Rows left over, and matrix-vector products: one row of W at a time
     // (a single stream through the weights), two accumulators.
     return loop(rowsMain, rows, 1, tile, [&](Value m, Value t) {
       return loop(idx(0), nlen, 1, t, [&](Value nl, Value t2) {
-        return microKernel(xc, t2, m, nl, 1, 1, 2);
+        return microKernel(t2, m, nl, 1, 1, 2);
       });
     });
   }
@@ -287,9 +413,15 @@ public:
       return loop(idx(0), idx(k), 8, p, [&](Value kk, Value p2) {
         Value block = arith::ConstantOp::create(
             b, loc, DenseElementsAttr::get(v88, b.getF32FloatAttr(0.0)));
-        for (auto [i, row] : llvm::enumerate(consecutive(n, 8)))
-          block = vector::InsertOp::create(b, loc, read(w, row, kk, 8), block,
+        // x's factor along k goes into the packed weights.
+        Value g = in.g ? read1D(in.g, kk, 8) : Value();
+        for (auto [i, row] : llvm::enumerate(consecutive(n, 8))) {
+          Value wv = read(w, row, kk, 8);
+          if (g)
+            wv = arith::MulFOp::create(b, loc, wv, g);
+          block = vector::InsertOp::create(b, loc, wv, block,
                                            ArrayRef<int64_t>{(int64_t)i});
+        }
         Value t = vector::TransposeOp::create(b, loc, block,
                                               ArrayRef<int64_t>{1, 0});
         for (auto [i, row] : llvm::enumerate(consecutive(kk, 8)))
@@ -308,7 +440,7 @@ public:
   /// sum_k x[m + i, k] * packed[k, n + j] for i < mr, j < 2 vl. Each k step
   /// loads two vectors of weights and broadcasts mr elements of x into
   /// 2 mr accumulators; no horizontal sums.
-  Value outerKernel(Value xc, Value packed, Value tile, Value m, Value n,
+  Value outerKernel(Value packed, Value tile, Value m, Value n,
                     int64_t mr) {
     constexpr int64_t kUnroll = 4;
     VectorType vt = VectorType::get({vl}, f32);
@@ -325,7 +457,7 @@ public:
             Value kk = u ? add(kv, idx(u)) : kv;
             Value w0 = read(packed, kk, n, vl), w1 = read(packed, kk, n1, vl);
             for (int64_t i = 0; i < mr; ++i) {
-              Value s = tensor::ExtractOp::create(b, loc, xc,
+              Value s = tensor::ExtractOp::create(b, loc, in.xc,
                                                   ValueRange{xRows[i], kk});
               Value x = vector::BroadcastOp::create(b, loc, vt, s);
               a[2 * i] = vector::FMAOp::create(b, loc, x, w0, a[2 * i]);
@@ -338,8 +470,8 @@ public:
       for (int64_t h = 0; h < 2; ++h) {
         Value col = h ? n1 : n;
         Value old = read(tile, xRows[i], col, vl);
-        Value upd =
-            arith::AddFOp::create(b, loc, old, loop.getResult(2 * i + h));
+        Value upd = arith::AddFOp::create(
+            b, loc, old, scaleRow(loop.getResult(2 * i + h), xRows[i]));
         tile = vector::TransferWriteOp::create(b, loc, upd, tile,
                                                ValueRange{xRows[i], col},
                                                ArrayRef<bool>{true})
@@ -356,7 +488,7 @@ public:
   /// packed first (`nb` columns at most; none unless `packIf`, when given):
   /// outer-product tiles of outerRows() rows x 2 vl columns, then the
   /// columns left over with dot products.
-  Value packedBlock(Value xc, Value tile, Value rows, Value nlen, int64_t nb,
+  Value packedBlock(Value tile, Value rows, Value nlen, int64_t nb,
                     Value packIf) {
     const int64_t NC = 2 * vl;
     Value cols = roundDown(nlen, NC);
@@ -367,12 +499,12 @@ public:
     packed = pack(packed, cols);
     tile = loop(idx(0), rows, outerRows(), tile, [&](Value m, Value t) {
       return loop(idx(0), cols, NC, t, [&](Value n, Value t2) {
-        return outerKernel(xc, packed, t2, m, n, outerRows());
+        return outerKernel(packed, t2, m, n, outerRows());
       });
     });
     return loop(idx(0), rows, 1, tile, [&](Value m, Value t) {
       return loop(cols, nlen, 1, t, [&](Value nl, Value t2) {
-        return microKernel(xc, t2, m, nl, 1, 1, 2);
+        return microKernel(t2, m, nl, 1, 1, 2);
       });
     });
   }
@@ -384,25 +516,26 @@ public:
   /// prompts and decode) the dot-product tiles on W as stored. With a
   /// dynamic row count both paths are emitted and P is chosen at run time
   /// (no branch on tensors).
-  Value block(Value xc, Value tile, Value rows, Value nlen, int64_t nb) {
+  Value block(Value tile, Value rows, Value nlen, int64_t nb) {
     if (k % 8 != 0 || nb < 2 * vl)
-      return dotBlock(xc, tile, idx(0), rows, nlen);
+      return dotBlock(tile, idx(0), rows, nlen);
     std::optional<int64_t> staticRows = getConstantIntValue(rows);
     if (staticRows && *staticRows < kPackMinRows)
-      return dotBlock(xc, tile, idx(0), rows, nlen);
+      return dotBlock(tile, idx(0), rows, nlen);
     Value packedRows = roundDown(rows, outerRows()), big;
     if (!staticRows) {
       big = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, rows,
                                   idx(kPackMinRows));
       packedRows = arith::SelectOp::create(b, loc, big, packedRows, idx(0));
     }
-    tile = packedBlock(xc, tile, packedRows, nlen, nb, big);
-    return dotBlock(xc, tile, packedRows, rows, nlen);
+    tile = packedBlock(tile, packedRows, nlen, nb, big);
+    return dotBlock(tile, packedRows, rows, nlen);
   }
 
 private:
   OpBuilder &b;
   Location loc;
+  const KernelInput &in;
   Value w;
   int64_t k;
   int64_t vl;
@@ -625,14 +758,88 @@ Value blockLoop(
 }
 
 
+/// Products' inputs that are ScaledInputs read by products alone.
+using ScaledMap = llvm::DenseMap<Value, ScaledInput>;
+
+/// What the kernels for products of `x` read: `h` and its factors when x is
+/// a fused ScaledInput, x itself otherwise.
+KernelInput kernelInput(OpBuilder &b, Location loc, Value x,
+                        const ScaledMap &scaled) {
+  KernelInput in;
+  auto it = scaled.find(x);
+  if (it == scaled.end()) {
+    in.xc = collapseTo2D(b, loc, x);
+    return in;
+  }
+  const ScaledInput &s = it->second;
+  in.xc = collapseTo2D(b, loc, s.op->getOperand(s.h));
+  if (s.g >= 0)
+    in.g = s.op->getOperand(s.g);
+  if (s.rowFactors.empty())
+    return in;
+  // The rows' scales, once per row: [M] = product of the row factors,
+  // cloned over the row inputs collapsed to [M].
+  SmallVector<Value> rows;
+  for (unsigned i : s.rowInputs) {
+    Value r = s.op->getOperand(i);
+    int64_t rank = cast<RankedTensorType>(r.getType()).getRank();
+    if (rank > 1) {
+      ReassociationIndices all;
+      for (int64_t d = 0; d < rank; ++d)
+        all.push_back(d);
+      r = tensor::CollapseShapeOp::create(b, loc, r,
+                                          ArrayRef<ReassociationIndices>{all});
+    }
+    rows.push_back(r);
+  }
+  Block &body = linalg::GenericOp(s.op).getRegion().front();
+  llvm::SetVector<Operation *> needed;
+  SmallVector<Value> work(s.rowFactors.begin(), s.rowFactors.end());
+  while (!work.empty()) {
+    Operation *def = work.pop_back_val().getDefiningOp();
+    if (!def || def->getBlock() != &body || !needed.insert(def))
+      continue;
+    llvm::append_range(work, def->getOperands());
+  }
+  Value empty = tensor::EmptyOp::create(
+      b, loc, ArrayRef<OpFoldResult>{tensor::getMixedSize(b, loc, in.xc, 0)},
+      b.getF32Type());
+  AffineMap id = b.getMultiDimIdentityMap(1);
+  SmallVector<AffineMap> maps(rows.size() + 1, id);
+  in.scale =
+      linalg::GenericOp::create(
+          b, loc, TypeRange{empty.getType()}, rows, ValueRange{empty}, maps,
+          ArrayRef<utils::IteratorType>{utils::IteratorType::parallel},
+          [&](OpBuilder &nb, Location nloc, ValueRange args) {
+            IRMapping map;
+            for (auto [i, arg] : llvm::enumerate(s.rowInputs))
+              map.map(body.getArgument(arg), args[i]);
+            for (Operation &op : body.without_terminator())
+              if (needed.contains(&op))
+                nb.clone(op, map);
+            Value scale;
+            for (Value f : s.rowFactors) {
+              Value v = map.lookupOrDefault(f);
+              scale = scale ? arith::MulFOp::create(nb, nloc, scale, v)
+                                  .getResult()
+                            : v;
+            }
+            linalg::YieldOp::create(nb, nloc, scale);
+          })
+          .getResult(0);
+  return in;
+}
+
 /// One kernel for an epilogue and its two products: each task computes the
 /// same block of columns of both (into task-local tiles) and applies the
 /// epilogue's body to them, writing only the epilogue's result.
-void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols) {
+void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols,
+                     const ScaledMap &scaled) {
   OpBuilder b(e.op);
   Location loc = e.op.getLoc();
   int64_t k = e.a.k, n = e.a.n;
-  Value xc = collapseTo2D(b, loc, e.a.x());
+  KernelInput in = kernelInput(b, loc, e.a.x(), scaled);
+  Value xc = in.xc;
   // A constant when static, so that the kernels pick their strategy at
   // compile time.
   OpFoldResult rowsOfr = tensor::getMixedSize(b, loc, xc, 0);
@@ -657,9 +864,9 @@ void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols) {
             init = columnSlice(b, loc, collapseTo2D(b, loc, l.init()),
                                rowsOfr, p.col, p.width);
           }
-          KernelBuilder kb(b, loc, weightRows(b, loc, l.w(), p.n0, p.width, k),
-                           k, vl);
-          return kb.block(xc, init, rows, width, nb);
+          KernelBuilder kb(b, loc, in,
+                           weightRows(b, loc, l.w(), p.n0, p.width, k), k, vl);
+          return kb.block(init, rows, width, nb);
         };
         Value ta = product(e.a), tb = product(e.b);
         Value out = tile();
@@ -688,17 +895,168 @@ void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols) {
   e.b.op.erase();
 }
 
+/// A product's only consumer when it is an elementwise generic marked with
+/// kiln::kColumnGroupAttr (RoPE): it reads the product's other columns only
+/// within aligned groups of `group` columns (a head) of the same row, so a
+/// kernel task that computes whole groups applies it to its block (the
+/// rotated result is written once, the product's never).
+struct GroupEpilogue {
+  linalg::GenericOp op;
+  int64_t group;
+};
+
+std::optional<GroupEpilogue> matchGroupEpilogue(const Linear &l) {
+  Value p = l.op->getResult(0);
+  linalg::GenericOp r;
+  for (Operation *u : p.getUsers()) {
+    auto g = dyn_cast<linalg::GenericOp>(u);
+    if (!g)
+      g = u->getParentOfType<linalg::GenericOp>();
+    if (!g || (r && g != r))
+      return std::nullopt;
+    r = g;
+  }
+  if (!r)
+    return std::nullopt;
+  auto attr = r->getAttrOfType<IntegerAttr>(kiln::kColumnGroupAttr);
+  auto type = cast<RankedTensorType>(p.getType());
+  if (!attr || attr.getInt() <= 0 || l.n % attr.getInt() != 0 ||
+      !r.hasPureTensorSemantics() || r.getNumDpsInputs() != 1 ||
+      r.getNumDpsInits() != 1 || r.getNumReductionLoops() != 0 ||
+      r.getDpsInputs()[0] != p || r.getResult(0).getType() != type ||
+      !llvm::all_of(r.getIndexingMapsArray(),
+                    [](AffineMap m) { return m.isIdentity(); }))
+    return std::nullopt;
+  // One row index (the leading dims before it are 1), so that a row of the
+  // kernel's [M, N] output is a row of the product.
+  for (int64_t d = 0; d + 2 < type.getRank(); ++d)
+    if (type.getDimSize(d) != 1)
+      return std::nullopt;
+  for (Operation &op : r.getRegion().front())
+    if (op.getNumRegions())
+      return std::nullopt;
+  return GroupEpilogue{r, attr.getInt()};
+}
+
+/// Whether `v` is defined before `at` (or in a region around it).
+bool availableAt(Value v, Operation *at) {
+  if (auto arg = dyn_cast<BlockArgument>(v))
+    return arg.getParentRegion()->isAncestor(at->getParentRegion());
+  Operation *def = v.getDefiningOp();
+  Operation *a = def->getBlock()->findAncestorOpInBlock(*at);
+  return a && def != a && def->isBeforeInBlock(a);
+}
+
+/// Whether everything `r` reads besides its input (its init, the tables
+/// and constants its body captures) is available at `at`.
+bool operandsAvailableAt(linalg::GenericOp r, Operation *at) {
+  if (!availableAt(r.getDpsInits()[0], at))
+    return false;
+  WalkResult res = r.getRegion().walk([&](Operation *op) {
+    for (Value v : op->getOperands()) {
+      Region *defRegion = isa<BlockArgument>(v)
+                              ? cast<BlockArgument>(v).getParentRegion()
+                              : v.getDefiningOp()->getParentRegion();
+      if (r.getRegion().isAncestor(defRegion) || v == r.getDpsInputs()[0])
+        continue;
+      if (!availableAt(v, at))
+        return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  return !res.wasInterrupted();
+}
+
+/// `e` applied to a kernel task's block `t` ([rows, width], columns
+/// [n0, n0 + width) of the product), written into `dest` (the task's tile
+/// of the kernel's output): its body with the product's element and reads
+/// of the product taken from `t`.
+Value applyGroupEpilogue(OpBuilder &b, Location loc, const GroupEpilogue &e,
+                         Value t, Value n0, Value dest) {
+  linalg::GenericOp r = e.op;
+  Value p = r.getDpsInputs()[0];
+  int64_t rank = cast<RankedTensorType>(p.getType()).getRank();
+  Block &body = r.getRegion().front();
+  AffineMap id = b.getMultiDimIdentityMap(2);
+  return linalg::GenericOp::create(
+             b, loc, TypeRange{dest.getType()}, ValueRange{t},
+             ValueRange{dest}, ArrayRef<AffineMap>{id, id},
+             ArrayRef<utils::IteratorType>{utils::IteratorType::parallel,
+                                           utils::IteratorType::parallel},
+             [&](OpBuilder &nb, Location nloc, ValueRange args) {
+               IRMapping map;
+               map.map(body.getArgument(0), args[0]);
+               map.map(body.getArgument(1), args[1]);
+               Value row = linalg::IndexOp::create(nb, nloc, 0);
+               Value col = arith::AddIOp::create(
+                   nb, nloc, n0, linalg::IndexOp::create(nb, nloc, 1));
+               Value zero = arith::ConstantIndexOp::create(nb, nloc, 0);
+               for (Operation &op : body.without_terminator()) {
+                 if (auto index = dyn_cast<linalg::IndexOp>(op)) {
+                   int64_t d = index.getDim();
+                   map.map(index.getResult(), d == rank - 1   ? col
+                                              : d == rank - 2 ? row
+                                                              : zero);
+                 } else if (auto ex = dyn_cast<tensor::ExtractOp>(op);
+                            ex && ex.getTensor() == p) {
+                   ValueRange at = ex.getIndices();
+                   Value c = arith::SubIOp::create(
+                       nb, nloc, map.lookupOrDefault(at[rank - 1]), n0);
+                   map.map(ex.getResult(),
+                           tensor::ExtractOp::create(
+                               nb, nloc, t,
+                               ValueRange{rank > 1
+                                              ? map.lookupOrDefault(at[rank - 2])
+                                              : zero,
+                                          c}));
+                 } else {
+                   nb.clone(op, map);
+                 }
+               }
+               SmallVector<Value> yields;
+               for (Value v : body.getTerminator()->getOperands())
+                 yields.push_back(map.lookupOrDefault(v));
+               linalg::YieldOp::create(nb, nloc, yields);
+             })
+      .getResult(0);
+}
+
 /// Emits one kernel for a group of contractions that read the same `x`
 /// (one member, or sibling projections such as q/k/v or gate/up): an
 /// `scf.forall` over the column blocks of all members, each task computing
 /// one block of one member's output into the members' outputs laid side by
 /// side (`[M, sum N]`); the results are column slices of it.
-void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols) {
+void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
+             const ScaledMap &scaled,
+             llvm::SmallPtrSetImpl<Operation *> &absorbed) {
   Linear last = members.back();
-  OpBuilder b(last.op);
+  // RoPE on members' results: the kernel goes before the first use of any
+  // member's result (where the RoPE tables exist), and its tasks cover whole
+  // heads.
+  SmallVector<std::optional<GroupEpilogue>> epi;
+  Operation *at = nullptr;
+  Block *block = last.op->getBlock();
+  for (const Linear &l : members) {
+    epi.push_back(matchGroupEpilogue(l));
+    for (Operation *user : l.op->getUsers()) {
+      Operation *a = block->findAncestorOpInBlock(*user);
+      if (a && (!at || a->isBeforeInBlock(at)))
+        at = a;
+    }
+  }
+  int64_t group = 0;
+  for (std::optional<GroupEpilogue> &e : epi) {
+    if (e && (!at || !operandsAvailableAt(e->op, at) ||
+              (group && e->group != group)))
+      e.reset();
+    if (e)
+      group = e->group;
+  }
+  OpBuilder b(group ? at : last.op.getOperation());
   Location loc = last.op.getLoc();
   int64_t k = last.k;
-  Value xc = collapseTo2D(b, loc, last.x());
+  KernelInput in = kernelInput(b, loc, last.x(), scaled);
+  Value xc = in.xc;
   OpFoldResult rowsOfr = tensor::getMixedSize(b, loc, xc, 0);
   Value rows = getValueOrCreateConstantIndexOp(b, loc, rowsOfr);
   bool single = members.size() == 1;
@@ -709,14 +1067,20 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols) {
     colStart.push_back(colStart.back() + l.n);
   }
   int64_t nb = blockSize(k, *llvm::max_element(sizes), xc, blockCols);
+  if (group)
+    nb = std::max(group, nb / group * group);
 
+  bool zeroInit = llvm::all_of(
+      members, [](const Linear &l) { return isZeroFill(l.init()); });
   Value initc;
   if (single) {
     initc = collapseTo2D(b, loc, last.init());
   } else {
     SmallVector<OpFoldResult> shape{rowsOfr, b.getIndexAttr(colStart.back())};
     initc = tensor::EmptyOp::create(b, loc, shape, b.getF32Type());
-    if (llvm::all_of(members, [](const Linear &l) { return isZeroFill(l.init()); })) {
+    if (zeroInit && group) {
+      // Every task writes its whole tile from its zero-filled local one.
+    } else if (zeroInit) {
       Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
       initc = linalg::FillOp::create(b, loc, zero, initc).getResult(0);
     } else {
@@ -760,9 +1124,44 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols) {
           }
           w = sw.getResult(0);
         }
-        KernelBuilder kb(b, loc, w, k, vl);
-        return kb.block(xc, tile(), rows,
-                        getValueOrCreateConstantIndexOp(b, loc, p.width), nb);
+        KernelBuilder kb(b, loc, in, w, k, vl);
+        Value width = getValueOrCreateConstantIndexOp(b, loc, p.width);
+        if (!group)
+          return kb.block(tile(), rows, width, nb);
+        // RoPE reads other columns of the product: the task computes its
+        // block into a task-local tile (a fixed size in decode: on the
+        // stack), then writes the rotated block, or a copy for members
+        // without RoPE (v), into the output.
+        Value dest = tile();
+        Value t = tensor::EmptyOp::create(
+            b, loc, ArrayRef<OpFoldResult>{rowsOfr, b.getIndexAttr(nb)},
+            b.getF32Type());
+        if (getConstantIntValue(p.width) != nb)
+          t = columnSlice(b, loc, t, rowsOfr, b.getIndexAttr(0), p.width);
+        if (zeroInit) {
+          Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
+          t = linalg::FillOp::create(b, loc, zero, t).getResult(0);
+        } else {
+          t = linalg::CopyOp::create(b, loc, dest, t).getResult(0);
+        }
+        t = kb.block(t, rows, width, nb);
+        if (single)
+          return applyGroupEpilogue(b, loc, *epi[0], t, p.n0, dest);
+        SmallVector<int64_t> cases(members.size() - 1);
+        std::iota(cases.begin(), cases.end(), 0);
+        auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{dest.getType()},
+                                             p.member, cases, cases.size());
+        for (auto [g, e] : llvm::enumerate(epi)) {
+          Region &r = g < cases.size() ? sw.getCaseRegions()[g]
+                                       : sw.getDefaultRegion();
+          OpBuilder::InsertionGuard gg(b);
+          b.setInsertionPointToStart(&r.emplaceBlock());
+          scf::YieldOp::create(
+              b, loc,
+              e ? applyGroupEpilogue(b, loc, *e, t, p.n0, dest)
+                : linalg::CopyOp::create(b, loc, t, dest).getResult(0));
+        }
+        return sw.getResult(0);
       });
   for (auto [g, member] : llvm::enumerate(members)) {
     Linear l = member;
@@ -770,10 +1169,17 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols) {
                         : columnSlice(b, loc, result, rowsOfr,
                                       b.getIndexAttr(colStart[g]),
                                       b.getIndexAttr(l.n));
-    l.op.getResult(0).replaceAllUsesWith(expandLike(b, loc, mine, l.init()));
+    Operation *replaced = epi[g] ? epi[g]->op : l.op;
+    replaced->getResult(0).replaceAllUsesWith(
+        expandLike(b, loc, mine, l.init()));
   }
-  for (Linear l : members)
-    l.op.erase();
+  for (auto [g, member] : llvm::enumerate(members)) {
+    if (epi[g]) {
+      absorbed.insert(epi[g]->op);
+      epi[g]->op->erase();
+    }
+    member.op->erase();
+  }
 }
 
 /// Splits the contractions into groups that become one kernel each:
@@ -905,17 +1311,39 @@ struct KilnContractionKernelsPass
       return true;
     });
     llvm::erase_if(found, [&](const Linear &l) { return taken.contains(l.op); });
+    // Norms folded into the products that read them (all their users).
+    ScaledMap scaled;
+    for (auto &[op, l] : linears) {
+      Value x = l.x();
+      // Prompts only: in a matrix-vector product (decode) the norm is a
+      // few hundred elements, while scaling x in the kernel adds work to
+      // every row of W (measured slower).
+      if (scaled.contains(x) ||
+          cast<RankedTensorType>(x.getType()).hasStaticShape() ||
+          !llvm::all_of(x.getUsers(),
+                        [&](Operation *u) { return linears.contains(u); }))
+        continue;
+      if (std::optional<ScaledInput> s = matchScaledInput(x))
+        scaled.try_emplace(x, *s);
+    }
     for (Epilogue &e : epilogues)
-      rewriteEpilogue(e, bits / 32, blockCols);
+      rewriteEpilogue(e, bits / 32, blockCols, scaled);
+    // Generics that became part of a kernel (norms, RoPE).
+    llvm::SmallPtrSet<Operation *, 8> absorbed;
     for (ArrayRef<Linear> group : groupSiblings(found))
-      rewrite(group, bits / 32, blockCols);
+      rewrite(group, bits / 32, blockCols, scaled, absorbed);
+    for (auto &[x, s] : scaled) {
+      absorbed.insert(s.op);
+      s.op.erase();
+    }
     for (linalg::GenericOp op : others)
-      if (failed(parallelizeRows(op)))
+      if (!absorbed.contains(op) && failed(parallelizeRows(op)))
         return signalPassFailure();
   }
 
-  /// Every other generic whose shape depends on the prompt (norms, the
-  /// feed-forward activation, residual adds, RoPE, embedding gathers in
+  /// Every other generic whose shape depends on the prompt (norm
+  /// reductions, LayerNorm, the feed-forward activation, residual adds that
+  /// are not a product's init, embedding gathers, the RoPE tables in
   /// @prefill and @forward) becomes an scf.forall over blocks of
   /// `kRowBlock` along its dynamic parallel dimensions, so that no part of a
   /// prompt-sized step runs on one thread while the others wait.

@@ -27,6 +27,13 @@ namespace kiln {
 /// vector-bits option is 0 (the default).
 int64_t hostVectorBits();
 
+/// Attribute of an elementwise `linalg.generic` (RoPE) whose body also reads
+/// its input at other columns (`tensor.extract`), always in the same row and
+/// in the same aligned group of this many columns (a head): a kernel that
+/// computes the input in blocks of whole groups may apply it to each block
+/// (kiln-contraction-kernels).
+inline constexpr llvm::StringLiteral kColumnGroupAttr = "kiln.column_group";
+
 /// Adds the patterns that lower transformer ops to linalg/tensor/arith/math.
 /// `transformer.weight` ops are lowered separately by the pass (they need
 /// the enclosing function's weight arguments).

@@ -87,6 +87,21 @@ def KilnContractionKernels
       row of `x` (decode), an elementwise generic over exactly two such
       siblings (the gated activation) becomes one kernel whose tasks compute
       the same columns of both into task-local tiles and apply it;
+    * norms folded into the products that read them (prompts): when `x` is
+      an elementwise generic `h * f(per-row values) * g[k]` (RMSNorm) used
+      only by products, the kernels read `h`, multiply by `g` along k (x's
+      vectors in the dot tiles, the weights as they are packed) and scale
+      each row's sums by `f`, computed once per row; the normalised `x` is
+      never written. In decode (one row) the norm stays a loop of a few
+      hundred elements: scaling `x` again for every row of `W` measured
+      slower;
+    * RoPE as the epilogue of its projection: a product whose only consumer
+      is a generic marked `kiln.column_group = G` (RoPE, reading its input
+      only within heads of G columns) gets blocks of whole heads; each task
+      computes its block into a task-local tile and writes it rotated (the
+      generic's body, columns offset by the block's start), members without
+      RoPE (v) copied. The kernel then goes before the first use of any
+      member's result, after the cos/sin tables;
     * `scf.forall` over blocks of at most `block-cols` output columns (rows
       of `W`), fewer when `block-cols` rows would exceed 256 KiB (the block
       stays in L2), 16 for matrix-vector products (one row of `x`: decode)
@@ -109,7 +124,7 @@ def KilnContractionKernels
       widened with zeros, when `K` is not a multiple of it.
 
     Every other `linalg.generic` with a dynamic parallel dimension (the
-    prompt length: norms, activations, residual adds, RoPE, gathers in
+    prompt length: norm reductions, activations, gathers in
     `@prefill` and `@forward`) is tiled into an `scf.forall` over blocks of 8
     along it, so no prompt-sized step runs on one thread; fixed shapes (one
     token in `@decode`) stay sequential.

@@ -88,7 +88,7 @@ cl::opt<bool> noHoistCross(
     cl::desc("Encoder-decoder models: do not hoist the cross-attention key/"
              "value projections into encode; every decode step projects the "
              "cached encoder output again (to measure what hoisting saves)"),
-    cl::init(false));
+    cl::init(false), cl::cat(category));
 cl::opt<int64_t> vectorBits(
     "vector-bits",
     cl::desc("Vector register width the kernels are tiled for, in bits "
@@ -170,6 +170,9 @@ int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
   mlir::registerPassManagerCLOptions();
   mlir::registerDefaultTimingManagerCLOptions();
+  // --help lists Kiln's options, not LLVM's and MLIR's hundreds (they still
+  // parse; --help-hidden lists them).
+  cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
       argc, argv,
       "Kiln: compiles a transformer model file into a native executable\n\n"

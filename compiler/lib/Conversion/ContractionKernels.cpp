@@ -831,6 +831,14 @@ KernelInput kernelInput(OpBuilder &b, Location loc, Value x,
   return in;
 }
 
+/// Ends a generic's body cloned from `body`: yields its results, mapped.
+void yieldMapped(OpBuilder &b, Location loc, Block &body, IRMapping &map) {
+  SmallVector<Value> yields;
+  for (Value v : body.getTerminator()->getOperands())
+    yields.push_back(map.lookupOrDefault(v));
+  linalg::YieldOp::create(b, loc, yields);
+}
+
 /// One kernel for an epilogue and its two products: each task computes the
 /// same block of columns of both (into task-local tiles) and applies the
 /// epilogue's body to them, writing only the epilogue's result.
@@ -883,10 +891,7 @@ void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols,
                        map.map(body.getArgument(i), args[i]);
                      for (Operation &inner : body.without_terminator())
                        nb.clone(inner, map);
-                     SmallVector<Value> yields;
-                     for (Value v : body.getTerminator()->getOperands())
-                       yields.push_back(map.lookupOrDefault(v));
-                     linalg::YieldOp::create(nb, nloc, yields);
+                     yieldMapped(nb, nloc, body, map);
                    })
             .getResult(0);
       });
@@ -1014,12 +1019,26 @@ Value applyGroupEpilogue(OpBuilder &b, Location loc, const GroupEpilogue &e,
                    nb.clone(op, map);
                  }
                }
-               SmallVector<Value> yields;
-               for (Value v : body.getTerminator()->getOperands())
-                 yields.push_back(map.lookupOrDefault(v));
-               linalg::YieldOp::create(nb, nloc, yields);
+               yieldMapped(nb, nloc, body, map);
              })
       .getResult(0);
+}
+
+/// `scf.index_switch` on the member of a group's task: case g (the last
+/// member: the default) yields `member(g)`.
+Value switchOnMember(OpBuilder &b, Location loc, Type type, Value member,
+                     size_t count, function_ref<Value(size_t)> body) {
+  SmallVector<int64_t> cases(count - 1);
+  std::iota(cases.begin(), cases.end(), 0);
+  auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{type}, member, cases,
+                                       cases.size());
+  for (size_t g = 0; g < count; ++g) {
+    Region &r = g < cases.size() ? sw.getCaseRegions()[g] : sw.getDefaultRegion();
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&r.emplaceBlock());
+    scf::YieldOp::create(b, loc, body(g));
+  }
+  return sw.getResult(0);
 }
 
 /// Emits one kernel for a group of contractions that read the same `x`
@@ -1112,21 +1131,15 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
           std::optional<int64_t> len = getConstantIntValue(p.width);
           Type sliceType = RankedTensorType::get(
               {len ? *len : ShapedType::kDynamic, k}, b.getF32Type());
-          SmallVector<int64_t> cases(members.size() - 1);
-          std::iota(cases.begin(), cases.end(), 0);
-          auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{sliceType},
-                                               p.member, cases, cases.size());
-          for (auto [g, l] : llvm::enumerate(members)) {
-            Region &r = g < cases.size() ? sw.getCaseRegions()[g]
-                                         : sw.getDefaultRegion();
-            OpBuilder::InsertionGuard gg(b);
-            b.setInsertionPointToStart(&r.emplaceBlock());
-            Value s = weightRows(b, loc, l.w(), p.n0, p.width, k);
-            if (s.getType() != sliceType)
-              s = tensor::CastOp::create(b, loc, sliceType, s);
-            scf::YieldOp::create(b, loc, s);
-          }
-          w = sw.getResult(0);
+          w = switchOnMember(b, loc, sliceType, p.member, members.size(),
+                             [&](size_t g) {
+                               Value s = weightRows(b, loc, members[g].w(),
+                                                    p.n0, p.width, k);
+                               if (s.getType() != sliceType)
+                                 s = tensor::CastOp::create(b, loc, sliceType,
+                                                            s);
+                               return s;
+                             });
         }
         KernelBuilder kb(b, loc, in, w, k, vl);
         Value width = getValueOrCreateConstantIndexOp(b, loc, p.width);
@@ -1151,21 +1164,12 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
         t = kb.block(t, rows, width, nb);
         if (single)
           return applyGroupEpilogue(b, loc, *epi[0], t, p.n0, dest);
-        SmallVector<int64_t> cases(members.size() - 1);
-        std::iota(cases.begin(), cases.end(), 0);
-        auto sw = scf::IndexSwitchOp::create(b, loc, TypeRange{dest.getType()},
-                                             p.member, cases, cases.size());
-        for (auto [g, e] : llvm::enumerate(epi)) {
-          Region &r = g < cases.size() ? sw.getCaseRegions()[g]
-                                       : sw.getDefaultRegion();
-          OpBuilder::InsertionGuard gg(b);
-          b.setInsertionPointToStart(&r.emplaceBlock());
-          scf::YieldOp::create(
-              b, loc,
-              e ? applyGroupEpilogue(b, loc, *e, t, p.n0, dest)
-                : linalg::CopyOp::create(b, loc, t, dest).getResult(0));
-        }
-        return sw.getResult(0);
+        return switchOnMember(
+            b, loc, dest.getType(), p.member, members.size(), [&](size_t g) {
+              return epi[g] ? applyGroupEpilogue(b, loc, *epi[g], t, p.n0, dest)
+                            : linalg::CopyOp::create(b, loc, t, dest)
+                                  .getResult(0);
+            });
       });
   for (auto [g, member] : llvm::enumerate(members)) {
     Linear l = member;

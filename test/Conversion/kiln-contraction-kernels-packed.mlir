@@ -23,6 +23,11 @@
 // CHECK: %[[P:.*]] = scf.for %[[N:.*]] = %c0 to %[[PCOLS]] step %c8 iter_args(%{{.*}} = %[[BUF]]) -> (tensor<16x12xf32>)
 // CHECK: scf.for %[[K:.*]] = %c0 to %c16 step %c8
 // CHECK-COUNT-8: vector.transfer_read %[[W]]{{.*}} : tensor<12x16xf32>, vector<8xf32>
+// The 8 x 8 transpose: 24 two-source shuffles (unpack, shuffle, 128-bit
+// lane join), no element-wise moves.
+// CHECK-NOT: vector.to_elements
+// CHECK-COUNT-24: vector.shuffle
+// CHECK-NOT: vector.from_elements
 // CHECK-COUNT-8: vector.transfer_write {{.*}} : vector<8xf32>, tensor<16x12xf32>
 // CHECK: scf.for %{{.*}} = %c0 to %[[PROWS]] step %c6
 // CHECK: scf.for %{{.*}} = %c0 to %[[PCOLS]] step %c8

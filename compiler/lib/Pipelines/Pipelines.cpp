@@ -86,9 +86,6 @@ void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
   ConvertVectorToLLVMPassOptions vector;
   vector.reassociateFPReductions = true;
-  // The 8x8 transposes that pack weights for prefill: shuffles, not
-  // element-by-element moves.
-  vector.vectorTransposeLowering = vector::VectorTransposeLowering::Shuffle1D;
   pm.addPass(createConvertVectorToLLVMPass(vector));
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());

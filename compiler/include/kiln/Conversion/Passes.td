@@ -112,10 +112,10 @@ def KilnContractionKernels
     * products with 16 rows or more (prompts; the row count may be dynamic,
       both paths are then emitted with bounds chosen at run time) pack the
       block's weights transposed into a `[K, block]` buffer (8 x 8 register
-      transposes, one pass) and run outer-product tiles on it: 6 rows by two
-      vectors of columns (12 rows with 512-bit vectors), broadcasting one
-      element of `x` per row and k step, no horizontal sums; then tiles of 2
-      rows and 1 for the rows left over;
+      transposes of 24 shuffles, one pass) and run outer-product tiles on
+      it: 6 rows by two vectors of columns (12 rows with 512-bit vectors),
+      broadcasting one element of `x` per row and k step, no horizontal
+      sums; then tiles of 2 rows and 1 for the rows left over;
     * otherwise, and for columns left over, dot-product tiles on `W` as
       stored: 4 rows of `x` by 4 rows of `W` with 512-bit vectors (AVX-512
       has 32 registers), 2 by 4 below, one row by one column with two

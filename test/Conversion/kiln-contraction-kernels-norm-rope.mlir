@@ -187,7 +187,7 @@ func.func @norm_not_folded(%h: tensor<?x16xf32>, %ss: tensor<?xf32>, %g: tensor<
 // CHECK: math.sin
 // CHECK: %[[R:.*]] = scf.forall (%[[B:.*]]) in (4) shared_outs(%[[O:.*]] = %{{.*}}) -> (tensor<1x16xf32>)
 // CHECK: %[[N0:.*]] = arith.muli %{{.*}}, %c4
-// CHECK: %[[T:.*]] = linalg.fill {{.*}} -> tensor<1x4xf32>
+// CHECK: %[[T:.*]] = tensor.empty() : tensor<1x4xf32>
 // CHECK: %[[P:.*]] = scf.for {{.*}} iter_args(%{{.*}} = %[[T]])
 // CHECK: scf.index_switch
 // CHECK: case 0 {

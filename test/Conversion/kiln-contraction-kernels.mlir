@@ -11,8 +11,10 @@
 // CHECK-SAME: (%[[X:.*]]: tensor<1x?x10xf32>, %[[W:.*]]: tensor<6x10xf32>, %[[INIT:.*]]: tensor<1x?x6xf32>)
 // CHECK-DAG: %[[XC:.*]] = tensor.collapse_shape %[[X]] {{\[\[}}0, 1], [2]] : tensor<1x?x10xf32> into tensor<?x10xf32>
 // CHECK-DAG: %[[IC:.*]] = tensor.collapse_shape %[[INIT]] {{\[\[}}0, 1], [2]] : tensor<1x?x6xf32> into tensor<?x6xf32>
-// One parallel task per block of 4 columns.
-// CHECK: %[[R:.*]] = scf.forall (%[[B:.*]]) in (2) shared_outs(%[[O:.*]] = %[[IC]]) -> (tensor<?x6xf32>)
+// One parallel task per block of 4 columns, writing a fresh output (every
+// element once); the init is read where each tile is written.
+// CHECK-DAG: %[[OUT:.*]] = tensor.empty(%{{.*}}) : tensor<?x6xf32>
+// CHECK: %[[R:.*]] = scf.forall (%[[B:.*]]) in (2) shared_outs(%[[O:.*]] = %[[OUT]]) -> (tensor<?x6xf32>)
 // CHECK: %[[N0:.*]] = arith.muli %[[B]], %c4
 // CHECK: %[[LEN:.*]] = arith.minsi
 // The task's rows of W (a view).
@@ -29,9 +31,10 @@
 // The k tail: 2 elements, widened to a whole vector.
 // CHECK: vector.transfer_read %[[XC]][%{{.*}}, %c8]{{.*}} : tensor<?x10xf32>, vector<2xf32>
 // CHECK: vector.insert_strided_slice {{.*}} : vector<2xf32> into vector<4xf32>
-// One horizontal sum per output, added to the destination 4 at a time.
+// One horizontal sum per output, added to the init 4 at a time.
 // CHECK: vector.reduction <add>, {{.*}} fastmath<reassoc,contract> : vector<4xf32> into f32
 // CHECK: vector.from_elements {{.*}} : vector<4xf32>
+// CHECK: vector.transfer_read %[[IC]]{{.*}} : tensor<?x6xf32>, vector<4xf32>
 // CHECK: vector.transfer_write {{.*}} : vector<4xf32>, tensor<?x?xf32>
 // Rows left over: one row of x by one row of W, two accumulators (one k
 // step of 8, unrolled by canonicalization, then the tail).
@@ -150,9 +153,11 @@ func.func @one_token(%x: tensor<1x1x8xf32>) -> tensor<1x1x8xf32> {
 #o = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
 // CHECK-LABEL: func.func @siblings
 // CHECK-SAME: (%[[X:.*]]: tensor<1x?x8xf32>, %[[WQ:.*]]: tensor<8x8xf32>, %[[WK:.*]]: tensor<4x8xf32>, %[[WV:.*]]: tensor<4x8xf32>)
+// Zero-initialised products write their sums without a fill or a read of
+// the output.
 // CHECK: %[[E:.*]] = tensor.empty(%{{.*}}) : tensor<?x16xf32>
-// CHECK: %[[Z:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%[[E]] : tensor<?x16xf32>)
-// CHECK: %[[R:.*]] = scf.forall (%[[B:.*]]) in (4) shared_outs(%[[O:.*]] = %[[Z]]) -> (tensor<?x16xf32>)
+// CHECK-NOT: linalg.fill
+// CHECK: %[[R:.*]] = scf.forall (%[[B:.*]]) in (4) shared_outs(%[[O:.*]] = %[[E]]) -> (tensor<?x16xf32>)
 // CHECK: scf.index_switch %{{.*}} -> tensor<4x8xf32>
 // CHECK: case 0 {
 // CHECK: tensor.extract_slice %[[WQ]]
@@ -230,15 +235,19 @@ func.func @siblings_used_between(%x: tensor<2x8xf32>, %w1: tensor<8x8xf32>, %w2:
 
 // A residual add of a projection (initialised with zeros, used only by the
 // add) becomes the projection's init: y = r + x W^T in one kernel, with no
-// separate pass over y. A bias-initialised projection keeps its add
-// ((r + b) + s would round differently from r + (b + s)).
+// separate pass over y; the kernel reads r where it writes y, into a fresh
+// buffer (r's buffer, the residual stream, is not overwritten). A
+// bias-initialised projection keeps its add ((r + b) + s would round
+// differently from r + (b + s)).
 #x = affine_map<(d0, d1, d2) -> (d0, d2)>
 #w = affine_map<(d0, d1, d2) -> (d1, d2)>
 #o = affine_map<(d0, d1, d2) -> (d0, d1)>
 #id = affine_map<(d0, d1) -> (d0, d1)>
 // CHECK-LABEL: func.func @residual
 // CHECK-SAME: (%[[X:.*]]: tensor<2x8xf32>, %[[W:.*]]: tensor<8x8xf32>, %[[R:.*]]: tensor<2x8xf32>)
-// CHECK: %[[Y:.*]] = scf.forall (%{{.*}}) in (2) shared_outs(%{{.*}} = %[[R]]) -> (tensor<2x8xf32>)
+// CHECK: %[[OUT:.*]] = tensor.empty() : tensor<2x8xf32>
+// CHECK: %[[Y:.*]] = scf.forall (%{{.*}}) in (2) shared_outs(%{{.*}} = %[[OUT]]) -> (tensor<2x8xf32>)
+// CHECK: vector.transfer_read %[[R]]
 // CHECK-NOT: linalg.generic
 // CHECK: return %[[Y]]
 func.func @residual(%x: tensor<2x8xf32>, %w: tensor<8x8xf32>, %r: tensor<2x8xf32>) -> tensor<2x8xf32> {

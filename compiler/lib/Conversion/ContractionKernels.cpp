@@ -271,6 +271,28 @@ public:
                                           ArrayRef<bool>{true});
   }
 
+  /// The output starts as zeros (no reads of the tile) or as columns
+  /// [col, ...) of `src` (rows as the output's) instead of as the tile's
+  /// contents: every element of a block is written exactly once, so the
+  /// output can be a fresh buffer (no fill, and no write into the init's
+  /// buffer, such as the residual stream's).
+  void initZero() { zeroInit = true; }
+  void initFrom(Value src, Value col) {
+    initSrc = src;
+    initCol = col;
+  }
+
+  /// `sums` (row `m`, columns [col, col + len) of the tile) plus the
+  /// output's initial values there.
+  Value withInit(Value sums, Value tile, Value m, Value col) {
+    if (zeroInit)
+      return sums;
+    int64_t len = cast<VectorType>(sums.getType()).getNumElements();
+    Value old = initSrc ? read(initSrc, m, add(initCol, col), len)
+                        : read(tile, m, col, len);
+    return arith::AddFOp::create(b, loc, old, sums);
+  }
+
   /// A vector of sums for row `m` of x, times the row's scale when x is a
   /// ScaledInput.
   Value scaleRow(Value v, Value m) {
@@ -350,8 +372,7 @@ public:
       VectorType rt = VectorType::get({nr}, f32);
       Value row = vector::FromElementsOp::create(b, loc, rt, sums);
       row = scaleRow(row, xRows[i]);
-      Value old = read(tile, xRows[i], nl, nr);
-      Value upd = arith::AddFOp::create(b, loc, old, row);
+      Value upd = withInit(row, tile, xRows[i], nl);
       tile = vector::TransferWriteOp::create(b, loc, upd, tile,
                                              ValueRange{xRows[i], nl},
                                              ArrayRef<bool>{true})
@@ -496,9 +517,8 @@ public:
     for (int64_t i = 0; i < mr; ++i)
       for (int64_t h = 0; h < 2; ++h) {
         Value col = h ? n1 : n;
-        Value old = read(tile, xRows[i], col, vl);
-        Value upd = arith::AddFOp::create(
-            b, loc, old, scaleRow(loop.getResult(2 * i + h), xRows[i]));
+        Value upd = withInit(scaleRow(loop.getResult(2 * i + h), xRows[i]),
+                             tile, xRows[i], col);
         tile = vector::TransferWriteOp::create(b, loc, upd, tile,
                                                ValueRange{xRows[i], col},
                                                ArrayRef<bool>{true})
@@ -563,6 +583,8 @@ private:
   OpBuilder &b;
   Location loc;
   const KernelInput &in;
+  bool zeroInit = false;
+  Value initSrc, initCol;
   Value w;
   int64_t k;
   int64_t vl;
@@ -888,20 +910,15 @@ void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols,
         Value width = getValueOrCreateConstantIndexOp(b, loc, p.width);
         SmallVector<OpFoldResult> tileSizes{rowsOfr, p.width};
         auto product = [&](const Linear &l) {
-          Value init;
-          if (isZeroFill(l.init())) {
-            Value zero =
-                arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
-            Value empty =
-                tensor::EmptyOp::create(b, loc, tileSizes, b.getF32Type());
-            init = linalg::FillOp::create(b, loc, zero, empty).getResult(0);
-          } else {
-            init = columnSlice(b, loc, collapseTo2D(b, loc, l.init()),
-                               rowsOfr, p.col, p.width);
-          }
+          Value local =
+              tensor::EmptyOp::create(b, loc, tileSizes, b.getF32Type());
           KernelBuilder kb(b, loc, in,
                            weightRows(b, loc, l.w(), p.n0, p.width, k), k, vl);
-          return kb.block(init, rows, width, nb);
+          if (isZeroFill(l.init()))
+            kb.initZero();
+          else
+            kb.initFrom(collapseTo2D(b, loc, l.init()), p.col);
+          return kb.block(local, rows, width, nb);
         };
         Value ta = product(e.a), tb = product(e.b);
         Value out = tile();
@@ -1121,27 +1138,25 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
 
   bool zeroInit = llvm::all_of(
       members, [](const Linear &l) { return isZeroFill(l.init()); });
-  Value initc;
-  if (single) {
-    initc = collapseTo2D(b, loc, last.init());
-  } else {
-    SmallVector<OpFoldResult> shape{rowsOfr, b.getIndexAttr(colStart.back())};
-    initc = tensor::EmptyOp::create(b, loc, shape, b.getF32Type());
-    if (zeroInit && group) {
-      // Every task writes its whole tile from its zero-filled local one.
-    } else if (zeroInit) {
-      Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
-      initc = linalg::FillOp::create(b, loc, zero, initc).getResult(0);
-    } else {
-      for (auto [g, l] : llvm::enumerate(members)) {
-        Value part = collapseTo2D(b, loc, l.init());
-        initc = tensor::InsertSliceOp::create(
-            b, loc, part, initc,
-            ArrayRef<OpFoldResult>{b.getIndexAttr(0),
-                                   b.getIndexAttr(colStart[g])},
-            ArrayRef<OpFoldResult>{shape[0], b.getIndexAttr(l.n)},
-            ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
-      }
+  // The kernel writes a fresh [M, sum N] output: zero-initialised products
+  // start from nothing, one product with an init (a residual add, a bias)
+  // reads it alongside (the residual stream is not overwritten in place,
+  // which keeps One-Shot Bufferize's alias sets one layer long), and
+  // siblings with inits get them copied in first.
+  SmallVector<OpFoldResult> shape{rowsOfr, b.getIndexAttr(colStart.back())};
+  Value initc = tensor::EmptyOp::create(b, loc, shape, b.getF32Type());
+  Value initSrc;
+  if (!zeroInit && single) {
+    initSrc = collapseTo2D(b, loc, last.init());
+  } else if (!zeroInit) {
+    for (auto [g, l] : llvm::enumerate(members)) {
+      Value part = collapseTo2D(b, loc, l.init());
+      initc = tensor::InsertSliceOp::create(
+          b, loc, part, initc,
+          ArrayRef<OpFoldResult>{b.getIndexAttr(0),
+                                 b.getIndexAttr(colStart[g])},
+          ArrayRef<OpFoldResult>{shape[0], b.getIndexAttr(l.n)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
     }
   }
 
@@ -1168,6 +1183,10 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
                              });
         }
         KernelBuilder kb(b, loc, in, w, k, vl);
+        if (zeroInit)
+          kb.initZero();
+        else if (initSrc)
+          kb.initFrom(initSrc, p.col);
         Value width = getValueOrCreateConstantIndexOp(b, loc, p.width);
         if (!group)
           return kb.block(tile(), rows, width, nb);
@@ -1181,12 +1200,8 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
             b.getF32Type());
         if (getConstantIntValue(p.width) != nb)
           t = columnSlice(b, loc, t, rowsOfr, b.getIndexAttr(0), p.width);
-        if (zeroInit) {
-          Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
-          t = linalg::FillOp::create(b, loc, zero, t).getResult(0);
-        } else {
+        if (!zeroInit && !initSrc)
           t = linalg::CopyOp::create(b, loc, dest, t).getResult(0);
-        }
         t = kb.block(t, rows, width, nb);
         if (single)
           return applyGroupEpilogue(b, loc, *epi[0], t, p.n0, dest);

@@ -123,7 +123,10 @@ def KilnContractionKernels
       (one stream through `W`);
     * `k` in steps of the host's vector width (`vector-bits`), reading both
       operands contiguously; a static tail of whole vectors, then a short one
-      widened with zeros, when `K` is not a multiple of it.
+      widened with zeros, when `K` is not a multiple of it;
+    * every kernel writes a fresh output, each element once: zero-initialised
+      products without a fill, a product's init (a residual stream, a bias)
+      read where its sums are written rather than overwritten in place.
 
     Every other `linalg.generic` with a dynamic parallel dimension (the
     prompt length: norm reductions, activations, RoPE, gathers in

@@ -340,19 +340,12 @@ public:
     };
 
     SmallVector<Value> accs(mr * nr * unroll, zero);
-    if (kMain > 0) {
-      auto loop = scf::ForOp::create(
-          b, loc, idx(0), idx(kMain), idx(step), accs,
-          [&](OpBuilder &nb, Location, Value kv, ValueRange iter) {
-            OpBuilder::InsertionGuard g(b);
-            b.setInsertionPointToStart(nb.getInsertionBlock());
-            SmallVector<Value> a(iter.begin(), iter.end());
-            for (int64_t u = 0; u < unroll; ++u)
-              step1(u ? add(kv, idx(u * vl)) : kv, vl, a, u);
-            scf::YieldOp::create(b, loc, a);
-          });
-      accs.assign(loop.getResults().begin(), loop.getResults().end());
-    }
+    if (kMain > 0)
+      accs = loopCarrying(idx(0), idx(kMain), step, accs,
+                          [&](Value kv, SmallVector<Value> &a) {
+                            for (int64_t u = 0; u < unroll; ++u)
+                              step1(u ? add(kv, idx(u * vl)) : kv, vl, a, u);
+                          });
     // Static tail along k: whole vectors, then a short one widened with
     // zeros.
     int64_t u = 0;
@@ -381,17 +374,29 @@ public:
     return tile;
   }
 
-  /// for iv in [lb, ub) step s: tile = fn(iv, tile).
-  Value loop(Value lb, Value ub, int64_t s, Value tile,
-             function_ref<Value(Value, Value)> fn) {
+  /// for iv in [lb, ub) step s, carrying `values` (their final values are
+  /// returned): fn(iv, values) updates them.
+  SmallVector<Value> loopCarrying(Value lb, Value ub, int64_t s,
+                                  ValueRange values,
+                                  function_ref<void(Value, SmallVector<Value> &)> fn) {
     auto f = scf::ForOp::create(
-        b, loc, lb, ub, idx(s), ValueRange{tile},
+        b, loc, lb, ub, idx(s), values,
         [&](OpBuilder &nb, Location, Value iv, ValueRange iter) {
           OpBuilder::InsertionGuard g(b);
           b.setInsertionPointToStart(nb.getInsertionBlock());
-          scf::YieldOp::create(b, loc, fn(iv, iter[0]));
+          SmallVector<Value> v(iter.begin(), iter.end());
+          fn(iv, v);
+          scf::YieldOp::create(b, loc, v);
         });
-    return f.getResult(0);
+    return SmallVector<Value>(f.getResults());
+  }
+
+  /// for iv in [lb, ub) step s: tile = fn(iv, tile).
+  Value loop(Value lb, Value ub, int64_t s, Value tile,
+             function_ref<Value(Value, Value)> fn) {
+    return loopCarrying(lb, ub, s, tile, [&](Value iv, SmallVector<Value> &v) {
+      v[0] = fn(iv, v[0]);
+    })[0];
   }
 
   /// floor(v / s) * s
@@ -494,13 +499,9 @@ public:
     VectorType vt = VectorType::get({vl}, f32);
     SmallVector<Value> xRows = consecutive(m, mr);
     Value n1 = add(n, idx(vl));
-    SmallVector<Value> accs(2 * mr, zeros());
-    auto loop = scf::ForOp::create(
-        b, loc, idx(0), idx(k), idx(kUnroll), accs,
-        [&](OpBuilder &nb, Location, Value kv, ValueRange iter) {
-          OpBuilder::InsertionGuard g(b);
-          b.setInsertionPointToStart(nb.getInsertionBlock());
-          SmallVector<Value> a(iter.begin(), iter.end());
+    SmallVector<Value> accs = loopCarrying(
+        idx(0), idx(k), kUnroll, SmallVector<Value>(2 * mr, zeros()),
+        [&](Value kv, SmallVector<Value> &a) {
           for (int64_t u = 0; u < kUnroll; ++u) {
             Value kk = u ? add(kv, idx(u)) : kv;
             Value w0 = read(packed, kk, n, vl), w1 = read(packed, kk, n1, vl);
@@ -512,12 +513,11 @@ public:
               a[2 * i + 1] = vector::FMAOp::create(b, loc, x, w1, a[2 * i + 1]);
             }
           }
-          scf::YieldOp::create(b, loc, a);
         });
     for (int64_t i = 0; i < mr; ++i)
       for (int64_t h = 0; h < 2; ++h) {
         Value col = h ? n1 : n;
-        Value upd = withInit(scaleRow(loop.getResult(2 * i + h), xRows[i]),
+        Value upd = withInit(scaleRow(accs[2 * i + h], xRows[i]),
                              tile, xRows[i], col);
         tile = vector::TransferWriteOp::create(b, loc, upd, tile,
                                                ValueRange{xRows[i], col},
@@ -777,8 +777,9 @@ int64_t numBlocks(ArrayRef<int64_t> sizes, int64_t nb) {
 
 /// An `scf.forall` with one task per block of columns of the shared output
 /// `init` ([rows, N]): `task(place, tile)` computes the block's tile and
-/// returns it; `tile()` gives the output's columns [col, col + width) to
-/// start from, where the task wants them.
+/// returns it; `tile()` gives the output's columns [col, col + width) (they
+/// hold the output's initial values, if it has any), where the task wants
+/// them.
 Value blockLoop(
     OpBuilder &b, Location loc, Value init, OpFoldResult rows, int64_t nb,
     ArrayRef<int64_t> sizes,
@@ -1097,13 +1098,15 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
   // use of any member's result (where the RoPE tables exist), and its tasks
   // cover whole heads. Prompts keep RoPE as a parallel loop of its own: as
   // an epilogue it measured 3-5% slower on a 128-token prefill (each task's
-  // extra local tile, fill and copy for v).
+  // extra local tile, then zero-filled, and the copy for v).
   bool decode = cast<RankedTensorType>(last.x().getType()).hasStaticShape();
   SmallVector<std::optional<GroupEpilogue>> epi;
   Operation *at = nullptr;
   Block *block = last.op->getBlock();
   for (const Linear &l : members) {
     epi.push_back(decode ? matchGroupEpilogue(l) : std::nullopt);
+    if (!decode)
+      continue;
     for (Operation *user : l.op->getUsers()) {
       Operation *a = block->findAncestorOpInBlock(*user);
       if (a && (!at || a->isBeforeInBlock(at)))

@@ -1,8 +1,8 @@
 // RUN: kiln-opt %s -kiln-early-dealloc -split-input-file | FileCheck %s
 
-// Each dealloc moves to just after the last use of its buffer or of a view
-// of it (a use inside a loop counts for the loop), so %a is freed before %c
-// is allocated and the two can share memory.
+// Tests that each dealloc moves to just after the last use of its buffer or of
+// a view of it (a use inside a loop counts for the loop), so %a is freed before
+// %c is allocated and the two can share memory.
 // CHECK-LABEL: func.func @layers
 // CHECK: %[[A:.*]] = memref.alloc(%{{.*}}) : memref<?xf32>
 // CHECK: %[[V:.*]] = memref.subview %[[A]]
@@ -37,11 +37,15 @@ func.func @layers(%n: index, %out: memref<?xf32>) {
 
 // -----
 
-// A buffer allocated in another block (here: before the loop that frees it)
-// is left alone.
+// Tests that a buffer allocated in another block (here: before the loop that
+// frees it) is left alone: the dealloc stays the last op of the loop body.
 // CHECK-LABEL: func.func @other_block
-// CHECK: scf.for
-// CHECK: memref.dealloc
+// CHECK: %[[A:.*]] = memref.alloc(%{{.*}}) : memref<?xf32>
+// CHECK-NEXT: scf.for
+// CHECK-NEXT: memref.load %[[A]]
+// CHECK-NEXT: memref.dealloc %[[A]]
+// CHECK-NEXT: }
+// CHECK-NEXT: return
 func.func @other_block(%n: index) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index

@@ -44,6 +44,10 @@ public:
 
 private:
   InFlightDiagnostic error() { return emitError(fileLoc); }
+  /// The location of a graph node: its name over the file. Diagnostics at
+  /// this location are printed with the node's name (kiln-compile:
+  /// `model.kiln: node 'h.0.attn': error: ...`), so their text must not
+  /// name the node again.
   Location nodeLoc(const fb::Node *node) {
     return NameLoc::get(StringAttr::get(ctx, node->name()->string_view()),
                         fileLoc);
@@ -143,9 +147,7 @@ FailureOr<Value> Importer::input(const fb::Node *node, unsigned i,
   if (name.empty()) {
     if (optional)
       return Value();
-    emitError(nodeLoc(node))
-        << "input #" << i << " of node '" << node->name()->string_view()
-        << "' must not be empty";
+    emitError(nodeLoc(node)) << "input #" << i << " must not be empty";
     return failure();
   }
   if (Value v = values.lookup(name))
@@ -153,8 +155,7 @@ FailureOr<Value> Importer::input(const fb::Node *node, unsigned i,
   auto it = weightIndex.find(name);
   if (it != weightIndex.end())
     return weight(it->second);
-  emitError(nodeLoc(node)) << "node '" << node->name()->string_view()
-                           << "' reads '" << name
+  emitError(nodeLoc(node)) << "reads '" << name
                            << "', which is neither a weight nor produced by "
                               "an earlier node";
   return failure();
@@ -162,14 +163,12 @@ FailureOr<Value> Importer::input(const fb::Node *node, unsigned i,
 
 LogicalResult Importer::importNode(const fb::Node *node) {
   Location loc = nodeLoc(node);
-  StringRef name = node->name()->string_view();
   unsigned numInputs = node->inputs()->size();
   auto arity = [&](unsigned lo, unsigned hi) -> LogicalResult {
     if (numInputs >= lo && numInputs <= hi)
       return success();
-    auto diag = emitError(loc)
-                << "node '" << name << "' (" << fb::EnumNameOp(node->op_type())
-                << ") has " << numInputs << " inputs; expected ";
+    auto diag = emitError(loc) << fb::EnumNameOp(node->op_type()) << " has "
+                               << numInputs << " inputs; expected ";
     if (lo == hi)
       diag << lo;
     else
@@ -177,8 +176,7 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     return failure();
   };
   if (node->outputs()->size() != 1)
-    return emitError(loc) << "node '" << name << "' has "
-                          << node->outputs()->size()
+    return emitError(loc) << "has " << node->outputs()->size()
                           << " outputs; every op has exactly one";
   SmallVector<Value> in;
   auto get = [&](unsigned i, bool optional = false) -> LogicalResult {
@@ -196,10 +194,8 @@ LogicalResult Importer::importNode(const fb::Node *node) {
       return failure();
     float scale = node->op_as_EmbeddingOp()->scale();
     if (!std::isfinite(scale) || scale <= 0.0f)
-      return emitError(loc) << "node '" << name
-                            << "': embedding scale must be positive and "
-                               "finite, got "
-                            << scale;
+      return emitError(loc)
+             << "embedding scale must be positive and finite, got " << scale;
     result = build<EmbeddingOp>(loc, in[0], in[1], b.getF32FloatAttr(scale));
     break;
   }
@@ -216,8 +212,8 @@ LogicalResult Importer::importNode(const fb::Node *node) {
       return failure();
     if (!isa<IntegerType>(getElementTypeOrSelf(in[0].getType())) ||
         getElementTypeOrSelf(in[0].getType()).getIntOrFloatBitWidth() == 1)
-      return emitError(loc) << "node '" << name << "' masks "
-                            << in[0].getType() << "; expected token ids";
+      return emitError(loc)
+             << "masks " << in[0].getType() << "; expected token ids";
     int64_t pad = node->op_as_PaddingMaskOp()->pad_id();
     result = build<PaddingMaskOp>(loc, in[0], b.getI64IntegerAttr(pad));
     break;
@@ -234,9 +230,9 @@ LogicalResult Importer::importNode(const fb::Node *node) {
                                          : 0);
     auto table = dyn_cast<RankedTensorType>(in[1].getType());
     if (table && table.getRank() == 2 && table.getDimSize(0) < need)
-      return emitError(loc) << "node '" << name << "': the position table "
-                            << table << " has fewer rows than the " << need
-                            << " positions the model reads";
+      return emitError(loc)
+             << "the position table " << table << " has fewer rows than the "
+             << need << " positions the model reads";
     result = build<PositionEmbeddingOp>(loc, in[0], in[1], Value());
     break;
   }
@@ -279,9 +275,8 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
       return failure();
     if (in[0].getType() != in[1].getType())
-      return emitError(loc)
-             << "node '" << name << "' adds " << in[0].getType() << " and "
-             << in[1].getType() << "; the shapes must be equal";
+      return emitError(loc) << "adds " << in[0].getType() << " and "
+                            << in[1].getType() << "; the shapes must be equal";
     result = AddOp::create(b, loc, in[0], in[1]).getResult();
     break;
   }
@@ -296,8 +291,7 @@ LogicalResult Importer::importNode(const fb::Node *node) {
         return failure();
       keyMask = in[3];
       if (keyMask && !getElementTypeOrSelf(keyMask.getType()).isInteger(1))
-        return emitError(loc) << "node '" << name << "': key_mask has type "
-                              << keyMask.getType()
+        return emitError(loc) << "key_mask has type " << keyMask.getType()
                               << "; expected a PaddingMaskOp output";
     }
     AttentionMode mode;
@@ -312,14 +306,12 @@ LogicalResult Importer::importNode(const fb::Node *node) {
       mode = AttentionMode::cross;
       break;
     default:
-      return emitError(loc) << "node '" << name << "' has unknown attention "
-                            << "mode " << (int)op->mode()
+      return emitError(loc) << "unknown attention mode " << (int)op->mode()
                             << " (supported: Causal, Bidirectional, Cross)";
     }
     if (op->head_dim() <= 0)
       return emitError(loc)
-             << "node '" << name << "': head_dim must be positive, got "
-             << op->head_dim();
+             << "head_dim must be positive, got " << op->head_dim();
     float scale = op->scale();
     if (scale == 0.0f)
       scale = 1.0f / std::sqrt((float)op->head_dim());
@@ -354,8 +346,7 @@ LogicalResult Importer::importNode(const fb::Node *node) {
       act = Activation::geglu;
       break;
     default:
-      return emitError(loc)
-             << "node '" << name << "' has unknown activation " << (int)fa;
+      return emitError(loc) << "unknown activation " << (int)fa;
     }
     auto actAttr = ActivationAttr::get(ctx, act);
     if (act == Activation::swiglu || act == Activation::geglu) {
@@ -375,15 +366,14 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     break;
   }
   default:
-    return emitError(loc) << "node '" << name << "' has an unknown op (type "
-                          << (int)node->op_type()
+    return emitError(loc) << "unknown op (type " << (int)node->op_type()
                           << "); the file may come from a newer Kiln";
   }
   if (failed(result))
     return failure();
   StringRef out = node->outputs()->Get(0)->string_view();
   if (out.empty() || values.count(out) || weightIndex.count(out))
-    return emitError(loc) << "node '" << name << "' defines '" << out
+    return emitError(loc) << "defines '" << out
                           << "', which is empty or already defined";
   values[out] = *result;
   return success();

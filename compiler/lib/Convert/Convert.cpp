@@ -177,28 +177,55 @@ Expected<json::Value> parseJSON(StringRef text, const Twine &what) {
   return std::move(*v);
 }
 
-Error writeFileAtomically(StringRef path, ArrayRef<uint8_t> bytes) {
+bool writeFileAtomically(StringRef path,
+                         function_ref<bool(raw_pwrite_stream &)> write,
+                         std::string &error) {
+  if (path == "-") {
+    outs().SetUnbuffered();
+    return write(outs());
+  }
+  auto cannotWrite = [&](const Twine &reason) {
+    error = ("cannot write '" + path + "': " + reason).str();
+  };
+  StringRef dir = sys::path::parent_path(path);
+  SmallString<256> model(dir.empty() ? "." : dir);
+  sys::path::append(model, ".kiln-tmp-%%%%%%");
   SmallString<256> tmp;
   int fd;
-  SmallString<256> model(path);
-  model += ".tmp-%%%%%%";
-  if (std::error_code ec = sys::fs::createUniqueFile(model, fd, tmp))
-    return fail("cannot write '" + path + "': " + ec.message());
+  if (std::error_code ec = sys::fs::createUniqueFile(model, fd, tmp)) {
+    cannotWrite(ec.message());
+    return false;
+  }
+  bool ok;
   {
     raw_fd_ostream os(fd, /*shouldClose=*/true);
-    os.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
+    ok = write(os);
     os.close();
     if (os.has_error()) {
-      std::string msg = os.error().message();
+      cannotWrite(os.error().message());
       os.clear_error();
-      sys::fs::remove(tmp);
-      return fail("cannot write '" + path + "': " + msg);
+      ok = false;
     }
   }
-  if (std::error_code ec = sys::fs::rename(tmp, path)) {
-    sys::fs::remove(tmp);
-    return fail("cannot write '" + path + "': " + ec.message());
+  if (ok) {
+    if (std::error_code ec = sys::fs::rename(tmp, path)) {
+      cannotWrite(ec.message());
+      ok = false;
+    }
   }
+  if (!ok)
+    sys::fs::remove(tmp);
+  return ok;
+}
+
+Error writeFileAtomically(StringRef path, ArrayRef<uint8_t> bytes) {
+  std::string error;
+  auto write = [&](raw_pwrite_stream &os) {
+    os.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
+    return true;
+  };
+  if (!writeFileAtomically(path, write, error))
+    return fail(error);
   return Error::success();
 }
 

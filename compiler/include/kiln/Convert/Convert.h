@@ -14,7 +14,9 @@
 #include "llvm/Support/Error.h"
 
 #include "llvm/ADT/ArrayRef.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/raw_ostream.h"
 
 #include <cstdint>
 #include <memory>
@@ -74,8 +76,21 @@ llvm::Expected<std::string> describe(llvm::StringRef path);
 llvm::Expected<llvm::json::Value> parseJSON(llvm::StringRef text,
                                             const llvm::Twine &what);
 
-/// Writes `bytes` to `path` atomically (a temporary file in the same
-/// directory, renamed over `path` only once complete).
+/// Writes what `write` streams to `path` atomically: into a temporary file
+/// in the same directory (`.kiln-tmp-XXXXXX`), renamed over `path` only once
+/// `write` returned true and every byte was written, so that a reader never
+/// sees a partial file and a failure leaves `path` as it was (the temporary
+/// is removed). `path` "-" streams to stdout instead. Returns false with
+/// `error` set ("cannot write 'PATH': REASON") when the file cannot be
+/// created, written or renamed; when `write` returns false, returns false
+/// and leaves `error` as `write` left it. kiln-convert writes its model
+/// files and kiln-compile its outputs through it.
+bool writeFileAtomically(
+    llvm::StringRef path,
+    llvm::function_ref<bool(llvm::raw_pwrite_stream &)> write,
+    std::string &error);
+
+/// writeFileAtomically of `bytes`, with the message as an llvm::Error.
 llvm::Error writeFileAtomically(llvm::StringRef path,
                                 llvm::ArrayRef<uint8_t> bytes);
 

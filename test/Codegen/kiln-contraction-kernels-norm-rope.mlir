@@ -1,13 +1,14 @@
-// RUN: kiln-opt %s --pass-pipeline='builtin.module(func.func(kiln-contraction-kernels{vector-bits=128 block-cols=4}),canonicalize,cse)' --split-input-file | FileCheck %s
-// RUN: kiln-opt %s --pass-pipeline='builtin.module(func.func(kiln-contraction-kernels{vector-bits=128 block-cols=12}),canonicalize,cse)' --split-input-file | FileCheck %s --check-prefix=PACKED
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{vector-bits=128},func.func(kiln-fuse-residual-add,kiln-kernel-strategy{block-cols=4},kiln-contraction-kernels,kiln-parallelize-rows),canonicalize,cse)' --split-input-file | FileCheck %s
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{vector-bits=128},func.func(kiln-fuse-residual-add,kiln-kernel-strategy{block-cols=12},kiln-contraction-kernels,kiln-parallelize-rows),canonicalize,cse)' --split-input-file | FileCheck %s --check-prefix=PACKED
 
 // An RMSNorm feeding a prompt's product: x = h * rsqrt(ss / 8 + eps) * g,
 // an elementwise generic over h, a per-row input (the sum of squares) and
 // a per-column one (the gain). The kernel reads h itself: g multiplies x's
 // vectors in the dot-product tiles (or the weights as they are packed),
-// and each row's scale, computed once per row in a loop over the rows,
-// multiplies the row's sums before they are added to the output. The
-// normalised activation is never written.
+// and each row's scale, computed once per row (in a parallel loop over
+// blocks of rows, kiln-parallelize-rows), multiplies the row's sums before
+// they are added to the output. The normalised activation is never
+// written.
 #id = affine_map<(d0, d1) -> (d0, d1)>
 #row = affine_map<(d0, d1) -> (d0)>
 #col = affine_map<(d0, d1) -> (d1)>
@@ -16,7 +17,9 @@
 #o = affine_map<(d0, d1, d2) -> (d0, d1)>
 // CHECK-LABEL: func.func @norm_prompt
 // CHECK-SAME: (%[[H:.*]]: tensor<?x16xf32>, %[[SS:.*]]: tensor<?xf32>, %[[G:.*]]: tensor<16xf32>, %[[W:.*]]: tensor<8x16xf32>)
-// CHECK: %[[S:.*]] = linalg.generic {{.*}} iterator_types = ["parallel"]} ins(%[[SS]] : tensor<?xf32>)
+// CHECK: %[[S:.*]] = scf.forall
+// CHECK: tensor.extract_slice %[[SS]]
+// CHECK: linalg.generic {{.*}} iterator_types = ["parallel"]} ins(%{{.*}} : tensor<?xf32>)
 // CHECK: arith.divf
 // CHECK: arith.addf
 // CHECK: math.rsqrt

@@ -1,12 +1,12 @@
 //===- ObjectEmitter.cpp - LLVM dialect -> object file -> executable ------===//
 //
-// Objects are emitted in-process through a TargetMachine for the host CPU;
-// only the final link runs the system compiler driver.
+// Objects are emitted in-process through a TargetMachine for the CPU of the
+// module's target description (kiln.target); only the final link runs the
+// system compiler driver.
 //
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Target/ObjectEmitter.h"
-#include "kiln/Conversion/Passes.h"
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
@@ -30,31 +30,35 @@
 
 using namespace llvm;
 
-static std::unique_ptr<TargetMachine> hostTargetMachine(std::string &error) {
+static std::unique_ptr<TargetMachine>
+targetMachine(const kiln::TargetDescription &desc, std::string &error) {
   InitializeNativeTarget();
   InitializeNativeTargetAsmPrinter();
-  Triple triple(sys::getDefaultTargetTriple());
+  Triple triple(desc.triple);
   const Target *target = TargetRegistry::lookupTarget(triple, error);
   if (!target)
     return nullptr;
+  // The host's own features (a VM may hide some of its CPU model's); a
+  // named CPU's are implied by its name.
   SubtargetFeatures features;
-  for (const auto &feature : sys::getHostCPUFeatures())
-    features.AddFeature(feature.first(), feature.second);
+  if (desc.isHost)
+    for (const auto &feature : sys::getHostCPUFeatures())
+      features.AddFeature(feature.first(), feature.second);
   TargetOptions options;
   // Let the backend form fused multiply-adds (PyTorch's kernels do too).
   options.AllowFPOpFusion = FPOpFusion::Fast;
   std::unique_ptr<TargetMachine> tm(target->createTargetMachine(
-      triple, sys::getHostCPUName(), features.getString(), options, Reloc::PIC_,
+      triple, desc.cpu, features.getString(), options, Reloc::PIC_,
       std::nullopt, CodeGenOptLevel::Aggressive));
   if (!tm)
     error = "cannot create a target machine for " + triple.str();
   return tm;
 }
 
-std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
-                                               LLVMContext &context,
-                                               std::string &error,
-                                               bool optimize) {
+std::unique_ptr<Module>
+kiln::translateForTarget(mlir::ModuleOp module, LLVMContext &context,
+                         const TargetDescription &target, std::string &error,
+                         bool optimize) {
   // Argument and result attributes of other dialects (transformer.weights,
   // transformer.output, ...) document the IR; LLVM IR has no use for them.
   module.walk([](mlir::LLVM::LLVMFuncOp func) {
@@ -85,21 +89,22 @@ std::unique_ptr<Module> kiln::translateForHost(mlir::ModuleOp module,
     error = "translation from the LLVM dialect to LLVM IR failed";
     return nullptr;
   }
-  if (optimize && !optimizeForHost(*llvmModule, error))
+  if (optimize && !optimizeForTarget(*llvmModule, target, error))
     return nullptr;
   return llvmModule;
 }
 
-bool kiln::optimizeForHost(Module &module, std::string &error) {
-  std::unique_ptr<TargetMachine> tm = hostTargetMachine(error);
+bool kiln::optimizeForTarget(Module &module, const TargetDescription &target,
+                             std::string &error) {
+  std::unique_ptr<TargetMachine> tm = targetMachine(target, error);
   if (!tm)
     return false;
   module.setTargetTriple(tm->getTargetTriple());
   module.setDataLayout(tm->createDataLayout());
-  // The kernels are written for the host's full vector width; without this
+  // The kernels are written for the target's vector width; without this
   // LLVM splits 512-bit vectors in two on CPUs it tunes for 256 bits (Zen 4),
   // and a 4x4 tile of accumulators no longer fits the register file.
-  std::string width = std::to_string(hostVectorBits());
+  std::string width = std::to_string(target.vectorBits);
   for (Function &f : module)
     if (!f.isDeclaration())
       f.addFnAttr("prefer-vector-width", width);
@@ -125,11 +130,12 @@ bool kiln::optimizeForHost(Module &module, std::string &error) {
 }
 
 bool kiln::emitObjectsInParallel(std::unique_ptr<Module> module,
+                                 const TargetDescription &target,
                                  unsigned parts,
                                  SmallVectorImpl<SmallString<0>> &objects,
                                  std::string &error) {
   // The target is initialised here, before any thread starts.
-  if (!hostTargetMachine(error))
+  if (!targetMachine(target, error))
     return false;
   // Each part travels as bitcode into a context of its own: an LLVMContext
   // is not shared between threads.
@@ -158,8 +164,8 @@ bool kiln::emitObjectsInParallel(std::unique_ptr<Module> module,
         return;
       }
       raw_svector_ostream os(objects[i]);
-      if (optimizeForHost(**part, errors[i]))
-        emitObject(**part, os, errors[i]);
+      if (optimizeForTarget(**part, target, errors[i]))
+        emitObject(**part, target, os, errors[i]);
     });
   for (std::thread &t : threads)
     t.join();
@@ -171,9 +177,9 @@ bool kiln::emitObjectsInParallel(std::unique_ptr<Module> module,
   return true;
 }
 
-bool kiln::emitObject(Module &module, raw_pwrite_stream &os,
-                      std::string &error) {
-  std::unique_ptr<TargetMachine> tm = hostTargetMachine(error);
+bool kiln::emitObject(Module &module, const TargetDescription &target,
+                      raw_pwrite_stream &os, std::string &error) {
+  std::unique_ptr<TargetMachine> tm = targetMachine(target, error);
   if (!tm)
     return false;
   legacy::PassManager pm;

@@ -2,6 +2,8 @@
 #ifndef KILN_TARGET_OBJECTEMITTER_H
 #define KILN_TARGET_OBJECTEMITTER_H
 
+#include "kiln/Target/TargetDescription.h"
+
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/ADT/SmallString.h"
@@ -13,16 +15,17 @@
 namespace kiln {
 
 /// Translates a module in the LLVM dialect to LLVM IR and, unless
-/// `optimize` is false, optimizes it for the host (optimizeForHost).
+/// `optimize` is false, optimizes it for `target` (optimizeForTarget).
 /// Returns null and sets `error` on failure.
-std::unique_ptr<llvm::Module> translateForHost(mlir::ModuleOp module,
-                                               llvm::LLVMContext &context,
-                                               std::string &error,
-                                               bool optimize = true);
+std::unique_ptr<llvm::Module>
+translateForTarget(mlir::ModuleOp module, llvm::LLVMContext &context,
+                   const TargetDescription &target, std::string &error,
+                   bool optimize = true);
 
-/// Sets the host CPU's triple and data layout on `module` and optimizes it
-/// at -O2 for this CPU and its features.
-bool optimizeForHost(llvm::Module &module, std::string &error);
+/// Sets the target's triple and data layout on `module` and optimizes it
+/// at -O2 for its CPU, features and vector width.
+bool optimizeForTarget(llvm::Module &module, const TargetDescription &target,
+                       std::string &error);
 
 /// Splits an unoptimized `module` into `parts` linkable modules
 /// (llvm::SplitModule; internal symbols become hidden) and optimizes and
@@ -30,13 +33,14 @@ bool optimizeForHost(llvm::Module &module, std::string &error);
 /// file per part in `objects`. LLVM's -O2 and code generation are most of
 /// a compile; on two cores this nearly halves their wall time.
 bool emitObjectsInParallel(std::unique_ptr<llvm::Module> module,
-                           unsigned parts,
+                           const TargetDescription &target, unsigned parts,
                            llvm::SmallVectorImpl<llvm::SmallString<0>> &objects,
                            std::string &error);
 
-/// Emits `module` as a position-independent object file into `os`.
-bool emitObject(llvm::Module &module, llvm::raw_pwrite_stream &os,
-                std::string &error);
+/// Emits `module` as a position-independent object file for `target` into
+/// `os`.
+bool emitObject(llvm::Module &module, const TargetDescription &target,
+                llvm::raw_pwrite_stream &os, std::string &error);
 
 /// Links `objectPaths` with the runtime archive into an executable (or a
 /// shared library) at `outputPath` using the C++ compiler driver `linker`.

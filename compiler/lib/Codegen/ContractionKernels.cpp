@@ -3,7 +3,9 @@
 // Implements `kiln-contraction-kernels`: the matrix products of a model
 // (`linear` after convert-transformer-to-linalg) become explicit kernels on
 // tensors: an `scf.forall` over blocks of output columns for the thread
-// pool, register tiles inside each block, vectors over the reduction.
+// pool, register tiles inside each block, vectors over the reduction. The
+// configuration of each kernel (block width, vector length, tiles, packing)
+// is the `kiln.kernel` strategy kiln-kernel-strategy recorded on the op.
 //
 // Both operands of `y = x W^T` are contiguous along k (x [M, K] row-major,
 // W [N, K] as stored), so matrix-vector products (decode) and short
@@ -12,19 +14,17 @@
 // and run outer-product tiles on it (a broadcast element of x times a
 // vector of packed weights; no horizontal sums), the layout that reaches the
 // FMA units' throughput. Sibling products that read the same x (q/k/v,
-// gate/up) are one kernel, a residual add becomes a product's init, an
-// RMSNorm is folded into the prompt kernels that read it (gain along k, the
-// row's scale on the sums), and in decode RoPE is the epilogue of the
-// q/k/v kernel.
+// gate/up) are one kernel, an RMSNorm is folded into the prompt kernels
+// that read it (gain along k, the row's scale on the sums), and in decode
+// RoPE is the epilogue of the q/k/v kernel.
 //
 //===----------------------------------------------------------------------===//
 
-#include "kiln/Conversion/Passes.h"
+#include "Contraction.h"
+#include "kiln/Codegen/Passes.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
-#include "mlir/Dialect/SCF/Transforms/TileUsingInterface.h"
 #include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
-#include "mlir/IR/Dominance.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Matchers.h"
 #include "llvm/ADT/MapVector.h"
@@ -32,99 +32,26 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include <numeric>
-#include "llvm/TargetParser/Host.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNCONTRACTIONKERNELS
-#include "kiln/Conversion/Passes.h.inc"
+#include "kiln/Codegen/Passes.h.inc"
 } // namespace kiln
 
 using namespace mlir;
 
 namespace {
 
-/// Output columns per task of a matrix-vector product (one row of x).
-constexpr int64_t kDecodeBlockCols = 16;
-/// Products with at least this many rows of x pack each block's weights
-/// for outer-product tiles; the packing pass over the block pays for
-/// itself only over many rows.
-constexpr int64_t kPackMinRows = 16;
+using kiln::isElementwiseBinary;
+using kiln::isZeroFill;
+using kiln::KernelConfig;
+using kiln::matchLinear;
+using kiln::Linear;
 
-/// A `linear`-form contraction: out[m..., n] = init[m..., n] +
-/// sum_k x[m..., k] * w[n, k].
-/// Operands are read from the op when needed: rewriting one contraction
-/// replaces values that others use (a residual stream as init).
-struct Linear {
-  linalg::GenericOp op;
-  int64_t n, k;
-  Value x() const { return op->getOperand(0); }
-  Value w() const { return op->getOperand(1); }
-  Value init() const { return op->getOperand(2); }
+/// A contraction and the configuration kiln-kernel-strategy chose for it.
+struct Contraction : Linear {
+  KernelConfig config;
 };
-
-bool isMulAccBody(linalg::GenericOp op) {
-  Block &body = op.getRegion().front();
-  if (body.getOperations().size() != 3)
-    return false;
-  auto yield = cast<linalg::YieldOp>(body.getTerminator());
-  auto add = yield.getValues()[0].getDefiningOp<arith::AddFOp>();
-  if (!add)
-    return false;
-  Value acc = body.getArgument(2);
-  Value prod = add.getLhs() == acc ? add.getRhs() : add.getLhs();
-  if (add.getLhs() != acc && add.getRhs() != acc)
-    return false;
-  auto mul = prod.getDefiningOp<arith::MulFOp>();
-  if (!mul)
-    return false;
-  Value a = body.getArgument(0), b = body.getArgument(1);
-  return (mul.getLhs() == a && mul.getRhs() == b) ||
-         (mul.getLhs() == b && mul.getRhs() == a);
-}
-
-std::optional<Linear> matchLinear(linalg::GenericOp op) {
-  if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
-      !op.hasPureTensorSemantics())
-    return std::nullopt;
-  unsigned loops = op.getNumLoops();
-  if (loops < 3)
-    return std::nullopt;
-  auto iters = op.getIteratorTypesArray();
-  for (unsigned i = 0; i + 1 < loops; ++i)
-    if (iters[i] != utils::IteratorType::parallel)
-      return std::nullopt;
-  if (iters.back() != utils::IteratorType::reduction)
-    return std::nullopt;
-  // x: (d0 .. d[L-3], d[L-1]); w: (d[L-2], d[L-1]); out: (d0 .. d[L-2]).
-  MLIRContext *ctx = op.getContext();
-  SmallVector<AffineExpr> xe, oe;
-  for (unsigned i = 0; i + 2 < loops; ++i) {
-    xe.push_back(getAffineDimExpr(i, ctx));
-    oe.push_back(getAffineDimExpr(i, ctx));
-  }
-  xe.push_back(getAffineDimExpr(loops - 1, ctx));
-  oe.push_back(getAffineDimExpr(loops - 2, ctx));
-  auto maps = op.getIndexingMapsArray();
-  if (maps[0] != AffineMap::get(loops, 0, xe, ctx) ||
-      maps[1] != AffineMap::get(loops, 0,
-                                {getAffineDimExpr(loops - 2, ctx),
-                                 getAffineDimExpr(loops - 1, ctx)},
-                                ctx) ||
-      maps[2] != AffineMap::get(loops, 0, oe, ctx))
-    return std::nullopt;
-  if (!isMulAccBody(op))
-    return std::nullopt;
-  Linear l{op, 0, 0};
-  auto wType = cast<RankedTensorType>(l.w().getType());
-  auto xType = cast<RankedTensorType>(l.x().getType());
-  auto oType = cast<RankedTensorType>(l.init().getType());
-  if (!wType.hasStaticShape() || !wType.getElementType().isF32() ||
-      !xType.getElementType().isF32() || !oType.getElementType().isF32())
-    return std::nullopt;
-  l.n = wType.getDimSize(0);
-  l.k = wType.getDimSize(1);
-  return l;
-}
 
 /// A product's `x` computed as `h * (a function of per-row values) * g[k]`
 /// by an elementwise generic (RMSNorm: `h * rsqrt(mean(h^2) + eps) * g`):
@@ -224,14 +151,13 @@ struct KernelInput {
   Value xc, g, scale;
 };
 
-/// Emits the kernels for one contraction; `vl` is the vector length in f32
-/// lanes, `blockCols` the output columns of one parallel task.
+/// Emits the kernels for one contraction, configured by `cfg`.
 class KernelBuilder {
 public:
   /// `w`: the rows of W that this block computes ([nlen, k]).
   KernelBuilder(OpBuilder &b, Location loc, const KernelInput &in, Value w,
-                int64_t k, int64_t vl)
-      : b(b), loc(loc), in(in), w(w), k(k), vl(vl),
+                int64_t k, const KernelConfig &cfg)
+      : b(b), loc(loc), in(in), w(w), k(k), vl(cfg.vectorLanes), cfg(cfg),
         f32(b.getF32Type()), fm(arith::FastMathFlags::reassoc |
                                 arith::FastMathFlags::contract) {}
 
@@ -408,9 +334,7 @@ public:
   /// Dot-product tiles on W as stored: rows [from, rows) x columns
   /// [0, nlen) of `tile`.
   Value dotBlock(Value tile, Value from, Value rows, Value nlen) {
-    // 16 accumulators need the 32 vector registers of AVX-512; with 16
-    // (AVX2) a 2x4 tile (8 accumulators) measured fastest.
-    const int64_t MR = vl >= 16 ? 4 : 2, NR = 4;
+    const int64_t MR = cfg.dotRows, NR = 4;
     Value rowsMain =
         add(from, roundDown(arith::SubIOp::create(b, loc, rows, from), MR));
     Value colsMain = roundDown(nlen, NR);
@@ -527,9 +451,8 @@ public:
     return tile;
   }
 
-  /// Rows of an outer-product tile: 6 x 2 vectors is 12 accumulators of
-  /// the 16 registers of AVX2, 12 x 2 uses 24 of AVX-512's 32.
-  int64_t outerRows() const { return vl >= 16 ? 12 : 6; }
+  /// Rows of an outer-product tile (by two vectors of columns).
+  int64_t outerRows() const { return cfg.outerRows; }
 
   /// Rows [0, rows) (a multiple of outerRows()) of the block, its weights
   /// packed first (`nb` columns at most; none unless `packIf`, when given):
@@ -557,22 +480,23 @@ public:
   }
 
   /// The whole block: rows [0, M) x columns [0, nlen) of `tile`; `nb` is
-  /// the most columns a block has. Prompts of kPackMinRows rows or more
+  /// the most columns a block has. Prompts of cfg.packMinRows rows or more
   /// take the packed outer-product path for their whole tiles of
   /// outerRows() rows, P rows in all; rows [P, M) (all of them for shorter
   /// prompts and decode) the dot-product tiles on W as stored. With a
   /// dynamic row count both paths are emitted and P is chosen at run time
   /// (no branch on tensors).
   Value block(Value tile, Value rows, Value nlen, int64_t nb) {
-    if (k % 8 != 0 || nb < 2 * vl)
+    // Blocks narrower than one outer-product tile are never packed.
+    if (!cfg.packed || nb < 2 * vl)
       return dotBlock(tile, idx(0), rows, nlen);
     std::optional<int64_t> staticRows = getConstantIntValue(rows);
-    if (staticRows && *staticRows < kPackMinRows)
+    if (staticRows && *staticRows < cfg.packMinRows)
       return dotBlock(tile, idx(0), rows, nlen);
     Value packedRows = roundDown(rows, outerRows()), big;
     if (!staticRows) {
       big = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, rows,
-                                  idx(kPackMinRows));
+                                  idx(cfg.packMinRows));
       packedRows = arith::SelectOp::create(b, loc, big, packedRows, idx(0));
     }
     tile = packedBlock(tile, packedRows, nlen, nb, big);
@@ -588,6 +512,7 @@ private:
   Value w;
   int64_t k;
   int64_t vl;
+  const KernelConfig &cfg;
   Type f32;
   arith::FastMathFlags fm;
 };
@@ -610,12 +535,6 @@ Value collapseTo2D(OpBuilder &b, Location loc, Value t) {
                                          leadingDimsAsOne(type.getRank()));
 }
 
-/// Whether `v` is a `linalg.fill` of +0.0.
-bool isZeroFill(Value v) {
-  auto fill = v.getDefiningOp<linalg::FillOp>();
-  return fill && matchPattern(fill.getInputs()[0], m_PosZeroFloat());
-}
-
 /// `select(c0, v0, select(c1, v1, ...))` over the members of a group:
 /// `values[g]` where g is the member that block `blk` belongs to
 /// (`starts[g] <= blk < starts[g + 1]`).
@@ -632,21 +551,6 @@ Value perMember(OpBuilder &b, Location loc, Value blk,
   return v;
 }
 
-/// Output columns per task for products with K = `k`, at most `maxN`
-/// columns, rows of `xc` ([M, K]).
-int64_t blockSize(int64_t k, int64_t maxN, Value xc, int64_t blockCols) {
-  // A task's weight block is streamed once per tile of x rows: keep it
-  // within 256 KiB so that it stays in L2 (block-cols rows at most). A
-  // matrix-vector product streams W once whatever the block, so decode
-  // takes smaller blocks: more tasks, and an even share for each thread.
-  int64_t fit = std::max<int64_t>(4, (256 * 1024 / (4 * k)) / 4 * 4);
-  int64_t nb = std::min({blockCols, fit, maxN});
-  auto xcType = cast<RankedTensorType>(xc.getType());
-  if (!xcType.isDynamicDim(0) && xcType.getDimSize(0) == 1)
-    nb = std::min(nb, kDecodeBlockCols);
-  return nb;
-}
-
 /// An elementwise generic over the results of two matrix-vector products
 /// that read the same `x` (the gated activation `act(x Wg^T) * (x Wu^T)` in
 /// @decode), each result used by it alone. Prompt-sized products are left
@@ -655,20 +559,12 @@ int64_t blockSize(int64_t k, int64_t maxN, Value xc, int64_t blockCols) {
 /// blocks followed by a parallel activation.
 struct Epilogue {
   linalg::GenericOp op;
-  Linear a, b;
+  Contraction a, b;
 };
-
-/// An elementwise generic on tensors of two inputs of its result's shape.
-bool isElementwiseBinary(linalg::GenericOp op) {
-  return op.getNumDpsInputs() == 2 && op.getNumDpsInits() == 1 &&
-         op.hasPureTensorSemantics() && op.getNumReductionLoops() == 0 &&
-         llvm::all_of(op.getIndexingMapsArray(),
-                      [](AffineMap m) { return m.isIdentity(); });
-}
 
 std::optional<Epilogue>
 matchEpilogue(linalg::GenericOp op,
-              const llvm::DenseMap<Operation *, Linear> &linears) {
+              const llvm::DenseMap<Operation *, Contraction> &linears) {
   if (!isElementwiseBinary(op))
     return std::nullopt;
   Block &body = op.getRegion().front();
@@ -681,9 +577,11 @@ matchEpilogue(linalg::GenericOp op,
   if (in0 == in1 || a == linears.end() || b == linears.end() ||
       !in0.hasOneUse() || !in1.hasOneUse())
     return std::nullopt;
-  const Linear &la = a->second, &lb = b->second;
+  const Contraction &la = a->second, &lb = b->second;
+  // Decode, one row of x.
   auto xType = cast<RankedTensorType>(la.x().getType());
-  if (!xType.hasStaticShape() || xType.getNumElements() != la.k)
+  if (!la.config.isDecode() || !lb.config.isDecode() ||
+      !xType.hasStaticShape() || xType.getNumElements() != la.k)
     return std::nullopt;
   if (la.x() != lb.x() || la.k != lb.k || la.n != lb.n ||
       la.op->getBlock() != op->getBlock() ||
@@ -891,8 +789,7 @@ void yieldMapped(OpBuilder &b, Location loc, Block &body, IRMapping &map) {
 /// One kernel for an epilogue and its two products: each task computes the
 /// same block of columns of both (into task-local tiles) and applies the
 /// epilogue's body to them, writing only the epilogue's result.
-void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols,
-                     const ScaledMap &scaled) {
+void rewriteEpilogue(Epilogue e, const ScaledMap &scaled) {
   OpBuilder b(e.op);
   Location loc = e.op.getLoc();
   int64_t k = e.a.k, n = e.a.n;
@@ -902,7 +799,8 @@ void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols,
   // compile time.
   OpFoldResult rowsOfr = tensor::getMixedSize(b, loc, xc, 0);
   Value rows = getValueOrCreateConstantIndexOp(b, loc, rowsOfr);
-  int64_t nb = blockSize(k, n, xc, blockCols);
+  const KernelConfig &cfg = e.a.config;
+  int64_t nb = cfg.blockCols;
   Value outInit = e.op.getDpsInits()[0];
   Block &body = e.op.getRegion().front();
   Value result = blockLoop(
@@ -910,11 +808,12 @@ void rewriteEpilogue(Epilogue e, int64_t vl, int64_t blockCols,
       [&](const BlockPlace &p, function_ref<Value()> tile) {
         Value width = getValueOrCreateConstantIndexOp(b, loc, p.width);
         SmallVector<OpFoldResult> tileSizes{rowsOfr, p.width};
-        auto product = [&](const Linear &l) {
+        auto product = [&](const Contraction &l) {
           Value local =
               tensor::EmptyOp::create(b, loc, tileSizes, b.getF32Type());
           KernelBuilder kb(b, loc, in,
-                           weightRows(b, loc, l.w(), p.n0, p.width, k), k, vl);
+                           weightRows(b, loc, l.w(), p.n0, p.width, k), k,
+                           cfg);
           if (isZeroFill(l.init()))
             kb.initZero();
           else
@@ -955,7 +854,7 @@ struct GroupEpilogue {
   int64_t group;
 };
 
-std::optional<GroupEpilogue> matchGroupEpilogue(const Linear &l) {
+std::optional<GroupEpilogue> matchGroupEpilogue(const Contraction &l) {
   Value p = l.op->getResult(0);
   linalg::GenericOp r;
   for (Operation *u : p.getUsers()) {
@@ -1090,20 +989,18 @@ Value switchOnMember(OpBuilder &b, Location loc, Type type, Value member,
 /// `scf.forall` over the column blocks of all members, each task computing
 /// one block of one member's output into the members' outputs laid side by
 /// side (`[M, sum N]`); the results are column slices of it.
-void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
-             const ScaledMap &scaled,
-             llvm::SmallPtrSetImpl<Operation *> &absorbed) {
-  Linear last = members.back();
+void rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled) {
+  Contraction last = members.back();
   // RoPE on members' results in decode: the kernel goes before the first
   // use of any member's result (where the RoPE tables exist), and its tasks
   // cover whole heads. Prompts keep RoPE as a parallel loop of its own: as
   // an epilogue it measured 3-5% slower on a 128-token prefill (each task's
   // extra local tile, then zero-filled, and the copy for v).
-  bool decode = cast<RankedTensorType>(last.x().getType()).hasStaticShape();
+  bool decode = last.config.isDecode();
   SmallVector<std::optional<GroupEpilogue>> epi;
   Operation *at = nullptr;
   Block *block = last.op->getBlock();
-  for (const Linear &l : members) {
+  for (const Contraction &l : members) {
     epi.push_back(decode ? matchGroupEpilogue(l) : std::nullopt);
     if (!decode)
       continue;
@@ -1131,16 +1028,24 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
   bool single = members.size() == 1;
 
   SmallVector<int64_t> sizes, colStart{0};
-  for (const Linear &l : members) {
+  for (const Contraction &l : members) {
     sizes.push_back(l.n);
     colStart.push_back(colStart.back() + l.n);
   }
-  int64_t nb = blockSize(k, *llvm::max_element(sizes), xc, blockCols);
+  // Members share K and the target, so their configurations differ at most
+  // in block width (a narrow member's block is its whole width): the
+  // kernel takes the widest, and packs only when every member may.
+  KernelConfig cfg = last.config;
+  for (const Contraction &l : members) {
+    cfg.blockCols = std::max(cfg.blockCols, l.config.blockCols);
+    cfg.packed &= l.config.packed;
+  }
+  int64_t nb = cfg.blockCols;
   if (group)
     nb = std::max(group, nb / group * group);
 
   bool zeroInit = llvm::all_of(
-      members, [](const Linear &l) { return isZeroFill(l.init()); });
+      members, [](const Contraction &l) { return isZeroFill(l.init()); });
   // The kernel writes a fresh [M, sum N] output: zero-initialised products
   // start from nothing, one product with an init (a residual add, a bias)
   // reads it alongside (the residual stream is not overwritten in place,
@@ -1185,7 +1090,7 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
                                return s;
                              });
         }
-        KernelBuilder kb(b, loc, in, w, k, vl);
+        KernelBuilder kb(b, loc, in, w, k, cfg);
         if (zeroInit)
           kb.initZero();
         else if (initSrc)
@@ -1216,7 +1121,7 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
             });
       });
   for (auto [g, member] : llvm::enumerate(members)) {
-    Linear l = member;
+    Contraction l = member;
     Value mine = single ? result
                         : columnSlice(b, loc, result, rowsOfr,
                                       b.getIndexAttr(colStart[g]),
@@ -1226,10 +1131,8 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
         expandLike(b, loc, mine, l.init()));
   }
   for (auto [g, member] : llvm::enumerate(members)) {
-    if (epi[g]) {
-      absorbed.insert(epi[g]->op);
+    if (epi[g])
       epi[g]->op->erase();
-    }
     member.op->erase();
   }
 }
@@ -1238,23 +1141,23 @@ void rewrite(ArrayRef<Linear> members, int64_t vl, int64_t blockCols,
 /// siblings that read the same `x` with the same K in one block (q/k/v,
 /// gate/up) when none of their results is used before the last of them (the
 /// kernel takes the last one's place), and every other contraction alone.
-SmallVector<SmallVector<Linear>> groupSiblings(ArrayRef<Linear> found) {
-  SmallVector<SmallVector<Linear>> groups;
-  llvm::MapVector<std::pair<Value, int64_t>, SmallVector<Linear>> byInput;
-  for (const Linear &l : found)
+SmallVector<SmallVector<Contraction>> groupSiblings(ArrayRef<Contraction> found) {
+  SmallVector<SmallVector<Contraction>> groups;
+  llvm::MapVector<std::pair<Value, int64_t>, SmallVector<Contraction>> byInput;
+  for (const Contraction &l : found)
     byInput[{l.x(), l.k}].push_back(l);
   for (auto &[key, ls] : byInput) {
     // Program order within each block.
-    llvm::MapVector<Block *, SmallVector<Linear>> byBlock;
-    for (const Linear &l : ls)
+    llvm::MapVector<Block *, SmallVector<Contraction>> byBlock;
+    for (const Contraction &l : ls)
       byBlock[l.op->getBlock()].push_back(l);
     for (auto &[block, candidates] : byBlock) {
-      llvm::sort(candidates, [](const Linear &a, const Linear &c) {
+      llvm::sort(candidates, [](const Contraction &a, const Contraction &c) {
         return a.op->isBeforeInBlock(c.op);
       });
       Operation *lastOp = candidates.back().op;
       bool ok = candidates.size() > 1;
-      for (const Linear &l : candidates) {
+      for (const Contraction &l : candidates) {
         for (Operation *user : l.op->getUsers()) {
           Operation *a = block->findAncestorOpInBlock(*user);
           if (!a || a == lastOp || a->isBeforeInBlock(lastOp))
@@ -1264,7 +1167,7 @@ SmallVector<SmallVector<Linear>> groupSiblings(ArrayRef<Linear> found) {
       if (ok) {
         groups.push_back(candidates);
       } else {
-        for (const Linear &l : candidates)
+        for (const Contraction &l : candidates)
           groups.push_back({l});
       }
     }
@@ -1272,97 +1175,51 @@ SmallVector<SmallVector<Linear>> groupSiblings(ArrayRef<Linear> found) {
   return groups;
 }
 
-/// `y = r + x W^T` in one kernel: an elementwise `linalg.generic` adding the
-/// result of a contraction (initialised with zeros, no other use) to `r`
-/// becomes that contraction initialised with `r`. The result is bitwise the
-/// same (0 + s = s; r + s is computed once either way).
-void fuseResidualAdds(func::FuncOp func) {
-  DominanceInfo dom(func);
-  SmallVector<linalg::GenericOp> adds;
-  func.walk([&](linalg::GenericOp op) {
-    if (!isElementwiseBinary(op))
-      return;
-    Block &body = op.getRegion().front();
-    if (body.getOperations().size() != 2)
-      return;
-    auto add = body.front().getNumResults() == 1
-                   ? dyn_cast<arith::AddFOp>(body.front())
-                   : arith::AddFOp();
-    if (!add || body.getTerminator()->getOperand(0) != add.getResult() ||
-        !((add.getLhs() == body.getArgument(0) &&
-           add.getRhs() == body.getArgument(1)) ||
-          (add.getLhs() == body.getArgument(1) &&
-           add.getRhs() == body.getArgument(0))))
-      return;
-    adds.push_back(op);
-  });
-  for (linalg::GenericOp op : adds) {
-    for (unsigned i = 0; i < 2; ++i) {
-      Value mine = op.getDpsInputs()[i], other = op.getDpsInputs()[1 - i];
-      auto producer = mine.getDefiningOp<linalg::GenericOp>();
-      if (!producer || !producer->hasOneUse() || mine.getType() != other.getType())
-        continue;
-      std::optional<Linear> l = matchLinear(producer);
-      if (!l || !isZeroFill(l->init()) || !dom.properlyDominates(other, producer))
-        continue;
-      producer.getDpsInitsMutable()[0].set(other);
-      op.getResult(0).replaceAllUsesWith(producer.getResult(0));
-      op.erase();
-      break;
-    }
-  }
-}
-
 } // namespace
-
-int64_t kiln::hostVectorBits() {
-  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
-  if (features.lookup("avx512f"))
-    return 512;
-  if (features.lookup("avx") || features.lookup("avx2"))
-    return 256;
-  return 128;
-}
 
 namespace {
 
 struct KilnContractionKernelsPass
     : public kiln::impl::KilnContractionKernelsBase<
           KilnContractionKernelsPass> {
-  using Base::Base;
   void runOnOperation() override {
-    int64_t bits = vectorBits == 0 ? kiln::hostVectorBits() : vectorBits;
-    if (bits < 32 || bits % 32 != 0 || blockCols < 1) {
-      getOperation().emitError("kiln-contraction-kernels: vector-bits must "
-                               "be 0 (the host's) or a positive multiple of "
-                               "32, and block-cols positive");
-      return signalPassFailure();
-    }
-    fuseResidualAdds(getOperation());
-    SmallVector<Linear> found;
+    // The contractions kiln-kernel-strategy configured.
+    SmallVector<Contraction> found;
     SmallVector<linalg::GenericOp> others;
-    llvm::DenseMap<Operation *, Linear> linears;
-    getOperation().walk([&](linalg::GenericOp op) {
-      if (auto l = matchLinear(op)) {
-        found.push_back(*l);
-        linears.try_emplace(op, *l);
-      } else {
+    llvm::DenseMap<Operation *, Contraction> linears;
+    WalkResult walk = getOperation().walk([&](linalg::GenericOp op) {
+      Attribute attr = op->getAttr(kiln::kKernelAttr);
+      std::optional<Linear> l = attr ? matchLinear(op) : std::nullopt;
+      if (!l) {
         others.push_back(op);
+        return WalkResult::advance();
       }
+      std::optional<KernelConfig> config = KernelConfig::fromAttr(attr);
+      if (!config) {
+        op.emitOpError("has a malformed '")
+            << kiln::kKernelAttr << "' strategy: " << attr;
+        return WalkResult::interrupt();
+      }
+      Contraction c{*l, *config};
+      found.push_back(c);
+      linears.try_emplace(op, c);
+      return WalkResult::advance();
     });
+    if (walk.wasInterrupted())
+      return signalPassFailure();
     // Epilogues first: their products are not grouped with other siblings.
     SmallVector<Epilogue> epilogues;
     llvm::SmallPtrSet<Operation *, 8> taken;
-    llvm::erase_if(others, [&](linalg::GenericOp op) {
+    for (linalg::GenericOp op : others) {
       std::optional<Epilogue> e = matchEpilogue(op, linears);
       if (!e || taken.contains(e->a.op) || taken.contains(e->b.op))
-        return false;
+        continue;
       taken.insert(e->a.op);
       taken.insert(e->b.op);
       epilogues.push_back(*e);
-      return true;
-    });
-    llvm::erase_if(found, [&](const Linear &l) { return taken.contains(l.op); });
+    }
+    llvm::erase_if(found,
+                   [&](const Contraction &l) { return taken.contains(l.op); });
     // Norms folded into the products that read them (all their users).
     ScaledMap scaled;
     for (auto &[op, l] : linears) {
@@ -1370,8 +1227,7 @@ struct KilnContractionKernelsPass
       // Prompts only: in a matrix-vector product (decode) the norm is a
       // few hundred elements, while scaling x in the kernel adds work to
       // every row of W (measured slower).
-      if (scaled.contains(x) ||
-          cast<RankedTensorType>(x.getType()).hasStaticShape() ||
+      if (scaled.contains(x) || l.config.isDecode() ||
           !llvm::all_of(x.getUsers(),
                         [&](Operation *u) { return linears.contains(u); }))
         continue;
@@ -1379,57 +1235,11 @@ struct KilnContractionKernelsPass
         scaled.try_emplace(x, *s);
     }
     for (Epilogue &e : epilogues)
-      rewriteEpilogue(e, bits / 32, blockCols, scaled);
-    // Generics that became part of a kernel (norms, RoPE).
-    llvm::SmallPtrSet<Operation *, 8> absorbed;
-    for (ArrayRef<Linear> group : groupSiblings(found))
-      rewrite(group, bits / 32, blockCols, scaled, absorbed);
-    for (auto &[x, s] : scaled) {
-      absorbed.insert(s.op);
+      rewriteEpilogue(e, scaled);
+    for (ArrayRef<Contraction> group : groupSiblings(found))
+      rewrite(group, scaled);
+    for (auto &[x, s] : scaled)
       s.op.erase();
-    }
-    for (linalg::GenericOp op : others)
-      if (!absorbed.contains(op) && failed(parallelizeRows(op)))
-        return signalPassFailure();
-  }
-
-  /// Every other generic whose shape depends on the prompt (norm
-  /// reductions, LayerNorm, the feed-forward activation, residual adds that
-  /// are not a product's init, embedding gathers, the RoPE tables in
-  /// @prefill and @forward) becomes an scf.forall over blocks of
-  /// `kRowBlock` along its dynamic parallel dimensions, so that no part of a
-  /// prompt-sized step runs on one thread while the others wait.
-  /// Fixed-shape generics (one token in @decode) stay as they are: a few
-  /// thousand elements do not pay for a fork.
-  LogicalResult parallelizeRows(linalg::GenericOp op) {
-    constexpr int64_t kRowBlock = 8;
-    if (!op.hasPureTensorSemantics() || op->getParentOfType<scf::ForallOp>())
-      return success();
-    SmallVector<int64_t> ranges = op.getStaticLoopRanges();
-    auto iters = op.getIteratorTypesArray();
-    SmallVector<OpFoldResult> tiles;
-    bool any = false;
-    OpBuilder b(op);
-    for (auto [range, iter] : llvm::zip(ranges, iters)) {
-      bool tile = iter == utils::IteratorType::parallel &&
-                  ShapedType::isDynamic(range);
-      tiles.push_back(b.getIndexAttr(tile ? kRowBlock : 0));
-      any |= tile;
-    }
-    if (!any)
-      return success();
-    scf::SCFTilingOptions options;
-    options.setTileSizes(tiles);
-    options.setLoopType(scf::SCFTilingOptions::LoopType::ForallOp);
-    IRRewriter rewriter(op.getContext());
-    rewriter.setInsertionPoint(op);
-    FailureOr<scf::SCFTilingResult> tiled = scf::tileUsingSCF(
-        rewriter, cast<TilingInterface>(op.getOperation()), options);
-    if (failed(tiled))
-      return op.emitError("kiln-contraction-kernels: cannot tile this "
-                          "generic into a parallel loop");
-    rewriter.replaceOp(op, tiled->replacements);
-    return success();
   }
 };
 

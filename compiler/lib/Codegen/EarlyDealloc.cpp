@@ -11,13 +11,13 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "kiln/Conversion/Passes.h"
+#include "kiln/Codegen/Passes.h"
 
 #include "mlir/Interfaces/ViewLikeInterface.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNEARLYDEALLOC
-#include "kiln/Conversion/Passes.h.inc"
+#include "kiln/Codegen/Passes.h.inc"
 } // namespace kiln
 
 using namespace mlir;

@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "kiln/Conversion/Passes.h"
+#include "kiln/ABI/Passes.h"
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
 #include "kiln_runtime.h"
 
@@ -16,7 +16,7 @@
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNENTRYABI
-#include "kiln/Conversion/Passes.h.inc"
+#include "kiln/ABI/Passes.h.inc"
 } // namespace kiln
 
 using namespace mlir;

@@ -7,14 +7,14 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "kiln/Conversion/Passes.h"
+#include "kiln/Codegen/Passes.h"
 
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNAPPROXIMATEEXP
-#include "kiln/Conversion/Passes.h.inc"
+#include "kiln/Codegen/Passes.h.inc"
 } // namespace kiln
 
 using namespace mlir;

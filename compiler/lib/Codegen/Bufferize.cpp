@@ -1,6 +1,6 @@
 //===- Bufferize.cpp - One-shot bufferization with Kiln's options ---------===//
 
-#include "kiln/Conversion/Passes.h"
+#include "kiln/Codegen/Passes.h"
 
 #include "mlir/Dialect/Bufferization/IR/BufferizableOpInterface.h"
 #include "mlir/Dialect/Bufferization/Transforms/OneShotAnalysis.h"
@@ -10,7 +10,7 @@
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNBUFFERIZE
-#include "kiln/Conversion/Passes.h.inc"
+#include "kiln/Codegen/Passes.h.inc"
 } // namespace kiln
 
 using namespace mlir;

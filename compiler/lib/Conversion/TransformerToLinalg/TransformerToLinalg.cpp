@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Conversion/Passes.h"
+#include "LoweringUtils.h"
 #include "kiln/Dialect/Transformer/IR/Transformer.h"
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
 
@@ -29,6 +30,7 @@ namespace kiln {
 
 using namespace mlir;
 using namespace kiln::transformer;
+using namespace kiln::lowering;
 using utils::IteratorType;
 
 namespace {
@@ -36,23 +38,6 @@ namespace {
 //===----------------------------------------------------------------------===//
 // Builders shared by the patterns
 //===----------------------------------------------------------------------===//
-
-Value indexConst(OpBuilder &b, Location loc, int64_t v) {
-  return arith::ConstantIndexOp::create(b, loc, v);
-}
-
-Value floatConst(OpBuilder &b, Location loc, Type type, double v) {
-  return arith::ConstantOp::create(b, loc, b.getFloatAttr(type, v));
-}
-
-OpFoldResult dimOf(OpBuilder &b, Location loc, Value tensor, int64_t d) {
-  return tensor::getMixedSize(b, loc, tensor, d);
-}
-
-Value emptyTensor(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
-                  Type elementType) {
-  return tensor::EmptyOp::create(b, loc, sizes, elementType);
-}
 
 Value filled(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
              Type elementType, double value) {
@@ -224,16 +209,6 @@ Value applyActivation(OpBuilder &b, Location loc, Activation act, Value x) {
   }
   }
   llvm_unreachable("unknown activation");
-}
-
-/// Fails the match unless all tensors involved are f32 (the only element
-/// type the current lowering computes in).
-LogicalResult requireF32(Operation *op, ConversionPatternRewriter &rewriter) {
-  for (Type t : llvm::concat<Type>(op->getOperandTypes(), op->getResultTypes()))
-    if (auto rt = dyn_cast<RankedTensorType>(t))
-      if (isa<FloatType>(rt.getElementType()) && !rt.getElementType().isF32())
-        return rewriter.notifyMatchFailure(op, "only f32 is lowered today");
-  return success();
 }
 
 //===----------------------------------------------------------------------===//
@@ -638,214 +613,6 @@ struct FeedForwardLowering : public OpConversionPattern<FeedForwardOp> {
   }
 };
 
-/// Attention as one fused kernel: `scf.forall` over (batch, head, query)
-/// rows, each streaming over its visible keys in blocks of kKeyBlock with an
-/// online softmax (running max m, running sum l, accumulator acc of head_dim
-/// lanes, rescaled by exp(m_old - m_new) when the max grows). The score
-/// matrix is never materialised: memory is O(head_dim) per row whatever the
-/// context, and keys past the causal limit are not visited at all. Query
-/// head h reads kv head h / (num_heads / num_kv_heads) (MHA, GQA, MQA); with
-/// GQA (groups of up to 8, at least 4 kv heads) one iteration serves a whole
-/// group, so each key/value row is read once per kv head.
-/// Vectors are head_dim wide; the backend splits them into registers.
-struct AttentionLowering : public OpConversionPattern<AttentionOp> {
-  using OpConversionPattern::OpConversionPattern;
-  static constexpr int64_t kKeyBlock = 16;
-
-  LogicalResult
-  matchAndRewrite(AttentionOp op, OpAdaptor adaptor,
-                  ConversionPatternRewriter &rewriter) const override {
-    if (failed(requireF32(op, rewriter)))
-      return failure();
-    Location loc = op.getLoc();
-    Value q = adaptor.getQuery(), k = adaptor.getKey(), v = adaptor.getValue();
-    auto qType = cast<RankedTensorType>(q.getType());
-    Type elt = qType.getElementType();
-    int64_t heads = op.getNumHeads(), headDim = op.getHeadDim();
-    int64_t group = heads / op.getNumKvHeads();
-    double scale = op.getScale().convertToFloat();
-    bool causal = op.getMode() == AttentionMode::causal;
-    Value keyMask = adaptor.getKeyMask();
-    OpBuilder &b = rewriter;
-    Value offset =
-        adaptor.getOffset() ? adaptor.getOffset() : indexConst(b, loc, 0);
-    auto c = [&](int64_t v) { return indexConst(b, loc, v); };
-    auto fconst = [&](double v) { return floatConst(b, loc, elt, v); };
-    const double inf = std::numeric_limits<double>::infinity();
-    auto fm = arith::FastMathFlagsAttr::get(
-        b.getContext(),
-        arith::FastMathFlags::reassoc | arith::FastMathFlags::contract);
-
-    Value batch = tensor::DimOp::create(b, loc, q, 0);
-    Value seq = tensor::DimOp::create(b, loc, q, 1);
-    Value keys = tensor::DimOp::create(b, loc, k, 1);
-    VectorType rowType = VectorType::get({headDim}, elt);
-    VectorType blockType = VectorType::get({kKeyBlock}, elt);
-    Value init = emptyTensor(b, loc, tensor::getMixedSizes(b, loc, q), elt);
-
-    // GQA: the query heads of one kv head share each key and value row read
-    // (one pass over the cache per kv head, not per query head) when there
-    // are enough kv heads to spread over threads.
-    int64_t perIter = (group > 1 && group <= 8 && op.getNumKvHeads() >= 4)
-                          ? group
-                          : 1;
-    auto forall = scf::ForallOp::create(
-        b, loc,
-        ArrayRef<OpFoldResult>{batch, b.getIndexAttr(heads / perIter), seq},
-        ValueRange{init}, std::nullopt);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPoint(forall.getBody()->getTerminator());
-    Value bi = forall.getInductionVars()[0], hIt = forall.getInductionVars()[1],
-          si = forall.getInductionVars()[2];
-    Value shared = forall.getRegionIterArgs()[0];
-    Value pad = fconst(0.0);
-    auto readRow = [&](Value t, Value row, Value col) {
-      return vector::TransferReadOp::create(b, loc, rowType, t,
-                                            ValueRange{bi, row, col}, pad,
-                                            ArrayRef<bool>{true})
-          .getResult();
-    };
-    Value h0 = arith::MulIOp::create(b, loc, hIt, c(perIter));
-    Value kvCol = arith::MulIOp::create(
-        b, loc, arith::DivUIOp::create(b, loc, h0, c(group)), c(headDim));
-    // The queries, pre-scaled.
-    SmallVector<Value> qCols, qRows;
-    for (int64_t g = 0; g < perIter; ++g) {
-      Value col = arith::MulIOp::create(
-          b, loc, g ? arith::AddIOp::create(b, loc, h0, c(g)).getResult() : h0,
-          c(headDim));
-      qCols.push_back(col);
-      qRows.push_back(arith::MulFOp::create(
-          b, loc, readRow(q, si, col),
-          vector::BroadcastOp::create(b, loc, rowType, fconst(scale))));
-    }
-    // Keys [0, limit) are visible: all, or up to the query's own position.
-    Value limit = keys;
-    if (causal)
-      limit = arith::MinSIOp::create(
-          b, loc, keys,
-          arith::AddIOp::create(b, loc, arith::AddIOp::create(b, loc, si, offset),
-                                c(1)));
-    Value lastKey = arith::SubIOp::create(b, loc, keys, c(1));
-    Value zeroRow = arith::ConstantOp::create(
-        b, loc, DenseElementsAttr::get(rowType, b.getFloatAttr(elt, 0.0)));
-    auto flags =
-        arith::FastMathFlags::reassoc | arith::FastMathFlags::contract;
-
-    // Per head: running max, running sum, accumulator.
-    SmallVector<Value> inits;
-    for (int64_t g = 0; g < perIter; ++g)
-      inits.append({fconst(-inf), fconst(0.0), zeroRow});
-    auto blocks = scf::ForOp::create(
-        b, loc, c(0), limit, c(kKeyBlock), inits,
-        [&](OpBuilder &nb, Location, Value t0, ValueRange it) {
-          OpBuilder::InsertionGuard g(b);
-          b.setInsertionPointToStart(nb.getInsertionBlock());
-          // Scores of the block; keys past the limit read the last key
-          // (in bounds) and are masked to -inf.
-          SmallVector<SmallVector<Value>> scores(perIter);
-          SmallVector<Value> visible, rows;
-          for (int64_t j = 0; j < kKeyBlock; ++j) {
-            Value t = arith::AddIOp::create(b, loc, t0, c(j));
-            Value tc = arith::MinSIOp::create(b, loc, t, lastKey);
-            rows.push_back(tc);
-            Value kRow = readRow(k, tc, kvCol);
-            for (int64_t hg = 0; hg < perIter; ++hg) {
-              Value prod = arith::MulFOp::create(b, loc, qRows[hg], kRow, fm);
-              scores[hg].push_back(vector::ReductionOp::create(
-                  b, loc, vector::CombiningKind::ADD, prod, flags));
-            }
-            Value vis = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                              t, limit);
-            if (keyMask) {
-              // key_mask[b, t] is true where the key is padding.
-              Value padded = tensor::ExtractOp::create(b, loc, keyMask,
-                                                       ValueRange{bi, tc});
-              vis = arith::AndIOp::create(
-                  b, loc, vis,
-                  arith::XOrIOp::create(
-                      b, loc, padded,
-                      arith::ConstantOp::create(b, loc, b.getBoolAttr(true))));
-            }
-            visible.push_back(vis);
-          }
-          Value mask = vector::FromElementsOp::create(
-              b, loc, VectorType::get({kKeyBlock}, b.getI1Type()), visible);
-          Value negInf =
-              vector::BroadcastOp::create(b, loc, blockType, fconst(-inf));
-          SmallVector<Value> probs, results, accs;
-          for (int64_t hg = 0; hg < perIter; ++hg) {
-            Value m = it[3 * hg], l = it[3 * hg + 1], acc = it[3 * hg + 2];
-            Value sv =
-                vector::FromElementsOp::create(b, loc, blockType, scores[hg]);
-            sv = arith::SelectOp::create(b, loc, mask, sv, negInf);
-            Value blockMax = vector::ReductionOp::create(
-                b, loc, vector::CombiningKind::MAXIMUMF, sv);
-            Value mNew = arith::MaximumFOp::create(b, loc, m, blockMax);
-            // While every key so far is masked, m is -inf: shift by 0.
-            Value isInf = arith::CmpFOp::create(
-                b, loc, arith::CmpFPredicate::OEQ, mNew, fconst(-inf));
-            Value shift =
-                arith::SelectOp::create(b, loc, isInf, fconst(0.0), mNew);
-            Value corr = math::ExpOp::create(
-                b, loc, arith::SubFOp::create(b, loc, m, shift));
-            Value p = math::ExpOp::create(
-                b, loc,
-                arith::SubFOp::create(
-                    b, loc, sv,
-                    vector::BroadcastOp::create(b, loc, blockType, shift)));
-            Value lNew = arith::AddFOp::create(
-                b, loc, arith::MulFOp::create(b, loc, l, corr),
-                vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
-                                            p, flags));
-            probs.push_back(p);
-            results.append({mNew, lNew});
-            accs.push_back(arith::MulFOp::create(
-                b, loc, acc,
-                vector::BroadcastOp::create(b, loc, rowType, corr)));
-          }
-          for (int64_t j = 0; j < kKeyBlock; ++j) {
-            Value vRow = readRow(v, rows[j], kvCol);
-            for (int64_t hg = 0; hg < perIter; ++hg) {
-              Value pj = vector::ExtractOp::create(b, loc, probs[hg],
-                                                   ArrayRef<int64_t>{j});
-              accs[hg] = vector::FMAOp::create(
-                  b, loc, vector::BroadcastOp::create(b, loc, rowType, pj),
-                  vRow, accs[hg]);
-            }
-          }
-          SmallVector<Value> yields;
-          for (int64_t hg = 0; hg < perIter; ++hg)
-            yields.append({results[2 * hg], results[2 * hg + 1], accs[hg]});
-          scf::YieldOp::create(b, loc, yields);
-        });
-    SmallVector<Value> rowTensors;
-    auto rowTensorType = RankedTensorType::get({1, 1, headDim}, elt);
-    for (int64_t hg = 0; hg < perIter; ++hg) {
-      Value l = blocks.getResult(3 * hg + 1), acc = blocks.getResult(3 * hg + 2);
-      Value outRow = arith::DivFOp::create(
-          b, loc, acc, vector::BroadcastOp::create(b, loc, rowType, l));
-      rowTensors.push_back(
-          vector::TransferWriteOp::create(
-              b, loc, outRow,
-              tensor::EmptyOp::create(b, loc, rowTensorType.getShape(), elt),
-              ValueRange{c(0), c(0), c(0)}, ArrayRef<bool>{true})
-              .getResult());
-    }
-    b.setInsertionPointToStart(forall.getTerminator().getBody());
-    SmallVector<OpFoldResult> sizes{b.getIndexAttr(1), b.getIndexAttr(1),
-                                    b.getIndexAttr(headDim)};
-    SmallVector<OpFoldResult> strides(3, b.getIndexAttr(1));
-    for (int64_t hg = 0; hg < perIter; ++hg) {
-      SmallVector<OpFoldResult> offsets{bi, si, qCols[hg]};
-      tensor::ParallelInsertSliceOp::create(b, loc, rowTensors[hg], shared,
-                                            offsets, sizes, strides);
-    }
-    rewriter.replaceOp(op, forall.getResult(0));
-    return success();
-  }
-};
-
 /// Offsets/sizes/strides selecting rows [start, start + len) of one k or v
 /// plane of a cache layer: cache[layer, kv, :, start:start+len, :].
 struct CacheSlice {
@@ -938,70 +705,20 @@ struct KVCacheReadLowering : public OpConversionPattern<KVCacheReadOp> {
   }
 };
 
-//===----------------------------------------------------------------------===//
-// Weights
-//===----------------------------------------------------------------------===//
-
-/// Gives every function that reads weights the two leading buffer arguments
-/// and replaces each `transformer.weight` by a view into the weight buffer.
-LogicalResult lowerWeights(func::FuncOp func) {
-  SmallVector<WeightOp> weights;
-  func.walk([&](WeightOp op) { weights.push_back(op); });
-  if (weights.empty())
-    return success();
-  MLIRContext *ctx = func.getContext();
-  OpBuilder b(ctx);
-  Location loc = func.getLoc();
-  auto bytesType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type());
-  auto offsetsType = MemRefType::get({ShapedType::kDynamic}, b.getIndexType());
-  if (failed(func.insertArguments(
-          {0, 0}, {bytesType, offsetsType},
-          {b.getDictionaryAttr(
-               b.getNamedAttr("transformer.weights", b.getUnitAttr())),
-           b.getDictionaryAttr(
-               b.getNamedAttr("transformer.weight_offsets", b.getUnitAttr()))},
-          {loc, loc})))
-    return failure();
-  // Result attributes that name an argument position follow the shift.
-  for (unsigned i = 0, e = func.getNumResults(); i < e; ++i)
-    if (auto tied = func.getResultAttrOfType<IntegerAttr>(i, kTiedArgAttr))
-      func.setResultAttr(i, kTiedArgAttr,
-                         b.getI64IntegerAttr(tied.getInt() + 2));
-  Value bytes = func.getArgument(0), offsets = func.getArgument(1);
-  for (WeightOp op : weights) {
-    b.setInsertionPoint(op);
-    Location l = op.getLoc();
-    auto type = cast<RankedTensorType>(op.getType());
-    Value index = indexConst(b, l, op.getIndex());
-    Value offset = memref::LoadOp::create(b, l, offsets, ValueRange{index});
-    auto viewType = MemRefType::get(type.getShape(), type.getElementType());
-    Value view =
-        memref::ViewOp::create(b, l, viewType, bytes, offset, ValueRange{});
-    Value tensor = bufferization::ToTensorOp::create(b, l, type, view,
-                                                     /*restrict=*/true,
-                                                     /*writable=*/false);
-    op.replaceAllUsesWith(tensor);
-    op.erase();
-  }
-  return success();
-}
-
 struct ConvertTransformerToLinalgPass
     : public kiln::impl::ConvertTransformerToLinalgBase<
           ConvertTransformerToLinalgPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
     MLIRContext *ctx = &getContext();
-    for (auto func : module.getOps<func::FuncOp>())
-      if (failed(lowerWeights(func)))
-        return signalPassFailure();
-
     TypeConverter converter;
     converter.addConversion([](Type t) { return t; });
     kiln::populateTransformerTypeConversions(converter);
 
     ConversionTarget target(*ctx);
     target.addIllegalDialect<TransformerDialect>();
+    // Weights stay: they read the runtime's buffers (kiln-weight-buffers).
+    target.addLegalOp<WeightOp>();
     target.addLegalDialect<linalg::LinalgDialect, tensor::TensorDialect,
                            arith::ArithDialect, math::MathDialect,
                            memref::MemRefDialect, scf::SCFDialect,
@@ -1037,6 +754,7 @@ void kiln::populateTransformerToLinalgPatterns(TypeConverter &converter,
   patterns.add<EmbeddingLowering, PositionEmbeddingLowering,
                SinusoidalPositionLowering, PaddingMaskLowering, RopeLowering,
                LayerNormLowering, RMSNormLowering, LinearLowering, AddLowering,
-               FeedForwardLowering, AttentionLowering, KVCacheAppendLowering,
+               FeedForwardLowering, KVCacheAppendLowering,
                KVCacheReadLowering>(converter, patterns.getContext());
+  populateAttentionToLinalgPatterns(converter, patterns);
 }

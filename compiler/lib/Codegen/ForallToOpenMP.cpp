@@ -14,7 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "kiln/Conversion/Passes.h"
+#include "kiln/Codegen/Passes.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/OpenMP/OpenMPDialect.h"
@@ -22,7 +22,7 @@
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNFORALLTOOPENMP
-#include "kiln/Conversion/Passes.h.inc"
+#include "kiln/Codegen/Passes.h.inc"
 } // namespace kiln
 
 using namespace mlir;

@@ -1,0 +1,309 @@
+//===- Passes.td - Kiln CPU codegen passes -----------------*- tablegen -*-===//
+//
+// The passes from linalg on tensors to code for the CPU, in alphabetical
+// order. Their order in the pipeline (kiln-lower-to-llvm): kiln-target,
+// kiln-fuse-residual-add, kiln-kernel-strategy, kiln-contraction-kernels,
+// kiln-parallelize-rows, kiln-approximate-exp, kiln-bufferize, (buffer
+// deallocation) kiln-early-dealloc, kiln-forall-to-openmp.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_CODEGEN_PASSES
+#define KILN_CODEGEN_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def KilnApproximateExp : Pass<"kiln-approximate-exp"> {
+  let summary = "f32 exp as a vectorizable polynomial";
+  let description = [{
+    Rewrites f32 `math.exp` (scalar or vector) into MLIR's polynomial
+    approximation (range reduction to [-ln 2 / 2, ln 2 / 2], a polynomial,
+    then scaling by 2^k through the exponent bits): arithmetic the
+    backend vectorizes, where libm's expf is a call per element. Attention's
+    softmax and SiLU/SwiGLU run on it.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::math::MathDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
+def KilnBufferize : Pass<"kiln-bufferize", "mlir::ModuleOp"> {
+  let summary = "One-shot bufferization with Kiln's options";
+  let description = [{
+    Bufferizes the whole module in place where the analysis allows:
+    `tensor.empty` ops shared by several users (after CSE) are first
+    duplicated per user, so that each destination can be eliminated
+    independently (results written straight into the KV cache or the output
+    buffer) instead of forcing copies; then empty tensors are eliminated and
+    One-Shot Bufferize runs over function boundaries with identity layouts.
+    The copies that remain are `linalg.copy` ops, which lower to loops for
+    any layout (no dependence on MLIR's C runner utilities).
+  }];
+  let dependentDialects = [
+    "::mlir::memref::MemRefDialect", "::mlir::linalg::LinalgDialect",
+    "::mlir::bufferization::BufferizationDialect"
+  ];
+}
+
+def KilnContractionKernels
+    : Pass<"kiln-contraction-kernels", "mlir::func::FuncOp"> {
+  let summary = "Emit the kernel each contraction's kiln.kernel strategy names";
+  let description = [{
+    Rewrites every `linalg.generic` of the `linear` form
+    `y[..., n] = init[..., n] + sum_k x[..., k] * W[n, k]` that carries a
+    `kiln.kernel` strategy (written by `kiln-kernel-strategy`) into a kernel
+    on tensors, reading its configuration only from that attribute: the
+    role, the output columns per parallel task (`block_cols`), the vector
+    length in f32 lanes (`vector_lanes`), the rows of the dot-product tile
+    (`dot_rows`), and whether and from how many rows of `x` the packed
+    outer-product path is taken (`packed`, `pack_min_rows`, `outer_rows`).
+    Contractions without the attribute are left alone.
+
+    ```mlir
+    // Before (strategy recorded by kiln-kernel-strategy):
+    %y = linalg.generic {..., kiln.kernel = {block_cols = 16 : i64,
+        dot_rows = 4 : i64, outer_rows = 12 : i64, pack_min_rows = 16 : i64,
+        packed = false, role = "decode", vector_lanes = 16 : i64}}
+        ins(%x, %w : tensor<1x1x768xf32>, tensor<768x768xf32>) ...
+    // After: one parallel task per 16 columns of W, dot products of
+    // 16-lane vectors, written once into a fresh output.
+    %r = scf.forall (%b) in (48) shared_outs(%o = %empty) -> (tensor<1x768xf32>) {
+      %ws = tensor.extract_slice %w[%n0, 0] [16, 768] [1, 1]
+      ... scf.for ... vector.fma ... vector.reduction <add> ...
+    }
+    ```
+
+    Fusions the emitter performs on the way (each left out where it
+    measured slower):
+
+    * products that read the same `x` with the same `K` in one block
+      (q/k/v, gate/up), none of whose results is used before the last of
+      them, become one kernel: its tasks cover the column blocks of all of
+      them, each picking its member's weights (`scf.index_switch` over
+      views, no copy), and the results are column slices of one
+      `[M, sum N]` output; in decode, an elementwise generic over exactly
+      two such siblings (the gated activation) becomes one kernel whose
+      tasks compute the same columns of both into task-local tiles and
+      apply it;
+    * norms folded into the products that read them (prompts): when `x` is
+      an elementwise generic `h * f(per-row values) * g[k]` (RMSNorm) used
+      only by products, the kernels read `h`, multiply by `g` along k (x's
+      vectors in the dot tiles, the weights as they are packed) and scale
+      each row's sums by `f`, computed once per row; the normalised `x` is
+      never written. In decode the norm stays a loop of a few hundred
+      elements: scaling `x` again for every row of `W` measured slower;
+    * RoPE as the epilogue of its projection in decode: a product whose only
+      consumer is a generic marked `kiln.column_group = G` (RoPE, reading
+      its input only within heads of G columns) gets blocks of whole heads;
+      each task computes its block into a task-local tile and writes it
+      rotated, members without RoPE (v) copied. Prompts keep RoPE as a
+      parallel loop (the epilogue's local tiles measured 3-5% slower on a
+      128-token prefill).
+
+    The kernels themselves:
+
+    * `scf.forall` over blocks of `block_cols` output columns (rows of `W`);
+      `kiln-forall-to-openmp` distributes them over the thread pool;
+    * with `packed`, products of at least `pack_min_rows` rows (the row
+      count may be dynamic: both paths are then emitted with bounds chosen
+      at run time) pack the block's weights transposed into a `[K, block]`
+      buffer (8 x 8 register transposes of 24 shuffles, one pass) and run
+      outer-product tiles on it: `outer_rows` rows by two vectors of
+      columns, broadcasting one element of `x` per row and k step, no
+      horizontal sums; then the rows left over with dot products;
+    * otherwise, and for columns left over, dot-product tiles on `W` as
+      stored: `dot_rows` rows of `x` by 4 rows of `W`, one row by one
+      column with two accumulators for the rows left over and for
+      matrix-vector products (one stream through `W`);
+    * `k` in steps of `vector_lanes`, reading both operands contiguously; a
+      static tail of whole vectors, then a short one widened with zeros;
+    * every kernel writes a fresh output, each element once: zero-initialised
+      products without a fill, a product's init (a residual stream, a bias)
+      read where its sums are written rather than overwritten in place.
+
+    Every output element is computed by the same instruction sequence
+    whatever the number of threads, so results do not depend on `-t`.
+  }];
+  let dependentDialects = [
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect",
+    "::mlir::tensor::TensorDialect", "::mlir::arith::ArithDialect",
+    "::mlir::affine::AffineDialect"
+  ];
+}
+
+def KilnEarlyDealloc : Pass<"kiln-early-dealloc", "mlir::func::FuncOp"> {
+  let summary = "Free each temporary right after its last use";
+  let description = [{
+    Runs after MLIR's buffer deallocation pipeline, which places every
+    `memref.dealloc` at the end of the block that allocated the buffer (in
+    a model's `@prefill`: every temporary of every layer alive until the
+    function returns). Each dealloc of a `memref.alloc` in the same block
+    moves to just after the last operation of the block that uses the
+    buffer or a view of it (uses in nested regions count for the op that
+    holds them), so peak memory is that of one layer, not of all.
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect"];
+}
+
+def KilnForallToOpenMP : Pass<"kiln-forall-to-openmp", "mlir::ModuleOp"> {
+  let summary = "Run scf.forall loops on the OpenMP runtime's thread pool";
+  let description = [{
+    After bufferization, every `scf.forall` becomes an `omp.parallel`
+    region: thread `omp_get_thread_num()` of `omp_get_num_threads()` runs
+    the contiguous share `[tid * chunk, min((tid + 1) * chunk, total))` of
+    the flattened iteration space (`chunk = ceil(total / threads)`), each
+    iteration in a `memref.alloca_scope`. Fixed-size stack buffers of the
+    body (promoted temporaries, packed weight blocks) are allocated once per
+    thread before its share and reused by each of its iterations. The pool's size is the runtime's
+    choice (`-t`). Unlike `omp.wsloop`, whose runtime entry allocates on the
+    heap in Debian's libomp, this calls nothing but the two queries.
+  }];
+  let dependentDialects = [
+    "::mlir::omp::OpenMPDialect", "::mlir::scf::SCFDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::func::FuncDialect",
+    "::mlir::arith::ArithDialect"
+  ];
+}
+
+def KilnFuseResidualAdd
+    : Pass<"kiln-fuse-residual-add", "mlir::func::FuncOp"> {
+  let summary = "Make a residual add the init of the product it adds";
+  let description = [{
+    An elementwise `linalg.generic` adding the result of a `linear`-form
+    contraction (initialised with zeros, used by the add alone) to a tensor
+    `r` defined before the contraction becomes that contraction initialised
+    with `r`: `y = r + x W^T` in one kernel, bitwise the same (0 + s = s;
+    r + s is computed once either way).
+
+    ```mlir
+    // Before:
+    %p = linalg.generic {<linear>} ins(%x, %w) outs(%zeros) -> tensor<1x?x64xf32>
+    %y = linalg.generic {<elementwise>} ins(%r, %p) outs(%e) {
+      ^bb0(%a: f32, %b: f32, %c: f32):
+        %s = arith.addf %a, %b : f32
+        linalg.yield %s : f32
+    } -> tensor<1x?x64xf32>
+    // After:
+    %y = linalg.generic {<linear>} ins(%x, %w) outs(%r) -> tensor<1x?x64xf32>
+    ```
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def KilnKernelStrategy
+    : Pass<"kiln-kernel-strategy", "mlir::func::FuncOp"> {
+  let summary = "Record each contraction's kernel configuration";
+  let description = [{
+    Chooses, for every `linear`-form `linalg.generic` (f32,
+    `y = init + x W^T`, static `W`), the configuration of its kernel and
+    records it as the `kiln.kernel` dictionary on the op, where
+    `kiln-contraction-kernels` reads it (and where a test or a person can
+    change it by hand). It reads the module's `kiln.target` (written by
+    `kiln-target`) and the role of the enclosing entry point
+    (`transformer.entry`):
+
+    * `role`: "decode" for matrix-vector products (x is one row of a static
+      shape: a decode step, or the last position's logits in `@prefill`) and
+      for every product of a `decode` entry point (a fixed batch of rows);
+      "prompt" for the other products of `prefill`, `forward` and `encode`;
+      in a function that is not an entry point, "decode" when x has a static
+      shape;
+    * `vector_lanes`: f32 lanes of the target's vector registers;
+    * `block_cols`: output columns per parallel task: at most `block-cols`,
+      and at most as many rows of `W` as fit in a quarter of the target's L2
+      (a task's weight block is streamed once per tile of x rows and must
+      stay in L2; the quarter gave the 256 KiB blocks measured on 1 MiB-L2
+      Zen 4); in decode at most 16, so that every thread gets an even share
+      (a matrix-vector product streams `W` once whatever the block);
+    * `dot_rows`: rows of `x` per dot-product tile: 4 with 512-bit vectors
+      (16 accumulators of AVX-512's 32 registers), else 2 (8 accumulators of
+      AVX2's 16 measured fastest);
+    * `packed`, `pack_min_rows`, `outer_rows`: whether prompts may pack the
+      block's weights for outer-product tiles (K a multiple of 8 and blocks
+      of at least two vectors of columns), from how many rows (16: below,
+      the packing pass over the block does not pay for itself), and the
+      rows of an outer-product tile (12 x 2 vectors is 24 of AVX-512's 32
+      registers, 6 x 2 is 12 of AVX2's 16).
+
+    ```mlir
+    // Before (in @decode, on a 512-bit target):
+    %y = linalg.generic {<linear>} ins(%x, %w : tensor<1x1x768xf32>, tensor<2304x768xf32>) ...
+    // After:
+    %y = linalg.generic {<linear>, kiln.kernel = {block_cols = 16 : i64,
+        dot_rows = 4 : i64, outer_rows = 12 : i64, pack_min_rows = 16 : i64,
+        packed = false, role = "decode", vector_lanes = 16 : i64}} ...
+    ```
+  }];
+  let options = [
+    Option<"blockCols", "block-cols", "int64_t", "64",
+           "Most output columns per parallel task">
+  ];
+}
+
+def KilnParallelizeRows
+    : Pass<"kiln-parallelize-rows", "mlir::func::FuncOp"> {
+  let summary = "Prompt-sized elementwise and reduction generics on every thread";
+  let description = [{
+    Every `linalg.generic` on tensors outside a parallel loop with a dynamic
+    parallel dimension (the prompt length: norm reductions, LayerNorm, the
+    feed-forward activation, residual adds that are not a product's init,
+    embedding gathers, RoPE and its tables in `@prefill` and `@forward`) is
+    tiled (upstream `scf::tileUsingSCF`) into an `scf.forall` over blocks of
+    `rows-per-task` along its dynamic parallel dimensions, so that no part
+    of a prompt-sized step runs on one thread while the others wait.
+    Fixed-shape generics (one token in `@decode`) stay as they are: a few
+    thousand elements do not pay for a fork. Runs after
+    `kiln-contraction-kernels`, whose kernels are parallel loops already.
+
+    ```mlir
+    // Before:
+    %y = linalg.generic {iterator_types = ["parallel", "parallel"]}
+        ins(%a : tensor<?x64xf32>) outs(%e : tensor<?x64xf32>) {...}
+    // After:
+    %y = scf.forall (%i) = (0) to (%rows) step (8) shared_outs(%o = %e) {
+      %t = linalg.generic ... ins(%a_slice : tensor<?x64xf32>) ...
+      scf.forall.in_parallel { tensor.parallel_insert_slice %t into %o[%i, 0] ... }
+    }
+    ```
+  }];
+  let options = [
+    Option<"rowsPerTask", "rows-per-task", "int64_t", "8",
+           "Rows of the dynamic dimension per parallel task (not tuned: "
+           "the first choice, which kept every thread busy on 16-token and "
+           "longer prompts)">
+  ];
+  let dependentDialects = ["::mlir::scf::SCFDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
+def KilnTarget : Pass<"kiln-target", "mlir::ModuleOp"> {
+  let summary = "Record the target CPU's description on the module";
+  let description = [{
+    Describes the CPU the code is for (this machine's unless `cpu` names
+    another; its widest vector registers unless `vector-bits` narrows them)
+    and records the description as the module's `kiln.target` dictionary:
+    LLVM triple and CPU name, vector width, data cache sizes, and the
+    instruction-set features the kernels may choose by (FMA, F16C, AVX-512
+    VNNI and BF16). `kiln-kernel-strategy` and object emission read it, so
+    both tile and emit for the same width (`kiln-compile --target-cpu`,
+    `--vector-bits`).
+
+    ```mlir
+    // kiln-opt --kiln-target='cpu=haswell'
+    module attributes {kiln.target = {avx512_bf16 = false,
+        avx512_vnni = false, cpu = "haswell", f16c = true, fma = true,
+        host = false, l1d_bytes = 32768 : i64, l2_bytes = 1048576 : i64,
+        l3_bytes = 33554432 : i64, triple = "x86_64-pc-linux-gnu",
+        vector_bits = 256 : i64}} { ... }
+    ```
+  }];
+  let options = [
+    Option<"cpu", "cpu", "std::string", "\"host\"",
+           "LLVM CPU name (e.g. znver4, haswell); host: this machine's">,
+    Option<"vectorBits", "vector-bits", "int64_t", "0",
+           "Vector register width the kernels are tiled for, in bits "
+           "(128, 256, 512; 0: the CPU's widest)">
+  ];
+}
+
+#endif // KILN_CODEGEN_PASSES

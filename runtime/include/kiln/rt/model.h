@@ -1,0 +1,174 @@
+//===- model.h - Kiln model files and tokenizers ----------------*- C++ -*-===//
+//
+// The model-file and tokenizer library (kiln_model), shared by the runtime
+// and the converters: mapping and validating a .kiln file, the tokenizers it
+// describes, and what prints their output (UTF-8 streaming, JSON strings).
+// Nothing here includes LLVM, MLIR or FlatBuffers; the tokenizer kinds are
+// the schema's (runtime/schema/kiln.fbs), whose enumerators kiln_generated.h
+// defines.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_RT_MODEL_H
+#define KILN_RT_MODEL_H
+
+#include "kiln_runtime.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace kiln::fb {
+/// The schema's `TokenizerKind` (Bytes, GPT2BPE, SentencePieceBPE): declared
+/// here, defined with its enumerators in kiln_generated.h.
+enum class TokenizerKind : uint8_t;
+} // namespace kiln::fb
+
+namespace kiln::rt {
+
+/// Documented exit codes of generated executables.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitUsage = 1,
+  kExitModel = 2,
+  kExitPrompt = 3,
+  kExitInternal = 4,
+};
+
+/// An error with the exit code it maps to.
+struct Error {
+  int code;
+  std::string message;
+};
+
+//===----------------------------------------------------------------------===//
+// Model file
+//===----------------------------------------------------------------------===//
+
+struct ModelFile {
+  const uint8_t *data = nullptr; ///< the whole file (mmap'd or owned)
+  size_t size = 0;
+  std::vector<int64_t> weightOffsets; ///< byte offset of weight i's data
+  uint64_t weightsFingerprint = 0;    ///< kiln_fingerprint_weight over all
+  int64_t contextLength = 0, vocabSize = 0;
+  int64_t bosId = -1, eosId = -1, padId = -1;
+  bool addBos = false;
+  /// Encoder-decoder models: two graph inputs (source, target ids).
+  bool encoderDecoder = false;
+  int64_t sourceLength = 0, sourceVocabSize = 0;
+  /// pad_id of the graph's PaddingMaskOp (-1: none).
+  int64_t sourcePadId = -1;
+  std::string name;
+  /// The schema's kind; value-initialised to fb::TokenizerKind::Bytes (0).
+  fb::TokenizerKind tokenizer{};
+  std::vector<std::string> pieces; ///< token pieces by id (may be empty)
+  std::vector<float> scores;       ///< by id, or empty
+  std::vector<std::string> merges; ///< "left right" by rank, or empty
+  std::vector<int32_t> tokenTypes; ///< GGUF token types by id, or empty
+  bool addSpacePrefix = true;      ///< SentencePiece: leading space
+
+  ModelFile() = default;
+  ModelFile(const ModelFile &) = delete;
+  ModelFile &operator=(const ModelFile &) = delete;
+  ~ModelFile();
+
+private:
+  friend std::optional<Error> loadModelFile(const std::string &, ModelFile &);
+  friend std::optional<Error> loadModelBuffer(std::vector<uint8_t>,
+                                              ModelFile &);
+  void *mapBase = nullptr; ///< what loadModelFile mapped (munmap on exit)
+  size_t mapLength = 0;
+  std::vector<uint8_t> owned;
+  void *alignedCopy = nullptr;
+};
+
+/// Maps `path` read-only and validates it (FlatBuffers verifier, then
+/// semantic checks). Errors carry kExitModel.
+std::optional<Error> loadModelFile(const std::string &path, ModelFile &out);
+/// The same for bytes in memory (tests, kiln-convert).
+std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes,
+                                     ModelFile &out);
+/// Checks that the file is the one the executable was compiled for.
+std::optional<Error> checkCompatible(const ModelFile &model,
+                                     const kiln_model_info &info);
+
+//===----------------------------------------------------------------------===//
+// Tokenizer
+//===----------------------------------------------------------------------===//
+
+class Tokenizer {
+public:
+  /// Builds the lookup tables; the model file has been validated (its
+  /// merges name tokens of the vocabulary).
+  explicit Tokenizer(const ModelFile &model);
+  /// Encodes text as the model was trained: raw bytes, GPT-2's byte-level
+  /// BPE (pre-tokenizer regex, byte-to-unicode map, merges by rank) or
+  /// SentencePiece-style BPE (space prefix, U+2581 for spaces, merges by
+  /// rank or by score, byte fallback). Prepends BOS when the model asks for
+  /// it. BPE vocabularies need valid UTF-8.
+  std::optional<Error> encode(const std::string &text,
+                              std::vector<int32_t> &ids) const;
+  /// The bytes a token stands for in generated text (control tokens such as
+  /// BOS and EOS stand for nothing).
+  const std::string &piece(int32_t id) const;
+  /// The text of a whole encoding: the pieces, less the space prefix
+  /// SentencePiece added. decode(encode(s)) == s for valid UTF-8.
+  std::string decode(const std::vector<int32_t> &ids) const;
+
+private:
+  struct Merge {
+    double priority; ///< lower merges first
+    int32_t result;
+  };
+  void bpe(const std::string &text, std::vector<int32_t> &ids) const;
+  std::optional<Merge> findMerge(const std::string &text, size_t aBegin,
+                                 int32_t a, size_t bEnd, int32_t b) const;
+  void appendBytes(const std::string &bytes, std::vector<int32_t> &ids) const;
+
+  const ModelFile &model;
+  std::vector<std::string> decoded; ///< the bytes each id prints
+  std::unordered_map<std::string, int32_t> byPiece;
+  std::unordered_map<uint64_t, Merge> mergeByPair; ///< (left << 32 | right)
+  int32_t byteToken[256];                          ///< -1: none
+  int32_t unkId = -1;
+};
+
+/// GPT-2's printable character for byte b (bytes_to_unicode()), as UTF-8.
+std::string gpt2ByteChar(int b);
+
+/// Checks a model file's tokenizer: pieces, scores and types per token,
+/// merges that name tokens, what each kind needs. Returns a message.
+std::optional<std::string> validateTokenizer(const ModelFile &model);
+
+//===----------------------------------------------------------------------===//
+// Printing tokenizer output
+//===----------------------------------------------------------------------===//
+
+/// Buffers output bytes so that a multi-byte UTF-8 character is never split
+/// across writes.
+class Utf8Stream {
+public:
+  /// Appends bytes; returns the prefix that ends on a character boundary.
+  std::string push(const std::string &bytes);
+  /// Whatever is left (an incomplete sequence at the end of generation).
+  std::string flush();
+
+private:
+  std::string pending;
+};
+
+/// `s` with each byte that is not part of a valid UTF-8 sequence (overlong
+/// forms, surrogates and code points above U+10FFFF included) replaced by
+/// U+FFFD, one per byte.
+std::string replaceInvalidUtf8(const std::string &s);
+
+/// `s` as a JSON string (with quotes; replaceInvalidUtf8 first).
+std::string jsonString(const std::string &s);
+
+/// Token ids as a JSON array: [1,2,3].
+std::string idList(const std::vector<int32_t> &ids);
+
+} // namespace kiln::rt
+
+#endif // KILN_RT_MODEL_H

@@ -1,0 +1,414 @@
+//===- driver.cpp - The command line of generated executables -------------===//
+//
+// run(): flags, loading the model, and what the executable prints: streamed
+// text, JSON results, scores, whole-sequence logits, interactive
+// conversations. The work is the session library's (session.h).
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/rt/driver.h"
+
+#include "json.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+
+namespace kiln::rt {
+
+/// --seed, or one from the clock and the process id.
+static uint64_t chooseSeed(const Options &opts) {
+  if (opts.seed)
+    return *opts.seed;
+  return (uint64_t)std::chrono::system_clock::now().time_since_epoch().count() ^
+         ((uint64_t)getpid() << 32);
+}
+
+/// [[v, ...] per step]
+static Json logitsJson(const std::vector<std::vector<float>> &rows) {
+  Json a = Json::array();
+  for (const std::vector<float> &row : rows)
+    a.push_back(jsonReals(row.data(), row.size()));
+  return a;
+}
+
+/// Prints `value` and a newline on stdout.
+static void printJson(const Json &value) {
+  std::string s = dumpJson(value) + "\n";
+  std::fwrite(s.data(), 1, s.size(), stdout);
+}
+
+static int fail(const Error &e) {
+  std::fprintf(stderr, "kiln: error: %s\n", e.message.c_str());
+  if (e.code == kExitUsage)
+    std::fprintf(stderr, "try --help\n");
+  return e.code;
+}
+
+static void printStats(size_t promptTokens, const GenerationResult &r) {
+  double prefillRate =
+      r.prefillMs > 0 ? promptTokens / (r.prefillMs / 1000) : 0;
+  size_t decoded = r.tokens.size() > 0 ? r.tokens.size() - 1 : 0;
+  double decodeRate = r.decodeMs > 0 ? decoded / (r.decodeMs / 1000) : 0;
+  std::fprintf(stderr,
+               "kiln: prompt %zu tokens, %.1f tok/s | generated %zu tokens, "
+               "%.1f tok/s | time to first token %.1f ms\n",
+               promptTokens, prefillRate, r.tokens.size(), decodeRate,
+               r.firstTokenMs);
+}
+
+static bool readFile(const std::string &path, std::string &out) {
+  FILE *f = std::fopen(path.c_str(), "rb");
+  if (!f)
+    return false;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+    out.append(buf, n);
+  bool ok = !std::ferror(f);
+  std::fclose(f);
+  return ok;
+}
+
+/// Chat-style loop over the KV cache: every line read from stdin is
+/// appended to the conversation and answered; nothing is recomputed.
+static int interactive(const Options &opts, const ModelFile &model,
+                       const Tokenizer &tokenizer, Session &session, Rng &rng,
+                       int64_t capacity) {
+  int64_t pos = 0;
+  std::optional<int32_t> pending; // last reply token, not yet in the cache
+  bool first = true;
+  std::string line;
+  auto turn = [&](const std::string &text) -> int {
+    std::vector<int32_t> ids;
+    if (auto err = tokenizer.encode(text, ids))
+      return fail(*err);
+    if (!first && model.addBos && model.bosId >= 0 && !ids.empty() &&
+        ids[0] == model.bosId)
+      ids.erase(ids.begin()); // BOS starts the conversation only
+    first = false;
+    if (pending)
+      ids.insert(ids.begin(), *pending);
+    if (ids.empty())
+      return -1;
+    if (pos + (int64_t)ids.size() > capacity) {
+      std::fprintf(stderr,
+                   "kiln: the context of %lld tokens is full; ending "
+                   "the conversation\n",
+                   (long long)capacity);
+      return kExitOk;
+    }
+    Utf8Stream stream;
+    GenerationResult r;
+    auto onToken = [&](int32_t id) {
+      if (id == model.eosId)
+        return false;
+      std::string piece = tokenizer.piece(id);
+      std::string ready = stream.push(piece);
+      std::fwrite(ready.data(), 1, ready.size(), stdout);
+      std::fflush(stdout);
+      return piece.find('\n') == std::string::npos; // a reply is one line
+    };
+    if (auto err = session.generateAt(pos, ids, opts.nPredict, opts.sampling,
+                                      rng, false, false, onToken, r))
+      return fail(*err);
+    std::string rest = stream.flush();
+    if (r.tokens.empty() ||
+        tokenizer.piece(r.tokens.back()).find('\n') == std::string::npos)
+      rest += "\n";
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::fflush(stdout);
+    pos += ids.size() + (r.tokens.empty() ? 0 : r.tokens.size() - 1);
+    pending = r.tokens.empty() ? std::nullopt
+                               : std::optional<int32_t>(r.tokens.back());
+    if (opts.stats)
+      printStats(ids.size(), r);
+    if (r.stop == StopReason::Context || pos >= capacity) {
+      std::fprintf(stderr,
+                   "kiln: the context of %lld tokens is full; ending "
+                   "the conversation\n",
+                   (long long)capacity);
+      return kExitOk;
+    }
+    return -1;
+  };
+  if (opts.prompt) {
+    int rc = turn(*opts.prompt);
+    if (rc >= 0)
+      return rc;
+  }
+  for (;;) {
+    if (isatty(0))
+      std::fputs("> ", stderr);
+    line.clear();
+    int c;
+    while ((c = std::fgetc(stdin)) != EOF && c != '\n')
+      line.push_back((char)c);
+    if (c == EOF && line.empty())
+      return kExitOk;
+    int rc = turn(line + "\n");
+    if (rc >= 0)
+      return rc;
+    if (c == EOF)
+      return kExitOk;
+  }
+}
+
+/// run() for encoder-decoder models, after the model is loaded.
+static int runSeq2Seq(const Options &opts, const ModelFile &model,
+                      const Tokenizer &tokenizer, const EntryPoints &entry) {
+  if (opts.interactive || opts.perplexityFile || opts.scoreText ||
+      opts.forwardLogits)
+    return fail({kExitUsage, "-i, --perplexity, --score and --forward-logits "
+                             "are not supported for encoder-decoder models"});
+  if (opts.beams > 1 && (opts.ignoreEos || opts.logits))
+    return fail({kExitUsage,
+                 "--beams does not combine with --ignore-eos or --logits"});
+  if (opts.promptTokens)
+    return fail({kExitUsage, "encoder-decoder models take the source as -p "
+                             "TEXT or --src-tokens IDS"});
+  std::vector<int32_t> src;
+  if (opts.srcTokens)
+    src = *opts.srcTokens;
+  else if (auto err = tokenizer.encode(*opts.prompt, src))
+    return fail(*err);
+
+  Seq2SeqSession session(model, entry);
+  if (auto err = session.init())
+    return fail(*err);
+  Seq2SeqResult result;
+  if (auto err = session.encode(src, result))
+    return fail(*err);
+
+  uint64_t seed = chooseSeed(opts);
+  Rng rng(seed);
+  bool text = opts.output == OutputFormat::Text;
+  Utf8Stream stream;
+  auto pieces = [&](const std::vector<int32_t> &ids) {
+    std::string out;
+    for (int32_t id : ids)
+      if (id != model.eosId)
+        out += tokenizer.piece(id);
+    return out;
+  };
+  if (opts.beams > 1) {
+    if (auto err = session.beamSearch(opts.nPredict, opts.beams,
+                                      opts.lengthPenalty, opts.earlyStop,
+                                      result))
+      return fail(*err);
+    if (text) {
+      std::string out = pieces(result.tokens);
+      std::fwrite(out.data(), 1, out.size(), stdout);
+    }
+  } else {
+    auto onToken = [&](int32_t id) {
+      if (!text || (id == model.eosId && !opts.ignoreEos))
+        return true;
+      std::string ready = stream.push(tokenizer.piece(id));
+      std::fwrite(ready.data(), 1, ready.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    };
+    if (auto err = session.generate(opts.nPredict, opts.sampling, rng,
+                                    opts.ignoreEos, opts.logits, onToken,
+                                    result))
+      return fail(*err);
+  }
+  if (text) {
+    std::string rest = stream.flush() + "\n";
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::fflush(stdout);
+    if (opts.stats) {
+      size_t steps = result.tokens.size();
+      double rate = result.decodeMs > 0
+                        ? result.decodeCalls / (result.decodeMs / 1000)
+                        : 0;
+      std::fprintf(stderr,
+                   "kiln: source %zu tokens, encoded in %.1f ms | generated "
+                   "%zu tokens, %lld decode steps, %.1f steps/s%s\n",
+                   src.size(), result.encodeMs, steps,
+                   (long long)result.decodeCalls, rate,
+                   opts.beams > 1
+                       ? (" (" + std::to_string(opts.beams) + " beams)").c_str()
+                       : "");
+    }
+    return kExitOk;
+  }
+  Json out;
+  out["tokens"] = result.tokens;
+  out["text"] = jsonText(pieces(result.tokens));
+  out["source_tokens"] = src;
+  out["stop_reason"] = stopReasonName(result.stop);
+  out["seed"] = seed;
+  if (opts.logits)
+    out["logits"] = logitsJson(result.logits);
+  if (opts.beams > 1) {
+    Json beams = Json::array();
+    for (const Hypothesis &h : result.hypotheses) {
+      Json beam;
+      beam["tokens"] = h.tokens;
+      beam["text"] = jsonText(pieces(h.tokens));
+      beam["log_prob"] = jsonReal(h.logProb);
+      beam["score"] = jsonReal(h.score);
+      beams.push_back(std::move(beam));
+    }
+    out["beams"] = std::move(beams);
+  }
+  Json &timings = out["timings"];
+  timings["source_tokens"] = src.size();
+  timings["generated_tokens"] = result.tokens.size();
+  timings["encode_ms"] = jsonMs(result.encodeMs);
+  timings["decode_ms"] = jsonMs(result.decodeMs);
+  timings["decode_steps"] = result.decodeCalls;
+  printJson(out);
+  return kExitOk;
+}
+
+int run(int argc, char **argv, const EntryPoints &entry) {
+  Options opts;
+  opts.modelPath = entry.info.model_path ? entry.info.model_path : "";
+  if (auto err = parseOptions(argc, argv, opts))
+    return fail(*err);
+  if (opts.help) {
+    std::fputs(helpText(argv[0]).c_str(), stdout);
+    return kExitOk;
+  }
+  setThreads(opts.threads);
+  reuseFreedMemory();
+
+  ModelFile model;
+  if (auto err = loadModelFile(opts.modelPath, model))
+    return fail(*err);
+  if (auto err = checkCompatible(model, entry.info))
+    return fail(*err);
+  Tokenizer tokenizer(model);
+  if (entry.info.kind == KILN_MODEL_ENCODER_DECODER)
+    return runSeq2Seq(opts, model, tokenizer, entry);
+  if (opts.srcTokens || opts.beams > 1)
+    return fail({kExitUsage, "--src-tokens and --beams are for "
+                             "encoder-decoder models; this one is "
+                             "decoder-only"});
+  Session session(model, entry);
+  if (auto err = session.init())
+    return fail(*err);
+  int64_t capacity = entry.info.capacity;
+
+  uint64_t seed = chooseSeed(opts);
+  Rng rng(seed);
+  if (opts.interactive)
+    return interactive(opts, model, tokenizer, session, rng, capacity);
+
+  if (opts.perplexityFile || opts.scoreText) {
+    std::string text;
+    if (opts.scoreText)
+      text = *opts.scoreText;
+    else if (!readFile(*opts.perplexityFile, text))
+      return fail({kExitUsage, "cannot read '" + *opts.perplexityFile +
+                                   "': " + std::strerror(errno)});
+    std::vector<int32_t> ids;
+    if (auto err = tokenizer.encode(text, ids))
+      return fail(*err);
+    ScoreResult r;
+    if (auto err = session.score(ids, opts.stride, r))
+      return fail(*err);
+    if (opts.output == OutputFormat::Json) {
+      Json out;
+      out["tokens_scored"] = r.nll.size();
+      out["mean_nll"] = jsonReal(r.meanNll);
+      out["perplexity"] = jsonReal(r.perplexity);
+      out["window"] = r.window;
+      out["stride"] = r.stride;
+      out["score_ms"] = jsonMs(r.ms);
+      Json &nll = out["nll"] = Json::array();
+      for (double x : r.nll)
+        nll.push_back(jsonReal(x));
+      printJson(out);
+    } else {
+      std::printf("perplexity %.6f over %zu tokens (mean NLL %.6f nats/token, "
+                  "window %lld, stride %lld)\n",
+                  r.perplexity, r.nll.size(), r.meanNll, (long long)r.window,
+                  (long long)r.stride);
+    }
+    return kExitOk;
+  }
+
+  std::vector<int32_t> prompt;
+  if (opts.promptTokens) {
+    prompt = *opts.promptTokens;
+    for (int32_t id : prompt)
+      if (id >= model.vocabSize)
+        return fail({kExitPrompt, "token id " + std::to_string(id) +
+                                      " is outside the vocabulary of " +
+                                      std::to_string(model.vocabSize)});
+  } else if (auto err = tokenizer.encode(*opts.prompt, prompt)) {
+    return fail(*err);
+  }
+  if (prompt.empty())
+    return fail({kExitPrompt, "the prompt is empty"});
+  if ((int64_t)prompt.size() > capacity)
+    return fail({kExitPrompt, "prompt has " + std::to_string(prompt.size()) +
+                                  " tokens but the context holds " +
+                                  std::to_string(capacity)});
+
+  if (opts.forwardLogits) {
+    std::vector<float> logits;
+    if (auto err = session.forward(prompt, logits))
+      return fail(*err);
+    Json out;
+    out["tokens"] = prompt;
+    Json &rows = out["logits"] = Json::array();
+    size_t vocab = model.vocabSize;
+    for (size_t i = 0; i < prompt.size(); ++i)
+      rows.push_back(jsonReals(logits.data() + i * vocab, vocab));
+    printJson(out);
+    return kExitOk;
+  }
+
+  bool text = opts.output == OutputFormat::Text;
+  Utf8Stream stream;
+  std::string generated;
+  auto onToken = [&](int32_t id) {
+    if (id == model.eosId && !opts.ignoreEos)
+      return;
+    std::string piece = tokenizer.piece(id);
+    generated += piece;
+    if (text) {
+      std::string ready = stream.push(piece);
+      std::fwrite(ready.data(), 1, ready.size(), stdout);
+      std::fflush(stdout);
+    }
+  };
+  GenerationResult result;
+  if (auto err = session.generate(prompt, opts.nPredict, opts.sampling, rng,
+                                  opts.ignoreEos, opts.logits, onToken, result))
+    return fail(*err);
+
+  if (text) {
+    std::string rest = stream.flush() + "\n";
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::fflush(stdout);
+    if (opts.stats)
+      printStats(prompt.size(), result);
+    return kExitOk;
+  }
+  Json out;
+  out["tokens"] = result.tokens;
+  out["text"] = jsonText(generated);
+  out["prompt_tokens"] = prompt;
+  out["stop_reason"] = stopReasonName(result.stop);
+  out["seed"] = seed;
+  if (opts.logits)
+    out["logits"] = logitsJson(result.logits);
+  Json &timings = out["timings"];
+  timings["prompt_tokens"] = prompt.size();
+  timings["generated_tokens"] = result.tokens.size();
+  timings["prefill_ms"] = jsonMs(result.prefillMs);
+  timings["decode_ms"] = jsonMs(result.decodeMs);
+  timings["first_token_ms"] = jsonMs(result.firstTokenMs);
+  printJson(out);
+  return kExitOk;
+}
+
+} // namespace kiln::rt

@@ -1,6 +1,8 @@
 //===- InitAll.cpp - Register what Kiln's tools use -----------------------===//
 
 #include "kiln/InitAll.h"
+#include "kiln/ABI/Passes.h"
+#include "kiln/Codegen/Passes.h"
 #include "kiln/Conversion/Passes.h"
 #include "kiln/Dialect/Transformer/IR/Transformer.h"
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
@@ -73,6 +75,8 @@ void kiln::registerAllDialects(mlir::DialectRegistry &registry) {
 
 void kiln::registerAllPasses() {
   transformer::registerTransformerPasses();
+  kiln::registerKilnABIPasses();
+  kiln::registerKilnCodegenPasses();
   kiln::registerKilnConversionPasses();
   kiln::registerPipelines();
   mlir::registerTransformsPasses();

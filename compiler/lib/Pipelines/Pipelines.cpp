@@ -1,6 +1,8 @@
 //===- Pipelines.cpp - Kiln's compilation pipelines -----------------------===//
 
 #include "kiln/Pipelines/Pipelines.h"
+#include "kiln/ABI/Passes.h"
+#include "kiln/Codegen/Passes.h"
 #include "kiln/Conversion/Passes.h"
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
 
@@ -49,6 +51,7 @@ void kiln::buildKVCachePipeline(OpPassManager &pm,
 
 void kiln::buildLowerToLinalgPipeline(OpPassManager &pm) {
   pm.addPass(createConvertTransformerToLinalg());
+  pm.addPass(createKilnWeightBuffers());
   pm.addPass(createKilnEntryABI());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
@@ -56,9 +59,14 @@ void kiln::buildLowerToLinalgPipeline(OpPassManager &pm) {
 
 void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
                                     const PipelineOptions &options) {
-  KilnContractionKernelsOptions kernels;
-  kernels.vectorBits = options.vectorBits;
-  pm.addNestedPass<func::FuncOp>(createKilnContractionKernels(kernels));
+  KilnTargetOptions target;
+  target.cpu = options.targetCPU;
+  target.vectorBits = options.vectorBits;
+  pm.addPass(createKilnTarget(target));
+  pm.addNestedPass<func::FuncOp>(createKilnFuseResidualAdd());
+  pm.addNestedPass<func::FuncOp>(createKilnKernelStrategy());
+  pm.addNestedPass<func::FuncOp>(createKilnContractionKernels());
+  pm.addNestedPass<func::FuncOp>(createKilnParallelizeRows());
   pm.addPass(createKilnApproximateExp());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
@@ -121,10 +129,15 @@ struct KVCachePipelineOptions
 };
 struct LowerToLLVMPipelineOptions
     : public PassPipelineOptions<LowerToLLVMPipelineOptions> {
+  Option<std::string> targetCPU{
+      *this, "target-cpu",
+      llvm::cl::desc("LLVM CPU name to generate code for (host: this "
+                     "machine's)"),
+      llvm::cl::init("host")};
   Option<int64_t> vectorBits{
       *this, "vector-bits",
-      llvm::cl::desc("Vector register width of the target in bits "
-                     "(0: the host CPU's)"),
+      llvm::cl::desc("Vector register width the kernels are tiled for, in "
+                     "bits (0: the CPU's widest)"),
       llvm::cl::init(0)};
 };
 } // namespace
@@ -149,6 +162,7 @@ void kiln::registerPipelines() {
       "Linalg form -> the LLVM dialect (kiln-compile --stage=llvm)",
       [](OpPassManager &pm, const LowerToLLVMPipelineOptions &o) {
         PipelineOptions options;
+        options.targetCPU = o.targetCPU;
         options.vectorBits = o.vectorBits;
         buildLowerToLLVMPipeline(pm, options);
       });

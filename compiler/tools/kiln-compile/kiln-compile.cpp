@@ -89,10 +89,15 @@ cl::opt<bool> noHoistCross(
              "value projections into encode; every decode step projects the "
              "cached encoder output again (to measure what hoisting saves)"),
     cl::init(false), cl::cat(category));
+cl::opt<std::string> targetCPU(
+    "target-cpu",
+    cl::desc("CPU to generate code for, as LLVM names it (e.g. znver4, "
+             "skylake-avx512, haswell; default host: this machine's)"),
+    cl::init("host"), cl::cat(category));
 cl::opt<int64_t> vectorBits(
     "vector-bits",
     cl::desc("Vector register width the kernels are tiled for, in bits "
-             "(128, 256 or 512; default 0: this machine's)"),
+             "(128, 256 or 512; default 0: the target CPU's widest)"),
     cl::init(0), cl::cat(category));
 cl::opt<bool> timing("timing",
                      cl::desc("Print the time of every stage and pass"),
@@ -192,6 +197,8 @@ int main(int argc, char **argv) {
     return fail(Usage, "unknown --from-stage '" + fromStageOpt + "'");
   if (batch <= 0)
     return fail(Usage, "--batch must be positive");
+  if (auto target = kiln::describeTarget(targetCPU, vectorBits); !target)
+    return fail(Usage, toString(target.takeError()));
   if (emit != Emit::MLIR)
     stage = kiln::Stage::LLVM;
   bool binary = emit == Emit::Obj || emit == Emit::Exe || emit == Emit::Shared;
@@ -329,6 +336,7 @@ int main(int argc, char **argv) {
     pm.enableTiming(stageTimer);
     kiln::PipelineOptions pipelineOptions;
     pipelineOptions.hoistCross = !noHoistCross;
+    pipelineOptions.targetCPU = targetCPU;
     pipelineOptions.vectorBits = vectorBits;
     kiln::buildPipeline(pm, (kiln::Stage)((int)s - 1), s, pipelineOptions);
     if (failed(pm.run(*module)))
@@ -351,14 +359,18 @@ int main(int argc, char **argv) {
     return Ok;
   }
 
+  // Object emission reads the target the kernels were generated for.
+  Expected<kiln::TargetDescription> target = kiln::targetOf(*module);
+  if (!target)
+    return fail(CompileFailed, toString(target.takeError()));
   LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule;
   bool serial = emit == Emit::LLVM || emit == Emit::Obj;
   report(serial ? "llvm-ir (-O2 for this CPU)" : "llvm-ir");
   {
     mlir::TimingScope t = rootTimer.nest(serial ? "llvm-opt" : "llvm-translate");
-    llvmModule =
-        kiln::translateForHost(*module, llvmContext, error, /*optimize=*/serial);
+    llvmModule = kiln::translateForTarget(*module, llvmContext, *target, error,
+                                          /*optimize=*/serial);
     if (!llvmModule)
       return fail(CompileFailed, error);
   }
@@ -377,7 +389,7 @@ int main(int argc, char **argv) {
     auto emitObj = [&](raw_pwrite_stream &os) {
       report("object");
       mlir::TimingScope t = rootTimer.nest("codegen");
-      return kiln::emitObject(*llvmModule, os, error);
+      return kiln::emitObject(*llvmModule, *target, os, error);
     };
     if (!writeAtomically(outputPath, emitObj, error))
       return fail(error.empty() ? OutputFailed : CompileFailed, error);
@@ -401,8 +413,8 @@ int main(int argc, char **argv) {
     report("objects and link");
     mlir::TimingScope t = rootTimer.nest("llvm-opt+codegen (" +
                                          std::to_string(parts) + " threads)");
-    if (!kiln::emitObjectsInParallel(std::move(llvmModule), parts, objects,
-                                     error))
+    if (!kiln::emitObjectsInParallel(std::move(llvmModule), *target, parts,
+                                     objects, error))
       return fail(CompileFailed, error);
   }
   std::vector<std::string> objPaths;

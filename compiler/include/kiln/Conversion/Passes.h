@@ -1,4 +1,4 @@
-//===- Passes.h - Kiln conversion passes ------------------------*- C++ -*-===//
+//===- Passes.h - Kiln conversions (dialect to dialect) ---------*- C++ -*-===//
 #ifndef KILN_CONVERSION_PASSES_H
 #define KILN_CONVERSION_PASSES_H
 
@@ -22,16 +22,11 @@ namespace kiln {
 #define GEN_PASS_DECL
 #include "kiln/Conversion/Passes.h.inc"
 
-/// Vector register width of the host CPU in bits (512 with AVX-512, 256
-/// with AVX, else 128): what kiln-contraction-kernels tiles for when its
-/// vector-bits option is 0 (the default).
-int64_t hostVectorBits();
-
 /// Attribute of an elementwise `linalg.generic` (RoPE) whose body also reads
 /// its input at other columns (`tensor.extract`), always in the same row and
 /// in the same aligned group of this many columns (a head): a kernel that
 /// computes the input in blocks of whole groups may apply it to each block
-/// (kiln-contraction-kernels).
+/// (kiln-contraction-kernels). Written by convert-transformer-to-linalg.
 inline constexpr llvm::StringLiteral kColumnGroupAttr = "kiln.column_group";
 
 /// Adds the patterns that lower transformer ops to linalg/tensor/arith/math.
@@ -39,6 +34,11 @@ inline constexpr llvm::StringLiteral kColumnGroupAttr = "kiln.column_group";
 /// the enclosing function's weight arguments).
 void populateTransformerToLinalgPatterns(mlir::TypeConverter &converter,
                                          mlir::RewritePatternSet &patterns);
+
+/// Adds the lowering of `transformer.attention` (one fused kernel per op;
+/// part of populateTransformerToLinalgPatterns).
+void populateAttentionToLinalgPatterns(mlir::TypeConverter &converter,
+                                       mlir::RewritePatternSet &patterns);
 
 /// Converts `!transformer.kv_cache` to its dense storage tensor.
 void populateTransformerTypeConversions(mlir::TypeConverter &converter);

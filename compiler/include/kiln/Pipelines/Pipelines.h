@@ -8,9 +8,11 @@
 //   kv-cache  kiln-kv-cache:         + prefill/decode over a KV cache
 //   linalg    kiln-lower-to-linalg:  linalg on tensors, entry points with the
 //                                    runtime's memref ABI
-//   llvm      kiln-lower-to-llvm:    matrix-product kernels (tiled,
-//                                    vectorized, parallel), bufferized,
-//                                    loops, OpenMP, the LLVM dialect
+//   llvm      kiln-lower-to-llvm:    target description, fusions, kernel
+//                                    strategy, matrix-product kernels
+//                                    (tiled, vectorized, parallel),
+//                                    bufferized, loops, OpenMP, the LLVM
+//                                    dialect
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_PIPELINES_PIPELINES_H
@@ -20,6 +22,7 @@
 #include "llvm/ADT/StringRef.h"
 
 #include <optional>
+#include <string>
 
 namespace kiln {
 
@@ -34,7 +37,10 @@ struct PipelineOptions {
   /// Encoder-decoder models: compute cross-attention keys/values once per
   /// input in @encode (transformer-kv-cache's hoist-cross).
   bool hoistCross = true;
-  /// Vector register width of the target in bits; 0: the host CPU's.
+  /// The CPU to generate code for (an LLVM CPU name; "host": this
+  /// machine's) and the vector width the kernels are tiled for (0: the
+  /// CPU's widest): kiln-target's options.
+  std::string targetCPU = "host";
   int64_t vectorBits = 0;
 };
 

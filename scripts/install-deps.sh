@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools clang-22 lld-22
-  flatbuffers-compiler libflatbuffers-dev ninja-build ccache cmake
+  flatbuffers-compiler libflatbuffers-dev nlohmann-json3-dev ninja-build ccache cmake
   python3-torch python3-numpy python3-flatbuffers libopenblas0-pthread
   libclang-rt-22-dev libomp5-14
 )

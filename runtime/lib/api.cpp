@@ -1,7 +1,7 @@
 //===- api.cpp - The C API of models compiled as shared libraries ---------===//
 
 #include "kiln.h"
-#include "runtime_internal.h"
+#include "kiln/rt/session.h"
 
 #include <cstring>
 

@@ -8,7 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime_internal.h"
+#include "kiln/rt/session.h"
 
 extern "C" {
 #pragma weak _mlir_ciface_forward

@@ -5,7 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime_internal.h"
+#include "kiln/rt/driver.h"
 
 extern "C" int kiln_main(int argc, char **argv) {
   return kiln::rt::run(argc, argv, kiln::rt::linkedEntryPoints());

@@ -1,13 +1,14 @@
 //===- model_file.cpp - Map and validate a .kiln model file ---------------===//
 
-#include "runtime_internal.h"
+#include "kiln/rt/model.h"
 
 #include "kiln_generated.h"
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -128,20 +129,10 @@ static std::optional<Error> validate(ModelFile &out) {
   }
 
   if (const fb::Tokenizer *tok = model->tokenizer()) {
-    switch (tok->kind()) {
-    case fb::TokenizerKind::Bytes:
-      out.tokenizer = TokenizerKind::Bytes;
-      break;
-    case fb::TokenizerKind::GPT2BPE:
-      out.tokenizer = TokenizerKind::GPT2BPE;
-      break;
-    case fb::TokenizerKind::SentencePieceBPE:
-      out.tokenizer = TokenizerKind::SentencePieceBPE;
-      break;
-    default:
+    if (tok->kind() > fb::TokenizerKind::MAX)
       return modelError("unknown tokenizer kind " +
                         std::to_string((int)tok->kind()));
-    }
+    out.tokenizer = tok->kind();
     if (tok->tokens()) {
       if ((int64_t)tok->tokens()->size() > out.vocabSize)
         return modelError("tokenizer has more tokens than the vocabulary");
@@ -160,7 +151,7 @@ static std::optional<Error> validate(ModelFile &out) {
         out.merges.emplace_back(m ? m->str() : std::string());
     out.addSpacePrefix = tok->add_space_prefix();
   }
-  if (out.tokenizer != TokenizerKind::Bytes &&
+  if (out.tokenizer != fb::TokenizerKind::Bytes &&
       (int64_t)out.pieces.size() != out.vocabSize)
     return modelError("a BPE tokenizer needs one piece per vocabulary entry");
   if (auto msg = validateTokenizer(out))

@@ -1,6 +1,6 @@
 //===- options.cpp - Flags of generated executables -----------------------===//
 
-#include "runtime_internal.h"
+#include "kiln/rt/driver.h"
 
 #include <cerrno>
 #include <cmath>

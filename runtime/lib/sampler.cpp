@@ -1,6 +1,6 @@
 //===- sampler.cpp - Seeded sampling: greedy, temperature, top-k, top-p ---===//
 
-#include "runtime_internal.h"
+#include "kiln/rt/session.h"
 
 #include <algorithm>
 #include <cmath>

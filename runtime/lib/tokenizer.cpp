@@ -1,11 +1,13 @@
-//===- tokenizer.cpp - Token <-> bytes, UTF-8 streaming, JSON strings
-//------===//
+//===- tokenizer.cpp - Token <-> bytes, UTF-8 streaming and validity ------===//
 
-#include "runtime_internal.h"
+#include "kiln/rt/model.h"
+
+#include "kiln_generated.h"
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <queue>
 
@@ -237,7 +239,7 @@ std::string gpt2ByteChar(int b) {
 }
 
 std::optional<std::string> validateTokenizer(const ModelFile &m) {
-  if (m.tokenizer == TokenizerKind::Bytes)
+  if (m.tokenizer == fb::TokenizerKind::Bytes)
     return std::nullopt;
   size_t n = m.pieces.size();
   if (!m.scores.empty() && m.scores.size() != n)
@@ -261,7 +263,7 @@ std::optional<std::string> validateTokenizer(const ModelFile &m) {
       return "tokenizer merge " + std::to_string(r) + " ('" + m.merges[r] +
              "') names a token that is not in the vocabulary";
   }
-  if (m.tokenizer == TokenizerKind::GPT2BPE) {
+  if (m.tokenizer == fb::TokenizerKind::GPT2BPE) {
     for (int b = 0; b < 256; ++b) {
       if (!byPiece.count(gpt2ByteChar(b))) {
         char buf[64];
@@ -279,14 +281,14 @@ std::optional<std::string> validateTokenizer(const ModelFile &m) {
 
 Tokenizer::Tokenizer(const ModelFile &model) : model(model) {
   std::fill(std::begin(byteToken), std::end(byteToken), -1);
-  if (model.tokenizer == TokenizerKind::Bytes) {
+  if (model.tokenizer == fb::TokenizerKind::Bytes) {
     // Ids below 256 are the bytes; named pieces above them print as named.
     decoded.resize(std::max<size_t>(256, model.pieces.size()));
     for (size_t id = 0; id < decoded.size(); ++id)
       decoded[id] = id < 256 ? std::string(1, (char)id) : model.pieces[id];
     return;
   }
-  bool gpt2 = model.tokenizer == TokenizerKind::GPT2BPE;
+  bool gpt2 = model.tokenizer == fb::TokenizerKind::GPT2BPE;
   decoded.resize(model.pieces.size());
   for (size_t id = 0; id < model.pieces.size(); ++id) {
     const std::string &p = model.pieces[id];
@@ -380,7 +382,7 @@ void Tokenizer::bpe(const std::string &text, std::vector<int32_t> &ids) const {
     bool alive;
   };
   std::vector<Symbol> sym;
-  bool gpt2 = model.tokenizer == TokenizerKind::GPT2BPE;
+  bool gpt2 = model.tokenizer == fb::TokenizerKind::GPT2BPE;
   for (size_t i = 0; i < text.size();) {
     size_t len = 1;
     int32_t id;
@@ -455,7 +457,7 @@ void Tokenizer::appendBytes(const std::string &bytes,
 std::optional<Error> Tokenizer::encode(const std::string &text,
                                        std::vector<int32_t> &ids) const {
   ids.clear();
-  if (model.tokenizer == TokenizerKind::Bytes) {
+  if (model.tokenizer == fb::TokenizerKind::Bytes) {
     // Text is what a model reads: the source of an encoder-decoder model.
     int64_t vocab =
         model.encoderDecoder ? model.sourceVocabSize : model.vocabSize;
@@ -479,7 +481,7 @@ std::optional<Error> Tokenizer::encode(const std::string &text,
   }
   if (model.addBos && model.bosId >= 0)
     ids.push_back((int32_t)model.bosId);
-  if (model.tokenizer == TokenizerKind::GPT2BPE) {
+  if (model.tokenizer == fb::TokenizerKind::GPT2BPE) {
     for (size_t i = 0; i < cps.size();) {
       size_t j = gpt2Match(cps, i);
       bpe(text.substr(offsets[i], offsets[j] - offsets[i]), ids);
@@ -514,11 +516,11 @@ const std::string &Tokenizer::piece(int32_t id) const {
 std::string Tokenizer::decode(const std::vector<int32_t> &ids) const {
   std::string out;
   for (int32_t id : ids) {
-    if (model.tokenizer == TokenizerKind::Bytes && id == model.bosId)
+    if (model.tokenizer == fb::TokenizerKind::Bytes && id == model.bosId)
       continue;
     out += piece(id);
   }
-  if (model.tokenizer == TokenizerKind::SentencePieceBPE &&
+  if (model.tokenizer == fb::TokenizerKind::SentencePieceBPE &&
       model.addSpacePrefix && !out.empty() && out[0] == ' ')
     out.erase(0, 1);
   return out;
@@ -555,35 +557,21 @@ std::string Utf8Stream::flush() {
   return out;
 }
 
-std::string jsonString(const std::string &s) {
-  std::string out = "\"";
+std::string replaceInvalidUtf8(const std::string &s) {
+  std::string out;
+  out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
     uint32_t cp;
     size_t len = utf8Decode(s, i, cp);
     if (len == 0) {
-      out += "\\ufffd";
+      out += "\xef\xbf\xbd"; // U+FFFD
       ++i;
       continue;
     }
-    if (cp == '"')
-      out += "\\\"";
-    else if (cp == '\\')
-      out += "\\\\";
-    else if (cp == '\n')
-      out += "\\n";
-    else if (cp == '\r')
-      out += "\\r";
-    else if (cp == '\t')
-      out += "\\t";
-    else if (cp < 0x20 || cp == 0x7F) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", cp);
-      out += buf;
-    } else
-      out.append(s, i, len);
+    out.append(s, i, len);
     i += len;
   }
-  return out + "\"";
+  return out;
 }
 
 } // namespace kiln::rt

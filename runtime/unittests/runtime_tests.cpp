@@ -6,7 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime_internal.h"
+#include "kiln/rt/driver.h"
 
 #include "kiln_generated.h"
 
@@ -264,8 +264,13 @@ static void testTokenizers() {
 
   CHECK(jsonString("a\"b\\c\n\x01") == "\"a\\\"b\\\\c\\n\\u0001\"");
   CHECK(jsonString("\xc3\xa9") == "\"\xc3\xa9\"");
-  CHECK(jsonString("\xff") == "\"\\ufffd\"");
-  CHECK(jsonString("\xe2\x82") == "\"\\ufffd\\ufffd\"");
+  // Each byte outside valid UTF-8 becomes one U+FFFD.
+  CHECK(jsonString("\xff") == "\"\xef\xbf\xbd\"");
+  CHECK(jsonString("\xe2\x82") == "\"\xef\xbf\xbd\xef\xbf\xbd\"");
+  CHECK(jsonString("\xed\xa0\x80") ==
+        "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); // a surrogate
+  CHECK(jsonString("\x7f\b") == "\"\x7f\\b\"");
+  CHECK(idList({}) == "[]" && idList({1, -2, 300}) == "[1,-2,300]");
 
   testBpeTokenizers();
 }

@@ -10,7 +10,7 @@
 #define KILN_TEST_FUZZ_CONVERT_COMMON_H
 
 #include "kiln/Convert/Convert.h"
-#include "runtime_internal.h"
+#include "kiln/rt/model.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -5,7 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime_internal.h"
+#include "kiln/rt/model.h"
 
 #include <algorithm>
 

@@ -4,12 +4,15 @@
 // the BPE tokenizers (GPT-2 byte-level; SentencePiece by score and by merge
 // rank, with byte fallback) refuse invalid UTF-8 and round-trip valid UTF-8
 // exactly, and decode any ids; streaming in arbitrary chunks reproduces the
-// input, and JSON escaping always yields printable ASCII or valid UTF-8
-// between quotes.
+// input, JSON escaping always yields valid UTF-8 without control characters
+// between quotes, and replaceInvalidUtf8 changes exactly the texts that are
+// not valid UTF-8.
 //
 //===----------------------------------------------------------------------===//
 
-#include "runtime_internal.h"
+#include "kiln/rt/model.h"
+
+#include "kiln_generated.h"
 
 #include <cstdlib>
 #include <set>
@@ -39,7 +42,7 @@ void addPrefixMerges(const std::vector<std::string> &units, ModelFile &m,
 
 ModelFile *gpt2Model() {
   auto *m = new ModelFile();
-  m->tokenizer = TokenizerKind::GPT2BPE;
+  m->tokenizer = kiln::fb::TokenizerKind::GPT2BPE;
   std::set<std::string> have;
   for (int b = 0; b < 256; ++b) {
     m->pieces.push_back(gpt2ByteChar(b));
@@ -64,7 +67,7 @@ ModelFile *gpt2Model() {
 
 ModelFile *spmModel(bool byScore) {
   auto *m = new ModelFile();
-  m->tokenizer = TokenizerKind::SentencePieceBPE;
+  m->tokenizer = kiln::fb::TokenizerKind::SentencePieceBPE;
   m->pieces = {"<unk>", "<s>", "</s>"};
   m->tokenTypes = {2, 3, 3};
   for (int b = 0; b < 256; ++b) {
@@ -162,7 +165,7 @@ void checkBpe(const Tokenizer &t, const ModelFile &m, const std::string &text,
   // SentencePiece reads U+2581 as the space it stands for (as
   // sentencepiece, llama.cpp and HF tokenizers do): it decodes to ' '.
   std::string want = text;
-  if (m.tokenizer == TokenizerKind::SentencePieceBPE)
+  if (m.tokenizer == kiln::fb::TokenizerKind::SentencePieceBPE)
     for (size_t p; (p = want.find("\xe2\x96\x81")) != std::string::npos;)
       want.replace(p, 3, " ");
   if (t.decode(ids) != want)
@@ -220,5 +223,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (unsigned char c : json)
     if (c < 0x20)
       std::abort();
+  if (!validUtf8(json) || validUtf8(text) != (replaceInvalidUtf8(text) == text))
+    std::abort();
   return 0;
 }

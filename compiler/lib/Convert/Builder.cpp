@@ -7,7 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "ConvertInternal.h"
-#include "runtime_internal.h"
+#include "kiln/rt/model.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
@@ -475,7 +475,7 @@ Expected<ModelBytes> buildKilnModel(const Hyperparameters &hp,
     // vocabulary covers every byte), so no file is written that the
     // executable would refuse.
     kiln::rt::ModelFile m;
-    m.tokenizer = (kiln::rt::TokenizerKind)tok.kind;
+    m.tokenizer = tok.kind;
     m.vocabSize = hp.vocab;
     m.pieces = tok.tokens;
     m.scores = tok.scores;

@@ -12,7 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Convert/Convert.h"
-#include "runtime_internal.h"
+#include "kiln/rt/model.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/InitLLVM.h"

@@ -1,10 +1,11 @@
 // Calls a compiled model's decode entry point directly with a position the
 // caller chooses (argv[2]), bypassing the runtime's checks, to exercise the
 // generated code's own guard on the KV cache position.
-#include "runtime_internal.h"
+#include "kiln/rt/model.h"
 
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 int main(int argc, char **argv) {
   kiln::rt::ModelFile model;
@@ -12,8 +13,6 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "%s\n", err->message.c_str());
     return 2;
   }
-  kiln::rt::EntryPoints entry;
-  entry.info = kiln_model;
   int64_t pos = std::atoll(argv[2]);
   const kiln_model_info &info = kiln_model;
   int64_t c = info.capacity, w = info.kv_width;

@@ -18,6 +18,8 @@ ARGS = [a for a in sys.argv[1:] if a != "--check"]
 CHECK = "--check" in sys.argv[1:]
 BUILD = ARGS[0] if ARGS else os.path.join(ROOT, "build")
 KILN_COMPILE = os.path.join(BUILD, "bin", "kiln-compile")
+KILN_OPT = os.path.join(BUILD, "bin", "kiln-opt")
+TARGET = "--target-cpu=haswell"
 
 STAGES = [
     ("import", "The importer writes the whole-sequence (training) form: one function "
@@ -31,15 +33,22 @@ STAGES = [
     ("linalg", "`convert-transformer-to-linalg` lowers every op to `linalg.generic` on "
      "tensors, except attention, which becomes one fused kernel (`scf.forall` over batch, "
      "head and query rows; keys in blocks of 16 with an online softmax; no score tensor), the "
-     "cache to a dense tensor updated with `tensor.insert_slice`, weights to views of the "
-     "mmap'd model file; `kiln-entry-abi` gives entry points the memref C ABI of "
-     "`kiln_runtime.h` and emits the `kiln_model` record."),
-    ("llvm", "`kiln-lower-to-llvm`: `kiln-contraction-kernels` (every matrix product becomes "
-     "a parallel loop over blocks of output columns with vectorized register tiles; here "
-     "for 256-bit vectors, `--vector-bits=256`), `kiln-bufferize` (in place: the new "
+     "cache to a dense tensor updated with `tensor.insert_slice`; `kiln-weight-buffers` "
+     "makes weights views of the mmap'd model file; `kiln-entry-abi` gives entry points "
+     "the memref C ABI of `kiln_runtime.h` and emits the `kiln_model` record."),
+    ("strategy", "The first passes of `kiln-lower-to-llvm`: `kiln-target` records the target "
+     "description on the module (here a Haswell, `--target-cpu=haswell`: 256-bit vectors), "
+     "`kiln-fuse-residual-add` makes each residual add its product's init, and "
+     "`kiln-kernel-strategy` records every contraction's kernel configuration as "
+     "`kiln.kernel`, which is all `kiln-contraction-kernels` reads. The contractions of "
+     "`@decode`:"),
+    ("llvm", "`kiln-lower-to-llvm`, continued: `kiln-contraction-kernels` (every matrix "
+     "product becomes a parallel loop over blocks of output columns with vectorized "
+     "register tiles, as its `kiln.kernel` says), `kiln-parallelize-rows` (prompt-sized "
+     "generics as parallel loops over rows), `kiln-bufferize` (in place: the new "
      "keys/values are computed straight into the cache buffer), fixed-size temporaries "
      "promoted to the stack, buffer deallocation, loops, parallel loops to OpenMP, LLVM dialect. "
-     "`kiln-compile` then emits an object for the host CPU and links the runtime."),
+     "`kiln-compile` then emits an object for the CPU of `kiln.target` and links the runtime."),
 ]
 
 
@@ -73,8 +82,24 @@ def main():
                  "`kiln-opt --kiln-kv-cache`, `--kiln-lower-to-linalg`, `--kiln-lower-to-llvm`.\n",
                  "```\nmodel.kiln → import → kv-cache → linalg → llvm → object → executable\n```\n"]
         for stage, text in STAGES:
+            if stage == "strategy":
+                linalg = subprocess.check_output(
+                    [KILN_COMPILE, model, "--emit=mlir", "--stage=linalg"], text=True)
+                ir = subprocess.check_output(
+                    [KILN_OPT, "--pass-pipeline=builtin.module(kiln-target{cpu=haswell},"
+                     "func.func(kiln-fuse-residual-add,kiln-kernel-strategy))"],
+                    input=linalg, text=True)
+                lines = ir.splitlines()
+                start = next(i for i, l in enumerate(lines) if "func.func @decode" in l)
+                end = lines.index("  }", start)
+                decode = "\n".join(lines[start:end])
+                kernels = ["%s: %s" % (line.split("ins(")[1].split(")")[0].split(" : ")[1],
+                                       line[line.index("kiln.kernel"):].split("}")[0] + "}")
+                           for line in decode.splitlines() if "kiln.kernel" in line]
+                parts.append("## %s\n\n%s\n\n```\n%s\n```\n" % (stage, text, "\n".join(kernels)))
+                continue
             ir = subprocess.check_output([KILN_COMPILE, model, "--emit=mlir", "--stage=" + stage,
-                                          "--vector-bits=256"],
+                                          TARGET],
                                          text=True)
             ir = ir.replace(tmp + "/", "")
             func = {"import": "forward", "kv-cache": "decode", "linalg": "decode",

@@ -89,6 +89,20 @@ func.func @cache(%c: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, 
 
 // -----
 
+// Tests that a layer given as a value is the slices' first offset.
+// CHECK-LABEL: func.func @cache_layer_value
+// CHECK-SAME: %[[C:[a-z0-9]+]]: tensor<2x2x1x16x4xf32>, %[[KV:[a-z0-9]+]]: tensor<1x?x4xf32>, %[[POS:[a-z0-9]+]]: index, %[[LEN:[a-z0-9]+]]: index, %[[L:[a-z0-9]+]]: index
+// CHECK: %[[K1:.*]] = tensor.insert_slice %[[KV]] into %[[C]][%[[L]], 0, 0, %[[POS]], 0]
+// CHECK: %[[V1:.*]] = tensor.insert_slice %[[KV]] into %[[K1]][%[[L]], 1, 0, %[[POS]], 0]
+// CHECK: tensor.extract_slice %[[V1]][%[[L]], 1, 0, 0, 0] [1, 1, 1, %[[LEN]], 4]
+func.func @cache_layer_value(%c: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, head_dim = 4, capacity = 16, element_type = f32>, %k: tensor<1x?x4xf32>, %pos: index, %len: index, %layer: index) -> (tensor<1x?x4xf32>, !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, head_dim = 4, capacity = 16, element_type = f32>) {
+  %c1 = transformer.kv_cache_append %c[%layer], %k, %k at %pos : !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, head_dim = 4, capacity = 16, element_type = f32>, tensor<1x?x4xf32>, tensor<1x?x4xf32>
+  %kk, %vv = transformer.kv_cache_read %c1[%layer] length %len : !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, head_dim = 4, capacity = 16, element_type = f32> -> tensor<1x?x4xf32>, tensor<1x?x4xf32>
+  return %vv, %c1 : tensor<1x?x4xf32>, !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 1, head_dim = 4, capacity = 16, element_type = f32>
+}
+
+// -----
+
 // Tests cross-attention with a key padding mask: no causal condition (all
 // keys up to the key count), and key t is hidden where mask[b, t] is true.
 // CHECK-LABEL: func.func @cross_attention_key_mask

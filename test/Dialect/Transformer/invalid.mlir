@@ -357,6 +357,15 @@ func.func @f(%c: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head
 
 // -----
 
+// Tests that a cache op's layer is a constant or a value, not both.
+func.func @f(%c: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 8, element_type = f32>, %n: index, %l: index) {
+  // expected-error@+1 {{'transformer.kv_cache_read' op needs either a constant or a dynamic layer}}
+  %k, %v = transformer.kv_cache_read %c[%l] length %n {layer = 1 : i64} : !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 8, element_type = f32> -> tensor<1x?x32xf32>, tensor<1x?x32xf32>
+  return
+}
+
+// -----
+
 // Tests that the sinusoidal encoding needs an even feature dimension.
 func.func @f(%x: tensor<1x?x7xf32>) {
   // expected-error@+2 {{'transformer.sinusoidal_position' op feature dimension must be even, got 7}}

@@ -65,6 +65,18 @@ func.func @cache(%c: !cache, %k: tensor<1x1x32xf32>, %v: tensor<1x1x32xf32>, %po
   return %kk, %c1 : tensor<1x?x32xf32>, !cache
 }
 
+// Tests cache ops whose layer is an index value (a function that serves
+// several layers).
+// CHECK-LABEL: func.func @cache_layer_value
+// CHECK-SAME: %[[L:[a-z0-9]+]]: index) ->
+// CHECK: %[[C1:.*]] = transformer.kv_cache_append %{{.*}}[%[[L]]], %{{.*}}, %{{.*}} at %{{.*}} :
+// CHECK: transformer.kv_cache_read %[[C1]][%[[L]]] length %{{.*}} :
+func.func @cache_layer_value(%c: !cache, %k: tensor<1x1x32xf32>, %v: tensor<1x1x32xf32>, %pos: index, %len: index, %layer: index) -> (tensor<1x?x32xf32>, !cache) {
+  %c1 = transformer.kv_cache_append %c[%layer], %k, %v at %pos : !cache, tensor<1x1x32xf32>, tensor<1x1x32xf32>
+  %kk, %vv = transformer.kv_cache_read %c1[%layer] length %len : !cache -> tensor<1x?x32xf32>, tensor<1x?x32xf32>
+  return %kk, %c1 : tensor<1x?x32xf32>, !cache
+}
+
 // Tests the encoder-decoder ops: a scaled embedding, the sinusoidal
 // encoding (default base elided), the padding mask, bidirectional attention
 // and cross-attention with a key mask (query and key lengths independent).

@@ -618,16 +618,26 @@ struct FeedForwardLowering : public OpConversionPattern<FeedForwardOp> {
 struct CacheSlice {
   SmallVector<OpFoldResult> offsets, sizes, strides;
 };
-CacheSlice cacheSlice(OpBuilder &b, KVCacheType cache, int64_t layer,
+CacheSlice cacheSlice(OpBuilder &b, KVCacheType cache, OpFoldResult layer,
                       int64_t kv, OpFoldResult start, OpFoldResult len) {
   CacheSlice s;
-  s.offsets = {b.getIndexAttr(layer), b.getIndexAttr(kv), b.getIndexAttr(0),
+  if (auto attr = dyn_cast<Attribute>(layer))
+    layer = b.getIndexAttr(cast<IntegerAttr>(attr).getInt());
+  s.offsets = {layer, b.getIndexAttr(kv), b.getIndexAttr(0),
                start, b.getIndexAttr(0)};
   s.sizes = {b.getIndexAttr(1), b.getIndexAttr(1),
              b.getIndexAttr(cache.getBatch()), len,
              b.getIndexAttr(cache.getWidth())};
   s.strides.assign(5, b.getIndexAttr(1));
   return s;
+}
+
+/// A cache op's layer, with a dynamic one taken from the converted operands.
+template <typename OpTy, typename AdaptorTy>
+OpFoldResult layerOf(OpTy op, AdaptorTy adaptor) {
+  if (Value v = adaptor.getDynamicLayer())
+    return v;
+  return op.getLayerAttr();
 }
 
 /// Declares `void kiln_fatal_position(i64 pos, i64 rows, i64 capacity)`
@@ -675,7 +685,7 @@ struct KVCacheAppendLowering : public OpConversionPattern<KVCacheAppendOp> {
     });
     int64_t kv = 0;
     for (Value rows : {adaptor.getKey(), adaptor.getValue()}) {
-      CacheSlice s = cacheSlice(rewriter, cacheType, op.getLayer(), kv++,
+      CacheSlice s = cacheSlice(rewriter, cacheType, layerOf(op, adaptor), kv++,
                                 adaptor.getPosition(), len);
       cache = tensor::InsertSliceOp::create(rewriter, loc, rows, cache,
                                             s.offsets, s.sizes, s.strides);
@@ -694,7 +704,7 @@ struct KVCacheReadLowering : public OpConversionPattern<KVCacheReadOp> {
     KVCacheType cacheType = op.getCache().getType();
     SmallVector<Value> results;
     for (auto [kv, type] : llvm::enumerate(op.getResultTypes())) {
-      CacheSlice s = cacheSlice(rewriter, cacheType, op.getLayer(), kv,
+      CacheSlice s = cacheSlice(rewriter, cacheType, layerOf(op, adaptor), kv,
                                 rewriter.getIndexAttr(0), adaptor.getLength());
       results.push_back(tensor::ExtractSliceOp::create(
           rewriter, loc, cast<RankedTensorType>(type), adaptor.getCache(),

@@ -420,18 +420,62 @@ static LogicalResult verifyCacheRows(Operation *op, KVCacheType cache,
   return success();
 }
 
+/// A cache op's layer: a constant within the cache's layers, or a dynamic
+/// index (then checked by whoever passes it), never both.
 static LogicalResult verifyLayer(Operation *op, KVCacheType cache,
-                                 int64_t layer) {
-  if (layer < 0 || layer >= cache.getLayers())
+                                 Value dynamicLayer, IntegerAttr layer) {
+  if ((dynamicLayer != nullptr) == (layer != nullptr))
+    return op->emitOpError("needs either a constant or a dynamic layer");
+  if (layer && (layer.getInt() < 0 || layer.getInt() >= cache.getLayers()))
     return op->emitOpError("layer ")
-           << layer << " is out of range for a cache of " << cache.getLayers()
-           << " layers";
+           << layer.getInt() << " is out of range for a cache of "
+           << cache.getLayers() << " layers";
   return success();
+}
+
+/// `[0]` or `[%layer]`: a cache op's layer.
+static ParseResult
+parseLayer(OpAsmParser &parser,
+           std::optional<OpAsmParser::UnresolvedOperand> &dynamicLayer,
+           IntegerAttr &layer) {
+  OpAsmParser::UnresolvedOperand operand;
+  OptionalParseResult dynamic = parser.parseOptionalOperand(operand);
+  if (dynamic.has_value()) {
+    if (failed(*dynamic))
+      return failure();
+    dynamicLayer = operand;
+    return success();
+  }
+  int64_t value;
+  if (parser.parseInteger(value))
+    return failure();
+  layer = parser.getBuilder().getI64IntegerAttr(value);
+  return success();
+}
+
+static void printLayer(OpAsmPrinter &printer, Operation *, Value dynamicLayer,
+                       IntegerAttr layer) {
+  if (dynamicLayer)
+    printer << dynamicLayer;
+  else
+    printer << layer.getInt();
+}
+
+OpFoldResult KVCacheAppendOp::getMixedLayer() {
+  if (Value v = getDynamicLayer())
+    return v;
+  return getLayerAttr();
+}
+
+OpFoldResult KVCacheReadOp::getMixedLayer() {
+  if (Value v = getDynamicLayer())
+    return v;
+  return getLayerAttr();
 }
 
 LogicalResult KVCacheAppendOp::verify() {
   KVCacheType cache = getCache().getType();
-  if (failed(verifyLayer(*this, cache, getLayer())) ||
+  if (failed(verifyLayer(*this, cache, getDynamicLayer(), getLayerAttr())) ||
       failed(verifyCacheRows(*this, cache, "key", getKey().getType())) ||
       failed(verifyCacheRows(*this, cache, "value", getValue().getType())))
     return failure();
@@ -443,7 +487,7 @@ LogicalResult KVCacheAppendOp::verify() {
 
 LogicalResult KVCacheReadOp::verify() {
   KVCacheType cache = getCache().getType();
-  if (failed(verifyLayer(*this, cache, getLayer())) ||
+  if (failed(verifyLayer(*this, cache, getDynamicLayer(), getLayerAttr())) ||
       failed(verifyCacheRows(*this, cache, "key", getKey().getType())) ||
       failed(verifyCacheRows(*this, cache, "value", getValue().getType())))
     return failure();

@@ -326,20 +326,37 @@ def Transformer_KVCacheAppendOp : Transformer_Op<"kv_cache_append",
     Returns `cache` with rows `position .. position + seq - 1` of layer
     `layer` replaced by `key` and `value` (`[batch, seq, kv_heads * head_dim]`).
     The caller guarantees `position + seq <= capacity` (the runtime checks it).
+    The layer is a constant, or an `index` value in a function that serves
+    several layers (`transformer-outline-layers`).
 
     ```mlir
     %c1 = transformer.kv_cache_append %c0[0], %k, %v at %pos
         : !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 128, element_type = f32>,
           tensor<1x1x32xf32>, tensor<1x1x32xf32>
+    %c2 = transformer.kv_cache_append %c1[%layer], %k, %v at %pos : ...
     ```
   }];
-  let arguments = (ins Transformer_KVCacheType:$cache, I64Attr:$layer,
+  let arguments = (ins Transformer_KVCacheType:$cache,
                        Transformer_FloatTensor:$key, Transformer_FloatTensor:$value,
-                       Index:$position);
+                       Index:$position, Optional<Index>:$dynamic_layer,
+                       OptionalAttr<I64Attr>:$layer);
   let results = (outs Transformer_KVCacheType:$result);
   let assemblyFormat = [{
-    $cache `[` $layer `]` `,` $key `,` $value `at` $position attr-dict
-    `:` type($cache) `,` type($key) `,` type($value)
+    $cache `[` custom<Layer>($dynamic_layer, $layer) `]` `,` $key `,` $value
+    `at` $position attr-dict `:` type($cache) `,` type($key) `,` type($value)
+  }];
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$cache,
+                   "int64_t":$layer, "::mlir::Value":$key,
+                   "::mlir::Value":$value, "::mlir::Value":$position), [{
+      build($_builder, $_state, result, cache, key, value, position,
+            /*dynamic_layer=*/::mlir::Value(),
+            $_builder.getI64IntegerAttr(layer));
+    }]>
+  ];
+  let extraClassDeclaration = [{
+    /// The layer: the constant, or the dynamic index value.
+    ::mlir::OpFoldResult getMixedLayer();
   }];
   let hasVerifier = 1;
 }
@@ -347,8 +364,8 @@ def Transformer_KVCacheAppendOp : Transformer_Op<"kv_cache_append",
 def Transformer_KVCacheReadOp : Transformer_Op<"kv_cache_read", [Pure]> {
   let summary = "the cached keys and values of a layer's first positions";
   let description = [{
-    Rows `0 .. length - 1` of layer `layer`, as `[batch, length,
-    kv_heads * head_dim]` keys and values.
+    Rows `0 .. length - 1` of layer `layer` (a constant or an `index`
+    value), as `[batch, length, kv_heads * head_dim]` keys and values.
 
     ```mlir
     %k, %v = transformer.kv_cache_read %c1[0] length %len
@@ -356,10 +373,26 @@ def Transformer_KVCacheReadOp : Transformer_Op<"kv_cache_read", [Pure]> {
         -> tensor<1x?x32xf32>, tensor<1x?x32xf32>
     ```
   }];
-  let arguments = (ins Transformer_KVCacheType:$cache, I64Attr:$layer, Index:$length);
+  let arguments = (ins Transformer_KVCacheType:$cache, Index:$length,
+                       Optional<Index>:$dynamic_layer,
+                       OptionalAttr<I64Attr>:$layer);
   let results = (outs Transformer_FloatTensor:$key, Transformer_FloatTensor:$value);
   let assemblyFormat = [{
-    $cache `[` $layer `]` `length` $length attr-dict `:` type($cache) `->` type($key) `,` type($value)
+    $cache `[` custom<Layer>($dynamic_layer, $layer) `]` `length` $length
+    attr-dict `:` type($cache) `->` type($key) `,` type($value)
+  }];
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$key, "::mlir::Type":$value,
+                   "::mlir::Value":$cache, "int64_t":$layer,
+                   "::mlir::Value":$length), [{
+      build($_builder, $_state, key, value, cache, length,
+            /*dynamic_layer=*/::mlir::Value(),
+            $_builder.getI64IntegerAttr(layer));
+    }]>
+  ];
+  let extraClassDeclaration = [{
+    /// The layer: the constant, or the dynamic index value.
+    ::mlir::OpFoldResult getMixedLayer();
   }];
   let hasVerifier = 1;
 }

@@ -5,6 +5,7 @@
 #include "mlir/Dialect/Bufferization/IR/BufferizableOpInterface.h"
 #include "mlir/Dialect/Bufferization/Transforms/OneShotAnalysis.h"
 #include "mlir/Dialect/Bufferization/Transforms/OneShotModuleBufferize.h"
+#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Transforms.h"
 #include "mlir/IR/PatternMatch.h"
 
@@ -65,6 +66,11 @@ struct KilnBufferizePass
     bufferization::BufferizationState state;
     if (failed(
             bufferization::runOneShotModuleBufferize(module, options, state)))
+      return signalPassFailure();
+    // A function that updates an argument's buffer in place (a layer
+    // function's KV cache) returns nothing for it: callers keep using their
+    // buffer, and no deallocation pass needs to copy the result.
+    if (failed(bufferization::dropEquivalentBufferResults(module)))
       return signalPassFailure();
   }
 };

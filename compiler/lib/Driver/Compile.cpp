@@ -83,47 +83,6 @@ static std::string defaultRuntimeLib(const std::string &argv0, bool shared) {
   return std::string(path);
 }
 
-/// Writes `write(os)` to `path` atomically: a temporary file in the same
-/// directory, renamed over `path` only when complete.
-static bool writeAtomically(StringRef path,
-                            function_ref<bool(raw_pwrite_stream &)> write,
-                            std::string &error) {
-  if (path == "-") {
-    outs().SetUnbuffered();
-    raw_fd_ostream &os = outs();
-    return write(os);
-  }
-  SmallString<256> tmp;
-  int fd;
-  StringRef dir = sys::path::parent_path(path);
-  SmallString<256> model(dir.empty() ? "." : dir);
-  sys::path::append(model, ".kiln-tmp-%%%%%%");
-  if (std::error_code ec = sys::fs::createUniqueFile(model, fd, tmp)) {
-    error = ("cannot write '" + path + "': " + ec.message()).str();
-    return false;
-  }
-  bool ok;
-  {
-    raw_fd_ostream os(fd, /*shouldClose=*/true);
-    ok = write(os);
-    os.close();
-    if (os.has_error()) {
-      error = ("cannot write '" + path + "': " + os.error().message()).str();
-      os.clear_error();
-      ok = false;
-    }
-  }
-  if (ok) {
-    if (std::error_code ec = sys::fs::rename(tmp, path)) {
-      error = ("cannot write '" + path + "': " + ec.message()).str();
-      ok = false;
-    }
-  }
-  if (!ok)
-    sys::fs::remove(tmp);
-  return ok;
-}
-
 /// Checks the options that need no input and resolves the stages and the
 /// output path.
 static CompileStatus checkOptions(Compilation &c) {
@@ -276,7 +235,7 @@ static CompileStatus runStages(Compilation &c, mlir::MLIRContext &context,
 static CompileStatus emitMLIR(Compilation &c, mlir::ModuleOp module) {
   mlir::TimingScope t = c.rootTimer.nest("print");
   std::string error;
-  if (!writeAtomically(
+  if (!kiln::convert::writeFileAtomically(
           c.outputPath,
           [&](raw_pwrite_stream &os) {
             module->print(os);
@@ -291,7 +250,7 @@ static CompileStatus emitMLIR(Compilation &c, mlir::ModuleOp module) {
 /// --emit=llvm: the optimized LLVM IR as text.
 static CompileStatus emitLLVMIR(Compilation &c, llvm::Module &llvmModule) {
   std::string error;
-  if (!writeAtomically(
+  if (!kiln::convert::writeFileAtomically(
           c.outputPath,
           [&](raw_pwrite_stream &os) {
             llvmModule.print(os, nullptr);
@@ -311,7 +270,7 @@ static CompileStatus emitObjectFile(Compilation &c, llvm::Module &llvmModule,
     mlir::TimingScope t = c.rootTimer.nest("codegen");
     return kiln::emitObject(llvmModule, target, os, error);
   };
-  if (!writeAtomically(c.outputPath, emitObj, error))
+  if (!kiln::convert::writeFileAtomically(c.outputPath, emitObj, error))
     return c.fail(
         error.empty() ? kiln::CompileOutputFailed : kiln::CompileFailed, error);
   return kiln::CompileOk;

@@ -50,6 +50,7 @@ void kiln::buildKVCachePipeline(OpPassManager &pm,
 }
 
 void kiln::buildLowerToLinalgPipeline(OpPassManager &pm) {
+  pm.addPass(transformer::createTransformerOutlineLayers());
   pm.addPass(createConvertTransformerToLinalg());
   pm.addPass(createKilnWeightBuffers());
   pm.addPass(createKilnEntryABI());

@@ -6,8 +6,9 @@
 //
 //   import    the whole-sequence form produced by the importer
 //   kv-cache  kiln-kv-cache:         + prefill/decode over a KV cache
-//   linalg    kiln-lower-to-linalg:  linalg on tensors, entry points with the
-//                                    runtime's memref ABI
+//   linalg    kiln-lower-to-linalg:  identical layer blocks outlined into
+//                                    functions, linalg on tensors, entry
+//                                    points with the runtime's memref ABI
 //   llvm      kiln-lower-to-llvm:    target description, fusions, kernel
 //                                    strategy, matrix-product kernels
 //                                    (tiled, vectorized, parallel),

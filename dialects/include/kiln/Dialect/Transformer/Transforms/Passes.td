@@ -41,4 +41,40 @@ def TransformerKVCache : Pass<"transformer-kv-cache", "mlir::ModuleOp"> {
   ];
 }
 
+def TransformerOutlineLayers
+    : Pass<"transformer-outline-layers", "mlir::ModuleOp"> {
+  let summary = "Compile each distinct layer block once, called per layer";
+  let description = [{
+    Every function's body is cut where only the residual stream (one
+    tensor) and the KV cache, of the values computed so far, are used later:
+    between a layer's attention block and its feed-forward block, and
+    between layers. Layer blocks (pieces with an attention or a
+    feed-forward op) that are identical up to their weights and the
+    cache layers they read and write become one private function (named
+    after the first function and the block's kind: `@decode_attention`,
+    `@decode_feed_forward`), which each piece's place calls with its own
+    weights, values and layer indices (`kv_cache_append %c[%layer]`).
+    Results of a static shape (all of `@decode`'s) are written into a
+    destination the caller passes (`bufferization.materialize_in_destination`),
+    so that decode keeps its temporaries on the stack. Pieces found once stay
+    where they are. The IR, and the time to compile it, then grow with the
+    number of distinct block shapes, not with the depth.
+
+    ```mlir
+    // Before (@decode, two layers):
+    %h1 = ... attention block of layer 0 (weights 2..5, cache layer 0) ...
+    %h2 = ... attention block of layer 1 (weights 9..12, cache layer 1) ...
+    // After:
+    %c0 = arith.constant 0 : index
+    %r0:2 = call @decode_attention(%h0, %w2, %w3, %w4, %w5, %cache, %pos, %c0)
+    %c1 = arith.constant 1 : index
+    %r1:2 = call @decode_attention(%r0#0, %w9, %w10, %w11, %w12, %r0#1, %pos, %c1)
+    ```
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::bufferization::BufferizationDialect"];
+}
+
 #endif // KILN_TRANSFORMER_PASSES

@@ -221,6 +221,7 @@ static CompileStatus runStages(Compilation &c, mlir::MLIRContext &context,
     pm.enableTiming(stageTimer);
     kiln::PipelineOptions pipelineOptions;
     pipelineOptions.hoistCross = o.hoistCross;
+    pipelineOptions.outlineLayers = o.outlineLayers;
     pipelineOptions.targetCPU = o.targetCPU;
     pipelineOptions.vectorBits = o.vectorBits;
     kiln::buildPipeline(pm, (kiln::Stage)(s - 1), stage, pipelineOptions);

@@ -49,8 +49,13 @@ void kiln::buildKVCachePipeline(OpPassManager &pm,
   pm.addPass(createCSEPass());
 }
 
-void kiln::buildLowerToLinalgPipeline(OpPassManager &pm) {
-  pm.addPass(transformer::createTransformerOutlineLayers());
+void kiln::buildLowerToLinalgPipeline(OpPassManager &pm,
+                                      const PipelineOptions &options) {
+  if (options.outlineLayers != "none") {
+    transformer::TransformerOutlineLayersOptions outline;
+    outline.scope = options.outlineLayers;
+    pm.addPass(transformer::createTransformerOutlineLayers(outline));
+  }
   pm.addPass(createConvertTransformerToLinalg());
   pm.addPass(createKilnWeightBuffers());
   pm.addPass(createKilnEntryABI());
@@ -113,7 +118,7 @@ void kiln::buildPipeline(OpPassManager &pm, Stage from, Stage to,
   if (from < Stage::KVCache && to >= Stage::KVCache)
     buildKVCachePipeline(pm, options);
   if (from < Stage::Linalg && to >= Stage::Linalg)
-    buildLowerToLinalgPipeline(pm);
+    buildLowerToLinalgPipeline(pm, options);
   if (from < Stage::LLVM && to >= Stage::LLVM)
     buildLowerToLLVMPipeline(pm, options);
 }
@@ -127,6 +132,14 @@ struct KVCachePipelineOptions
                      "keys/values once in @encode (kiln-compile "
                      "--no-hoist-cross turns it off)"),
       llvm::cl::init(true)};
+};
+struct LowerToLinalgPipelineOptions
+    : public PassPipelineOptions<LowerToLinalgPipelineOptions> {
+  Option<std::string> outlineLayers{
+      *this, "outline-layers",
+      llvm::cl::desc("Layer blocks compiled once and called per layer: "
+                     "none, decode (fixed-size rows) or all (prompts too)"),
+      llvm::cl::init("decode")};
 };
 struct LowerToLLVMPipelineOptions
     : public PassPipelineOptions<LowerToLLVMPipelineOptions> {
@@ -153,11 +166,15 @@ void kiln::registerPipelines() {
         options.hoistCross = o.hoistCross;
         buildKVCachePipeline(pm, options);
       });
-  PassPipelineRegistration<>(
+  PassPipelineRegistration<LowerToLinalgPipelineOptions>(
       "kiln-lower-to-linalg",
       "KV-cache form -> linalg on tensors with the runtime ABI "
       "(kiln-compile --stage=linalg)",
-      buildLowerToLinalgPipeline);
+      [](OpPassManager &pm, const LowerToLinalgPipelineOptions &o) {
+        PipelineOptions options;
+        options.outlineLayers = o.outlineLayers;
+        buildLowerToLinalgPipeline(pm, options);
+      });
   PassPipelineRegistration<LowerToLLVMPipelineOptions>(
       "kiln-lower-to-llvm",
       "Linalg form -> the LLVM dialect (kiln-compile --stage=llvm)",

@@ -1,4 +1,7 @@
-// RUN: kiln-opt %s -transformer-outline-layers -split-input-file | FileCheck %s
+// RUN: kiln-opt %s -transformer-outline-layers -split-input-file | FileCheck %s --check-prefixes=CHECK,DECODE
+// RUN: kiln-opt %s -transformer-outline-layers=scope=all -split-input-file | FileCheck %s --check-prefixes=CHECK,ALL
+// RUN: not kiln-opt %s -transformer-outline-layers=scope=some -split-input-file 2>&1 | FileCheck %s --check-prefix=BAD
+// BAD: transformer-outline-layers: scope must be decode or all, not 'some'
 
 !cache = !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 4, capacity = 16, element_type = f32>
 
@@ -56,20 +59,24 @@ func.func @decode(%x: tensor<1x1x8xf32>, %pos: index, %c: !cache) -> (tensor<1x1
 
 // -----
 
-// Tests that a block over a prompt's rows (a dynamic shape) returns its
-// result (no destination: its size is known inside), and that pieces that
-// are not layer blocks (no attention, no feed-forward) are left alone, even
-// when they repeat.
-// CHECK-LABEL: func.func private @forward_feed_forward
-// CHECK-SAME: (%[[H:.*]]: tensor<1x?x8xf32>, %[[G:.*]]: tensor<8xf32>, %[[U:.*]]: tensor<16x8xf32>, %[[D:.*]]: tensor<8x16xf32>) -> tensor<1x?x8xf32>
-// CHECK-NOT: materialize_in_destination
-// CHECK: return
-// CHECK-LABEL: func.func @forward
-// CHECK: call @forward_feed_forward
-// CHECK: call @forward_feed_forward
-// CHECK-NOT: call
-// CHECK: transformer.linear
-// CHECK: return
+// Tests that blocks over a prompt's rows (a dynamic shape) stay inline by
+// default and are outlined with scope=all, returning their result (no
+// destination: its size is known inside); and that pieces that are not
+// layer blocks (no attention, no feed-forward) are left alone, even when
+// they repeat.
+// DECODE-LABEL: func.func @forward
+// DECODE-NOT: call
+// DECODE: return
+// ALL-LABEL: func.func private @forward_feed_forward
+// ALL-SAME: (%[[H:.*]]: tensor<1x?x8xf32>, %[[G:.*]]: tensor<8xf32>, %[[U:.*]]: tensor<16x8xf32>, %[[D:.*]]: tensor<8x16xf32>) -> tensor<1x?x8xf32>
+// ALL-NOT: materialize_in_destination
+// ALL: return
+// ALL-LABEL: func.func @forward
+// ALL: call @forward_feed_forward
+// ALL: call @forward_feed_forward
+// ALL-NOT: call
+// ALL: transformer.linear
+// ALL: return
 func.func @forward(%x: tensor<1x?x8xf32>) -> tensor<1x?x8xf32> {
   %g0 = transformer.weight "l0.norm"[0] : tensor<8xf32>
   %u0 = transformer.weight "l0.up"[1] : tensor<16x8xf32>

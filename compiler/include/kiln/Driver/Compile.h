@@ -84,6 +84,9 @@ struct CompileOptions {
   /// Encoder-decoder models: hoist the cross-attention key/value
   /// projections into encode (PipelineOptions::hoistCross).
   bool hoistCross = true;
+  /// Layer blocks compiled once: none, decode or all
+  /// (PipelineOptions::outlineLayers).
+  std::string outlineLayers = "decode";
   /// The CPU to generate code for, as LLVM names it ("host": this machine's).
   std::string targetCPU = "host";
   /// The vector width the kernels are tiled for, in bits (0: the CPU's

@@ -38,6 +38,11 @@ struct PipelineOptions {
   /// Encoder-decoder models: compute cross-attention keys/values once per
   /// input in @encode (transformer-kv-cache's hoist-cross).
   bool hoistCross = true;
+  /// Layer blocks compiled once and called per layer
+  /// (transformer-outline-layers): "none", "decode" (blocks over a fixed
+  /// number of rows: as fast as inline) or "all" (prompts' too: several
+  /// times faster to compile, prefill measured about 20% slower).
+  std::string outlineLayers = "decode";
   /// The CPU to generate code for (an LLVM CPU name; "host": this
   /// machine's) and the vector width the kernels are tiled for (0: the
   /// CPU's widest): kiln-target's options.
@@ -49,7 +54,8 @@ struct PipelineOptions {
 void buildKVCachePipeline(mlir::OpPassManager &pm,
                           const PipelineOptions &options = {});
 /// kv-cache -> linalg.
-void buildLowerToLinalgPipeline(mlir::OpPassManager &pm);
+void buildLowerToLinalgPipeline(mlir::OpPassManager &pm,
+                                const PipelineOptions &options = {});
 /// linalg -> llvm.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm,
                               const PipelineOptions &options = {});

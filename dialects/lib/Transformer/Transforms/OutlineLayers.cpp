@@ -337,9 +337,24 @@ struct TransformerOutlineLayersPass
         return isa<AttentionOp, FeedForwardOp>(op);
       });
     };
+    // Blocks over a fixed number of rows (decode's): every tensor they read
+    // or write has a static shape.
+    auto isFixedRows = [](const Segment &s) {
+      auto fixed = [](Value v) {
+        auto t = dyn_cast<RankedTensorType>(v.getType());
+        return !t || t.hasStaticShape();
+      };
+      return llvm::all_of(s.inputs, fixed) && llvm::all_of(s.outputs, fixed);
+    };
+    if (scope != "decode" && scope != "all") {
+      module.emitError("transformer-outline-layers: scope must be decode or "
+                       "all, not '")
+          << scope << "'";
+      return signalPassFailure();
+    }
     for (std::vector<Segment> &segments : all)
       for (Segment &s : segments)
-        if (isLayerBlock(s))
+        if (isLayerBlock(s) && (scope == "all" || isFixedRows(s)))
           groups[s.key].push_back(s);
     for (auto &[key, members] : groups) {
       if (members.size() < 2)

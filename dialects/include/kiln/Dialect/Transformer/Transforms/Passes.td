@@ -60,6 +60,14 @@ def TransformerOutlineLayers
     where they are. The IR, and the time to compile it, then grow with the
     number of distinct block shapes, not with the depth.
 
+    `scope=decode` (the default) outlines the blocks of fixed-size rows
+    (`@decode`'s): measured as fast as inline. `scope=all` also outlines the
+    prompts' blocks (`@prefill`, `@forward`): `kiln-compile` of the base
+    Llama (12 layers) takes 2.4 s instead of 18 s, but prefill measured
+    about 20% slower (small Llama, 250-token prompt, median time to first
+    token 37 ms against 30 ms); `kiln-compile --outline-layers=all` chooses
+    it.
+
     ```mlir
     // Before (@decode, two layers):
     %h1 = ... attention block of layer 0 (weights 2..5, cache layer 0) ...
@@ -71,6 +79,11 @@ def TransformerOutlineLayers
     %r1:2 = call @decode_attention(%r0#0, %w9, %w10, %w11, %w12, %r0#1, %pos, %c1)
     ```
   }];
+  let options = [
+    Option<"scope", "scope", "std::string", /*default=*/"\"decode\"",
+           "decode: blocks over a fixed number of rows (@decode's); all: "
+           "also prompts' (@prefill, @forward)">
+  ];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::arith::ArithDialect",
                            "::mlir::tensor::TensorDialect",

@@ -7,7 +7,10 @@ most compiler changes are worth. This compiles the model into a shared
 library with each `kiln-compile` given (`--emit=shared`), loads all of them
 into one process (dlopen, RTLD_LOCAL: each has its own runtime) and
 alternates `kiln_generate` calls between them, rotating the order every
-round, so that noisy neighbours hit every library alike. It prints, per
+round, so that noisy neighbours hit every library alike. The load order
+biases the result (the library loaded first ran up to 9% faster), so the
+whole run is repeated once per load order (each library first once) and
+the rounds are pooled. It prints, per
 library, the median prefill and decode rates and the median of the
 per-round ratios against the first one.
 
@@ -137,19 +140,27 @@ def main():
         subprocess.check_call([cc, "-O2", src, "-I", os.path.join(ROOT, "runtime", "include"),
                                "-ldl", "-o", exe])
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        # Written to a file, not a pipe: a reader on the other core would
-        # take CPU from the run.
-        log = os.path.join(tmp, "log")
-        with open(log, "w") as f:
-            subprocess.check_call([exe, os.path.abspath(args.model), str(args.prompt),
-                                   str(args.decode), str(args.rounds)] + libs, stdout=f, env=env)
-        rows = [line.split() for line in open(log)]
-    runs = {}
-    for r, k, pf, dc in rows:
-        runs.setdefault(int(k), {})[int(r)] = (float(pf), float(dc))
-    print("%d rounds, prompt %d, %d generated, %d threads; medians (ratio: median of "
-          "per-round ratios against the first)" % (args.rounds, args.prompt, args.decode,
-                                                   args.threads))
+        # The load order biases the result (measured: of two libraries
+        # with identical decode kernels on the base shape, the one loaded
+        # second read 9% slower, whichever it was; probably the huge pages
+        # its weights get), so the harness runs once per load order, each
+        # library loaded first once, and the rounds of all runs are pooled.
+        runs = {}
+        n = len(libs)
+        for shift in range(n):
+            order = [(i + shift) % n for i in range(n)]
+            # Written to a file, not a pipe: a reader on the other core
+            # would take CPU from the run.
+            log = os.path.join(tmp, "log%d" % shift)
+            with open(log, "w") as f:
+                subprocess.check_call([exe, os.path.abspath(args.model), str(args.prompt),
+                                       str(args.decode), str(args.rounds)] +
+                                      [libs[i] for i in order], stdout=f, env=env)
+            for r, k, pf, dc in (line.split() for line in open(log)):
+                runs.setdefault(order[int(k)], {})[(shift, int(r))] = (float(pf), float(dc))
+    print("%d rounds in each of %d load orders, prompt %d, %d generated, %d threads; medians "
+          "(ratio: median of per-round ratios against the first)" % (args.rounds, n, args.prompt,
+                                                                     args.decode, args.threads))
     base = runs[0]
     for k, name in enumerate(names):
         mine = runs[k]

@@ -72,13 +72,33 @@ struct Segment {
   std::string key;
 };
 
+/// The values `ops` read from outside, in order of first use, constants
+/// excepted (they are cloned): a segment's inputs. Read again when a group
+/// is outlined, since replacing earlier groups renames values.
+SmallVector<Value> inputsOf(ArrayRef<Operation *> ops) {
+  llvm::DenseSet<Operation *> inside(ops.begin(), ops.end());
+  llvm::SetVector<Value> inputs;
+  for (Operation *op : ops)
+    for (Value v : op->getOperands()) {
+      Operation *def = v.getDefiningOp();
+      if (def && (inside.contains(def) ||
+                  def->hasTrait<mlir::OpTrait::ConstantLike>()))
+        continue;
+      inputs.insert(v);
+    }
+  return inputs.takeVector();
+}
+
 /// Fills `s.inputs`, `s.outputs`, `s.layers` and `s.key`. Returns false when
 /// the segment cannot be outlined (regions, dynamic cache layers).
-bool describe(Segment &s, const llvm::DenseSet<Operation *> &free) {
+bool describe(Segment &s) {
   llvm::DenseMap<Operation *, unsigned> position;
   for (auto [i, op] : llvm::enumerate(s.ops))
     position[op] = i;
-  llvm::MapVector<Value, unsigned> inputs;
+  s.inputs = inputsOf(s.ops);
+  llvm::DenseMap<Value, unsigned> inputIndex;
+  for (auto [n, v] : llvm::enumerate(s.inputs))
+    inputIndex[v] = n;
   std::string key;
   llvm::raw_string_ostream os(key);
   auto operand = [&](Value v) {
@@ -90,8 +110,7 @@ bool describe(Segment &s, const llvm::DenseSet<Operation *> &free) {
       matchPattern(v, m_Constant(&value));
       os << "c(" << value << ")";
     } else {
-      unsigned n = inputs.insert({v, inputs.size()}).first->second;
-      os << "in" << n << ":" << v.getType();
+      os << "in" << inputIndex.lookup(v) << ":" << v.getType();
     }
     os << ",";
   };
@@ -117,8 +136,6 @@ bool describe(Segment &s, const llvm::DenseSet<Operation *> &free) {
       os << t << ",";
     os << ";";
   }
-  for (auto &[v, n] : inputs)
-    s.inputs.push_back(v);
   // Users outside the segment all come after it (straight-line code).
   for (Operation *op : s.ops)
     for (Value r : op->getResults())
@@ -188,7 +205,7 @@ std::vector<Segment> segment(func::FuncOp func) {
     Segment s;
     s.func = func;
     s.ops.assign(ops.begin() + start, ops.begin() + p);
-    if (describe(s, free))
+    if (describe(s))
       segments.push_back(std::move(s));
     start = p;
   }
@@ -202,23 +219,6 @@ std::string baseName(Segment s) {
       llvm::any_of(s.ops, [](Operation *op) { return isa<AttentionOp>(op); });
   return (s.func.getSymName() + (attention ? "_attention" : "_feed_forward"))
       .str();
-}
-
-/// The values `ops` read from outside, in order of first use, constants
-/// excepted: what describe() records as a segment's inputs, read again after
-/// earlier replacements renamed some of them.
-SmallVector<Value> inputsOf(ArrayRef<Operation *> ops) {
-  llvm::DenseSet<Operation *> inside(ops.begin(), ops.end());
-  llvm::SetVector<Value> inputs;
-  for (Operation *op : ops)
-    for (Value v : op->getOperands()) {
-      Operation *def = v.getDefiningOp();
-      if (def && (inside.contains(def) ||
-                  def->hasTrait<mlir::OpTrait::ConstantLike>()))
-        continue;
-      inputs.insert(v);
-    }
-  return inputs.takeVector();
 }
 
 /// Whether output `v` is written into a destination the caller provides:

@@ -49,7 +49,7 @@ for t in model_file text options gguf hf; do
   fi
 done
 declare -A RUNS=([model_file]=3000000 [text]=300000 [options]=1000000 [gguf]=50000 [hf]=25000)
-declare -A MAXLEN=([model_file]=20000 [text]=20000 [options]=20000 [gguf]=65536 [hf]=65536)
+declare -A MAXLEN=([model_file]=65536 [text]=20000 [options]=20000 [gguf]=65536 [hf]=65536)
 for t in model_file text options gguf hf; do
   work="$BUILD/corpus-$t"
   rm -rf "$work" && mkdir -p "$work"

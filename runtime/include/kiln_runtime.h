@@ -98,9 +98,11 @@ static inline uint64_t kiln_fingerprint_weight(uint64_t h, const char *name,
 extern const kiln_model_info kiln_model;
 
 /* Buffers shared by all entry points:
- *   weights:        i8[file_size]  the mmap'd model file
+ *   weights:        i8[data_size]  the model file's data section (from its
+ *                   data_offset: read into memory or mapped; page aligned)
  *   weight_offsets: i64[num_weights] byte offset of weight i's data in
- * `weights` cache:          f32[num_layers][2][batch][capacity][kv_width]
+ *                   `weights` (the Weight.offset fields, multiples of 64)
+ *   cache:          f32[num_layers][2][batch][capacity][kv_width]
  *                   (index 0 = keys, 1 = values), owned by the runtime
  *
  * Whole-sequence form (teacher forcing: every position attends to the

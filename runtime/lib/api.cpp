@@ -41,7 +41,8 @@ kiln_handle *kiln_load(const char *model_path, char *err, size_t err_size) {
                          ? model_path
                          : (kiln_model.model_path ? kiln_model.model_path : "");
   auto h = std::make_unique<kiln_handle>();
-  std::optional<Error> e = loadModelFile(path, h->model);
+  std::optional<Error> e =
+      loadModelFile(path, h->model, sessionMemoryBytes(entry.info));
   if (!e)
     e = checkCompatible(h->model, entry.info);
   if (!e && entry.info.kind == KILN_MODEL_ENCODER_DECODER) {

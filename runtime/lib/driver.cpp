@@ -279,8 +279,16 @@ int run(int argc, char **argv, const EntryPoints &entry) {
   reuseFreedMemory();
 
   ModelFile model;
-  if (auto err = loadModelFile(opts.modelPath, model))
+  if (auto err = loadModelFile(opts.modelPath, model,
+                               sessionMemoryBytes(entry.info)))
     return fail(*err);
+  if (opts.verbose)
+    std::fprintf(stderr,
+                 "kiln: %s: %llu bytes (FlatBuffer and padding %llu, data section %llu); "
+                 "weights %s\n",
+                 opts.modelPath.c_str(), (unsigned long long)model.fileSize,
+                 (unsigned long long)model.dataOffset,
+                 (unsigned long long)model.size, model.placement.c_str());
   if (auto err = checkCompatible(model, entry.info))
     return fail(*err);
   Tokenizer tokenizer(model);

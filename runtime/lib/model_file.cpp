@@ -1,10 +1,13 @@
 //===- model_file.cpp - Map and validate a .kiln model file ---------------===//
 
 #include "kiln/rt/model.h"
+#include "kiln/rt/dtype.h"
 
 #include "kiln_generated.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -17,7 +20,10 @@
 namespace kiln::rt {
 namespace fb = kiln::fb;
 
-static constexpr uint32_t kSchemaVersion = 1;
+const char kUpgradeAdvice[] =
+    "rewrite it as version 2 with `python3 -m kiln_export.upgrade OLD.kiln "
+    "NEW.kiln` (PYTHONPATH=<kiln>/compiler/kiln_export), or convert the "
+    "original GGUF file or Hugging Face directory again with kiln-convert";
 
 ModelFile::~ModelFile() {
   if (mapBase)
@@ -26,6 +32,29 @@ ModelFile::~ModelFile() {
 }
 
 static Error modelError(const std::string &msg) { return {kExitModel, msg}; }
+
+static std::string mib(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  return buf;
+}
+
+MemoryInfo readMemoryInfo() {
+  MemoryInfo info;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  uint64_t value;
+  while (meminfo >> key >> value) {
+    std::getline(meminfo, unit);
+    if (key == "MemAvailable:") {
+      info.available = value * 1024;
+      info.known = true;
+    } else if (key == "SwapFree:") {
+      info.swapFree = value * 1024;
+    }
+  }
+  return info;
+}
 
 /// Whether madvise(MADV_HUGEPAGE) can give this process transparent huge
 /// pages (the kernel's mode is "always" or "madvise", not "never").
@@ -36,25 +65,124 @@ static bool transparentHugePages() {
   return !mode.empty() && mode.find("[never]") == std::string::npos;
 }
 
-/// Validates the bytes at out.data/out.size and fills the rest of `out`.
-static std::optional<Error> validate(ModelFile &out) {
-  const uint8_t *base = out.data;
-  if (out.size < 8 || !fb::ModelBufferHasIdentifier(base))
-    return modelError("not a Kiln model file (missing the 'KILN' identifier)");
-  if (out.size >= FLATBUFFERS_MAX_BUFFER_SIZE)
-    return modelError("model file exceeds the 2 GiB FlatBuffers limit");
+std::optional<std::string> checkModelLayout(const uint8_t *file,
+                                            uint64_t fileSize,
+                                            const char *reader,
+                                            ModelLayout &out) {
+  if (fileSize < 8 || !fb::ModelBufferHasIdentifier(file))
+    return std::string("not a Kiln model file (missing the 'KILN' "
+                       "identifier)");
   flatbuffers::Verifier::Options vopts;
   vopts.max_tables = 1u << 24;
-  flatbuffers::Verifier verifier(base, out.size, vopts);
-  if (!fb::VerifyModelBuffer(verifier))
-    return modelError("model file is malformed or truncated (FlatBuffers "
-                      "verification failed)");
-  const fb::Model *model = fb::GetModel(base);
-  if (model->version() > kSchemaVersion)
-    return modelError("model file schema version " +
-                      std::to_string(model->version()) +
-                      " is newer than this runtime supports (" +
-                      std::to_string(kSchemaVersion) + ")");
+  const char *malformed =
+      "model file is malformed or truncated (FlatBuffers verification failed)";
+  // First over the whole file (at most what a FlatBuffer can address), to
+  // read the version and the data section's place; then over the FlatBuffer
+  // alone, which must not reach into the data section.
+  uint64_t span =
+      std::min<uint64_t>(fileSize, FLATBUFFERS_MAX_BUFFER_SIZE - 1);
+  {
+    flatbuffers::Verifier verifier(file, span, vopts);
+    if (!fb::VerifyModelBuffer(verifier))
+      return std::string(malformed);
+  }
+  const fb::Model *model = fb::GetModel(file);
+  out.version = model->version();
+  if (out.version < 2)
+    return "model file has schema version " + std::to_string(out.version) +
+           " (weights inside the FlatBuffer), which this " + reader +
+           " no longer reads: " + kUpgradeAdvice;
+  if (out.version > kModelSchemaVersion)
+    return "model file schema version " + std::to_string(out.version) +
+           " is newer than this " + reader + " supports (" +
+           std::to_string(kModelSchemaVersion) + ")";
+  out.dataOffset = model->data_offset();
+  out.dataSize = model->data_size();
+  if (out.dataOffset == 0 || out.dataOffset % kDataSectionAlignment != 0)
+    return "model file's data_offset " + std::to_string(out.dataOffset) +
+           " is not a positive multiple of " +
+           std::to_string(kDataSectionAlignment) +
+           " (the data section must start on a page)";
+  uint64_t end;
+  if (__builtin_add_overflow(out.dataOffset, out.dataSize, &end) ||
+      end > fileSize)
+    return "model file is shorter than it claims: " +
+           std::to_string(fileSize) + " bytes, but its data section (" +
+           std::to_string(out.dataSize) + " bytes at " +
+           std::to_string(out.dataOffset) + ") ends past that (truncated?)";
+  if (end < fileSize)
+    return "model file is longer than it claims: " + std::to_string(fileSize) +
+           " bytes, but its data section (" + std::to_string(out.dataSize) +
+           " bytes at " + std::to_string(out.dataOffset) + ") ends at " +
+           std::to_string(end);
+  if (out.dataOffset >= FLATBUFFERS_MAX_BUFFER_SIZE)
+    return "model file's FlatBuffer part (" + std::to_string(out.dataOffset) +
+           " bytes) exceeds the 2 GiB FlatBuffers limit";
+  {
+    flatbuffers::Verifier verifier(file, out.dataOffset, vopts);
+    if (!fb::VerifyModelBuffer(verifier))
+      return std::string(malformed) + " within its first data_offset = " +
+             std::to_string(out.dataOffset) + " bytes";
+  }
+
+  struct Span {
+    uint64_t begin, end;
+    unsigned index;
+  };
+  std::vector<Span> spans;
+  const auto *weights = model->weights();
+  out.weightOffsets.clear();
+  out.weightOffsets.reserve(weights->size());
+  for (unsigned i = 0; i < weights->size(); ++i) {
+    const fb::Weight *w = weights->Get(i);
+    std::string name = "weight '" + w->name()->str() + "'";
+    // The FlatBuffers verifier checks a vector's length field, not that its
+    // 8-byte elements are 8-byte aligned: reading a crafted shape would be a
+    // misaligned load (found by fuzzing).
+    if (reinterpret_cast<uintptr_t>(w->shape()->data()) % alignof(int64_t))
+      return name + " has a misaligned shape vector";
+    std::vector<int64_t> shape(w->shape()->begin(), w->shape()->end());
+    uint64_t bytes = 0;
+    if (auto msg = storageBytes(w->dtype(), shape.data(), shape.size(), bytes))
+      return name + " " + *msg;
+    uint64_t offset = w->offset(), size = w->size(), wend;
+    if (offset % kWeightAlignment)
+      return name + " has offset " + std::to_string(offset) +
+             ", not a multiple of " + std::to_string(kWeightAlignment);
+    if (__builtin_add_overflow(offset, size, &wend) || wend > out.dataSize)
+      return name + " (" + std::to_string(size) + " bytes at offset " +
+             std::to_string(offset) + ") ends past the data section of " +
+             std::to_string(out.dataSize) + " bytes";
+    if (size != bytes)
+      return name + " has size " + std::to_string(size) + " but its dtype " +
+             dtypeName(w->dtype()) + " and shape need " +
+             std::to_string(bytes) + " bytes";
+    spans.push_back({offset, wend, i});
+    out.weightOffsets.push_back((int64_t)offset);
+  }
+  std::sort(spans.begin(), spans.end(), [](const Span &a, const Span &b) {
+    return a.begin < b.begin;
+  });
+  for (size_t i = 1; i < spans.size(); ++i)
+    if (spans[i].begin < spans[i - 1].end)
+      return "weights '" + weights->Get(spans[i - 1].index)->name()->str() +
+             "' and '" + weights->Get(spans[i].index)->name()->str() +
+             "' overlap in the data section";
+  return std::nullopt;
+}
+
+/// Checks the file at `file` (its FlatBuffer and weight table) and fills
+/// every field of `out` except the data section's placement.
+static std::optional<Error> validate(const uint8_t *file, uint64_t fileSize,
+                                     ModelFile &out) {
+  ModelLayout layout;
+  if (auto msg = checkModelLayout(file, fileSize, "runtime", layout))
+    return modelError(*msg);
+  out.fileSize = fileSize;
+  out.dataOffset = layout.dataOffset;
+  out.size = layout.dataSize;
+  out.weightOffsets = std::move(layout.weightOffsets);
+  const fb::Model *model = fb::GetModel(file);
   const fb::Metadata *meta = model->metadata();
   if (meta->context_length() <= 0 || meta->vocab_size() <= 0)
     return modelError(
@@ -96,36 +224,14 @@ static std::optional<Error> validate(ModelFile &out) {
                         " is outside the vocabulary of " +
                         std::to_string(out.vocabSize));
 
+  // Every weight dtype of the table is accepted here: the compiled code
+  // decides what it reads, through the fingerprint (which covers dtypes).
   out.weightsFingerprint = kiln_fingerprint_begin();
   for (const fb::Weight *w : *model->weights()) {
-    std::string name = w->name()->str();
-    // The FlatBuffers verifier checks a vector's length field, not that its
-    // 8-byte elements are 8-byte aligned: reading a crafted shape would be a
-    // misaligned load (found by fuzzing).
-    if (reinterpret_cast<uintptr_t>(w->shape()->data()) % alignof(int64_t) != 0)
-      return modelError("weight '" + name + "' has a misaligned shape vector");
     std::vector<int64_t> shape(w->shape()->begin(), w->shape()->end());
     out.weightsFingerprint = kiln_fingerprint_weight(
-        out.weightsFingerprint, name.data(), name.size(), (uint8_t)w->dtype(),
-        shape.data(), shape.size());
-    if (w->dtype() != fb::DType::F32)
-      return modelError("weight '" + name + "' has dtype " +
-                        fb::EnumNameDType(w->dtype()) +
-                        "; this runtime supports F32");
-    uint64_t elements = 1;
-    for (int64_t d : *w->shape()) {
-      if (d <= 0 || __builtin_mul_overflow(elements, (uint64_t)d, &elements) ||
-          elements > (uint64_t(1) << 40))
-        return modelError("weight '" + name + "' has an invalid shape");
-    }
-    if (w->data()->size() != elements * 4)
-      return modelError(
-          "weight '" + name + "' holds " + std::to_string(w->data()->size()) +
-          " bytes but its shape needs " + std::to_string(elements * 4));
-    int64_t offset = w->data()->data() - base;
-    if (offset % 64 != 0)
-      return modelError("weight '" + name + "' is not 64-byte aligned");
-    out.weightOffsets.push_back(offset);
+        out.weightsFingerprint, w->name()->c_str(), w->name()->size(),
+        (uint8_t)w->dtype(), shape.data(), shape.size());
   }
 
   if (const fb::Tokenizer *tok = model->tokenizer()) {
@@ -159,7 +265,24 @@ static std::optional<Error> validate(ModelFile &out) {
   return std::nullopt;
 }
 
-std::optional<Error> loadModelFile(const std::string &path, ModelFile &out) {
+/// Reads [offset, offset + length) of `fd` into `dst`.
+static std::optional<std::string> readAll(int fd, uint8_t *dst,
+                                          uint64_t length, uint64_t offset) {
+  uint64_t done = 0;
+  while (done < length) {
+    size_t chunk = (size_t)std::min<uint64_t>(length - done, 1u << 30);
+    ssize_t r = pread(fd, dst + done, chunk, (off_t)(offset + done));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return r < 0 ? std::string(strerror(errno)) : "unexpected end of file";
+    done += (uint64_t)r;
+  }
+  return std::nullopt;
+}
+
+std::optional<Error> loadModelFile(const std::string &path, ModelFile &out,
+                                   uint64_t reserveBytes) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return modelError("cannot open model file: " +
@@ -174,15 +297,44 @@ std::optional<Error> loadModelFile(const std::string &path, ModelFile &out) {
     return modelError("model file is too small to be a Kiln model (" + path +
                       ")");
   }
-  // The weights go into anonymous memory on transparent huge pages when the
-  // kernel offers them: a decode step streams every weight once, and with
-  // 4 KiB pages of a file mapping every page boundary costs a TLB miss and
-  // stops the hardware prefetchers (decode of a 134 M-parameter Llama: +8%,
-  // bench/llama_vs_peers.py). Otherwise the file is mapped as it is.
-  std::optional<Error> readErr;
-  if (transparentHugePages()) {
+  uint64_t fileSize = (uint64_t)st.st_size;
+  // Map the file without reading it: validation touches the FlatBuffer's
+  // pages only, and nothing is allocated for the weights before it passed.
+  void *map = mmap(nullptr, fileSize, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (map == MAP_FAILED) {
+    int e = errno;
+    close(fd);
+    return modelError("cannot map model file: " + std::string(strerror(e)) +
+                      " (" + path + ")");
+  }
+  out.mapBase = map;
+  out.mapLength = fileSize;
+  const auto *file = static_cast<const uint8_t *>(map);
+  if (auto err = validate(file, fileSize, out)) {
+    close(fd);
+    err->message += " (" + path + ")";
+    return err;
+  }
+
+  // The data section goes into anonymous memory on transparent huge pages
+  // when the kernel offers them and it fits comfortably (with the caches
+  // the session allocates, at most 3/4 of MemAvailable): a decode step
+  // streams every weight once, and with 4 KiB pages of a file mapping every
+  // page boundary costs a TLB miss and stops the hardware prefetchers
+  // (decode of a 134 M-parameter Llama: +8%, bench/llama_vs_peers.py).
+  // Otherwise the file mapping is used as it is: nothing is copied, and the
+  // kernel pages weights in (and out) as the memory allows.
+  uint64_t dataSize = out.size;
+  MemoryInfo mem = readMemoryInfo();
+  bool thp = transparentHugePages();
+  uint64_t need = dataSize + reserveBytes;
+  bool fits = mem.known && need <= mem.available / 4 * 3;
+  std::string sizes = "data section " + mib(dataSize) + " + caches " +
+                      mib(reserveBytes) + ", MemAvailable " +
+                      (mem.known ? mib(mem.available) : "unknown");
+  if (thp && fits && dataSize > 0) {
     constexpr size_t kHuge = 2 << 20;
-    size_t rounded = (st.st_size + kHuge - 1) / kHuge * kHuge;
+    size_t rounded = (dataSize + kHuge - 1) / kHuge * kHuge;
     size_t length = rounded + kHuge;
     void *m = mmap(nullptr, length, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -190,67 +342,67 @@ std::optional<Error> loadModelFile(const std::string &path, ModelFile &out) {
       auto *aligned = reinterpret_cast<uint8_t *>(
           (reinterpret_cast<uintptr_t>(m) + kHuge - 1) / kHuge * kHuge);
       madvise(aligned, rounded, MADV_HUGEPAGE);
-      size_t done = 0;
-      while (done < static_cast<size_t>(st.st_size)) {
-        ssize_t r = pread(fd, aligned + done, st.st_size - done, done);
-        if (r < 0 && errno == EINTR)
-          continue;
-        if (r <= 0) {
-          readErr = modelError(
-              "cannot read model file: " +
-              std::string(r < 0 ? strerror(errno) : "unexpected end") + " (" +
-              path + ")");
-          break;
-        }
-        done += r;
-      }
-      if (readErr) {
+      if (auto why = readAll(fd, aligned, dataSize, out.dataOffset)) {
         munmap(m, length);
         close(fd);
-        return *readErr;
+        return modelError("cannot read model file: " + *why + " (" + path +
+                          ")");
       }
-      // Read-only from here on, as a file mapping would be.
+      // Read-only from here on, as a file mapping would be; the file's own
+      // mapping is no longer needed (validate copied what it keeps).
       mprotect(m, length, PROT_READ);
+      munmap(out.mapBase, out.mapLength);
       out.data = aligned;
       out.mapBase = m;
       out.mapLength = length;
+      out.mapped = false;
+      out.placement = "read into anonymous memory on transparent huge pages (" +
+                      sizes + ")";
     }
   }
   if (!out.data) {
-    // MAP_POPULATE: map every page now, at load, rather than fault them in
-    // one by one during the first forward pass (llama.cpp does the same).
-    void *p = mmap(nullptr, st.st_size, PROT_READ,
-                   MAP_PRIVATE | MAP_POPULATE, fd, 0);
-    if (p == MAP_FAILED) {
-      close(fd);
-      return modelError("cannot map model file: " +
-                        std::string(strerror(errno)) + " (" + path + ")");
+    uint8_t *data = const_cast<uint8_t *>(file) + out.dataOffset;
+    // data_offset is page aligned: the section's pages are the mapping's.
+    if (dataSize > 0) {
+      madvise(data, dataSize, MADV_HUGEPAGE);
+      // Page the weights in now rather than one fault at a time during the
+      // first forward pass (MAP_POPULATE, as llama.cpp does), when they fit
+      // in memory at all.
+      if (mem.known && dataSize <= mem.available) {
+#ifdef MADV_POPULATE_READ
+        if (madvise(data, dataSize, MADV_POPULATE_READ) != 0)
+#endif
+          madvise(data, dataSize, MADV_WILLNEED);
+      }
     }
-    out.data = static_cast<const uint8_t *>(p);
-    out.mapBase = p;
-    out.mapLength = st.st_size;
+    out.data = data;
+    out.mapped = true;
+    out.placement =
+        std::string("mapped read-only from the file, not copied (") +
+        (!thp ? "no transparent huge pages; "
+              : !mem.known ? "available memory unknown; "
+                           : !fits ? "more than 3/4 of MemAvailable; " : "") +
+        sizes + ")";
   }
   close(fd);
-  out.size = st.st_size;
-  if (auto err = validate(out)) {
-    err->message += " (" + path + ")";
-    return err;
-  }
   return std::nullopt;
 }
 
 std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes,
                                      ModelFile &out) {
-  // Keep the 64-byte alignment the weights rely on.
-  size_t n = (bytes.size() + 63) / 64 * 64;
-  out.alignedCopy = std::aligned_alloc(64, n ? n : 64);
+  // Page alignment, as the data section has in a mapped file.
+  size_t n = (bytes.size() + 4095) / 4096 * 4096;
+  out.alignedCopy = std::aligned_alloc(4096, n ? n : 4096);
   if (!out.alignedCopy)
     return Error{kExitInternal, "out of memory"};
   if (!bytes.empty())
     std::memcpy(out.alignedCopy, bytes.data(), bytes.size());
-  out.data = static_cast<const uint8_t *>(out.alignedCopy);
-  out.size = bytes.size();
-  return validate(out);
+  const auto *file = static_cast<const uint8_t *>(out.alignedCopy);
+  if (auto err = validate(file, bytes.size(), out))
+    return err;
+  out.data = file + out.dataOffset;
+  out.placement = "in memory";
+  return std::nullopt;
 }
 
 std::optional<Error> checkCompatible(const ModelFile &model,

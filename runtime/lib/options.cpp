@@ -158,6 +158,9 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
       if (!(err = take(v)) && !(err = parseInt(flag, v, o.threads)) &&
           (o.threads < 1 || o.threads > 1024))
         err = usage(flag + " must be between 1 and 1024, got " + v);
+    } else if (flag == "-v" || flag == "--verbose") {
+      err = noValue();
+      o.verbose = true;
     } else if (flag == "--ignore-eos") {
       err = noValue();
       o.ignoreEos = true;
@@ -252,6 +255,9 @@ Generates text with the model compiled into this executable (a Kiln build).
                           recomputed), print the reply; ends at EOF or when
                           the context is full
   --no-stats              do not print the stats line on stderr
+  -v, --verbose           report on stderr how the model file was loaded: its
+                          weights read into memory (on huge pages) or mapped
+                          from the file, and the sizes that decided it
 
 Encoder-decoder models (the source is -p TEXT or --src-tokens IDS; decoding
 starts from the model's BOS token and stops at its EOS token):

@@ -59,22 +59,9 @@ void setThreads(int64_t threads) {
 std::optional<Error> checkMemory(uint64_t bytes, const std::string &what) {
   auto mib = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20); };
   // What the kernel can back: MemAvailable + SwapFree.
-  uint64_t availableKb = 0, swapKb = 0;
-  bool known = false;
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  uint64_t value;
-  std::string unit;
-  while (meminfo >> key >> value) {
-    std::getline(meminfo, unit);
-    if (key == "MemAvailable:") {
-      availableKb = value;
-      known = true;
-    } else if (key == "SwapFree:") {
-      swapKb = value;
-    }
-  }
-  if (known && bytes / 1024 > availableKb + swapKb)
+  MemoryInfo mem = readMemoryInfo();
+  uint64_t availableKb = mem.available / 1024, swapKb = mem.swapFree / 1024;
+  if (mem.known && bytes / 1024 > availableKb + swapKb)
     return Error{kExitInternal,
                  "out of memory: " + what + " needs " + mib(bytes) +
                      " MiB but only " + mib((availableKb + swapKb) * 1024) +
@@ -94,6 +81,23 @@ std::optional<Error> checkMemory(uint64_t bytes, const std::string &what) {
                                       mib(left) + " MiB"};
   }
   return std::nullopt;
+}
+
+uint64_t sessionMemoryBytes(const kiln_model_info &info) {
+  // In double: the values come from the compiled model; they cannot
+  // overflow a real allocation, but the product is only an estimate here.
+  double floats;
+  if (info.kind == KILN_MODEL_ENCODER_DECODER)
+    floats = (double)info.num_layers * 2 * info.capacity * info.kv_width +
+             (double)info.cross_layers * 2 * info.source_capacity *
+                 info.cross_width +
+             (double)info.vocab_size;
+  else
+    floats = (double)info.num_layers * 2 * info.batch * info.capacity *
+                 info.kv_width +
+             (double)info.batch * info.vocab_size;
+  double bytes = floats * sizeof(float);
+  return bytes > 1e18 ? (uint64_t)1e18 : (uint64_t)bytes;
 }
 
 float *allocFloats(size_t n) {

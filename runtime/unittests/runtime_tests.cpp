@@ -10,6 +10,7 @@
 
 #include "kiln_generated.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -50,9 +51,14 @@ static int failures = 0, checks = 0;
 
 struct FileSpec {
   int64_t vocab = 300, context = 16;
-  uint32_t version = 1;
+  uint32_t version = 2;
   std::vector<int64_t> shape = {4, 4};
-  int64_t dataBytes = 64;
+  int64_t dataBytes = 64; ///< the weight's size field
+  uint64_t offset = 0;    ///< the weight's offset field
+  /// The data section's size (-1: dataBytes); data_offset (0: the
+  /// FlatBuffer's size rounded up to 4096).
+  int64_t dataSection = -1;
+  uint64_t dataOffset = 0;
   kiln::fb::DType dtype = kiln::fb::DType::F32;
   kiln::fb::TokenizerKind tokenizer = kiln::fb::TokenizerKind::Bytes;
   std::vector<std::string> pieces;
@@ -69,11 +75,9 @@ struct FileSpec {
 static std::vector<uint8_t> buildFile(const FileSpec &spec) {
   namespace fb = kiln::fb;
   flatbuffers::FlatBufferBuilder b;
-  std::vector<uint8_t> bytes(spec.dataBytes, 0);
-  b.ForceVectorAlignment(bytes.size(), 1, 64);
-  auto data = b.CreateVector(bytes);
   auto weight = fb::CreateWeight(b, b.CreateString("w"), spec.dtype,
-                                 b.CreateVector(spec.shape), data);
+                                 b.CreateVector(spec.shape), spec.offset,
+                                 (uint64_t)spec.dataBytes);
   auto meta =
       fb::CreateMetadata(b, fb::Architecture::Custom, b.CreateString("test"),
                          spec.context, spec.vocab, spec.bos, spec.eos, -1,
@@ -101,12 +105,23 @@ static std::vector<uint8_t> buildFile(const FileSpec &spec) {
       b.CreateString("logits")};
   std::vector<flatbuffers::Offset<fb::Node>> nodes;
   std::vector<flatbuffers::Offset<fb::Weight>> weights = {weight};
+  uint64_t section = spec.dataSection < 0 ? spec.dataBytes : spec.dataSection;
   auto model = fb::CreateModel(b, spec.version, meta, tok, b.CreateVector(in),
                                b.CreateVector(out), b.CreateVector(nodes),
-                               b.CreateVector(weights));
+                               b.CreateVector(weights), 4096, section);
   fb::FinishModelBuffer(b, model);
-  return std::vector<uint8_t>(b.GetBufferPointer(),
-                              b.GetBufferPointer() + b.GetSize());
+  std::vector<uint8_t> file(b.GetBufferPointer(),
+                            b.GetBufferPointer() + b.GetSize());
+  uint64_t dataOffset =
+      spec.dataOffset ? spec.dataOffset : (file.size() + 4095) / 4096 * 4096;
+  reinterpret_cast<flatbuffers::Table *>(
+      flatbuffers::GetMutableRoot<fb::Model>(file.data()))
+      ->SetField<uint64_t>(fb::Model::VT_DATA_OFFSET, dataOffset, 0);
+  file.resize(std::max<uint64_t>(file.size(), dataOffset), 0);
+  // The weight's bytes: 0.5f, 1.5f, ... (as far as the section goes).
+  for (uint64_t i = 0; i < section; ++i)
+    file.push_back(i % 4 == 3 ? 0x3f : 0);
+  return file;
 }
 
 static void testModelFiles() {
@@ -135,29 +150,84 @@ static void testModelFiles() {
   }
   {
     FileSpec s;
-    s.version = 2;
+    s.version = 3;
     ModelFile m;
     CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
-              "schema version 2 is newer than this runtime supports (1)");
+              "schema version 3 is newer than this runtime supports (2)");
+  }
+  {
+    FileSpec s;
+    s.version = 1;
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
+              "python3 -m kiln_export.upgrade OLD.kiln NEW.kiln");
   }
   {
     FileSpec s;
     s.dataBytes = 60;
     ModelFile m;
     CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
-              "weight 'w' holds 60 bytes but its shape needs 64");
+              "weight 'w' has size 60 but its dtype F32 and shape need 64");
+  }
+  {
+    // Every weight type of the table is accepted (the compiled code
+    // decides what it reads); I8 is not a weight type.
+    FileSpec s;
+    s.dtype = kiln::fb::DType::F16;
+    s.dataBytes = 32;
+    ModelFile m;
+    CHECK(!loadModelBuffer(buildFile(s), m));
+    s.dtype = kiln::fb::DType::Q4_0;
+    s.shape = {2, 64};
+    s.dataBytes = 2 * 2 * 18;
+    ModelFile q;
+    CHECK(!loadModelBuffer(buildFile(s), q));
+    s.shape = {4, 16};
+    ModelFile r;
+    CHECK_ERR(loadModelBuffer(buildFile(s), r), kExitModel,
+              "is Q4_0 but its last dimension 16 is not a multiple of the "
+              "32-element block");
+    s.dtype = kiln::fb::DType::I8;
+    ModelFile i8;
+    CHECK_ERR(loadModelBuffer(buildFile(s), i8), kExitModel,
+              "has dtype I8, which is not a weight type");
   }
   {
     FileSpec s;
-    s.dtype = kiln::fb::DType::F16;
+    s.dataOffset = 6000;
     ModelFile m;
-    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel, "has dtype F16");
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
+              "data_offset 6000 is not a positive multiple of 4096");
+  }
+  {
+    FileSpec s;
+    s.offset = 64;
+    s.dataSection = 128;
+    ModelFile m;
+    CHECK(!loadModelBuffer(buildFile(s), m));
+    CHECK(m.weightOffsets.size() == 1 && m.weightOffsets[0] == 64);
+    s.offset = 32;
+    ModelFile a;
+    CHECK_ERR(loadModelBuffer(buildFile(s), a), kExitModel,
+              "has offset 32, not a multiple of 64");
+    s.offset = 128;
+    ModelFile p;
+    CHECK_ERR(loadModelBuffer(buildFile(s), p), kExitModel,
+              "ends past the data section of 128 bytes");
+  }
+  {
+    std::vector<uint8_t> f = buildFile({});
+    f.pop_back();
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(f, m), kExitModel,
+              "model file is shorter than it claims");
   }
   {
     FileSpec s;
     s.shape = {4, -4};
     ModelFile m;
-    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel, "invalid shape");
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
+              "has invalid dimension -4");
   }
   {
     FileSpec s;
@@ -188,13 +258,22 @@ static void testModelFiles() {
     close(fd);
     ModelFile m;
     CHECK(!loadModelFile(path, m));
-    CHECK(m.size == bytes.size());
-    CHECK(std::memcmp(m.data, bytes.data(), bytes.size()) == 0);
+    CHECK(m.size == 64 && m.fileSize == bytes.size() &&
+          m.dataOffset == bytes.size() - 64 && m.dataOffset % 4096 == 0);
+    CHECK(std::memcmp(m.data, bytes.data() + m.dataOffset, m.size) == 0);
+    CHECK(!m.placement.empty());
     std::ifstream thp("/sys/kernel/mm/transparent_hugepage/enabled");
     std::string mode((std::istreambuf_iterator<char>(thp)),
                      std::istreambuf_iterator<char>());
     if (!mode.empty() && mode.find("[never]") == std::string::npos)
-      CHECK(reinterpret_cast<uintptr_t>(m.data) % (2 << 20) == 0);
+      CHECK(!m.mapped &&
+            reinterpret_cast<uintptr_t>(m.data) % (2 << 20) == 0);
+    // A reserve larger than memory: the file mapping is used instead.
+    ModelFile big;
+    CHECK(!loadModelFile(path, big, uint64_t(1) << 60));
+    CHECK(big.mapped && big.data &&
+          reinterpret_cast<uintptr_t>(big.data) % 4096 == 0 &&
+          std::memcmp(big.data, bytes.data() + big.dataOffset, 64) == 0);
     // Truncated: refused with the file's name.
     CHECK(truncate(path, bytes.size() / 2) == 0);
     ModelFile t;

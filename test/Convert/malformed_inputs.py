@@ -690,6 +690,75 @@ def _with_alignment(gguf_writer, sd, cfg, work, alignment):
         return f.read()
 
 
+def kiln_cases():
+    """.kiln files kiln-convert reads (--info, --tokenize): the version 2
+    layout checks, on the tiny Llama of test/Driver/Inputs written by
+    json2kiln.py with one field changed."""
+    cases = []
+    json2kiln = os.path.join(HERE, "..", "lib", "json2kiln.py")
+    base_json = os.path.join(HERE, "..", "Driver", "Inputs", "tiny-llama.json")
+
+    def variant(name, mutate, msg, args=("--info", "{in}"), cut=None):
+        def make(work):
+            m = json.load(open(base_json))
+            mutate(m)
+            src = os.path.join(work, name + ".json")
+            json.dump(m, open(src, "w"))
+            path = os.path.join(work, name + "-in.kiln")
+            subprocess.check_call([sys.executable, json2kiln, src, "-o", path] +
+                                  (["--truncate", str(cut)] if cut is not None else []))
+            return path
+        cases.append(Case("kiln-" + name, make, 2, msg, list(args)))
+
+    def weight(i, **fields):
+        return lambda m: m["weights"][i].update(fields)
+
+    def data(i, shape, nbytes, **fields):
+        def mutate(m):
+            w = m["weights"][i]
+            for k in ("ones", "random", "values"):
+                w.pop(k, None)
+            w.update(shape=shape, data=[0] * nbytes, **fields)
+        return mutate
+
+    nothing = lambda m: None  # noqa: E731
+    variant("version-1", lambda m: m.update(version=1),
+            "schema version 1 (weights inside the FlatBuffer), which this kiln-convert no "
+            "longer reads: rewrite it as version 2 with `python3 -m kiln_export.upgrade "
+            "OLD.kiln NEW.kiln`")
+    variant("version-1-tokenize", lambda m: m.update(version=1),
+            "python3 -m kiln_export.upgrade OLD.kiln NEW.kiln", ("--tokenize", "{in}", "-p", "a"))
+    variant("version-3", lambda m: m.update(version=3),
+            "schema version 3 is newer than this kiln-convert supports (2)")
+    variant("truncated-flatbuffer", nothing, "FlatBuffers verification failed", cut=600)
+    variant("truncated-data", nothing, "model file is shorter than it claims", cut=4096 + 1000)
+    variant("data-offset-not-page-aligned", lambda m: m.update(data_offset=6000),
+            "data_offset 6000 is not a positive multiple of 4096")
+    variant("data-size-overflows", lambda m: m.update(data_size=2**64 - 4096),
+            "model file is shorter than it claims")
+    variant("offset-past-the-end", weight(8, offset=4096),
+            "weight 'l0.w_down' (384 bytes at offset 4096) ends past the data section")
+    variant("offset-not-aligned", weight(1, offset=520),
+            "weight 'norm' has offset 520, not a multiple of 64")
+    variant("size-overflows", weight(2, size=2**64 - 64),
+            "weight 'l0.wq' (18446744073709551552 bytes at offset 576) ends past the data "
+            "section")
+    variant("size-mismatch", data(2, [8, 8], 255),
+            "weight 'l0.wq' has size 255 but its dtype F32 and shape need 256 bytes")
+    variant("weights-overlap", weight(3, offset=576),
+            "weights 'l0.wq' and 'l0.wk' overlap in the data section")
+    variant("q8_0-row-not-whole-blocks", data(2, [8, 8], 68, dtype="Q8_0"),
+            "weight 'l0.wq' is Q8_0 but its last dimension 8 is not a multiple of the "
+            "32-element block")
+    variant("dtype-unknown", weight(1, dtype=99),
+            "weight 'norm' has dtype unknown dtype 99, which is not a weight type")
+    variant("dtype-i32", weight(1, dtype="I32"),
+            "weight 'norm' has dtype I32, which is not a weight type")
+    variant("dtype-tokenize", weight(1, dtype=42), "which is not a weight type",
+            ("--tokenize", "{in}", "-p", "a"))
+    return cases
+
+
 def run_case(case, convert, work):
     target = case.make(work)
     out = os.path.join(work, case.name + ".kiln")
@@ -729,7 +798,8 @@ def main():
     families = [("safetensors", safetensors_cases(gpt2) + shard_cases(llama)),
                 ("config.json", config_cases(gpt2, llama)),
                 ("tokenizer.json", tokenizer_cases(gpt2, llama)),
-                ("command line", command_cases(gpt2))]
+                ("command line", command_cases(gpt2)),
+                (".kiln", kiln_cases())]
     if not args.no_gguf:
         import gguf_writer
         families.append(("GGUF", gguf_cases(gguf_writer, args.work)))

@@ -55,9 +55,9 @@ path = os.path.join(tmp, "rt.kiln")
 w.write(path)
 data = open(path, "rb").read()
 assert data[4:8] == b"KILN"
-assert len(data) % 64 == 0
 m = kiln_export.load_model(path)
-assert m.version == 1
+assert m.version == 2
+assert m.data_offset % 4096 == 0 and m.data_offset + m.data_size == len(data) == m.size
 assert m.metadata == dict(architecture="Custom", name="roundtrip", context_length=C,
                           vocab_size=V, bos_token_id=1, eos_token_id=2, pad_token_id=0,
                           add_bos=True, source_length=0, source_vocab_size=0), m.metadata
@@ -74,6 +74,12 @@ assert m.nodes[3].attrs == dict(mode="Bidirectional", num_heads=2, num_kv_heads=
                                 scale=0.25)
 assert m.nodes[4].inputs == ["a", "emb", ""]
 assert list(m.weights) == ["emb", "odd", "g"]
+def data_at(p, off, n):
+    with open(p, "rb") as f:
+        f.seek(off)
+        return f.read(n)
+
+
 for name, off in m.weight_offsets.items():
     assert off % 64 == 0, (name, off)
     a = m.weights[name]
@@ -207,36 +213,48 @@ for act in ("ReLU", "GELU", "GELUTanh", "SiLU", "SwiGLU", "GEGLU"):
 print("op semantics ok (RoPE both styles, 6 activations, bidirectional/causal attention with "
       "GQA, explicit scale, position embedding): worst %.1e" % max(worst.values()))
 
-# Half-precision weights are read as the values they hold.
+# Weights given as raw bytes + dtype (F16, BF16, quantized blocks) are stored
+# byte for byte and read back as the values they hold.
+from kiln_export import dtypes  # noqa: E402
 m = kiln_export.load_model(path)
 w16 = m.weights["emb"]
-from kiln_export.reader import _decode_weight  # noqa: E402
-for dt in ("F16", "BF16"):
-    if dt == "F16":
-        raw = w16.astype("<f2")
-        back = raw.astype(np.float32)
-    else:
-        raw = (w16.view(np.uint32) >> 16).astype("<u2")
-        back = (raw.astype(np.uint32) << 16).view(np.float32)
-
-    class FakeWeight:  # what _decode_weight reads of a generated Weight
-        def Dtype(self):
-            return {"F16": 1, "BF16": 2}[dt]
-
-        def Shape(self, j):
-            return w16.shape[j]
-
-        def ShapeLength(self):
-            return w16.ndim
-
-        def DataAsNumpy(self):
-            return buf[64:64 + raw.nbytes]
-
-    buf = np.zeros(64 + raw.nbytes, np.uint8)
-    buf[64:] = np.frombuffer(raw.tobytes(), np.uint8)
-    got, off = _decode_weight(FakeWeight(), "emb", None, buf.__array_interface__["data"][0])
-    assert off == 64 and np.array_equal(got, back), dt
-print("F16 and BF16 weights decode")
+q = kiln_export.ModelWriter(context_length=4, vocab_size=V)
+f16 = w16.astype("<f2")
+bf16 = (w16.view(np.uint32) >> 16).astype("<u2")
+q.raw_weight("f16", f16.tobytes(), "F16", w16.shape)
+q.raw_weight("bf16", bf16.tobytes(), "BF16", w16.shape)
+blocks = {}
+for dt in dtypes.QUANTIZED:
+    elems, nbytes = dtypes.BLOCKS[dt]
+    raw = bytearray(rng.integers(0, 256, size=2 * nbytes, dtype=np.uint8).tobytes())
+    for b in range(2):  # finite fp16 scales (exponent below all-ones)
+        for at in ((208,) if dt == "Q6_K" else (0, 2) if dt in ("Q4_1", "Q5_1", "Q4_K", "Q5_K")
+                   else (0,)):
+            raw[b * nbytes + at + 1] &= 0x7B
+    blocks[dt] = bytes(raw)
+    q.raw_weight(dt.lower(), blocks[dt], dt, [1, 2 * elems])
+q.weight("tab", np.ones((V, 4)))
+q.node("LinearOp", "head", [q.node("EmbeddingOp", "e", ["tokens", "tab"], "x"), "tab", ""],
+       "logits")
+qpath = os.path.join(tmp, "raw.kiln")
+q.write(qpath)
+r = kiln_export.load_model(qpath)
+assert np.array_equal(r.weights["f16"], f16.astype(np.float32))
+assert np.array_equal(r.weights["bf16"], (bf16.astype(np.uint32) << 16).view(np.float32))
+assert bytes(r.weight_bytes["f16"]) == f16.tobytes()
+for dt, raw in blocks.items():
+    name = dt.lower()
+    assert r.weight_dtypes[name] == dt
+    assert bytes(r.weight_bytes[name]) == raw, dt
+    assert r.weights[name].shape == (1, 2 * dtypes.BLOCKS[dt][0])
+    assert r.weight_offsets[name] % 64 == 0
+    assert data_at(qpath, r.weight_offsets[name], len(raw)) == raw
+try:
+    q.raw_weight("bad", blocks["Q4_0"][:18], "Q4_0", [1, 16])
+    raise AssertionError("a Q4_0 row of 16 was accepted")
+except ValueError as e:
+    assert "is not a multiple of the 32-element block" in str(e), e
+print("F16, BF16 and quantized weights round trip byte for byte")
 
 
 # -- 3. sensitivity --------------------------------------------------------------

@@ -43,20 +43,37 @@ inline void writeFile(const std::string &path, const uint8_t *data,
   std::fclose(f);
 }
 
-/// Converts `path`; on success the runtime must accept the result. Also
-/// describes the input (--info) and must not crash on it.
-inline void convertAndCheck(const std::string &path) {
-  auto bytes = kiln::convert::convertToKiln(path);
-  if (bytes) {
-    kiln::rt::ModelFile model;
-    if (auto err = kiln::rt::loadModelBuffer(bytes->bytes().vec(), model)) {
-      std::fprintf(stderr, "converted file refused: %s\n",
-                   err->message.c_str());
-      std::abort();
-    }
-  } else {
-    llvm::consumeError(bytes.takeError());
+/// Converts `path` storing tensors as `dtype`; on success the runtime must
+/// accept the written file.
+inline void convertAndCheck(const std::string &path,
+                            kiln::convert::WeightDType dtype) {
+  kiln::convert::ConvertOptions options;
+  options.dtype = dtype;
+  auto converted = kiln::convert::convertToKiln(path, options);
+  if (!converted) {
+    llvm::consumeError(converted.takeError());
+    return;
   }
+  std::unique_ptr<llvm::MemoryBuffer> buf = converted->toMemoryBuffer();
+  if (!buf)
+    return;
+  kiln::rt::ModelFile model;
+  if (auto err = kiln::rt::loadModelBuffer(
+          std::vector<uint8_t>(buf->getBufferStart(), buf->getBufferEnd()),
+          model)) {
+    std::fprintf(stderr, "converted file refused: %s\n",
+                 err->message.c_str());
+    std::abort();
+  }
+}
+
+/// Converts `path` both ways (f32 and stored); on success the runtime must
+/// accept the result. Also describes the input (--info) and must not crash
+/// on it.
+inline void convertAndCheck(const std::string &path) {
+  for (auto dtype :
+       {kiln::convert::WeightDType::F32, kiln::convert::WeightDType::Stored})
+    convertAndCheck(path, dtype);
   auto info = kiln::convert::describe(path);
   if (!info)
     llvm::consumeError(info.takeError());

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the converter fuzz targets: small valid GGUF
-files (corpus/gguf) and Hugging Face directories packed as fuzz_hf reads
-them (corpus/hf: config.json, tokenizer.json, model.safetensors, each a
+"""Writes the seed corpora of the model-file and converter fuzz targets:
+small valid .kiln files (corpus/model_file: the tiny Llama and GPT-2 of
+test/Driver/Inputs, an encoder-decoder, and one file per weight type, each
+holding a weight of that type), GGUF files (corpus/gguf: F32, F16, BF16 and
+Q8_0 tensors) and Hugging Face directories packed as fuzz_hf reads them
+(corpus/hf: config.json, tokenizer.json, model.safetensors, each a
 little-endian uint32 length and its bytes).
 
     /usr/bin/python3 test/fuzz/make_seeds.py
@@ -10,8 +13,11 @@ import io
 import json
 import os
 import struct
+import subprocess
 import sys
 import tempfile
+
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -19,21 +25,71 @@ sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 import gguf_writer  # noqa: E402
 import hf_checkpoint  # noqa: E402
 import reference  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, "..", "..", "compiler", "kiln_export"))
+import kiln_export  # noqa: E402
+from kiln_export import dtypes  # noqa: E402
 
 LLAMA = dict(hidden_size=4, intermediate_size=8, num_hidden_layers=1, num_attention_heads=1,
              num_key_value_heads=1, max_position_embeddings=8, vocab_size=259,
              rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
 GPT2 = dict(n_embd=4, n_head=1, n_layer=1, n_positions=8, vocab_size=257, n_inner=8)
+# Rows of 32: every matrix can be Q8_0.
+LLAMA32 = dict(LLAMA, hidden_size=32, intermediate_size=32, num_attention_heads=2,
+               num_key_value_heads=1)
+
+
+def model_file_seeds(mdir):
+    """.kiln seeds: the tiny test models, and a model per weight type."""
+    json2kiln = os.path.join(HERE, "..", "lib", "json2kiln.py")
+    inputs = os.path.join(HERE, "..", "Driver", "Inputs")
+    for name in ("tiny-llama", "tiny-gpt2"):
+        subprocess.check_call([sys.executable, json2kiln, os.path.join(inputs, name + ".json"),
+                               "-o", os.path.join(mdir, name + ".kiln")])
+    env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "..", "compiler", "kiln_export"))
+    subprocess.check_call([sys.executable, os.path.join(HERE, "..", "Runtime", "Inputs",
+                                                        "make_seq2seq.py"),
+                           os.path.join(mdir, "tiny-seq2seq.kiln")], env=env)
+    rng = np.random.default_rng(0)
+    for dt, (elems, nbytes) in dtypes.BLOCKS.items():
+        # embed [8, cols] -> proj [2, cols] of type dt -> head [8, 2].
+        cols = max(elems, 32)
+        if dt in ("F32", "F16", "BF16"):
+            vals = rng.standard_normal(2 * cols).astype(np.float32)
+            raw = {"F32": vals.astype("<f4").tobytes(), "F16": vals.astype("<f2").tobytes(),
+                   "BF16": (vals.view(np.uint32) >> 16).astype("<u2").tobytes()}[dt]
+        else:  # random blocks with finite fp16 scales
+            raw = bytearray(rng.integers(0, 256, size=2 * cols // elems * nbytes,
+                                         dtype=np.uint8).tobytes())
+            for b in range(2 * cols // elems):
+                for at in ((208,) if dt == "Q6_K" else
+                           (0, 2) if dt in ("Q4_1", "Q5_1", "Q4_K", "Q5_K") else (0,)):
+                    raw[b * nbytes + at + 1] &= 0x3B
+            raw = bytes(raw)
+        w = kiln_export.ModelWriter(architecture="Custom", name="dtype-" + dt, context_length=8,
+                                    vocab_size=8)
+        w.weight("embed", rng.standard_normal((8, cols)).astype(np.float32))
+        w.raw_weight("proj", raw, dt, [2, cols])
+        w.weight("head", rng.standard_normal((8, 2)).astype(np.float32))
+        x = w.node("EmbeddingOp", "embed", ["tokens", "embed"], "x")
+        x = w.node("LinearOp", "proj", [x, "proj", ""], "p")
+        w.node("LinearOp", "head", [x, "head", ""], "logits")
+        w.write(os.path.join(mdir, "dtype-%s.kiln" % dt.lower()))
 
 
 def main():
     gdir, hdir = os.path.join(HERE, "corpus", "gguf"), os.path.join(HERE, "corpus", "hf")
-    os.makedirs(gdir, exist_ok=True)
-    os.makedirs(hdir, exist_ok=True)
+    mdir = os.path.join(HERE, "corpus", "model_file")
+    for d in (gdir, hdir, mdir):
+        os.makedirs(d, exist_ok=True)
+    model_file_seeds(mdir)
     llama = reference.randomize(reference.Llama(LLAMA), 0).state_dict()
     gpt2 = reference.randomize(reference.GPT2(GPT2), 0).state_dict()
     gguf_writer.write_llama_gguf(os.path.join(gdir, "llama-f16.gguf"), llama, LLAMA, dtype="F16")
     gguf_writer.write_gpt2_gguf(os.path.join(gdir, "gpt2-f32.gguf"), gpt2, GPT2)
+    llama32 = reference.randomize(reference.Llama(LLAMA32), 0).state_dict()
+    for dt in ("BF16", "Q8_0"):
+        gguf_writer.write_llama_gguf(os.path.join(gdir, "llama-%s.gguf" % dt.lower()), llama32,
+                                     LLAMA32, dtype=dt)
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg, sd, tok in (
                 ("gpt2", dict(GPT2, architectures=["GPT2LMHeadModel"]), gpt2,
@@ -53,7 +109,7 @@ def main():
                 out.write(struct.pack("<I", len(data)) + data)
             with open(os.path.join(hdir, name + ".bin"), "wb") as fh:
                 fh.write(out.getvalue())
-    for d in (gdir, hdir):
+    for d in (mdir, gdir, hdir):
         for f in sorted(os.listdir(d)):
             print(os.path.join(d, f), os.path.getsize(os.path.join(d, f)))
 

@@ -5,8 +5,12 @@ The JSON mirrors the FlatBuffers schema (runtime/schema/kiln.fbs) the way
 `flatc --json` prints it, with two conveniences for hand-written tests:
 weights give their values as `"values": [floats]` or as
 `"random": {"seed": S, "scale": A}` (uniform in [-A, A]) instead of raw
-bytes, and `"ones": true` fills a weight with 1.0. flatc itself cannot turn
-such JSON into a binary: it refuses the schema's 64-byte `force_align`.
+bytes, and `"ones": true` fills a weight with 1.0. The weights' bytes go
+into the data section after the FlatBuffer (schema version 2), each at the
+next multiple of 64; for malformed files a weight may give its own
+`"offset"` and `"size"` fields, and the model its `"data_offset"`,
+`"data_size"` and `"version"` (1 writes a version 1 file: each weight's
+bytes inside the FlatBuffer, as Weight.data, and no data section).
 
 Usage: json2kiln.py model.json -o model.kiln [--truncate N] [--flip OFFSET]
 """
@@ -52,6 +56,10 @@ def weight_bytes(w):
         return bytes(w["data"])
     else:
         vals = [0.0] * n
+    if w.get("dtype") == "F16":  # values of an F16 weight: stored as F16
+        return struct.pack("<%de" % len(vals), *vals)
+    if w.get("dtype") == "BF16":
+        return b"".join(struct.pack("<f", v)[2:] for v in vals)
     return struct.pack("<%df" % len(vals), *vals)
 
 
@@ -79,24 +87,37 @@ def build(m, fbmod):
 
     Weight, Node, Model, Metadata = mod("Weight"), mod("Node"), mod("Model"), mod("Metadata")
     DType = mod("DType").DType
+    version = m.get("version", 2)
     weights = []
+    layout, at = [], 0
     for w in m.get("weights", []):
         data = weight_bytes(w)
+        at = (at + 63) // 64 * 64
+        layout.append((at, data))
+        at += len(data)
+    data_size = at
+    for w, (offset, data) in zip(m.get("weights", []), layout):
         name = b.CreateString(w["name"])
         Weight.StartShapeVector(b, len(w["shape"]))
         for d in reversed(w["shape"]):
             b.PrependInt64(d)
         shape = b.EndVector()
-        b.StartVector(1, len(data), 64)
-        b.head = b.head - len(data)
-        b.Bytes[b.head:b.head + len(data)] = data
-        dv = b.EndVector()
+        if version == 1:  # Weight.data (field 3), 64-byte aligned
+            b.StartVector(1, len(data), 64)
+            b.head = b.head - len(data)
+            b.Bytes[b.head:b.head + len(data)] = data
+            dv = b.EndVector()
         Weight.Start(b)
         Weight.AddName(b, name)
         Weight.AddShape(b, shape)
-        Weight.AddData(b, dv)
+        if version == 1:
+            b.PrependUOffsetTRelativeSlot(3, dv, 0)
+        else:
+            Weight.AddOffset(b, w.get("offset", offset))
+            Weight.AddSize(b, w.get("size", len(data)))
         if "dtype" in w:
-            Weight.AddDtype(b, getattr(DType, w["dtype"]))
+            Weight.AddDtype(b, getattr(DType, w["dtype"]) if isinstance(w["dtype"], str)
+                            else w["dtype"])
         weights.append(Weight.End(b))
     nodes = []
     enums = {"activation": "Activation", "mode": "AttentionMode", "style": "RopeStyle"}
@@ -134,15 +155,34 @@ def build(m, fbmod):
             getattr(Metadata, "Add" + camel(k))(b, md[k])
     meta = Metadata.End(b)
     Model.Start(b)
-    Model.AddVersion(b, m.get("version", 1))
+    Model.AddVersion(b, version)
     Model.AddMetadata(b, meta)
     Model.AddInputs(b, iv)
     Model.AddOutputs(b, ov)
     Model.AddNodes(b, nv)
     Model.AddWeights(b, wv)
+    if version != 1:
+        # A placeholder, patched below once the FlatBuffer's size is known.
+        Model.AddDataOffset(b, m.get("data_offset", 4096) or 4096)
+        Model.AddDataSize(b, m.get("data_size", data_size))
     root = Model.End(b)
     b.Finish(root, file_identifier=m.get("file_identifier", "KILN").encode())
-    return bytes(b.Output())
+    header = bytearray(b.Output())
+    if version == 1:
+        return bytes(header)
+    data_offset = m.get("data_offset", (len(header) + 4095) // 4096 * 4096)
+    root = struct.unpack_from("<I", header, 0)[0]
+    vtable = root - struct.unpack_from("<i", header, root)[0]
+    field = struct.unpack_from("<H", header, vtable + 4 + 2 * 7)[0]  # data_offset
+    struct.pack_into("<Q", header, root + field, data_offset)
+    # The data section (where a malformed data_offset says it is, unless
+    # that lies inside the FlatBuffer).
+    start = max(data_offset, len(header))
+    out = header + bytes(start - len(header))
+    for offset, data in layout:
+        out += bytes(start + offset - len(out)) + data
+    out += bytes(start + data_size - len(out))
+    return bytes(out)
 
 
 def main():

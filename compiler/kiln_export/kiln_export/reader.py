@@ -1,13 +1,20 @@
 """Reads .kiln files back through the generated FlatBuffers reader, with the
-checks a reader owes the format: identifier, version, weight sizes and
-64-byte alignment, names that resolve, and every node's shapes (graph.py)."""
+checks a reader owes the format: identifier, version, the data section's
+place, weight dtypes, sizes, 64-byte alignment and overlaps, names that
+resolve, and every node's shapes (graph.py)."""
+import mmap
+
 import numpy as np
 
-from . import graph
+from . import dtypes, graph
 from ._fb import Architecture, DType, Model, Op, TokenizerKind
 from ._fb import (AttentionOp, EmbeddingOp, FeedForwardOp, LayerNormOp, PaddingMaskOp,
                   RmsNormOp, RopeOp, SinusoidalPositionOp)
-from .writer import SCHEMA_VERSION, WEIGHT_ALIGNMENT
+from .writer import DATA_ALIGNMENT, SCHEMA_VERSION, WEIGHT_ALIGNMENT
+
+UPGRADE_ADVICE = ("rewrite it as version 2 with `python3 -m kiln_export.upgrade OLD.kiln "
+                  "NEW.kiln` (PYTHONPATH=<kiln>/compiler/kiln_export), or convert the original "
+                  "GGUF file or Hugging Face directory again with kiln-convert")
 
 _NAMES = lambda enum: {v: k for k, v in vars(enum).items() if not k.startswith("_")}  # noqa: E731
 OP_NAMES = _NAMES(Op.Op)
@@ -44,8 +51,11 @@ class KilnNode:
 class KilnModel:
     """A model file as plain Python: version, metadata (dict), tokenizer
     (dict), inputs, outputs (lists of names), nodes (KilnNode, attributes with
-    enums as member names), weights ({name: float32 array}, file order) and
-    weight_offsets ({name: byte offset of its data in the file})."""
+    enums as member names), weights ({name: float32 array}, file order; F16,
+    BF16 and quantized weights widened exactly), weight_dtypes ({name: dtype
+    name}), weight_bytes ({name: the bytes as stored}), weight_offsets
+    ({name: absolute byte offset of its bytes in the file}), data_offset and
+    data_size (the data section) and size (the file's)."""
 
     def __init__(self, **fields):
         self.__dict__.update(fields)
@@ -55,53 +65,18 @@ def _str(s):
     return s.decode("utf-8") if isinstance(s, bytes) else (s or "")
 
 
-def _decode_weight(w, name, data, base):
-    dtype = w.Dtype()
+def _weight_layout(w, name):
+    """(dtype name, shape, offset, size) of a Weight table, checked."""
+    code = w.Dtype()
+    dtype = DTYPE_NAMES.get(code, "unknown dtype %d" % code)
     shape = [int(w.Shape(j)) for j in range(w.ShapeLength())]
-    if not shape or any(d <= 0 for d in shape):
-        raise ValueError("weight %r has invalid shape %s" % (name, shape))
-    count = int(np.prod(shape, dtype=np.int64))
-    raw = w.DataAsNumpy()
-    if isinstance(raw, int):  # the generated code returns 0 for an absent vector
-        raise ValueError("weight %r has no data" % name)
-    offset = raw.__array_interface__["data"][0] - base
-    if offset % WEIGHT_ALIGNMENT:
-        raise ValueError("weight %r is not %d-byte aligned in the file (offset %d)"
-                         % (name, WEIGHT_ALIGNMENT, offset))
-    kind = DTYPE_NAMES.get(dtype, str(dtype))
-    size = {"F32": 4, "F16": 2, "BF16": 2}.get(kind)
-    if size is None:
-        raise ValueError("weight %r has dtype %s; this reader supports F32, F16 and BF16"
-                         % (name, kind))
-    if raw.size != count * size:
-        raise ValueError("weight %r holds %d bytes but its shape %s needs %d"
-                         % (name, raw.size, shape, count * size))
-    if kind == "F32":
-        a = raw.view("<f4")
-    elif kind == "F16":
-        a = raw.view("<f2").astype(np.float32)
-    else:
-        a = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
-    return a.reshape(shape), offset
+    need = dtypes.storage_bytes(dtype, shape, "weight %r" % name)
+    return dtype, shape, int(w.Offset()), int(w.Size()), need
 
 
-def load_model(path_or_bytes, *, check=True):
-    """Parses a .kiln file (a path or its bytes) into a KilnModel; with
-    check, also checks the graph (names resolve, shapes fit) and raises
-    ValueError naming the first problem."""
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-        data, where = bytes(path_or_bytes), "model file"
-    else:
-        with open(path_or_bytes, "rb") as f:
-            data = f.read()
-        where = str(path_or_bytes)
-    if len(data) < 8 or not Model.Model.ModelBufferHasIdentifier(data, 0):
-        raise ValueError("%s is not a Kiln model file (missing the 'KILN' identifier)" % where)
-    base = np.frombuffer(data, np.uint8).__array_interface__["data"][0]
-    m = Model.Model.GetRootAs(data, 0)
-    if m.Version() > SCHEMA_VERSION:
-        raise ValueError("%s has schema version %d; this reader knows up to %d"
-                         % (where, m.Version(), SCHEMA_VERSION))
+def parse_tables(m, where):
+    """What a Model table holds besides its weights: metadata, tokenizer,
+    inputs, outputs and nodes, as load_model reports them (any version)."""
     meta = m.Metadata()
     if meta is None:
         raise ValueError("%s has no metadata" % where)
@@ -129,13 +104,6 @@ def load_model(path_or_bytes, *, check=True):
             "token_types": [t.TokenTypes(i) for i in range(t.TokenTypesLength())],
             "add_space_prefix": bool(t.AddSpacePrefix()),
         }
-    weights, offsets = {}, {}
-    for i in range(m.WeightsLength()):
-        w = m.Weights(i)
-        name = _str(w.Name())
-        if name in weights:
-            raise ValueError("weight %r is defined twice" % name)
-        weights[name], offsets[name] = _decode_weight(w, name, data, base)
     nodes = []
     for i in range(m.NodesLength()):
         n = m.Nodes(i)
@@ -155,11 +123,72 @@ def load_model(path_or_bytes, *, check=True):
         nodes.append(KilnNode(name, op, attrs,
                               [_str(n.Inputs(j)) for j in range(n.InputsLength())],
                               [_str(n.Outputs(j)) for j in range(n.OutputsLength())]))
+    return dict(metadata=metadata, tokenizer=tokenizer,
+                inputs=[_str(m.Inputs(i)) for i in range(m.InputsLength())],
+                outputs=[_str(m.Outputs(i)) for i in range(m.OutputsLength())],
+                nodes=nodes)
+
+
+def load_model(path_or_bytes, *, check=True):
+    """Parses a .kiln file (a path or its bytes) into a KilnModel; with
+    check, also checks the graph (names resolve, shapes fit) and raises
+    ValueError naming the first problem."""
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        data, where = bytes(path_or_bytes), "model file"
+    else:
+        with open(path_or_bytes, "rb") as f:
+            try:  # mapped: the data section is read as it is used
+                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except ValueError:  # an empty file
+                data = b""
+        where = str(path_or_bytes)
+    if len(data) < 8 or not Model.Model.ModelBufferHasIdentifier(data, 0):
+        raise ValueError("%s is not a Kiln model file (missing the 'KILN' identifier)" % where)
+    m = Model.Model.GetRootAs(data, 0)
+    if m.Version() < 2:
+        raise ValueError("%s has schema version %d (weights inside the FlatBuffer), which this "
+                         "reader no longer reads: %s" % (where, m.Version(), UPGRADE_ADVICE))
+    if m.Version() > SCHEMA_VERSION:
+        raise ValueError("%s has schema version %d; this reader knows up to %d"
+                         % (where, m.Version(), SCHEMA_VERSION))
+    data_offset, data_size = m.DataOffset(), m.DataSize()
+    if data_offset == 0 or data_offset % DATA_ALIGNMENT:
+        raise ValueError("%s: data_offset %d is not a positive multiple of %d"
+                         % (where, data_offset, DATA_ALIGNMENT))
+    if data_offset + data_size != len(data):
+        raise ValueError("%s is %s than it claims: %d bytes, but its data section (%d bytes at "
+                         "%d) ends at %d" % (where, "shorter" if data_offset + data_size > len(data)
+                                             else "longer", len(data), data_size, data_offset,
+                                             data_offset + data_size))
+    section = np.frombuffer(data, np.uint8, count=data_size, offset=data_offset)
+    tables = parse_tables(m, where)
+    weights, offsets, kinds, raws, spans = {}, {}, {}, {}, []
+    for i in range(m.WeightsLength()):
+        w = m.Weights(i)
+        name = _str(w.Name())
+        if name in weights:
+            raise ValueError("weight %r is defined twice" % name)
+        dtype, shape, offset, size, need = _weight_layout(w, name)
+        if offset % WEIGHT_ALIGNMENT:
+            raise ValueError("weight %r has offset %d, not a multiple of %d"
+                             % (name, offset, WEIGHT_ALIGNMENT))
+        if offset + size > data_size:
+            raise ValueError("weight %r (%d bytes at offset %d) ends past the data section of %d "
+                             "bytes" % (name, size, offset, data_size))
+        if size != need:
+            raise ValueError("weight %r has size %d but its dtype %s and shape %s need %d bytes"
+                             % (name, size, dtype, shape, need))
+        spans.append((offset, offset + size, name))
+        raw = section[offset:offset + size]
+        weights[name] = dtypes.dequantize(dtype, raw, shape)
+        offsets[name], kinds[name], raws[name] = data_offset + offset, dtype, raw
+    spans.sort()
+    for (_, end, a), (begin, _, b) in zip(spans, spans[1:]):
+        if begin < end:
+            raise ValueError("weights %r and %r overlap in the data section" % (a, b))
     model = KilnModel(
-        version=m.Version(), metadata=metadata, tokenizer=tokenizer,
-        inputs=[_str(m.Inputs(i)) for i in range(m.InputsLength())],
-        outputs=[_str(m.Outputs(i)) for i in range(m.OutputsLength())],
-        nodes=nodes, weights=weights, weight_offsets=offsets, size=len(data))
+        version=m.Version(), **tables, weights=weights, weight_offsets=offsets, weight_dtypes=kinds,
+        weight_bytes=raws, data_offset=data_offset, data_size=data_size, size=len(data))
     if check:
         check_model(model)
     return model

@@ -1,21 +1,26 @@
 """Low-level writer of .kiln model files (runtime/schema/kiln.fbs)."""
 import os
+import struct
 import tempfile
 
 import flatbuffers
 import numpy as np
 
-from . import graph
+from . import dtypes, graph
 from ._fb import (Architecture, DType, Metadata, Model, Node, Op, Token, Tokenizer,
                   TokenizerKind, Weight)
 from ._fb import (AddOp, AttentionOp, EmbeddingOp, FeedForwardOp, LayerNormOp, LinearOp,
                   PaddingMaskOp, PositionEmbeddingOp, RmsNormOp, RopeOp,
                   SinusoidalPositionOp)
 
-SCHEMA_VERSION = 1
-WEIGHT_ALIGNMENT = 64
-# The Python builder's offsets are 32-bit; leave room for the tables.
-MAX_FILE_SIZE = 2**31 - 2**20
+SCHEMA_VERSION = 2
+WEIGHT_ALIGNMENT = 64   # every weight's offset in the data section
+DATA_ALIGNMENT = 4096   # the data section's offset in the file (a page)
+# The FlatBuffer (graph, tokenizer, weight table) has 32-bit offsets; the
+# data section after it has no limit.
+MAX_FLATBUFFER_SIZE = 2**31 - 2**20
+# Model's data_offset: field 7, at this offset in the root table's vtable.
+_DATA_OFFSET_VT = 4 + 2 * 7
 
 _OP_MODULES = {
     "EmbeddingOp": EmbeddingOp, "PositionEmbeddingOp": PositionEmbeddingOp, "RopeOp": RopeOp,
@@ -109,7 +114,8 @@ class ModelWriter:
                                  "starts from it)")
         self.source_length = int(source_length)
         self.source_vocab_size = int(source_vocab_size)
-        self.weights = {}  # name -> float32 array (insertion ordered: the file's order)
+        # name -> (dtype name, shape, float32 array or raw bytes), in file order
+        self.weights = {}
         self.nodes = []    # (op, name, inputs, output, normalized attrs)
         self.kinds = {input_name: ("ids",)}  # value name -> kind (see graph.py)
         if self.source_name is not None:
@@ -122,12 +128,7 @@ class ModelWriter:
 
     def weight(self, name, array):
         """Adds a weight (stored as f32) and returns its name."""
-        if not isinstance(name, str) or not name:
-            raise ValueError("a weight needs a non-empty name, got %r" % (name,))
-        if name in self.kinds:
-            raise ValueError("weight %r is defined twice" % name
-                             if self.kinds[name][0] == "weight"
-                             else "weight %r has the name of an activation" % name)
+        self._check_new_weight(name)
         a = to_numpy(array, "weight %r" % name)
         if a.ndim == 0 or a.size == 0:
             raise ValueError("weight %r has shape %r; expected a non-empty tensor"
@@ -136,9 +137,34 @@ class ModelWriter:
             raise ValueError("weight %r has rank %d; the format allows 1 to 4" % (name, a.ndim))
         if not np.all(np.isfinite(a)):
             raise ValueError("weight %r contains NaN or infinite values" % name)
-        self.weights[name] = a
+        self.weights[name] = ("F32", tuple(a.shape), a)
         self.kinds[name] = ("weight", a.shape)
         return name
+
+    def raw_weight(self, name, data, dtype, shape):
+        """Adds a weight stored as `dtype` ("F32", "F16", "BF16", "Q8_0",
+        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K" or "Q6_K"), given as
+        its bytes exactly as the file holds them (little-endian; quantized
+        blocks as GGUF lays them out) and its logical element shape. Returns
+        its name."""
+        self._check_new_weight(name)
+        shape = tuple(int(d) for d in shape)
+        data = bytes(data)
+        need = dtypes.storage_bytes(dtype, shape, "weight %r" % name)
+        if len(data) != need:
+            raise ValueError("weight %r holds %d bytes but %s %s needs %d"
+                             % (name, len(data), dtype, list(shape), need))
+        self.weights[name] = (dtype, shape, data)
+        self.kinds[name] = ("weight", shape)
+        return name
+
+    def _check_new_weight(self, name):
+        if not isinstance(name, str) or not name:
+            raise ValueError("a weight needs a non-empty name, got %r" % (name,))
+        if name in self.kinds:
+            raise ValueError("weight %r is defined twice" % name
+                             if self.kinds[name][0] == "weight"
+                             else "weight %r has the name of an activation" % name)
 
     def shape(self, name):
         """Shape of a weight, or (features,) of an activation."""
@@ -219,29 +245,34 @@ class ModelWriter:
 
     def to_bytes(self, *, output="logits"):
         """The finished file's bytes."""
-        k = self.kinds.get(output)
-        if k is None or k[0] != "act" or output in (self.input_name, self.source_name):
-            raise ValueError("graph output %r is not produced by any node" % output)
-        if k[1] != self.vocab_size:
-            raise ValueError("graph output %r has %d features; the logits need vocab_size = %d"
-                             % (output, k[1], self.vocab_size))
-        return self._build(output)
+        header, layout = self._finish(output)
+        out = bytearray(header)
+        for _, _, chunk, offset in layout:
+            out.extend(bytes(len(header) + offset - len(out)))
+            out.extend(chunk)
+        return bytes(out)
 
     def write(self, path, *, output="logits", tokenizer=None):
-        """Writes the file atomically (a temporary file renamed into place).
+        """Writes the file atomically (a temporary file renamed into place),
+        the FlatBuffer first, then each weight's bytes.
 
         tokenizer: None keeps what set_tokenizer gave (Bytes by default), or a
         dict of set_tokenizer's arguments.
         """
         if tokenizer is not None:
             self.set_tokenizer(**tokenizer)
-        data = self.to_bytes(output=output)
+        header, layout = self._finish(output)
         directory = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
                                    dir=directory)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                f.write(header)
+                at = len(header)
+                for _, _, chunk, offset in layout:
+                    f.write(bytes(len(header) + offset - at))
+                    f.write(chunk)
+                    at = len(header) + offset + len(chunk)
                 f.flush()
                 os.fsync(f.fileno())
             umask = os.umask(0)
@@ -253,12 +284,26 @@ class ModelWriter:
                 os.unlink(tmp)
             raise
 
+    def _finish(self, output):
+        k = self.kinds.get(output)
+        if k is None or k[0] != "act" or output in (self.input_name, self.source_name):
+            raise ValueError("graph output %r is not produced by any node" % output)
+        if k[1] != self.vocab_size:
+            raise ValueError("graph output %r has %d features; the logits need vocab_size = %d"
+                             % (output, k[1], self.vocab_size))
+        return self._build(output)
+
     def _build(self, output):
-        total = sum(a.nbytes + WEIGHT_ALIGNMENT for a in self.weights.values())
-        if total > MAX_FILE_SIZE:
-            raise ValueError("the weights need %d bytes; a FlatBuffers file holds at most 2 GiB"
-                             % total)
-        b = flatbuffers.Builder(total + 65536)
+        """(header, layout): the FlatBuffer padded to the data section, and
+        per weight (name, dtype, bytes, offset in the data section)."""
+        layout, at = [], 0
+        for name, (dtype, shape, value) in self.weights.items():
+            raw = value if isinstance(value, bytes) else value.astype("<f4", copy=False).tobytes()
+            at = (at + WEIGHT_ALIGNMENT - 1) // WEIGHT_ALIGNMENT * WEIGHT_ALIGNMENT
+            layout.append((name, dtype, raw, at))
+            at += len(raw)
+        data_size = at
+        b = flatbuffers.Builder(65536)
 
         def strvec(strs, start):
             offs = [b.CreateString(s) for s in strs]
@@ -274,26 +319,19 @@ class ModelWriter:
             return b.EndVector()
 
         weights = []
-        for name, a in self.weights.items():
-            raw = a.astype("<f4", copy=False).tobytes()
+        for name, dtype, raw, offset in layout:
+            shape = self.weights[name][1]
             wname = b.CreateString(name)
-            Weight.StartShapeVector(b, a.ndim)
-            for d in reversed(a.shape):
+            Weight.StartShapeVector(b, len(shape))
+            for d in reversed(shape):
                 b.PrependInt64(int(d))
-            shape = b.EndVector()
-            # The Python generated code ignores force_align: align by hand.
-            # StartVector preps room for the bytes so that their start is
-            # aligned (from the end of the buffer; Finish pads the buffer to a
-            # multiple of the largest alignment, so also from its start).
-            b.StartVector(1, len(raw), WEIGHT_ALIGNMENT)
-            b.head = b.head - len(raw)
-            b.Bytes[b.head:b.head + len(raw)] = raw
-            data = b.EndVector()
+            shape_vec = b.EndVector()
             Weight.Start(b)
             Weight.AddName(b, wname)
-            Weight.AddDtype(b, DType.DType.F32)
-            Weight.AddShape(b, shape)
-            Weight.AddData(b, data)
+            Weight.AddDtype(b, getattr(DType.DType, dtype))
+            Weight.AddShape(b, shape_vec)
+            Weight.AddOffset(b, offset)
+            Weight.AddSize(b, len(raw))
             weights.append(Weight.End(b))
 
         nodes = []
@@ -373,10 +411,32 @@ class ModelWriter:
         Model.AddOutputs(b, ov)
         Model.AddNodes(b, nv)
         Model.AddWeights(b, wv)
+        # A placeholder (non-zero, so that the field is stored), patched
+        # once the FlatBuffer's size is known.
+        Model.AddDataOffset(b, DATA_ALIGNMENT)
+        Model.AddDataSize(b, data_size)
         root = Model.End(b)
         b.Finish(root, file_identifier=b"KILN")
-        out = bytes(b.Output())
-        if len(out) % WEIGHT_ALIGNMENT and self.weights:
-            raise AssertionError("internal error: buffer size %d is not a multiple of %d"
-                                 % (len(out), WEIGHT_ALIGNMENT))
-        return out
+        header = bytearray(b.Output())
+        if len(header) > MAX_FLATBUFFER_SIZE:
+            raise ValueError("the graph, tokenizer and weight table need %d bytes; a FlatBuffer "
+                             "holds at most 2 GiB" % len(header))
+        data_offset = (len(header) + DATA_ALIGNMENT - 1) // DATA_ALIGNMENT * DATA_ALIGNMENT
+        patch_u64_field(header, _DATA_OFFSET_VT, data_offset)
+        header.extend(bytes(data_offset - len(header)))
+        return bytes(header), layout
+
+
+def patch_u64_field(buf, vt_offset, value):
+    """Overwrites the 8-byte scalar field at vtable offset `vt_offset` of the
+    root table of the FlatBuffer `buf` (a bytearray); the field must be
+    present."""
+    root = struct.unpack_from("<I", buf, 0)[0]
+    vtable = root - struct.unpack_from("<i", buf, root)[0]
+    vt_size = struct.unpack_from("<H", buf, vtable)[0]
+    if vt_offset >= vt_size:
+        raise AssertionError("internal error: the root table has no field at %d" % vt_offset)
+    field = struct.unpack_from("<H", buf, vtable + vt_offset)[0]
+    if field == 0:
+        raise AssertionError("internal error: the root table's field %d is absent" % vt_offset)
+    struct.pack_into("<Q", buf, root + field, value)

@@ -1,8 +1,11 @@
 //===- Builder.cpp - Decoder-only graphs as .kiln files -------------------===//
 //
-// The converters' common back end: tensor dequantization, and the graphs of
-// the Llama and GPT-2 families written as .kiln FlatBuffers, the same graphs
-// the Python exporter (kiln_export.export_llama / export_gpt2) writes.
+// The converters' common back end: the graphs of the Llama and GPT-2
+// families as .kiln files (the same graphs the Python exporter,
+// kiln_export.export_llama / export_gpt2, writes). A layout pass decides
+// every weight's dtype, shape, offset and size and builds the FlatBuffer;
+// writing then streams each weight from the mapped input, widened to f32
+// (kiln::rt::dequantizeRow) or copied as stored, one tensor at a time.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,27 +14,16 @@
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 using namespace llvm;
 
 namespace kiln::convert {
-
-const char *tensorTypeName(TensorType t) {
-  switch (t) {
-  case TensorType::F32:
-    return "F32";
-  case TensorType::F16:
-    return "F16";
-  case TensorType::BF16:
-    return "BF16";
-  case TensorType::Q8_0:
-    return "Q8_0";
-  }
-  return "?";
-}
 
 Expected<uint64_t> elementCount(ArrayRef<int64_t> shape, StringRef what) {
   uint64_t n = 1;
@@ -45,128 +37,213 @@ Expected<uint64_t> elementCount(ArrayRef<int64_t> shape, StringRef what) {
   return n;
 }
 
-Expected<uint64_t> storageBytes(TensorType type, uint64_t elements,
+Expected<uint64_t> storageBytes(fb::DType type, ArrayRef<int64_t> shape,
                                 StringRef what) {
-  switch (type) {
-  case TensorType::F32:
-    return elements * 4;
-  case TensorType::F16:
-  case TensorType::BF16:
-    return elements * 2;
-  case TensorType::Q8_0:
-    if (elements % 32)
-      return fail(what + " is Q8_0 but its " + Twine(elements) +
-                  " elements are not a whole number of 32-element blocks");
-    return elements / 32 * 34;
-  }
-  return fail("unknown tensor type");
+  uint64_t bytes = 0;
+  if (auto msg = rt::storageBytes(type, shape.data(), shape.size(), bytes))
+    return fail(what + " " + *msg);
+  return bytes;
 }
 
-float halfToFloat(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-  uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else { // subnormal: normalize
-      int e = -1;
-      do {
-        ++e;
-        mant <<= 1;
-      } while (!(mant & 0x400));
-      bits = sign | (uint32_t)(127 - 15 - e) << 23 | (mant & 0x3FF) << 13;
+//===----------------------------------------------------------------------===//
+// ConvertedModel: writing the planned weights
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// Streams one planned weight's bytes to `os`.
+class WeightWriter {
+public:
+  explicit WeightWriter(raw_ostream &os) : os(os) {}
+
+  void write(const PlannedWeight &w) {
+    const TensorRef &src = *w.source.ref;
+    const rt::DTypeInfo &in = *rt::weightTypeInfo(src.type);
+    if (!w.source.transposed) {
+      // Elements [begin, begin + count) of the source, in order: whole
+      // blocks (the plan keeps slices on block boundaries).
+      const uint8_t *p = src.data + w.begin / in.blockElems * in.blockBytes;
+      if (w.dtype == src.type) {
+        os.write(reinterpret_cast<const char *>(p), w.size);
+        return;
+      }
+      // Widened in chunks of whole blocks.
+      uint64_t chunk = std::max<uint64_t>(in.blockElems, kChunk);
+      chunk -= chunk % in.blockElems;
+      for (uint64_t done = 0; done < w.count; done += chunk) {
+        uint64_t n = std::min(chunk, w.count - done);
+        floats.resize(n);
+        rt::dequantizeRow(src.type, p + done / in.blockElems * in.blockBytes,
+                          floats.data(), (int64_t)n);
+        emit(floats.data(), n);
+      }
+      return;
     }
-  } else if (exp == 31) {
-    bits = sign | 0x7F800000 | mant << 13;
-  } else {
-    bits = sign | (exp + 127 - 15) << 23 | mant << 13;
+    // Stored transposed (element types only): output row r is column r of
+    // the source [cols, rows].
+    int64_t rows = src.shape[1], cols = src.shape[0];
+    uint64_t firstRow = w.begin / cols, numRows = w.count / cols;
+    size_t es = in.blockBytes;
+    bool copy = w.dtype == src.type;
+    for (uint64_t r = firstRow; r < firstRow + numRows; ++r) {
+      if (copy) {
+        raw.resize(cols * es);
+        for (int64_t c = 0; c < cols; ++c)
+          std::memcpy(&raw[c * es], src.data + (c * rows + r) * es, es);
+        os.write(reinterpret_cast<const char *>(raw.data()), raw.size());
+      } else {
+        floats.resize(cols);
+        for (int64_t c = 0; c < cols; ++c)
+          rt::dequantizeRow(src.type, src.data + (c * rows + r) * es,
+                            &floats[c], 1);
+        emit(floats.data(), cols);
+      }
+    }
   }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
+
+private:
+  static constexpr uint64_t kChunk = 1 << 20; ///< elements widened at a time
+
+  void emit(const float *f, uint64_t n) {
+    // Little-endian hosts only (as the whole format).
+    os.write(reinterpret_cast<const char *>(f), n * sizeof(float));
+  }
+
+  raw_ostream &os;
+  std::vector<float> floats;
+  std::vector<uint8_t> raw;
+};
+
+void writeZeros(raw_ostream &os, uint64_t n) {
+  static const char zeros[4096] = {};
+  while (n) {
+    uint64_t k = std::min<uint64_t>(n, sizeof zeros);
+    os.write(zeros, k);
+    n -= k;
+  }
 }
 
-static uint16_t load16(const uint8_t *p) { return p[0] | (uint16_t)p[1] << 8; }
+} // namespace
 
-std::vector<float> toF32(const TensorRef &t, bool transpose) {
-  uint64_t n = 1;
-  for (int64_t d : t.shape)
-    n *= (uint64_t)d;
-  std::vector<float> out(n);
-  const uint8_t *p = t.data;
-  switch (t.type) {
-  case TensorType::F32:
-    std::memcpy(out.data(), p, n * 4);
-    break;
-  case TensorType::F16:
-    for (uint64_t i = 0; i < n; ++i)
-      out[i] = halfToFloat(load16(p + 2 * i));
-    break;
-  case TensorType::BF16:
-    for (uint64_t i = 0; i < n; ++i) {
-      uint32_t bits = (uint32_t)load16(p + 2 * i) << 16;
-      std::memcpy(&out[i], &bits, 4);
-    }
-    break;
-  case TensorType::Q8_0:
-    for (uint64_t b = 0; b < n / 32; ++b) {
-      const uint8_t *block = p + b * 34;
-      float d = halfToFloat(load16(block));
-      for (int j = 0; j < 32; ++j)
-        out[b * 32 + j] = d * (float)(int8_t)block[2 + j];
-    }
-    break;
+ConvertedModel::ConvertedModel(std::unique_ptr<Impl> impl)
+    : impl(std::move(impl)) {}
+ConvertedModel::ConvertedModel(ConvertedModel &&) noexcept = default;
+ConvertedModel &ConvertedModel::operator=(ConvertedModel &&) noexcept = default;
+ConvertedModel::~ConvertedModel() = default;
+
+uint64_t ConvertedModel::fileSize() const {
+  return impl->header.size() + impl->dataSize;
+}
+
+ArrayRef<uint8_t> ConvertedModel::header() const { return impl->header; }
+
+bool ConvertedModel::write(raw_ostream &os, std::string &error) const {
+  (void)error;
+  os.write(reinterpret_cast<const char *>(impl->header.data()),
+           impl->header.size());
+  WeightWriter writer(os);
+  uint64_t at = 0; // position in the data section
+  for (const PlannedWeight &w : impl->weights) {
+    writeZeros(os, w.offset - at);
+    writer.write(w);
+    at = w.offset + w.size;
   }
-  if (transpose && t.shape.size() == 2) {
-    int64_t rows = t.shape[0], cols = t.shape[1];
-    std::vector<float> tr(n);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c)
-        tr[c * rows + r] = out[r * cols + c];
-    out.swap(tr);
-  }
-  return out;
+  writeZeros(os, impl->dataSize - at);
+  // Write errors are the stream's (raw_fd_ostream::has_error, which
+  // writeFileAtomically reports).
+  return true;
+}
+
+std::unique_ptr<MemoryBuffer> ConvertedModel::toMemoryBuffer() const {
+  auto buf = WritableMemoryBuffer::getNewUninitMemBuffer(
+      fileSize(), "converted.kiln", Align(4096));
+  if (!buf)
+    return nullptr;
+  // A stream over the buffer (raw_svector_ostream would copy).
+  struct BufferStream : raw_ostream {
+    explicit BufferStream(char *p) : p(p) { SetUnbuffered(); }
+    void write_impl(const char *ptr, size_t size) override {
+      std::memcpy(p + pos, ptr, size);
+      pos += size;
+    }
+    uint64_t current_pos() const override { return pos; }
+    char *p;
+    uint64_t pos = 0;
+  } os(buf->getBufferStart());
+  std::string error;
+  write(os, error);
+  return std::move(buf);
 }
 
 namespace {
 
-/// Builds the FlatBuffer: weights as they are read, then nodes, metadata
-/// and tokenizer.
+/// Builds the FlatBuffer and the plan of the data section: weights as the
+/// graph names them (each found in the source, its dtype and size decided),
+/// then nodes, metadata and tokenizer.
 class KilnWriter {
 public:
   using Strings = flatbuffers::Offset<
       flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>>;
 
-  /// `reserve`: the bytes the file will take, so the builder does not grow
-  /// (and copy itself) while the weights stream in.
-  KilnWriter(WeightSource &source, size_t reserve)
-      : b(std::max<size_t>(reserve, 1 << 20)), source(source) {}
+  KilnWriter(std::unique_ptr<WeightSource> source, WeightDType dtype)
+      : b(1 << 20), source(std::move(source)), dtype(dtype) {}
 
-  /// Reads `name` with `shape` from the source into the file; returns the
-  /// weight's name for node inputs.
+  WeightSource &input() { return *source; }
+
+  /// Plans `name` with `shape` from the source; returns the weight's name
+  /// for node inputs.
   Expected<std::string> weight(StringRef name, ArrayRef<int64_t> shape) {
-    auto values = source.get(name, shape);
-    if (!values)
-      return values.takeError();
-    return add(name, shape, *values);
+    return part(name, shape, name, 0, shape.empty() ? 0 : shape[0]);
   }
 
-  /// A weight from values already read.
-  std::string add(StringRef name, ArrayRef<int64_t> shape,
-                  ArrayRef<float> values) {
-    size_t bytes = values.size() * sizeof(float);
-    if (total + bytes > kLimit) {
-      tooLarge = true;
-      return name.str();
-    }
-    total += bytes;
-    b.ForceVectorAlignment(bytes, 1, 64);
-    auto data = b.CreateVector(
-        reinterpret_cast<const uint8_t *>(values.data()), bytes);
-    weights.push_back(fb::CreateWeight(b, b.CreateString(name.str()),
-                                       fb::DType::F32,
-                                       b.CreateVector(shape.vec()), data));
+  /// Plans weight `name` of `shape` as rows [rowBegin, rowBegin + rows) of
+  /// the source tensor `from`, whose (transposed) shape is `fromShape` (a
+  /// 1-D tensor's rows are its elements).
+  Expected<std::string> part(StringRef from, ArrayRef<int64_t> fromShape,
+                             StringRef name, int64_t rowBegin, int64_t rows) {
+    auto src = source->find(from, fromShape);
+    if (!src)
+      return src.takeError();
+    uint64_t rowElems = 1;
+    for (int64_t d : fromShape.drop_front())
+      rowElems *= (uint64_t)d; // checked by find()
+    std::vector<int64_t> shape(fromShape.begin(), fromShape.end());
+    shape[0] = rows;
+    PlannedWeight w;
+    w.name = name.str();
+    w.shape = shape;
+    w.source = *src;
+    w.begin = (uint64_t)rowBegin * rowElems;
+    w.count = (uint64_t)rows * rowElems;
+    fb::DType from_type = src->ref->type;
+    const rt::DTypeInfo *info = rt::weightTypeInfo(from_type);
+    if (!info)
+      return fail("internal error: tensor '" + from +
+                  "' has no weight type");
+    // 1-D tensors (norms, biases) are always f32; quantized tensors keep
+    // their blocks whole (GGUF never transposes, Hugging Face never
+    // quantizes).
+    w.dtype = dtype == WeightDType::Stored && shape.size() >= 2
+                  ? from_type
+                  : fb::DType::F32;
+    if (info->quantized &&
+        (src->transposed || w.begin % info->blockElems ||
+         w.count % info->blockElems))
+      return fail("tensor '" + from + "' is " + info->name +
+                  " and cannot be split or transposed on its block "
+                  "boundaries");
+    auto size = storageBytes(w.dtype, shape, ("weight '" + name + "'").str());
+    if (!size)
+      return size.takeError();
+    w.size = *size;
+    uint64_t offset = (dataSize + rt::kWeightAlignment - 1) /
+                      rt::kWeightAlignment * rt::kWeightAlignment;
+    w.offset = offset;
+    dataSize = offset + w.size;
+    weights.push_back(fb::CreateWeight(
+        b, b.CreateString(w.name), w.dtype, b.CreateVector(w.shape),
+        w.offset, w.size));
+    planned.push_back(std::move(w));
     return name.str();
   }
 
@@ -184,13 +261,9 @@ public:
     return output.str();
   }
 
-  Expected<ModelBytes> finish(const Hyperparameters &hp,
-                                        const TokenizerSpec &tok,
-                                        fb::Architecture arch) {
-    if (tooLarge)
-      return fail("the converted weights exceed " + Twine(kLimit >> 20) +
-                  " MiB, the most a .kiln file holds today (FlatBuffers' "
-                  "2 GiB limit)");
+  Expected<ConvertedModel> finish(const Hyperparameters &hp,
+                                  const TokenizerSpec &tok,
+                                  fb::Architecture arch) {
     std::vector<flatbuffers::Offset<fb::Token>> toks;
     for (const std::string &t : tok.tokens)
       toks.push_back(fb::CreateToken(
@@ -215,22 +288,40 @@ public:
       return b.CreateVector(v);
     };
     Strings in = strings({"tokens"}), out = strings({"logits"});
-    auto model = fb::CreateModel(b, 1, meta, tokenizer, in, out,
-                                 b.CreateVector(nodes), b.CreateVector(weights));
+    // data_offset depends on the FlatBuffer's size: written as a
+    // placeholder (non-zero, so that the field is stored), then patched.
+    uint64_t dataOffset = rt::kDataSectionAlignment;
+    auto model = fb::CreateModel(
+        b, rt::kModelSchemaVersion, meta, tokenizer, in, out,
+        b.CreateVector(nodes), b.CreateVector(weights), dataOffset, dataSize);
     fb::FinishModelBuffer(b, model);
-    auto buffer = std::make_shared<flatbuffers::DetachedBuffer>(b.Release());
-    return ModelBytes(buffer, buffer->data(), buffer->size());
+    if (b.GetSize() >= FLATBUFFERS_MAX_BUFFER_SIZE - rt::kDataSectionAlignment)
+      return fail("the model's graph and tokenizer exceed the 2 GiB a "
+                  "FlatBuffer holds");
+    dataOffset = (b.GetSize() + rt::kDataSectionAlignment - 1) /
+                 rt::kDataSectionAlignment * rt::kDataSectionAlignment;
+    auto impl = std::make_unique<ConvertedModel::Impl>();
+    impl->header.assign(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+    impl->header.resize(dataOffset, 0);
+    auto *root = reinterpret_cast<flatbuffers::Table *>(
+        flatbuffers::GetMutableRoot<fb::Model>(impl->header.data()));
+    if (!root->SetField<uint64_t>(fb::Model::VT_DATA_OFFSET, dataOffset, 0))
+      return fail("internal error: cannot set data_offset");
+    impl->weights = std::move(planned);
+    impl->dataSize = dataSize;
+    impl->source = std::move(source);
+    return ConvertedModel(std::move(impl));
   }
 
   flatbuffers::FlatBufferBuilder b;
 
 private:
-  static constexpr size_t kLimit = (size_t(2) << 30) - (size_t(64) << 20);
-  WeightSource &source;
+  std::unique_ptr<WeightSource> source;
+  WeightDType dtype;
   std::vector<flatbuffers::Offset<fb::Weight>> weights;
   std::vector<flatbuffers::Offset<fb::Node>> nodes;
-  size_t total = 0;
-  bool tooLarge = false;
+  std::vector<PlannedWeight> planned;
+  uint64_t dataSize = 0;
 };
 
 #define TRY(var, expr)                                                         \
@@ -276,9 +367,8 @@ Error checkHyperparameters(const Hyperparameters &hp) {
   return Error::success();
 }
 
-Expected<ModelBytes> buildLlama(const Hyperparameters &hp,
-                                          KilnWriter &w,
-                                          const TokenizerSpec &tok) {
+Expected<ConvertedModel> buildLlama(const Hyperparameters &hp, KilnWriter &w,
+                                    const TokenizerSpec &tok) {
   auto &b = w.b;
   int64_t d = hp.dim, hd = hp.headDim, qw = hp.heads * hd,
           kvw = hp.kvHeads * hd;
@@ -347,10 +437,8 @@ Expected<ModelBytes> buildLlama(const Hyperparameters &hp,
   return w.finish(hp, tok, fb::Architecture::Llama);
 }
 
-Expected<ModelBytes> buildGPT2(const Hyperparameters &hp,
-                                         KilnWriter &w,
-                                         const TokenizerSpec &tok,
-                                         WeightSource &source) {
+Expected<ConvertedModel> buildGPT2(const Hyperparameters &hp, KilnWriter &w,
+                                   const TokenizerSpec &tok) {
   auto &b = w.b;
   int64_t d = hp.dim;
   TRY(wte, w.weight("token_embd.weight", {hp.vocab, d}));
@@ -377,21 +465,13 @@ Expected<ModelBytes> buildGPT2(const Hyperparameters &hp,
     if (Error e = layerNorm(p + "attn_norm", x, n))
       return std::move(e);
     // The fused QKV projection, split into q, k and v.
-    auto qkvW = source.get(p + "attn_qkv.weight", {3 * d, d});
-    if (!qkvW)
-      return qkvW.takeError();
-    auto qkvB = source.get(p + "attn_qkv.bias", {3 * d});
-    if (!qkvB)
-      return qkvB.takeError();
     std::string qkv[3];
     const char *parts[3] = {"q", "k", "v"};
     for (int j = 0; j < 3; ++j) {
       std::string base = p + "attn_" + parts[j];
-      std::string wt =
-          w.add(base + ".weight", {d, d},
-                ArrayRef<float>(*qkvW).slice(j * d * d, d * d));
-      std::string bt =
-          w.add(base + ".bias", {d}, ArrayRef<float>(*qkvB).slice(j * d, d));
+      TRY(wt, w.part(p + "attn_qkv.weight", {3 * d, d}, base + ".weight",
+                     j * d, d));
+      TRY(bt, w.part(p + "attn_qkv.bias", {3 * d}, base + ".bias", j * d, d));
       qkv[j] = w.node(fb::Op::LinearOp, fb::CreateLinearOp(b), base,
                       {n, wt, bt}, base);
     }
@@ -431,35 +511,12 @@ Expected<ModelBytes> buildGPT2(const Hyperparameters &hp,
   return w.finish(hp, tok, fb::Architecture::GPT2);
 }
 
-/// The size of the .kiln file: f32 weights (each 64-byte aligned), the
-/// tokenizer and a margin for the graph.
-size_t estimateFileBytes(const Hyperparameters &hp, const TokenizerSpec &tok) {
-  // In double: settings from a hostile file can make the products overflow.
-  double d = hp.dim, ffn = hp.ffn, qw = (double)hp.heads * hp.headDim,
-         kvw = (double)hp.kvHeads * hp.headDim;
-  double perLayer = hp.family == Family::Llama
-                        ? 2 * d + d * (qw + 2 * kvw) + qw * d + 3 * d * ffn +
-                              (hp.qkvBias ? qw + 2 * kvw : 0)
-                        : 4 * d + 3 * d * d + 3 * d + d * d + d +
-                              2 * d * ffn + ffn + d;
-  double floats = (double)hp.vocab * d * (hp.tied ? 1 : 2) +
-                  (double)hp.layers * perLayer + 2 * d +
-                  (hp.family == Family::GPT2 ? (double)hp.positions * d : 0);
-  // Per weight: up to 63 bytes of alignment, its name, shape and table.
-  double bytes = floats * 4 + (double)(hp.layers * 16 + 8) * 512;
-  for (const std::string &t : tok.tokens)
-    bytes += t.size() + 16;
-  for (const std::string &m : tok.merges)
-    bytes += m.size() + 8;
-  bytes += (double)(tok.scores.size() + tok.types.size()) * 4 + (1 << 20);
-  return bytes > 1e18 ? (size_t)1e18 : (size_t)bytes;
-}
-
 } // namespace
 
-Expected<ModelBytes> buildKilnModel(const Hyperparameters &hp,
-                                              WeightSource &weights,
-                                              const TokenizerSpec &tok) {
+Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
+                                        std::unique_ptr<WeightSource> weights,
+                                        const TokenizerSpec &tok,
+                                        WeightDType dtype) {
   if (Error e = checkHyperparameters(hp))
     return std::move(e);
   if (tok.kind != fb::TokenizerKind::Bytes &&
@@ -484,23 +541,19 @@ Expected<ModelBytes> buildKilnModel(const Hyperparameters &hp,
     if (auto msg = kiln::rt::validateTokenizer(m))
       return fail("the tokenizer is invalid: " + *msg);
   }
-  // The estimate follows the settings, which a hostile file can inflate;
-  // the input's own tensors bound it (their shapes are checked).
-  size_t reserve = std::min<uint64_t>(estimateFileBytes(hp, tok),
-                                      weights.totalElements() * 4 +
-                                          (uint64_t(8) << 20));
-  KilnWriter w(weights, reserve);
-  auto bytes = hp.family == Family::Llama ? buildLlama(hp, w, tok)
-                                          : buildGPT2(hp, w, tok, weights);
-  if (!bytes)
-    return bytes.takeError();
-  std::vector<std::string> unread = weights.unread();
+  KilnWriter w(std::move(weights), dtype);
+  WeightSource &source = w.input();
+  auto model = hp.family == Family::Llama ? buildLlama(hp, w, tok)
+                                          : buildGPT2(hp, w, tok);
+  if (!model)
+    return model.takeError();
+  std::vector<std::string> unread = source.unread();
   if (!unread.empty())
     return fail("the input has tensors this converter does not know what to "
                 "do with: " +
                 join(ArrayRef(unread).take_front(8), ", ") +
                 (unread.size() > 8 ? ", ..." : ""));
-  return bytes;
+  return model;
 }
 
 } // namespace kiln::convert

@@ -2,6 +2,7 @@
 
 #include "kiln/Convert/Convert.h"
 #include "ConvertInternal.h"
+#include "kiln/rt/model.h"
 
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
@@ -57,8 +58,8 @@ bool needsConversion(StringRef path) {
   return f && (*f)->getBuffer() == "GGUF";
 }
 
-Expected<ModelBytes> convertToKiln(StringRef path,
-                                             const ConvertOptions &options) {
+Expected<ConvertedModel> convertToKiln(StringRef path,
+                                       const ConvertOptions &options) {
   if (options.contextLength < 0)
     return fail("the context length must be positive");
   auto kind = detectInput(path);
@@ -66,9 +67,9 @@ Expected<ModelBytes> convertToKiln(StringRef path,
     return kind.takeError();
   switch (*kind) {
   case InputKind::GGUF:
-    return convertGGUF(path, options.contextLength, options.name);
+    return convertGGUF(path, options);
   case InputKind::HuggingFace:
-    return convertHF(path, options.contextLength, options.name);
+    return convertHF(path, options);
   case InputKind::Kiln:
     return fail("'" + path + "' is already a .kiln file");
   }
@@ -91,22 +92,24 @@ Expected<std::string> describe(StringRef path) {
 }
 
 Expected<std::string> describeKiln(StringRef path) {
+  // Mapped: only the FlatBuffer's pages are read.
   auto buf = MemoryBuffer::getFile(path, /*IsText=*/false,
                                    /*RequiresNullTerminator=*/false);
   if (!buf)
     return fail("cannot read '" + path + "': " + buf.getError().message());
   const uint8_t *data =
       reinterpret_cast<const uint8_t *>((*buf)->getBufferStart());
-  flatbuffers::Verifier verifier(data, (*buf)->getBufferSize(),
-                                 /*max_depth=*/64, /*max_tables=*/1u << 30);
-  if (!fb::VerifyModelBuffer(verifier))
-    return fail("'" + path + "' is not a valid .kiln file (the FlatBuffers "
-                "verifier rejects it)");
+  rt::ModelLayout layout;
+  if (auto msg = rt::checkModelLayout(data, (*buf)->getBufferSize(),
+                                      "kiln-convert", layout))
+    return fail("'" + path + "' is not a valid .kiln file: " + *msg);
   const fb::Model *m = fb::GetModel(data);
   const fb::Metadata *md = m->metadata();
   std::string out;
   raw_string_ostream os(out);
-  os << "format: .kiln (schema version " << m->version() << ")\n";
+  os << "format: .kiln (schema version " << m->version()
+     << "; data section of " << layout.dataSize << " bytes at "
+     << layout.dataOffset << ")\n";
   os << "architecture: " << fb::EnumNameArchitecture(md->architecture())
      << "\nname: " << (md->name() ? md->name()->str() : "") << "\n";
   os << "context: " << md->context_length()
@@ -128,7 +131,7 @@ Expected<std::string> describeKiln(StringRef path) {
     for (int64_t d : *w->shape())
       n *= (uint64_t)d;
     params += n;
-    dtypes[fb::EnumNameDType(w->dtype())] += 1;
+    dtypes[rt::dtypeName(w->dtype())] += 1;
   }
   os << "weights: " << m->weights()->size() << " tensors, " << params
      << " parameters;";
@@ -218,14 +221,13 @@ bool writeFileAtomically(StringRef path,
   return ok;
 }
 
-Error writeFileAtomically(StringRef path, ArrayRef<uint8_t> bytes) {
+Error writeModelFile(StringRef path, const ConvertedModel &model) {
   std::string error;
   auto write = [&](raw_pwrite_stream &os) {
-    os.write(reinterpret_cast<const char *>(bytes.data()), bytes.size());
-    return true;
+    return model.write(os, error);
   };
   if (!writeFileAtomically(path, write, error))
-    return fail(error);
+    return fail(error.empty() ? "cannot write '" + path + "'" : error);
   return Error::success();
 }
 

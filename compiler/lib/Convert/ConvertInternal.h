@@ -3,6 +3,7 @@
 #define KILN_LIB_CONVERT_CONVERTINTERNAL_H
 
 #include "kiln/Convert/Convert.h"
+#include "kiln/rt/dtype.h"
 #include "kiln_generated.h"
 
 #include "llvm/ADT/ArrayRef.h"
@@ -11,6 +12,7 @@
 #include "llvm/Support/Error.h"
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,16 +23,14 @@ inline llvm::Error fail(const llvm::Twine &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
 }
 
-/// Element types the readers dequantize to f32.
-enum class TensorType { F32, F16, BF16, Q8_0 };
-const char *tensorTypeName(TensorType t);
-
 /// A tensor inside a mapped input file; `shape` is row-major (outermost
-/// first), `data` has been checked to lie inside the file.
+/// first), `type` one of the weight types of kiln/rt/dtype.h, `data` has
+/// been checked to lie inside the file and to hold `bytes` =
+/// kiln::rt::storageBytes(type, shape).
 struct TensorRef {
   std::string name;
   std::vector<int64_t> shape;
-  TensorType type = TensorType::F32;
+  fb::DType type{}; ///< F32
   const uint8_t *data = nullptr;
   uint64_t bytes = 0;
 };
@@ -39,28 +39,57 @@ struct TensorRef {
 /// product overflows (or exceeds 2^40).
 llvm::Expected<uint64_t> elementCount(llvm::ArrayRef<int64_t> shape,
                                       llvm::StringRef what);
-/// Bytes `elements` of `type` take (Q8_0: blocks of 32).
-llvm::Expected<uint64_t> storageBytes(TensorType type, uint64_t elements,
+/// kiln::rt::storageBytes with the message as an llvm::Error naming `what`.
+llvm::Expected<uint64_t> storageBytes(fb::DType type,
+                                      llvm::ArrayRef<int64_t> shape,
                                       llvm::StringRef what);
-/// The tensor's values as f32 (row-major), `transpose` swapping the two
-/// dimensions of a matrix.
-std::vector<float> toF32(const TensorRef &t, bool transpose = false);
-float halfToFloat(uint16_t h);
+
+/// Where the graph builder reads a weight from: a tensor of the input,
+/// stored as the weight's matrix or (`transposed`) as its transpose.
+struct SourceTensor {
+  const TensorRef *ref = nullptr;
+  bool transposed = false;
+};
 
 /// Where the graph builder gets its weights, by canonical (GGUF) name:
-/// token_embd.weight, blk.N.attn_q.weight, ..., row-major [out, in].
+/// token_embd.weight, blk.N.attn_q.weight, ..., row-major [out, in]. The
+/// source owns the input it maps (the converted model keeps it alive until
+/// its bytes are written).
 class WeightSource {
 public:
   virtual ~WeightSource() = default;
   virtual bool has(llvm::StringRef name) const = 0;
-  /// The tensor as f32 with exactly `shape`; an error names the tensor.
-  virtual llvm::Expected<std::vector<float>>
-  get(llvm::StringRef name, llvm::ArrayRef<int64_t> shape) = 0;
+  /// The tensor for `name`, checked to be of a type the converter reads and
+  /// to have exactly `shape` (once transposed); an error names the tensor.
+  virtual llvm::Expected<SourceTensor> find(llvm::StringRef name,
+                                            llvm::ArrayRef<int64_t> shape) = 0;
   /// Tensors of the input nothing read (and the source does not ignore).
   virtual std::vector<std::string> unread() const = 0;
   /// Elements of all tensors the input holds (their shapes are checked):
   /// an upper bound on what the output can hold, whatever the settings say.
   virtual uint64_t totalElements() const = 0;
+};
+
+/// One weight of the output file: its dtype, shape and place in the data
+/// section, and how its bytes come from the input: elements [begin, begin +
+/// count) of the source's matrix (transposed first when the source is
+/// stored transposed), widened to f32 or copied as stored.
+struct PlannedWeight {
+  std::string name;
+  std::vector<int64_t> shape;
+  fb::DType dtype{};
+  uint64_t offset = 0, size = 0;
+  SourceTensor source;
+  uint64_t begin = 0, count = 0;
+};
+
+/// What ConvertedModel holds: the file's FlatBuffer (padded to the data
+/// section) and the plan of its data section.
+struct ConvertedModel::Impl {
+  std::unique_ptr<WeightSource> source;
+  std::vector<uint8_t> header; ///< [0, data_offset)
+  std::vector<PlannedWeight> weights;
+  uint64_t dataSize = 0;
 };
 
 enum class Family { Llama, GPT2 };
@@ -104,19 +133,20 @@ enum TokenType : int32_t {
   kTokenByte = 6,
 };
 
-/// Checks the hyperparameters, reads every weight the graph needs from
-/// `weights` and writes the .kiln file's bytes.
-llvm::Expected<ModelBytes>
-buildKilnModel(const Hyperparameters &hp, WeightSource &weights,
-               const TokenizerSpec &tokenizer);
+/// Checks the hyperparameters, finds every weight the graph needs in
+/// `weights`, decides each one's dtype (`dtype`), size and offset, and
+/// builds the .kiln file's FlatBuffer; the weights' bytes are produced when
+/// the result is written.
+llvm::Expected<ConvertedModel>
+buildKilnModel(const Hyperparameters &hp,
+               std::unique_ptr<WeightSource> weights,
+               const TokenizerSpec &tokenizer, WeightDType dtype);
 
 /// Readers: the model of a GGUF file / a Hugging Face directory.
-llvm::Expected<ModelBytes> convertGGUF(llvm::StringRef path,
-                                                 int64_t contextCap,
-                                                 const std::string &name);
-llvm::Expected<ModelBytes> convertHF(llvm::StringRef dir,
-                                               int64_t contextCap,
-                                               const std::string &name);
+llvm::Expected<ConvertedModel> convertGGUF(llvm::StringRef path,
+                                           const ConvertOptions &options);
+llvm::Expected<ConvertedModel> convertHF(llvm::StringRef dir,
+                                         const ConvertOptions &options);
 llvm::Expected<std::string> describeGGUF(llvm::StringRef path);
 llvm::Expected<std::string> describeHF(llvm::StringRef dir);
 llvm::Expected<std::string> describeKiln(llvm::StringRef path);

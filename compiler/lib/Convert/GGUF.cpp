@@ -52,6 +52,24 @@ std::string ggmlTypeName(uint32_t t) {
   return it != names.end() ? it->second : "unknown type " + std::to_string(t);
 }
 
+/// The .kiln weight type of a GGML tensor type kiln-convert reads.
+std::optional<fb::DType> weightTypeOf(uint32_t ggmlType) {
+  switch (ggmlType) {
+  case 0:
+    return fb::DType::F32;
+  case 1:
+    return fb::DType::F16;
+  case 8:
+    return fb::DType::Q8_0;
+  case 30:
+    return fb::DType::BF16;
+  }
+  return std::nullopt;
+}
+
+/// For messages: the types weightTypeOf knows.
+constexpr const char *kReadTypes = "F32, F16, BF16, Q8_0";
+
 struct Value {
   uint32_t type = 0;
   int64_t i = 0;  ///< signed and unsigned integers (uint64 above 2^63: error)
@@ -292,12 +310,9 @@ Error GGUFFile::open(StringRef p) {
     if (!c.get(tensor.ggmlType) || !c.get(offset))
       return truncated(c, "tensor '" + name + "'");
     tensor.ref.shape = dims;
-    switch (tensor.ggmlType) {
-    case 0: tensor.ref.type = TensorType::F32; tensor.supported = true; break;
-    case 1: tensor.ref.type = TensorType::F16; tensor.supported = true; break;
-    case 8: tensor.ref.type = TensorType::Q8_0; tensor.supported = true; break;
-    case 30: tensor.ref.type = TensorType::BF16; tensor.supported = true; break;
-    default: break;
+    if (std::optional<fb::DType> type = weightTypeOf(tensor.ggmlType)) {
+      tensor.ref.type = *type;
+      tensor.supported = true;
     }
     if (tensorIndex.count(name))
       return fail("tensor '" + name + "' appears twice in the GGUF file");
@@ -321,7 +336,7 @@ Error GGUFFile::open(StringRef p) {
                   Twine(alignment));
     if (!tensor.supported)
       continue; // size unknown here; refused if the converter needs it
-    auto bytes = storageBytes(tensor.ref.type, *n,
+    auto bytes = storageBytes(tensor.ref.type, tensor.ref.shape,
                               "tensor '" + tensor.ref.name + "'");
     if (!bytes)
       return bytes.takeError();
@@ -391,12 +406,13 @@ Expected<bool> GGUFFile::boolean(StringRef key, bool fallback) const {
 
 class GGUFWeights : public WeightSource {
 public:
-  explicit GGUFWeights(const GGUFFile &file) : file(file) {}
+  explicit GGUFWeights(std::shared_ptr<const GGUFFile> f)
+      : owner(std::move(f)), file(*owner) {}
   bool has(StringRef name) const override {
     return file.tensorIndex.count(name);
   }
-  Expected<std::vector<float>> get(StringRef name,
-                                   ArrayRef<int64_t> shape) override {
+  Expected<SourceTensor> find(StringRef name,
+                              ArrayRef<int64_t> shape) override {
     auto it = file.tensorIndex.find(name);
     if (it == file.tensorIndex.end())
       return fail("the GGUF file lacks tensor '" + name + "'");
@@ -404,8 +420,8 @@ public:
     if (!t.supported)
       return fail("tensor '" + name + "' has type " +
                   ggmlTypeName(t.ggmlType) +
-                  ", which kiln-convert does not read (supported: F32, F16, "
-                  "BF16, Q8_0)");
+                  ", which kiln-convert does not read (supported: " +
+                  kReadTypes + ")");
     if (ArrayRef<int64_t>(t.ref.shape) != shape)
       return fail("tensor '" + name + "' has shape [" +
                   join(map_range(t.ref.shape,
@@ -416,7 +432,7 @@ public:
                        ", ") +
                   "]");
     read.insert(name);
-    return toF32(t.ref);
+    return SourceTensor{&t.ref, false};
   }
   uint64_t totalElements() const override {
     uint64_t total = 0;
@@ -437,6 +453,7 @@ public:
   }
 
 private:
+  std::shared_ptr<const GGUFFile> owner;
   const GGUFFile &file;
   StringSet<> read;
 };
@@ -533,9 +550,11 @@ Expected<TokenizerSpec> ggufTokenizer(const GGUFFile &f, int64_t vocab) {
   return tok;
 }
 
-Expected<ModelBytes> convertFile(const GGUFFile &f,
-                                           int64_t contextCap,
-                                           const std::string &name) {
+Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
+                                     const ConvertOptions &options) {
+  const GGUFFile &f = *file;
+  int64_t contextCap = options.contextLength;
+  const std::string &name = options.name;
   auto arch = f.string("general.architecture");
   if (!arch)
     return arch.takeError();
@@ -567,12 +586,12 @@ Expected<ModelBytes> convertFile(const GGUFFile &f,
   if (!gname)
     return gname.takeError();
   hp.name = name.empty() ? *gname : name;
-  GGUFWeights weights(f);
+  auto weights = std::make_unique<GGUFWeights>(file);
   auto embd = f.tensorIndex.find("token_embd.weight");
   if (embd == f.tensorIndex.end())
     return fail("the GGUF file lacks tensor 'token_embd.weight'");
   hp.vocab = f.tensors[embd->second].ref.shape[0];
-  hp.tied = !weights.has("output.weight");
+  hp.tied = !weights->has("output.weight");
   if (hp.heads <= 0)
     return fail("GGUF key '" + a + "attention.head_count' must be positive");
   if (hp.family == Family::Llama) {
@@ -616,7 +635,7 @@ Expected<ModelBytes> convertFile(const GGUFFile &f,
     if (*scaling != "none")
       return fail("RoPE scaling '" + *scaling +
                   "' is not supported (supported: none)");
-    if (weights.has("rope_freqs.weight"))
+    if (weights->has("rope_freqs.weight"))
       return fail("RoPE frequency factors (rope_freqs.weight, as in Llama "
                   "3.1) are not supported");
     hp.ropeTheta = *theta;
@@ -640,17 +659,17 @@ Expected<ModelBytes> convertFile(const GGUFFile &f,
   hp.positions = hp.context;
   if (contextCap > 0 && contextCap < hp.context)
     hp.context = contextCap;
-  return buildKilnModel(hp, weights, *tok);
+  return buildKilnModel(hp, std::move(weights), *tok, options.dtype);
 }
 
 } // namespace
 
-Expected<ModelBytes> convertGGUF(StringRef path, int64_t contextCap,
-                                           const std::string &name) {
-  GGUFFile f;
-  if (Error e = f.open(path))
+Expected<ConvertedModel> convertGGUF(StringRef path,
+                                     const ConvertOptions &options) {
+  auto f = std::make_shared<GGUFFile>();
+  if (Error e = f->open(path))
     return std::move(e);
-  return convertFile(f, contextCap, name);
+  return convertFile(std::move(f), options);
 }
 
 Expected<std::string> describeGGUF(StringRef path) {

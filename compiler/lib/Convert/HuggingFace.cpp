@@ -93,11 +93,11 @@ Error openSafetensors(StringRef path, SafetensorsFile &out) {
     TensorRef ref;
     ref.name = name;
     if (*dtype == "F32")
-      ref.type = TensorType::F32;
+      ref.type = fb::DType::F32;
     else if (*dtype == "F16")
-      ref.type = TensorType::F16;
+      ref.type = fb::DType::F16;
     else if (*dtype == "BF16")
-      ref.type = TensorType::BF16;
+      ref.type = fb::DType::BF16;
     out.dtypes[name] = dtype->str();
     bool supported = *dtype == "F32" || *dtype == "F16" || *dtype == "BF16";
     for (const json::Value &d : *shape) {
@@ -116,7 +116,7 @@ Error openSafetensors(StringRef path, SafetensorsFile &out) {
       for (int64_t d : ref.shape)
         if (__builtin_mul_overflow(n, (uint64_t)d, &n))
           return bad("has a shape whose size overflows");
-      uint64_t bytes = n * (ref.type == TensorType::F32 ? 4 : 2);
+      uint64_t bytes = n * (ref.type == fb::DType::F32 ? 4 : 2);
       if (bytes != (uint64_t)(*end - *begin))
         return bad("holds " + Twine(*end - *begin) +
                    " bytes but its dtype and shape need " + Twine(bytes));
@@ -202,16 +202,16 @@ Error openCheckpoint(StringRef dir, Checkpoint &out) {
 /// Maps canonical (GGUF) names to the checkpoint's names and layouts.
 class HFWeights : public WeightSource {
 public:
-  HFWeights(const Checkpoint &ckpt, Family family)
-      : ckpt(ckpt), family(family) {}
+  HFWeights(std::shared_ptr<const Checkpoint> c, Family family)
+      : owner(std::move(c)), ckpt(*owner), family(family) {}
 
   bool has(StringRef name) const override {
     auto [hf, transpose] = map(name);
     return ckpt.tensors.count(hf);
   }
 
-  Expected<std::vector<float>> get(StringRef name,
-                                   ArrayRef<int64_t> shape) override {
+  Expected<SourceTensor> find(StringRef name,
+                              ArrayRef<int64_t> shape) override {
     auto [hf, transpose] = map(name);
     auto it = ckpt.tensors.find(hf);
     if (it == ckpt.tensors.end())
@@ -233,7 +233,7 @@ public:
                        ", ") +
                   "]" + (transpose ? " transposed" : ""));
     read.insert(hf);
-    return toF32(t, transpose);
+    return SourceTensor{&t, transpose && t.shape.size() == 2};
   }
 
   uint64_t totalElements() const override {
@@ -331,6 +331,7 @@ private:
     return {layer.str(), part.str()};
   }
 
+  std::shared_ptr<const Checkpoint> owner;
   const Checkpoint &ckpt;
   Family family;
   StringSet<> read;
@@ -792,8 +793,10 @@ Expected<ConfigFile> readConfig(StringRef dir) {
 
 } // namespace
 
-Expected<ModelBytes> convertHF(StringRef dir, int64_t contextCap,
-                                         const std::string &name) {
+Expected<ConvertedModel> convertHF(StringRef dir,
+                                   const ConvertOptions &options) {
+  int64_t contextCap = options.contextLength;
+  const std::string &name = options.name;
   auto cfg = readConfig(dir);
   if (!cfg)
     return cfg.takeError();
@@ -806,17 +809,17 @@ Expected<ModelBytes> convertHF(StringRef dir, int64_t contextCap,
     std::optional<StringRef> n = o.getString("_name_or_path");
     hp->name = n && !n->empty() ? n->str() : sys::path::filename(dir).str();
   }
-  Checkpoint ckpt;
-  if (Error e = openCheckpoint(dir, ckpt))
+  auto ckpt = std::make_shared<Checkpoint>();
+  if (Error e = openCheckpoint(dir, *ckpt))
     return std::move(e);
-  HFWeights weights(ckpt, hp->family);
-  if (!hp->tied && !weights.has("output.weight"))
+  auto weights = std::make_unique<HFWeights>(ckpt, hp->family);
+  if (!hp->tied && !weights->has("output.weight"))
     hp->tied = true; // some checkpoints drop the tied head's copy
-  weights.tiedHead = hp->tied;
+  weights->tiedHead = hp->tied;
   // The embedding table alone holds vocab x width numbers: a config that
   // claims more than the checkpoint holds is refused before anything is
   // sized by it (the tokenizer tables are).
-  if ((double)hp->vocab * hp->dim > (double)weights.totalElements())
+  if ((double)hp->vocab * hp->dim > (double)weights->totalElements())
     return fail("config.json: a vocabulary of " + Twine(hp->vocab) +
                 " x width " + Twine(hp->dim) +
                 " is more than the checkpoint's tensors hold");
@@ -825,7 +828,7 @@ Expected<ModelBytes> convertHF(StringRef dir, int64_t contextCap,
     return tok.takeError();
   if (contextCap > 0 && contextCap < hp->context)
     hp->context = contextCap;
-  return buildKilnModel(*hp, weights, *tok);
+  return buildKilnModel(*hp, std::move(weights), *tok, options.dtype);
 }
 
 Expected<std::string> describeHF(StringRef dir) {

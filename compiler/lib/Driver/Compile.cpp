@@ -173,21 +173,27 @@ static CompileStatus importInput(Compilation &c, mlir::MLIRContext &context,
       // A GGUF file or Hugging Face directory: convert in memory. A binary
       // reads its weights at run time, so the converted model is written
       // beside it (OUTPUT.kiln), and that is the path the binary records.
-      auto bytes = kiln::convert::convertToKiln(o.inputPath);
-      if (!bytes)
-        return c.fail(kiln::CompileBadInput, toString(bytes.takeError()));
+      auto converted = kiln::convert::convertToKiln(o.inputPath);
+      if (!converted)
+        return c.fail(kiln::CompileBadInput, toString(converted.takeError()));
       if (c.binary) {
         SmallString<256> kilnPath(c.outputPath);
         sys::path::replace_extension(kilnPath, ".kiln");
-        if (Error e =
-                kiln::convert::writeFileAtomically(kilnPath, bytes->bytes()))
+        if (Error e = kiln::convert::writeModelFile(kilnPath, *converted))
           return c.fail(kiln::CompileOutputFailed, toString(std::move(e)));
         c.errs << "kiln-compile: converted " << o.inputPath << " to "
                << kilnPath << " (the weights the output reads)\n";
         module = kiln::importModelFile(kilnPath, &context, options);
       } else {
-        module = kiln::importModelBuffer(bytes->bytes(), o.inputPath, &context,
-                                         options);
+        std::unique_ptr<llvm::MemoryBuffer> bytes =
+            converted->toMemoryBuffer();
+        if (!bytes)
+          return c.fail(kiln::CompileBadInput, "out of memory");
+        module = kiln::importModelBuffer(
+            ArrayRef<uint8_t>(
+                reinterpret_cast<const uint8_t *>(bytes->getBufferStart()),
+                bytes->getBufferSize()),
+            o.inputPath, &context, options);
       }
     }
   }

@@ -12,6 +12,7 @@
 #include "kiln/Dialect/Transformer/IR/Transformer.h"
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
 
+#include "kiln/rt/model.h"
 #include "kiln_generated.h"
 #include "kiln_runtime.h"
 
@@ -30,8 +31,6 @@ using namespace kiln::transformer;
 namespace fb = kiln::fb;
 
 namespace {
-
-constexpr uint32_t kSchemaVersion = 1;
 
 class Importer {
 public:
@@ -92,6 +91,8 @@ FailureOr<Value> Importer::build(Location loc, Args &&...args) {
 }
 
 LogicalResult Importer::checkWeights() {
+  // Shapes, dtypes, sizes and places in the data section were checked by
+  // kiln::rt::checkModelLayout before the importer was made.
   const auto *weights = model->weights();
   for (unsigned i = 0; i < weights->size(); ++i) {
     const fb::Weight *w = weights->Get(i);
@@ -100,30 +101,10 @@ LogicalResult Importer::checkWeights() {
       return error() << "weight #" << i << " has an empty name";
     if (!weightIndex.try_emplace(name, i).second)
       return error() << "weight '" << name << "' is defined twice";
-    // The verifier does not check the alignment of 8-byte vector elements.
-    if (reinterpret_cast<uintptr_t>(w->shape()->data()) % alignof(int64_t) != 0)
-      return error() << "weight '" << name << "' has a misaligned shape vector";
     if (w->dtype() != fb::DType::F32)
       return error() << "weight '" << name << "' has dtype "
                      << fb::EnumNameDType(w->dtype())
                      << "; this compiler supports F32 weights";
-    uint64_t elements = 1;
-    if (w->shape()->size() == 0 || w->shape()->size() > 4)
-      return error() << "weight '" << name << "' has rank "
-                     << w->shape()->size() << "; expected 1 to 4";
-    for (int64_t d : *w->shape()) {
-      if (d <= 0 || d > (int64_t(1) << 40))
-        return error() << "weight '" << name << "' has invalid dimension " << d;
-      if (__builtin_mul_overflow(elements, (uint64_t)d, &elements) ||
-          elements > (uint64_t(1) << 40))
-        return error() << "weight '" << name << "' is too large";
-    }
-    if (w->data()->size() != elements * 4)
-      return error() << "weight '" << name << "' holds " << w->data()->size()
-                     << " bytes but its shape needs " << elements * 4;
-    if ((w->data()->data() - base) % 64 != 0)
-      return error() << "weight '" << name
-                     << "' is not 64-byte aligned in the file";
   }
   return success();
 }
@@ -381,12 +362,6 @@ LogicalResult Importer::importNode(const fb::Node *node) {
 
 OwningOpRef<ModuleOp> Importer::run() {
   const fb::Metadata *meta = model->metadata();
-  if (model->version() > kSchemaVersion) {
-    error() << "model file schema version " << model->version()
-            << " is newer than this compiler supports (" << kSchemaVersion
-            << ")";
-    return nullptr;
-  }
   if (meta->context_length() <= 0 || meta->vocab_size() <= 0) {
     error() << "metadata: context_length (" << meta->context_length()
             << ") and vocab_size (" << meta->vocab_size()
@@ -512,25 +487,17 @@ OwningOpRef<ModuleOp> kiln::importModelBuffer(ArrayRef<uint8_t> bytes,
     emitError(loc) << "batch must be positive";
     return nullptr;
   }
-  if (bytes.size() < 8 || !fb::ModelBufferHasIdentifier(bytes.data())) {
-    emitError(loc) << "not a Kiln model file (missing the 'KILN' identifier)";
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % 8 != 0) {
+    emitError(loc) << "internal error: model buffer is not 8-byte aligned";
     return nullptr;
   }
-  if (reinterpret_cast<uintptr_t>(bytes.data()) % 64 != 0) {
-    emitError(loc) << "internal error: model buffer is not 64-byte aligned";
-    return nullptr;
-  }
-  if (bytes.size() >= FLATBUFFERS_MAX_BUFFER_SIZE) {
-    emitError(loc) << "model file of " << bytes.size()
-                   << " bytes exceeds the 2 GiB FlatBuffers limit";
-    return nullptr;
-  }
-  flatbuffers::Verifier::Options vopts;
-  vopts.max_tables = 1u << 24;
-  flatbuffers::Verifier verifier(bytes.data(), bytes.size(), vopts);
-  if (!fb::VerifyModelBuffer(verifier)) {
-    emitError(loc) << "model file is malformed or truncated (FlatBuffers "
-                      "verification failed)";
+  // The framing, the FlatBuffers verifier, the version and the weight table
+  // (dtypes, shapes, sizes, places in the data section), as the runtime
+  // checks them: only the FlatBuffer's bytes are read.
+  kiln::rt::ModelLayout layout;
+  if (auto msg = kiln::rt::checkModelLayout(bytes.data(), bytes.size(),
+                                            "compiler", layout)) {
+    emitError(loc) << *msg;
     return nullptr;
   }
   Importer importer(context, path, fb::GetModel(bytes.data()), bytes.data(),
@@ -542,9 +509,10 @@ OwningOpRef<ModuleOp> kiln::importModelFile(StringRef path,
                                             MLIRContext *context,
                                             const ImportOptions &options) {
   Location loc = FileLineColLoc::get(context, path, 0, 0);
-  // 64-byte alignment so that weight alignment can be checked as in mmap.
-  auto file = llvm::WritableMemoryBuffer::getFile(path, /*IsVolatile=*/false,
-                                                  llvm::Align(64));
+  // Mapped, not read: the importer reads the FlatBuffer at the file's
+  // start, never the data section (which may be larger than memory).
+  auto file = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                          /*RequiresNullTerminator=*/false);
   if (!file) {
     emitError(loc) << "cannot read model file: " << file.getError().message();
     return nullptr;

@@ -1,6 +1,6 @@
 //===- kiln-convert.cpp - GGUF / Hugging Face -> .kiln, --info, tokenize ---===//
 //
-//   kiln-convert model.gguf -o model.kiln
+//   kiln-convert model.gguf -o model.kiln [--dtype f32|stored]
 //   kiln-convert path/to/hf-model-dir -o model.kiln
 //   kiln-convert --info FILE-OR-DIR
 //   kiln-convert --tokenize FILE-OR-DIR -p "text"    (or JSON strings on stdin)
@@ -29,6 +29,10 @@ namespace kc = kiln::convert;
 namespace {
 enum ExitCode { Ok = 0, Usage = 1, BadInput = 2, BadOutput = 3 };
 
+/// What --dtype defaults to. F32 while the compiler reads only f32 weights;
+/// to become Stored once it reads F16, BF16 and the quantized types.
+constexpr kc::WeightDType kDefaultWeightDType = kc::WeightDType::F32;
+
 cl::OptionCategory category("kiln-convert options");
 cl::opt<std::string> inputPath(cl::Positional, cl::Required,
                                cl::desc("<model.gguf | hf-model-dir | "
@@ -49,6 +53,15 @@ cl::opt<int64_t> context("context",
                          cl::desc("Cap the context length (KV cache "
                                   "capacity) below the model's"),
                          cl::init(0), cl::cat(category));
+cl::opt<kc::WeightDType> dtype(
+    "dtype", cl::desc("How tensors are stored in the .kiln file"),
+    cl::values(clEnumValN(kc::WeightDType::F32, "f32",
+                          "every tensor widened to f32 (exactly)"),
+               clEnumValN(kc::WeightDType::Stored, "stored",
+                          "matrices in the type they were published in "
+                          "(F16, BF16, Q8_0, ...), bytes copied unchanged; "
+                          "1-D tensors as f32")),
+    cl::init(kDefaultWeightDType), cl::cat(category));
 cl::opt<bool> tokenize("tokenize",
                        cl::desc("Print the token ids of -p TEXT, or of each "
                                 "JSON string read from stdin (one per line), "
@@ -62,11 +75,11 @@ cl::opt<bool> detokenize("detokenize",
 cl::opt<std::string> prompt("p", cl::desc("With --tokenize: the text"),
                             cl::value_desc("text"), cl::cat(category));
 
-cl::extrahelp inputs(R"(
+const std::string inputsHelp = R"(
 INPUTS
   GGUF file (v2, v3)      architectures llama (Llama, Mistral-style and other
                           llama-layout models) and gpt2; tensor types F32,
-                          F16, BF16 and Q8_0 (dequantized to f32); the
+                          F16, BF16 and Q8_0; the
                           vocabulary embedded in the file: tokenizer.ggml.model
                           "llama" (SentencePiece BPE with scores and byte
                           fallback) or "gpt2" (byte-level BPE with merges,
@@ -84,6 +97,20 @@ INPUTS
                           supported yet).
   .kiln file              for --info, --tokenize and --detokenize.
 
+TENSOR TYPES (--dtype)
+  f32     every tensor is widened to f32: F16 and BF16 exactly, quantized
+          blocks exactly as llama.cpp dequantizes them. The compiler reads
+          these files today.
+  stored  tensors of rank 2 and more keep the type they were published in
+          (F32, F16, BF16, Q8_0), their bytes copied unchanged: no
+          requantization, and a file about the size of the input. 1-D
+          tensors (norms, biases) are always f32.
+  The default is )" + std::string(kDefaultWeightDType == kc::WeightDType::F32
+                                        ? "f32"
+                                        : "stored") + R"(. The output is
+  streamed one tensor at a time: converting never holds the model twice in
+  memory, and a .kiln file has no size limit.
+
 Anything unsupported (an architecture, tensor type, RoPE scaling, tokenizer)
 is refused with a message naming it; a truncated or inconsistent input is
 refused, and the output is written atomically (no partial file is left).
@@ -91,7 +118,8 @@ refused, and the output is written atomically (no partial file is left).
 EXIT CODES
   0 success, 1 bad usage, 2 unreadable / unsupported / invalid input,
   3 the output cannot be written.
-)");
+)";
+cl::extrahelp inputs(inputsHelp.c_str());
 
 int fail(ExitCode code, const Twine &msg) {
   errs() << "kiln-convert: error: " << msg << "\n";
@@ -190,12 +218,17 @@ int main(int argc, char **argv) {
   kc::ConvertOptions options;
   options.name = name;
   options.contextLength = context;
+  options.dtype = dtype;
   auto converted = kc::convertToKiln(inputPath, options);
   if (!converted)
     return fail(BadInput, toString(converted.takeError()));
-  kc::ModelBytes bytes = std::move(*converted);
-  if (tokenize || detokenize)
-    return runTokenizer(bytes.bytes().vec());
+  if (tokenize || detokenize) {
+    std::unique_ptr<MemoryBuffer> buf = converted->toMemoryBuffer();
+    if (!buf)
+      return fail(BadInput, "out of memory");
+    return runTokenizer(std::vector<uint8_t>(buf->getBufferStart(),
+                                             buf->getBufferEnd()));
+  }
 
   std::string out = outputPath;
   if (out.empty()) {
@@ -203,7 +236,7 @@ int main(int argc, char **argv) {
     sys::path::replace_extension(p, ".kiln");
     out = p.str().str();
   }
-  if (Error e = kc::writeFileAtomically(out, bytes.bytes()))
+  if (Error e = kc::writeModelFile(out, *converted))
     return fail(BadOutput, toString(std::move(e)));
   return Ok;
 }

@@ -16,6 +16,7 @@
 #include "llvm/ADT/ArrayRef.h"
 #include "llvm/ADT/STLFunctionalExtras.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstdint>
@@ -27,21 +28,43 @@ namespace kiln::convert {
 
 enum class InputKind { Kiln, GGUF, HuggingFace };
 
-/// The bytes of a converted .kiln file, held in the buffer they were built in
-/// (no copy: a model's file is as large as its f32 weights).
-class ModelBytes {
+/// How the converters store tensors in the .kiln file.
+enum class WeightDType {
+  /// Every tensor widened to f32 (exactly: F16, BF16 and the quantized
+  /// types dequantize as ggml does).
+  F32,
+  /// Tensors of rank 2 and more kept in the type they were published in
+  /// (F32, F16, BF16, Q8_0, ...), their bytes copied unchanged (no
+  /// requantization); 1-D tensors (norms, biases) as f32.
+  Stored,
+};
+
+/// A converted model, not yet written: its .kiln FlatBuffer (every weight's
+/// dtype, shape, offset and size decided) and how each weight's bytes come
+/// from the input, which it keeps mapped. write() streams the file one
+/// tensor at a time, so a model is never held in memory twice.
+class ConvertedModel {
 public:
-  ModelBytes() = default;
-  ModelBytes(std::shared_ptr<const void> owner, const uint8_t *data,
-             size_t size)
-      : owner(std::move(owner)), data(data), length(size) {}
-  llvm::ArrayRef<uint8_t> bytes() const { return {data, length}; }
-  size_t size() const { return length; }
+  struct Impl;
+  explicit ConvertedModel(std::unique_ptr<Impl> impl);
+  ConvertedModel(ConvertedModel &&) noexcept;
+  ConvertedModel &operator=(ConvertedModel &&) noexcept;
+  ~ConvertedModel();
+
+  /// Bytes of the whole file (FlatBuffer, padding, data section).
+  uint64_t fileSize() const;
+  /// The FlatBuffer and its padding: the file's first data_offset bytes.
+  llvm::ArrayRef<uint8_t> header() const;
+  /// Writes the file to `os`: the header, then each weight, converted from
+  /// the input as it goes. Returns false with `error` set when the stream
+  /// fails (a write error is the stream's own, for the caller to report).
+  bool write(llvm::raw_ostream &os, std::string &error) const;
+  /// The whole file in memory, page aligned (tests, --tokenize, compiling
+  /// without writing the file).
+  std::unique_ptr<llvm::MemoryBuffer> toMemoryBuffer() const;
 
 private:
-  std::shared_ptr<const void> owner;
-  const uint8_t *data = nullptr;
-  size_t length = 0;
+  std::unique_ptr<Impl> impl;
 };
 
 /// What `path` is: a directory with config.json (Hugging Face), a file
@@ -58,12 +81,19 @@ struct ConvertOptions {
   std::string name;
   /// Cap the context length (KV cache capacity) below the model's; 0 keeps it.
   int64_t contextLength = 0;
+  /// How tensors are stored (kiln-convert --dtype; its default is
+  /// kiln-convert's kDefaultWeightDType).
+  WeightDType dtype = WeightDType::F32;
 };
 
-/// Converts a GGUF file or a Hugging Face model directory to the bytes of a
-/// .kiln model file (weights as f32, the graph, metadata and tokenizer).
-llvm::Expected<ModelBytes>
+/// Converts a GGUF file or a Hugging Face model directory to a .kiln model
+/// file (the graph, metadata, tokenizer and the plan of its weights), ready
+/// to be written.
+llvm::Expected<ConvertedModel>
 convertToKiln(llvm::StringRef path, const ConvertOptions &options = {});
+
+/// Writes `model` to `path` atomically (writeFileAtomically), streaming it.
+llvm::Error writeModelFile(llvm::StringRef path, const ConvertedModel &model);
 
 /// A human-readable summary of a GGUF file, Hugging Face directory or .kiln
 /// file: architecture, shapes, tensor types, vocabulary, special tokens.
@@ -90,9 +120,6 @@ bool writeFileAtomically(
     llvm::function_ref<bool(llvm::raw_pwrite_stream &)> write,
     std::string &error);
 
-/// writeFileAtomically of `bytes`, with the message as an llvm::Error.
-llvm::Error writeFileAtomically(llvm::StringRef path,
-                                llvm::ArrayRef<uint8_t> bytes);
 
 } // namespace kiln::convert
 

@@ -2,6 +2,37 @@
 
 # namespace: fb
 
+# Element types. A weight's `shape` is always its logical element shape;
+# how the elements are stored is the dtype's. Weight types: F32, F16, BF16
+# (IEEE binary16 / bfloat16, little-endian) and the quantized block types
+# below. I8, I4 and I32 are reserved for activations and refused as weight
+# types.
+#
+# Quantized types store a row (the last dimension) as consecutive blocks,
+# copied bit for bit from GGUF (ggml's block_* structs, ggml-common.h):
+# the last dimension is a multiple of the block's element count, each row's
+# blocks are contiguous, rows follow each other, and a weight takes
+# (elements / block elements) * block bytes. fp16 below is IEEE binary16.
+#
+#   type  elements bytes layout                                 value
+#   Q8_0     32     34   d:fp16, qs:int8[32]                     d*q
+#   Q4_0     32     18   d:fp16, qs:u8[16]                       d*(nibble-8)
+#   Q4_1     32     20   d:fp16, m:fp16, qs:u8[16]               d*nibble + m
+#   Q5_0     32     22   d:fp16, qh:u32, qs:u8[16]               d*(q5-16)
+#   Q5_1     32     24   d:fp16, m:fp16, qh:u32, qs:u8[16]       d*q5 + m
+#   Q4_K    256    144   d, dmin:fp16, scales:u8[12], qs:u8[128] d*sc*q - dmin*m
+#   Q5_K    256    176   d, dmin:fp16, scales:u8[12], qh:u8[32],
+#                        qs:u8[128]                              d*sc*q5 - dmin*m
+#   Q6_K    256    210   ql:u8[128], qh:u8[64], scales:i8[16],
+#                        d:fp16                                  d*sc*(q6-32)
+#
+# Nibbles (Q4_0, Q4_1, Q5_0, Q5_1): element j < 16 is the low nibble of
+# qs[j], element j >= 16 the high nibble of qs[j-16]; Q5's fifth bit of
+# element j is bit j of qh. K-quants: 256-element super-blocks of 8
+# sub-blocks of 32 (Q4_K, Q5_K: 6-bit scale and min per sub-block packed in
+# the 12 scale bytes) or 16 sub-blocks of 16 (Q6_K: int8 scales).
+# ggml's dequantize_row_* define the values exactly; kiln::rt::dequantizeRow
+# (runtime/include/kiln/rt/dtype.h) is the reference implementation here.
 class DType(object):
     F32 = 0
     F16 = 1
@@ -9,3 +40,11 @@ class DType(object):
     I8 = 3
     I4 = 4
     I32 = 5
+    Q8_0 = 6
+    Q4_0 = 7
+    Q4_1 = 8
+    Q5_0 = 9
+    Q5_1 = 10
+    Q4_K = 11
+    Q5_K = 12
+    Q6_K = 13

@@ -28,7 +28,9 @@ class Model(object):
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
 
-    # Schema version; readers refuse versions newer than they know.
+    # Schema version; readers refuse versions newer than they know. Writers
+    # write 2 explicitly (the default 1 is what version 1 files, which
+    # omitted the field, read as).
     # Model
     def Version(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
@@ -148,7 +150,25 @@ class Model(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
         return o == 0
 
-def ModelStart(builder): builder.StartObject(7)
+    # Absolute file offset of the data section: a multiple of 4096 (page
+    # aligned, so the section maps directly), at or after the FlatBuffer's
+    # end. The FlatBuffer occupies [0, data_offset).
+    # Model
+    def DataOffset(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+    # Bytes of the data section; data_offset + data_size is the file size.
+    # Model
+    def DataSize(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+def ModelStart(builder): builder.StartObject(9)
 def Start(builder):
     return ModelStart(builder)
 def ModelAddVersion(builder, version): builder.PrependUint32Slot(0, version, 1)
@@ -184,6 +204,12 @@ def AddWeights(builder, weights):
 def ModelStartWeightsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
 def StartWeightsVector(builder, numElems):
     return ModelStartWeightsVector(builder, numElems)
+def ModelAddDataOffset(builder, dataOffset): builder.PrependUint64Slot(7, dataOffset, 0)
+def AddDataOffset(builder, dataOffset):
+    return ModelAddDataOffset(builder, dataOffset)
+def ModelAddDataSize(builder, dataSize): builder.PrependUint64Slot(8, dataSize, 0)
+def AddDataSize(builder, dataSize):
+    return ModelAddDataSize(builder, dataSize)
 def ModelEnd(builder): return builder.EndObject()
 def End(builder):
     return ModelEnd(builder)

@@ -42,6 +42,8 @@ class Weight(object):
             return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
         return 0
 
+    # The logical element shape, row-major (outermost first): [out, in] for a
+    # linear weight, whatever the dtype.
     # Weight
     def Shape(self, j):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
@@ -69,35 +71,25 @@ class Weight(object):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
         return o == 0
 
-    # Raw little-endian row-major bytes, 64-byte aligned for zero-copy mmap.
+    # Byte offset of the weight's bytes from the start of the data section
+    # (Model.data_offset); a multiple of 64.
     # Weight
-    def Data(self, j):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+    def Offset(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
         if o != 0:
-            a = self._tab.Vector(o)
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # Bytes the weight takes: elements * 4 (F32), * 2 (F16, BF16), or
+    # (elements / block elements) * block bytes (quantized types).
     # Weight
-    def DataAsNumpy(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+    def Size(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
         if o != 0:
-            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
-    # Weight
-    def DataLength(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
-        if o != 0:
-            return self._tab.VectorLen(o)
-        return 0
-
-    # Weight
-    def DataIsNone(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
-        return o == 0
-
-def WeightStart(builder): builder.StartObject(4)
+def WeightStart(builder): builder.StartObject(6)
 def Start(builder):
     return WeightStart(builder)
 def WeightAddName(builder, name): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
@@ -112,12 +104,12 @@ def AddShape(builder, shape):
 def WeightStartShapeVector(builder, numElems): return builder.StartVector(8, numElems, 8)
 def StartShapeVector(builder, numElems):
     return WeightStartShapeVector(builder, numElems)
-def WeightAddData(builder, data): builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(data), 0)
-def AddData(builder, data):
-    return WeightAddData(builder, data)
-def WeightStartDataVector(builder, numElems): return builder.StartVector(1, numElems, 1)
-def StartDataVector(builder, numElems):
-    return WeightStartDataVector(builder, numElems)
+def WeightAddOffset(builder, offset): builder.PrependUint64Slot(4, offset, 0)
+def AddOffset(builder, offset):
+    return WeightAddOffset(builder, offset)
+def WeightAddSize(builder, size): builder.PrependUint64Slot(5, size, 0)
+def AddSize(builder, size):
+    return WeightAddSize(builder, size)
 def WeightEnd(builder): return builder.EndObject()
 def End(builder):
     return WeightEnd(builder)

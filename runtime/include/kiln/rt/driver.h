@@ -42,6 +42,7 @@ struct Options {
   int64_t stride = 0;                        ///< 0: half the context
   bool interactive = false;                  ///< -i
   bool stats = true;                         ///< the stats line on stderr
+  bool verbose = false;                      ///< -v: how the model was loaded
   bool help = false;
 };
 

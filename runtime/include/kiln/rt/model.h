@@ -46,11 +46,64 @@ struct Error {
 // Model file
 //===----------------------------------------------------------------------===//
 
+/// The schema version writers write and readers read (runtime/schema/kiln.fbs).
+constexpr uint32_t kModelSchemaVersion = 2;
+/// The data section starts at a multiple of this (a page: it maps directly).
+constexpr uint64_t kDataSectionAlignment = 4096;
+/// Every weight's offset in the data section is a multiple of this.
+constexpr uint64_t kWeightAlignment = 64;
+/// How to turn a version 1 file into a version 2 one (the end of the message
+/// readers refuse version 1 files with).
+extern const char kUpgradeAdvice[];
+
+/// Where the parts of a version 2 file lie, as checkModelLayout found them.
+struct ModelLayout {
+  uint32_t version = 0;
+  uint64_t dataOffset = 0; ///< absolute file offset of the data section
+  uint64_t dataSize = 0;   ///< bytes of the data section
+  /// By weight, the offset of its bytes from the data section's start.
+  std::vector<int64_t> weightOffsets;
+};
+
+/// Checks a model file's framing and weight table before anything trusts
+/// it: the identifier, the FlatBuffers verifier (on the whole file first,
+/// then on [0, data_offset)), the version (1: refused with kUpgradeAdvice;
+/// newer than kModelSchemaVersion: refused), data_offset a multiple of 4096,
+/// data_offset + data_size == fileSize, and every weight: a weight dtype,
+/// its shape (storageBytes), offset a multiple of 64, offset + size within
+/// the data section (without overflow), size == storageBytes(dtype, shape),
+/// and no two weights overlapping. `file` holds (or maps) the whole file and
+/// is 8-byte aligned; only the FlatBuffer's bytes are read. `reader` names
+/// the program in the version messages ("runtime", "compiler"). Returns the
+/// message of the first problem; fb::GetModel(file) is safe to use after
+/// success.
+std::optional<std::string> checkModelLayout(const uint8_t *file,
+                                            uint64_t fileSize,
+                                            const char *reader,
+                                            ModelLayout &out);
+
+/// What the kernel reports in /proc/meminfo (bytes).
+struct MemoryInfo {
+  bool known = false;      ///< /proc/meminfo was readable
+  uint64_t available = 0;  ///< MemAvailable
+  uint64_t swapFree = 0;   ///< SwapFree
+};
+MemoryInfo readMemoryInfo();
+
 struct ModelFile {
-  const uint8_t *data = nullptr; ///< the whole file (mmap'd or owned)
-  size_t size = 0;
-  std::vector<int64_t> weightOffsets; ///< byte offset of weight i's data
+  /// The data section's first byte (every weight lies at data +
+  /// weightOffsets[i]): anonymous memory the section was read into, or the
+  /// read-only mapping of the file (see `mapped`).
+  const uint8_t *data = nullptr;
+  size_t size = 0;                    ///< bytes of the data section
+  std::vector<int64_t> weightOffsets; ///< weight i's bytes: data + offset
   uint64_t weightsFingerprint = 0;    ///< kiln_fingerprint_weight over all
+  /// How loadModelFile placed the data section (reported by -v): the file's
+  /// size, where the data section starts, whether it stayed a read-only
+  /// file mapping (true) or was read into anonymous memory (false), and why.
+  uint64_t fileSize = 0, dataOffset = 0;
+  bool mapped = false;
+  std::string placement;
   int64_t contextLength = 0, vocabSize = 0;
   int64_t bosId = -1, eosId = -1, padId = -1;
   bool addBos = false;
@@ -74,19 +127,26 @@ struct ModelFile {
   ~ModelFile();
 
 private:
-  friend std::optional<Error> loadModelFile(const std::string &, ModelFile &);
+  friend std::optional<Error> loadModelFile(const std::string &, ModelFile &,
+                                            uint64_t);
   friend std::optional<Error> loadModelBuffer(std::vector<uint8_t>,
                                               ModelFile &);
   void *mapBase = nullptr; ///< what loadModelFile mapped (munmap on exit)
   size_t mapLength = 0;
-  std::vector<uint8_t> owned;
   void *alignedCopy = nullptr;
 };
 
-/// Maps `path` read-only and validates it (FlatBuffers verifier, then
-/// semantic checks). Errors carry kExitModel.
-std::optional<Error> loadModelFile(const std::string &path, ModelFile &out);
-/// The same for bytes in memory (tests, kiln-convert).
+/// Validates `path` (checkModelLayout, then the metadata and tokenizer)
+/// before anything is allocated for its weights, then places the data
+/// section: read into anonymous memory on transparent huge pages when the
+/// kernel offers them and the section, plus `reserveBytes` (the caches the
+/// session will allocate), fits comfortably in MemAvailable (decode streams
+/// every weight once per token; huge pages measured +8%); otherwise the
+/// file's read-only mapping (MAP_PRIVATE, no copy) is used as it is.
+/// Errors carry kExitModel.
+std::optional<Error> loadModelFile(const std::string &path, ModelFile &out,
+                                   uint64_t reserveBytes = 0);
+/// The same for a whole file's bytes in memory (tests, kiln-convert).
 std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes,
                                      ModelFile &out);
 /// Checks that the file is the one the executable was compiled for.

@@ -34,6 +34,12 @@ namespace kiln::rt {
 /// cache too large for the machine would end with the OOM killer mid-way.
 std::optional<Error> checkMemory(uint64_t bytes, const std::string &what);
 
+/// The bytes a session for `info` allocates besides the weights: the KV
+/// cache and logits (decoder-only) or the decoder and cross-attention
+/// caches (encoder-decoder). loadModelFile counts them when it decides
+/// whether the weights are copied into memory or mapped.
+uint64_t sessionMemoryBytes(const kiln_model_info &info);
+
 /// Sizes the thread pool the compiled kernels run on (the OpenMP runtime's,
 /// linked into every compiled model): `threads` workers, or with 0 one per
 /// CPU this process may run on. Without a compiled model (unit tests) there

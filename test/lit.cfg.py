@@ -29,10 +29,13 @@ config.substitutions.append(("%kiln_src", config.kiln_src_root))
 config.substitutions.append(("%kiln_bin", config.kiln_tools_dir))
 config.substitutions.append(("%kiln_obj", config.kiln_obj_root))
 # llama.cpp built from source by scripts/llama-cpp.sh (scripts/test.sh runs it
-# first); KILN_LLAMA_REF points elsewhere.
+# first); KILN_LLAMA_REF and KILN_LLAMA_QUANTIZE point elsewhere.
 config.substitutions.append(("%llama_ref", os.environ.get(
     "KILN_LLAMA_REF", os.path.join(config.kiln_src_root, "build-llama.cpp", "build", "bin",
                                    "llama-ref"))))
+config.substitutions.append(("%llama_quantize", os.environ.get(
+    "KILN_LLAMA_QUANTIZE", os.path.join(config.kiln_src_root, "build-llama.cpp", "build", "bin",
+                                        "llama-quantize"))))
 
 # scripts/fuzz.sh reruns the runtime tests with executables linked against
 # the runtime built with AddressSanitizer + UndefinedBehaviorSanitizer.

@@ -636,8 +636,10 @@ def gguf_cases(gguf_writer, work):
             "ends past the end of the file")
     variant("gguf-misaligned-offset", lambda d: lay.patch(t1["offset_at"], "<Q", 3), 2,
             "not a multiple of the alignment")
-    variant("gguf-type-q4k", lambda d: lay.patch(t0["type_at"], "<I", 12), 2,
-            "has type Q4_K, which kiln-convert does not read")
+    variant("gguf-type-q4k-short-rows", lambda d: lay.patch(t0["type_at"], "<I", 12), 2,
+            "is Q4_K but its last dimension 16 is not a multiple of the 256-element block")
+    variant("gguf-type-q2k", lambda d: lay.patch(t0["type_at"], "<I", 10), 2,
+            "has type Q2_K, which kiln-convert does not read")
     variant("gguf-type-unknown", lambda d: lay.patch(t0["type_at"], "<I", 200), 2,
             "unknown type 200, which kiln-convert does not read")
     edited("gguf-arch-falcon", set_kv("general.architecture", "falcon"), 2,

@@ -7,8 +7,15 @@ the Python reader and compared with the GGUF's own tensor bytes, read by the
 small independent parser below; the runtime's reader accepts them too
 (kiln-convert --tokenize and --info load them).
 
-    stored_dtype.py --kiln-bin DIR --work DIR
+With --llama-quantize, also the files llama.cpp's llama-quantize writes for
+its common recipes (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K_M, Q5_K_M, Q6_K: the
+types Q4_0 ... Q6_K), from an F32 GGUF whose rows are multiples of 256; the
+f32 conversion of the Q4_K_M file is compiled, and its logits compared with
+kiln_export.reference_eval on the same (exactly widened) weights.
+
+    stored_dtype.py --kiln-bin DIR --work DIR [--llama-quantize BIN]
 """
+import json
 import argparse
 import os
 import struct
@@ -106,6 +113,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kiln-bin", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--llama-quantize")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     llama = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2,
@@ -124,6 +132,19 @@ def main():
         p = os.path.join(args.work, "gpt2-%s.gguf" % dt)
         gguf_writer.write_gpt2_gguf(p, sd, gpt2, dtype=dt)
         inputs.append((p, dt))
+
+    if args.llama_quantize:
+        wide = dict(llama, hidden_size=256, intermediate_size=512, vocab_size=300)
+        sd = reference.randomize(reference.Llama(wide), 3).state_dict()
+        base = os.path.join(args.work, "llama256-F32.gguf")
+        gguf_writer.write_llama_gguf(base, sd, wide, dtype="F32")
+        for recipe, dt in (("Q4_0", "Q4_0"), ("Q4_1", "Q4_1"), ("Q5_0", "Q5_0"),
+                           ("Q5_1", "Q5_1"), ("Q8_0", "Q8_0"), ("Q4_K_M", "Q4_K"),
+                           ("Q5_K_M", "Q5_K"), ("Q6_K", "Q6_K")):
+            p = os.path.join(args.work, "llama256-%s.gguf" % recipe)
+            subprocess.run([args.llama_quantize, base, p, recipe, "1"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            inputs.append((p, dt))
 
     checked = 0
     for path, dt in inputs:
@@ -148,6 +169,21 @@ def main():
               % (os.path.basename(path), len(stored.weights),
                  " ".join(sorted(set(stored.weight_dtypes.values()))), stored.size, wide.size))
     print("%d weights kept byte for byte (stored) and widened exactly (f32)" % checked)
+    if args.llama_quantize:
+        # The widened Q4_K_M model compiles and computes what the reference
+        # interpreter computes on the same weights.
+        kiln = os.path.join(args.work, "llama256-Q4_K_M.gguf.f32.kiln")
+        exe = os.path.join(args.work, "q4km")
+        subprocess.check_call([os.path.join(args.kiln_bin, "kiln-compile"), kiln, "-o", exe])
+        ids = [1, 17, 42, 250, 3, 99]
+        out = subprocess.run([exe, "--prompt-tokens", ",".join(map(str, ids)), "--forward-logits",
+                              "--output=json"], check=True, capture_output=True, text=True)
+        got = np.array(json.loads(out.stdout)["logits"])
+        ref = kiln_export.reference_eval(kiln, ids)
+        err = np.max(np.abs(got - ref)) / np.max(np.abs(ref))
+        assert err < 1e-5, err
+        print("Q4_K_M widened to f32: compiled logits match the reference (max rel err %.1e)"
+              % err)
 
 
 if __name__ == "__main__":

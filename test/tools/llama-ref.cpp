@@ -17,6 +17,12 @@
 //       string (llama_detokenize, remove_special=false, unparse_special=false).
 //       Bytes that are not valid UTF-8 are written as U+FFFD (as Python's
 //       bytes.decode("utf-8", "replace") would).
+//   llama-ref --dequantize TYPE < BLOCKS > FLOATS
+//       ggml's own dequantizer (ggml_get_type_traits(type)->to_float) over
+//       the raw blocks on stdin (TYPE: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1
+//       Q4_K Q5_K Q6_K; whole blocks only), written to stdout as
+//       little-endian float32: the reference Kiln's dequantizeRow is
+//       compared with bit for bit.
 //   --verbose keeps llama.cpp's logging (stderr).
 //
 // Errors: a message on stderr and exit status 1 (2 for usage errors).
@@ -46,7 +52,8 @@ namespace {
 const char *kUsage =
     "usage: llama-ref MODEL.gguf --tokens ID,ID,... [-n N] [--threads N] [--ctx N] [--verbose]\n"
     "       llama-ref MODEL.gguf --tokenize   [--verbose]  (stdin: one JSON string per line)\n"
-    "       llama-ref MODEL.gguf --detokenize [--verbose]  (stdin: one JSON array of ids per line)\n";
+    "       llama-ref MODEL.gguf --detokenize [--verbose]  (stdin: one JSON array of ids per line)\n"
+    "       llama-ref --dequantize TYPE < BLOCKS > FLOAT32S\n";
 
 [[noreturn]] void usage(const std::string &msg) {
   std::fprintf(stderr, "llama-ref: %s\n%s", msg.c_str(), kUsage);
@@ -394,9 +401,38 @@ int run_eval(llama_model *model, const std::vector<llama_token> &prompt, int n_g
   return 0;
 }
 
+/// --dequantize TYPE: stdin's blocks through ggml's to_float, floats out.
+int run_dequantize(const std::string &name) {
+  static const std::pair<const char *, ggml_type> types[] = {
+      {"F32", GGML_TYPE_F32},   {"F16", GGML_TYPE_F16},   {"BF16", GGML_TYPE_BF16},
+      {"Q8_0", GGML_TYPE_Q8_0}, {"Q4_0", GGML_TYPE_Q4_0}, {"Q4_1", GGML_TYPE_Q4_1},
+      {"Q5_0", GGML_TYPE_Q5_0}, {"Q5_1", GGML_TYPE_Q5_1}, {"Q4_K", GGML_TYPE_Q4_K},
+      {"Q5_K", GGML_TYPE_Q5_K}, {"Q6_K", GGML_TYPE_Q6_K}};
+  const ggml_type *type = nullptr;
+  for (const auto &t : types)
+    if (name == t.first) type = &t.second;
+  if (!type) usage("--dequantize: unknown type '" + name + "'");
+  const ggml_type_traits *traits = ggml_get_type_traits(*type);
+  if (!traits || !traits->to_float) die("ggml has no to_float for " + name);
+  std::vector<uint8_t> in;
+  char buf[65536];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, stdin)) > 0) in.insert(in.end(), buf, buf + got);
+  if (in.size() % traits->type_size)
+    die("--dequantize " + name + ": " + std::to_string(in.size()) +
+        " bytes are not whole blocks of " + std::to_string(traits->type_size));
+  int64_t n = (int64_t)(in.size() / traits->type_size) * traits->blck_size;
+  std::vector<float> out(n);
+  traits->to_float(in.data(), out.data(), n);
+  if (n && std::fwrite(out.data(), sizeof(float), n, stdout) != (size_t)n)
+    die("cannot write stdout");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
+  if (argc == 3 && std::string(argv[1]) == "--dequantize") return run_dequantize(argv[2]);
   std::string model_path, tokens_arg;
   bool have_tokens = false, tokenize = false, detokenize = false, verbose = false;
   int n_gen = 32, threads = 0, n_ctx = 0;

@@ -52,15 +52,32 @@ std::string ggmlTypeName(uint32_t t) {
   return it != names.end() ? it->second : "unknown type " + std::to_string(t);
 }
 
-/// The .kiln weight type of a GGML tensor type kiln-convert reads.
+/// The .kiln weight type of a GGML tensor type kiln-convert reads: the
+/// float types and the block types llama-quantize's common recipes write
+/// (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K_M and Q5_K_M's Q4_K, Q5_K, Q6_K),
+/// whose blocks a .kiln file stores bit for bit.
 std::optional<fb::DType> weightTypeOf(uint32_t ggmlType) {
   switch (ggmlType) {
   case 0:
     return fb::DType::F32;
   case 1:
     return fb::DType::F16;
+  case 2:
+    return fb::DType::Q4_0;
+  case 3:
+    return fb::DType::Q4_1;
+  case 6:
+    return fb::DType::Q5_0;
+  case 7:
+    return fb::DType::Q5_1;
   case 8:
     return fb::DType::Q8_0;
+  case 12:
+    return fb::DType::Q4_K;
+  case 13:
+    return fb::DType::Q5_K;
+  case 14:
+    return fb::DType::Q6_K;
   case 30:
     return fb::DType::BF16;
   }
@@ -68,7 +85,8 @@ std::optional<fb::DType> weightTypeOf(uint32_t ggmlType) {
 }
 
 /// For messages: the types weightTypeOf knows.
-constexpr const char *kReadTypes = "F32, F16, BF16, Q8_0";
+constexpr const char *kReadTypes =
+    "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K";
 
 struct Value {
   uint32_t type = 0;

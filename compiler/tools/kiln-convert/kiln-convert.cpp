@@ -79,8 +79,10 @@ const std::string inputsHelp = R"(
 INPUTS
   GGUF file (v2, v3)      architectures llama (Llama, Mistral-style and other
                           llama-layout models) and gpt2; tensor types F32,
-                          F16, BF16 and Q8_0; the
-                          vocabulary embedded in the file: tokenizer.ggml.model
+                          F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K
+                          and Q6_K (what llama-quantize's common recipes
+                          write); the vocabulary embedded in the file:
+                          tokenizer.ggml.model
                           "llama" (SentencePiece BPE with scores and byte
                           fallback) or "gpt2" (byte-level BPE with merges,
                           pre-tokenizer gpt-2); token types and special token
@@ -102,14 +104,15 @@ TENSOR TYPES (--dtype)
           blocks exactly as llama.cpp dequantizes them. The compiler reads
           these files today.
   stored  tensors of rank 2 and more keep the type they were published in
-          (F32, F16, BF16, Q8_0), their bytes copied unchanged: no
-          requantization, and a file about the size of the input. 1-D
-          tensors (norms, biases) are always f32.
+          (F32, F16, BF16, Q8_0, Q4_0, ..., Q6_K), their bytes (GGUF's
+          quantized blocks) copied unchanged: no requantization, and a
+          file about the size of the input. 1-D tensors (norms, biases)
+          are always f32.
   The default is )" + std::string(kDefaultWeightDType == kc::WeightDType::F32
                                         ? "f32"
-                                        : "stored") + R"(. The output is
-  streamed one tensor at a time: converting never holds the model twice in
-  memory, and a .kiln file has no size limit.
+                                        : "stored") + R"(. The output is streamed one tensor at a time:
+  converting never holds the model twice in memory, and a .kiln file has no
+  size limit.
 
 Anything unsupported (an architecture, tensor type, RoPE scaling, tokenizer)
 is refused with a message naming it; a truncated or inconsistent input is

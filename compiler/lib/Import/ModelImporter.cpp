@@ -101,10 +101,12 @@ LogicalResult Importer::checkWeights() {
       return error() << "weight #" << i << " has an empty name";
     if (!weightIndex.try_emplace(name, i).second)
       return error() << "weight '" << name << "' is defined twice";
-    if (w->dtype() != fb::DType::F32)
+    if (w->dtype() != fb::DType::F32 && w->shape()->size() != 2)
       return error() << "weight '" << name << "' has dtype "
-                     << fb::EnumNameDType(w->dtype())
-                     << "; this compiler supports F32 weights";
+                     << fb::EnumNameDType(w->dtype()) << " and rank "
+                     << w->shape()->size()
+                     << "; only matrices may be stored in a type other than "
+                        "F32";
   }
   return success();
 }
@@ -114,7 +116,13 @@ Value Importer::weight(unsigned index) {
     return v;
   const fb::Weight *w = model->weights()->Get(index);
   SmallVector<int64_t> shape(w->shape()->begin(), w->shape()->end());
-  auto type = RankedTensorType::get(shape, b.getF32Type());
+  // A weight kept as published carries its encoding; DType and
+  // WeightEncoding share their values.
+  Attribute encoding;
+  if (w->dtype() != fb::DType::F32)
+    encoding = WeightEncodingAttr::get(
+        ctx, static_cast<WeightEncoding>(static_cast<int>(w->dtype())));
+  auto type = RankedTensorType::get(shape, b.getF32Type(), encoding);
   Value v = WeightOp::create(
       b, NameLoc::get(StringAttr::get(ctx, w->name()->string_view()), fileLoc),
       type, w->name()->string_view(), index);

@@ -29,9 +29,9 @@ namespace kc = kiln::convert;
 namespace {
 enum ExitCode { Ok = 0, Usage = 1, BadInput = 2, BadOutput = 3 };
 
-/// What --dtype defaults to. F32 while the compiler reads only f32 weights;
-/// to become Stored once it reads F16, BF16 and the quantized types.
-constexpr kc::WeightDType kDefaultWeightDType = kc::WeightDType::F32;
+/// What --dtype defaults to: weights as published (the compiler reads F16,
+/// BF16 and GGUF's block types and dequantizes inside its kernels).
+constexpr kc::WeightDType kDefaultWeightDType = kc::WeightDType::Stored;
 
 cl::OptionCategory category("kiln-convert options");
 cl::opt<std::string> inputPath(cl::Positional, cl::Required,

@@ -49,13 +49,20 @@ inline Value emptyTensor(OpBuilder &b, Location loc,
 }
 
 /// Fails the match unless all tensors involved are f32 (the only element
-/// type the current lowering computes in).
+/// type the current lowering computes in). Stored weights
+/// (#transformer.encoding) are read only by the lowerings that pass
+/// `storedWeights` (linear, feed_forward, embedding).
 inline LogicalResult requireF32(Operation *op,
-                                ConversionPatternRewriter &rewriter) {
+                                ConversionPatternRewriter &rewriter,
+                                bool storedWeights = false) {
   for (Type t : llvm::concat<Type>(op->getOperandTypes(), op->getResultTypes()))
-    if (auto rt = dyn_cast<RankedTensorType>(t))
+    if (auto rt = dyn_cast<RankedTensorType>(t)) {
       if (isa<FloatType>(rt.getElementType()) && !rt.getElementType().isF32())
         return rewriter.notifyMatchFailure(op, "only f32 is lowered today");
+      if (rt.getEncoding() && !storedWeights)
+        return rewriter.notifyMatchFailure(
+            op, "reads a stored weight where only f32 values are lowered");
+    }
   return success();
 }
 

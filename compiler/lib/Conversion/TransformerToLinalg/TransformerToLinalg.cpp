@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Conversion/Passes.h"
+#include "kiln/Conversion/Dequantize.h"
 #include "LoweringUtils.h"
 #include "kiln/Dialect/Transformer/IR/Transformer.h"
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
@@ -220,11 +221,13 @@ struct EmbeddingLowering : public OpConversionPattern<EmbeddingOp> {
   LogicalResult
   matchAndRewrite(EmbeddingOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (failed(requireF32(op, rewriter)))
+    if (failed(requireF32(op, rewriter, /*storedWeights=*/true)))
       return failure();
     Location loc = op.getLoc();
     Value ids = adaptor.getIds(), table = adaptor.getTable();
-    auto tableType = cast<RankedTensorType>(table.getType());
+    // A stored table is read (and dequantized) only at the rows looked up.
+    auto tableType = cast<RankedTensorType>(op.getTable().getType());
+    std::optional<WeightEncoding> encoding = getWeightEncoding(tableType);
     SmallVector<OpFoldResult> sizes = {
         dimOf(rewriter, loc, ids, 0), dimOf(rewriter, loc, ids, 1),
         rewriter.getIndexAttr(tableType.getDimSize(1))};
@@ -244,7 +247,11 @@ struct EmbeddingLowering : public OpConversionPattern<EmbeddingOp> {
           id = arith::MinSIOp::create(
               b, l, arith::MaxSIOp::create(b, l, id, zero), maxId);
           Value d = linalg::IndexOp::create(b, l, 2);
-          Value e = tensor::ExtractOp::create(b, l, table, ValueRange{id, d});
+          Value e =
+              encoding
+                  ? kiln::dequantizeElement(b, l, *encoding, table, id, d)
+                  : tensor::ExtractOp::create(b, l, table, ValueRange{id, d})
+                        .getResult();
           if (scale == 1.0f)
             return e;
           return arith::MulFOp::create(
@@ -341,10 +348,12 @@ struct PositionEmbeddingLowering
   LogicalResult
   matchAndRewrite(PositionEmbeddingOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (failed(requireF32(op, rewriter)))
+    if (failed(requireF32(op, rewriter, /*storedWeights=*/true)))
       return failure();
     Location loc = op.getLoc();
     Value table = adaptor.getTable();
+    std::optional<WeightEncoding> encoding =
+        getWeightEncoding(op.getTable().getType());
     Value offset = adaptor.getOffset() ? adaptor.getOffset()
                                        : indexConst(rewriter, loc, 0);
     Value result = elementwise(
@@ -353,7 +362,11 @@ struct PositionEmbeddingLowering
           Value s = linalg::IndexOp::create(b, l, 1);
           Value d = linalg::IndexOp::create(b, l, 2);
           Value row = arith::AddIOp::create(b, l, s, offset);
-          Value pe = tensor::ExtractOp::create(b, l, table, ValueRange{row, d});
+          Value pe =
+              encoding
+                  ? kiln::dequantizeElement(b, l, *encoding, table, row, d)
+                  : tensor::ExtractOp::create(b, l, table, ValueRange{row, d})
+                        .getResult();
           return arith::AddFOp::create(b, l, args[0], pe).getResult();
         });
     rewriter.replaceOp(op, result);
@@ -549,16 +562,43 @@ struct RMSNormLowering : public OpConversionPattern<RMSNormOp> {
   }
 };
 
+/// A weight operand as f32 values: `converted` itself, or, for a stored
+/// weight (`original` has an encoding; `converted` is its bytes), the
+/// generic that dequantizes it (which the contraction kernels look through).
+Value weightValues(OpBuilder &b, Location loc, Value converted,
+                   Value original) {
+  auto type = cast<RankedTensorType>(original.getType());
+  if (!getWeightEncoding(type))
+    return converted;
+  return kiln::dequantizeWeight(b, loc, converted, type);
+}
+
+/// A stored weight becomes a weight of its bytes.
+struct WeightLowering : public OpConversionPattern<WeightOp> {
+  using OpConversionPattern::OpConversionPattern;
+  LogicalResult
+  matchAndRewrite(WeightOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Type storage = getTypeConverter()->convertType(op.getType());
+    if (!storage)
+      return failure();
+    rewriter.replaceOpWithNewOp<WeightOp>(op, storage, op.getName(),
+                                          op.getIndex());
+    return success();
+  }
+};
+
 struct LinearLowering : public OpConversionPattern<LinearOp> {
   using OpConversionPattern::OpConversionPattern;
   LogicalResult
   matchAndRewrite(LinearOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (failed(requireF32(op, rewriter)))
+    if (failed(requireF32(op, rewriter, /*storedWeights=*/true)))
       return failure();
-    rewriter.replaceOp(op,
-                       buildLinear(rewriter, op.getLoc(), adaptor.getInput(),
-                                   adaptor.getWeight(), adaptor.getBias()));
+    Location loc = op.getLoc();
+    Value w = weightValues(rewriter, loc, adaptor.getWeight(), op.getWeight());
+    rewriter.replaceOp(op, buildLinear(rewriter, loc, adaptor.getInput(), w,
+                                       adaptor.getBias()));
     return success();
   }
 };
@@ -585,16 +625,21 @@ struct FeedForwardLowering : public OpConversionPattern<FeedForwardOp> {
   LogicalResult
   matchAndRewrite(FeedForwardOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (failed(requireF32(op, rewriter)))
+    if (failed(requireF32(op, rewriter, /*storedWeights=*/true)))
       return failure();
     Location loc = op.getLoc();
     Activation act = op.getActivation();
     Value x = adaptor.getInput();
-    Value up =
-        buildLinear(rewriter, loc, x, adaptor.getWUp(), adaptor.getBUp());
+    Value up = buildLinear(
+        rewriter, loc, x,
+        weightValues(rewriter, loc, adaptor.getWUp(), op.getWUp()),
+        adaptor.getBUp());
     Value hidden;
     if (op.isGated()) {
-      Value gate = buildLinear(rewriter, loc, x, adaptor.getWGate(), Value());
+      Value gate = buildLinear(
+          rewriter, loc, x,
+          weightValues(rewriter, loc, adaptor.getWGate(), op.getWGate()),
+          Value());
       hidden =
           elementwise(rewriter, loc, ValueRange{gate, up}, up,
                       [&](OpBuilder &b, Location l, ValueRange a) {
@@ -607,8 +652,11 @@ struct FeedForwardLowering : public OpConversionPattern<FeedForwardOp> {
                              return applyActivation(b, l, act, a[0]);
                            });
     }
-    rewriter.replaceOp(op, buildLinear(rewriter, loc, hidden,
-                                       adaptor.getWDown(), adaptor.getBDown()));
+    rewriter.replaceOp(
+        op, buildLinear(
+                rewriter, loc, hidden,
+                weightValues(rewriter, loc, adaptor.getWDown(), op.getWDown()),
+                adaptor.getBDown()));
     return success();
   }
 };
@@ -727,8 +775,10 @@ struct ConvertTransformerToLinalgPass
 
     ConversionTarget target(*ctx);
     target.addIllegalDialect<TransformerDialect>();
-    // Weights stay: they read the runtime's buffers (kiln-weight-buffers).
-    target.addLegalOp<WeightOp>();
+    // Weights stay: they read the runtime's buffers (kiln-weight-buffers);
+    // a stored weight becomes a weight of its bytes.
+    target.addDynamicallyLegalOp<WeightOp>(
+        [&](WeightOp op) { return converter.isLegal(op.getOperation()); });
     target.addLegalDialect<linalg::LinalgDialect, tensor::TensorDialect,
                            arith::ArithDialect, math::MathDialect,
                            memref::MemRefDialect, scf::SCFDialect,
@@ -757,11 +807,16 @@ struct ConvertTransformerToLinalgPass
 void kiln::populateTransformerTypeConversions(TypeConverter &converter) {
   converter.addConversion(
       [](KVCacheType t) -> Type { return t.getStorageType(); });
+  converter.addConversion([](RankedTensorType t) -> std::optional<Type> {
+    if (!getWeightEncoding(t))
+      return std::nullopt;
+    return getWeightStorageType(t);
+  });
 }
 
 void kiln::populateTransformerToLinalgPatterns(TypeConverter &converter,
                                                RewritePatternSet &patterns) {
-  patterns.add<EmbeddingLowering, PositionEmbeddingLowering,
+  patterns.add<WeightLowering, EmbeddingLowering, PositionEmbeddingLowering,
                SinusoidalPositionLowering, PaddingMaskLowering, RopeLowering,
                LayerNormLowering, RMSNormLowering, LinearLowering, AddLowering,
                FeedForwardLowering, KVCacheAppendLowering,

@@ -10,6 +10,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Matchers.h"
+#include "mlir/Interfaces/CallInterfaces.h"
 #include "mlir/IR/PatternMatch.h"
 
 using namespace mlir;
@@ -45,6 +46,29 @@ LogicalResult WeightOp::verify() {
     return emitOpError("weight index must be non-negative, got ") << getIndex();
   if (!getType().hasStaticShape())
     return emitOpError("weight must have a static shape, got ") << getType();
+  // A stored weight (#transformer.encoding) is read where its values are
+  // streamed or looked up: the matrix of a linear or feed-forward product,
+  // an embedding or position table, or a call that passes it on (outlined
+  // layers).
+  if (std::optional<WeightEncoding> encoding = getWeightEncoding(getType()))
+    for (OpOperand &use : getResult().getUses()) {
+      Operation *user = use.getOwner();
+      unsigned n = use.getOperandNumber();
+      bool ok = (isa<LinearOp>(user) && n == 1) ||
+                (isa<EmbeddingOp, PositionEmbeddingOp>(user) && n == 1) ||
+                isa<CallOpInterface>(user);
+      if (auto ff = dyn_cast<FeedForwardOp>(user))
+        ok = use.get() != ff.getInput() &&
+             cast<RankedTensorType>(use.get().getType()).getRank() == 2;
+      if (!ok)
+        return emitOpError("weight '")
+               << getName() << "' is stored as "
+               << stringifyWeightEncoding(*encoding) << " but read by "
+               << user->getName()
+               << "; only the matrices of linear and feed_forward and "
+                  "embedding and position tables may be stored in a non-f32 "
+                  "encoding";
+    }
   return success();
 }
 

@@ -18,6 +18,7 @@ def Transformer_Dialect : Dialect {
     `transformer-kv-cache` pass derives the incremental form.
   }];
   let useDefaultTypePrinterParser = 1;
+  let useDefaultAttributePrinterParser = 1;
   let hasCanonicalizer = 0;
   let dependentDialects = ["::mlir::tensor::TensorDialect", "::mlir::arith::ArithDialect"];
 }

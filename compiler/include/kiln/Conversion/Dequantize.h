@@ -1,0 +1,50 @@
+//===- Dequantize.h - Stored weights read as f32 values ---------*- C++ -*-===//
+//
+// A weight whose type carries #transformer.encoding<...> is lowered to its
+// stored bytes (`tensor<rows x row_bytes x i8>`, getWeightStorageType) and
+// read through the functions here: one element at a time, exactly as ggml's
+// `dequantize_row_*` computes it (ggml-quants.c). They define what a stored
+// weight means; the contraction kernels' vector loads
+// (compiler/lib/Codegen/WeightLoads.cpp) compute the same values.
+//
+//===----------------------------------------------------------------------===//
+#ifndef KILN_CONVERSION_DEQUANTIZE_H
+#define KILN_CONVERSION_DEQUANTIZE_H
+
+#include "kiln/Dialect/Transformer/IR/Transformer.h"
+
+#include "mlir/IR/Builders.h"
+
+namespace kiln {
+
+/// The attribute on the `linalg.generic` that dequantizes a whole weight:
+/// its encoding (a #transformer.encoding). The generic has no inputs; it
+/// reads the stored bytes (a value from above) by `tensor.extract`. The
+/// contraction kernels read those bytes instead, so this generic is only
+/// computed where nothing reads the weight more directly.
+inline constexpr llvm::StringLiteral kDequantizeAttr = "kiln.dequantize";
+
+/// Element [row, col] of a weight stored with `encoding` in `storage`
+/// ([rows, row_bytes] i8): an f32 scalar.
+mlir::Value dequantizeElement(mlir::OpBuilder &b, mlir::Location loc,
+                              transformer::WeightEncoding encoding,
+                              mlir::Value storage, mlir::Value row,
+                              mlir::Value col);
+
+/// The whole weight as f32 values (`logical`'s shape, no encoding): a
+/// `linalg.generic` marked with kDequantizeAttr.
+mlir::Value dequantizeWeight(mlir::OpBuilder &b, mlir::Location loc,
+                             mlir::Value storage,
+                             mlir::RankedTensorType logical);
+
+/// The stored bytes and encoding of a weight that `v` dequantizes (the
+/// result of dequantizeWeight), or nothing.
+struct StoredWeight {
+  mlir::Value storage;
+  transformer::WeightEncoding encoding;
+};
+std::optional<StoredWeight> getStoredWeight(mlir::Value v);
+
+} // namespace kiln
+
+#endif // KILN_CONVERSION_DEQUANTIZE_H

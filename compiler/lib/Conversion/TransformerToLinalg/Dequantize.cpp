@@ -1,0 +1,255 @@
+//===- Dequantize.cpp - Stored weights read as f32 values -----------------===//
+//
+// One element of a stored weight, as ggml's dequantize_row_* computes it
+// (llama.cpp's ggml/src/ggml-quants.c; block layouts in ggml-common.h and
+// /work/shared/QUANT.md), and the generic that dequantizes a whole weight.
+//
+//===----------------------------------------------------------------------===//
+
+#include "kiln/Conversion/Dequantize.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+using namespace mlir;
+using namespace kiln::transformer;
+
+namespace {
+
+/// Scalar reads of one row of a weight's bytes, and the integer arithmetic
+/// ggml's reference dequantizers do on them.
+class RowReader {
+public:
+  RowReader(OpBuilder &b, Location loc, Value storage, Value row)
+      : b(b), loc(loc), storage(storage), row(row) {}
+
+  Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); }
+  Value i32(int64_t v) {
+    return arith::ConstantIntOp::create(b, loc, b.getI32Type(), v);
+  }
+  Value addIdx(Value a, int64_t c) {
+    return c ? arith::AddIOp::create(b, loc, a, idx(c)).getResult() : a;
+  }
+  Value addIdx(Value a, Value c) { return arith::AddIOp::create(b, loc, a, c); }
+  Value mulIdx(Value a, int64_t c) {
+    return arith::MulIOp::create(b, loc, a, idx(c));
+  }
+  Value divIdx(Value a, int64_t c) {
+    return arith::DivUIOp::create(b, loc, a, idx(c));
+  }
+  Value remIdx(Value a, int64_t c) {
+    return arith::RemUIOp::create(b, loc, a, idx(c));
+  }
+
+  /// The byte at `offset` of the row, zero-extended to i32.
+  Value u8(Value offset) {
+    Value v = tensor::ExtractOp::create(b, loc, storage, ValueRange{row, offset});
+    return arith::ExtUIOp::create(b, loc, b.getI32Type(), v);
+  }
+  /// The byte at `offset`, sign-extended to i32.
+  Value s8(Value offset) {
+    Value v = tensor::ExtractOp::create(b, loc, storage, ValueRange{row, offset});
+    return arith::ExtSIOp::create(b, loc, b.getI32Type(), v);
+  }
+  /// The little-endian 16 bits at `offset`, in the low half of an i32.
+  Value u16(Value offset) {
+    return orI(u8(offset), shl(u8(addIdx(offset, 1)), 8));
+  }
+  /// The IEEE half at `offset`, widened (exactly) to f32.
+  Value half(Value offset) {
+    Value bits = arith::TruncIOp::create(b, loc, b.getI16Type(), u16(offset));
+    Value h = arith::BitcastOp::create(b, loc, b.getF16Type(), bits);
+    return arith::ExtFOp::create(b, loc, b.getF32Type(), h);
+  }
+  /// The bfloat16 at `offset`, widened (exactly) to f32.
+  Value bhalf(Value offset) {
+    return arith::BitcastOp::create(b, loc, b.getF32Type(),
+                                    shl(u16(offset), 16));
+  }
+
+  Value shl(Value v, int64_t s) {
+    return s ? arith::ShLIOp::create(b, loc, v, i32(s)).getResult() : v;
+  }
+  Value shr(Value v, Value s) { return arith::ShRUIOp::create(b, loc, v, s); }
+  Value shr(Value v, int64_t s) { return s ? shr(v, i32(s)) : v; }
+  Value andI(Value v, int64_t m) { return arith::AndIOp::create(b, loc, v, i32(m)); }
+  Value orI(Value a, Value c) { return arith::OrIOp::create(b, loc, a, c); }
+  Value subI(Value a, int64_t c) { return arith::SubIOp::create(b, loc, a, i32(c)); }
+  Value toI32(Value index) {
+    return arith::IndexCastUIOp::create(b, loc, b.getI32Type(), index);
+  }
+  Value toF32(Value i) {
+    return arith::SIToFPOp::create(b, loc, b.getF32Type(), i);
+  }
+  Value mulF(Value a, Value c) { return arith::MulFOp::create(b, loc, a, c); }
+  Value addF(Value a, Value c) { return arith::AddFOp::create(b, loc, a, c); }
+  Value subF(Value a, Value c) { return arith::SubFOp::create(b, loc, a, c); }
+  Value select(Value c, Value t, Value f) {
+    return arith::SelectOp::create(b, loc, c, t, f);
+  }
+  Value ult(Value a, int64_t c) {
+    return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, a, idx(c));
+  }
+
+  /// Nibble `high` (0 or 1, an i32) of byte `byte` (an i32).
+  Value nibble(Value byte, Value high) {
+    return andI(shr(byte, shl(high, 2)), 15);
+  }
+
+  /// The 6-bit scale and min of sub-block `j` (an index in [0, 8)) of a
+  /// Q4_K/Q5_K block whose 12 scale bytes start at `scales`
+  /// (get_scale_min_k4).
+  std::pair<Value, Value> scaleMinK4(Value scales, Value j) {
+    Value lowSub = ult(j, 4);
+    // j < 4: sc = q[j] & 63, m = q[j + 4] & 63.
+    Value qj = u8(addIdx(scales, j)), qj4 = u8(addIdx(scales, addIdx(j, 4)));
+    // j >= 4: sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4),
+    //         m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4).
+    Value jm4 = arith::SubIOp::create(b, loc, j, idx(4));
+    // Clamp so that the (unused) read for j < 4 stays inside the block.
+    jm4 = select(lowSub, idx(0), jm4);
+    Value qjm4 = u8(addIdx(scales, jm4));
+    Value scHigh = orI(andI(qj4, 15), shl(shr(qjm4, 6), 4));
+    Value mHigh = orI(shr(qj4, 4), shl(shr(qj, 6), 4));
+    return {select(lowSub, andI(qj, 63), scHigh),
+            select(lowSub, andI(qj4, 63), mHigh)};
+  }
+
+private:
+  OpBuilder &b;
+  Location loc;
+  Value storage, row;
+};
+
+} // namespace
+
+Value kiln::dequantizeElement(OpBuilder &b, Location loc,
+                              WeightEncoding encoding, Value storage,
+                              Value row, Value col) {
+  RowReader r(b, loc, storage, row);
+  EncodingBlock block = getEncodingBlock(encoding);
+  Value base = r.mulIdx(r.divIdx(col, block.elements), block.bytes);
+  Value j = r.remIdx(col, block.elements);
+  switch (encoding) {
+  case WeightEncoding::f16:
+    return r.half(base);
+  case WeightEncoding::bf16:
+    return r.bhalf(base);
+  case WeightEncoding::q8_0:
+    // d * qs[j]
+    return r.mulF(r.half(base), r.toF32(r.s8(r.addIdx(r.addIdx(base, 2), j))));
+  case WeightEncoding::q4_0:
+  case WeightEncoding::q4_1:
+  case WeightEncoding::q5_0:
+  case WeightEncoding::q5_1: {
+    // Weight j < 16 is the low nibble of qs[j], weight j >= 16 the high
+    // nibble of qs[j - 16]; Q5 adds bit j of qh as the fifth bit.
+    bool hasMin = encoding == WeightEncoding::q4_1 ||
+                  encoding == WeightEncoding::q5_1;
+    bool five = encoding == WeightEncoding::q5_0 ||
+                encoding == WeightEncoding::q5_1;
+    int64_t qsAt = (hasMin ? 4 : 2) + (five ? 4 : 0);
+    Value ji = r.toI32(j);
+    Value high = r.shr(ji, 4);
+    Value q = r.nibble(r.u8(r.addIdx(base, r.addIdx(r.remIdx(j, 16), qsAt))),
+                       high);
+    if (five) {
+      Value qhAt = r.addIdx(base, hasMin ? 4 : 2);
+      // The byte of qh holding bit j, and the bit's place in it.
+      Value qhByte = r.u8(r.addIdx(qhAt, r.divIdx(j, 8)));
+      Value bit = r.andI(r.shr(qhByte, r.andI(ji, 7)), 1);
+      q = r.orI(q, r.shl(bit, 4));
+    }
+    Value d = r.half(base);
+    if (!hasMin)
+      return r.mulF(r.toF32(r.subI(q, five ? 16 : 8)), d);
+    Value m = r.half(r.addIdx(base, 2));
+    return r.addF(r.mulF(r.toF32(q), d), m);
+  }
+  case WeightEncoding::q4_k:
+  case WeightEncoding::q5_k: {
+    // 4 chunks of 64: the low nibbles of 32 bytes are sub-block 2c, the
+    // high nibbles sub-block 2c + 1. y = d * sc * q - dmin * m.
+    bool five = encoding == WeightEncoding::q5_k;
+    Value chunk = r.divIdx(j, 64), w = r.remIdx(j, 64);
+    Value high = r.toI32(r.divIdx(w, 32)), l = r.remIdx(w, 32);
+    Value sub = r.addIdx(r.mulIdx(chunk, 2), r.divIdx(w, 32));
+    auto [sc, m] = r.scaleMinK4(r.addIdx(base, 4), sub);
+    Value qsAt = r.addIdx(base, five ? 48 : 16);
+    Value q = r.nibble(r.u8(r.addIdx(qsAt, r.addIdx(r.mulIdx(chunk, 32), l))),
+                       high);
+    if (five) {
+      // Bit `sub` of qh[l] adds 16.
+      Value qh = r.u8(r.addIdx(r.addIdx(base, 16), l));
+      Value bit = r.andI(r.shr(qh, r.toI32(sub)), 1);
+      q = r.orI(q, r.shl(bit, 4));
+    }
+    Value d1 = r.mulF(r.half(base), r.toF32(sc));
+    Value m1 = r.mulF(r.half(r.addIdx(base, 2)), r.toF32(m));
+    return r.subF(r.mulF(d1, r.toF32(q)), m1);
+  }
+  case WeightEncoding::q6_k: {
+    // Two halves of 128; in half h, group g (of 32) element l reads
+    // ql[64h + 32 (g & 1) + l] (low nibble for g < 2, high otherwise) and
+    // bits 2g, 2g + 1 of qh[32h + l]; scale sc[8h + l / 16 + 2g].
+    // y = d * sc * (q - 32).
+    Value h = r.divIdx(j, 128), rem = r.remIdx(j, 128);
+    Value g = r.divIdx(rem, 32), l = r.remIdx(rem, 32);
+    Value gi = r.toI32(g);
+    Value ql = r.u8(r.addIdx(
+        base, r.addIdx(r.addIdx(r.mulIdx(h, 64), r.mulIdx(r.remIdx(g, 2), 32)),
+                       l)));
+    Value low4 = r.nibble(ql, r.shr(gi, 1));
+    Value qh = r.u8(r.addIdx(base, r.addIdx(r.addIdx(r.mulIdx(h, 32), l), 128)));
+    Value high2 = r.andI(r.shr(qh, r.shl(gi, 1)), 3);
+    Value q = r.subI(r.orI(low4, r.shl(high2, 4)), 32);
+    Value scAt = r.addIdx(
+        base, r.addIdx(r.addIdx(r.mulIdx(h, 8), r.divIdx(l, 16)),
+                       r.addIdx(r.mulIdx(g, 2), 192)));
+    Value sc = r.s8(scAt);
+    Value d = r.half(r.addIdx(base, 208));
+    return r.mulF(r.mulF(d, r.toF32(sc)), r.toF32(q));
+  }
+  }
+  llvm_unreachable("unknown weight encoding");
+}
+
+Value kiln::dequantizeWeight(OpBuilder &b, Location loc, Value storage,
+                             RankedTensorType logical) {
+  WeightEncoding encoding = *getWeightEncoding(logical);
+  RankedTensorType plain = dropEncoding(logical);
+  Value init = tensor::EmptyOp::create(b, loc, plain.getShape(),
+                                       plain.getElementType());
+  auto generic = linalg::GenericOp::create(
+      b, loc, TypeRange{plain}, ValueRange{}, ValueRange{init},
+      ArrayRef<AffineMap>{b.getMultiDimIdentityMap(2)},
+      SmallVector<utils::IteratorType>(2, utils::IteratorType::parallel),
+      [&](OpBuilder &nb, Location l, ValueRange) {
+        Value row = linalg::IndexOp::create(nb, l, 0);
+        Value col = linalg::IndexOp::create(nb, l, 1);
+        linalg::YieldOp::create(
+            nb, l, dequantizeElement(nb, l, encoding, storage, row, col));
+      });
+  generic->setAttr(kDequantizeAttr,
+                   WeightEncodingAttr::get(b.getContext(), encoding));
+  return generic.getResult(0);
+}
+
+std::optional<kiln::StoredWeight> kiln::getStoredWeight(Value v) {
+  auto generic = v.getDefiningOp<linalg::GenericOp>();
+  if (!generic)
+    return std::nullopt;
+  auto attr = generic->getAttrOfType<WeightEncodingAttr>(kDequantizeAttr);
+  if (!attr)
+    return std::nullopt;
+  // The one tensor the body reads from above: the stored bytes.
+  Value storage;
+  generic.getRegion().walk([&](tensor::ExtractOp e) {
+    storage = e.getTensor();
+    return WalkResult::interrupt();
+  });
+  if (!storage)
+    return std::nullopt;
+  return StoredWeight{storage, attr.getValue()};
+}

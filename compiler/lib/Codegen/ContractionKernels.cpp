@@ -22,6 +22,7 @@
 
 #include "Contraction.h"
 #include "kiln/Codegen/Passes.h"
+#include "kiln/Conversion/Dequantize.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
@@ -39,6 +40,7 @@ namespace kiln {
 } // namespace kiln
 
 using namespace mlir;
+using kiln::transformer::WeightEncoding;
 
 namespace {
 
@@ -51,6 +53,22 @@ using kiln::Linear;
 /// A contraction and the configuration kiln-kernel-strategy chose for it.
 struct Contraction : Linear {
   KernelConfig config;
+  /// W's stored bytes when W is a stored weight's dequantization: the
+  /// kernels read (and dequantize) those instead.
+  std::optional<kiln::StoredWeight> stored;
+
+  std::optional<WeightEncoding> encoding() const {
+    if (stored)
+      return stored->encoding;
+    return std::nullopt;
+  }
+  /// What the kernels read for W: [N, k] f32, or [N, row bytes] i8.
+  Value weights() const { return stored ? stored->storage : w(); }
+  int64_t weightCols() const {
+    if (!stored)
+      return k;
+    return cast<RankedTensorType>(stored->storage.getType()).getDimSize(1);
+  }
 };
 
 /// A product's `x` computed as `h * (a function of per-row values) * g[k]`
@@ -155,9 +173,12 @@ struct KernelInput {
 class KernelBuilder {
 public:
   /// `w`: the rows of W that this block computes ([nlen, k]).
+  /// `encoding`: W is a stored weight's bytes ([nlen, row bytes]).
   KernelBuilder(OpBuilder &b, Location loc, const KernelInput &in, Value w,
-                int64_t k, const KernelConfig &cfg)
-      : b(b), loc(loc), in(in), w(w), k(k), vl(cfg.vectorLanes), cfg(cfg),
+                int64_t k, const KernelConfig &cfg,
+                std::optional<WeightEncoding> encoding)
+      : b(b), loc(loc), in(in), w(w), encoding(encoding), k(k),
+        vl(cfg.vectorLanes), cfg(cfg),
         f32(b.getF32Type()), fm(arith::FastMathFlags::reassoc |
                                 arith::FastMathFlags::contract) {}
 
@@ -187,6 +208,14 @@ public:
     return vector::TransferReadOp::create(
         b, loc, VectorType::get({len}, f32), t, ValueRange{row, col}, pad,
         ArrayRef<bool>{true});
+  }
+
+  /// `len` values of row `row` of W from column `col`, dequantized in
+  /// registers when W is stored.
+  Value readW(Value row, Value col, int64_t len) {
+    if (!encoding)
+      return read(w, row, col, len);
+    return kiln::dequantizeVector(b, loc, *encoding, w, row, col, len);
   }
 
   /// `len` floats of a 1-D tensor from `at`.
@@ -251,7 +280,7 @@ public:
           xs.back() = arith::MulFOp::create(b, loc, xs.back(), g);
       }
       for (Value r : wRows)
-        ws.push_back(read(w, r, kv, len));
+        ws.push_back(readW(r, kv, len));
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t j = 0; j < nr; ++j) {
           Value &acc = accs[(i * nr + j) * unroll + u];
@@ -398,7 +427,7 @@ public:
         Value g = in.g ? read1D(in.g, kk, 8) : Value();
         SmallVector<Value> rows;
         for (Value row : consecutive(n, 8)) {
-          rows.push_back(read(w, row, kk, 8));
+          rows.push_back(readW(row, kk, 8));
           if (g)
             rows.back() = arith::MulFOp::create(b, loc, rows.back(), g);
         }
@@ -510,6 +539,7 @@ private:
   bool zeroInit = false;
   Value initSrc, initCol;
   Value w;
+  std::optional<WeightEncoding> encoding;
   int64_t k;
   int64_t vl;
   const KernelConfig &cfg;
@@ -599,12 +629,13 @@ Value columnSlice(OpBuilder &b, Location loc, Value t, OpFoldResult rows,
       ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
 }
 
-/// Rows [n0, n0 + len) of a weight W ([N, k]): a view.
-Value weightRows(OpBuilder &b, Location loc, Value w, OpFoldResult n0,
-                 OpFoldResult len, int64_t k) {
+/// Rows [n0, n0 + len) of what a contraction reads for W ([N, cols]: f32
+/// values or a stored weight's bytes): a view.
+Value weightRows(OpBuilder &b, Location loc, const Contraction &l,
+                 OpFoldResult n0, OpFoldResult len) {
   return tensor::ExtractSliceOp::create(
-      b, loc, w, ArrayRef<OpFoldResult>{n0, b.getIndexAttr(0)},
-      ArrayRef<OpFoldResult>{len, b.getIndexAttr(k)},
+      b, loc, l.weights(), ArrayRef<OpFoldResult>{n0, b.getIndexAttr(0)},
+      ArrayRef<OpFoldResult>{len, b.getIndexAttr(l.weightCols())},
       ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
 }
 
@@ -811,9 +842,8 @@ void rewriteEpilogue(Epilogue e, const ScaledMap &scaled) {
         auto product = [&](const Contraction &l) {
           Value local =
               tensor::EmptyOp::create(b, loc, tileSizes, b.getF32Type());
-          KernelBuilder kb(b, loc, in,
-                           weightRows(b, loc, l.w(), p.n0, p.width, k), k,
-                           cfg);
+          KernelBuilder kb(b, loc, in, weightRows(b, loc, l, p.n0, p.width),
+                           k, cfg, l.encoding());
           if (isZeroFill(l.init()))
             kb.initZero();
           else
@@ -1073,24 +1103,28 @@ void rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled) {
       [&](const BlockPlace &p, function_ref<Value()> tile) {
         Value w;
         if (single) {
-          w = weightRows(b, loc, last.w(), p.n0, p.width, k);
+          w = weightRows(b, loc, last, p.n0, p.width);
         } else {
           // Every member's weights are a separate tensor; the task picks
           // its member's (a view: no copy).
           std::optional<int64_t> len = getConstantIntValue(p.width);
+          // Members are grouped only with the same encoding
+          // (groupSiblings): their W views have one type.
+          auto wType = cast<RankedTensorType>(last.weights().getType());
           Type sliceType = RankedTensorType::get(
-              {len ? *len : ShapedType::kDynamic, k}, b.getF32Type());
+              {len ? *len : ShapedType::kDynamic, last.weightCols()},
+              wType.getElementType());
           w = switchOnMember(b, loc, sliceType, p.member, members.size(),
                              [&](size_t g) {
-                               Value s = weightRows(b, loc, members[g].w(),
-                                                    p.n0, p.width, k);
+                               Value s = weightRows(b, loc, members[g],
+                                                    p.n0, p.width);
                                if (s.getType() != sliceType)
                                  s = tensor::CastOp::create(b, loc, sliceType,
                                                             s);
                                return s;
                              });
         }
-        KernelBuilder kb(b, loc, in, w, k, cfg);
+        KernelBuilder kb(b, loc, in, w, k, cfg, last.encoding());
         if (zeroInit)
           kb.initZero();
         else if (initSrc)
@@ -1143,9 +1177,13 @@ void rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled) {
 /// kernel takes the last one's place), and every other contraction alone.
 SmallVector<SmallVector<Contraction>> groupSiblings(ArrayRef<Contraction> found) {
   SmallVector<SmallVector<Contraction>> groups;
-  llvm::MapVector<std::pair<Value, int64_t>, SmallVector<Contraction>> byInput;
-  for (const Contraction &l : found)
-    byInput[{l.x(), l.k}].push_back(l);
+  // Siblings share x, K and how W is stored (one kernel reads one kind).
+  llvm::MapVector<std::tuple<Value, int64_t, int>, SmallVector<Contraction>>
+      byInput;
+  for (const Contraction &l : found) {
+    std::optional<WeightEncoding> e = l.encoding();
+    byInput[{l.x(), l.k, e ? static_cast<int>(*e) : -1}].push_back(l);
+  }
   for (auto &[key, ls] : byInput) {
     // Program order within each block.
     llvm::MapVector<Block *, SmallVector<Contraction>> byBlock;
@@ -1200,7 +1238,7 @@ struct KilnContractionKernelsPass
             << kiln::kKernelAttr << "' strategy: " << attr;
         return WalkResult::interrupt();
       }
-      Contraction c{*l, *config};
+      Contraction c{*l, *config, kiln::getStoredWeight(l->w())};
       found.push_back(c);
       linears.try_emplace(op, c);
       return WalkResult::advance();
@@ -1240,6 +1278,12 @@ struct KilnContractionKernelsPass
       rewrite(group, scaled);
     for (auto &[x, s] : scaled)
       s.op.erase();
+    // Stored weights the kernels now read directly: their dequantized
+    // copies are never made.
+    getOperation().walk([](linalg::GenericOp op) {
+      if (op->hasAttr(kiln::kDequantizeAttr) && op->use_empty())
+        op.erase();
+    });
   }
 };
 

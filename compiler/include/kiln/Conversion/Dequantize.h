@@ -31,6 +31,15 @@ mlir::Value dequantizeElement(mlir::OpBuilder &b, mlir::Location loc,
                               mlir::Value storage, mlir::Value row,
                               mlir::Value col);
 
+/// Elements [col, col + lanes) of row `row`: a vector<lanes x f32> equal,
+/// lane by lane, to dequantizeElement. `col` is a multiple of `lanes`, and
+/// the lanes lie in one group of values that share their scales (32
+/// elements for the 32-blocks and Q4_K/Q5_K, 16 for Q6_K): lanes <= 16.
+mlir::Value dequantizeVector(mlir::OpBuilder &b, mlir::Location loc,
+                             transformer::WeightEncoding encoding,
+                             mlir::Value storage, mlir::Value row,
+                             mlir::Value col, int64_t lanes);
+
 /// The whole weight as f32 values (`logical`'s shape, no encoding): a
 /// `linalg.generic` marked with kDequantizeAttr.
 mlir::Value dequantizeWeight(mlir::OpBuilder &b, mlir::Location loc,

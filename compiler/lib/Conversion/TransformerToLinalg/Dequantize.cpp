@@ -11,6 +11,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 using namespace mlir;
 using namespace kiln::transformer;
@@ -68,23 +69,61 @@ public:
                                     shl(u16(offset), 16));
   }
 
-  Value shl(Value v, int64_t s) {
-    return s ? arith::ShLIOp::create(b, loc, v, i32(s)).getResult() : v;
+  /// `v` as an integer constant of type `like` (a splat for a vector).
+  Value intLike(Value like, int64_t v) {
+    Type t = like.getType();
+    if (auto vt = dyn_cast<VectorType>(t))
+      return arith::ConstantOp::create(
+          b, loc, DenseElementsAttr::get(
+                      vt, IntegerAttr::get(vt.getElementType(), v)));
+    return arith::ConstantIntOp::create(b, loc, t, v);
   }
-  Value shr(Value v, Value s) { return arith::ShRUIOp::create(b, loc, v, s); }
-  Value shr(Value v, int64_t s) { return s ? shr(v, i32(s)) : v; }
-  Value andI(Value v, int64_t m) { return arith::AndIOp::create(b, loc, v, i32(m)); }
-  Value orI(Value a, Value c) { return arith::OrIOp::create(b, loc, a, c); }
-  Value subI(Value a, int64_t c) { return arith::SubIOp::create(b, loc, a, i32(c)); }
+  /// A scalar `s` broadcast to the vector type of `like` (itself otherwise).
+  Value splatLike(Value like, Value s) {
+    if (isa<VectorType>(like.getType()) && !isa<VectorType>(s.getType()))
+      return vector::BroadcastOp::create(b, loc, like.getType(), s);
+    return s;
+  }
+
+  Value shl(Value v, int64_t s) {
+    return s ? arith::ShLIOp::create(b, loc, v, intLike(v, s)).getResult() : v;
+  }
+  Value shl(Value v, Value s) {
+    return arith::ShLIOp::create(b, loc, v, splatLike(v, s));
+  }
+  Value shr(Value v, Value s) {
+    return arith::ShRUIOp::create(b, loc, v, splatLike(v, s));
+  }
+  Value shr(Value v, int64_t s) { return s ? shr(v, intLike(v, s)) : v; }
+  Value andI(Value v, int64_t m) {
+    return arith::AndIOp::create(b, loc, v, intLike(v, m));
+  }
+  Value orI(Value a, Value c) {
+    return arith::OrIOp::create(b, loc, a, splatLike(a, c));
+  }
+  Value subI(Value a, int64_t c) {
+    return arith::SubIOp::create(b, loc, a, intLike(a, c));
+  }
   Value toI32(Value index) {
     return arith::IndexCastUIOp::create(b, loc, b.getI32Type(), index);
   }
   Value toF32(Value i) {
-    return arith::SIToFPOp::create(b, loc, b.getF32Type(), i);
+    Type f32 = b.getF32Type();
+    if (auto vt = dyn_cast<VectorType>(i.getType()))
+      f32 = VectorType::get(vt.getShape(), f32);
+    return arith::SIToFPOp::create(b, loc, f32, i);
   }
-  Value mulF(Value a, Value c) { return arith::MulFOp::create(b, loc, a, c); }
-  Value addF(Value a, Value c) { return arith::AddFOp::create(b, loc, a, c); }
-  Value subF(Value a, Value c) { return arith::SubFOp::create(b, loc, a, c); }
+  /// Float products and sums; a scalar operand is broadcast to the other's
+  /// vector type (the operand order is kept: it is ggml's).
+  Value mulF(Value a, Value c) {
+    return arith::MulFOp::create(b, loc, splatLike(c, a), splatLike(a, c));
+  }
+  Value addF(Value a, Value c) {
+    return arith::AddFOp::create(b, loc, splatLike(c, a), splatLike(a, c));
+  }
+  Value subF(Value a, Value c) {
+    return arith::SubFOp::create(b, loc, splatLike(c, a), splatLike(a, c));
+  }
   Value select(Value c, Value t, Value f) {
     return arith::SelectOp::create(b, loc, c, t, f);
   }
@@ -92,7 +131,38 @@ public:
     return arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, a, idx(c));
   }
 
-  /// Nibble `high` (0 or 1, an i32) of byte `byte` (an i32).
+  /// `n` consecutive bytes of the row from `offset`, zero- or sign-extended
+  /// to i32 lanes.
+  Value bytes(Value offset, int64_t n) {
+    Value pad = arith::ConstantIntOp::create(b, loc, b.getI8Type(), 0);
+    return vector::TransferReadOp::create(
+        b, loc, VectorType::get({n}, b.getI8Type()), storage,
+        ValueRange{row, offset}, pad, ArrayRef<bool>{true});
+  }
+  Value u8s(Value offset, int64_t n) {
+    return arith::ExtUIOp::create(
+        b, loc, VectorType::get({n}, b.getI32Type()), bytes(offset, n));
+  }
+  Value s8s(Value offset, int64_t n) {
+    return arith::ExtSIOp::create(
+        b, loc, VectorType::get({n}, b.getI32Type()), bytes(offset, n));
+  }
+  /// 0, 1, ..., n - 1 plus `start` (an i32), as i32 lanes.
+  Value lanesFrom(Value start, int64_t n) {
+    SmallVector<int32_t> iota;
+    for (int64_t i = 0; i < n; ++i)
+      iota.push_back(i);
+    Value v = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(VectorType::get({n}, b.getI32Type()),
+                                       ArrayRef<int32_t>(iota)));
+    return arith::AddIOp::create(b, loc, v, splatLike(v, start));
+  }
+  /// The little-endian 32 bits at `offset`.
+  Value u32(Value offset) {
+    return orI(u16(offset), shl(u16(addIdx(offset, 2)), 16));
+  }
+
+  /// Nibble `high` (0 or 1, an i32) of `byte` (i32 or i32 lanes).
   Value nibble(Value byte, Value high) {
     return andI(shr(byte, shl(high, 2)), 15);
   }
@@ -202,6 +272,97 @@ Value kiln::dequantizeElement(OpBuilder &b, Location loc,
                        l)));
     Value low4 = r.nibble(ql, r.shr(gi, 1));
     Value qh = r.u8(r.addIdx(base, r.addIdx(r.addIdx(r.mulIdx(h, 32), l), 128)));
+    Value high2 = r.andI(r.shr(qh, r.shl(gi, 1)), 3);
+    Value q = r.subI(r.orI(low4, r.shl(high2, 4)), 32);
+    Value scAt = r.addIdx(
+        base, r.addIdx(r.addIdx(r.mulIdx(h, 8), r.divIdx(l, 16)),
+                       r.addIdx(r.mulIdx(g, 2), 192)));
+    Value sc = r.s8(scAt);
+    Value d = r.half(r.addIdx(base, 208));
+    return r.mulF(r.mulF(d, r.toF32(sc)), r.toF32(q));
+  }
+  }
+  llvm_unreachable("unknown weight encoding");
+}
+
+Value kiln::dequantizeVector(OpBuilder &b, Location loc,
+                             WeightEncoding encoding, Value storage, Value row,
+                             Value col, int64_t lanes) {
+  RowReader r(b, loc, storage, row);
+  const int64_t n = lanes;
+  EncodingBlock block = getEncodingBlock(encoding);
+  Value base = r.mulIdx(r.divIdx(col, block.elements), block.bytes);
+  Value j = r.remIdx(col, block.elements);
+  VectorType f32s = VectorType::get({n}, b.getF32Type());
+  switch (encoding) {
+  case WeightEncoding::f16: {
+    Value h = vector::BitCastOp::create(
+        b, loc, VectorType::get({n}, b.getF16Type()), r.bytes(base, 2 * n));
+    return arith::ExtFOp::create(b, loc, f32s, h);
+  }
+  case WeightEncoding::bf16: {
+    Value h = vector::BitCastOp::create(
+        b, loc, VectorType::get({n}, b.getI16Type()), r.bytes(base, 2 * n));
+    Value w = arith::ExtUIOp::create(
+        b, loc, VectorType::get({n}, b.getI32Type()), h);
+    return arith::BitcastOp::create(b, loc, f32s, r.shl(w, 16));
+  }
+  case WeightEncoding::q8_0:
+    return r.mulF(r.half(base), r.toF32(r.s8s(r.addIdx(r.addIdx(base, 2), j), n)));
+  case WeightEncoding::q4_0:
+  case WeightEncoding::q4_1:
+  case WeightEncoding::q5_0:
+  case WeightEncoding::q5_1: {
+    bool hasMin = encoding == WeightEncoding::q4_1 ||
+                  encoding == WeightEncoding::q5_1;
+    bool five = encoding == WeightEncoding::q5_0 ||
+                encoding == WeightEncoding::q5_1;
+    int64_t qsAt = (hasMin ? 4 : 2) + (five ? 4 : 0);
+    Value ji = r.toI32(j);
+    Value q = r.nibble(r.u8s(r.addIdx(base, r.addIdx(r.remIdx(j, 16), qsAt)), n),
+                       r.shr(ji, 4));
+    if (five) {
+      Value qh = r.u32(r.addIdx(base, hasMin ? 4 : 2));
+      Value bits = r.andI(r.shr(r.splatLike(q, qh), r.lanesFrom(ji, n)), 1);
+      q = r.orI(q, r.shl(bits, 4));
+    }
+    Value d = r.half(base);
+    if (!hasMin)
+      return r.mulF(r.toF32(r.subI(q, five ? 16 : 8)), d);
+    Value m = r.half(r.addIdx(base, 2));
+    return r.addF(r.mulF(r.toF32(q), d), m);
+  }
+  case WeightEncoding::q4_k:
+  case WeightEncoding::q5_k: {
+    bool five = encoding == WeightEncoding::q5_k;
+    Value chunk = r.divIdx(j, 64), w = r.remIdx(j, 64);
+    Value high = r.toI32(r.divIdx(w, 32)), l = r.remIdx(w, 32);
+    Value sub = r.addIdx(r.mulIdx(chunk, 2), r.divIdx(w, 32));
+    auto [sc, m] = r.scaleMinK4(r.addIdx(base, 4), sub);
+    Value qsAt = r.addIdx(base, five ? 48 : 16);
+    Value q = r.nibble(
+        r.u8s(r.addIdx(qsAt, r.addIdx(r.mulIdx(chunk, 32), l)), n), high);
+    if (five) {
+      Value qh = r.u8s(r.addIdx(r.addIdx(base, 16), l), n);
+      Value bit = r.andI(r.shr(qh, r.toI32(sub)), 1);
+      q = r.orI(q, r.shl(bit, 4));
+    }
+    Value d1 = r.mulF(r.half(base), r.toF32(sc));
+    Value m1 = r.mulF(r.half(r.addIdx(base, 2)), r.toF32(m));
+    return r.subF(r.mulF(d1, r.toF32(q)), m1);
+  }
+  case WeightEncoding::q6_k: {
+    Value h = r.divIdx(j, 128), rem = r.remIdx(j, 128);
+    Value g = r.divIdx(rem, 32), l = r.remIdx(rem, 32);
+    Value gi = r.toI32(g);
+    Value ql = r.u8s(
+        r.addIdx(base, r.addIdx(r.addIdx(r.mulIdx(h, 64),
+                                         r.mulIdx(r.remIdx(g, 2), 32)),
+                                l)),
+        n);
+    Value low4 = r.nibble(ql, r.shr(gi, 1));
+    Value qh =
+        r.u8s(r.addIdx(base, r.addIdx(r.addIdx(r.mulIdx(h, 32), l), 128)), n);
     Value high2 = r.andI(r.shr(qh, r.shl(gi, 1)), 3);
     Value q = r.subI(r.orI(low4, r.shl(high2, 4)), 32);
     Value scAt = r.addIdx(

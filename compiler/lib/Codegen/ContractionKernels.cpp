@@ -212,10 +212,24 @@ public:
 
   /// `len` values of row `row` of W from column `col`, dequantized in
   /// registers when W is stored.
-  Value readW(Value row, Value col, int64_t len) {
+  /// Column `group + offset` (`offset` a constant); for a block-stored W,
+  /// `group` is a multiple of kiln::kDequantizeGroup, so that the reads of
+  /// a group's scales are shared by its vectors.
+  Value readW(Value row, Value group, int64_t offset, int64_t len) {
     if (!encoding)
-      return read(w, row, col, len);
-    return kiln::dequantizeVector(b, loc, *encoding, w, row, col, len);
+      return read(w, row, offset ? add(group, idx(offset)) : group, len);
+    return kiln::dequantizeVector(b, loc, *encoding, w, row, group, offset,
+                                  len);
+  }
+
+  /// Columns along k that one step over W covers at least: a whole
+  /// dequantization group for block-stored weights (K is a multiple of
+  /// it), one value otherwise.
+  int64_t kGroup() const {
+    if (encoding && *encoding != WeightEncoding::f16 &&
+        *encoding != WeightEncoding::bf16)
+      return kiln::kDequantizeGroup;
+    return 1;
   }
 
   /// `len` floats of a 1-D tensor from `at`.
@@ -264,23 +278,27 @@ public:
   /// element (steps of unroll * vl along k). Returns the updated tile.
   Value microKernel(Value tile, Value m, Value nl, int64_t mr,
                     int64_t nr, int64_t unroll) {
-    int64_t step = vl * unroll;
+    // A block-stored W is read a group at a time (`chunks` vectors per
+    // step, into the `unroll` accumulators in turn).
+    int64_t chunks = std::max(unroll, kGroup() / vl);
+    int64_t step = vl * chunks;
     int64_t kMain = k / step * step;
     Value zero = zeros();
     SmallVector<Value> xRows = consecutive(m, mr), wRows = consecutive(nl, nr);
 
-    // accs[(i * nr + j) * unroll + u]
-    auto step1 = [&](Value kv, int64_t len, SmallVector<Value> &accs,
-                     int64_t u) {
+    // accs[(i * nr + j) * unroll + u]; columns kv + off, ...
+    auto step1 = [&](Value kv, int64_t off, int64_t len,
+                     SmallVector<Value> &accs, int64_t u) {
       SmallVector<Value> xs, ws;
-      Value g = in.g ? read1D(in.g, kv, len) : Value();
+      Value kx = off ? add(kv, idx(off)) : kv;
+      Value g = in.g ? read1D(in.g, kx, len) : Value();
       for (Value r : xRows) {
-        xs.push_back(read(in.xc, r, kv, len));
+        xs.push_back(read(in.xc, r, kx, len));
         if (g)
           xs.back() = arith::MulFOp::create(b, loc, xs.back(), g);
       }
       for (Value r : wRows)
-        ws.push_back(readW(r, kv, len));
+        ws.push_back(readW(r, kv, off, len));
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t j = 0; j < nr; ++j) {
           Value &acc = accs[(i * nr + j) * unroll + u];
@@ -298,14 +316,14 @@ public:
     if (kMain > 0)
       accs = loopCarrying(idx(0), idx(kMain), step, accs,
                           [&](Value kv, SmallVector<Value> &a) {
-                            for (int64_t u = 0; u < unroll; ++u)
-                              step1(u ? add(kv, idx(u * vl)) : kv, vl, a, u);
+                            for (int64_t u = 0; u < chunks; ++u)
+                              step1(kv, u * vl, vl, a, u % unroll);
                           });
     // Static tail along k: whole vectors, then a short one widened with
     // zeros.
     int64_t u = 0;
     for (int64_t kk = kMain; kk < k; kk += vl, u = (u + 1) % unroll)
-      step1(idx(kk), std::min(vl, k - kk), accs, u);
+      step1(idx(kk), 0, std::min(vl, k - kk), accs, u);
 
     for (int64_t i = 0; i < mr; ++i) {
       SmallVector<Value> sums;
@@ -421,22 +439,26 @@ public:
   /// `packed` ([k, nb]): packed[kk, j] = w[j, kk], in 8 x 8 register
   /// transposes. One pass over the block's weights, into L2.
   Value pack(Value packed, Value cols) {
+    int64_t kStep = std::max<int64_t>(8, kGroup());
     return loop(idx(0), cols, 8, packed, [&](Value n, Value p) {
-      return loop(idx(0), idx(k), 8, p, [&](Value kk, Value p2) {
-        // x's factor along k goes into the packed weights.
-        Value g = in.g ? read1D(in.g, kk, 8) : Value();
-        SmallVector<Value> rows;
-        for (Value row : consecutive(n, 8)) {
-          rows.push_back(readW(row, kk, 8));
-          if (g)
-            rows.back() = arith::MulFOp::create(b, loc, rows.back(), g);
+      return loop(idx(0), idx(k), kStep, p, [&](Value group, Value p2) {
+        for (int64_t off = 0; off < kStep; off += 8) {
+          Value kk = off ? add(group, idx(off)) : group;
+          // x's factor along k goes into the packed weights.
+          Value g = in.g ? read1D(in.g, kk, 8) : Value();
+          SmallVector<Value> rows;
+          for (Value row : consecutive(n, 8)) {
+            rows.push_back(readW(row, group, off, 8));
+            if (g)
+              rows.back() = arith::MulFOp::create(b, loc, rows.back(), g);
+          }
+          SmallVector<Value> t = transpose8x8(rows);
+          for (auto [i, row] : llvm::enumerate(consecutive(kk, 8)))
+            p2 = vector::TransferWriteOp::create(b, loc, t[i], p2,
+                                                 ValueRange{row, n},
+                                                 ArrayRef<bool>{true})
+                     .getResult();
         }
-        SmallVector<Value> t = transpose8x8(rows);
-        for (auto [i, row] : llvm::enumerate(consecutive(kk, 8)))
-          p2 = vector::TransferWriteOp::create(b, loc, t[i], p2,
-                                               ValueRange{row, n},
-                                               ArrayRef<bool>{true})
-                   .getResult();
         return p2;
       });
     });

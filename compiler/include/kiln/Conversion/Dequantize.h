@@ -31,14 +31,20 @@ mlir::Value dequantizeElement(mlir::OpBuilder &b, mlir::Location loc,
                               mlir::Value storage, mlir::Value row,
                               mlir::Value col);
 
-/// Elements [col, col + lanes) of row `row`: a vector<lanes x f32> equal,
-/// lane by lane, to dequantizeElement. `col` is a multiple of `lanes`, and
-/// the lanes lie in one group of values that share their scales (32
-/// elements for the 32-blocks and Q4_K/Q5_K, 16 for Q6_K): lanes <= 16.
+/// The group of values of row `row` that start at column `group` (a
+/// multiple of kDequantizeGroup), lanes [offset, offset + lanes) of it: a
+/// vector<lanes x f32> equal, lane by lane, to dequantizeElement. `offset`
+/// is a constant multiple of `lanes`, and lanes <= 16, so that the lanes
+/// share their scales; the ops that read the group's scales are the same
+/// for every offset (CSE shares them).
 mlir::Value dequantizeVector(mlir::OpBuilder &b, mlir::Location loc,
                              transformer::WeightEncoding encoding,
                              mlir::Value storage, mlir::Value row,
-                             mlir::Value col, int64_t lanes);
+                             mlir::Value group, int64_t offset, int64_t lanes);
+
+/// Columns a dequantizeVector group spans: one block of the 32-element
+/// types, one sub-block of the k-quants.
+inline constexpr int64_t kDequantizeGroup = 32;
 
 /// The whole weight as f32 values (`logical`'s shape, no encoding): a
 /// `linalg.generic` marked with kDequantizeAttr.

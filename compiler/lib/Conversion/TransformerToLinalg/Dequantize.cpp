@@ -287,43 +287,51 @@ Value kiln::dequantizeElement(OpBuilder &b, Location loc,
 
 Value kiln::dequantizeVector(OpBuilder &b, Location loc,
                              WeightEncoding encoding, Value storage, Value row,
-                             Value col, int64_t lanes) {
+                             Value group, int64_t offset, int64_t lanes) {
   RowReader r(b, loc, storage, row);
   const int64_t n = lanes;
   EncodingBlock block = getEncodingBlock(encoding);
-  Value base = r.mulIdx(r.divIdx(col, block.elements), block.bytes);
-  Value j = r.remIdx(col, block.elements);
   VectorType f32s = VectorType::get({n}, b.getF32Type());
   switch (encoding) {
-  case WeightEncoding::f16: {
-    Value h = vector::BitCastOp::create(
-        b, loc, VectorType::get({n}, b.getF16Type()), r.bytes(base, 2 * n));
-    return arith::ExtFOp::create(b, loc, f32s, h);
-  }
+  case WeightEncoding::f16:
   case WeightEncoding::bf16: {
+    Value at = r.mulIdx(r.addIdx(group, offset), 2);
+    if (encoding == WeightEncoding::f16) {
+      Value h = vector::BitCastOp::create(
+          b, loc, VectorType::get({n}, b.getF16Type()), r.bytes(at, 2 * n));
+      return arith::ExtFOp::create(b, loc, f32s, h);
+    }
     Value h = vector::BitCastOp::create(
-        b, loc, VectorType::get({n}, b.getI16Type()), r.bytes(base, 2 * n));
+        b, loc, VectorType::get({n}, b.getI16Type()), r.bytes(at, 2 * n));
     Value w = arith::ExtUIOp::create(
         b, loc, VectorType::get({n}, b.getI32Type()), h);
     return arith::BitcastOp::create(b, loc, f32s, r.shl(w, 16));
   }
+  default:
+    break;
+  }
+  // The block holding the group, and (k-quants) the group's place in it:
+  // the 32-element sub-block `sub`.
+  Value base = r.mulIdx(r.divIdx(group, block.elements), block.bytes);
+  switch (encoding) {
   case WeightEncoding::q8_0:
-    return r.mulF(r.half(base), r.toF32(r.s8s(r.addIdx(r.addIdx(base, 2), j), n)));
+    return r.mulF(r.half(base), r.toF32(r.s8s(r.addIdx(base, 2 + offset), n)));
   case WeightEncoding::q4_0:
   case WeightEncoding::q4_1:
   case WeightEncoding::q5_0:
   case WeightEncoding::q5_1: {
+    // The group is the block: weight j = offset + lane.
     bool hasMin = encoding == WeightEncoding::q4_1 ||
                   encoding == WeightEncoding::q5_1;
     bool five = encoding == WeightEncoding::q5_0 ||
                 encoding == WeightEncoding::q5_1;
     int64_t qsAt = (hasMin ? 4 : 2) + (five ? 4 : 0);
-    Value ji = r.toI32(j);
-    Value q = r.nibble(r.u8s(r.addIdx(base, r.addIdx(r.remIdx(j, 16), qsAt)), n),
-                       r.shr(ji, 4));
+    Value q = r.andI(
+        r.shr(r.u8s(r.addIdx(base, qsAt + offset % 16), n), offset / 16 * 4),
+        15);
     if (five) {
       Value qh = r.u32(r.addIdx(base, hasMin ? 4 : 2));
-      Value bits = r.andI(r.shr(r.splatLike(q, qh), r.lanesFrom(ji, n)), 1);
+      Value bits = r.andI(r.shr(r.splatLike(q, qh), r.lanesFrom(r.i32(offset), n)), 1);
       q = r.orI(q, r.shl(bits, 4));
     }
     Value d = r.half(base);
@@ -335,15 +343,14 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
   case WeightEncoding::q4_k:
   case WeightEncoding::q5_k: {
     bool five = encoding == WeightEncoding::q5_k;
-    Value chunk = r.divIdx(j, 64), w = r.remIdx(j, 64);
-    Value high = r.toI32(r.divIdx(w, 32)), l = r.remIdx(w, 32);
-    Value sub = r.addIdx(r.mulIdx(chunk, 2), r.divIdx(w, 32));
+    Value sub = r.divIdx(r.remIdx(group, 256), 32);
+    Value chunk = r.divIdx(sub, 2);
+    Value high = r.toI32(r.remIdx(sub, 2));
     auto [sc, m] = r.scaleMinK4(r.addIdx(base, 4), sub);
-    Value qsAt = r.addIdx(base, five ? 48 : 16);
-    Value q = r.nibble(
-        r.u8s(r.addIdx(qsAt, r.addIdx(r.mulIdx(chunk, 32), l)), n), high);
+    Value qsAt = r.addIdx(base, (five ? 48 : 16) + offset);
+    Value q = r.nibble(r.u8s(r.addIdx(qsAt, r.mulIdx(chunk, 32)), n), high);
     if (five) {
-      Value qh = r.u8s(r.addIdx(r.addIdx(base, 16), l), n);
+      Value qh = r.u8s(r.addIdx(base, 16 + offset), n);
       Value bit = r.andI(r.shr(qh, r.toI32(sub)), 1);
       q = r.orI(q, r.shl(bit, 4));
     }
@@ -352,26 +359,28 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
     return r.subF(r.mulF(d1, r.toF32(q)), m1);
   }
   case WeightEncoding::q6_k: {
-    Value h = r.divIdx(j, 128), rem = r.remIdx(j, 128);
-    Value g = r.divIdx(rem, 32), l = r.remIdx(rem, 32);
+    // Group g of half h: sub = 4h + g.
+    Value sub = r.divIdx(r.remIdx(group, 256), 32);
+    Value h = r.divIdx(sub, 4), g = r.remIdx(sub, 4);
     Value gi = r.toI32(g);
     Value ql = r.u8s(
         r.addIdx(base, r.addIdx(r.addIdx(r.mulIdx(h, 64),
                                          r.mulIdx(r.remIdx(g, 2), 32)),
-                                l)),
+                                offset)),
         n);
     Value low4 = r.nibble(ql, r.shr(gi, 1));
-    Value qh =
-        r.u8s(r.addIdx(base, r.addIdx(r.addIdx(r.mulIdx(h, 32), l), 128)), n);
+    Value qh = r.u8s(r.addIdx(base, r.addIdx(r.mulIdx(h, 32), 128 + offset)), n);
     Value high2 = r.andI(r.shr(qh, r.shl(gi, 1)), 3);
     Value q = r.subI(r.orI(low4, r.shl(high2, 4)), 32);
     Value scAt = r.addIdx(
-        base, r.addIdx(r.addIdx(r.mulIdx(h, 8), r.divIdx(l, 16)),
-                       r.addIdx(r.mulIdx(g, 2), 192)));
+        base, r.addIdx(r.addIdx(r.mulIdx(h, 8), r.mulIdx(g, 2)),
+                       192 + offset / 16));
     Value sc = r.s8(scAt);
     Value d = r.half(r.addIdx(base, 208));
     return r.mulF(r.mulF(d, r.toF32(sc)), r.toF32(q));
   }
+  default:
+    break;
   }
   llvm_unreachable("unknown weight encoding");
 }

@@ -87,3 +87,15 @@ func.func @layer2(%x: tensor<1x?x256xf32>, %w: tensor<64x256xf32, #transformer.e
   %y = transformer.linear %x, %w : (tensor<1x?x256xf32>, tensor<64x256xf32, #transformer.encoding<q4_k>>) -> tensor<1x?x64xf32>
   return %y : tensor<1x?x64xf32>
 }
+
+// The gate and up matrices of a gated block may be stored differently
+// (llama-quantize --tensor-type ffn_up=q6_k): only their shapes must agree.
+// CHECK-LABEL: func.func @mixed_gate_up
+// CHECK: transformer.feed_forward swiglu {{.*}} : (tensor<1x?x256xf32>, tensor<512x256xf32, #transformer.encoding<q6_k>>, tensor<512x256xf32, #transformer.encoding<q4_k>>, tensor<256x512xf32, #transformer.encoding<q8_0>>)
+func.func @mixed_gate_up(%x: tensor<1x?x256xf32>) -> tensor<1x?x256xf32> {
+  %g = transformer.weight "g" [0] : tensor<512x256xf32, #transformer.encoding<q4_k>>
+  %u = transformer.weight "u" [1] : tensor<512x256xf32, #transformer.encoding<q6_k>>
+  %d = transformer.weight "d" [2] : tensor<256x512xf32, #transformer.encoding<q8_0>>
+  %y = transformer.feed_forward swiglu %x, up %u, gate %g, down %d : (tensor<1x?x256xf32>, tensor<512x256xf32, #transformer.encoding<q6_k>>, tensor<512x256xf32, #transformer.encoding<q4_k>>, tensor<256x512xf32, #transformer.encoding<q8_0>>) -> tensor<1x?x256xf32>
+  return %y : tensor<1x?x256xf32>
+}

@@ -394,8 +394,10 @@ LogicalResult FeedForwardOp::inferReturnTypes(MLIRContext *,
   if (failed(hidden))
     return failure();
   if (gated) {
+    // Shapes must agree; each matrix may be stored its own way.
     auto g = cast<RankedTensorType>(adaptor.getWGate().getType());
-    if (g != cast<RankedTensorType>(adaptor.getWUp().getType()))
+    if (dropEncoding(g) !=
+        dropEncoding(cast<RankedTensorType>(adaptor.getWUp().getType())))
       return opError(loc, "feed_forward", "gate weight ", g,
                      " differs from the up weight ",
                      adaptor.getWUp().getType());

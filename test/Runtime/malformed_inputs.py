@@ -142,7 +142,7 @@ def main():
     variant("rank-5", shape_with_data(1, [1, 1, 1, 1, 8], 32),
             "weight 'norm' has rank 5; expected 1 to 4")
     variant("dtype-f16", shape_with_data(1, [8], 16, dtype="F16"),
-            "weight 'norm' has dtype F16; this compiler supports F32",
+            "weight 'norm' has dtype F16 and rank 1; only matrices may be stored in a type other than F32",
             "model file's weight table (names, dtypes, shapes) differs from the one the "
             "executable was compiled for")
     variant("dtype-f16-wrong-size", shape_with_data(1, [8], 32, dtype="F16"),

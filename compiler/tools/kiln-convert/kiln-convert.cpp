@@ -101,8 +101,7 @@ INPUTS
 
 TENSOR TYPES (--dtype)
   f32     every tensor is widened to f32: F16 and BF16 exactly, quantized
-          blocks exactly as llama.cpp dequantizes them. The compiler reads
-          these files today.
+          blocks exactly as llama.cpp dequantizes them.
   stored  tensors of rank 2 and more keep the type they were published in
           (F32, F16, BF16, Q8_0, Q4_0, ..., Q6_K), their bytes (GGUF's
           quantized blocks) copied unchanged: no requantization, and a

@@ -1,8 +1,9 @@
 //===- WeightBuffers.cpp - Weights as views of the runtime's buffers ------===//
 //
 // Implements `kiln-weight-buffers`: functions that read weights receive the
-// model file's bytes and the weights' byte offsets from the runtime (see
-// kiln_runtime.h), and each `transformer.weight` becomes a view into them.
+// model file's data section and the weights' byte offsets in it from the
+// runtime (see kiln_runtime.h), and each `transformer.weight` becomes a view
+// into them: f32 values, or a stored weight's bytes (i8 rows).
 //
 //===----------------------------------------------------------------------===//
 

@@ -31,6 +31,14 @@ mlir::Value dequantizeElement(mlir::OpBuilder &b, mlir::Location loc,
                               mlir::Value storage, mlir::Value row,
                               mlir::Value col);
 
+/// Element [row, col] of a weight as an f32 value: of its stored bytes
+/// (dequantizeElement) when it has an `encoding`, of the f32 tensor
+/// `weight` otherwise (what a table lookup reads).
+mlir::Value weightElement(mlir::OpBuilder &b, mlir::Location loc,
+                          std::optional<transformer::WeightEncoding> encoding,
+                          mlir::Value weight, mlir::Value row,
+                          mlir::Value col);
+
 /// The group of values of row `row` that start at column `group` (a
 /// multiple of kDequantizeGroup), lanes [offset, offset + lanes) of it: a
 /// vector<lanes x f32> equal, lane by lane, to dequantizeElement. `offset`

@@ -285,6 +285,14 @@ Value kiln::dequantizeElement(OpBuilder &b, Location loc,
   llvm_unreachable("unknown weight encoding");
 }
 
+Value kiln::weightElement(OpBuilder &b, Location loc,
+                          std::optional<WeightEncoding> encoding, Value weight,
+                          Value row, Value col) {
+  if (encoding)
+    return dequantizeElement(b, loc, *encoding, weight, row, col);
+  return tensor::ExtractOp::create(b, loc, weight, ValueRange{row, col});
+}
+
 Value kiln::dequantizeVector(OpBuilder &b, Location loc,
                              WeightEncoding encoding, Value storage, Value row,
                              Value group, int64_t offset, int64_t lanes) {

@@ -247,11 +247,7 @@ struct EmbeddingLowering : public OpConversionPattern<EmbeddingOp> {
           id = arith::MinSIOp::create(
               b, l, arith::MaxSIOp::create(b, l, id, zero), maxId);
           Value d = linalg::IndexOp::create(b, l, 2);
-          Value e =
-              encoding
-                  ? kiln::dequantizeElement(b, l, *encoding, table, id, d)
-                  : tensor::ExtractOp::create(b, l, table, ValueRange{id, d})
-                        .getResult();
+          Value e = kiln::weightElement(b, l, encoding, table, id, d);
           if (scale == 1.0f)
             return e;
           return arith::MulFOp::create(
@@ -362,11 +358,7 @@ struct PositionEmbeddingLowering
           Value s = linalg::IndexOp::create(b, l, 1);
           Value d = linalg::IndexOp::create(b, l, 2);
           Value row = arith::AddIOp::create(b, l, s, offset);
-          Value pe =
-              encoding
-                  ? kiln::dequantizeElement(b, l, *encoding, table, row, d)
-                  : tensor::ExtractOp::create(b, l, table, ValueRange{row, d})
-                        .getResult();
+          Value pe = kiln::weightElement(b, l, encoding, table, row, d);
           return arith::AddFOp::create(b, l, args[0], pe).getResult();
         });
     rewriter.replaceOp(op, result);

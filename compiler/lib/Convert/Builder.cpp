@@ -5,11 +5,13 @@
 // kiln_export.export_llama / export_gpt2, writes). A layout pass decides
 // every weight's dtype, shape, offset and size and builds the FlatBuffer;
 // writing then streams each weight from the mapped input, widened to f32
-// (kiln::rt::dequantizeRow) or copied as stored, one tensor at a time.
+// (kiln::rt::dequantizeRow), copied as stored, or quantized
+// (kiln-convert --quantize: kiln/Convert/Quantize.h), one tensor at a time.
 //
 //===----------------------------------------------------------------------===//
 
 #include "ConvertInternal.h"
+#include "kiln/Convert/Quantize.h"
 #include "kiln/rt/model.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -56,28 +58,34 @@ class WeightWriter {
 public:
   explicit WeightWriter(raw_ostream &os) : os(os) {}
 
-  void write(const PlannedWeight &w) {
+  /// False with `error` set when a weight cannot be quantized (a value that
+  /// is not finite).
+  bool write(const PlannedWeight &w, std::string &error) {
     const TensorRef &src = *w.source.ref;
     const rt::DTypeInfo &in = *rt::weightTypeInfo(src.type);
+    int64_t rowElems = w.shape.back();
     if (!w.source.transposed) {
       // Elements [begin, begin + count) of the source, in order: whole
       // blocks (the plan keeps slices on block boundaries).
       const uint8_t *p = src.data + w.begin / in.blockElems * in.blockBytes;
       if (w.dtype == src.type) {
         os.write(reinterpret_cast<const char *>(p), w.size);
-        return;
+        return true;
       }
-      // Widened in chunks of whole blocks.
-      uint64_t chunk = std::max<uint64_t>(in.blockElems, kChunk);
-      chunk -= chunk % in.blockElems;
+      // Widened in chunks of whole blocks (of whole rows when quantized:
+      // the input is then F32, F16 or BF16).
+      uint64_t unit = w.dtype == fb::DType::F32 ? in.blockElems : rowElems;
+      uint64_t chunk = std::max<uint64_t>(unit, kChunk);
+      chunk -= chunk % unit;
       for (uint64_t done = 0; done < w.count; done += chunk) {
         uint64_t n = std::min(chunk, w.count - done);
         floats.resize(n);
         rt::dequantizeRow(src.type, p + done / in.blockElems * in.blockBytes,
                           floats.data(), (int64_t)n);
-        emit(floats.data(), n);
+        if (!emit(w, done, floats.data(), n, error))
+          return false;
       }
-      return;
+      return true;
     }
     // Stored transposed (element types only): output row r is column r of
     // the source [cols, rows].
@@ -96,17 +104,40 @@ public:
         for (int64_t c = 0; c < cols; ++c)
           rt::dequantizeRow(src.type, src.data + (c * rows + r) * es,
                             &floats[c], 1);
-        emit(floats.data(), cols);
+        if (!emit(w, (r - firstRow) * cols, floats.data(), cols, error))
+          return false;
       }
     }
+    return true;
   }
 
 private:
   static constexpr uint64_t kChunk = 1 << 20; ///< elements widened at a time
 
-  void emit(const float *f, uint64_t n) {
+  /// Writes elements [at, at + n) of `w` (whole rows when quantized) from
+  /// the floats `f`, as w.dtype.
+  bool emit(const PlannedWeight &w, uint64_t at, const float *f, uint64_t n,
+            std::string &error) {
     // Little-endian hosts only (as the whole format).
-    os.write(reinterpret_cast<const char *>(f), n * sizeof(float));
+    if (w.dtype == fb::DType::F32) {
+      os.write(reinterpret_cast<const char *>(f), n * sizeof(float));
+      return true;
+    }
+    for (uint64_t i = 0; i < n; ++i)
+      if (!std::isfinite(f[i])) {
+        int64_t rowElems = w.shape.back();
+        error = formatv("cannot quantize weight '{0}' to {1}: element {2} "
+                        "(row {3}, column {4}) is {5}",
+                        w.name, rt::dtypeName(w.dtype), at + i,
+                        (at + i) / rowElems, (at + i) % rowElems, f[i])
+                    .str();
+        return false;
+      }
+    const rt::DTypeInfo &out = *rt::weightTypeInfo(w.dtype);
+    raw.resize(n / out.blockElems * out.blockBytes);
+    quantizeRow(w.dtype, f, raw.data(), (int64_t)n);
+    os.write(reinterpret_cast<const char *>(raw.data()), raw.size());
+    return true;
   }
 
   raw_ostream &os;
@@ -138,14 +169,14 @@ uint64_t ConvertedModel::fileSize() const {
 ArrayRef<uint8_t> ConvertedModel::header() const { return impl->header; }
 
 bool ConvertedModel::write(raw_ostream &os, std::string &error) const {
-  (void)error;
   os.write(reinterpret_cast<const char *>(impl->header.data()),
            impl->header.size());
   WeightWriter writer(os);
   uint64_t at = 0; // position in the data section
   for (const PlannedWeight &w : impl->weights) {
     writeZeros(os, w.offset - at);
-    writer.write(w);
+    if (!writer.write(w, error))
+      return false;
     at = w.offset + w.size;
   }
   writeZeros(os, impl->dataSize - at);
@@ -171,7 +202,8 @@ std::unique_ptr<MemoryBuffer> ConvertedModel::toMemoryBuffer() const {
     uint64_t pos = 0;
   } os(buf->getBufferStart());
   std::string error;
-  write(os, error);
+  if (!write(os, error))
+    return nullptr;
   return std::move(buf);
 }
 
@@ -185,8 +217,10 @@ public:
   using Strings = flatbuffers::Offset<
       flatbuffers::Vector<flatbuffers::Offset<flatbuffers::String>>>;
 
-  KilnWriter(std::unique_ptr<WeightSource> source, WeightDType dtype)
-      : b(1 << 20), source(std::move(source)), dtype(dtype) {}
+  KilnWriter(std::unique_ptr<WeightSource> source, const Hyperparameters &hp,
+             WeightDType dtype, QuantizeRecipe recipe)
+      : b(1 << 20), source(std::move(source)), hp(hp), dtype(dtype),
+        recipe(recipe) {}
 
   WeightSource &input() { return *source; }
 
@@ -222,10 +256,24 @@ public:
                   "' has no weight type");
     // 1-D tensors (norms, biases) are always f32; quantized tensors keep
     // their blocks whole (GGUF never transposes, Hugging Face never
-    // quantizes).
-    w.dtype = dtype == WeightDType::Stored && shape.size() >= 2
-                  ? from_type
-                  : fb::DType::F32;
+    // quantizes). --quantize: the matrices the recipe names get its type.
+    std::optional<fb::DType> quantized;
+    if (shape.size() == 2)
+      quantized = quantizedType(
+          recipe, QuantizeTarget{from, shape.back(), hp.layers, hp.tied});
+    if (quantized && info->quantized)
+      return fail("tensor '" + from + "' is already quantized (" +
+                  info->name + "); --quantize " +
+                  quantizeRecipeName(recipe) +
+                  " reads F32, F16 or BF16 weights (quantizing again would "
+                  "compound the rounding; convert without --quantize to "
+                  "keep the file's own blocks)");
+    if (quantized)
+      w.dtype = *quantized;
+    else
+      w.dtype = dtype == WeightDType::Stored && shape.size() >= 2
+                    ? from_type
+                    : fb::DType::F32;
     if (info->quantized &&
         (src->transposed || w.begin % info->blockElems ||
          w.count % info->blockElems))
@@ -317,7 +365,9 @@ public:
 
 private:
   std::unique_ptr<WeightSource> source;
+  const Hyperparameters &hp;
   WeightDType dtype;
+  QuantizeRecipe recipe;
   std::vector<flatbuffers::Offset<fb::Weight>> weights;
   std::vector<flatbuffers::Offset<fb::Node>> nodes;
   std::vector<PlannedWeight> planned;
@@ -516,7 +566,7 @@ Expected<ConvertedModel> buildGPT2(const Hyperparameters &hp, KilnWriter &w,
 Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
                                         std::unique_ptr<WeightSource> weights,
                                         const TokenizerSpec &tok,
-                                        WeightDType dtype) {
+                                        const ConvertOptions &options) {
   if (Error e = checkHyperparameters(hp))
     return std::move(e);
   if (tok.kind != fb::TokenizerKind::Bytes &&
@@ -541,7 +591,7 @@ Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
     if (auto msg = kiln::rt::validateTokenizer(m))
       return fail("the tokenizer is invalid: " + *msg);
   }
-  KilnWriter w(std::move(weights), dtype);
+  KilnWriter w(std::move(weights), hp, options.dtype, options.quantize);
   WeightSource &source = w.input();
   auto model = hp.family == Family::Llama ? buildLlama(hp, w, tok)
                                           : buildGPT2(hp, w, tok);

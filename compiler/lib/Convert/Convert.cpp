@@ -223,11 +223,17 @@ bool writeFileAtomically(StringRef path,
 
 Error writeModelFile(StringRef path, const ConvertedModel &model) {
   std::string error;
+  bool badInput = false;
   auto write = [&](raw_pwrite_stream &os) {
-    return model.write(os, error);
+    badInput = !model.write(os, error);
+    return !badInput;
   };
-  if (!writeFileAtomically(path, write, error))
+  if (!writeFileAtomically(path, write, error)) {
+    if (badInput)
+      return createStringError(std::make_error_code(std::errc::invalid_argument),
+                               error);
     return fail(error.empty() ? "cannot write '" + path + "'" : error);
+  }
   return Error::success();
 }
 

@@ -134,13 +134,14 @@ enum TokenType : int32_t {
 };
 
 /// Checks the hyperparameters, finds every weight the graph needs in
-/// `weights`, decides each one's dtype (`dtype`), size and offset, and
+/// `weights`, decides each one's dtype (options.dtype and .quantize), size
+/// and offset, and
 /// builds the .kiln file's FlatBuffer; the weights' bytes are produced when
 /// the result is written.
 llvm::Expected<ConvertedModel>
 buildKilnModel(const Hyperparameters &hp,
                std::unique_ptr<WeightSource> weights,
-               const TokenizerSpec &tokenizer, WeightDType dtype);
+               const TokenizerSpec &tokenizer, const ConvertOptions &options);
 
 /// Readers: the model of a GGUF file / a Hugging Face directory.
 llvm::Expected<ConvertedModel> convertGGUF(llvm::StringRef path,

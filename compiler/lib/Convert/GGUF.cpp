@@ -677,7 +677,7 @@ Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
   hp.positions = hp.context;
   if (contextCap > 0 && contextCap < hp.context)
     hp.context = contextCap;
-  return buildKilnModel(hp, std::move(weights), *tok, options.dtype);
+  return buildKilnModel(hp, std::move(weights), *tok, options);
 }
 
 } // namespace

@@ -828,7 +828,7 @@ Expected<ConvertedModel> convertHF(StringRef dir,
     return tok.takeError();
   if (contextCap > 0 && contextCap < hp->context)
     hp->context = contextCap;
-  return buildKilnModel(*hp, std::move(weights), *tok, options.dtype);
+  return buildKilnModel(*hp, std::move(weights), *tok, options);
 }
 
 Expected<std::string> describeHF(StringRef dir) {

@@ -62,6 +62,11 @@ cl::opt<kc::WeightDType> dtype(
                           "(F16, BF16, Q8_0, ...), bytes copied unchanged; "
                           "1-D tensors as f32")),
     cl::init(kDefaultWeightDType), cl::cat(category));
+cl::opt<std::string> quantize(
+    "quantize",
+    cl::desc("Quantize F32/F16/BF16 matrices as llama-quantize's recipe of "
+             "that name does: q8_0, q4_0 or q4_k_m (see QUANTIZING below)"),
+    cl::value_desc("recipe"), cl::cat(category));
 cl::opt<bool> tokenize("tokenize",
                        cl::desc("Print the token ids of -p TEXT, or of each "
                                 "JSON string read from stdin (one per line), "
@@ -112,6 +117,20 @@ TENSOR TYPES (--dtype)
                                         : "stored") + R"(. The output is streamed one tensor at a time:
   converting never holds the model twice in memory, and a .kiln file has no
   size limit.
+
+QUANTIZING (--quantize RECIPE)
+  Matrices stored as F32, F16 or BF16 are quantized with llama-quantize's
+  reference quantizers (the same blocks, no importance matrix) and its rule
+  for which tensor gets which type:
+  q8_0    every matrix Q8_0.
+  q4_0    Q4_0; the output matrix (or a tied embedding) Q6_K.
+  q4_k_m  Q4_K; the output matrix (or a tied embedding) Q6_K; attn_v and
+          ffn_down Q6_K in the first and last eighth of the layers and in
+          every third layer between; GPT-2's fused attn_qkv Q5_K.
+  A type whose block does not divide a row falls back as llama-quantize's
+  does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, otherwise F16). Norms,
+  biases and learned position tables are left as --dtype says. An input
+  that is already quantized is refused. docs/convert.md has the details.
 
 Anything unsupported (an architecture, tensor type, RoPE scaling, tokenizer)
 is refused with a message naming it; a truncated or inconsistent input is
@@ -196,6 +215,17 @@ int main(int argc, char **argv) {
                        "--detokenize");
   if (context < 0)
     return fail(Usage, "--context must be positive");
+  if ((info || tokenize || detokenize) && quantize.getNumOccurrences())
+    return fail(Usage, "--quantize does not go with --info, --tokenize or "
+                       "--detokenize");
+  kc::QuantizeRecipe recipe = kc::QuantizeRecipe::None;
+  if (quantize.getNumOccurrences()) {
+    auto parsed = kc::parseQuantizeRecipe(quantize);
+    if (!parsed)
+      return fail(Usage, "unknown --quantize recipe '" + quantize +
+                             "' (recipes: q8_0, q4_0, q4_k_m)");
+    recipe = *parsed;
+  }
 
   if (info) {
     auto text = kc::describe(inputPath);
@@ -221,6 +251,7 @@ int main(int argc, char **argv) {
   options.name = name;
   options.contextLength = context;
   options.dtype = dtype;
+  options.quantize = recipe;
   auto converted = kc::convertToKiln(inputPath, options);
   if (!converted)
     return fail(BadInput, toString(converted.takeError()));
@@ -238,7 +269,15 @@ int main(int argc, char **argv) {
     sys::path::replace_extension(p, ".kiln");
     out = p.str().str();
   }
-  if (Error e = kc::writeModelFile(out, *converted))
-    return fail(BadOutput, toString(std::move(e)));
+  if (Error e = kc::writeModelFile(out, *converted)) {
+    ExitCode code = BadOutput;
+    std::string msg;
+    handleAllErrors(std::move(e), [&](const ErrorInfoBase &err) {
+      if (err.convertToErrorCode() == std::errc::invalid_argument)
+        code = BadInput;
+      msg = err.message();
+    });
+    return fail(code, msg);
+  }
   return Ok;
 }

@@ -10,6 +10,7 @@
 #ifndef KILN_CONVERT_CONVERT_H
 #define KILN_CONVERT_CONVERT_H
 
+#include "kiln/Convert/Quantize.h"
 #include "llvm/ADT/StringRef.h"
 #include "llvm/Support/Error.h"
 
@@ -56,11 +57,13 @@ public:
   /// The FlatBuffer and its padding: the file's first data_offset bytes.
   llvm::ArrayRef<uint8_t> header() const;
   /// Writes the file to `os`: the header, then each weight, converted from
-  /// the input as it goes. Returns false with `error` set when the stream
-  /// fails (a write error is the stream's own, for the caller to report).
+  /// the input as it goes. Returns false with `error` set when a weight
+  /// cannot be converted (a non-finite value to quantize); a write error
+  /// is the stream's own, for the caller to report.
   bool write(llvm::raw_ostream &os, std::string &error) const;
   /// The whole file in memory, page aligned (tests, --tokenize, compiling
-  /// without writing the file).
+  /// without writing the file); null when it cannot be allocated or
+  /// written.
   std::unique_ptr<llvm::MemoryBuffer> toMemoryBuffer() const;
 
 private:
@@ -84,6 +87,10 @@ struct ConvertOptions {
   /// How tensors are stored (kiln-convert --dtype; its default is
   /// kiln-convert's kDefaultWeightDType).
   WeightDType dtype = WeightDType::F32;
+  /// Quantize F32/F16/BF16 matrices with llama-quantize's recipe
+  /// (kiln-convert --quantize); tensors the recipe leaves alone are stored
+  /// as `dtype` says. None: no quantization.
+  QuantizeRecipe quantize = QuantizeRecipe::None;
 };
 
 /// Converts a GGUF file or a Hugging Face model directory to a .kiln model
@@ -93,6 +100,8 @@ llvm::Expected<ConvertedModel>
 convertToKiln(llvm::StringRef path, const ConvertOptions &options = {});
 
 /// Writes `model` to `path` atomically (writeFileAtomically), streaming it.
+/// An error with code std::errc::invalid_argument is the input's (a weight
+/// that cannot be quantized); any other is the output's.
 llvm::Error writeModelFile(llvm::StringRef path, const ConvertedModel &model);
 
 /// A human-readable summary of a GGUF file, Hugging Face directory or .kiln

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from . import quantize as _quantize
 from .writer import ModelWriter, to_numpy
 
 # Non-parameter buffers some checkpoints carry; they hold no model weights.
@@ -86,7 +87,62 @@ class _Params:
                              "(wrong num layers or names?): %s" % (self.family, len(left), shown))
 
 
-def _lm_head(w, p, emb, tied, vocab, d):
+# The dtype= of export_gpt2 / export_llama.
+DTYPES = ("f32", "f16", "bf16") + _quantize.RECIPES
+
+
+def _export_dtype(dtype):
+    """dtype= normalized (lower case); ValueError naming the accepted ones."""
+    d = dtype.lower() if isinstance(dtype, str) else None
+    if d not in DTYPES:
+        raise ValueError("dtype %r is not supported (supported: %s)" % (dtype, ", ".join(DTYPES)))
+    return d
+
+
+def _to_bf16(a):
+    """float32 -> bfloat16 bits (uint16), rounded to nearest even."""
+    u = a.view(np.uint32)
+    return ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1)))
+            >> np.uint32(16)).astype(np.uint16)
+
+
+class _Weights:
+    """Adds the exporter's weights to `w` as dtype= says. f32: every weight
+    F32 (ModelWriter.weight). f16 / bf16: matrices (rank >= 2) as F16 / BF16
+    (round to nearest even), 1-D tensors as F32, as kiln-convert --dtype
+    stored keeps a half-precision checkpoint. q8_0 / q4_0 / q4_k_m: each
+    matrix as quantize.quantized_type gives it for its GGUF name (`role`),
+    its row length, the model's `layers` and `tied` (the head reads the token
+    embedding), quantized by quantize.quantize: the types and bytes of
+    kiln-convert --quantize; None keeps it F32."""
+
+    def __init__(self, w, dtype, layers, tied):
+        self.w, self.dtype, self.layers, self.tied = w, dtype, layers, tied
+
+    def __call__(self, name, array, role):
+        if self.dtype == "f32":
+            return self.w.weight(name, array)
+        a = to_numpy(array, "weight %r" % name)
+        if a.ndim < 2:
+            return self.w.weight(name, a)
+        if not np.all(np.isfinite(a)):
+            raise ValueError("weight %r contains NaN or infinite values" % name)
+        if self.dtype in ("f16", "bf16"):
+            kind = self.dtype.upper()
+            bits = _quantize.float_to_half(a) if kind == "F16" else _to_bf16(a)
+            if np.any((bits & 0x7FFF) == (0x7C00 if kind == "F16" else 0x7F80)):
+                big = float(np.abs(a).max())
+                raise ValueError("weight %r holds %g, which %s cannot represent (it rounds to "
+                                 "infinity); export it with dtype=\"f32\"%s"
+                                 % (name, big, kind, "" if kind == "BF16" else " or \"bf16\""))
+            return self.w.raw_weight(name, bits.astype("<u2").tobytes(), kind, a.shape)
+        kind = _quantize.quantized_type(self.dtype, role, a.shape[-1], self.layers, self.tied)
+        if kind is None:
+            return self.w.weight(name, a)
+        return self.w.raw_weight(name, _quantize.quantize(kind, a), kind, a.shape)
+
+
+def _lm_head(w, p, emb, tied, vocab, d, store):
     """The LM head weight's name: the embedding's when tied (one weight entry
     feeding both nodes), else lm_head.weight."""
     if tied:
@@ -96,10 +152,10 @@ def _lm_head(w, p, emb, tied, vocab, d):
     head = p.get("lm_head.weight", (vocab, d))
     if np.array_equal(head, w.weights[emb]):
         return emb
-    return w.weight("lm_head.weight", head)
+    return store("lm_head.weight", head, "output.weight")
 
 
-def export_gpt2(path, state_dict, config, *, tokenizer=None, name="gpt2"):
+def export_gpt2(path, state_dict, config, *, tokenizer=None, name="gpt2", dtype="f32"):
     """Writes a GPT2LMHeadModel checkpoint as a .kiln file.
 
     Conv1D weights ([in, out]) are transposed to nn.Linear's [out, in]
@@ -107,8 +163,14 @@ def export_gpt2(path, state_dict, config, *, tokenizer=None, name="gpt2"):
     stored as transformer.h.N.attn.{q,k,v}.weight/bias). The LM head reads
     the token embedding (GPT-2 ties them) unless tie_word_embeddings is false.
     tokenizer: None (raw bytes) or the arguments of ModelWriter.set_tokenizer.
+    dtype: how weights are stored (any case): "f32" (default); "f16" or
+    "bf16" (matrices; 1-D tensors stay f32); "q8_0", "q4_0" or "q4_k_m"
+    (llama-quantize's recipes, as kiln-convert --quantize: each matrix gets
+    the type of its GGUF role, the split q, k and v parts that of the fused
+    attn_qkv; the position table stays f32).
     """
     fam = "GPT-2"
+    dtype = _export_dtype(dtype)
     _require(config, ["n_embd", "n_head", "n_layer", "n_positions", "vocab_size"], fam)
     d, heads = _int(config, "n_embd", fam), _int(config, "n_head", fam)
     layers = _int(config, "n_layer", fam, minimum=0)
@@ -134,46 +196,56 @@ def export_gpt2(path, state_dict, config, *, tokenizer=None, name="gpt2"):
                     eos_token_id=_token_id(config, "eos_token_id", fam))
     if tokenizer is not None:
         w.set_tokenizer(**tokenizer)
-    wte = w.weight("transformer.wte.weight", p.get("transformer.wte.weight", (vocab, d)))
-    wpe = w.weight("transformer.wpe.weight", p.get("transformer.wpe.weight", (npos, d)))
+    tied = bool(config.get("tie_word_embeddings", True))
+    store = _Weights(w, dtype, layers, tied)
+    wte = store("transformer.wte.weight", p.get("transformer.wte.weight", (vocab, d)),
+                "token_embd.weight")
+    wpe = store("transformer.wpe.weight", p.get("transformer.wpe.weight", (npos, d)),
+                "position_embd.weight")
     x = w.node("EmbeddingOp", "wte", ["tokens", wte], "wte")
     x = w.node("PositionEmbeddingOp", "wpe", [x, wpe], "h.0.in")
     for i in range(layers):
         pre, h = "transformer.h.%d." % i, "h.%d." % i
 
-        def param(suffix, shape, transpose=False, as_name=None):
+        def param(suffix, shape, role, transpose=False):
             a = p.get(pre + suffix, shape)
-            return w.weight(pre + (as_name or suffix), a.T if transpose else a)
+            return store(pre + suffix, a.T if transpose else a, "blk.%d.%s" % (i, role))
 
-        ln1 = [param("ln_1.weight", (d,)), param("ln_1.bias", (d,))]
+        ln1 = [param("ln_1.weight", (d,), "attn_norm.weight"),
+               param("ln_1.bias", (d,), "attn_norm.bias")]
         n = w.node("LayerNormOp", h + "ln_1", [x] + ln1, h + "ln_1", epsilon=eps)
         c_attn = p.get(pre + "attn.c_attn.weight", (d, 3 * d)).T  # [3d (q|k|v), d]
         c_attn_b = p.get(pre + "attn.c_attn.bias", (3 * d,))
         qkv = []
         for j, part in enumerate("qkv"):
-            wn = w.weight(pre + "attn.%s.weight" % part, c_attn[j * d:(j + 1) * d])
-            bn = w.weight(pre + "attn.%s.bias" % part, c_attn_b[j * d:(j + 1) * d])
+            wn = store(pre + "attn.%s.weight" % part, c_attn[j * d:(j + 1) * d],
+                       "blk.%d.attn_qkv.weight" % i)
+            bn = store(pre + "attn.%s.bias" % part, c_attn_b[j * d:(j + 1) * d],
+                       "blk.%d.attn_qkv.bias" % i)
             qkv.append(w.node("LinearOp", h + "attn." + part, [n, wn, bn], h + "attn." + part))
         scale = (1.0 / math.sqrt(hd) if scale_weights else 1.0) / ((i + 1) if by_layer else 1)
         a = w.node("AttentionOp", h + "attn", qkv, h + "attn", mode="Causal", num_heads=heads,
                    num_kv_heads=heads, head_dim=hd,
                    scale=0.0 if scale_weights and not by_layer else scale)
-        proj = [param("attn.c_proj.weight", (d, d), transpose=True),
-                param("attn.c_proj.bias", (d,))]
+        proj = [param("attn.c_proj.weight", (d, d), "attn_output.weight", transpose=True),
+                param("attn.c_proj.bias", (d,), "attn_output.bias")]
         a = w.node("LinearOp", h + "attn.c_proj", [a] + proj, h + "attn.c_proj")
         x = w.node("AddOp", h + "residual_1", [x, a], h + "mid")
-        ln2 = [param("ln_2.weight", (d,)), param("ln_2.bias", (d,))]
+        ln2 = [param("ln_2.weight", (d,), "ffn_norm.weight"),
+               param("ln_2.bias", (d,), "ffn_norm.bias")]
         n = w.node("LayerNormOp", h + "ln_2", [x] + ln2, h + "ln_2", epsilon=eps)
-        ff = [param("mlp.c_fc.weight", (d, inner), transpose=True),
-              param("mlp.c_fc.bias", (inner,)),
-              param("mlp.c_proj.weight", (inner, d), transpose=True),
-              param("mlp.c_proj.bias", (d,))]
+        ff = [param("mlp.c_fc.weight", (d, inner), "ffn_up.weight", transpose=True),
+              param("mlp.c_fc.bias", (inner,), "ffn_up.bias"),
+              param("mlp.c_proj.weight", (inner, d), "ffn_down.weight", transpose=True),
+              param("mlp.c_proj.bias", (d,), "ffn_down.bias")]
         f = w.node("FeedForwardOp", h + "mlp", [n] + ff, h + "mlp", activation=activation)
         x = w.node("AddOp", h + "residual_2", [x, f], "h.%d.in" % (i + 1))
-    lnf = [w.weight("transformer.ln_f.weight", p.get("transformer.ln_f.weight", (d,))),
-           w.weight("transformer.ln_f.bias", p.get("transformer.ln_f.bias", (d,)))]
+    lnf = [store("transformer.ln_f.weight", p.get("transformer.ln_f.weight", (d,)),
+                 "output_norm.weight"),
+           store("transformer.ln_f.bias", p.get("transformer.ln_f.bias", (d,)),
+                 "output_norm.bias")]
     x = w.node("LayerNormOp", "ln_f", [x] + lnf, "ln_f", epsilon=eps)
-    head = _lm_head(w, p, wte, bool(config.get("tie_word_embeddings", True)), vocab, d)
+    head = _lm_head(w, p, wte, tied, vocab, d, store)
     w.node("LinearOp", "lm_head", [x, head, ""], "logits")
     p.check_all_used()
     w.write(path)
@@ -198,15 +270,20 @@ def _llama_rope_theta(config, fam):
     return theta
 
 
-def export_llama(path, state_dict, config, *, tokenizer=None, name="llama"):
+def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtype="f32"):
     """Writes a LlamaForCausalLM checkpoint as a .kiln file.
 
     Uses Hugging Face's rotate-half RoPE layout of q_proj/k_proj, GQA/MQA
     through num_key_value_heads, SwiGLU, and the embedding as LM head when
     tie_word_embeddings (lm_head.weight, if present, is then ignored).
     tokenizer: None (raw bytes) or the arguments of ModelWriter.set_tokenizer.
+    dtype: how weights are stored (any case): "f32" (default); "f16" or
+    "bf16" (matrices; 1-D tensors stay f32); "q8_0", "q4_0" or "q4_k_m"
+    (llama-quantize's recipes, as kiln-convert --quantize: each matrix gets
+    the type of its GGUF role; a tied embedding the output matrix's).
     """
     fam = "Llama"
+    dtype = _export_dtype(dtype)
     _require(config, ["hidden_size", "intermediate_size", "num_hidden_layers",
                       "num_attention_heads", "vocab_size", "max_position_embeddings"], fam)
     d, inter = _int(config, "hidden_size", fam), _int(config, "intermediate_size", fam)
@@ -241,20 +318,23 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama"):
                     add_bos=bos is not None)
     if tokenizer is not None:
         w.set_tokenizer(**tokenizer)
-    emb = w.weight("model.embed_tokens.weight", p.get("model.embed_tokens.weight", (vocab, d)))
+    tied = bool(config.get("tie_word_embeddings", False))
+    store = _Weights(w, dtype, layers, tied)
+    emb = store("model.embed_tokens.weight", p.get("model.embed_tokens.weight", (vocab, d)),
+                "token_embd.weight")
     x = w.node("EmbeddingOp", "embed_tokens", ["tokens", emb], "layers.0.in")
     for i in range(layers):
         pre, h = "model.layers.%d." % i, "layers.%d." % i
 
-        def param(suffix, shape):
-            return w.weight(pre + suffix, p.get(pre + suffix, shape))
+        def param(suffix, shape, role):
+            return store(pre + suffix, p.get(pre + suffix, shape), "blk.%d.%s" % (i, role))
 
-        g = param("input_layernorm.weight", (d,))
+        g = param("input_layernorm.weight", (d,), "attn_norm.weight")
         n = w.node("RmsNormOp", h + "input_layernorm", [x, g], h + "input_layernorm",
                    epsilon=eps)
         proj = {}
         for part, rows in (("q", heads * head_dim), ("k", kv * head_dim), ("v", kv * head_dim)):
-            wn = param("self_attn.%s_proj.weight" % part, (rows, d))
+            wn = param("self_attn.%s_proj.weight" % part, (rows, d), "attn_%s.weight" % part)
             proj[part] = w.node("LinearOp", h + "self_attn.%s_proj" % part, [n, wn, ""],
                                 h + "self_attn.%s_proj" % part)
         for part in "qk":
@@ -264,19 +344,20 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama"):
         a = w.node("AttentionOp", h + "self_attn", [proj["q"], proj["k"], proj["v"]],
                    h + "self_attn", mode="Causal", num_heads=heads, num_kv_heads=kv,
                    head_dim=head_dim, scale=0.0)
-        o = param("self_attn.o_proj.weight", (d, heads * head_dim))
+        o = param("self_attn.o_proj.weight", (d, heads * head_dim), "attn_output.weight")
         a = w.node("LinearOp", h + "self_attn.o_proj", [a, o, ""], h + "self_attn.o_proj")
         x = w.node("AddOp", h + "residual_1", [x, a], h + "mid")
-        g2 = param("post_attention_layernorm.weight", (d,))
+        g2 = param("post_attention_layernorm.weight", (d,), "ffn_norm.weight")
         n = w.node("RmsNormOp", h + "post_attention_layernorm", [x, g2],
                    h + "post_attention_layernorm", epsilon=eps)
-        ff = [param("mlp.gate_proj.weight", (inter, d)), param("mlp.up_proj.weight", (inter, d)),
-              param("mlp.down_proj.weight", (d, inter))]
+        ff = [param("mlp.gate_proj.weight", (inter, d), "ffn_gate.weight"),
+              param("mlp.up_proj.weight", (inter, d), "ffn_up.weight"),
+              param("mlp.down_proj.weight", (d, inter), "ffn_down.weight")]
         f = w.node("FeedForwardOp", h + "mlp", [n] + ff, h + "mlp", activation="SwiGLU")
         x = w.node("AddOp", h + "residual_2", [x, f], "layers.%d.in" % (i + 1))
-    g = w.weight("model.norm.weight", p.get("model.norm.weight", (d,)))
+    g = store("model.norm.weight", p.get("model.norm.weight", (d,)), "output_norm.weight")
     x = w.node("RmsNormOp", "norm", [x, g], "norm", epsilon=eps)
-    head = _lm_head(w, p, emb, bool(config.get("tie_word_embeddings", False)), vocab, d)
+    head = _lm_head(w, p, emb, tied, vocab, d, store)
     w.node("LinearOp", "lm_head", [x, head, ""], "logits")
     p.check_all_used()
     w.write(path)

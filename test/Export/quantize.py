@@ -222,11 +222,16 @@ for recipe, out, emb, emb_tied in (("q4_k_m", "Q6_K", "Q4_K", "Q6_K"),
           recipe + " tied token_embd")
     for none in ("output_norm.weight", "position_embd.weight", "blk.0.attn_qkv.bias"):
         check(quantized_type(recipe, none, 4096, 32, False) is None, recipe + " " + none)
-check(quantized_type("q4_k_m", "blk.0.attn_qkv.weight", 768, 12, False) == "Q5_K", "gpt2 qkv")
-# 192 wide: Q4_K -> Q5_0, Q6_K -> Q8_0, Q5_K -> Q5_1; output Q8_0; 100 wide: F16
+# GPT-2's fused qkv follows attn_v's rule (12 layers: 0, 3, 6, 9, 10, 11).
+for layer in range(12):
+    exp = "Q6_K" if layer in (0, 3, 6, 9, 10, 11) else "Q4_K"
+    got = quantized_type("q4_k_m", "blk.%d.attn_qkv.weight" % layer, 768, 12, False)
+    check(got == exp, "gpt2 qkv layer %d: %s, expected %s" % (layer, got, exp))
+# 192 wide: Q4_K -> Q5_0, Q6_K -> Q8_0; output Q8_0; 100 wide: F16
 for name, exp in (("blk.5.attn_q.weight", "Q5_0"), ("blk.0.attn_v.weight", "Q8_0"),
                   ("blk.5.attn_v.weight", "Q5_0"), ("blk.0.ffn_down.weight", "Q8_0"),
-                  ("blk.0.attn_qkv.weight", "Q5_1"), ("output.weight", "Q8_0"),
+                  ("blk.0.attn_qkv.weight", "Q8_0"), ("blk.5.attn_qkv.weight", "Q5_0"),
+                  ("output.weight", "Q8_0"),
                   ("token_embd.weight", "Q5_0")):
     got = quantized_type("q4_k_m", name, 192, 32, False)
     check(got == exp, "q4_k_m 192 wide %s: %s, expected %s" % (name, got, exp))
@@ -333,7 +338,7 @@ for tied in (False, True):
               % (tied, dtype, "+".join(sorted(set(m.weight_dtypes.values()))), rel))
 
 # GPT-2: c_attn is written split into q, k and v; each part gets attn_qkv's
-# type (Q5_K in q4_k_m) and holds quantize() of its rows of c_attn^T.
+# type (attn_v's rule in q4_k_m) and holds quantize() of its rows of c_attn^T.
 d, vocab = 256, 300
 g = {"transformer.wte.weight": rng.standard_normal((vocab, d)),
      "transformer.wpe.weight": 0.1 * rng.standard_normal((32, d)),
@@ -356,8 +361,9 @@ m = kiln_export.load_model(path)
 ty = m.weight_dtypes
 # 2 layers: use_more_bits in layer 1 (>= 7 * 2 / 8)
 for n, exp in (("transformer.wte.weight", "Q6_K"), ("transformer.wpe.weight", "F32"),
-               ("transformer.h.0.attn.q.weight", "Q5_K"),
-               ("transformer.h.1.attn.v.weight", "Q5_K"),
+               ("transformer.h.0.attn.q.weight", "Q4_K"),
+               ("transformer.h.1.attn.v.weight", "Q6_K"),
+               ("transformer.h.1.attn.q.weight", "Q6_K"),
                ("transformer.h.0.attn.q.bias", "F32"),
                ("transformer.h.0.attn.c_proj.weight", "Q4_K"),
                ("transformer.h.0.mlp.c_fc.weight", "Q4_K"),
@@ -367,7 +373,7 @@ for n, exp in (("transformer.wte.weight", "Q6_K"), ("transformer.wpe.weight", "F
 c_attn_t = g["transformer.h.1.attn.c_attn.weight"].T
 for j, part in enumerate("qkv"):
     check(bytes(m.weight_bytes["transformer.h.1.attn.%s.weight" % part])
-          == quantize("Q5_K", c_attn_t[j * d:(j + 1) * d]), "gpt2: the %s part's bytes" % part)
+          == quantize("Q6_K", c_attn_t[j * d:(j + 1) * d]), "gpt2: the %s part's bytes" % part)
 check(bytes(m.weight_bytes["transformer.h.0.mlp.c_proj.weight"])
       == quantize("Q4_K", g["transformer.h.0.mlp.c_proj.weight"].T), "gpt2: c_proj transposed")
 check(np.all(np.isfinite(kiln_export.reference_eval(path, tokens))), "gpt2 reference_eval")

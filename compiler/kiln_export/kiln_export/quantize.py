@@ -103,11 +103,10 @@ def quantized_type(recipe, gguf_name, row_length, layers, tied_embedding):
         elif dtype != "Q8_0":
             dtype = "Q6_K"
     elif r == "q4_k_m" and layer >= 0:
-        if rest in ("attn_v.weight", "ffn_down.weight"):
+        # attn_qkv is attn_v-like in llama-quantize (category_is_attn_v).
+        if rest in ("attn_v.weight", "attn_qkv.weight", "ffn_down.weight"):
             if _use_more_bits(layer, layers):
                 dtype = "Q6_K"
-        elif rest == "attn_qkv.weight":
-            dtype = "Q5_K"
     return _fallback(dtype, row_length)
 
 

@@ -127,13 +127,13 @@ std::optional<fb::DType> quantizedType(QuantizeRecipe recipe,
       type = fb::DType::Q8_0;
     else if (type != fb::DType::Q8_0)
       type = fb::DType::Q6_K;
-  } else if (recipe == QuantizeRecipe::Q4_K_M && layer >= 0) {
-    if (rest == "attn_v.weight" || rest == "ffn_down.weight") {
-      if (useMoreBits(layer, t.layers))
-        type = fb::DType::Q6_K;
-    } else if (rest == "attn_qkv.weight") {
-      type = fb::DType::Q5_K;
-    }
+  } else if (recipe == QuantizeRecipe::Q4_K_M && layer >= 0 &&
+             (rest == "attn_v.weight" || rest == "attn_qkv.weight" ||
+              rest == "ffn_down.weight")) {
+    // attn_qkv is "attn_v-like" (category_is_attn_v), so it takes attn_v's
+    // rule; llama-quantize's own branch for it (Q5_K) is never reached.
+    if (useMoreBits(layer, t.layers))
+      type = fb::DType::Q6_K;
   }
   return fallback(type, t.rowLength);
 }
@@ -213,6 +213,18 @@ int nearestInt(float f) {
   return (i & 0x007fffff) - 0x00400000;
 }
 
+/// C's float -> int8_t / uint8_t conversion (truncation), defined also where
+/// C leaves it undefined (NaN, infinity, out of range: a block whose scale
+/// is below ~1e-36, where 1/d loses precision or overflows; its fp16 scale
+/// is then 0, so the quants do not matter) as x86 code computes it: through
+/// a 32-bit conversion (cvttss2si: INT32_MIN when out of range) and its low
+/// byte. kiln_export.quantize does the same.
+int32_t truncInt32(float v) {
+  return v > -2147483648.f && v < 2147483648.f ? (int32_t)v : INT32_MIN;
+}
+int8_t truncInt8(float v) { return (int8_t)(uint8_t)(truncInt32(v) & 255); }
+uint8_t truncUInt8(float v) { return (uint8_t)(truncInt32(v) & 255); }
+
 constexpr float kGroupMaxEps = 1e-15f;
 constexpr int QK_K = 256;
 
@@ -230,7 +242,7 @@ void quantizeQ8_0(const float *x, uint8_t *y, int64_t nb) {
     putHalf(y, floatToHalf(d));
     for (int j = 0; j < 32; ++j) {
       const float x0 = x[j] * id;
-      y[2 + j] = (uint8_t)(int8_t)std::roundf(x0);
+      y[2 + j] = (uint8_t)truncInt8(std::roundf(x0));
     }
   }
 }
@@ -256,8 +268,8 @@ void quantizeQ4_0(const float *x, uint8_t *y, int64_t nb) {
     for (int j = 0; j < 16; ++j) {
       const float x0 = x[j] * id;
       const float x1 = x[16 + j] * id;
-      const uint8_t xi0 = (uint8_t)std::min<int>(15, (int8_t)(x0 + 8.5f));
-      const uint8_t xi1 = (uint8_t)std::min<int>(15, (int8_t)(x1 + 8.5f));
+      const uint8_t xi0 = (uint8_t)std::min<int>(15, truncInt8(x0 + 8.5f));
+      const uint8_t xi1 = (uint8_t)std::min<int>(15, truncInt8(x1 + 8.5f));
       y[2 + j] = (uint8_t)(xi0 | (xi1 << 4));
     }
   }
@@ -284,7 +296,7 @@ void quantizeQ5_0(const float *x, uint8_t *y, int64_t nb) {
     uint8_t xi[32];
     for (int j = 0; j < 32; ++j) {
       const float x0 = x[j] * id;
-      xi[j] = (uint8_t)std::min<int>(31, (int8_t)(x0 + 16.5f));
+      xi[j] = (uint8_t)std::min<int>(31, truncInt8(x0 + 16.5f));
     }
     packQ5(xi, y + 2);
   }
@@ -306,7 +318,7 @@ void quantizeQ5_1(const float *x, uint8_t *y, int64_t nb) {
     uint8_t xi[32];
     for (int j = 0; j < 32; ++j) {
       const float x0 = (x[j] - min) * id;
-      xi[j] = (uint8_t)(x0 + 0.5f);
+      xi[j] = truncUInt8(x0 + 0.5f);
     }
     packQ5(xi, y + 4);
   }

@@ -124,11 +124,11 @@ QUANTIZING (--quantize RECIPE)
   for which tensor gets which type:
   q8_0    every matrix Q8_0.
   q4_0    Q4_0; the output matrix (or a tied embedding) Q6_K.
-  q4_k_m  Q4_K; the output matrix (or a tied embedding) Q6_K; attn_v and
-          ffn_down Q6_K in the first and last eighth of the layers and in
-          every third layer between; GPT-2's fused attn_qkv Q5_K.
+  q4_k_m  Q4_K; the output matrix (or a tied embedding) Q6_K; attn_v (or
+          GPT-2's fused attn_qkv) and ffn_down Q6_K in the first and last
+          eighth of the layers and in every third layer between.
   A type whose block does not divide a row falls back as llama-quantize's
-  does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, otherwise F16). Norms,
+  does (Q4_K -> Q5_0, Q6_K -> Q8_0, otherwise F16). Norms,
   biases and learned position tables are left as --dtype says. An input
   that is already quantized is refused. docs/convert.md has the details.
 

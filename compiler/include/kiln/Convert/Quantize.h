@@ -31,7 +31,7 @@ enum class QuantizeRecipe {
   None,   ///< no quantization (weights as --dtype says)
   Q8_0,   ///< every matrix Q8_0
   Q4_0,   ///< Q4_0; the output matrix Q6_K
-  Q4_K_M, ///< Q4_K; output Q6_K; some attn_v / ffn_down Q6_K (see below)
+  Q4_K_M, ///< Q4_K; output Q6_K; some attn_v(/qkv), ffn_down Q6_K
 };
 
 /// The recipe named `name` ("q8_0", "q4_0", "q4_k_m", any case).
@@ -54,7 +54,9 @@ struct QuantizeTarget {
 /// nullopt when llama-quantize leaves it as it is (norms, biases, learned
 /// position tables, 1-D tensors). Types whose block does not divide the row
 /// fall back as llama-quantize's do: Q4_K -> Q5_0, Q5_K -> Q5_1,
-/// Q6_K -> Q8_0, and a 32-block type that still does not fit -> F16.
+/// Q6_K -> Q8_0, and a 32-block type that still does not fit -> F16. (The
+/// three recipes never choose Q5_K; quantizeRow writes it and Q5_1 for
+/// llama-quantize's Q5_K_M mix, which has not been made a recipe yet.)
 std::optional<fb::DType> quantizedType(QuantizeRecipe recipe,
                                        const QuantizeTarget &target);
 

@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from . import dtypes
 from .dtypes import BLOCKS
 
 RECIPES = ("q8_0", "q4_0", "q4_k_m")
@@ -326,15 +327,7 @@ def _k_super_block(x, nmax, rmin, nstep):
     dh = float_to_half(max_scale / _F(63))
     mh = float_to_half(max_min / _F(63))
     # get_scale_min_k4: the scales read back from the packed bytes.
-    s = np.empty((nb, 8), np.int64)
-    m = np.empty((nb, 8), np.int64)
-    for j in range(8):
-        if j < 4:
-            s[:, j] = sc[:, j] & 63
-            m[:, j] = sc[:, j + 4] & 63
-        else:
-            s[:, j] = (sc[:, j + 4] & 0xF) | ((sc[:, j - 4] >> 6) << 4)
-            m[:, j] = (sc[:, j + 4] >> 4) | ((sc[:, j] >> 6) << 4)
+    s, m = dtypes._scale_min_k4(sc)
     d = _half_value(dh)[:, None] * s.astype(_F)
     dm = _half_value(mh)[:, None] * m.astype(_F)
     nz = d != 0

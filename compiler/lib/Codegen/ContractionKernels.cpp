@@ -210,26 +210,40 @@ public:
         ArrayRef<bool>{true});
   }
 
-  /// `len` values of row `row` of W from column `col`, dequantized in
-  /// registers when W is stored.
-  /// Column `group + offset` (`offset` a constant); for a block-stored W,
-  /// `group` is a multiple of kiln::kDequantizeGroup, so that the reads of
-  /// a group's scales are shared by its vectors.
-  Value readW(Value row, Value group, int64_t offset, int64_t len) {
+  /// `len` values of row `row` of W from column `group + offset`
+  /// (`offset` a constant in [0, align)), dequantized in registers when W
+  /// is stored. For a block-stored W, `group` is a multiple of `align`, a
+  /// multiple of kiln::kDequantizeGroup, so that the reads of a group's
+  /// scales are shared by its vectors (and, when `align` spans whole
+  /// blocks, where each vector lies in its block is a constant).
+  Value readW(Value row, Value group, int64_t offset, int64_t len,
+              int64_t align) {
     if (!encoding)
       return read(w, row, offset ? add(group, idx(offset)) : group, len);
     return kiln::dequantizeVector(b, loc, *encoding, w, row, group, offset,
-                                  len);
+                                  len, align);
   }
 
-  /// Columns along k that one step over W covers at least: a whole
-  /// dequantization group for block-stored weights (K is a multiple of
-  /// it), one value otherwise.
-  int64_t kGroup() const {
-    if (encoding && *encoding != WeightEncoding::f16 &&
-        *encoding != WeightEncoding::bf16)
-      return kiln::kDequantizeGroup;
-    return 1;
+  /// Whether W is stored in blocks of quantized values (not f32, f16 or
+  /// bf16 elements).
+  bool blockStored() const {
+    return encoding && *encoding != WeightEncoding::f16 &&
+           *encoding != WeightEncoding::bf16;
+  }
+
+  /// Columns along k that one step of the packing covers at least: a
+  /// whole dequantization group for block-stored weights (K is a multiple
+  /// of it), one value otherwise.
+  int64_t kGroup() const { return blockStored() ? kiln::kDequantizeGroup : 1; }
+
+  /// Columns along k that one step of a dot tile covers at least: a whole
+  /// block for block-stored weights (K is a multiple of it: the verifier's
+  /// rule), so that every vector's place in its block, and with it the
+  /// k-quants' sub-block scales and bit positions, is a constant; one
+  /// value otherwise.
+  int64_t kBlock() const {
+    return blockStored() ? kiln::transformer::getEncodingBlock(*encoding).elements
+                         : 1;
   }
 
   /// `len` floats of a 1-D tensor from `at`.
@@ -278,9 +292,12 @@ public:
   /// element (steps of unroll * vl along k). Returns the updated tile.
   Value microKernel(Value tile, Value m, Value nl, int64_t mr,
                     int64_t nr, int64_t unroll) {
-    // A block-stored W is read a group at a time (`chunks` vectors per
-    // step, into the `unroll` accumulators in turn).
-    int64_t chunks = std::max(unroll, kGroup() / vl);
+    // A block-stored W is read a group or a block at a time (`chunks`
+    // vectors per step, into the `unroll` accumulators in turn). Row by row (decode's matrix-vector products) a step covers a whole
+    // block; wider tiles (prompt rows left over by the packed path) step
+    // by a group, which keeps their unrolled bodies (and compile time)
+    // small.
+    int64_t chunks = std::max(unroll, (nr == 1 ? kBlock() : kGroup()) / vl);
     int64_t step = vl * chunks;
     int64_t kMain = k / step * step;
     Value zero = zeros();
@@ -298,7 +315,7 @@ public:
           xs.back() = arith::MulFOp::create(b, loc, xs.back(), g);
       }
       for (Value r : wRows)
-        ws.push_back(readW(r, kv, off, len));
+        ws.push_back(readW(r, kv, off, len, std::max<int64_t>(step, kiln::kDequantizeGroup)));
       for (int64_t i = 0; i < mr; ++i)
         for (int64_t j = 0; j < nr; ++j) {
           Value &acc = accs[(i * nr + j) * unroll + u];
@@ -448,7 +465,7 @@ public:
           Value g = in.g ? read1D(in.g, kk, 8) : Value();
           SmallVector<Value> rows;
           for (Value row : consecutive(n, 8)) {
-            rows.push_back(readW(row, group, off, 8));
+            rows.push_back(readW(row, group, off, 8, kStep));
             if (g)
               rows.back() = arith::MulFOp::create(b, loc, rows.back(), g);
           }

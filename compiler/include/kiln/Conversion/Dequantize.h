@@ -39,16 +39,21 @@ mlir::Value weightElement(mlir::OpBuilder &b, mlir::Location loc,
                           mlir::Value weight, mlir::Value row,
                           mlir::Value col);
 
-/// The group of values of row `row` that start at column `group` (a
-/// multiple of kDequantizeGroup), lanes [offset, offset + lanes) of it: a
-/// vector<lanes x f32> equal, lane by lane, to dequantizeElement. `offset`
-/// is a constant multiple of `lanes`, and lanes <= 16, so that the lanes
-/// share their scales; the ops that read the group's scales are the same
-/// for every offset (CSE shares them).
+/// Lanes [offset, offset + lanes) of the values of row `row` from column
+/// `group`: a vector<lanes x f32> equal, lane by lane, to
+/// dequantizeElement. `group` is a multiple of `groupAlign` (itself a
+/// multiple of kDequantizeGroup); `offset` is a constant in
+/// [0, groupAlign), a multiple of `lanes`, and lanes <= 16, so that the
+/// lanes share their scales. The ops that read a group's scales are the same
+/// for every offset in it (CSE shares them). When `groupAlign` is a whole
+/// number of the encoding's blocks (256 for the k-quants), where each
+/// offset lies in the block is known at compile time: the sub-block, its
+/// scale bytes and its bit positions are constants.
 mlir::Value dequantizeVector(mlir::OpBuilder &b, mlir::Location loc,
                              transformer::WeightEncoding encoding,
                              mlir::Value storage, mlir::Value row,
-                             mlir::Value group, int64_t offset, int64_t lanes);
+                             mlir::Value group, int64_t offset, int64_t lanes,
+                             int64_t groupAlign = 32);
 
 /// Columns a dequantizeVector group spans: one block of the 32-element
 /// types, one sub-block of the k-quants.

@@ -295,10 +295,12 @@ Value kiln::weightElement(OpBuilder &b, Location loc,
 
 Value kiln::dequantizeVector(OpBuilder &b, Location loc,
                              WeightEncoding encoding, Value storage, Value row,
-                             Value group, int64_t offset, int64_t lanes) {
+                             Value group, int64_t offset, int64_t lanes,
+                             int64_t groupAlign) {
   RowReader r(b, loc, storage, row);
   const int64_t n = lanes;
   EncodingBlock block = getEncodingBlock(encoding);
+
   VectorType f32s = VectorType::get({n}, b.getF32Type());
   switch (encoding) {
   case WeightEncoding::f16:
@@ -318,9 +320,25 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
   default:
     break;
   }
-  // The block holding the group, and (k-quants) the group's place in it:
-  // the 32-element sub-block `sub`.
-  Value base = r.mulIdx(r.divIdx(group, block.elements), block.bytes);
+  assert(groupAlign % kDequantizeGroup == 0 && offset < groupAlign &&
+         "offset outside the aligned group");
+  // Whether `group` starts a block (the offset's sub-block is then a
+  // constant).
+  bool blockAligned = groupAlign % block.elements == 0;
+  // The 32-element group holding the lanes, the block holding it, and
+  // (k-quants) the group's place in that block: the sub-block `sub`.
+  int64_t groupOffset = offset / kDequantizeGroup * kDequantizeGroup;
+  offset %= kDequantizeGroup;
+  Value base, sub;
+  if (blockAligned) {
+    base = r.addIdx(r.mulIdx(r.divIdx(group, block.elements), block.bytes),
+                    groupOffset / block.elements * block.bytes);
+    sub = r.idx(groupOffset % block.elements / kDequantizeGroup);
+  } else {
+    group = r.addIdx(group, groupOffset);
+    base = r.mulIdx(r.divIdx(group, block.elements), block.bytes);
+    sub = r.divIdx(r.remIdx(group, block.elements), kDequantizeGroup);
+  }
   switch (encoding) {
   case WeightEncoding::q8_0:
     return r.mulF(r.half(base), r.toF32(r.s8s(r.addIdx(base, 2 + offset), n)));
@@ -351,7 +369,6 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
   case WeightEncoding::q4_k:
   case WeightEncoding::q5_k: {
     bool five = encoding == WeightEncoding::q5_k;
-    Value sub = r.divIdx(r.remIdx(group, 256), 32);
     Value chunk = r.divIdx(sub, 2);
     Value high = r.toI32(r.remIdx(sub, 2));
     auto [sc, m] = r.scaleMinK4(r.addIdx(base, 4), sub);
@@ -368,7 +385,6 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
   }
   case WeightEncoding::q6_k: {
     // Group g of half h: sub = 4h + g.
-    Value sub = r.divIdx(r.remIdx(group, 256), 32);
     Value h = r.divIdx(sub, 4), g = r.remIdx(sub, 4);
     Value gi = r.toI32(g);
     Value ql = r.u8s(

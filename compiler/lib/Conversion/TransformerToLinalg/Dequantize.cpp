@@ -167,6 +167,45 @@ public:
     return andI(shr(byte, shl(high, 2)), 15);
   }
 
+  /// The IEEE half at `offset` read as one 16-bit value (a vector read of
+  /// 2 bytes), widened (exactly) to f32: what the kernels use; the scalar
+  /// form (half) assembles it from two byte reads.
+  Value halfLoad(Value offset) {
+    Value two = vector::BitCastOp::create(
+        b, loc, VectorType::get({1}, b.getF16Type()), bytes(offset, 2));
+    Value h = vector::ExtractOp::create(b, loc, two, 0);
+    return arith::ExtFOp::create(b, loc, b.getF32Type(), h);
+  }
+
+  /// Lanes `mask` of the bytes `v` (a vector of i8), zero-extended to i32.
+  Value pick(Value v, ArrayRef<int64_t> mask) {
+    Value s = vector::ShuffleOp::create(b, loc, v, v, mask);
+    return arith::ExtUIOp::create(
+        b, loc, VectorType::get({(int64_t)mask.size()}, b.getI32Type()), s);
+  }
+
+  /// The 6-bit scales and mins of all 8 sub-blocks of a Q4_K/Q5_K block
+  /// whose 12 scale bytes start at `scales` (get_scale_min_k4 for j = 0..7
+  /// at once), as two vector<8xi32>.
+  std::pair<Value, Value> scalesMinsK4(Value scales) {
+    // 16 bytes from `scales`: the 12 scale bytes and 4 of the block's next
+    // field (in bounds; never used).
+    Value q = bytes(scales, 16);
+    // Lane j: q[j] or q[j + 4] (j < 4), and the bytes j >= 4 combine.
+    Value a = pick(q, {0, 1, 2, 3, 8, 9, 10, 11});  // sc, j < 4: q[j]
+    Value bb = pick(q, {0, 1, 2, 3, 0, 1, 2, 3});   // j >= 4: q[j - 4]
+    Value c = pick(q, {4, 5, 6, 7, 8, 9, 10, 11});  // m, j < 4: q[j + 4]
+    Value dd = pick(q, {4, 5, 6, 7, 4, 5, 6, 7});   // j >= 4: q[j]
+    auto i1s = VectorType::get({8}, b.getI1Type());
+    Value low = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(
+                    i1s, ArrayRef<bool>{true, true, true, true, false, false,
+                                        false, false}));
+    Value scHigh = orI(andI(a, 15), shl(shr(bb, 6), 4));
+    Value mHigh = orI(shr(c, 4), shl(shr(dd, 6), 4));
+    return {select(low, andI(a, 63), scHigh), select(low, andI(c, 63), mHigh)};
+  }
+
   /// The 6-bit scale and min of sub-block `j` (an index in [0, 8)) of a
   /// Q4_K/Q5_K block whose 12 scale bytes start at `scales`
   /// (get_scale_min_k4).
@@ -341,7 +380,7 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
   }
   switch (encoding) {
   case WeightEncoding::q8_0:
-    return r.mulF(r.half(base), r.toF32(r.s8s(r.addIdx(base, 2 + offset), n)));
+    return r.mulF(r.halfLoad(base), r.toF32(r.s8s(r.addIdx(base, 2 + offset), n)));
   case WeightEncoding::q4_0:
   case WeightEncoding::q4_1:
   case WeightEncoding::q5_0:
@@ -360,10 +399,10 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
       Value bits = r.andI(r.shr(r.splatLike(q, qh), r.lanesFrom(r.i32(offset), n)), 1);
       q = r.orI(q, r.shl(bits, 4));
     }
-    Value d = r.half(base);
+    Value d = r.halfLoad(base);
     if (!hasMin)
       return r.mulF(r.toF32(r.subI(q, five ? 16 : 8)), d);
-    Value m = r.half(r.addIdx(base, 2));
+    Value m = r.halfLoad(r.addIdx(base, 2));
     return r.addF(r.mulF(r.toF32(q), d), m);
   }
   case WeightEncoding::q4_k:
@@ -371,7 +410,22 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
     bool five = encoding == WeightEncoding::q5_k;
     Value chunk = r.divIdx(sub, 2);
     Value high = r.toI32(r.remIdx(sub, 2));
-    auto [sc, m] = r.scaleMinK4(r.addIdx(base, 4), sub);
+    // The sub-block's d * sc and dmin * m: with the sub-block a constant,
+    // those of all 8 sub-blocks are computed by vector operations (the same
+    // for every vector of the block, shared by CSE) and one lane is taken.
+    Value d1, m1;
+    if (blockAligned) {
+      auto [scs, ms] = r.scalesMinsK4(r.addIdx(base, 4));
+      Value d1s = r.mulF(r.halfLoad(base), r.toF32(scs));
+      Value m1s = r.mulF(r.halfLoad(r.addIdx(base, 2)), r.toF32(ms));
+      int64_t j = groupOffset % block.elements / kDequantizeGroup;
+      d1 = vector::ExtractOp::create(b, loc, d1s, j);
+      m1 = vector::ExtractOp::create(b, loc, m1s, j);
+    } else {
+      auto [sc, m] = r.scaleMinK4(r.addIdx(base, 4), sub);
+      d1 = r.mulF(r.halfLoad(base), r.toF32(sc));
+      m1 = r.mulF(r.halfLoad(r.addIdx(base, 2)), r.toF32(m));
+    }
     Value qsAt = r.addIdx(base, (five ? 48 : 16) + offset);
     Value q = r.nibble(r.u8s(r.addIdx(qsAt, r.mulIdx(chunk, 32)), n), high);
     if (five) {
@@ -379,8 +433,6 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
       Value bit = r.andI(r.shr(qh, r.toI32(sub)), 1);
       q = r.orI(q, r.shl(bit, 4));
     }
-    Value d1 = r.mulF(r.half(base), r.toF32(sc));
-    Value m1 = r.mulF(r.half(r.addIdx(base, 2)), r.toF32(m));
     return r.subF(r.mulF(d1, r.toF32(q)), m1);
   }
   case WeightEncoding::q6_k: {
@@ -399,9 +451,22 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
     Value scAt = r.addIdx(
         base, r.addIdx(r.addIdx(r.mulIdx(h, 8), r.mulIdx(g, 2)),
                        192 + offset / 16));
-    Value sc = r.s8(scAt);
-    Value d = r.half(r.addIdx(base, 208));
-    return r.mulF(r.mulF(d, r.toF32(sc)), r.toF32(q));
+    Value d = r.halfLoad(r.addIdx(base, 208));
+    Value scale;
+    if (blockAligned) {
+      // d * sc of all 16 scales by vector operations (shared by CSE), one
+      // lane taken.
+      Value scs = arith::ExtSIOp::create(
+          b, loc, VectorType::get({16}, b.getI32Type()),
+          r.bytes(r.addIdx(base, 192), 16));
+      Value scales = r.mulF(d, r.toF32(scs));
+      int64_t j = groupOffset % block.elements / kDequantizeGroup * 2 +
+                  offset / 16;
+      scale = vector::ExtractOp::create(b, loc, scales, j);
+    } else {
+      scale = r.mulF(d, r.toF32(r.s8(scAt)));
+    }
+    return r.mulF(scale, r.toF32(q));
   }
   default:
     break;

@@ -117,6 +117,14 @@ def KilnContractionKernels
       matrix-vector products (one stream through `W`);
     * `k` in steps of `vector_lanes`, reading both operands contiguously; a
       static tail of whole vectors, then a short one widened with zeros;
+    * a weight kept as stored (a `#transformer.encoding` weight, read
+      through a `kiln.dequantize` generic) is read as its bytes and
+      dequantized in registers, lane for lane equal to the scalar
+      definition: the packing and the prompt tiles step by one 32-value
+      group (one scale), matrix-vector products by one whole block (256
+      values for the k-quants), so that where each vector lies in its block
+      is a constant and a block's sub-block scales are unpacked once, by
+      vector operations;
     * every kernel writes a fresh output, each element once: zero-initialised
       products without a fill, a product's init (a residual stream, a bias)
       read where its sums are written rather than overwritten in place.

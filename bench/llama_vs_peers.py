@@ -219,10 +219,15 @@ def torch_worker(args):
 
 # ------------------------------------------------------------------ main ----
 
-def measure_kiln(exe, cfg, threads, rng):
+def measure_kiln(exe, cfg, threads, rng, long=True):
+    """Prefill and decode tokens/s of a PROMPT-token prompt ("short") and,
+    with `long`, of a prompt that fills the context but NEW ("long")."""
     res = {}
     rss = 0.0
-    for name, plen in (("short", PROMPT), ("long", cfg["max_position_embeddings"] - NEW)):
+    runs = [("short", PROMPT)]
+    if long:
+        runs.append(("long", cfg["max_position_embeddings"] - NEW))
+    for name, plen in runs:
         prompt = ",".join(str(int(t)) for t in rng.integers(3, cfg["vocab_size"], size=plen))
         out, r = timed([exe, "--prompt-tokens", prompt, "-n", str(NEW), "--temp", "0",
                         "--ignore-eos", "--output=json", "-t", str(threads)])
@@ -234,7 +239,7 @@ def measure_kiln(exe, cfg, threads, rng):
     return res
 
 
-def measure_llama(bench, gguf, cfg, threads):
+def measure_llama(bench, gguf, cfg, threads, long=True):
     depth = cfg["max_position_embeddings"] - NEW
     # llama-bench at its defaults (f16 KV cache, flash attention auto): the
     # peer at its best; it offers no f32 KV cache.
@@ -243,11 +248,13 @@ def measure_llama(bench, gguf, cfg, threads):
     rows = json.loads(out)
     pp = [r["avg_ts"] for r in rows if r["n_prompt"] == PROMPT and r["n_gen"] == 0][0]
     tg = [r["avg_ts"] for r in rows if r["n_gen"] == NEW and r["n_prompt"] == 0][0]
-    out2, rss2 = timed(common + ["-p", "0", "-n", str(NEW), "-d", str(depth)])
-    tg_long = [r["avg_ts"] for r in json.loads(out2) if r["n_gen"] == NEW][0]
-    return {"short": dict(prefill_tps=pp, decode_tps=tg),
-            "long": dict(prefill_tps=float("nan"), decode_tps=tg_long),
-            "rss_mb": max(rss, rss2)}
+    res = {"short": dict(prefill_tps=pp, decode_tps=tg), "rss_mb": rss}
+    if long:
+        out2, rss2 = timed(common + ["-p", "0", "-n", str(NEW), "-d", str(depth)])
+        tg_long = [r["avg_ts"] for r in json.loads(out2) if r["n_gen"] == NEW][0]
+        res["long"] = dict(prefill_tps=float("nan"), decode_tps=tg_long)
+        res["rss_mb"] = max(rss, rss2)
+    return res
 
 
 def measure_torch(cfg, weights, threads):

@@ -9,7 +9,7 @@
 // covers a whole 256-value block, so that each vector's sub-block is a
 // constant: the 6-bit scales and mins of all 8 sub-blocks are unpacked from
 // the block's 12 scale bytes (at 4) by vector operations, once per block,
-// times d (at 0) and dmin (at 2), each read as one 16-bit half; each vector
+// times d (at 0) and dmin (at 2), each read first as one 16-bit half; each vector
 // takes its sub-block's lane (0 for sub-block 0, 1 for sub-block 1) and
 // reads its nibbles at fixed positions (the low nibbles of bytes 16-47 for
 // sub-blocks 0 and 1, shifted by a constant 4 for sub-block 1). The loop
@@ -24,13 +24,13 @@
 // CHECK-NOT: arith.remui
 // CHECK: %[[BLK:.*]] = arith.divui %[[K]], %c256 : index
 // CHECK: %[[BASE:.*]] = arith.muli %[[BLK]], %c144 : index
+// CHECK: vector.transfer_read %[[W]][%[[N]], %[[BASE]]]{{.*}} : tensor<8x288xi8>, vector<2xi8>
+// CHECK: vector.bitcast %{{.*}} : vector<2xi8> to vector<1xf16>
 // CHECK: %[[SCAT:.*]] = arith.addi %[[BASE]], %c4 : index
 // CHECK: %[[SCB:.*]] = vector.transfer_read %[[W]][%[[N]], %[[SCAT]]]{{.*}} : tensor<8x288xi8>, vector<16xi8>
 // CHECK: vector.shuffle %[[SCB]], %[[SCB]] [0, 1, 2, 3, 8, 9, 10, 11]
 // CHECK: arith.select %{{.*}} : vector<8xi1>, vector<8xi32>
 // CHECK: arith.select %{{.*}} : vector<8xi1>, vector<8xi32>
-// CHECK: vector.transfer_read %[[W]][%[[N]], %[[BASE]]]{{.*}} : tensor<8x288xi8>, vector<2xi8>
-// CHECK: vector.bitcast %{{.*}} : vector<2xi8> to vector<1xf16>
 // CHECK: %[[D1S:.*]] = arith.mulf %{{.*}} : vector<8xf32>
 // CHECK: %[[M1S:.*]] = arith.mulf %{{.*}} : vector<8xf32>
 // CHECK: %[[D10:.*]] = vector.extract %[[D1S]][0] : f32 from vector<8xf32>

@@ -21,6 +21,7 @@ Model writers for the reference modules of test/e2e/reference.py (Hugging
 Face layouts): write_llama_gguf and write_gpt2_gguf, with the names, key
 types and q/k layout llama.cpp's convert_hf_to_gguf.py uses.
 """
+import io
 import struct
 
 import numpy as np
@@ -173,6 +174,18 @@ def encode_tensor(x, dtype):
     raise ValueError("unsupported tensor type %r (have %s)" % (dtype, ", ".join(GGML_TYPES)))
 
 
+class LazyTensor:
+    """A tensor made only when the file is written: `make()` returns the
+    array (numpy-style `shape`). GGUFWriter.write() streams such tensors
+    one at a time, so a file larger than memory (a 7 B model) can be
+    written; write_llama_gguf takes them in its state dict (written as
+    given: no q/k permutation, which random weights do not need)."""
+
+    def __init__(self, shape, make):
+        self.shape = tuple(int(d) for d in shape)
+        self.make = make
+
+
 class GGUFWriter:
     """Collects metadata and tensors, then write() emits the file.
 
@@ -207,19 +220,34 @@ class GGUFWriter:
             raise ValueError("tensor name %r is longer than ggml's 63 bytes" % name)
         if any(t[0] == name for t in self.tensors):
             raise ValueError("duplicate tensor %r" % name)
-        x = np.asarray(x)
-        if x.ndim < 1 or x.ndim > 4:
+        lazy = isinstance(x, LazyTensor)
+        if not lazy:
+            x = np.asarray(x)
+        ndim = len(x.shape)
+        if ndim < 1 or ndim > 4:
             raise ValueError("tensor %r: ggml tensors have 1 to 4 dims, got shape %s" % (name, x.shape))
         block, _ = _BLOCK[dtype]
         if x.shape[-1] % block:
             raise ValueError("tensor %r: innermost dim %d not divisible by %s's block of %d"
                              % (name, x.shape[-1], dtype, block))
-        self.tensors.append((name, tuple(int(d) for d in x.shape), dtype, encode_tensor(x, dtype)))
+        shape = tuple(int(d) for d in x.shape)
+        if lazy:
+            elems = 1
+            for d in shape:
+                elems *= d
+            size = elems // block * _BLOCK[dtype][1]
+            self.tensors.append((name, shape, dtype, (x, size)))
+        else:
+            self.tensors.append((name, shape, dtype, encode_tensor(x, dtype)))
 
     def _pad(self, n):
         return (-n) % self.alignment
 
-    def to_bytes(self):
+    @staticmethod
+    def _size(data):
+        return data[1] if isinstance(data, tuple) else len(data)
+
+    def _header(self):
         out = bytearray()
         out += GGUF_MAGIC
         out += struct.pack("<IQQ", GGUF_VERSION, len(self.tensors), len(self.kv))
@@ -228,30 +256,46 @@ class GGUFWriter:
             out += struct.pack("<I", v.type)
             out += _value_bytes(v)
         offset = 0
-        offsets = []
         for name, shape, dtype, data in self.tensors:
             out += _string_bytes(name)
             out += struct.pack("<I", len(shape))
             out += struct.pack("<%dQ" % len(shape), *reversed(shape))
             out += struct.pack("<IQ", GGML_TYPES[dtype], offset)
-            offsets.append(offset)
-            offset += len(data) + self._pad(len(data))
+            size = self._size(data)
+            offset += size + self._pad(size)
         out += b"\0" * self._pad(len(out))
-        for (_, _, _, data), off in zip(self.tensors, offsets):
-            assert len(out) % self.alignment == 0
-            out += data
-            out += b"\0" * self._pad(len(data))
-        return bytes(out)
+        return out
+
+    def _stream(self, f):
+        """Writes the file to `f`, making lazy tensors one at a time."""
+        f.write(self._header())
+        for name, shape, dtype, data in self.tensors:
+            if isinstance(data, tuple):
+                lazy, size = data
+                x = np.asarray(lazy.make())
+                if x.shape != shape:
+                    raise ValueError("tensor %r: made shape %s, declared %s" % (name, x.shape, shape))
+                data = encode_tensor(x, dtype)
+                assert len(data) == size
+            f.write(data)
+            f.write(b"\0" * self._pad(len(data)))
+
+    def to_bytes(self):
+        buf = io.BytesIO()
+        self._stream(buf)
+        return buf.getvalue()
 
     def write(self):
         with open(self.path, "wb") as f:
-            f.write(self.to_bytes())
+            self._stream(f)
 
 
 # ---- model writers ------------------------------------------------------------
 
 def _np(t):
-    """torch tensor or array -> float32 numpy."""
+    """torch tensor or array -> float32 numpy (a LazyTensor is kept)."""
+    if isinstance(t, LazyTensor):
+        return t
     if hasattr(t, "detach"):
         t = t.detach().cpu().float().numpy()
     return np.asarray(t, dtype=np.float32)
@@ -416,7 +460,7 @@ def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name
 
     def mat(gguf_name, hf_name, permute_heads=None):
         x = _np(sd[hf_name])
-        if permute_heads:
+        if permute_heads and not isinstance(x, LazyTensor):
             x = permute_qk(x, permute_heads)
         w.add_tensor(gguf_name, x, _matrix_dtype(x, dtype))
 

@@ -87,7 +87,7 @@ bool kiln::isElementwiseBinary(linalg::GenericOp op) {
 
 mlir::DictionaryAttr kiln::KernelConfig::toAttr(MLIRContext *context) const {
   Builder b(context);
-  return b.getDictionaryAttr({
+  SmallVector<NamedAttribute> entries{
       b.getNamedAttr("role", b.getStringAttr(isDecode() ? "decode" : "prompt")),
       b.getNamedAttr("vector_lanes", b.getI64IntegerAttr(vectorLanes)),
       b.getNamedAttr("block_cols", b.getI64IntegerAttr(blockCols)),
@@ -95,7 +95,11 @@ mlir::DictionaryAttr kiln::KernelConfig::toAttr(MLIRContext *context) const {
       b.getNamedAttr("packed", b.getBoolAttr(packed)),
       b.getNamedAttr("pack_min_rows", b.getI64IntegerAttr(packMinRows)),
       b.getNamedAttr("outer_rows", b.getI64IntegerAttr(outerRows)),
-  });
+  };
+  // Written only when not the default (f32).
+  if (int8Activations)
+    entries.push_back(b.getNamedAttr("activations", b.getStringAttr("i8")));
+  return b.getDictionaryAttr(entries);
 }
 
 std::optional<kiln::KernelConfig>
@@ -111,6 +115,12 @@ kiln::KernelConfig::fromAttr(Attribute attr) {
     return std::nullopt;
   c.role = role.getValue() == "decode" ? Role::Decode : Role::Prompt;
   c.packed = packed.getValue();
+  if (Attribute a = dict.get("activations")) {
+    auto s = dyn_cast<StringAttr>(a);
+    if (!s || (s.getValue() != "f32" && s.getValue() != "i8"))
+      return std::nullopt;
+    c.int8Activations = s.getValue() == "i8";
+  }
   for (auto [name, field] :
        {std::pair<StringRef, int64_t *>{"vector_lanes", &c.vectorLanes},
         {"block_cols", &c.blockCols},

@@ -54,6 +54,11 @@ struct KernelConfig {
   bool packed = false;
   int64_t packMinRows = 16;
   int64_t outerRows = 6;
+  /// Whether the matrix-vector products quantize x to 8-bit integers per
+  /// group of 32 values and take integer dot products with W's stored
+  /// integers (`activations = "i8"`), instead of reading x as f32 and W
+  /// dequantized exactly (the default).
+  bool int8Activations = false;
 
   bool isDecode() const { return role == Role::Decode; }
   mlir::DictionaryAttr toAttr(mlir::MLIRContext *context) const;

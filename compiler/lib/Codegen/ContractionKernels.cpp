@@ -25,6 +25,7 @@
 #include "kiln/Conversion/Dequantize.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Matchers.h"
@@ -164,10 +165,123 @@ std::optional<ScaledInput> matchScaledInput(Value x) {
 }
 
 /// What a kernel reads for x: `xc` ([M, K]), and when x is a ScaledInput,
-/// its [K] factor `g` and the rows' scales `scale` ([M]).
+/// its [K] factor `g` and the rows' scales `scale` ([M]). With int8
+/// activations, also x quantized (quantizeActivations): `xq` ([M, K] i8),
+/// the scale of every 4 values `xd` ([M, K / 4] f32), and per group of 32
+/// values the sum of its scales times its integers `xm` ([M, K / 32] f32).
 struct KernelInput {
   Value xc, g, scale;
+  Value xq, xd, xm;
 };
+
+/// Values per group of quantized activations: what one integer dot
+/// product instruction reads (32 bytes: vpdpbusd on 256-bit vectors).
+constexpr int64_t kActivationGroup = 32;
+/// Values per scale of quantized activations: the 4 bytes that one i32
+/// lane of the dot product sums, so that every lane is scaled by its own
+/// factor at no cost (one vector of 8 scales per group instead of one
+/// broadcast scale). Per 32 values, as llama.cpp's Q8_0 activations, the
+/// logits of the test models were 1.2e-2 x max|logit| from float64 and
+/// greedy tokens flipped on half of them.
+constexpr int64_t kActivationScaleGroup = 4;
+
+/// Quantizes `in.xc` ([M, K], K a multiple of kActivationGroup) to 8-bit
+/// integers: per kActivationScaleGroup values, d = max|x| / 127 and q = x *
+/// (1 / d) rounded to nearest even (0 where d is 0); fills in.xq, in.xd and
+/// in.xm. One pass over x, before the kernel's parallel loop (every task
+/// reads the same quantized x).
+void quantizeActivations(OpBuilder &b, Location loc, int64_t k,
+                         KernelInput &in) {
+  const int64_t G = kActivationGroup, S = kActivationScaleGroup, L = G / S;
+  Type f32 = b.getF32Type(), i8 = b.getI8Type(), i32 = b.getI32Type();
+  VectorType vf = VectorType::get({G}, f32), vi = VectorType::get({G}, i32),
+             v8 = VectorType::get({G}, i8), lanesF = VectorType::get({L}, f32);
+  OpFoldResult rows = tensor::getMixedSize(b, loc, in.xc, 0);
+  Value rowCount = getValueOrCreateConstantIndexOp(b, loc, rows);
+  auto idx = [&](int64_t v) { return arith::ConstantIndexOp::create(b, loc, v); };
+  auto splat = [&](OpBuilder &nb, VectorType t, float v) {
+    return arith::ConstantOp::create(
+        nb, loc, DenseElementsAttr::get(t, nb.getF32FloatAttr(v)));
+  };
+  Value xq = tensor::EmptyOp::create(
+      b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(k)}, i8);
+  Value xd = tensor::EmptyOp::create(
+      b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(k / S)}, f32);
+  Value xm = tensor::EmptyOp::create(
+      b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(k / G)}, f32);
+  auto outer = scf::ForOp::create(
+      b, loc, idx(0), rowCount, idx(1), ValueRange{xq, xd, xm},
+      [&](OpBuilder &ob, Location, Value m, ValueRange rowIter) {
+        auto inner = scf::ForOp::create(
+            ob, loc, idx(0), idx(k / G), idx(1), rowIter,
+            [&](OpBuilder &nb, Location, Value g, ValueRange it) {
+              Value col = arith::MulIOp::create(nb, loc, g, idx(G));
+              Value zero = arith::ConstantOp::create(nb, loc, nb.getF32FloatAttr(0));
+              Value x = vector::TransferReadOp::create(
+                  nb, loc, vf, in.xc, ValueRange{m, col}, zero,
+                  ArrayRef<bool>{true});
+              // Values j, S + j, 2 S + j, ... of a [G] vector: element j
+              // of every lane (1-D shuffles: LLVM's vector lowering takes
+              // no 2-D reductions or transposes here).
+              auto column = [&](Value v, int64_t j) {
+                SmallVector<int64_t> mask;
+                for (int64_t l = 0; l < L; ++l)
+                  mask.push_back(l * S + j);
+                return vector::ShuffleOp::create(nb, loc, v, v, mask)
+                    .getResult();
+              };
+              // Per lane: the max |x| of its S values.
+              Value ax = math::AbsFOp::create(nb, loc, x);
+              Value amax = column(ax, 0);
+              for (int64_t j = 1; j < S; ++j)
+                amax = arith::MaxNumFOp::create(nb, loc, amax, column(ax, j));
+              Value d = arith::DivFOp::create(nb, loc, amax,
+                                              splat(nb, lanesF, 127.0f));
+              Value nonzero = arith::CmpFOp::create(
+                  nb, loc, arith::CmpFPredicate::ONE, d,
+                  splat(nb, lanesF, 0.0f));
+              Value id = arith::SelectOp::create(
+                  nb, loc, nonzero,
+                  arith::DivFOp::create(nb, loc, splat(nb, lanesF, 1.0f), d),
+                  splat(nb, lanesF, 0.0f));
+              // 1 / d for each of the G values (lane l's for values
+              // l S ... l S + S - 1).
+              SmallVector<int64_t> spread;
+              for (int64_t i = 0; i < G; ++i)
+                spread.push_back(i / S);
+              Value idAll = vector::ShuffleOp::create(nb, loc, id, id, spread);
+              Value scaled = arith::MulFOp::create(nb, loc, x, idAll);
+              Value qi = arith::FPToSIOp::create(
+                  nb, loc, vi, math::RoundEvenOp::create(nb, loc, scaled));
+              Value q = arith::TruncIOp::create(nb, loc, v8, qi);
+              // Sum over the group of d times the lane's integers.
+              Value sums = column(qi, 0);
+              for (int64_t j = 1; j < S; ++j)
+                sums = arith::AddIOp::create(nb, loc, sums, column(qi, j));
+              Value dsum = vector::ReductionOp::create(
+                  nb, loc, vector::CombiningKind::ADD,
+                  arith::MulFOp::create(
+                      nb, loc, d,
+                      arith::SIToFPOp::create(nb, loc, lanesF, sums)));
+              Value nq = vector::TransferWriteOp::create(
+                             nb, loc, q, it[0], ValueRange{m, col},
+                             ArrayRef<bool>{true})
+                             .getResult();
+              Value dCol = arith::MulIOp::create(nb, loc, g, idx(L));
+              Value nd = vector::TransferWriteOp::create(
+                             nb, loc, d, it[1], ValueRange{m, dCol},
+                             ArrayRef<bool>{true})
+                             .getResult();
+              Value nm = tensor::InsertOp::create(nb, loc, dsum, it[2],
+                                                  ValueRange{m, g});
+              scf::YieldOp::create(nb, loc, ValueRange{nq, nd, nm});
+            });
+        scf::YieldOp::create(ob, loc, inner.getResults());
+      });
+  in.xq = outer.getResult(0);
+  in.xd = outer.getResult(1);
+  in.xm = outer.getResult(2);
+}
 
 /// Emits the kernels for one contraction, configured by `cfg`.
 class KernelBuilder {
@@ -364,6 +478,94 @@ public:
     return tile;
   }
 
+  /// Whether this kernel's matrix-vector products take integer dot
+  /// products on quantized x (KernelInput::xq) and W's integers.
+  bool int8Dot() const {
+    return in.xq && encoding &&
+           (*encoding == WeightEncoding::q4_0 ||
+            *encoding == WeightEncoding::q4_k);
+  }
+
+  /// tile[m, nl] (+)= dot(x[m, :], w[nl, :]) with int8 activations: per
+  /// 32-value group, the integer dot product of W's 4-bit integers q
+  /// (value = d q - m) with x's 8-bit integers xq (x ~ xd xq) is one
+  /// vector.contract of i8 into 8 lanes of i32 (kiln-lower-int8-dot makes
+  /// it vpdpbusd or vpmaddubsw + vpmaddwd; lane i sums 4 values, which
+  /// share one of x's scales), converted and scaled by d times the lanes'
+  /// 8 scales into one of two f32 accumulators; the groups' m sum(xd xq)
+  /// (xm) are summed apart and subtracted at the end. A step covers a block
+  /// of W.
+  Value int8MicroKernel(Value tile, Value m, Value nl) {
+    const int64_t G = kActivationGroup;
+    int64_t step = kBlock();
+    VectorType acc8 = VectorType::get({8}, f32);
+    VectorType i32x8 = VectorType::get({8}, b.getI32Type());
+    VectorType i8x8x4 = VectorType::get({8, 4}, b.getI8Type());
+    VectorType i8x32 = VectorType::get({G}, b.getI8Type());
+    Value zeroF = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(acc8, b.getF32FloatAttr(0)));
+    Value zeroI = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(i32x8, b.getI32IntegerAttr(0)));
+    Value zeroS = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
+    MLIRContext *ctx = b.getContext();
+    AffineExpr i, kk;
+    bindDims(ctx, i, kk);
+    AffineMap ik = AffineMap::get(2, 0, {i, kk}, ctx);
+    AffineMap iOnly = AffineMap::get(2, 0, {i}, ctx);
+    ArrayAttr maps = b.getAffineMapArrayAttr({ik, ik, iOnly});
+    ArrayAttr iters = b.getArrayAttr(
+        {vector::IteratorTypeAttr::get(ctx, vector::IteratorType::parallel),
+         vector::IteratorTypeAttr::get(ctx, vector::IteratorType::reduction)});
+    Value pad8 = arith::ConstantIntOp::create(b, loc, b.getI8Type(), 0);
+
+    // accs: two f32 accumulators, then the sum of the groups' m xd sum(xq).
+    SmallVector<Value> init{zeroF, zeroF, zeroS};
+    SmallVector<Value> accs = loopCarrying(
+        idx(0), idx(k), step, init, [&](Value kv, SmallVector<Value> &a) {
+          for (int64_t off = 0; off < step; off += G) {
+            std::optional<kiln::IntegerGroup> grp = kiln::integerGroup(
+                b, loc, *encoding, w, nl, kv, off, step);
+            Value col = off ? add(kv, idx(off)) : kv;
+            Value xv = vector::TransferReadOp::create(
+                b, loc, i8x32, in.xq, ValueRange{m, col}, pad8,
+                ArrayRef<bool>{true});
+            Value qs = vector::ShapeCastOp::create(b, loc, i8x8x4, grp->q);
+            Value xs = vector::ShapeCastOp::create(b, loc, i8x8x4, xv);
+            auto contract = vector::ContractionOp::create(
+                b, loc, qs, xs, zeroI, maps, iters);
+            // W's integers are 0 to 15.
+            contract->setAttr(kiln::kNonNegativeLhsAttr, b.getUnitAttr());
+            Value dot = contract.getResult();
+            Value gi = arith::DivUIOp::create(b, loc, col, idx(G));
+            // The 8 lanes' scales (one per 4 values of x).
+            Value xd = vector::TransferReadOp::create(
+                b, loc, acc8, in.xd,
+                ValueRange{m, arith::DivUIOp::create(
+                                  b, loc, col, idx(kActivationScaleGroup))},
+                zeroS, ArrayRef<bool>{true});
+            Value xm = tensor::ExtractOp::create(b, loc, in.xm,
+                                                 ValueRange{m, gi});
+            Value scale = arith::MulFOp::create(
+                b, loc, vector::BroadcastOp::create(b, loc, acc8, grp->d), xd);
+            Value &acc = a[(off / G) % 2];
+            acc = vector::FMAOp::create(
+                b, loc, arith::SIToFPOp::create(b, loc, acc8, dot), scale, acc);
+            a[2] = math::FmaOp::create(b, loc, grp->m, xm, a[2]);
+          }
+        });
+    Value both = arith::AddFOp::create(b, loc, accs[0], accs[1], fm);
+    Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                            both, fm);
+    sum = arith::SubFOp::create(b, loc, sum, accs[2]);
+    Value row = vector::BroadcastOp::create(b, loc, VectorType::get({1}, f32),
+                                            sum);
+    Value upd = withInit(row, tile, m, nl);
+    return vector::TransferWriteOp::create(b, loc, upd, tile,
+                                           ValueRange{m, nl},
+                                           ArrayRef<bool>{true})
+        .getResult();
+  }
+
   /// for iv in [lb, ub) step s, carrying `values` (their final values are
   /// returned): fn(iv, values) updates them.
   SmallVector<Value> loopCarrying(Value lb, Value ub, int64_t s,
@@ -414,6 +616,8 @@ public:
     // (a single stream through the weights), two accumulators.
     return loop(rowsMain, rows, 1, tile, [&](Value m, Value t) {
       return loop(idx(0), nlen, 1, t, [&](Value nl, Value t2) {
+        if (int8Dot())
+          return int8MicroKernel(t2, m, nl);
         return microKernel(t2, m, nl, 1, 1, 2);
       });
     });
@@ -781,12 +985,17 @@ using ScaledMap = llvm::DenseMap<Value, ScaledInput>;
 
 /// What the kernels for products of `x` read: `h` and its factors when x is
 /// a fused ScaledInput, x itself otherwise.
+/// With `quantize` (int8 activations), x is also quantized, unless it is a
+/// fused ScaledInput (the kernels then read it as f32).
 KernelInput kernelInput(OpBuilder &b, Location loc, Value x,
-                        const ScaledMap &scaled) {
+                        const ScaledMap &scaled, bool quantize = false) {
   KernelInput in;
   auto it = scaled.find(x);
   if (it == scaled.end()) {
     in.xc = collapseTo2D(b, loc, x);
+    int64_t k = cast<RankedTensorType>(in.xc.getType()).getDimSize(1);
+    if (quantize && !ShapedType::isDynamic(k) && k % kActivationGroup == 0)
+      quantizeActivations(b, loc, k, in);
     return in;
   }
   const ScaledInput &s = it->second;
@@ -863,7 +1072,8 @@ void rewriteEpilogue(Epilogue e, const ScaledMap &scaled) {
   OpBuilder b(e.op);
   Location loc = e.op.getLoc();
   int64_t k = e.a.k, n = e.a.n;
-  KernelInput in = kernelInput(b, loc, e.a.x(), scaled);
+  KernelInput in =
+      kernelInput(b, loc, e.a.x(), scaled, e.a.config.int8Activations);
   Value xc = in.xc;
   // A constant when static, so that the kernels pick their strategy at
   // compile time.
@@ -1090,7 +1300,8 @@ void rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled) {
   OpBuilder b(group ? at : last.op.getOperation());
   Location loc = last.op.getLoc();
   int64_t k = last.k;
-  KernelInput in = kernelInput(b, loc, last.x(), scaled);
+  KernelInput in =
+      kernelInput(b, loc, last.x(), scaled, last.config.int8Activations);
   Value xc = in.xc;
   OpFoldResult rowsOfr = tensor::getMixedSize(b, loc, xc, 0);
   Value rows = getValueOrCreateConstantIndexOp(b, loc, rowsOfr);

@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Contraction.h"
+#include "kiln/Conversion/Dequantize.h"
 #include "kiln/Codegen/Passes.h"
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
 #include "kiln/Target/TargetDescription.h"
@@ -82,6 +83,12 @@ struct KilnKernelStrategyPass
       func.emitError("kiln-kernel-strategy: block-cols must be positive");
       return signalPassFailure();
     }
+    if (activations != "f32" && activations != "int8") {
+      func.emitError("kiln-kernel-strategy: activations must be f32 or int8, "
+                     "not '")
+          << activations << "'";
+      return signalPassFailure();
+    }
     func.walk([&](linalg::GenericOp op) {
       if (std::optional<kiln::Linear> l = kiln::matchLinear(op))
         op->setAttr(kiln::kKernelAttr, choose(*l, *target).toAttr(&getContext()));
@@ -107,6 +114,14 @@ struct KilnKernelStrategyPass
     c.outerRows = vl >= 16 ? 12 : 6;
     c.packMinRows = kPackMinRows;
     c.packed = l.k % kPackTranspose == 0 && c.blockCols >= 2 * vl;
+    // Integer dot products: decode products on 4-bit weights that have an
+    // integer kernel, on targets with 256-bit integer vectors (AVX2).
+    if (activations == "int8" && c.isDecode() && target.vectorBits >= 256) {
+      std::optional<kiln::StoredWeight> w = kiln::getStoredWeight(l.w());
+      c.int8Activations =
+          w && (w->encoding == kiln::transformer::WeightEncoding::q4_0 ||
+                w->encoding == kiln::transformer::WeightEncoding::q4_k);
+    }
     return c;
   }
 };

@@ -100,6 +100,10 @@ static CompileStatus checkOptions(Compilation &c) {
     return c.fail(kiln::CompileUsageError, "--batch must be positive");
   if (auto target = kiln::describeTarget(o.targetCPU, o.vectorBits); !target)
     return c.fail(kiln::CompileUsageError, toString(target.takeError()));
+  if (o.activations != "f32" && o.activations != "int8")
+    return c.fail(kiln::CompileUsageError,
+                  "--activations must be f32 or int8, not '" + o.activations +
+                      "'");
   c.stage = o.emit == EmitKind::MLIR ? *stage : kiln::Stage::LLVM;
   c.fromStage = *fromStage;
   c.binary = o.emit == EmitKind::Obj || o.emit == EmitKind::Exe ||
@@ -230,6 +234,7 @@ static CompileStatus runStages(Compilation &c, mlir::MLIRContext &context,
     pipelineOptions.outlineLayers = o.outlineLayers;
     pipelineOptions.targetCPU = o.targetCPU;
     pipelineOptions.vectorBits = o.vectorBits;
+    pipelineOptions.activations = o.activations;
     kiln::buildPipeline(pm, (kiln::Stage)(s - 1), stage, pipelineOptions);
     if (failed(pm.run(module)))
       return c.fail(kiln::CompileFailed,

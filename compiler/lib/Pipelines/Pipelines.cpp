@@ -70,7 +70,9 @@ void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
   target.vectorBits = options.vectorBits;
   pm.addPass(createKilnTarget(target));
   pm.addNestedPass<func::FuncOp>(createKilnFuseResidualAdd());
-  pm.addNestedPass<func::FuncOp>(createKilnKernelStrategy());
+  KilnKernelStrategyOptions strategy;
+  strategy.activations = options.activations;
+  pm.addNestedPass<func::FuncOp>(createKilnKernelStrategy(strategy));
   pm.addNestedPass<func::FuncOp>(createKilnContractionKernels());
   pm.addNestedPass<func::FuncOp>(createKilnParallelizeRows());
   pm.addPass(createKilnApproximateExp());
@@ -104,6 +106,9 @@ void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
   // runtime sets from -t.
   pm.addPass(createKilnForallToOpenMP());
   pm.addPass(createCanonicalizerPass());
+  // Integer dot products (int8 activations) as x86 instructions, once no
+  // pass that needs memory effects runs anymore.
+  pm.addPass(createKilnLowerInt8Dot());
   ConvertVectorToLLVMPassOptions vector;
   vector.reassociateFPReductions = true;
   pm.addPass(createConvertVectorToLLVMPass(vector));
@@ -159,6 +164,11 @@ struct LowerToLLVMPipelineOptions
       llvm::cl::desc("Vector register width the kernels are tiled for, in "
                      "bits (0: the CPU's widest)"),
       llvm::cl::init(0)};
+  Option<std::string> activations{
+      *this, "activations",
+      llvm::cl::desc("Decode products on q4_0/q4_k weights: f32 (exact) or "
+                     "int8 (x quantized per 32 values)"),
+      llvm::cl::init("f32")};
 };
 } // namespace
 
@@ -188,6 +198,7 @@ void kiln::registerPipelines() {
         PipelineOptions options;
         options.targetCPU = o.targetCPU;
         options.vectorBits = o.vectorBits;
+        options.activations = o.activations;
         buildLowerToLLVMPipeline(pm, options);
       });
   PassPipelineRegistration<>(

@@ -90,6 +90,19 @@ cl::opt<int64_t> vectorBits(
     cl::desc("Vector register width the kernels are tiled for, in bits "
              "(128, 256 or 512; default 0: the target CPU's widest)"),
     cl::init(0), cl::cat(category));
+enum class Activations { F32, Int8 };
+cl::opt<Activations> activations(
+    "activations",
+    cl::desc("How decode products on Q4_0/Q4_K weights read x"),
+    cl::init(Activations::F32),
+    cl::values(clEnumValN(Activations::F32, "f32",
+                          "as computed, times exactly dequantized weights "
+                          "(default: logits within ~1e-6 of float64)"),
+               clEnumValN(Activations::Int8, "int8",
+                          "quantized to 8 bits per 32 values, integer dot "
+                          "products with the 4-bit weights (as llama.cpp; "
+                          "faster decode, logits within ~1e-2)")),
+    cl::cat(category));
 cl::opt<bool> timing("timing",
                      cl::desc("Print the time of every stage and pass"),
                      cl::cat(category));
@@ -140,6 +153,7 @@ int main(int argc, char **argv) {
                                                              : "all";
   options.targetCPU = targetCPU;
   options.vectorBits = vectorBits;
+  options.activations = activations == Activations::Int8 ? "int8" : "f32";
   options.timing = timing;
   options.printIRAfterAll = printAfterAll;
   options.printIRAfter.assign(printAfter.begin(), printAfter.end());

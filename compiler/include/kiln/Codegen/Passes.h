@@ -31,6 +31,12 @@ namespace kiln {
 /// for a contraction, which kiln-contraction-kernels reads.
 inline constexpr llvm::StringLiteral kKernelAttr = "kiln.kernel";
 
+/// Unit attribute on an 8-bit integer vector.contract: every value of its
+/// lhs is in [0, 127] (unsigned and signed readings agree), which
+/// kiln-lower-int8-dot needs to use an unsigned-by-signed instruction.
+inline constexpr llvm::StringLiteral kNonNegativeLhsAttr =
+    "kiln.nonnegative_lhs";
+
 #define GEN_PASS_REGISTRATION
 #include "kiln/Codegen/Passes.h.inc"
 

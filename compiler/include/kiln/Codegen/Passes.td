@@ -135,8 +135,41 @@ def KilnContractionKernels
   let dependentDialects = [
     "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect",
     "::mlir::tensor::TensorDialect", "::mlir::arith::ArithDialect",
-    "::mlir::affine::AffineDialect"
+    "::mlir::affine::AffineDialect", "::mlir::math::MathDialect"
   ];
+}
+
+def KilnLowerInt8Dot : Pass<"kiln-lower-int8-dot", "mlir::ModuleOp"> {
+  let summary = "8-bit integer dot products as vpdpbusd or vpmaddubsw";
+  let description = [{
+    Rewrites the integer dot products that `kiln-contraction-kernels`
+    emits for int8 activations: a `vector.contract` of two `vector<8x4xi8>`
+    into `vector<8xi32>` (lane i adds the 4 products of row i; operands
+    sign-extended) marked `kiln.nonnegative_lhs` (every lhs value is in
+    [0, 127]). With AVX-512 VNNI in the module's `kiln.target` it becomes
+    `vpdpbusd` (`llvm.x86.avx512.vpdpbusd.256`: unsigned lhs bytes times
+    signed rhs bytes, added to the acc lanes); otherwise AVX2's
+    `vpmaddubsw` (pairs into i16: at most 2 * 127 * 128, no saturation)
+    then `vpmaddwd` by ones, added to the acc. Unmarked contractions are
+    left to the upstream lowering. Runs after bufferization (the intrinsic
+    calls carry no memory-effect information).
+
+    ```mlir
+    // Before:
+    %d = vector.contract {indexing_maps = [(i, k) -> (i, k), (i, k) -> (i, k),
+        (i, k) -> (i)], iterator_types = ["parallel", "reduction"],
+        kind = #vector.kind<add>} %q, %x, %acc {kiln.nonnegative_lhs}
+        : vector<8x4xi8>, vector<8x4xi8> into vector<8xi32>
+    // After (AVX-512 VNNI):
+    %q32 = vector.shape_cast %q : vector<8x4xi8> to vector<32xi8>
+    %x32 = vector.shape_cast %x : vector<8x4xi8> to vector<32xi8>
+    %d = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"(%acc, %q32, %x32)
+        : (vector<8xi32>, vector<32xi8>, vector<32xi8>) -> vector<8xi32>
+    ```
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect",
+                           "::mlir::vector::VectorDialect",
+                           "::mlir::arith::ArithDialect"];
 }
 
 def KilnEarlyDealloc : Pass<"kiln-early-dealloc", "mlir::func::FuncOp"> {
@@ -231,7 +264,16 @@ def KilnKernelStrategy
       of at least two vectors of columns), from how many rows (16: below,
       the packing pass over the block does not pay for itself), and the
       rows of an outer-product tile (12 x 2 vectors is 24 of AVX-512's 32
-      registers, 6 x 2 is 12 of AVX2's 16).
+      registers, 6 x 2 is 12 of AVX2's 16);
+    * `activations = "i8"` (only with the `activations=int8` option; absent
+      means f32): for a decode product whose `W` is stored as q4_0 or q4_k,
+      on a target with 256-bit vectors or wider, `x` is quantized to 8-bit
+      integers per group of 32 values (scale max|x| / 127, round to
+      nearest even) once per product, and each group's dot product with
+      `W`'s 4-bit integers is an integer dot product (AVX-512 VNNI or
+      AVX-VNNI `vpdpbusd`, else AVX2 `vpmaddubsw`/`vpmaddwd`), scaled once
+      per group. Faster, and no longer exact: the default keeps `x` in f32
+      and `W` dequantized exactly.
 
     ```mlir
     // Before (in @decode, on a 512-bit target):
@@ -244,7 +286,11 @@ def KilnKernelStrategy
   }];
   let options = [
     Option<"blockCols", "block-cols", "int64_t", "64",
-           "Most output columns per parallel task">
+           "Most output columns per parallel task">,
+    Option<"activations", "activations", "std::string", "\"f32\"",
+           "Decode products on q4_0/q4_k weights: f32 (x as is, W "
+           "dequantized exactly) or int8 (x quantized per 32 values, "
+           "integer dot products)">
   ];
 }
 

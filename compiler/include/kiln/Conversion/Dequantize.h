@@ -55,6 +55,23 @@ mlir::Value dequantizeVector(mlir::OpBuilder &b, mlir::Location loc,
                              mlir::Value group, int64_t offset, int64_t lanes,
                              int64_t groupAlign = 32);
 
+/// A 32-value group of a 4-bit stored weight as integers: value[j] =
+/// d * q[j] - m, with q the group's 4-bit integers (0 to 15) in order, as
+/// vector<32xi8> (the same bits signed or unsigned), and d, m f32 scalars:
+/// q4_0's d and 8 d, q4_k's d * sc and dmin * m of the sub-block. What an
+/// integer dot product reads (the values are those of dequantizeVector up
+/// to rounding: q4_0's 8 d is taken out of each product). `group` and
+/// `offset` as for dequantizeVector (offset a multiple of 32). Nothing for
+/// other encodings.
+struct IntegerGroup {
+  mlir::Value q, d, m;
+};
+std::optional<IntegerGroup>
+integerGroup(mlir::OpBuilder &b, mlir::Location loc,
+             transformer::WeightEncoding encoding, mlir::Value storage,
+             mlir::Value row, mlir::Value group, int64_t offset,
+             int64_t groupAlign);
+
 /// Columns a dequantizeVector group spans: one block of the 32-element
 /// types, one sub-block of the k-quants.
 inline constexpr int64_t kDequantizeGroup = 32;

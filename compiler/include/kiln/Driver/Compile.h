@@ -92,6 +92,9 @@ struct CompileOptions {
   /// The vector width the kernels are tiled for, in bits (0: the CPU's
   /// widest).
   int64_t vectorBits = 0;
+  /// Decode products on q4_0/q4_k weights: "f32" (exact) or "int8"
+  /// (PipelineOptions::activations).
+  std::string activations = "f32";
   /// Print the time of every stage and pass.
   bool timing = false;
   /// Print the IR (to `errs`) after every pass, or after the passes with

@@ -48,6 +48,10 @@ struct PipelineOptions {
   /// CPU's widest): kiln-target's options.
   std::string targetCPU = "host";
   int64_t vectorBits = 0;
+  /// Decode products on q4_0/q4_k weights: "f32" (x as computed, W
+  /// dequantized exactly) or "int8" (x quantized per 32 values, integer dot
+  /// products): kiln-kernel-strategy's `activations`.
+  std::string activations = "f32";
 };
 
 /// import -> kv-cache.

@@ -206,6 +206,54 @@ public:
     return {select(low, andI(a, 63), scHigh), select(low, andI(c, 63), mHigh)};
   }
 
+  /// Where the 32-value group at column `group + offset` lies (`group` a
+  /// multiple of `groupAlign`, `offset` a constant below it): the byte
+  /// offset of its block (`base`), its sub-block in the block (`sub`, a
+  /// constant when `groupAlign` spans whole blocks: `aligned`, `j`), and
+  /// the offset left within the group.
+  struct GroupPlace {
+    Value base, sub;
+    bool aligned;
+    int64_t j, offset;
+  };
+  GroupPlace place(EncodingBlock block, Value group, int64_t offset,
+                   int64_t groupAlign) {
+    assert(groupAlign % kiln::kDequantizeGroup == 0 && offset < groupAlign &&
+           "offset outside the aligned group");
+    GroupPlace p;
+    int64_t groupOffset =
+        offset / kiln::kDequantizeGroup * kiln::kDequantizeGroup;
+    p.offset = offset % kiln::kDequantizeGroup;
+    p.aligned = groupAlign % block.elements == 0;
+    p.j = groupOffset % block.elements / kiln::kDequantizeGroup;
+    if (p.aligned) {
+      p.base = addIdx(mulIdx(divIdx(group, block.elements), block.bytes),
+                      groupOffset / block.elements * block.bytes);
+      p.sub = idx(p.j);
+    } else {
+      group = addIdx(group, groupOffset);
+      p.base = mulIdx(divIdx(group, block.elements), block.bytes);
+      p.sub = divIdx(remIdx(group, block.elements), kiln::kDequantizeGroup);
+    }
+    return p;
+  }
+
+  /// A Q4_K/Q5_K sub-block's d * sc and dmin * m. With the sub-block a
+  /// constant, those of all 8 sub-blocks are computed by vector operations
+  /// (the same for every vector of the block, shared by CSE) and one lane
+  /// is taken.
+  std::pair<Value, Value> subBlockScaleMinK4(const GroupPlace &p) {
+    Value d = halfLoad(p.base), dmin = halfLoad(addIdx(p.base, 2));
+    if (p.aligned) {
+      auto [scs, ms] = scalesMinsK4(addIdx(p.base, 4));
+      Value d1s = mulF(d, toF32(scs)), m1s = mulF(dmin, toF32(ms));
+      return {vector::ExtractOp::create(b, loc, d1s, p.j),
+              vector::ExtractOp::create(b, loc, m1s, p.j)};
+    }
+    auto [sc, m] = scaleMinK4(addIdx(p.base, 4), p.sub);
+    return {mulF(d, toF32(sc)), mulF(dmin, toF32(m))};
+  }
+
   /// The 6-bit scale and min of sub-block `j` (an index in [0, 8)) of a
   /// Q4_K/Q5_K block whose 12 scale bytes start at `scales`
   /// (get_scale_min_k4).
@@ -359,25 +407,10 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
   default:
     break;
   }
-  assert(groupAlign % kDequantizeGroup == 0 && offset < groupAlign &&
-         "offset outside the aligned group");
-  // Whether `group` starts a block (the offset's sub-block is then a
-  // constant).
-  bool blockAligned = groupAlign % block.elements == 0;
-  // The 32-element group holding the lanes, the block holding it, and
-  // (k-quants) the group's place in that block: the sub-block `sub`.
-  int64_t groupOffset = offset / kDequantizeGroup * kDequantizeGroup;
-  offset %= kDequantizeGroup;
-  Value base, sub;
-  if (blockAligned) {
-    base = r.addIdx(r.mulIdx(r.divIdx(group, block.elements), block.bytes),
-                    groupOffset / block.elements * block.bytes);
-    sub = r.idx(groupOffset % block.elements / kDequantizeGroup);
-  } else {
-    group = r.addIdx(group, groupOffset);
-    base = r.mulIdx(r.divIdx(group, block.elements), block.bytes);
-    sub = r.divIdx(r.remIdx(group, block.elements), kDequantizeGroup);
-  }
+  RowReader::GroupPlace at = r.place(block, group, offset, groupAlign);
+  Value base = at.base, sub = at.sub;
+  bool blockAligned = at.aligned;
+  offset = at.offset;
   switch (encoding) {
   case WeightEncoding::q8_0:
     return r.mulF(r.halfLoad(base), r.toF32(r.s8s(r.addIdx(base, 2 + offset), n)));
@@ -410,22 +443,7 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
     bool five = encoding == WeightEncoding::q5_k;
     Value chunk = r.divIdx(sub, 2);
     Value high = r.toI32(r.remIdx(sub, 2));
-    // The sub-block's d * sc and dmin * m: with the sub-block a constant,
-    // those of all 8 sub-blocks are computed by vector operations (the same
-    // for every vector of the block, shared by CSE) and one lane is taken.
-    Value d1, m1;
-    if (blockAligned) {
-      auto [scs, ms] = r.scalesMinsK4(r.addIdx(base, 4));
-      Value d1s = r.mulF(r.halfLoad(base), r.toF32(scs));
-      Value m1s = r.mulF(r.halfLoad(r.addIdx(base, 2)), r.toF32(ms));
-      int64_t j = groupOffset % block.elements / kDequantizeGroup;
-      d1 = vector::ExtractOp::create(b, loc, d1s, j);
-      m1 = vector::ExtractOp::create(b, loc, m1s, j);
-    } else {
-      auto [sc, m] = r.scaleMinK4(r.addIdx(base, 4), sub);
-      d1 = r.mulF(r.halfLoad(base), r.toF32(sc));
-      m1 = r.mulF(r.halfLoad(r.addIdx(base, 2)), r.toF32(m));
-    }
+    auto [d1, m1] = r.subBlockScaleMinK4(at);
     Value qsAt = r.addIdx(base, (five ? 48 : 16) + offset);
     Value q = r.nibble(r.u8s(r.addIdx(qsAt, r.mulIdx(chunk, 32)), n), high);
     if (five) {
@@ -460,8 +478,7 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
           b, loc, VectorType::get({16}, b.getI32Type()),
           r.bytes(r.addIdx(base, 192), 16));
       Value scales = r.mulF(d, r.toF32(scs));
-      int64_t j = groupOffset % block.elements / kDequantizeGroup * 2 +
-                  offset / 16;
+      int64_t j = at.j * 2 + offset / 16;
       scale = vector::ExtractOp::create(b, loc, scales, j);
     } else {
       scale = r.mulF(d, r.toF32(r.s8(scAt)));
@@ -472,6 +489,58 @@ Value kiln::dequantizeVector(OpBuilder &b, Location loc,
     break;
   }
   llvm_unreachable("unknown weight encoding");
+}
+
+std::optional<kiln::IntegerGroup>
+kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
+                   Value storage, Value row, Value group, int64_t offset,
+                   int64_t groupAlign) {
+  if (encoding != WeightEncoding::q4_0 && encoding != WeightEncoding::q4_k)
+    return std::nullopt;
+  assert(groupAlign % kDequantizeGroup == 0 && offset < groupAlign &&
+         offset % kDequantizeGroup == 0 && "offset outside the aligned group");
+  RowReader r(b, loc, storage, row);
+  EncodingBlock block = getEncodingBlock(encoding);
+  RowReader::GroupPlace at = r.place(block, group, offset, groupAlign);
+  Value base = at.base, sub = at.sub;
+  VectorType bytes16 = VectorType::get({16}, b.getI8Type());
+  auto splat8 = [&](VectorType t, int64_t v) {
+    return arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(t, b.getI8IntegerAttr(v)));
+  };
+  if (encoding == WeightEncoding::q4_0) {
+    // Bytes 2..17: low nibbles are values 0-15, high nibbles 16-31.
+    Value qs = r.bytes(r.addIdx(base, 2), 16);
+    Value lo = arith::AndIOp::create(b, loc, qs, splat8(bytes16, 15));
+    Value hi = arith::ShRUIOp::create(b, loc, qs, splat8(bytes16, 4));
+    SmallVector<int64_t> concat;
+    for (int64_t i = 0; i < 32; ++i)
+      concat.push_back(i);
+    Value q = vector::ShuffleOp::create(b, loc, lo, hi, concat);
+    Value d = r.halfLoad(base);
+    Value eight = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(8.0f));
+    return IntegerGroup{q, d, arith::MulFOp::create(b, loc, eight, d)};
+  }
+  // q4_k: 32 bytes of chunk sub / 2, low nibbles for even sub-blocks.
+  auto [d1, m1] = r.subBlockScaleMinK4(at);
+  VectorType bytes32 = VectorType::get({32}, b.getI8Type());
+  Value qs = r.bytes(r.addIdx(r.addIdx(base, 16),
+                              r.mulIdx(r.divIdx(sub, 2), 32)),
+                     32);
+  Value q;
+  if (at.aligned) {
+    q = at.j % 2
+            ? arith::ShRUIOp::create(b, loc, qs, splat8(bytes32, 4)).getResult()
+            : arith::AndIOp::create(b, loc, qs, splat8(bytes32, 15)).getResult();
+  } else {
+    // Shift by 4 * (sub % 2), then keep 4 bits.
+    Value sh = arith::IndexCastUIOp::create(
+        b, loc, b.getI8Type(), r.mulIdx(r.remIdx(sub, 2), 4));
+    Value shifted = arith::ShRUIOp::create(
+        b, loc, qs, vector::BroadcastOp::create(b, loc, bytes32, sh));
+    q = arith::AndIOp::create(b, loc, shifted, splat8(bytes32, 15));
+  }
+  return IntegerGroup{q, d1, m1};
 }
 
 Value kiln::dequantizeWeight(OpBuilder &b, Location loc, Value storage,

@@ -28,6 +28,7 @@ RSS against file + KV cache. Medians of --runs runs, systems interleaved.
 
     /usr/bin/python3 bench/quantized_vs_llama.py [--shapes base,base-gqa]
         [--types F16,Q8_0,Q4_0,Q4_K_M] [--runs 3] [--threads 2]
+        [--activations f32|int8]
 """
 import argparse
 import os
@@ -148,6 +149,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kiln-bin", default=os.path.join(ROOT, "build", "bin"))
     ap.add_argument("--work", default=None)
+    ap.add_argument("--activations", default="f32", choices=["f32", "int8"],
+                    help="kiln-compile --activations (int8: x quantized for the decode "
+                         "products on Q4_0/Q4_K weights)")
     args = ap.parse_args()
 
     import numpy as np
@@ -182,10 +186,11 @@ def main():
                 run([quantize, f16, gguf + ".part", qtype, str(args.threads)])
                 os.replace(gguf + ".part", gguf)
             kiln_file = os.path.join(work, "%s-%s.kiln" % (shape, qtype))
-            exe = os.path.join(work, "%s-%s" % (shape, qtype))
+            exe = os.path.join(work, "%s-%s-%s" % (shape, qtype, args.activations))
             run([os.path.join(args.kiln_bin, "kiln-convert"), gguf, "-o", kiln_file])
             t0 = time.time()
-            run([os.path.join(args.kiln_bin, "kiln-compile"), kiln_file, "-o", exe])
+            run([os.path.join(args.kiln_bin, "kiln-compile"), kiln_file, "-o", exe,
+                 "--activations=" + args.activations])
             compile_s = time.time() - t0
             sizes = gguf_tensor_bytes(gguf)
             step_bytes = sum(v for k, v in sizes.items() if k != "token_embd.weight")

@@ -167,8 +167,8 @@ std::optional<ScaledInput> matchScaledInput(Value x) {
 /// What a kernel reads for x: `xc` ([M, K]), and when x is a ScaledInput,
 /// its [K] factor `g` and the rows' scales `scale` ([M]). With int8
 /// activations, also x quantized (quantizeActivations): `xq` ([M, K] i8),
-/// the scale of every 4 values `xd` ([M, K / 4] f32), and per group of 32
-/// values the sum of its scales times its integers `xm` ([M, K / 32] f32).
+/// the scale of every 4 values `xd` ([M, K / 4] f32), and that scale times
+/// the sum of the 4 integers `xm` ([M, K / 4] f32).
 struct KernelInput {
   Value xc, g, scale;
   Value xq, xd, xm;
@@ -208,7 +208,7 @@ void quantizeActivations(OpBuilder &b, Location loc, int64_t k,
   Value xd = tensor::EmptyOp::create(
       b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(k / S)}, f32);
   Value xm = tensor::EmptyOp::create(
-      b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(k / G)}, f32);
+      b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(k / S)}, f32);
   auto outer = scf::ForOp::create(
       b, loc, idx(0), rowCount, idx(1), ValueRange{xq, xd, xm},
       [&](OpBuilder &ob, Location, Value m, ValueRange rowIter) {
@@ -254,15 +254,12 @@ void quantizeActivations(OpBuilder &b, Location loc, int64_t k,
               Value qi = arith::FPToSIOp::create(
                   nb, loc, vi, math::RoundEvenOp::create(nb, loc, scaled));
               Value q = arith::TruncIOp::create(nb, loc, v8, qi);
-              // Sum over the group of d times the lane's integers.
+              // Per lane: d times the sum of its integers.
               Value sums = column(qi, 0);
               for (int64_t j = 1; j < S; ++j)
                 sums = arith::AddIOp::create(nb, loc, sums, column(qi, j));
-              Value dsum = vector::ReductionOp::create(
-                  nb, loc, vector::CombiningKind::ADD,
-                  arith::MulFOp::create(
-                      nb, loc, d,
-                      arith::SIToFPOp::create(nb, loc, lanesF, sums)));
+              Value dsum = arith::MulFOp::create(
+                  nb, loc, d, arith::SIToFPOp::create(nb, loc, lanesF, sums));
               Value nq = vector::TransferWriteOp::create(
                              nb, loc, q, it[0], ValueRange{m, col},
                              ArrayRef<bool>{true})
@@ -272,8 +269,10 @@ void quantizeActivations(OpBuilder &b, Location loc, int64_t k,
                              nb, loc, d, it[1], ValueRange{m, dCol},
                              ArrayRef<bool>{true})
                              .getResult();
-              Value nm = tensor::InsertOp::create(nb, loc, dsum, it[2],
-                                                  ValueRange{m, g});
+              Value nm = vector::TransferWriteOp::create(
+                             nb, loc, dsum, it[2], ValueRange{m, dCol},
+                             ArrayRef<bool>{true})
+                             .getResult();
               scf::YieldOp::create(nb, loc, ValueRange{nq, nd, nm});
             });
         scf::YieldOp::create(ob, loc, inner.getResults());
@@ -483,7 +482,8 @@ public:
   bool int8Dot() const {
     return in.xq && encoding &&
            (*encoding == WeightEncoding::q4_0 ||
-            *encoding == WeightEncoding::q4_k);
+            *encoding == WeightEncoding::q4_k ||
+            *encoding == WeightEncoding::q6_k);
   }
 
   /// tile[m, nl] (+)= dot(x[m, :], w[nl, :]) with int8 activations: per
@@ -518,8 +518,8 @@ public:
          vector::IteratorTypeAttr::get(ctx, vector::IteratorType::reduction)});
     Value pad8 = arith::ConstantIntOp::create(b, loc, b.getI8Type(), 0);
 
-    // accs: two f32 accumulators, then the sum of the groups' m xd sum(xq).
-    SmallVector<Value> init{zeroF, zeroF, zeroS};
+    // accs: two f32 accumulators, then the lanes' sums of m xd sum(xq).
+    SmallVector<Value> init{zeroF, zeroF, zeroF};
     SmallVector<Value> accs = loopCarrying(
         idx(0), idx(k), step, init, [&](Value kv, SmallVector<Value> &a) {
           for (int64_t off = 0; off < step; off += G) {
@@ -536,27 +536,27 @@ public:
             // W's integers are 0 to 15.
             contract->setAttr(kiln::kNonNegativeLhsAttr, b.getUnitAttr());
             Value dot = contract.getResult();
-            Value gi = arith::DivUIOp::create(b, loc, col, idx(G));
-            // The 8 lanes' scales (one per 4 values of x).
+            // The 8 lanes' scales (one per 4 values of x), and the lanes'
+            // scale times the sum of their integers.
+            Value lane = arith::DivUIOp::create(b, loc, col,
+                                                idx(kActivationScaleGroup));
             Value xd = vector::TransferReadOp::create(
-                b, loc, acc8, in.xd,
-                ValueRange{m, arith::DivUIOp::create(
-                                  b, loc, col, idx(kActivationScaleGroup))},
-                zeroS, ArrayRef<bool>{true});
-            Value xm = tensor::ExtractOp::create(b, loc, in.xm,
-                                                 ValueRange{m, gi});
-            Value scale = arith::MulFOp::create(
-                b, loc, vector::BroadcastOp::create(b, loc, acc8, grp->d), xd);
+                b, loc, acc8, in.xd, ValueRange{m, lane}, zeroS,
+                ArrayRef<bool>{true});
+            Value xm = vector::TransferReadOp::create(
+                b, loc, acc8, in.xm, ValueRange{m, lane}, zeroS,
+                ArrayRef<bool>{true});
+            Value scale = arith::MulFOp::create(b, loc, grp->d, xd);
             Value &acc = a[(off / G) % 2];
             acc = vector::FMAOp::create(
                 b, loc, arith::SIToFPOp::create(b, loc, acc8, dot), scale, acc);
-            a[2] = math::FmaOp::create(b, loc, grp->m, xm, a[2]);
+            a[2] = vector::FMAOp::create(b, loc, grp->m, xm, a[2]);
           }
         });
     Value both = arith::AddFOp::create(b, loc, accs[0], accs[1], fm);
+    both = arith::SubFOp::create(b, loc, both, accs[2], fm);
     Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
                                             both, fm);
-    sum = arith::SubFOp::create(b, loc, sum, accs[2]);
     Value row = vector::BroadcastOp::create(b, loc, VectorType::get({1}, f32),
                                             sum);
     Value upd = withInit(row, tile, m, nl);

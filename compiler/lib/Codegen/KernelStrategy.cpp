@@ -114,13 +114,14 @@ struct KilnKernelStrategyPass
     c.outerRows = vl >= 16 ? 12 : 6;
     c.packMinRows = kPackMinRows;
     c.packed = l.k % kPackTranspose == 0 && c.blockCols >= 2 * vl;
-    // Integer dot products: decode products on 4-bit weights that have an
-    // integer kernel, on targets with 256-bit integer vectors (AVX2).
+    // Integer dot products: decode products on the weight types that have
+    // an integer kernel (4- and 6-bit), on targets with 256-bit integer vectors (AVX2).
     if (activations == "int8" && c.isDecode() && target.vectorBits >= 256) {
       std::optional<kiln::StoredWeight> w = kiln::getStoredWeight(l.w());
       c.int8Activations =
           w && (w->encoding == kiln::transformer::WeightEncoding::q4_0 ||
-                w->encoding == kiln::transformer::WeightEncoding::q4_k);
+                w->encoding == kiln::transformer::WeightEncoding::q4_k ||
+                w->encoding == kiln::transformer::WeightEncoding::q6_k);
     }
     return c;
   }

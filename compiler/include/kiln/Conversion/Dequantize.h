@@ -55,14 +55,17 @@ mlir::Value dequantizeVector(mlir::OpBuilder &b, mlir::Location loc,
                              mlir::Value group, int64_t offset, int64_t lanes,
                              int64_t groupAlign = 32);
 
-/// A 32-value group of a 4-bit stored weight as integers: value[j] =
-/// d * q[j] - m, with q the group's 4-bit integers (0 to 15) in order, as
-/// vector<32xi8> (the same bits signed or unsigned), and d, m f32 scalars:
-/// q4_0's d and 8 d, q4_k's d * sc and dmin * m of the sub-block. What an
-/// integer dot product reads (the values are those of dequantizeVector up
-/// to rounding: q4_0's 8 d is taken out of each product). `group` and
-/// `offset` as for dequantizeVector (offset a multiple of 32). Nothing for
-/// other encodings.
+/// A 32-value group of a stored weight as non-negative integers: value[j]
+/// = d[j / 4] * q[j] - m[j / 4], with q the group's integers in order, as
+/// vector<32xi8> in [0, 63] (the same bits signed or unsigned), and d, m
+/// vector<8xf32>, one factor per 4 values (the lanes of a 4-wide integer
+/// dot product): q4_0's d and 8 d, q4_k's d * sc and dmin * m of the
+/// sub-block (all lanes equal), q6_k's d * sc and 32 d * sc (one scale per
+/// 16 values). What an integer dot product reads (the values are those of
+/// dequantizeVector up to rounding: the offset is taken out of each
+/// product). `group` and `offset` as for dequantizeVector (offset a
+/// multiple of 32). Nothing for other encodings, nor for q6_k groups not
+/// aligned to a block.
 struct IntegerGroup {
   mlir::Value q, d, m;
 };

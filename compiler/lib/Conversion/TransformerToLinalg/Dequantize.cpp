@@ -495,7 +495,8 @@ std::optional<kiln::IntegerGroup>
 kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
                    Value storage, Value row, Value group, int64_t offset,
                    int64_t groupAlign) {
-  if (encoding != WeightEncoding::q4_0 && encoding != WeightEncoding::q4_k)
+  if (encoding != WeightEncoding::q4_0 && encoding != WeightEncoding::q4_k &&
+      encoding != WeightEncoding::q6_k)
     return std::nullopt;
   assert(groupAlign % kDequantizeGroup == 0 && offset < groupAlign &&
          offset % kDequantizeGroup == 0 && "offset outside the aligned group");
@@ -504,10 +505,53 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
   RowReader::GroupPlace at = r.place(block, group, offset, groupAlign);
   Value base = at.base, sub = at.sub;
   VectorType bytes16 = VectorType::get({16}, b.getI8Type());
+  VectorType bytes32 = VectorType::get({32}, b.getI8Type());
+  VectorType lanes = VectorType::get({8}, b.getF32Type());
   auto splat8 = [&](VectorType t, int64_t v) {
     return arith::ConstantOp::create(
         b, loc, DenseElementsAttr::get(t, b.getI8IntegerAttr(v)));
   };
+  // One scale for all 8 lanes.
+  auto all = [&](Value scalar) {
+    return vector::BroadcastOp::create(b, loc, lanes, scalar).getResult();
+  };
+  if (encoding == WeightEncoding::q6_k) {
+    // Only whole blocks (the decode kernels' steps): group j = 4h + g of
+    // half h reads ql[64h + 32 (g % 2) + l] (high nibbles for g >= 2) and
+    // bits 2g, 2g + 1 of qh[128 + 32h + l]; q = low4 | high2 << 4 in
+    // [0, 63], value = d sc (q - 32), one 8-bit scale per 16 values.
+    if (!at.aligned)
+      return std::nullopt;
+    int64_t h = at.j / 4, g = at.j % 4;
+    Value ql = r.bytes(r.addIdx(base, 64 * h + 32 * (g % 2)), 32);
+    Value low4 = g / 2 ? arith::ShRUIOp::create(b, loc, ql, splat8(bytes32, 4))
+                             .getResult()
+                       : arith::AndIOp::create(b, loc, ql, splat8(bytes32, 15))
+                             .getResult();
+    Value qh = r.bytes(r.addIdx(base, 128 + 32 * h), 32);
+    if (g)
+      qh = arith::ShRUIOp::create(b, loc, qh, splat8(bytes32, 2 * g));
+    Value high2 = arith::AndIOp::create(b, loc, qh, splat8(bytes32, 3));
+    Value q = arith::OrIOp::create(
+        b, loc, low4,
+        arith::ShLIOp::create(b, loc, high2, splat8(bytes32, 4)));
+    // d * sc of all 16 scales (as dequantizeVector computes them), lanes
+    // 0-3 taking scale 2j, lanes 4-7 scale 2j + 1.
+    Value scs = arith::ExtSIOp::create(b, loc,
+                                       VectorType::get({16}, b.getI32Type()),
+                                       r.bytes(r.addIdx(base, 192), 16));
+    Value scales = r.mulF(r.halfLoad(r.addIdx(base, 208)), r.toF32(scs));
+    int64_t s0 = 2 * at.j, s1 = 2 * at.j + 1;
+    Value d = vector::ShuffleOp::create(
+        b, loc, scales, scales,
+        ArrayRef<int64_t>{s0, s0, s0, s0, s1, s1, s1, s1});
+    Value m = arith::MulFOp::create(
+        b, loc,
+        arith::ConstantOp::create(
+            b, loc, DenseElementsAttr::get(lanes, b.getF32FloatAttr(32.0f))),
+        d);
+    return IntegerGroup{q, d, m};
+  }
   if (encoding == WeightEncoding::q4_0) {
     // Bytes 2..17: low nibbles are values 0-15, high nibbles 16-31.
     Value qs = r.bytes(r.addIdx(base, 2), 16);
@@ -519,11 +563,11 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
     Value q = vector::ShuffleOp::create(b, loc, lo, hi, concat);
     Value d = r.halfLoad(base);
     Value eight = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(8.0f));
-    return IntegerGroup{q, d, arith::MulFOp::create(b, loc, eight, d)};
+    return IntegerGroup{q, all(d),
+                        all(arith::MulFOp::create(b, loc, eight, d))};
   }
   // q4_k: 32 bytes of chunk sub / 2, low nibbles for even sub-blocks.
   auto [d1, m1] = r.subBlockScaleMinK4(at);
-  VectorType bytes32 = VectorType::get({32}, b.getI8Type());
   Value qs = r.bytes(r.addIdx(r.addIdx(base, 16),
                               r.mulIdx(r.divIdx(sub, 2), 32)),
                      32);
@@ -540,7 +584,7 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
         b, loc, qs, vector::BroadcastOp::create(b, loc, bytes32, sh));
     q = arith::AndIOp::create(b, loc, shifted, splat8(bytes32, 15));
   }
-  return IntegerGroup{q, d1, m1};
+  return IntegerGroup{q, all(d1), all(m1)};
 }
 
 Value kiln::dequantizeWeight(OpBuilder &b, Location loc, Value storage,

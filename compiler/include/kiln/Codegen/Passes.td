@@ -266,7 +266,7 @@ def KilnKernelStrategy
       rows of an outer-product tile (12 x 2 vectors is 24 of AVX-512's 32
       registers, 6 x 2 is 12 of AVX2's 16);
     * `activations = "i8"` (only with the `activations=int8` option; absent
-      means f32): for a decode product whose `W` is stored as q4_0 or q4_k,
+      means f32): for a decode product whose `W` is stored as q4_0, q4_k or q6_k,
       on a target with 256-bit vectors or wider, `x` is quantized to 8-bit
       integers per group of 32 values (scale max|x| / 127, round to
       nearest even) once per product, and each group's dot product with
@@ -288,7 +288,7 @@ def KilnKernelStrategy
     Option<"blockCols", "block-cols", "int64_t", "64",
            "Most output columns per parallel task">,
     Option<"activations", "activations", "std::string", "\"f32\"",
-           "Decode products on q4_0/q4_k weights: f32 (x as is, W "
+           "Decode products on q4_0/q4_k/q6_k weights: f32 (x as is, W "
            "dequantized exactly) or int8 (x quantized per 32 values, "
            "integer dot products)">
   ];

@@ -3,13 +3,15 @@
 // Tests a decode product on a q4_k weight with int8 activations. Once,
 // before the products: x quantized to 8-bit integers, one scale per 4
 // values (d = max|x| / 127 of the 4, x / d rounded to nearest even), and d
-// times the sum of the 4 integers. Then per row
-// of W, per 256-value block, per 32-value sub-block: W's 4-bit integers (the
-// low nibbles of bytes 16-47 for sub-block 0) and x's 32 integers, an i8
-// contraction into 8 lanes of i32 (4 values each) marked for
-// kiln-lower-int8-dot, converted and scaled by d1 times the lanes' 8 scales
-// into an f32 accumulator; m1 times those sums accumulated apart and
-// subtracted before the horizontal sum.
+// times the sum of the 4 integers. Then per row of W, per 256-value
+// block, per pair of 32-value sub-blocks: W's 4-bit integers (for
+// sub-blocks 0 and 1, the low then the high nibbles of bytes 16-47) and x's
+// 64 integers, one i8 contraction into 16 lanes of i32 (4 values each)
+// marked for kiln-lower-int8-dot, converted and scaled by the sub-blocks'
+// d1 (lanes 0-7, then 8-15) times the lanes' 16 scales into an f32
+// accumulator; m1 times those sums accumulated apart and subtracted before
+// the horizontal sum. The 4 pairs of a block rotate over two accumulators
+// of each kind.
 // CHECK-LABEL: func.func @decode_q4_k
 // CHECK: %[[W:.*]] = transformer.weight "blk.0.attn_q.weight"[3] : tensor<8x288xi8>
 // (one row: the loop over rows folds away)
@@ -27,7 +29,7 @@
 // CHECK: vector.transfer_write %[[Q8]]
 // CHECK: vector.transfer_write %[[D]]
 // CHECK: scf.for %[[N:.*]] = %c0 to %c8 step %c1
-// CHECK: scf.for %[[K:.*]] = %c0 to %c512 step %c256 iter_args({{.*}}) -> (vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// CHECK: scf.for %[[K:.*]] = %c0 to %c512 step %c256 iter_args(%[[A0:.*]] = %{{.*}}, %[[A1:.*]] = %{{.*}}, %[[M0:.*]] = %{{.*}}, %[[M1A:.*]] = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
 // CHECK: %[[D1S:.*]] = arith.mulf %{{.*}} : vector<8xf32>
 // CHECK: %[[M1S:.*]] = arith.mulf %{{.*}} : vector<8xf32>
 // CHECK: %[[D1:.*]] = vector.extract %[[D1S]][0] : f32 from vector<8xf32>
@@ -37,20 +39,36 @@
 // CHECK: %[[LO:.*]] = arith.andi %[[WB]], %{{.*}} : vector<32xi8>
 // CHECK: %[[D1V:.*]] = vector.broadcast %[[D1]] : f32 to vector<8xf32>
 // CHECK: %[[M1V:.*]] = vector.broadcast %[[M1]] : f32 to vector<8xf32>
-// CHECK: %[[XQ:.*]] = vector.transfer_read %[[Q]]#0[%c0, %[[K]]]{{.*}} : tensor<1x512xi8>, vector<32xi8>
-// CHECK: %[[LHS:.*]] = vector.shape_cast %[[LO]] : vector<32xi8> to vector<8x4xi8>
-// CHECK: %[[RHS:.*]] = vector.shape_cast %[[XQ]] : vector<32xi8> to vector<8x4xi8>
-// CHECK: %[[DOT:.*]] = vector.contract {{.*}} %[[LHS]], %[[RHS]], %{{.*}} {kiln.nonnegative_lhs} : vector<8x4xi8>, vector<8x4xi8> into vector<8xi32>
-// CHECK: %[[XD:.*]] = vector.transfer_read %[[Q]]#1{{.*}} : tensor<1x128xf32>, vector<8xf32>
-// CHECK: %[[XM:.*]] = vector.transfer_read %[[Q]]#2{{.*}} : tensor<1x128xf32>, vector<8xf32>
-// CHECK: %[[S:.*]] = arith.mulf %[[D1V]], %[[XD]] : vector<8xf32>
-// CHECK: %[[F:.*]] = arith.sitofp %[[DOT]] : vector<8xi32> to vector<8xf32>
-// CHECK: vector.fma %[[F]], %[[S]], %{{.*}} : vector<8xf32>
-// CHECK: vector.fma %[[M1V]], %[[XM]], %{{.*}} : vector<8xf32>
-// CHECK-COUNT-7: vector.contract
+// CHECK: %[[D2:.*]] = vector.extract %[[D1S]][1] : f32 from vector<8xf32>
+// CHECK: %[[M2:.*]] = vector.extract %[[M1S]][1] : f32 from vector<8xf32>
+// CHECK: %[[HI:.*]] = arith.shrui %[[WB]], %{{.*}} : vector<32xi8>
+// CHECK: %[[D2V:.*]] = vector.broadcast %[[D2]] : f32 to vector<8xf32>
+// CHECK: %[[M2V:.*]] = vector.broadcast %[[M2]] : f32 to vector<8xf32>
+// CHECK: %[[QQ:.*]] = vector.shuffle %[[LO]], %[[HI]] [0, 1, 2, {{.*}}, 62, 63] : vector<32xi8>, vector<32xi8>
+// CHECK: %[[DD:.*]] = vector.shuffle %[[D1V]], %[[D2V]] [0, 1, 2, {{.*}}, 14, 15] : vector<8xf32>, vector<8xf32>
+// CHECK: %[[MM:.*]] = vector.shuffle %[[M1V]], %[[M2V]] [0, 1, 2, {{.*}}, 14, 15] : vector<8xf32>, vector<8xf32>
+// CHECK: %[[XQ:.*]] = vector.transfer_read %[[Q]]#0[%c0, %[[K]]]{{.*}} : tensor<1x512xi8>, vector<64xi8>
+// CHECK: %[[LHS:.*]] = vector.shape_cast %[[QQ]] : vector<64xi8> to vector<16x4xi8>
+// CHECK: %[[RHS:.*]] = vector.shape_cast %[[XQ]] : vector<64xi8> to vector<16x4xi8>
+// CHECK: %[[DOT:.*]] = vector.contract {{.*}} %[[LHS]], %[[RHS]], %{{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+// CHECK: %[[XD:.*]] = vector.transfer_read %[[Q]]#1{{.*}} : tensor<1x128xf32>, vector<16xf32>
+// CHECK: %[[XM:.*]] = vector.transfer_read %[[Q]]#2{{.*}} : tensor<1x128xf32>, vector<16xf32>
+// CHECK: %[[F:.*]] = arith.sitofp %[[DOT]] : vector<16xi32> to vector<16xf32>
+// CHECK: %[[S:.*]] = arith.mulf %[[DD]], %[[XD]] : vector<16xf32>
+// CHECK: %[[NA0:.*]] = vector.fma %[[F]], %[[S]], %[[A0]] : vector<16xf32>
+// CHECK: %[[NM0:.*]] = vector.fma %[[MM]], %[[XM]], %[[M0]] : vector<16xf32>
+// CHECK: vector.contract
+// CHECK: %[[NA1:.*]] = vector.fma %{{.*}}, %{{.*}}, %[[A1]] : vector<16xf32>
+// CHECK: %[[NM1:.*]] = vector.fma %{{.*}}, %{{.*}}, %[[M1A]] : vector<16xf32>
+// CHECK: vector.contract
+// CHECK: vector.fma %{{.*}}, %{{.*}}, %[[NA0]] : vector<16xf32>
+// CHECK: vector.fma %{{.*}}, %{{.*}}, %[[NM0]] : vector<16xf32>
+// CHECK: vector.contract
 // CHECK-NOT: vector.contract
 // CHECK: scf.yield
-// CHECK: %[[R:.*]] = arith.subf %{{.*}} : vector<8xf32>
+// CHECK: %[[SA:.*]] = arith.addf %{{.*}}#0, %{{.*}}#1
+// CHECK: %[[SM:.*]] = arith.addf %{{.*}}#2, %{{.*}}#3
+// CHECK: %[[R:.*]] = arith.subf %[[SA]], %[[SM]] {{.*}} : vector<16xf32>
 // CHECK: vector.reduction <add>, %[[R]]
 func.func @decode_q4_k(%x: tensor<1x1x512xf32>) -> tensor<1x1x8xf32> {
   %w = transformer.weight "blk.0.attn_q.weight" [3] : tensor<8x512xf32, #transformer.encoding<q4_k>>
@@ -62,21 +80,50 @@ func.func @decode_q4_k(%x: tensor<1x1x512xf32>) -> tensor<1x1x8xf32> {
 
 // Tests a q4_0 weight: a block's 16 bytes give the 32 integers, low
 // nibbles (values 0-15) then high nibbles (16-31); d is the block's scale
-// and 8 d its offset (value = d q - 8 d).
+// and 8 d its offset (value = d q - 8 d). Two blocks make one 16-lane
+// contraction; a step covers 4 blocks (128 values), here the whole row.
 // CHECK-LABEL: func.func @decode_q4_0
-// CHECK: scf.for %{{.*}} = %c0 to %c128 step %c32
-// CHECK: %[[B:.*]] = vector.transfer_read {{.*}} : tensor<8x72xi8>, vector<16xi8>
+// CHECK: scf.for %[[N:.*]] = %c0 to %c8 step %c1
+// CHECK-NOT: scf.for
+// CHECK: %[[B:.*]] = vector.transfer_read %{{.*}}[%[[N]], %c2]{{.*}} : tensor<8x72xi8>, vector<16xi8>
 // CHECK: %[[LO:.*]] = arith.andi %[[B]], %{{.*}} : vector<16xi8>
 // CHECK: %[[HI:.*]] = arith.shrui %[[B]], %{{.*}} : vector<16xi8>
 // CHECK: %[[Q:.*]] = vector.shuffle %[[LO]], %[[HI]] [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]
 // CHECK: %[[D:.*]] = arith.extf %{{.*}} : f16 to f32
-// CHECK: %[[M:.*]] = arith.mulf %[[D]], %cst : f32
+// CHECK: %[[M:.*]] = arith.mulf %[[D]], %cst{{.*}} : f32
 // CHECK: %[[MV:.*]] = vector.broadcast %[[M]] : f32 to vector<8xf32>
-// CHECK: vector.shape_cast %[[Q]] : vector<32xi8> to vector<8x4xi8>
-// CHECK: vector.contract {{.*}} {kiln.nonnegative_lhs}
-// CHECK: vector.fma %[[MV]]
+// (the second block: bytes 20-35)
+// CHECK: vector.transfer_read %{{.*}}[%[[N]], %c20]{{.*}} : tensor<8x72xi8>, vector<16xi8>
+// CHECK: %[[Q2:.*]] = vector.shuffle
+// CHECK: %[[QQ:.*]] = vector.shuffle %[[Q]], %[[Q2]] [0, 1, 2, {{.*}}, 62, 63] : vector<32xi8>, vector<32xi8>
+// CHECK: vector.shape_cast %[[QQ]] : vector<64xi8> to vector<16x4xi8>
+// CHECK: vector.contract {{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+// CHECK: vector.fma
+// CHECK: vector.fma
+// CHECK: vector.contract {{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+// CHECK-NOT: vector.contract
+// CHECK: vector.reduction <add>
 func.func @decode_q4_0(%x: tensor<1x1x128xf32>) -> tensor<1x1x8xf32> {
   %w = transformer.weight "blk.0.attn_q.weight" [3] : tensor<8x128xf32, #transformer.encoding<q4_0>>
   %y = transformer.linear %x, %w : (tensor<1x1x128xf32>, tensor<8x128xf32, #transformer.encoding<q4_0>>) -> tensor<1x1x8xf32>
+  return %y : tensor<1x1x8xf32>
+}
+
+// -----
+
+// Tests a q4_0 row of 160 values: one whole step (128 values, two pairs),
+// then the fifth block alone, an 8-lane contraction with its own
+// accumulators, added after the horizontal sums.
+// CHECK-LABEL: func.func @decode_q4_0_rest
+// CHECK: scf.for %[[N:.*]] = %c0 to %c8 step %c1
+// CHECK-COUNT-2: vector.contract {{.*}} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+// CHECK: %[[MAIN:.*]] = vector.reduction <add>, %{{.*}} : vector<16xf32> into f32
+// CHECK: vector.transfer_read %{{.*}}[%[[N]], %c74]{{.*}} : tensor<8x90xi8>, vector<16xi8>
+// CHECK: vector.contract {{.*}} : vector<8x4xi8>, vector<8x4xi8> into vector<8xi32>
+// CHECK: %[[REST:.*]] = vector.reduction <add>, %{{.*}} : vector<8xf32> into f32
+// CHECK: arith.addf %[[MAIN]], %[[REST]]
+func.func @decode_q4_0_rest(%x: tensor<1x1x160xf32>) -> tensor<1x1x8xf32> {
+  %w = transformer.weight "blk.0.attn_q.weight" [3] : tensor<8x160xf32, #transformer.encoding<q4_0>>
+  %y = transformer.linear %x, %w : (tensor<1x1x160xf32>, tensor<8x160xf32, #transformer.encoding<q4_0>>) -> tensor<1x1x8xf32>
   return %y : tensor<1x1x8xf32>
 }

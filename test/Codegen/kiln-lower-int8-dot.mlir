@@ -1,5 +1,6 @@
 // RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{cpu=znver4},kiln-lower-int8-dot)' | FileCheck %s --check-prefix=VNNI
 // RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{cpu=haswell},kiln-lower-int8-dot)' | FileCheck %s --check-prefix=AVX2
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{cpu=znver4 vector-bits=256},kiln-lower-int8-dot)' | FileCheck %s --check-prefix=VNNI256
 
 #ik = affine_map<(i, k) -> (i, k)>
 #i = affine_map<(i, k) -> (i)>
@@ -7,15 +8,17 @@
 // Tests that a marked 8-bit dot product (lhs in [0, 127]) becomes vpdpbusd
 // with AVX-512 VNNI, and vpmaddubsw then vpmaddwd by ones, added to the
 // accumulator, with AVX2 only; the operands are the 32 bytes of each side.
-// VNNI-LABEL: func.func @marked
-// VNNI-SAME: (%[[ACC:.*]]: vector<8xi32>, %[[Q:.*]]: vector<8x4xi8>, %[[X:.*]]: vector<8x4xi8>)
+// VNNI-LABEL: func.func @marked(
+// VNNI256-LABEL: func.func @marked(
+// VNNI256: llvm.x86.avx512.vpdpbusd.256
+// VNNI-SAME: %[[ACC:.*]]: vector<8xi32>, %[[Q:.*]]: vector<8x4xi8>, %[[X:.*]]: vector<8x4xi8>)
 // VNNI-DAG: %[[Q32:.*]] = vector.shape_cast %[[Q]] : vector<8x4xi8> to vector<32xi8>
 // VNNI-DAG: %[[X32:.*]] = vector.shape_cast %[[X]] : vector<8x4xi8> to vector<32xi8>
 // VNNI: %[[D:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"(%[[ACC]], %[[Q32]], %[[X32]]) : (vector<8xi32>, vector<32xi8>, vector<32xi8>) -> vector<8xi32>
 // VNNI-NOT: vector.contract
 // VNNI: return %[[D]]
-// AVX2-LABEL: func.func @marked
-// AVX2-SAME: (%[[ACC:.*]]: vector<8xi32>, %[[Q:.*]]: vector<8x4xi8>, %[[X:.*]]: vector<8x4xi8>)
+// AVX2-LABEL: func.func @marked(
+// AVX2-SAME: %[[ACC:.*]]: vector<8xi32>, %[[Q:.*]]: vector<8x4xi8>, %[[X:.*]]: vector<8x4xi8>)
 // AVX2-DAG: %[[Q32:.*]] = vector.shape_cast %[[Q]] : vector<8x4xi8> to vector<32xi8>
 // AVX2-DAG: %[[X32:.*]] = vector.shape_cast %[[X]] : vector<8x4xi8> to vector<32xi8>
 // AVX2: %[[P:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"(%[[Q32]], %[[X32]]) : (vector<32xi8>, vector<32xi8>) -> vector<16xi16>
@@ -29,11 +32,53 @@ func.func @marked(%acc: vector<8xi32>, %q: vector<8x4xi8>, %x: vector<8x4xi8>) -
   return %d : vector<8xi32>
 }
 
+// Tests 16 lanes (two groups of 32 bytes): one 512-bit vpdpbusd where the
+// target has 512-bit vectors; otherwise each half of 8 lanes is lowered as
+// above (the lanes 0-7 of each operand, then 8-15) and the two halves
+// concatenated.
+// VNNI-LABEL: func.func @marked16
+// VNNI-SAME: (%[[ACC:.*]]: vector<16xi32>, %[[Q:.*]]: vector<16x4xi8>, %[[X:.*]]: vector<16x4xi8>)
+// VNNI-DAG: %[[Q64:.*]] = vector.shape_cast %[[Q]] : vector<16x4xi8> to vector<64xi8>
+// VNNI-DAG: %[[X64:.*]] = vector.shape_cast %[[X]] : vector<16x4xi8> to vector<64xi8>
+// VNNI: %[[D:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.512"(%[[ACC]], %[[Q64]], %[[X64]]) : (vector<16xi32>, vector<64xi8>, vector<64xi8>) -> vector<16xi32>
+// VNNI-NOT: vector.contract
+// VNNI: return %[[D]]
+// VNNI256-LABEL: func.func @marked16
+// VNNI256-SAME: (%[[ACC:.*]]: vector<16xi32>, %[[Q:.*]]: vector<16x4xi8>, %[[X:.*]]: vector<16x4xi8>)
+// VNNI256-DAG: %[[Q64:.*]] = vector.shape_cast %[[Q]] : vector<16x4xi8> to vector<64xi8>
+// VNNI256-DAG: %[[X64:.*]] = vector.shape_cast %[[X]] : vector<16x4xi8> to vector<64xi8>
+// VNNI256-DAG: %[[QLO:.*]] = vector.extract_strided_slice %[[Q64]] {offsets = [0], sizes = [32], strides = [1]}
+// VNNI256-DAG: %[[XLO:.*]] = vector.extract_strided_slice %[[X64]] {offsets = [0], sizes = [32], strides = [1]}
+// VNNI256-DAG: %[[ALO:.*]] = vector.extract_strided_slice %[[ACC]] {offsets = [0], sizes = [8], strides = [1]}
+// VNNI256: %[[LO:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"(%[[ALO]], %[[QLO]], %[[XLO]])
+// VNNI256-DAG: %[[QHI:.*]] = vector.extract_strided_slice %[[Q64]] {offsets = [32], sizes = [32], strides = [1]}
+// VNNI256-DAG: %[[XHI:.*]] = vector.extract_strided_slice %[[X64]] {offsets = [32], sizes = [32], strides = [1]}
+// VNNI256-DAG: %[[AHI:.*]] = vector.extract_strided_slice %[[ACC]] {offsets = [8], sizes = [8], strides = [1]}
+// VNNI256: %[[HI:.*]] = llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"(%[[AHI]], %[[QHI]], %[[XHI]])
+// VNNI256: %[[D:.*]] = vector.shuffle %[[LO]], %[[HI]] [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+// VNNI256: return %[[D]]
+// AVX2-LABEL: func.func @marked16
+// AVX2: %[[P0:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
+// AVX2: %[[S0:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[P0]]
+// AVX2: %[[LO:.*]] = arith.addi %{{.*}}, %[[S0]] : vector<8xi32>
+// AVX2: %[[P1:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.ub.sw"
+// AVX2: %[[S1:.*]] = llvm.call_intrinsic "llvm.x86.avx2.pmadd.wd"(%[[P1]]
+// AVX2: %[[HI:.*]] = arith.addi %{{.*}}, %[[S1]] : vector<8xi32>
+// AVX2: %[[D:.*]] = vector.shuffle %[[LO]], %[[HI]] [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+// AVX2-NOT: vector.contract
+// AVX2: return %[[D]]
+func.func @marked16(%acc: vector<16xi32>, %q: vector<16x4xi8>, %x: vector<16x4xi8>) -> vector<16xi32> {
+  %d = vector.contract {indexing_maps = [#ik, #ik, #i], iterator_types = ["parallel", "reduction"], kind = #vector.kind<add>} %q, %x, %acc {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+  return %d : vector<16xi32>
+}
+
 // Tests that an unmarked contraction (its lhs may be negative: vpdpbusd
 // would read it as unsigned) is left to the upstream lowering.
 // VNNI-LABEL: func.func @unmarked
 // VNNI: vector.contract
 // VNNI-NOT: llvm.call_intrinsic
+// VNNI256-LABEL: func.func @unmarked
+// VNNI256: vector.contract
 // AVX2-LABEL: func.func @unmarked
 // AVX2: vector.contract
 // AVX2-NOT: llvm.call_intrinsic

@@ -29,9 +29,10 @@
 #include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/Matchers.h"
-#include "llvm/ADT/MapVector.h"
-#include "llvm/ADT/SetVector.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/Sequence.h"
+#include "llvm/ADT/SetVector.h"
 
 #include <numeric>
 
@@ -184,6 +185,14 @@ constexpr int64_t kActivationGroup = 32;
 /// logits of the test models were 1.2e-2 x max|logit| from float64 and
 /// greedy tokens flipped on half of them.
 constexpr int64_t kActivationScaleGroup = 4;
+/// Columns per step of the int8 matrix-vector loop, at least (a step is
+/// whole blocks of W): two pairs of groups, one per accumulator chain, so
+/// that a step's multiply-adds do not wait on each other (a Q4_0 block per
+/// step, with one chain, was latency-bound: 4 cycles per 32 values).
+constexpr int64_t kInt8StepValues = 128;
+/// Independent accumulators of each kind (d xd dot, m xm) in the int8
+/// matrix-vector loop.
+constexpr int64_t kInt8Chains = 2;
 
 /// Quantizes `in.xc` ([M, K], K a multiple of kActivationGroup) to 8-bit
 /// integers: per kActivationScaleGroup values, d = max|x| / 127 and q = x *
@@ -487,25 +496,23 @@ public:
   }
 
   /// tile[m, nl] (+)= dot(x[m, :], w[nl, :]) with int8 activations: per
-  /// 32-value group, the integer dot product of W's 4-bit integers q
-  /// (value = d q - m) with x's 8-bit integers xq (x ~ xd xq) is one
-  /// vector.contract of i8 into 8 lanes of i32 (kiln-lower-int8-dot makes
-  /// it vpdpbusd or vpmaddubsw + vpmaddwd; lane i sums 4 values, which
-  /// share one of x's scales), converted and scaled by d times the lanes'
-  /// 8 scales into one of two f32 accumulators; the groups' m sum(xd xq)
-  /// (xm) are summed apart and subtracted at the end. A step covers a block
-  /// of W.
+  /// 32-value group, the integer dot product of W's integers q (value =
+  /// d q - m) with x's 8-bit integers xq (x ~ xd xq) is a vector.contract of
+  /// i8 into 8 lanes of i32 (kiln-lower-int8-dot makes it vpdpbusd or
+  /// vpmaddubsw + vpmaddwd; lane i sums 4 values, which share one of x's
+  /// scales). Two consecutive groups make one contraction into 16 lanes (one
+  /// 512-bit vpdpbusd), converted and scaled by d times the lanes' scales
+  /// into an f32 accumulator; the groups' m sum(xd xq) (xm) go into another
+  /// and are subtracted at the end. A step covers whole blocks of W and at
+  /// least kInt8StepValues values, its pairs rotating over kInt8Chains
+  /// accumulators of each kind; the columns past the last whole step (Q4_0
+  /// rows whose length is not a multiple of the step) take one group at a
+  /// time.
   Value int8MicroKernel(Value tile, Value m, Value nl) {
-    const int64_t G = kActivationGroup;
-    int64_t step = kBlock();
-    VectorType acc8 = VectorType::get({8}, f32);
-    VectorType i32x8 = VectorType::get({8}, b.getI32Type());
-    VectorType i8x8x4 = VectorType::get({8, 4}, b.getI8Type());
-    VectorType i8x32 = VectorType::get({G}, b.getI8Type());
-    Value zeroF = arith::ConstantOp::create(
-        b, loc, DenseElementsAttr::get(acc8, b.getF32FloatAttr(0)));
-    Value zeroI = arith::ConstantOp::create(
-        b, loc, DenseElementsAttr::get(i32x8, b.getI32IntegerAttr(0)));
+    const int64_t G = kActivationGroup, S = kActivationScaleGroup;
+    int64_t step = std::max(kBlock(), kInt8StepValues);
+    int64_t kMain = k / step * step;
+    Value pad8 = arith::ConstantIntOp::create(b, loc, b.getI8Type(), 0);
     Value zeroS = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
     MLIRContext *ctx = b.getContext();
     AffineExpr i, kk;
@@ -516,49 +523,98 @@ public:
     ArrayAttr iters = b.getArrayAttr(
         {vector::IteratorTypeAttr::get(ctx, vector::IteratorType::parallel),
          vector::IteratorTypeAttr::get(ctx, vector::IteratorType::reduction)});
-    Value pad8 = arith::ConstantIntOp::create(b, loc, b.getI8Type(), 0);
+    auto zerosOf = [&](VectorType t, Attribute v) {
+      return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(t, v))
+          .getResult();
+    };
+    // `groups` (1 or 2) consecutive groups from column `col`: adds d xd
+    // dot into `acc` and m xm into `accM`.
+    auto accumulate = [&](ArrayRef<kiln::IntegerGroup> grp, Value col,
+                          Value &acc, Value &accM) {
+      int64_t n = grp.size(), lanes = n * G / S;
+      Value q = grp[0].q, d = grp[0].d, mm = grp[0].m;
+      if (n == 2) {
+        auto concat = [&](Value a, Value c, int64_t len) {
+          return vector::ShuffleOp::create(
+                     b, loc, a, c,
+                     llvm::to_vector(llvm::seq<int64_t>(0, 2 * len)))
+              .getResult();
+        };
+        q = concat(q, grp[1].q, G);
+        d = concat(d, grp[1].d, G / S);
+        mm = concat(mm, grp[1].m, G / S);
+      }
+      VectorType lanesF = VectorType::get({lanes}, f32);
+      VectorType lanesI = VectorType::get({lanes}, b.getI32Type());
+      VectorType quads = VectorType::get({lanes, S}, b.getI8Type());
+      Value xv = vector::TransferReadOp::create(
+          b, loc, VectorType::get({n * G}, b.getI8Type()), in.xq,
+          ValueRange{m, col}, pad8, ArrayRef<bool>{true});
+      auto contract = vector::ContractionOp::create(
+          b, loc, vector::ShapeCastOp::create(b, loc, quads, q),
+          vector::ShapeCastOp::create(b, loc, quads, xv),
+          zerosOf(lanesI, b.getI32IntegerAttr(0)), maps, iters);
+      // W's integers are 0 to 63.
+      contract->setAttr(kiln::kNonNegativeLhsAttr, b.getUnitAttr());
+      // The lanes' scales (one per 4 values of x), and the lanes' scale
+      // times the sum of their integers.
+      Value lane = arith::DivUIOp::create(b, loc, col, idx(S));
+      Value xd = vector::TransferReadOp::create(b, loc, lanesF, in.xd,
+                                                ValueRange{m, lane}, zeroS,
+                                                ArrayRef<bool>{true});
+      Value xm = vector::TransferReadOp::create(b, loc, lanesF, in.xm,
+                                                ValueRange{m, lane}, zeroS,
+                                                ArrayRef<bool>{true});
+      acc = vector::FMAOp::create(
+          b, loc, arith::SIToFPOp::create(b, loc, lanesF, contract.getResult()),
+          arith::MulFOp::create(b, loc, d, xd), acc);
+      accM = vector::FMAOp::create(b, loc, mm, xm, accM);
+    };
+    auto group = [&](Value kv, int64_t off, int64_t align) {
+      return *kiln::integerGroup(b, loc, *encoding, w, nl, kv, off, align);
+    };
 
-    // accs: two f32 accumulators, then the lanes' sums of m xd sum(xq).
-    SmallVector<Value> init{zeroF, zeroF, zeroF};
+    // Whole steps: accs[c] and accs[kInt8Chains + c] of chain c.
+    VectorType pairF = VectorType::get({2 * G / S}, f32);
+    SmallVector<Value> init(2 * kInt8Chains,
+                            zerosOf(pairF, b.getF32FloatAttr(0)));
     SmallVector<Value> accs = loopCarrying(
-        idx(0), idx(k), step, init, [&](Value kv, SmallVector<Value> &a) {
-          for (int64_t off = 0; off < step; off += G) {
-            std::optional<kiln::IntegerGroup> grp = kiln::integerGroup(
-                b, loc, *encoding, w, nl, kv, off, step);
-            Value col = off ? add(kv, idx(off)) : kv;
-            Value xv = vector::TransferReadOp::create(
-                b, loc, i8x32, in.xq, ValueRange{m, col}, pad8,
-                ArrayRef<bool>{true});
-            Value qs = vector::ShapeCastOp::create(b, loc, i8x8x4, grp->q);
-            Value xs = vector::ShapeCastOp::create(b, loc, i8x8x4, xv);
-            auto contract = vector::ContractionOp::create(
-                b, loc, qs, xs, zeroI, maps, iters);
-            // W's integers are 0 to 15.
-            contract->setAttr(kiln::kNonNegativeLhsAttr, b.getUnitAttr());
-            Value dot = contract.getResult();
-            // The 8 lanes' scales (one per 4 values of x), and the lanes'
-            // scale times the sum of their integers.
-            Value lane = arith::DivUIOp::create(b, loc, col,
-                                                idx(kActivationScaleGroup));
-            Value xd = vector::TransferReadOp::create(
-                b, loc, acc8, in.xd, ValueRange{m, lane}, zeroS,
-                ArrayRef<bool>{true});
-            Value xm = vector::TransferReadOp::create(
-                b, loc, acc8, in.xm, ValueRange{m, lane}, zeroS,
-                ArrayRef<bool>{true});
-            Value scale = arith::MulFOp::create(b, loc, grp->d, xd);
-            Value &acc = a[(off / G) % 2];
-            acc = vector::FMAOp::create(
-                b, loc, arith::SIToFPOp::create(b, loc, acc8, dot), scale, acc);
-            a[2] = vector::FMAOp::create(b, loc, grp->m, xm, a[2]);
+        idx(0), idx(kMain), step, init, [&](Value kv, SmallVector<Value> &a) {
+          for (int64_t off = 0; off < step; off += 2 * G) {
+            int64_t c = off / (2 * G) % kInt8Chains;
+            kiln::IntegerGroup pair[2] = {group(kv, off, step),
+                                          group(kv, off + G, step)};
+            accumulate(pair, off ? add(kv, idx(off)) : kv, a[c],
+                       a[kInt8Chains + c]);
           }
         });
-    Value both = arith::AddFOp::create(b, loc, accs[0], accs[1], fm);
-    both = arith::SubFOp::create(b, loc, both, accs[2], fm);
-    Value sum = vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
-                                            both, fm);
-    Value row = vector::BroadcastOp::create(b, loc, VectorType::get({1}, f32),
-                                            sum);
+    Value sum = accs[0], sumM = accs[kInt8Chains];
+    for (int64_t c = 1; c < kInt8Chains; ++c) {
+      sum = arith::AddFOp::create(b, loc, sum, accs[c], fm);
+      sumM = arith::AddFOp::create(b, loc, sumM, accs[kInt8Chains + c], fm);
+    }
+    Value total = vector::ReductionOp::create(
+        b, loc, vector::CombiningKind::ADD,
+        arith::SubFOp::create(b, loc, sum, sumM, fm), fm);
+    if (kMain < k) {
+      VectorType oneF = VectorType::get({G / S}, f32);
+      Value z = zerosOf(oneF, b.getF32FloatAttr(0));
+      SmallVector<Value> rest =
+          loopCarrying(idx(kMain), idx(k), kBlock(), {z, z},
+                       [&](Value kv, SmallVector<Value> &a) {
+                         for (int64_t off = 0; off < kBlock(); off += G)
+                           accumulate(group(kv, off, kBlock()),
+                                      off ? add(kv, idx(off)) : kv, a[0], a[1]);
+                       });
+      total = arith::AddFOp::create(
+          b, loc, total,
+          vector::ReductionOp::create(
+              b, loc, vector::CombiningKind::ADD,
+              arith::SubFOp::create(b, loc, rest[0], rest[1], fm), fm),
+          fm);
+    }
+    Value row =
+        vector::BroadcastOp::create(b, loc, VectorType::get({1}, f32), total);
     Value upd = withInit(row, tile, m, nl);
     return vector::TransferWriteOp::create(b, loc, upd, tile,
                                            ValueRange{m, nl},

@@ -23,6 +23,7 @@
 
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/ADT/Sequence.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNLOWERINT8DOT
@@ -38,10 +39,14 @@ bool isInt8Dot(vector::ContractionOp op) {
   if (!op->hasAttr(kiln::kNonNegativeLhsAttr) ||
       op.getKind() != vector::CombiningKind::ADD)
     return false;
-  auto i8x8x4 = VectorType::get({8, 4}, IntegerType::get(op.getContext(), 8));
-  auto i32x8 = VectorType::get({8}, IntegerType::get(op.getContext(), 32));
-  if (op.getLhsType() != i8x8x4 || op.getRhsType() != i8x8x4 ||
-      op.getAccType() != i32x8)
+  int64_t lanes = op.getLhsType().getDimSize(0);
+  if (lanes != 8 && lanes != 16)
+    return false;
+  auto quads =
+      VectorType::get({lanes, 4}, IntegerType::get(op.getContext(), 8));
+  auto acc = VectorType::get({lanes}, IntegerType::get(op.getContext(), 32));
+  if (op.getLhsType() != quads || op.getRhsType() != quads ||
+      op.getAccType() != acc)
     return false;
   MLIRContext *ctx = op.getContext();
   AffineExpr i, k;
@@ -87,23 +92,49 @@ struct KilnLowerInt8DotPass
       }
       OpBuilder b(op);
       Location loc = op.getLoc();
-      auto i8x32 = VectorType::get({32}, b.getI8Type());
-      Value lhs = vector::ShapeCastOp::create(b, loc, i8x32, op.getLhs());
-      Value rhs = vector::ShapeCastOp::create(b, loc, i8x32, op.getRhs());
-      Value result;
-      if (target->avx512vnni) {
-        result = intrinsic(b, loc, op.getAccType(),
-                           "llvm.x86.avx512.vpdpbusd.256",
-                           {op.getAcc(), lhs, rhs});
-      } else {
+      int64_t lanes = cast<VectorType>(op.getAccType()).getDimSize(0);
+      auto bytesOf = [&](int64_t n) {
+        return VectorType::get({4 * n}, b.getI8Type());
+      };
+      Value lhs =
+          vector::ShapeCastOp::create(b, loc, bytesOf(lanes), op.getLhs());
+      Value rhs =
+          vector::ShapeCastOp::create(b, loc, bytesOf(lanes), op.getRhs());
+      // acc + dot of `n` lanes from lane `first`.
+      auto dot = [&](int64_t first, int64_t n) -> Value {
+        auto slice = [&](Value v, int64_t offset, int64_t size) -> Value {
+          if (size == cast<VectorType>(v.getType()).getDimSize(0))
+            return v;
+          return vector::ExtractStridedSliceOp::create(b, loc, v, offset, size,
+                                                       1);
+        };
+        Value l = slice(lhs, 4 * first, 4 * n),
+              r = slice(rhs, 4 * first, 4 * n);
+        Value acc = slice(op.getAcc(), first, n);
+        auto accType = cast<VectorType>(acc.getType());
+        if (target->avx512vnni)
+          return intrinsic(b, loc, accType,
+                           n == 16 ? "llvm.x86.avx512.vpdpbusd.512"
+                                   : "llvm.x86.avx512.vpdpbusd.256",
+                           {acc, l, r});
         auto i16x16 = VectorType::get({16}, b.getI16Type());
-        Value pairs = intrinsic(b, loc, i16x16, "llvm.x86.avx2.pmadd.ub.sw",
-                                {lhs, rhs});
+        Value pairs =
+            intrinsic(b, loc, i16x16, "llvm.x86.avx2.pmadd.ub.sw", {l, r});
         Value ones = arith::ConstantOp::create(
             b, loc, DenseElementsAttr::get(i16x16, b.getI16IntegerAttr(1)));
-        Value quads = intrinsic(b, loc, op.getAccType(),
-                                "llvm.x86.avx2.pmadd.wd", {pairs, ones});
-        result = arith::AddIOp::create(b, loc, op.getAcc(), quads);
+        Value sums =
+            intrinsic(b, loc, accType, "llvm.x86.avx2.pmadd.wd", {pairs, ones});
+        return arith::AddIOp::create(b, loc, acc, sums);
+      };
+      Value result;
+      if (lanes == 16 && target->avx512vnni && target->vectorBits >= 512) {
+        result = dot(0, 16);
+      } else if (lanes == 16) {
+        Value lo = dot(0, 8), hi = dot(8, 8);
+        result = vector::ShuffleOp::create(
+            b, loc, lo, hi, llvm::to_vector(llvm::seq<int64_t>(0, 16)));
+      } else {
+        result = dot(0, 8);
       }
       op.getResult().replaceAllUsesWith(result);
       op.erase();

@@ -82,6 +82,8 @@ func.func @decode_q4_k(%x: tensor<1x1x512xf32>) -> tensor<1x1x8xf32> {
 // nibbles (values 0-15) then high nibbles (16-31); d is the block's scale
 // and 8 d its offset (value = d q - 8 d). Two blocks make one 16-lane
 // contraction; a step covers 4 blocks (128 values), here the whole row.
+// The offsets' accumulator sums d xm (no vector of 8 d is built), and is
+// scaled by 8 once, before the horizontal sum.
 // CHECK-LABEL: func.func @decode_q4_0
 // CHECK: scf.for %[[N:.*]] = %c0 to %c8 step %c1
 // CHECK-NOT: scf.for
@@ -90,19 +92,27 @@ func.func @decode_q4_k(%x: tensor<1x1x512xf32>) -> tensor<1x1x8xf32> {
 // CHECK: %[[HI:.*]] = arith.shrui %[[B]], %{{.*}} : vector<16xi8>
 // CHECK: %[[Q:.*]] = vector.shuffle %[[LO]], %[[HI]] [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]
 // CHECK: %[[D:.*]] = arith.extf %{{.*}} : f16 to f32
-// CHECK: %[[M:.*]] = arith.mulf %[[D]], %cst{{.*}} : f32
-// CHECK: %[[MV:.*]] = vector.broadcast %[[M]] : f32 to vector<8xf32>
+// CHECK: %[[DV:.*]] = vector.broadcast %[[D]] : f32 to vector<8xf32>
 // (the second block: bytes 20-35)
 // CHECK: vector.transfer_read %{{.*}}[%[[N]], %c20]{{.*}} : tensor<8x72xi8>, vector<16xi8>
 // CHECK: %[[Q2:.*]] = vector.shuffle
+// CHECK: %[[D2V:.*]] = vector.broadcast %{{.*}} : f32 to vector<8xf32>
 // CHECK: %[[QQ:.*]] = vector.shuffle %[[Q]], %[[Q2]] [0, 1, 2, {{.*}}, 62, 63] : vector<32xi8>, vector<32xi8>
+// CHECK: %[[DD:.*]] = vector.shuffle %[[DV]], %[[D2V]] [0, 1, 2, {{.*}}, 14, 15] : vector<8xf32>, vector<8xf32>
 // CHECK: vector.shape_cast %[[QQ]] : vector<64xi8> to vector<16x4xi8>
 // CHECK: vector.contract {{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+// CHECK: vector.transfer_read {{.*}} : tensor<1x32xf32>, vector<16xf32>
+// CHECK: %[[XM:.*]] = vector.transfer_read {{.*}} : tensor<1x32xf32>, vector<16xf32>
 // CHECK: vector.fma
-// CHECK: vector.fma
+// CHECK: vector.fma %[[DD]], %[[XM]], %{{.*}} : vector<16xf32>
 // CHECK: vector.contract {{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
 // CHECK-NOT: vector.contract
+// CHECK: %[[SA:.*]] = arith.addf
+// CHECK: %[[SM:.*]] = arith.addf
+// CHECK: %[[SM8:.*]] = arith.mulf %[[SM]], %{{.*}} : vector<16xf32>
+// CHECK: arith.subf %[[SA]], %[[SM8]]
 // CHECK: vector.reduction <add>
+
 func.func @decode_q4_0(%x: tensor<1x1x128xf32>) -> tensor<1x1x8xf32> {
   %w = transformer.weight "blk.0.attn_q.weight" [3] : tensor<8x128xf32, #transformer.encoding<q4_0>>
   %y = transformer.linear %x, %w : (tensor<1x1x128xf32>, tensor<8x128xf32, #transformer.encoding<q4_0>>) -> tensor<1x1x8xf32>

@@ -528,11 +528,13 @@ public:
           .getResult();
     };
     // `groups` (1 or 2) consecutive groups from column `col`: adds d xd
-    // dot into `acc` and m xm into `accM`.
+    // dot into `acc` and m xm (or d xm, see mPerD) into `accM`.
+    float mPerD = 0;
     auto accumulate = [&](ArrayRef<kiln::IntegerGroup> grp, Value col,
                           Value &acc, Value &accM) {
       int64_t n = grp.size(), lanes = n * G / S;
       Value q = grp[0].q, d = grp[0].d, mm = grp[0].m;
+      mPerD = grp[0].mPerD;
       if (n == 2) {
         auto concat = [&](Value a, Value c, int64_t len) {
           return vector::ShuffleOp::create(
@@ -542,7 +544,8 @@ public:
         };
         q = concat(q, grp[1].q, G);
         d = concat(d, grp[1].d, G / S);
-        mm = concat(mm, grp[1].m, G / S);
+        if (!mPerD)
+          mm = concat(mm, grp[1].m, G / S);
       }
       VectorType lanesF = VectorType::get({lanes}, f32);
       VectorType lanesI = VectorType::get({lanes}, b.getI32Type());
@@ -568,7 +571,9 @@ public:
       acc = vector::FMAOp::create(
           b, loc, arith::SIToFPOp::create(b, loc, lanesF, contract.getResult()),
           arith::MulFOp::create(b, loc, d, xd), acc);
-      accM = vector::FMAOp::create(b, loc, mm, xm, accM);
+      // m xm, or d xm where m is a constant multiple of d (scaled once at
+      // the end).
+      accM = vector::FMAOp::create(b, loc, grp[0].mPerD ? d : mm, xm, accM);
     };
     auto group = [&](Value kv, int64_t off, int64_t align) {
       return *kiln::integerGroup(b, loc, *encoding, w, nl, kv, off, align);
@@ -593,9 +598,20 @@ public:
       sum = arith::AddFOp::create(b, loc, sum, accs[c], fm);
       sumM = arith::AddFOp::create(b, loc, sumM, accs[kInt8Chains + c], fm);
     }
+    // sum - m xm: where m = mPerD d, accM holds d xm.
+    auto offsets = [&](Value accM) -> Value {
+      if (!mPerD)
+        return accM;
+      auto t = cast<VectorType>(accM.getType());
+      return arith::MulFOp::create(
+          b, loc, accM,
+          arith::ConstantOp::create(
+              b, loc, DenseElementsAttr::get(t, b.getF32FloatAttr(mPerD))),
+          fm);
+    };
     Value total = vector::ReductionOp::create(
         b, loc, vector::CombiningKind::ADD,
-        arith::SubFOp::create(b, loc, sum, sumM, fm), fm);
+        arith::SubFOp::create(b, loc, sum, offsets(sumM), fm), fm);
     if (kMain < k) {
       VectorType oneF = VectorType::get({G / S}, f32);
       Value z = zerosOf(oneF, b.getF32FloatAttr(0));
@@ -610,7 +626,7 @@ public:
           b, loc, total,
           vector::ReductionOp::create(
               b, loc, vector::CombiningKind::ADD,
-              arith::SubFOp::create(b, loc, rest[0], rest[1], fm), fm),
+              arith::SubFOp::create(b, loc, rest[0], offsets(rest[1]), fm), fm),
           fm);
     }
     Value row =

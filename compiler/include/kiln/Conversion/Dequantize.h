@@ -65,9 +65,12 @@ mlir::Value dequantizeVector(mlir::OpBuilder &b, mlir::Location loc,
 /// dequantizeVector up to rounding: the offset is taken out of each
 /// product). `group` and `offset` as for dequantizeVector (offset a
 /// multiple of 32). Nothing for other encodings, nor for q6_k groups not
-/// aligned to a block.
+/// aligned to a block. `mPerD`: where m is a constant multiple of d (8 for
+/// q4_0, 32 for q6_k; a power of two, so that m x = mPerD (d x) exactly),
+/// that multiple, else 0: a kernel may then sum d x and scale the sum once.
 struct IntegerGroup {
   mlir::Value q, d, m;
+  float mPerD = 0;
 };
 std::optional<IntegerGroup>
 integerGroup(mlir::OpBuilder &b, mlir::Location loc,

@@ -550,7 +550,7 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
         arith::ConstantOp::create(
             b, loc, DenseElementsAttr::get(lanes, b.getF32FloatAttr(32.0f))),
         d);
-    return IntegerGroup{q, d, m};
+    return IntegerGroup{q, d, m, 32.0f};
   }
   if (encoding == WeightEncoding::q4_0) {
     // Bytes 2..17: low nibbles are values 0-15, high nibbles 16-31.
@@ -563,8 +563,8 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
     Value q = vector::ShuffleOp::create(b, loc, lo, hi, concat);
     Value d = r.halfLoad(base);
     Value eight = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(8.0f));
-    return IntegerGroup{q, all(d),
-                        all(arith::MulFOp::create(b, loc, eight, d))};
+    return IntegerGroup{q, all(d), all(arith::MulFOp::create(b, loc, eight, d)),
+                        8.0f};
   }
   // q4_k: 32 bytes of chunk sub / 2, low nibbles for even sub-blocks.
   auto [d1, m1] = r.subBlockScaleMinK4(at);

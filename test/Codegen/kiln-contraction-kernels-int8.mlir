@@ -3,19 +3,20 @@
 // Tests a decode product on a q4_k weight with int8 activations. Once,
 // before the products: x quantized to 8-bit integers, one scale per 4
 // values (d = max|x| / 127 of the 4, x / d rounded to nearest even), and d
-// times the sum of the 4 integers. Then per row of W, per 256-value
-// block, per pair of 32-value sub-blocks: W's 4-bit integers (for
+// times the sum of the 4 integers, and per 32 values the sum of those (x's
+// sum over the group). Then per row of W, per 256-value block: the block's
+// 8 offsets (dmin m of each sub-block) times x's 8 group sums, into one
+// accumulator; per pair of 32-value sub-blocks: W's 4-bit integers (for
 // sub-blocks 0 and 1, the low then the high nibbles of bytes 16-47) and x's
 // 64 integers, one i8 contraction into 16 lanes of i32 (4 values each)
 // marked for kiln-lower-int8-dot, converted and scaled by the sub-blocks'
 // d1 (lanes 0-7, then 8-15) times the lanes' 16 scales into an f32
-// accumulator; m1 times those sums accumulated apart and subtracted before
-// the horizontal sum. The 4 pairs of a block rotate over two accumulators
-// of each kind.
+// accumulator (the 4 pairs of a block rotate over two). The offsets' sum is
+// subtracted after the horizontal sums.
 // CHECK-LABEL: func.func @decode_q4_k
 // CHECK: %[[W:.*]] = transformer.weight "blk.0.attn_q.weight"[3] : tensor<8x288xi8>
 // (one row: the loop over rows folds away)
-// CHECK: %[[Q:.*]]:3 = scf.for %[[G:.*]] = %c0 to %c16 step %c1 iter_args({{.*}}) -> (tensor<1x512xi8>, tensor<1x128xf32>, tensor<1x128xf32>)
+// CHECK: %[[Q:.*]]:4 = scf.for %[[G:.*]] = %c0 to %c16 step %c1 iter_args({{.*}}) -> (tensor<1x512xi8>, tensor<1x128xf32>, tensor<1x128xf32>, tensor<1x16xf32>)
 // CHECK: %[[XV:.*]] = vector.transfer_read {{.*}} : tensor<1x512xf32>, vector<32xf32>
 // CHECK: %[[ABS:.*]] = math.absf %[[XV]] : vector<32xf32>
 // CHECK: vector.shuffle %[[ABS]], %[[ABS]] [0, 4, 8, 12, 16, 20, 24, 28]
@@ -26,50 +27,49 @@
 // CHECK: math.roundeven %{{.*}} : vector<32xf32>
 // CHECK: %[[QI:.*]] = arith.fptosi %{{.*}} : vector<32xf32> to vector<32xi32>
 // CHECK: %[[Q8:.*]] = arith.trunci %[[QI]] : vector<32xi32> to vector<32xi8>
+// CHECK: %[[DSUM:.*]] = arith.mulf %[[D]], %{{.*}} : vector<8xf32>
 // CHECK: vector.transfer_write %[[Q8]]
 // CHECK: vector.transfer_write %[[D]]
+// CHECK: vector.transfer_write %[[DSUM]]
+// CHECK: %[[GS:.*]] = vector.reduction <add>, %[[DSUM]] : vector<8xf32> into f32
+// CHECK: %[[GSV:.*]] = vector.broadcast %[[GS]] : f32 to vector<1xf32>
+// CHECK: vector.transfer_write %[[GSV]], %{{.*}}[%c0, %[[G]]] {{.*}} : vector<1xf32>, tensor<1x16xf32>
 // CHECK: scf.for %[[N:.*]] = %c0 to %c8 step %c1
-// CHECK: scf.for %[[K:.*]] = %c0 to %c512 step %c256 iter_args(%[[A0:.*]] = %{{.*}}, %[[A1:.*]] = %{{.*}}, %[[M0:.*]] = %{{.*}}, %[[M1A:.*]] = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: scf.for %[[K:.*]] = %c0 to %c512 step %c256 iter_args(%[[A0:.*]] = %{{.*}}, %[[A1:.*]] = %{{.*}}, %[[AS:.*]] = %{{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<8xf32>)
+// CHECK: %[[MINS:.*]] = arith.mulf %{{.*}} : vector<8xf32>
+// CHECK: %[[SB:.*]] = arith.divui %[[K]], %c32
+// CHECK: %[[SUMS:.*]] = vector.transfer_read %[[Q]]#3[%c0, %[[SB]]]{{.*}} : tensor<1x16xf32>, vector<8xf32>
+// CHECK: %[[NAS:.*]] = vector.fma %[[MINS]], %[[SUMS]], %[[AS]] : vector<8xf32>
 // CHECK: %[[D1S:.*]] = arith.mulf %{{.*}} : vector<8xf32>
-// CHECK: %[[M1S:.*]] = arith.mulf %{{.*}} : vector<8xf32>
 // CHECK: %[[D1:.*]] = vector.extract %[[D1S]][0] : f32 from vector<8xf32>
-// CHECK: %[[M1:.*]] = vector.extract %[[M1S]][0] : f32 from vector<8xf32>
 // CHECK: %[[QS:.*]] = arith.addi %{{.*}}, %c16 : index
 // CHECK: %[[WB:.*]] = vector.transfer_read %[[W]][%[[N]], %[[QS]]]{{.*}} : tensor<8x288xi8>, vector<32xi8>
 // CHECK: %[[LO:.*]] = arith.andi %[[WB]], %{{.*}} : vector<32xi8>
 // CHECK: %[[D1V:.*]] = vector.broadcast %[[D1]] : f32 to vector<8xf32>
-// CHECK: %[[M1V:.*]] = vector.broadcast %[[M1]] : f32 to vector<8xf32>
 // CHECK: %[[D2:.*]] = vector.extract %[[D1S]][1] : f32 from vector<8xf32>
-// CHECK: %[[M2:.*]] = vector.extract %[[M1S]][1] : f32 from vector<8xf32>
 // CHECK: %[[HI:.*]] = arith.shrui %[[WB]], %{{.*}} : vector<32xi8>
 // CHECK: %[[D2V:.*]] = vector.broadcast %[[D2]] : f32 to vector<8xf32>
-// CHECK: %[[M2V:.*]] = vector.broadcast %[[M2]] : f32 to vector<8xf32>
 // CHECK: %[[QQ:.*]] = vector.shuffle %[[LO]], %[[HI]] [0, 1, 2, {{.*}}, 62, 63] : vector<32xi8>, vector<32xi8>
 // CHECK: %[[DD:.*]] = vector.shuffle %[[D1V]], %[[D2V]] [0, 1, 2, {{.*}}, 14, 15] : vector<8xf32>, vector<8xf32>
-// CHECK: %[[MM:.*]] = vector.shuffle %[[M1V]], %[[M2V]] [0, 1, 2, {{.*}}, 14, 15] : vector<8xf32>, vector<8xf32>
 // CHECK: %[[XQ:.*]] = vector.transfer_read %[[Q]]#0[%c0, %[[K]]]{{.*}} : tensor<1x512xi8>, vector<64xi8>
 // CHECK: %[[LHS:.*]] = vector.shape_cast %[[QQ]] : vector<64xi8> to vector<16x4xi8>
 // CHECK: %[[RHS:.*]] = vector.shape_cast %[[XQ]] : vector<64xi8> to vector<16x4xi8>
 // CHECK: %[[DOT:.*]] = vector.contract {{.*}} %[[LHS]], %[[RHS]], %{{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
 // CHECK: %[[XD:.*]] = vector.transfer_read %[[Q]]#1{{.*}} : tensor<1x128xf32>, vector<16xf32>
-// CHECK: %[[XM:.*]] = vector.transfer_read %[[Q]]#2{{.*}} : tensor<1x128xf32>, vector<16xf32>
 // CHECK: %[[F:.*]] = arith.sitofp %[[DOT]] : vector<16xi32> to vector<16xf32>
 // CHECK: %[[S:.*]] = arith.mulf %[[DD]], %[[XD]] : vector<16xf32>
 // CHECK: %[[NA0:.*]] = vector.fma %[[F]], %[[S]], %[[A0]] : vector<16xf32>
-// CHECK: %[[NM0:.*]] = vector.fma %[[MM]], %[[XM]], %[[M0]] : vector<16xf32>
 // CHECK: vector.contract
 // CHECK: %[[NA1:.*]] = vector.fma %{{.*}}, %{{.*}}, %[[A1]] : vector<16xf32>
-// CHECK: %[[NM1:.*]] = vector.fma %{{.*}}, %{{.*}}, %[[M1A]] : vector<16xf32>
 // CHECK: vector.contract
 // CHECK: vector.fma %{{.*}}, %{{.*}}, %[[NA0]] : vector<16xf32>
-// CHECK: vector.fma %{{.*}}, %{{.*}}, %[[NM0]] : vector<16xf32>
 // CHECK: vector.contract
 // CHECK-NOT: vector.contract
-// CHECK: scf.yield
+// CHECK: scf.yield %{{.*}}, %{{.*}}, %[[NAS]]
 // CHECK: %[[SA:.*]] = arith.addf %{{.*}}#0, %{{.*}}#1
-// CHECK: %[[SM:.*]] = arith.addf %{{.*}}#2, %{{.*}}#3
-// CHECK: %[[R:.*]] = arith.subf %[[SA]], %[[SM]] {{.*}} : vector<16xf32>
-// CHECK: vector.reduction <add>, %[[R]]
+// CHECK: %[[R:.*]] = vector.reduction <add>, %[[SA]] {{.*}} : vector<16xf32> into f32
+// CHECK: %[[RO:.*]] = vector.reduction <add>, %{{.*}}#2 {{.*}} : vector<8xf32> into f32
+// CHECK: arith.subf %[[R]], %[[RO]]
 func.func @decode_q4_k(%x: tensor<1x1x512xf32>) -> tensor<1x1x8xf32> {
   %w = transformer.weight "blk.0.attn_q.weight" [3] : tensor<8x512xf32, #transformer.encoding<q4_k>>
   %y = transformer.linear %x, %w : (tensor<1x1x512xf32>, tensor<8x512xf32, #transformer.encoding<q4_k>>) -> tensor<1x1x8xf32>

@@ -169,10 +169,12 @@ std::optional<ScaledInput> matchScaledInput(Value x) {
 /// its [K] factor `g` and the rows' scales `scale` ([M]). With int8
 /// activations, also x quantized (quantizeActivations): `xq` ([M, K] i8),
 /// the scale of every 4 values `xd` ([M, K / 4] f32), and that scale times
-/// the sum of the 4 integers `xm` ([M, K / 4] f32).
+/// the sum of the 4 integers `xm` ([M, K / 4] f32), and the sum of xm
+/// over each 32 values `xs` ([M, K / 32] f32: x's sum over a group, for
+/// weights whose offsets are taken per block, kiln::blockOffsets).
 struct KernelInput {
   Value xc, g, scale;
-  Value xq, xd, xm;
+  Value xq, xd, xm, xs;
 };
 
 /// Values per group of quantized activations: what one integer dot
@@ -196,9 +198,9 @@ constexpr int64_t kInt8Chains = 2;
 
 /// Quantizes `in.xc` ([M, K], K a multiple of kActivationGroup) to 8-bit
 /// integers: per kActivationScaleGroup values, d = max|x| / 127 and q = x *
-/// (1 / d) rounded to nearest even (0 where d is 0); fills in.xq, in.xd and
-/// in.xm. One pass over x, before the kernel's parallel loop (every task
-/// reads the same quantized x).
+/// (1 / d) rounded to nearest even (0 where d is 0); fills in.xq, in.xd,
+/// in.xm and in.xs. One pass over x, before the kernel's parallel loop (every
+/// task reads the same quantized x).
 void quantizeActivations(OpBuilder &b, Location loc, int64_t k,
                          KernelInput &in) {
   const int64_t G = kActivationGroup, S = kActivationScaleGroup, L = G / S;
@@ -218,8 +220,10 @@ void quantizeActivations(OpBuilder &b, Location loc, int64_t k,
       b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(k / S)}, f32);
   Value xm = tensor::EmptyOp::create(
       b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(k / S)}, f32);
+  Value xs = tensor::EmptyOp::create(
+      b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(k / G)}, f32);
   auto outer = scf::ForOp::create(
-      b, loc, idx(0), rowCount, idx(1), ValueRange{xq, xd, xm},
+      b, loc, idx(0), rowCount, idx(1), ValueRange{xq, xd, xm, xs},
       [&](OpBuilder &ob, Location, Value m, ValueRange rowIter) {
         auto inner = scf::ForOp::create(
             ob, loc, idx(0), idx(k / G), idx(1), rowIter,
@@ -282,13 +286,22 @@ void quantizeActivations(OpBuilder &b, Location loc, int64_t k,
                              nb, loc, dsum, it[2], ValueRange{m, dCol},
                              ArrayRef<bool>{true})
                              .getResult();
-              scf::YieldOp::create(nb, loc, ValueRange{nq, nd, nm});
+              Value groupSum = vector::ReductionOp::create(
+                  nb, loc, vector::CombiningKind::ADD, dsum);
+              Value ns = vector::TransferWriteOp::create(
+                             nb, loc,
+                             vector::BroadcastOp::create(
+                                 nb, loc, VectorType::get({1}, f32), groupSum),
+                             it[3], ValueRange{m, g}, ArrayRef<bool>{true})
+                             .getResult();
+              scf::YieldOp::create(nb, loc, ValueRange{nq, nd, nm, ns});
             });
         scf::YieldOp::create(ob, loc, inner.getResults());
       });
   in.xq = outer.getResult(0);
   in.xd = outer.getResult(1);
   in.xm = outer.getResult(2);
+  in.xs = outer.getResult(3);
 }
 
 /// Emits the kernels for one contraction, configured by `cfg`.
@@ -528,8 +541,10 @@ public:
           .getResult();
     };
     // `groups` (1 or 2) consecutive groups from column `col`: adds d xd
-    // dot into `acc` and m xm (or d xm, see mPerD) into `accM`.
+    // dot into `acc` and m xm (or d xm, see mPerD) into `accM`, unless the
+    // offsets are taken per block (blockM).
     float mPerD = 0;
+    bool blockM = kiln::hasBlockOffsets(*encoding);
     auto accumulate = [&](ArrayRef<kiln::IntegerGroup> grp, Value col,
                           Value &acc, Value &accM) {
       int64_t n = grp.size(), lanes = n * G / S;
@@ -573,18 +588,33 @@ public:
           arith::MulFOp::create(b, loc, d, xd), acc);
       // m xm, or d xm where m is a constant multiple of d (scaled once at
       // the end).
-      accM = vector::FMAOp::create(b, loc, grp[0].mPerD ? d : mm, xm, accM);
+      if (!blockM)
+        accM = vector::FMAOp::create(b, loc, grp[0].mPerD ? d : mm, xm, accM);
     };
     auto group = [&](Value kv, int64_t off, int64_t align) {
       return *kiln::integerGroup(b, loc, *encoding, w, nl, kv, off, align);
     };
 
-    // Whole steps: accs[c] and accs[kInt8Chains + c] of chain c.
+    // Whole steps: accs[c] and accs[kInt8Chains + c] of chain c; with
+    // blockM, the blocks' offsets times x's group sums in the last one (a
+    // lane per sub-block).
     VectorType pairF = VectorType::get({2 * G / S}, f32);
+    VectorType subBlocksF = VectorType::get({kBlock() / G}, f32);
     SmallVector<Value> init(2 * kInt8Chains,
                             zerosOf(pairF, b.getF32FloatAttr(0)));
+    if (blockM)
+      init.push_back(zerosOf(subBlocksF, b.getF32FloatAttr(0)));
     SmallVector<Value> accs = loopCarrying(
         idx(0), idx(kMain), step, init, [&](Value kv, SmallVector<Value> &a) {
+          for (int64_t off = 0; blockM && off < step; off += kBlock()) {
+            Value col = off ? add(kv, idx(off)) : kv;
+            Value mins = *kiln::blockOffsets(b, loc, *encoding, w, nl, col);
+            Value sums = vector::TransferReadOp::create(
+                b, loc, subBlocksF, in.xs,
+                ValueRange{m, arith::DivUIOp::create(b, loc, col, idx(G))},
+                zeroS, ArrayRef<bool>{true});
+            a.back() = vector::FMAOp::create(b, loc, mins, sums, a.back());
+          }
           for (int64_t off = 0; off < step; off += 2 * G) {
             int64_t c = off / (2 * G) % kInt8Chains;
             kiln::IntegerGroup pair[2] = {group(kv, off, step),
@@ -611,7 +641,15 @@ public:
     };
     Value total = vector::ReductionOp::create(
         b, loc, vector::CombiningKind::ADD,
-        arith::SubFOp::create(b, loc, sum, offsets(sumM), fm), fm);
+        blockM ? sum : arith::SubFOp::create(b, loc, sum, offsets(sumM), fm),
+        fm);
+    if (blockM)
+      total = arith::SubFOp::create(
+          b, loc, total,
+          vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
+                                      accs.back(), fm),
+          fm);
+    assert((!blockM || kMain == k) && "block offsets need whole steps");
     if (kMain < k) {
       VectorType oneF = VectorType::get({G / S}, f32);
       Value z = zerosOf(oneF, b.getF32FloatAttr(0));

@@ -78,6 +78,19 @@ integerGroup(mlir::OpBuilder &b, mlir::Location loc,
              mlir::Value row, mlir::Value group, int64_t offset,
              int64_t groupAlign);
 
+/// The offsets of the 8 sub-blocks of a q4_k block as vector<8xf32>
+/// (dmin * m of sub-block j in lane j, as integerGroup's m), for a kernel
+/// that takes a whole block's offsets with one product: sum_j m_j times
+/// the sum of x over sub-block j. `group` is the block's first column (a
+/// multiple of 256). Nothing for other encodings.
+inline bool hasBlockOffsets(transformer::WeightEncoding encoding) {
+  return encoding == transformer::WeightEncoding::q4_k;
+}
+std::optional<mlir::Value> blockOffsets(mlir::OpBuilder &b, mlir::Location loc,
+                                        transformer::WeightEncoding encoding,
+                                        mlir::Value storage, mlir::Value row,
+                                        mlir::Value group);
+
 /// Columns a dequantizeVector group spans: one block of the 32-element
 /// types, one sub-block of the k-quants.
 inline constexpr int64_t kDequantizeGroup = 32;

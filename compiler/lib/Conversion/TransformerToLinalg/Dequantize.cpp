@@ -587,6 +587,20 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
   return IntegerGroup{q, all(d1), all(m1)};
 }
 
+std::optional<Value> kiln::blockOffsets(OpBuilder &b, Location loc,
+                                        WeightEncoding encoding, Value storage,
+                                        Value row, Value group) {
+  if (encoding != WeightEncoding::q4_k)
+    return std::nullopt;
+  RowReader r(b, loc, storage, row);
+  EncodingBlock block = getEncodingBlock(encoding);
+  RowReader::GroupPlace at = r.place(block, group, 0, block.elements);
+  // As subBlockScaleMinK4 computes them (shared with it by CSE).
+  auto [scs, ms] = r.scalesMinsK4(r.addIdx(at.base, 4));
+  (void)scs;
+  return r.mulF(r.halfLoad(r.addIdx(at.base, 2)), r.toF32(ms));
+}
+
 Value kiln::dequantizeWeight(OpBuilder &b, Location loc, Value storage,
                              RankedTensorType logical) {
   WeightEncoding encoding = *getWeightEncoding(logical);

@@ -125,6 +125,19 @@ def KilnContractionKernels
       values for the k-quants), so that where each vector lies in its block
       is a constant and a block's sub-block scales are unpacked once, by
       vector operations;
+    * with `activations = "i8"`, a matrix-vector product on a q4_0, q4_k or
+      q6_k weight quantizes `x` once, before the parallel loop: 8-bit
+      integers with one scale per 4 values, each scale times the sum of its
+      4 integers, and those summed per 32 values. Each row of `W` then
+      takes two 32-value groups per step of an integer dot product into 16
+      lanes of i32 (a `vector.contract` of `vector<16x4xi8>` marked
+      `kiln.nonnegative_lhs`, for `kiln-lower-int8-dot`), scaled by the
+      groups' `d` times the lanes' scales into one of two f32
+      accumulators; steps cover whole blocks and at least 128 values. The
+      weights' offsets (`value = d q - m`) are subtracted apart: for q4_0
+      and q6_k, whose `m` is 8 or 32 times `d`, as a sum of `d` times the
+      lanes' scaled sums multiplied once at the end; for q4_k once per
+      block, its 8 sub-blocks' `dmin m` times `x`'s 8 group sums;
     * every kernel writes a fresh output, each element once: zero-initialised
       products without a fill, a product's init (a residual stream, a bias)
       read where its sums are written rather than overwritten in place.
@@ -143,14 +156,16 @@ def KilnLowerInt8Dot : Pass<"kiln-lower-int8-dot", "mlir::ModuleOp"> {
   let summary = "8-bit integer dot products as vpdpbusd or vpmaddubsw";
   let description = [{
     Rewrites the integer dot products that `kiln-contraction-kernels`
-    emits for int8 activations: a `vector.contract` of two `vector<8x4xi8>`
-    into `vector<8xi32>` (lane i adds the 4 products of row i; operands
-    sign-extended) marked `kiln.nonnegative_lhs` (every lhs value is in
-    [0, 127]). With AVX-512 VNNI in the module's `kiln.target` it becomes
-    `vpdpbusd` (`llvm.x86.avx512.vpdpbusd.256`: unsigned lhs bytes times
-    signed rhs bytes, added to the acc lanes); otherwise AVX2's
+    emits for int8 activations: a `vector.contract` of two `vector<Nx4xi8>`
+    into `vector<Nxi32>`, N = 8 or 16 (lane i adds the 4 products of row
+    i; operands sign-extended) marked `kiln.nonnegative_lhs` (every lhs
+    value is in [0, 127]). With AVX-512 VNNI in the module's `kiln.target`
+    it becomes `vpdpbusd` (unsigned lhs bytes times signed rhs bytes,
+    added to the acc lanes): `llvm.x86.avx512.vpdpbusd.512` for 16 lanes
+    on a 512-bit target, else `.256` per 8 lanes; otherwise AVX2's
     `vpmaddubsw` (pairs into i16: at most 2 * 127 * 128, no saturation)
-    then `vpmaddwd` by ones, added to the acc. Unmarked contractions are
+    then `vpmaddwd` by ones, added to the acc, per 8 lanes. The halves of
+    a 16-lane product are concatenated (`vector.shuffle`). Unmarked contractions are
     left to the upstream lowering. Runs after bufferization (the intrinsic
     calls carry no memory-effect information).
 
@@ -268,11 +283,11 @@ def KilnKernelStrategy
     * `activations = "i8"` (only with the `activations=int8` option; absent
       means f32): for a decode product whose `W` is stored as q4_0, q4_k or q6_k,
       on a target with 256-bit vectors or wider, `x` is quantized to 8-bit
-      integers per group of 32 values (scale max|x| / 127, round to
-      nearest even) once per product, and each group's dot product with
-      `W`'s 4-bit integers is an integer dot product (AVX-512 VNNI or
-      AVX-VNNI `vpdpbusd`, else AVX2 `vpmaddubsw`/`vpmaddwd`), scaled once
-      per group. Faster, and no longer exact: the default keeps `x` in f32
+      integers with one scale per 4 values (max|x| / 127 of the 4, round
+      to nearest even) once per product, and its dot products with `W`'s
+      4- and 6-bit integers are integer dot products (AVX-512 VNNI
+      `vpdpbusd`, else AVX2 `vpmaddubsw`/`vpmaddwd`; see
+      `kiln-contraction-kernels`). Faster, and no longer exact: the default keeps `x` in f32
       and `W` dequantized exactly.
 
     ```mlir
@@ -289,7 +304,7 @@ def KilnKernelStrategy
            "Most output columns per parallel task">,
     Option<"activations", "activations", "std::string", "\"f32\"",
            "Decode products on q4_0/q4_k/q6_k weights: f32 (x as is, W "
-           "dequantized exactly) or int8 (x quantized per 32 values, "
+           "dequantized exactly) or int8 (x quantized, a scale per 4 values; "
            "integer dot products)">
   ];
 }

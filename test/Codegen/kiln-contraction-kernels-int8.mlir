@@ -102,8 +102,8 @@ func.func @decode_q4_k(%x: tensor<1x1x512xf32>) -> tensor<1x1x8xf32> {
 // CHECK: vector.shape_cast %[[QQ]] : vector<64xi8> to vector<16x4xi8>
 // CHECK: vector.contract {{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
 // CHECK: vector.transfer_read {{.*}} : tensor<1x32xf32>, vector<16xf32>
-// CHECK: %[[XM:.*]] = vector.transfer_read {{.*}} : tensor<1x32xf32>, vector<16xf32>
 // CHECK: vector.fma
+// CHECK: %[[XM:.*]] = vector.transfer_read {{.*}} : tensor<1x32xf32>, vector<16xf32>
 // CHECK: vector.fma %[[DD]], %[[XM]], %{{.*}} : vector<16xf32>
 // CHECK: vector.contract {{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
 // CHECK-NOT: vector.contract

@@ -540,16 +540,16 @@ public:
       return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(t, v))
           .getResult();
     };
-    // `groups` (1 or 2) consecutive groups from column `col`: adds d xd
-    // dot into `acc` and m xm (or d xm, see mPerD) into `accM`, unless the
-    // offsets are taken per block (blockM).
-    float mPerD = 0;
+    // The offsets m xm: taken a block at a time (blockM), or summed as d xm
+    // where m = mPerD d and scaled once at the end, or summed as m xm.
     bool blockM = kiln::hasBlockOffsets(*encoding);
+    float mPerD = kiln::offsetPerScale(*encoding);
+    // `groups` (1 or 2) consecutive groups from column `col`: adds d xd
+    // dot into `acc` and, unless blockM, m xm (d xm) into `accM`.
     auto accumulate = [&](ArrayRef<kiln::IntegerGroup> grp, Value col,
-                          Value &acc, Value &accM) {
+                          Value &acc, Value *accM) {
       int64_t n = grp.size(), lanes = n * G / S;
       Value q = grp[0].q, d = grp[0].d, mm = grp[0].m;
-      mPerD = grp[0].mPerD;
       if (n == 2) {
         auto concat = [&](Value a, Value c, int64_t len) {
           return vector::ShuffleOp::create(
@@ -559,7 +559,7 @@ public:
         };
         q = concat(q, grp[1].q, G);
         d = concat(d, grp[1].d, G / S);
-        if (!mPerD)
+        if (accM && !mPerD)
           mm = concat(mm, grp[1].m, G / S);
       }
       VectorType lanesF = VectorType::get({lanes}, f32);
@@ -580,30 +580,30 @@ public:
       Value xd = vector::TransferReadOp::create(b, loc, lanesF, in.xd,
                                                 ValueRange{m, lane}, zeroS,
                                                 ArrayRef<bool>{true});
-      Value xm = vector::TransferReadOp::create(b, loc, lanesF, in.xm,
-                                                ValueRange{m, lane}, zeroS,
-                                                ArrayRef<bool>{true});
       acc = vector::FMAOp::create(
           b, loc, arith::SIToFPOp::create(b, loc, lanesF, contract.getResult()),
           arith::MulFOp::create(b, loc, d, xd), acc);
-      // m xm, or d xm where m is a constant multiple of d (scaled once at
-      // the end).
-      if (!blockM)
-        accM = vector::FMAOp::create(b, loc, grp[0].mPerD ? d : mm, xm, accM);
+      if (!accM)
+        return;
+      Value xm = vector::TransferReadOp::create(b, loc, lanesF, in.xm,
+                                                ValueRange{m, lane}, zeroS,
+                                                ArrayRef<bool>{true});
+      *accM = vector::FMAOp::create(b, loc, mPerD ? d : mm, xm, *accM);
     };
     auto group = [&](Value kv, int64_t off, int64_t align) {
       return *kiln::integerGroup(b, loc, *encoding, w, nl, kv, off, align);
     };
 
-    // Whole steps: accs[c] and accs[kInt8Chains + c] of chain c; with
-    // blockM, the blocks' offsets times x's group sums in the last one (a
-    // lane per sub-block).
+    // Whole steps: accs[c] of chain c, then either (blockM) one vector of
+    // the blocks' offsets times x's group sums (a lane per sub-block), or
+    // the chains' offsets accs[kInt8Chains + c].
     VectorType pairF = VectorType::get({2 * G / S}, f32);
     VectorType subBlocksF = VectorType::get({kBlock() / G}, f32);
-    SmallVector<Value> init(2 * kInt8Chains,
-                            zerosOf(pairF, b.getF32FloatAttr(0)));
+    SmallVector<Value> init(kInt8Chains, zerosOf(pairF, b.getF32FloatAttr(0)));
     if (blockM)
       init.push_back(zerosOf(subBlocksF, b.getF32FloatAttr(0)));
+    else
+      init.append(kInt8Chains, init[0]);
     SmallVector<Value> accs = loopCarrying(
         idx(0), idx(kMain), step, init, [&](Value kv, SmallVector<Value> &a) {
           for (int64_t off = 0; blockM && off < step; off += kBlock()) {
@@ -620,15 +620,13 @@ public:
             kiln::IntegerGroup pair[2] = {group(kv, off, step),
                                           group(kv, off + G, step)};
             accumulate(pair, off ? add(kv, idx(off)) : kv, a[c],
-                       a[kInt8Chains + c]);
+                       blockM ? nullptr : &a[kInt8Chains + c]);
           }
         });
-    Value sum = accs[0], sumM = accs[kInt8Chains];
-    for (int64_t c = 1; c < kInt8Chains; ++c) {
+    Value sum = accs[0];
+    for (int64_t c = 1; c < kInt8Chains; ++c)
       sum = arith::AddFOp::create(b, loc, sum, accs[c], fm);
-      sumM = arith::AddFOp::create(b, loc, sumM, accs[kInt8Chains + c], fm);
-    }
-    // sum - m xm: where m = mPerD d, accM holds d xm.
+    // m xm: where m = mPerD d, accM holds d xm.
     auto offsets = [&](Value accM) -> Value {
       if (!mPerD)
         return accM;
@@ -639,16 +637,23 @@ public:
               b, loc, DenseElementsAttr::get(t, b.getF32FloatAttr(mPerD))),
           fm);
     };
-    Value total = vector::ReductionOp::create(
-        b, loc, vector::CombiningKind::ADD,
-        blockM ? sum : arith::SubFOp::create(b, loc, sum, offsets(sumM), fm),
-        fm);
-    if (blockM)
+    Value total;
+    if (blockM) {
       total = arith::SubFOp::create(
-          b, loc, total,
+          b, loc,
+          vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD, sum,
+                                      fm),
           vector::ReductionOp::create(b, loc, vector::CombiningKind::ADD,
                                       accs.back(), fm),
           fm);
+    } else {
+      Value sumM = accs[kInt8Chains];
+      for (int64_t c = 1; c < kInt8Chains; ++c)
+        sumM = arith::AddFOp::create(b, loc, sumM, accs[kInt8Chains + c], fm);
+      total = vector::ReductionOp::create(
+          b, loc, vector::CombiningKind::ADD,
+          arith::SubFOp::create(b, loc, sum, offsets(sumM), fm), fm);
+    }
     assert((!blockM || kMain == k) && "block offsets need whole steps");
     if (kMain < k) {
       VectorType oneF = VectorType::get({G / S}, f32);
@@ -658,7 +663,8 @@ public:
                        [&](Value kv, SmallVector<Value> &a) {
                          for (int64_t off = 0; off < kBlock(); off += G)
                            accumulate(group(kv, off, kBlock()),
-                                      off ? add(kv, idx(off)) : kv, a[0], a[1]);
+                                      off ? add(kv, idx(off)) : kv, a[0],
+                                      &a[1]);
                        });
       total = arith::AddFOp::create(
           b, loc, total,

@@ -165,9 +165,9 @@ def KilnLowerInt8Dot : Pass<"kiln-lower-int8-dot", "mlir::ModuleOp"> {
     on a 512-bit target, else `.256` per 8 lanes; otherwise AVX2's
     `vpmaddubsw` (pairs into i16: at most 2 * 127 * 128, no saturation)
     then `vpmaddwd` by ones, added to the acc, per 8 lanes. The halves of
-    a 16-lane product are concatenated (`vector.shuffle`). Unmarked contractions are
-    left to the upstream lowering. Runs after bufferization (the intrinsic
-    calls carry no memory-effect information).
+    a 16-lane product are concatenated (`vector.shuffle`). Unmarked
+    contractions are left to the upstream lowering. Runs after
+    bufferization (the intrinsic calls carry no memory-effect information).
 
     ```mlir
     // Before:
@@ -210,8 +210,8 @@ def KilnForallToOpenMP : Pass<"kiln-forall-to-openmp", "mlir::ModuleOp"> {
     the flattened iteration space (`chunk = ceil(total / threads)`), each
     iteration in a `memref.alloca_scope`. Fixed-size stack buffers of the
     body (promoted temporaries, packed weight blocks) are allocated once per
-    thread before its share and reused by each of its iterations. The pool's size is the runtime's
-    choice (`-t`). Unlike `omp.wsloop`, whose runtime entry allocates on the
+    thread before its share and reused by each of its iterations. The
+    pool's size is the runtime's choice (`-t`). Unlike `omp.wsloop`, whose runtime entry allocates on the
     heap in Debian's libomp, this calls nothing but the two queries.
   }];
   let dependentDialects = [
@@ -281,14 +281,14 @@ def KilnKernelStrategy
       rows of an outer-product tile (12 x 2 vectors is 24 of AVX-512's 32
       registers, 6 x 2 is 12 of AVX2's 16);
     * `activations = "i8"` (only with the `activations=int8` option; absent
-      means f32): for a decode product whose `W` is stored as q4_0, q4_k or q6_k,
-      on a target with 256-bit vectors or wider, `x` is quantized to 8-bit
+      means f32): for a decode product whose `W` is stored as q4_0, q4_k
+      or q6_k, on a target with 256-bit vectors or wider, `x` is quantized to 8-bit
       integers with one scale per 4 values (max|x| / 127 of the 4, round
       to nearest even) once per product, and its dot products with `W`'s
       4- and 6-bit integers are integer dot products (AVX-512 VNNI
       `vpdpbusd`, else AVX2 `vpmaddubsw`/`vpmaddwd`; see
-      `kiln-contraction-kernels`). Faster, and no longer exact: the default keeps `x` in f32
-      and `W` dequantized exactly.
+      `kiln-contraction-kernels`). Faster, and no longer exact: the
+      default keeps `x` in f32 and `W` dequantized exactly.
 
     ```mlir
     // Before (in @decode, on a 512-bit target):

@@ -65,12 +65,9 @@ mlir::Value dequantizeVector(mlir::OpBuilder &b, mlir::Location loc,
 /// dequantizeVector up to rounding: the offset is taken out of each
 /// product). `group` and `offset` as for dequantizeVector (offset a
 /// multiple of 32). Nothing for other encodings, nor for q6_k groups not
-/// aligned to a block. `mPerD`: where m is a constant multiple of d (8 for
-/// q4_0, 32 for q6_k; a power of two, so that m x = mPerD (d x) exactly),
-/// that multiple, else 0: a kernel may then sum d x and scale the sum once.
+/// aligned to a block.
 struct IntegerGroup {
   mlir::Value q, d, m;
-  float mPerD = 0;
 };
 std::optional<IntegerGroup>
 integerGroup(mlir::OpBuilder &b, mlir::Location loc,
@@ -78,14 +75,31 @@ integerGroup(mlir::OpBuilder &b, mlir::Location loc,
              mlir::Value row, mlir::Value group, int64_t offset,
              int64_t groupAlign);
 
+/// Where integerGroup's m is a constant multiple of its d (8 for q4_0, 32
+/// for q6_k: the integers' zero point), that multiple, else 0. A power of
+/// two, so that m x = offsetPerScale * (d x) exactly: a kernel may sum d x
+/// and scale the sum once instead of building m.
+inline float offsetPerScale(transformer::WeightEncoding encoding) {
+  switch (encoding) {
+  case transformer::WeightEncoding::q4_0:
+    return 8.0f;
+  case transformer::WeightEncoding::q6_k:
+    return 32.0f;
+  default:
+    return 0.0f;
+  }
+}
+
+/// Whether blockOffsets gives the encoding's offsets a block at a time.
+inline bool hasBlockOffsets(transformer::WeightEncoding encoding) {
+  return encoding == transformer::WeightEncoding::q4_k;
+}
+
 /// The offsets of the 8 sub-blocks of a q4_k block as vector<8xf32>
 /// (dmin * m of sub-block j in lane j, as integerGroup's m), for a kernel
 /// that takes a whole block's offsets with one product: sum_j m_j times
 /// the sum of x over sub-block j. `group` is the block's first column (a
-/// multiple of 256). Nothing for other encodings.
-inline bool hasBlockOffsets(transformer::WeightEncoding encoding) {
-  return encoding == transformer::WeightEncoding::q4_k;
-}
+/// multiple of 256). Nothing where !hasBlockOffsets(encoding).
 std::optional<mlir::Value> blockOffsets(mlir::OpBuilder &b, mlir::Location loc,
                                         transformer::WeightEncoding encoding,
                                         mlir::Value storage, mlir::Value row,

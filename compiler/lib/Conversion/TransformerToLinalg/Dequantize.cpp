@@ -548,9 +548,11 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
     Value m = arith::MulFOp::create(
         b, loc,
         arith::ConstantOp::create(
-            b, loc, DenseElementsAttr::get(lanes, b.getF32FloatAttr(32.0f))),
+            b, loc,
+            DenseElementsAttr::get(
+                lanes, b.getF32FloatAttr(offsetPerScale(encoding)))),
         d);
-    return IntegerGroup{q, d, m, 32.0f};
+    return IntegerGroup{q, d, m};
   }
   if (encoding == WeightEncoding::q4_0) {
     // Bytes 2..17: low nibbles are values 0-15, high nibbles 16-31.
@@ -562,9 +564,10 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
       concat.push_back(i);
     Value q = vector::ShuffleOp::create(b, loc, lo, hi, concat);
     Value d = r.halfLoad(base);
-    Value eight = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(8.0f));
-    return IntegerGroup{q, all(d), all(arith::MulFOp::create(b, loc, eight, d)),
-                        8.0f};
+    Value eight = arith::ConstantOp::create(
+        b, loc, b.getF32FloatAttr(offsetPerScale(encoding)));
+    return IntegerGroup{q, all(d),
+                        all(arith::MulFOp::create(b, loc, eight, d))};
   }
   // q4_k: 32 bytes of chunk sub / 2, low nibbles for even sub-blocks.
   auto [d1, m1] = r.subBlockScaleMinK4(at);
@@ -590,7 +593,7 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
 std::optional<Value> kiln::blockOffsets(OpBuilder &b, Location loc,
                                         WeightEncoding encoding, Value storage,
                                         Value row, Value group) {
-  if (encoding != WeightEncoding::q4_k)
+  if (!hasBlockOffsets(encoding))
     return std::nullopt;
   RowReader r(b, loc, storage, row);
   EncodingBlock block = getEncodingBlock(encoding);

@@ -32,8 +32,8 @@ STAGES = [
      "the last position reaches the final norm and LM head. `@forward` stays for scoring."),
     ("linalg", "`transformer-outline-layers` compiles each distinct block once: in a deep "
      "model the attention and feed-forward blocks of all layers become "
-     "`@decode_attention`, `@decode_feed_forward` (with `--outline-layers=all`, also "
-     "`@prefill`'s and `@forward`'s), called per layer with its weights and cache "
+     "`@decode_attention`, `@decode_feed_forward`, `@prefill_attention`, "
+     "`@forward_feed_forward` and so on (`--outline-layers=decode`: only `@decode`'s), called per layer with its weights and cache "
      "layer. With one layer, "
      "only the feed-forward block of the last position repeats (in `@decode` and at the "
      "end of `@prefill`), so `@decode_feed_forward` serves both. "

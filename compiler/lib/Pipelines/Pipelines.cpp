@@ -83,6 +83,10 @@ void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
+  // After the loops that carry a buffer they only write to are folded: a
+  // result returned through one is then seen to be the callee's alloc.
+  pm.addPass(createKilnResultsToOutParams());
+  pm.addPass(createCanonicalizerPass());
   // Static memory planning: every temporary of a fixed shape (all of them
   // in @decode, whose shapes do not depend on the context) lives on the
   // stack, so a decode step never calls malloc. Shapes that depend on the
@@ -150,7 +154,7 @@ struct LowerToLinalgPipelineOptions
       *this, "outline-layers",
       llvm::cl::desc("Layer blocks compiled once and called per layer: "
                      "none, decode (fixed-size rows) or all (prompts too)"),
-      llvm::cl::init("decode")};
+      llvm::cl::init("all")};
 };
 struct LowerToLLVMPipelineOptions
     : public PassPipelineOptions<LowerToLLVMPipelineOptions> {

@@ -72,13 +72,15 @@ enum class Outline { None, Decode, All };
 cl::opt<Outline> outlineLayers(
     "outline-layers",
     cl::desc("Layer blocks compiled once and called per layer"),
-    cl::init(Outline::Decode),
-    cl::values(clEnumValN(Outline::None, "none", "every layer inline"),
+    cl::init(Outline::All),
+    cl::values(clEnumValN(Outline::None, "none",
+                          "every layer inline (compile time grows with "
+                          "depth)"),
                clEnumValN(Outline::Decode, "decode",
-                          "decode's blocks (as fast as inline; default)"),
+                          "decode's blocks only; prompts' inline"),
                clEnumValN(Outline::All, "all",
-                          "prompts' blocks too: several times faster to "
-                          "compile, prefill about 20% slower")),
+                          "every entry point's blocks (default: as fast as "
+                          "inline, many times faster to compile)")),
     cl::cat(category));
 cl::opt<std::string> targetCPU(
     "target-cpu",

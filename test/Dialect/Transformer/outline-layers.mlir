@@ -1,5 +1,5 @@
-// RUN: kiln-opt %s -transformer-outline-layers -split-input-file | FileCheck %s --check-prefixes=CHECK,DECODE
-// RUN: kiln-opt %s -transformer-outline-layers=scope=all -split-input-file | FileCheck %s --check-prefixes=CHECK,ALL
+// RUN: kiln-opt %s -transformer-outline-layers=scope=decode -split-input-file | FileCheck %s --check-prefixes=CHECK,DECODE
+// RUN: kiln-opt %s -transformer-outline-layers -split-input-file | FileCheck %s --check-prefixes=CHECK,ALL
 // RUN: not kiln-opt %s -transformer-outline-layers=scope=some -split-input-file 2>&1 | FileCheck %s --check-prefix=BAD
 // BAD: transformer-outline-layers: scope must be decode or all, not 'some'
 
@@ -8,10 +8,10 @@
 // Tests that two layers identical up to their weights and cache layer
 // become one function called per layer: weights and values as arguments,
 // the cache layer as an index (constants 0 and 1 at the calls), the
-// static-shaped residual stream written into a destination the caller
-// provides; the final norm, found once, stays inline.
+// cache and the residual stream returned; the final norm, found once, stays
+// inline.
 // CHECK-LABEL: func.func private @decode_attention
-// CHECK-SAME: (%[[H:.*]]: tensor<1x1x8xf32>, %[[G:.*]]: tensor<8xf32>, %[[W:.*]]: tensor<8x8xf32>, %[[C:.*]]: !transformer.kv_cache<{{.*}}>, %[[POS:.*]]: index, %[[LEN:.*]]: index, %[[L:.*]]: index, %[[DEST:.*]]: tensor<1x1x8xf32>)
+// CHECK-SAME: (%[[H:.*]]: tensor<1x1x8xf32>, %[[G:.*]]: tensor<8xf32>, %[[W:.*]]: tensor<8x8xf32>, %[[C:.*]]: !transformer.kv_cache<{{.*}}>, %[[POS:.*]]: index, %[[LEN:.*]]: index, %[[L:.*]]: index)
 // CHECK-SAME: -> (!transformer.kv_cache<{{.*}}>, tensor<1x1x8xf32>)
 // CHECK-NOT: transformer.weight
 // CHECK: %[[N:.*]] = transformer.rms_norm %[[H]], %[[G]]
@@ -20,17 +20,15 @@
 // CHECK: transformer.kv_cache_read %[[C1]][%[[L]]] length %[[LEN]]
 // CHECK: %[[A:.*]] = transformer.attention
 // CHECK: %[[R:.*]] = transformer.add %[[H]], %[[A]]
-// CHECK: %[[M:.*]] = bufferization.materialize_in_destination %[[R]] in %[[DEST]]
-// CHECK: return %[[C1]], %[[M]]
+// CHECK: return %[[C1]], %[[R]]
 // CHECK-LABEL: func.func @decode
 // CHECK-SAME: (%[[X:.*]]: tensor<1x1x8xf32>, %[[P:.*]]: index, %[[CACHE:.*]]: !transformer.kv_cache
 // CHECK: %[[W0:.*]] = transformer.weight "l0.w"[1]
 // CHECK: %[[L0:.*]] = arith.constant 0 : index
-// CHECK: %[[D0:.*]] = tensor.empty() : tensor<1x1x8xf32>
-// CHECK: %[[R0:.*]]:2 = call @decode_attention(%[[X]], %{{.*}}, %[[W0]], %[[CACHE]], %[[P]], %{{.*}}, %[[L0]], %[[D0]])
+// CHECK: %[[R0:.*]]:2 = call @decode_attention(%[[X]], %{{.*}}, %[[W0]], %[[CACHE]], %[[P]], %{{.*}}, %[[L0]])
 // CHECK: %[[W1:.*]] = transformer.weight "l1.w"[3]
 // CHECK: %[[L1:.*]] = arith.constant 1 : index
-// CHECK: %[[R1:.*]]:2 = call @decode_attention(%[[R0]]#1, %{{.*}}, %[[W1]], %[[R0]]#0, %[[P]], %{{.*}}, %[[L1]], %{{.*}})
+// CHECK: %[[R1:.*]]:2 = call @decode_attention(%[[R0]]#1, %{{.*}}, %[[W1]], %[[R0]]#0, %[[P]], %{{.*}}, %[[L1]])
 // CHECK: %[[O:.*]] = transformer.rms_norm %[[R1]]#1
 // CHECK: return %[[O]], %[[R1]]#0
 func.func @decode(%x: tensor<1x1x8xf32>, %pos: index, %c: !cache) -> (tensor<1x1x8xf32>, !cache) {
@@ -59,17 +57,15 @@ func.func @decode(%x: tensor<1x1x8xf32>, %pos: index, %c: !cache) -> (tensor<1x1
 
 // -----
 
-// Tests that blocks over a prompt's rows (a dynamic shape) stay inline by
-// default and are outlined with scope=all, returning their result (no
-// destination: its size is known inside); and that pieces that are not
-// layer blocks (no attention, no feed-forward) are left alone, even when
-// they repeat.
+// Tests that blocks over a prompt's rows (a dynamic shape) are outlined by
+// default (scope=all), returning their result, and stay inline with
+// scope=decode; and that pieces that are not layer blocks (no attention,
+// no feed-forward) are left alone, even when they repeat.
 // DECODE-LABEL: func.func @forward
 // DECODE-NOT: call
 // DECODE: return
 // ALL-LABEL: func.func private @forward_feed_forward
 // ALL-SAME: (%[[H:.*]]: tensor<1x?x8xf32>, %[[G:.*]]: tensor<8xf32>, %[[U:.*]]: tensor<16x8xf32>, %[[D:.*]]: tensor<8x16xf32>) -> tensor<1x?x8xf32>
-// ALL-NOT: materialize_in_destination
 // ALL: return
 // ALL-LABEL: func.func @forward
 // ALL: call @forward_feed_forward

@@ -3,8 +3,9 @@
 // The passes from linalg on tensors to code for the CPU, in alphabetical
 // order. Their order in the pipeline (kiln-lower-to-llvm): kiln-target,
 // kiln-fuse-residual-add, kiln-kernel-strategy, kiln-contraction-kernels,
-// kiln-parallelize-rows, kiln-approximate-exp, kiln-bufferize, (buffer
-// deallocation) kiln-early-dealloc, kiln-forall-to-openmp.
+// kiln-parallelize-rows, kiln-approximate-exp, kiln-bufferize,
+// (canonicalize) kiln-results-to-out-params, (buffer deallocation)
+// kiln-early-dealloc, kiln-forall-to-openmp.
 //
 //===----------------------------------------------------------------------===//
 #ifndef KILN_CODEGEN_PASSES
@@ -343,6 +344,52 @@ def KilnParallelizeRows
   ];
   let dependentDialects = ["::mlir::scf::SCFDialect",
                            "::mlir::tensor::TensorDialect"];
+}
+
+def KilnResultsToOutParams
+    : Pass<"kiln-results-to-out-params", "mlir::ModuleOp"> {
+  let summary = "Buffers that private functions return, allocated by their "
+                "callers";
+  let description = [{
+    After bufferization, a private function (an outlined layer block) that
+    returns a buffer it allocates, directly or through views, gets that
+    buffer as a trailing argument instead, allocated at each call site;
+    the views are rebuilt there. Sizes may be dynamic (the prompt's rows):
+    the ops that compute them from the function's arguments (memory-effect
+    free, no regions) are cloned at the call site with the call's operands.
+    Results that depend on anything else, and buffers returned twice, stay
+    results. Only private functions whose every use is a `func.call`.
+
+    Why: buffer deallocation cannot tell where a returned buffer comes from,
+    so a caller with call results frees all its temporaries together where
+    it ends, with run-time alias checks: every layer's temporaries of
+    `@prefill` would stay alive, and every layer would touch fresh memory
+    (page faults). A caller's own `memref.alloc` is freed after its last
+    use instead (`kiln-early-dealloc`).
+
+    ```mlir
+    // Before:
+    func.func private @block(%x: memref<1x?x64xf32>) -> memref<1x?x64xf32> {
+      %c1 = arith.constant 1 : index
+      %n = memref.dim %x, %c1 : memref<1x?x64xf32>
+      %a = memref.alloc(%n) : memref<?x64xf32>
+      ...
+      %r = memref.expand_shape %a [[0, 1], [2]] output_shape [1, %n, 64]
+          : memref<?x64xf32> into memref<1x?x64xf32>
+      return %r : memref<1x?x64xf32>
+    }
+    %y = call @block(%x) : (memref<1x?x64xf32>) -> memref<1x?x64xf32>
+    // After:
+    func.func private @block(%x: memref<1x?x64xf32>, %a: memref<?x64xf32>) {
+      ...
+    }
+    %n = memref.dim %x, %c1 : memref<1x?x64xf32>
+    %a = memref.alloc(%n) : memref<?x64xf32>
+    %y = memref.expand_shape %a [[0, 1], [2]] output_shape [1, %n, 64] ...
+    call @block(%x, %a) : (memref<1x?x64xf32>, memref<?x64xf32>) -> ()
+    ```
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect"];
 }
 
 def KilnTarget : Pass<"kiln-target", "mlir::ModuleOp"> {

@@ -86,7 +86,7 @@ struct CompileOptions {
   bool hoistCross = true;
   /// Layer blocks compiled once: none, decode or all
   /// (PipelineOptions::outlineLayers).
-  std::string outlineLayers = "decode";
+  std::string outlineLayers = "all";
   /// The CPU to generate code for, as LLVM names it ("host": this machine's).
   std::string targetCPU = "host";
   /// The vector width the kernels are tiled for, in bits (0: the CPU's

@@ -40,9 +40,9 @@ struct PipelineOptions {
   bool hoistCross = true;
   /// Layer blocks compiled once and called per layer
   /// (transformer-outline-layers): "none", "decode" (blocks over a fixed
-  /// number of rows: as fast as inline) or "all" (prompts' too: several
-  /// times faster to compile, prefill measured about 20% slower).
-  std::string outlineLayers = "decode";
+  /// number of rows only) or "all" (prompts' too: as fast as inline, and
+  /// compile time independent of depth).
+  std::string outlineLayers = "all";
   /// The CPU to generate code for (an LLVM CPU name; "host": this
   /// machine's) and the vector width the kernels are tiled for (0: the
   /// CPU's widest): kiln-target's options.

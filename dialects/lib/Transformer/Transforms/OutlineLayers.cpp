@@ -16,8 +16,6 @@
 #include "kiln/Dialect/Transformer/Transforms/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
-#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/IRMapping.h"
@@ -221,20 +219,10 @@ std::string baseName(Segment s) {
       .str();
 }
 
-/// Whether output `v` is written into a destination the caller provides:
-/// tensors of a static shape (all of @decode's). The caller's buffer is then
-/// a fixed-size temporary (on the stack), where a returned one would be
-/// allocated on the heap at every call.
-bool passedAsDestination(Value v) {
-  auto t = dyn_cast<RankedTensorType>(v.getType());
-  return t && t.hasStaticShape();
-}
-
-/// The private function computing `s`: its inputs, one index per cache
-/// layer and one destination per static-shaped output as arguments, its
-/// outputs as results (a static-shaped one materialized in its
-/// destination, which bufferization turns into a write through the
-/// argument).
+/// The private function computing `s`: its inputs and one index per cache
+/// layer as arguments, its outputs as results. (After bufferization,
+/// kiln-results-to-out-params makes the callers allocate the results'
+/// buffers.)
 func::FuncOp outline(Segment s, ModuleOp module, SymbolTable &symbols) {
   OpBuilder b(module.getContext());
   // Read again: replacing other groups renamed values this one reads.
@@ -244,11 +232,8 @@ func::FuncOp outline(Segment s, ModuleOp module, SymbolTable &symbols) {
     argTypes.push_back(v.getType());
   argTypes.append(s.layers.size(), b.getIndexType());
   SmallVector<Type> resultTypes;
-  for (Value v : s.outputs) {
+  for (Value v : s.outputs)
     resultTypes.push_back(v.getType());
-    if (passedAsDestination(v))
-      argTypes.push_back(v.getType());
-  }
   b.setInsertionPoint(s.func);
   auto fn = func::FuncOp::create(b, s.func.getLoc(), baseName(s),
                                  b.getFunctionType(argTypes, resultTypes));
@@ -259,11 +244,7 @@ func::FuncOp outline(Segment s, ModuleOp module, SymbolTable &symbols) {
   IRMapping map;
   for (auto [v, arg] : llvm::zip(inputs, entry->getArguments()))
     map.map(v, arg);
-  ValueRange layerArgs =
-      entry->getArguments().drop_front(inputs.size()).take_front(
-          s.layers.size());
-  ValueRange destArgs =
-      entry->getArguments().drop_front(inputs.size() + s.layers.size());
+  ValueRange layerArgs = entry->getArguments().drop_front(inputs.size());
   for (Operation *op : s.ops) {
     for (Value v : op->getOperands())
       if (Operation *def = v.getDefiningOp();
@@ -281,15 +262,8 @@ func::FuncOp outline(Segment s, ModuleOp module, SymbolTable &symbols) {
     }
   }
   SmallVector<Value> results;
-  unsigned dest = 0;
-  for (Value v : s.outputs) {
-    Value r = map.lookup(v);
-    if (passedAsDestination(v))
-      r = bufferization::MaterializeInDestinationOp::create(
-              b, v.getLoc(), r, destArgs[dest++])
-              .getResult();
-    results.push_back(r);
-  }
+  for (Value v : s.outputs)
+    results.push_back(map.lookup(v));
   func::ReturnOp::create(b, s.func.getLoc(), results);
   return fn;
 }
@@ -301,12 +275,6 @@ void replaceByCall(Segment s, func::FuncOp fn) {
   SmallVector<Value> args = inputsOf(s.ops);
   for (int64_t layer : s.layers)
     args.push_back(arith::ConstantIndexOp::create(b, last->getLoc(), layer));
-  for (Value v : s.outputs)
-    if (passedAsDestination(v)) {
-      auto t = cast<RankedTensorType>(v.getType());
-      args.push_back(tensor::EmptyOp::create(b, last->getLoc(), t.getShape(),
-                                             t.getElementType()));
-    }
   auto call = func::CallOp::create(b, last->getLoc(), fn, args);
   // The call goes after the segment's last op, which may define an output.
   call->moveAfter(last);

@@ -599,11 +599,12 @@ public:
     // the chains' offsets accs[kInt8Chains + c].
     VectorType pairF = VectorType::get({2 * G / S}, f32);
     VectorType subBlocksF = VectorType::get({kBlock() / G}, f32);
-    SmallVector<Value> init(kInt8Chains, zerosOf(pairF, b.getF32FloatAttr(0)));
+    Value zeroPair = zerosOf(pairF, b.getF32FloatAttr(0));
+    SmallVector<Value> init(kInt8Chains, zeroPair);
     if (blockM)
       init.push_back(zerosOf(subBlocksF, b.getF32FloatAttr(0)));
     else
-      init.append(kInt8Chains, init[0]);
+      init.append(kInt8Chains, zeroPair);
     SmallVector<Value> accs = loopCarrying(
         idx(0), idx(kMain), step, init, [&](Value kv, SmallVector<Value> &a) {
           for (int64_t off = 0; blockM && off < step; off += kBlock()) {

@@ -23,7 +23,6 @@
 #include "mlir/IR/SymbolTable.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Interfaces/ViewLikeInterface.h"
-#include "llvm/ADT/SetVector.h"
 
 namespace kiln {
 #define GEN_PASS_DEF_KILNRESULTSTOOUTPARAMS
@@ -37,7 +36,7 @@ namespace {
 /// A result of a function that the caller can allocate: the returned value
 /// is `alloc` seen through `views` (innermost first), and `slice` (in block
 /// order) computes the alloc's sizes and the views' other operands from the
-/// function's arguments alone.
+/// function's arguments alone (ArgumentSizes).
 struct OutParam {
   unsigned result;
   memref::AllocOp alloc;
@@ -45,39 +44,13 @@ struct OutParam {
   SmallVector<Operation *> slice;
 };
 
-/// The ops of `body` that `roots` need, none of which reads or writes
-/// memory or has regions, and which reach nothing but `body`'s arguments;
-/// nothing if another value is needed.
-std::optional<SmallVector<Operation *>> argumentSlice(ArrayRef<Value> roots,
-                                                      Block &body) {
-  llvm::SetVector<Operation *> needed;
-  SmallVector<Value> work(roots.begin(), roots.end());
-  while (!work.empty()) {
-    Value v = work.pop_back_val();
-    if (auto arg = dyn_cast<BlockArgument>(v)) {
-      if (arg.getOwner() != &body)
-        return std::nullopt;
-      continue;
-    }
-    Operation *def = v.getDefiningOp();
-    if (def->getBlock() != &body || def->getNumRegions() != 0 ||
-        !isMemoryEffectFree(def))
-      return std::nullopt;
-    if (needed.insert(def))
-      llvm::append_range(work, def->getOperands());
-  }
-  SmallVector<Operation *> ops = needed.takeVector();
-  llvm::sort(ops,
-             [](Operation *a, Operation *b) { return a->isBeforeInBlock(b); });
-  return ops;
-}
-
 /// Rewrites index values of `body` (buffer sizes) as functions of its
 /// arguments, with new ops at the start of `body`: a size read from a
 /// buffer the function allocated or viewed (`memref.dim` of an alloc, a
 /// reshape, a subview, a cast) becomes the size it was made with, down to
-/// the arguments' own sizes. The ops it creates and leaves unused are
-/// erased by `eraseUnused`.
+/// the arguments' own sizes. Every op it creates reads only arguments and
+/// ops it created before: `takeSlice` returns the ones in use, in order,
+/// which a call site can clone with the call's operands.
 class ArgumentSizes {
 public:
   explicit ArgumentSizes(Block &body) : body(body), b(&body, body.begin()) {}
@@ -118,7 +91,8 @@ public:
     if (auto arg = dyn_cast<BlockArgument>(m)) {
       if (arg.getOwner() != &body)
         return std::nullopt;
-      return track(memref::DimOp::create(b, m.getLoc(), m, i))->getResult(0);
+      return track(memref::DimOp::create(b, m.getLoc(), m, constant(i)))
+          ->getResult(0);
     }
     Operation *def = m.getDefiningOp();
     if (auto alloc = dyn_cast<memref::AllocOp>(def))
@@ -148,12 +122,19 @@ public:
     return std::nullopt;
   }
 
-  /// Erases the ops this created that nothing uses.
-  void eraseUnused() {
-    for (Operation *op : llvm::reverse(created))
+  /// Erases the ops this created that nothing uses, and returns the others
+  /// (in creation order: operands first).
+  SmallVector<Operation *> takeSlice() {
+    SmallVector<Operation *> used;
+    for (Operation *op : llvm::reverse(created)) {
       if (op->use_empty())
         op->erase();
+      else
+        used.push_back(op);
+    }
     created.clear();
+    std::reverse(used.begin(), used.end());
+    return used;
   }
 
 private:
@@ -212,18 +193,14 @@ std::optional<OutParam> outParam(func::FuncOp func, unsigned i) {
   for (OpOperand *use : uses) {
     std::optional<Value> v = sizes.value(use->get());
     if (!v) {
-      sizes.eraseUnused();
+      sizes.takeSlice();
       return std::nullopt;
     }
     needs.push_back(*v);
   }
   for (auto [use, v] : llvm::zip(uses, needs))
     use->set(v);
-  sizes.eraseUnused();
-  std::optional<SmallVector<Operation *>> slice = argumentSlice(needs, body);
-  if (!slice)
-    return std::nullopt;
-  p.slice = std::move(*slice);
+  p.slice = sizes.takeSlice();
   return p;
 }
 

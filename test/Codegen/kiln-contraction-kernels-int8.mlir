@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=znver4},func.func(kiln-kernel-strategy{activations=int8},kiln-contraction-kernels),canonicalize,cse)' -split-input-file | FileCheck %s
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=znver4},func.func(kiln-kernel-strategy{activations=int8},kiln-fold-norms,kiln-group-siblings,kiln-fuse-epilogues,kiln-contraction-kernels),canonicalize,cse)' -split-input-file | FileCheck %s
 
 // Tests a decode product on a q4_k weight with int8 activations. Once,
 // before the products: x quantized to 8-bit integers, one scale per 4

@@ -1,5 +1,5 @@
-// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{vector-bits=128},func.func(kiln-fuse-residual-add,kiln-kernel-strategy{block-cols=4},kiln-contraction-kernels,kiln-parallelize-rows),canonicalize,cse)' --split-input-file | FileCheck %s
-// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{vector-bits=128},func.func(kiln-fuse-residual-add,kiln-kernel-strategy{block-cols=12},kiln-contraction-kernels,kiln-parallelize-rows),canonicalize,cse)' --split-input-file | FileCheck %s --check-prefix=PACKED
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{vector-bits=128},func.func(kiln-fuse-residual-add,kiln-kernel-strategy{block-cols=4},kiln-fold-norms,kiln-group-siblings,kiln-fuse-epilogues,kiln-contraction-kernels,kiln-parallelize-rows),canonicalize,cse)' --split-input-file | FileCheck %s
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{vector-bits=128},func.func(kiln-fuse-residual-add,kiln-kernel-strategy{block-cols=12},kiln-fold-norms,kiln-group-siblings,kiln-fuse-epilogues,kiln-contraction-kernels,kiln-parallelize-rows),canonicalize,cse)' --split-input-file | FileCheck %s --check-prefix=PACKED
 
 // An RMSNorm feeding a prompt's product: x = h * rsqrt(ss / 8 + eps) * g,
 // an elementwise generic over h, a per-row input (the sum of squares) and
@@ -173,9 +173,9 @@ func.func @norm_not_folded(%h: tensor<?x16xf32>, %ss: tensor<?xf32>, %g: tensor<
 
 // -----
 
-// Decode: RoPE on q and k (generics marked kiln.column_group = 4: they read
-// their input's partner column within the same head of 4) becomes the
-// epilogue of the q/k/v kernel. Blocks cover whole heads; each task computes its block
+// Decode: RoPE on q and k (generics that read their input's partner column
+// within the same head of 4: kiln-fuse-epilogues marks them kiln.epilogue =
+// 4) becomes the epilogue of the q/k/v kernel. Blocks cover whole heads; each task computes its block
 // into a task-local tile, then writes q's and k's blocks rotated (the body
 // with the column offset by the block's start and the partner read from
 // the tile) and v's copied. The kernel goes where the first RoPE was, after
@@ -241,7 +241,7 @@ func.func @rope(%x: tensor<1x1x8xf32>, %wq: tensor<8x8xf32>, %wk: tensor<4x8xf32
     %s = math.sin %a : f32
     linalg.yield %s : f32
   } -> tensor<2xf32>
-  %rq = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel"]} ins(%q : tensor<1x1x8xf32>) outs(%e8 : tensor<1x1x8xf32>) attrs = {kiln.column_group = 4 : i64} {
+  %rq = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel"]} ins(%q : tensor<1x1x8xf32>) outs(%e8 : tensor<1x1x8xf32>) {
   ^bb0(%a: f32, %o: f32):
     %col = linalg.index 2 : index
     %j = arith.remui %col, %c4 : index
@@ -258,7 +258,7 @@ func.func @rope(%x: tensor<1x1x8xf32>, %wq: tensor<8x8xf32>, %wk: tensor<4x8xf32
     %y = arith.addf %a, %sr : f32
     linalg.yield %y : f32
   } -> tensor<1x1x8xf32>
-  %rk = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel"]} ins(%k : tensor<1x1x4xf32>) outs(%e4 : tensor<1x1x4xf32>) attrs = {kiln.column_group = 4 : i64} {
+  %rk = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel", "parallel"]} ins(%k : tensor<1x1x4xf32>) outs(%e4 : tensor<1x1x4xf32>) {
   ^bb0(%a: f32, %o: f32):
     %col = linalg.index 2 : index
     %j = arith.remui %col, %c4 : index
@@ -280,7 +280,8 @@ func.func @rope(%x: tensor<1x1x8xf32>, %wq: tensor<8x8xf32>, %wk: tensor<4x8xf32
 
 // -----
 
-// Unmarked, the same generic reads q's columns anywhere: it stays a loop
+// A generic that reads q across the whole row (column 7 - c) is not an
+// epilogue of a product alone (its kernel would be one task): it stays a loop
 // after the kernel.
 #x = affine_map<(d0, d1, d2) -> (d0, d2)>
 #w = affine_map<(d0, d1, d2) -> (d1, d2)>
@@ -342,7 +343,7 @@ func.func @rope_prompt(%x: tensor<?x8xf32>, %wq: tensor<8x8xf32>) -> tensor<?x8x
     %r = arith.addf %c, %mm fastmath<reassoc,contract> : f32
     linalg.yield %r : f32
   } -> tensor<?x8xf32>
-  %rq = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%q : tensor<?x8xf32>) outs(%e8 : tensor<?x8xf32>) attrs = {kiln.column_group = 4 : i64} {
+  %rq = linalg.generic {indexing_maps = [#id, #id], iterator_types = ["parallel", "parallel"]} ins(%q : tensor<?x8xf32>) outs(%e8 : tensor<?x8xf32>) {
   ^bb0(%a: f32, %o: f32):
     %row = linalg.index 0 : index
     %col = linalg.index 1 : index

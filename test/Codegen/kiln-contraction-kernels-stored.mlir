@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=skylake-avx512},func.func(kiln-kernel-strategy,kiln-contraction-kernels),canonicalize,cse)' -split-input-file | FileCheck %s
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=skylake-avx512},func.func(kiln-kernel-strategy,kiln-fold-norms,kiln-group-siblings,kiln-fuse-epilogues,kiln-contraction-kernels),canonicalize,cse)' -split-input-file | FileCheck %s
 
 // Products on weights kept as stored (#transformer.encoding): the kernels
 // read the weight's bytes and dequantize them in registers, a group of 32

@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{vector-bits=128},func.func(kiln-fuse-residual-add,kiln-kernel-strategy{block-cols=4},kiln-contraction-kernels,kiln-parallelize-rows),canonicalize,cse)' --split-input-file | FileCheck %s
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{vector-bits=128},func.func(kiln-fuse-residual-add,kiln-kernel-strategy{block-cols=4},kiln-fold-norms,kiln-group-siblings,kiln-fuse-epilogues,kiln-contraction-kernels,kiln-parallelize-rows),canonicalize,cse)' --split-input-file | FileCheck %s
 
 // A `linear` (y = init + x W^T) with dynamic rows, N = 6 output columns in
 // blocks of 4 (the last block is 2 wide) and K = 10 (two vectors of 4, then

@@ -8,6 +8,7 @@
 #define KILN_CODEGEN_CONTRACTION_H
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "llvm/ADT/DenseMap.h"
 
 #include <optional>
 
@@ -33,6 +34,74 @@ bool isZeroFill(mlir::Value v);
 
 /// An elementwise generic on tensors of two inputs of its result's shape.
 bool isElementwiseBinary(mlir::linalg::GenericOp op);
+
+/// A product's `x` computed as `h * (a function of per-row values) * g[k]`
+/// by an elementwise generic (RMSNorm: `h * rsqrt(mean(h^2) + eps) * g`):
+/// the kernel reads `h` instead, multiplies by `g` along k (the dot tiles'
+/// loads of x, the packed weights) and by the row's scale in the tile's
+/// epilogue, so the normalised activation is never written. The per-row
+/// values (the norm's sum of squares) are computed before, as they were.
+struct ScaledInput {
+  mlir::linalg::GenericOp op;
+  /// Operand numbers of the input in x's shape, of the [K] input (none:
+  /// -1), and of the inputs indexed by the rows alone (x's leading dims, in
+  /// order). Operands, not values: rewriting other products replaces them.
+  int h = -1, g = -1;
+  llvm::SmallVector<unsigned> rowInputs;
+  /// Factors of the yielded product that depend on row inputs only.
+  llvm::SmallVector<mlir::Value> rowFactors;
+};
+
+/// `x` as a ScaledInput when its producer has that form.
+std::optional<ScaledInput> matchScaledInput(mlir::Value x);
+
+/// The smallest G dividing `n` such that, at every column c of a row, the
+/// elementwise generic `r` reads its input `p` ([..., rows, n]) at other
+/// columns (`tensor.extract`), and only at columns of c's aligned group of
+/// G in the same row; nothing when it reads no other column or the reads
+/// cannot be evaluated.
+std::optional<int64_t> readColumnGroup(mlir::linalg::GenericOp r, mlir::Value p,
+                                       int64_t n);
+
+/// Whether `v` is defined before `at` (or in a region around it).
+bool availableAt(mlir::Value v, mlir::Operation *at);
+
+/// Whether everything elementwise generic `r` reads besides its input (its
+/// init, the tables and constants its body captures) is available at `at`.
+bool operandsAvailableAt(mlir::linalg::GenericOp r, mlir::Operation *at);
+
+/// The first op of `block` (or the op around it in `block`) that uses a
+/// result of one of `ops`; null when none does.
+mlir::Operation *firstUseIn(mlir::Block *block,
+                            llvm::ArrayRef<mlir::Operation *> ops);
+
+/// Splits contractions (anything with an `op` member) into the kernels
+/// kiln-group-siblings decided: those with the same group number
+/// (kGroupAttr) in the same block form one kernel, in program order; every
+/// other one is a kernel alone. Groups come in the order of their first
+/// member in `cs`.
+template <typename C>
+llvm::SmallVector<llvm::SmallVector<C>> splitIntoGroups(llvm::ArrayRef<C> cs,
+                                                        llvm::StringRef attr) {
+  llvm::SmallVector<llvm::SmallVector<C>> groups;
+  llvm::DenseMap<std::pair<mlir::Block *, int64_t>, size_t> index;
+  for (const C &c : cs) {
+    auto id = c.op->template getAttrOfType<mlir::IntegerAttr>(attr);
+    if (!id) {
+      groups.push_back({c});
+      continue;
+    }
+    auto [it, inserted] = index.try_emplace(
+        std::make_pair(c.op->getBlock(), id.getInt()), groups.size());
+    if (inserted)
+      groups.emplace_back();
+    groups[it->second].push_back(c);
+  }
+  for (auto &g : groups)
+    llvm::sort(
+        g, [](const C &a, const C &b) { return a.op->isBeforeInBlock(b.op); });
+  return groups;
+}
 
 /// A contraction's kernel configuration: what kiln-kernel-strategy chooses
 /// and records on the op (kKernelAttr), and all kiln-contraction-kernels
@@ -65,6 +134,17 @@ struct KernelConfig {
   /// Reads the dictionary toAttr writes; nothing when `attr` is not one.
   static std::optional<KernelConfig> fromAttr(mlir::Attribute attr);
 };
+
+/// A contraction and the configuration kiln-kernel-strategy recorded on it.
+struct ConfiguredLinear : Linear {
+  KernelConfig config;
+};
+
+/// The contractions under `root` that carry a kernel configuration
+/// (kKernelAttr), in program order; failure (reported on the op) when one
+/// is malformed.
+mlir::FailureOr<llvm::SmallVector<ConfiguredLinear>>
+configuredLinears(mlir::Operation *root);
 
 } // namespace kiln
 

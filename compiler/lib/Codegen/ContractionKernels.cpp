@@ -49,12 +49,12 @@ namespace {
 using kiln::isElementwiseBinary;
 using kiln::isZeroFill;
 using kiln::KernelConfig;
-using kiln::matchLinear;
 using kiln::Linear;
+using kiln::matchLinear;
+using kiln::ScaledInput;
 
 /// A contraction and the configuration kiln-kernel-strategy chose for it.
-struct Contraction : Linear {
-  KernelConfig config;
+struct Contraction : kiln::ConfiguredLinear {
   /// W's stored bytes when W is a stored weight's dequantization: the
   /// kernels read (and dequantize) those instead.
   std::optional<kiln::StoredWeight> stored;
@@ -72,98 +72,6 @@ struct Contraction : Linear {
     return cast<RankedTensorType>(stored->storage.getType()).getDimSize(1);
   }
 };
-
-/// A product's `x` computed as `h * (a function of per-row values) * g[k]`
-/// by an elementwise generic (RMSNorm: `h * rsqrt(mean(h^2) + eps) * g`):
-/// the kernel reads `h` instead, multiplies by `g` along k (the dot tiles'
-/// loads of x, the packed weights) and by the row's scale in the tile's
-/// epilogue, so the normalised activation is never written. The per-row
-/// values (the norm's sum of squares) are computed before, as they were.
-struct ScaledInput {
-  linalg::GenericOp op;
-  /// Operand numbers of the input in x's shape, of the [K] input (none:
-  /// -1), and of the inputs indexed by the rows alone (x's leading dims, in
-  /// order). Operands, not values: rewriting other products replaces them.
-  int h = -1, g = -1;
-  SmallVector<unsigned> rowInputs;
-  /// Factors of the yielded product that depend on row inputs only.
-  SmallVector<Value> rowFactors;
-};
-
-/// Whether `v` (defined in `body` or above it) depends on no block argument
-/// outside `allowed` and only on side-effect-free, region-free ops.
-bool dependsOnlyOn(Value v, Block &body, ArrayRef<unsigned> allowed) {
-  if (auto arg = dyn_cast<BlockArgument>(v))
-    return arg.getOwner() != &body ||
-           llvm::is_contained(allowed, arg.getArgNumber());
-  Operation *def = v.getDefiningOp();
-  if (def->getBlock() != &body)
-    return true;
-  if (def->getNumRegions() || !isPure(def) || isa<linalg::IndexOp>(def))
-    return false;
-  return llvm::all_of(def->getOperands(), [&](Value o) {
-    return dependsOnlyOn(o, body, allowed);
-  });
-}
-
-std::optional<ScaledInput> matchScaledInput(Value x) {
-  auto op = x.getDefiningOp<linalg::GenericOp>();
-  if (!op || !op.hasPureTensorSemantics() || op->getNumResults() != 1 ||
-      op.getNumReductionLoops() != 0)
-    return std::nullopt;
-  unsigned loops = op.getNumLoops();
-  MLIRContext *ctx = op.getContext();
-  AffineMap id = AffineMap::getMultiDimIdentityMap(loops, ctx);
-  AffineMap lastDim = AffineMap::get(loops, 0, getAffineDimExpr(loops - 1, ctx));
-  AffineMap leading = id.getMajorSubMap(loops - 1);
-  if (op.getIndexingMapsArray().back() != id || loops < 2)
-    return std::nullopt;
-  ScaledInput s{op, -1, -1, {}, {}};
-  SmallVector<unsigned> full, kIn;
-  for (OpOperand *in : op.getDpsInputOperands()) {
-    AffineMap m = op.getMatchingIndexingMap(in);
-    unsigned i = in->getOperandNumber();
-    if (m == id)
-      full.push_back(i);
-    else if (m == lastDim)
-      kIn.push_back(i);
-    else if (m == leading)
-      s.rowInputs.push_back(i);
-    else
-      return std::nullopt;
-  }
-  // Flatten the yielded product into its factors.
-  Block &body = op.getRegion().front();
-  SmallVector<Value> factors, work{body.getTerminator()->getOperand(0)};
-  while (!work.empty()) {
-    Value v = work.pop_back_val();
-    auto mul = v.getDefiningOp<arith::MulFOp>();
-    if (mul && mul->getBlock() == &body) {
-      work.push_back(mul.getLhs());
-      work.push_back(mul.getRhs());
-    } else {
-      factors.push_back(v);
-    }
-  }
-  for (Value f : factors) {
-    auto arg = dyn_cast<BlockArgument>(f);
-    bool own = arg && arg.getOwner() == &body;
-    if (own && llvm::is_contained(full, arg.getArgNumber()) && s.h < 0) {
-      s.h = arg.getArgNumber();
-    } else if (own && llvm::is_contained(kIn, arg.getArgNumber()) && s.g < 0) {
-      s.g = arg.getArgNumber();
-    } else if (dependsOnlyOn(f, body, s.rowInputs)) {
-      s.rowFactors.push_back(f);
-    } else {
-      return std::nullopt;
-    }
-  }
-  if (s.h < 0 || op->getOperand(s.h).getType() != x.getType() ||
-      (s.g >= 0 &&
-       !cast<RankedTensorType>(op->getOperand(s.g).getType()).hasStaticShape()))
-    return std::nullopt;
-  return s;
-}
 
 /// What a kernel reads for x: `xc` ([M, K]), and when x is a ScaledInput,
 /// its [K] factor `g` and the rows' scales `scale` ([M]). With int8
@@ -941,42 +849,44 @@ Value perMember(OpBuilder &b, Location loc, Value blk,
   return v;
 }
 
-/// An elementwise generic over the results of two matrix-vector products
-/// that read the same `x` (the gated activation `act(x Wg^T) * (x Wu^T)` in
-/// @decode), each result used by it alone. Prompt-sized products are left
-/// to the sibling grouping: two packed weight blocks per task measured 7%
-/// slower on a 128-token prefill than one kernel over both products'
-/// blocks followed by a parallel activation.
+/// An elementwise generic over the results of two products that read the
+/// same `x` (the gated activation `act(x Wg^T) * (x Wu^T)` in @decode),
+/// marked by kiln-fuse-epilogues: one kernel computes the same columns of
+/// both and applies it.
 struct Epilogue {
   linalg::GenericOp op;
   Contraction a, b;
 };
 
-std::optional<Epilogue>
-matchEpilogue(linalg::GenericOp op,
-              const llvm::DenseMap<Operation *, Contraction> &linears) {
+/// `op` (marked kiln.epilogue with two inputs) as an Epilogue; an error on
+/// the op when it cannot be one.
+FailureOr<Epilogue>
+readPairEpilogue(linalg::GenericOp op,
+                 const llvm::DenseMap<Operation *, Contraction> &linears) {
+  auto fail = [&](const Twine &why) {
+    op.emitOpError("is marked '")
+        << kiln::kEpilogueAttr << "' of two products but " << why;
+    return failure();
+  };
   if (!isElementwiseBinary(op))
-    return std::nullopt;
+    return fail("is not an elementwise generic of two inputs");
   Block &body = op.getRegion().front();
   if (!body.getArgument(2).use_empty() ||
       !body.getOps<linalg::IndexOp>().empty())
-    return std::nullopt;
+    return fail("reads its init or its indices");
   Value in0 = op.getDpsInputs()[0], in1 = op.getDpsInputs()[1];
   auto a = linears.find(in0.getDefiningOp());
   auto b = linears.find(in1.getDefiningOp());
   if (in0 == in1 || a == linears.end() || b == linears.end() ||
       !in0.hasOneUse() || !in1.hasOneUse())
-    return std::nullopt;
+    return fail("its inputs are not two configured products used by it "
+                "alone");
   const Contraction &la = a->second, &lb = b->second;
-  // Decode, one row of x.
-  auto xType = cast<RankedTensorType>(la.x().getType());
-  if (!la.config.isDecode() || !lb.config.isDecode() ||
-      !xType.hasStaticShape() || xType.getNumElements() != la.k)
-    return std::nullopt;
   if (la.x() != lb.x() || la.k != lb.k || la.n != lb.n ||
       la.op->getBlock() != op->getBlock() ||
       lb.op->getBlock() != op->getBlock())
-    return std::nullopt;
+    return fail("its products do not read the same x into the same shape in "
+                "its block");
   return Epilogue{op, la, lb};
 }
 
@@ -1240,76 +1150,54 @@ void rewriteEpilogue(Epilogue e, const ScaledMap &scaled) {
   e.b.op.erase();
 }
 
-/// A product's only consumer when it is an elementwise generic marked with
-/// kiln::kColumnGroupAttr (RoPE): it reads the product's other columns only
-/// within aligned groups of `group` columns (a head) of the same row, so a
-/// kernel task that computes whole groups applies it to its block (the
-/// rotated result is written once, the product's never).
+/// A generic over one product's result, marked by kiln-fuse-epilogues
+/// (RoPE): it reads the product's other columns only within aligned groups
+/// of `group` columns of the same row, so a kernel task that computes whole
+/// groups applies it to its block (the rotated result is written once, the
+/// product's never).
 struct GroupEpilogue {
   linalg::GenericOp op;
   int64_t group;
 };
 
-std::optional<GroupEpilogue> matchGroupEpilogue(const Contraction &l) {
-  Value p = l.op->getResult(0);
-  linalg::GenericOp r;
-  for (Operation *u : p.getUsers()) {
-    auto g = dyn_cast<linalg::GenericOp>(u);
-    if (!g)
-      g = u->getParentOfType<linalg::GenericOp>();
-    if (!g || (r && g != r))
-      return std::nullopt;
-    r = g;
-  }
-  if (!r)
-    return std::nullopt;
-  auto attr = r->getAttrOfType<IntegerAttr>(kiln::kColumnGroupAttr);
-  auto type = cast<RankedTensorType>(p.getType());
-  if (!attr || attr.getInt() <= 0 || l.n % attr.getInt() != 0 ||
-      !r.hasPureTensorSemantics() || r.getNumDpsInputs() != 1 ||
+/// `r` (marked kiln.epilogue = `group` with one input) as the GroupEpilogue
+/// of its input's product; an error on the op when it cannot be one.
+FailureOr<std::pair<Operation *, GroupEpilogue>>
+readGroupEpilogue(linalg::GenericOp r, int64_t group,
+                  const llvm::DenseMap<Operation *, Contraction> &linears) {
+  auto fail = [&](const Twine &why) {
+    r.emitOpError("is marked '")
+        << kiln::kEpilogueAttr << "' of one product but " << why;
+    return failure();
+  };
+  if (!r.hasPureTensorSemantics() || r.getNumDpsInputs() != 1 ||
       r.getNumDpsInits() != 1 || r.getNumReductionLoops() != 0 ||
-      r.getDpsInputs()[0] != p || r.getResult(0).getType() != type ||
       !llvm::all_of(r.getIndexingMapsArray(),
                     [](AffineMap m) { return m.isIdentity(); }))
-    return std::nullopt;
+    return fail("is not an elementwise generic of one input");
+  Value p = r.getDpsInputs()[0];
+  auto l = linears.find(p.getDefiningOp());
+  if (l == linears.end())
+    return fail("its input is not a configured product");
+  auto type = cast<RankedTensorType>(p.getType());
+  if (l->second.n % group != 0 || r.getResult(0).getType() != type)
+    return fail("its column groups do not tile the product's columns");
+  std::optional<int64_t> reads = kiln::readColumnGroup(r, p, l->second.n);
+  if (!reads || group % *reads != 0)
+    return fail("it reads its input outside aligned groups of that many "
+                "columns of the same row");
+  for (Operation *u : p.getUsers())
+    if (u != r && u->getParentOfType<linalg::GenericOp>() != r)
+      return fail("the product has other users");
   // One row index (the leading dims before it are 1), so that a row of the
   // kernel's [M, N] output is a row of the product.
   for (int64_t d = 0; d + 2 < type.getRank(); ++d)
     if (type.getDimSize(d) != 1)
-      return std::nullopt;
+      return fail("the product has more than one row index");
   for (Operation &op : r.getRegion().front())
     if (op.getNumRegions())
-      return std::nullopt;
-  return GroupEpilogue{r, attr.getInt()};
-}
-
-/// Whether `v` is defined before `at` (or in a region around it).
-bool availableAt(Value v, Operation *at) {
-  if (auto arg = dyn_cast<BlockArgument>(v))
-    return arg.getParentRegion()->isAncestor(at->getParentRegion());
-  Operation *def = v.getDefiningOp();
-  Operation *a = def->getBlock()->findAncestorOpInBlock(*at);
-  return a && def != a && def->isBeforeInBlock(a);
-}
-
-/// Whether everything `r` reads besides its input (its init, the tables
-/// and constants its body captures) is available at `at`.
-bool operandsAvailableAt(linalg::GenericOp r, Operation *at) {
-  if (!availableAt(r.getDpsInits()[0], at))
-    return false;
-  WalkResult res = r.getRegion().walk([&](Operation *op) {
-    for (Value v : op->getOperands()) {
-      Region *defRegion = isa<BlockArgument>(v)
-                              ? cast<BlockArgument>(v).getParentRegion()
-                              : v.getDefiningOp()->getParentRegion();
-      if (r.getRegion().isAncestor(defRegion) || v == r.getDpsInputs()[0])
-        continue;
-      if (!availableAt(v, at))
-        return WalkResult::interrupt();
-    }
-    return WalkResult::advance();
-  });
-  return !res.wasInterrupted();
+      return fail("its body has regions");
+  return std::make_pair(l->first, GroupEpilogue{r, group});
 }
 
 /// `e` applied to a kernel task's block `t` ([rows, width], columns
@@ -1380,39 +1268,50 @@ Value switchOnMember(OpBuilder &b, Location loc, Type type, Value member,
   return sw.getResult(0);
 }
 
+/// The GroupEpilogue of each product, by product.
+using GroupEpilogueMap = llvm::DenseMap<Operation *, GroupEpilogue>;
+
 /// Emits one kernel for a group of contractions that read the same `x`
 /// (one member, or sibling projections such as q/k/v or gate/up): an
 /// `scf.forall` over the column blocks of all members, each task computing
 /// one block of one member's output into the members' outputs laid side by
-/// side (`[M, sum N]`); the results are column slices of it.
-void rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled) {
+/// side (`[M, sum N]`); the results are column slices of it. Members with a
+/// GroupEpilogue (RoPE) have it applied to each block.
+LogicalResult rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled,
+                      const GroupEpilogueMap &epilogues) {
   Contraction last = members.back();
-  // RoPE on members' results in decode: the kernel goes before the first
-  // use of any member's result (where the RoPE tables exist), and its tasks
-  // cover whole heads. Prompts keep RoPE as a parallel loop of its own: as
-  // an epilogue it measured 3-5% slower on a 128-token prefill (each task's
-  // extra local tile, then zero-filled, and the copy for v).
-  bool decode = last.config.isDecode();
-  SmallVector<std::optional<GroupEpilogue>> epi;
-  Operation *at = nullptr;
-  Block *block = last.op->getBlock();
   for (const Contraction &l : members) {
-    epi.push_back(decode ? matchGroupEpilogue(l) : std::nullopt);
-    if (!decode)
-      continue;
-    for (Operation *user : l.op->getUsers()) {
-      Operation *a = block->findAncestorOpInBlock(*user);
-      if (a && (!at || a->isBeforeInBlock(at)))
-        at = a;
-    }
+    std::optional<WeightEncoding> e = l.encoding(), le = last.encoding();
+    if (l.x() != last.x() || l.k != last.k || e != le)
+      return l.op->emitOpError("is in '")
+             << kiln::kGroupAttr << "' " << l.op->getAttr(kiln::kGroupAttr)
+             << " with products that do not read the same x, with the same "
+                "K and weight encoding";
   }
+  // With epilogues, the kernel goes before the first use of any member's
+  // result (where the RoPE tables exist), and its tasks cover whole column
+  // groups.
+  SmallVector<std::optional<GroupEpilogue>> epi;
+  SmallVector<Operation *> ops;
+  for (const Contraction &l : members) {
+    auto it = epilogues.find(l.op);
+    epi.push_back(it == epilogues.end() ? std::nullopt
+                                        : std::optional(it->second));
+    ops.push_back(l.op);
+  }
+  Operation *at = kiln::firstUseIn(last.op->getBlock(), ops);
   int64_t group = 0;
   for (std::optional<GroupEpilogue> &e : epi) {
-    if (e && (!at || !operandsAvailableAt(e->op, at) ||
-              (group && e->group != group)))
-      e.reset();
-    if (e)
-      group = e->group;
+    if (!e)
+      continue;
+    if ((group && e->group != group) || !at ||
+        !kiln::operandsAvailableAt(e->op, at))
+      return e->op.emitOpError("is marked '")
+             << kiln::kEpilogueAttr
+             << "' but its kernel cannot apply it: the column groups of its "
+                "kernel's epilogues differ, or what it reads is not "
+                "available before the first use of the kernel's results";
+    group = e->group;
   }
   OpBuilder b(group ? at : last.op.getOperation());
   Location loc = last.op.getLoc();
@@ -1536,48 +1435,7 @@ void rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled) {
       epi[g]->op->erase();
     member.op->erase();
   }
-}
-
-/// Splits the contractions into groups that become one kernel each:
-/// siblings that read the same `x` with the same K in one block (q/k/v,
-/// gate/up) when none of their results is used before the last of them (the
-/// kernel takes the last one's place), and every other contraction alone.
-SmallVector<SmallVector<Contraction>> groupSiblings(ArrayRef<Contraction> found) {
-  SmallVector<SmallVector<Contraction>> groups;
-  // Siblings share x, K and how W is stored (one kernel reads one kind).
-  llvm::MapVector<std::tuple<Value, int64_t, int>, SmallVector<Contraction>>
-      byInput;
-  for (const Contraction &l : found) {
-    std::optional<WeightEncoding> e = l.encoding();
-    byInput[{l.x(), l.k, e ? static_cast<int>(*e) : -1}].push_back(l);
-  }
-  for (auto &[key, ls] : byInput) {
-    // Program order within each block.
-    llvm::MapVector<Block *, SmallVector<Contraction>> byBlock;
-    for (const Contraction &l : ls)
-      byBlock[l.op->getBlock()].push_back(l);
-    for (auto &[block, candidates] : byBlock) {
-      llvm::sort(candidates, [](const Contraction &a, const Contraction &c) {
-        return a.op->isBeforeInBlock(c.op);
-      });
-      Operation *lastOp = candidates.back().op;
-      bool ok = candidates.size() > 1;
-      for (const Contraction &l : candidates) {
-        for (Operation *user : l.op->getUsers()) {
-          Operation *a = block->findAncestorOpInBlock(*user);
-          if (!a || a == lastOp || a->isBeforeInBlock(lastOp))
-            ok = false;
-        }
-      }
-      if (ok) {
-        groups.push_back(candidates);
-      } else {
-        for (const Contraction &l : candidates)
-          groups.push_back({l});
-      }
-    }
-  }
-  return groups;
+  return success();
 }
 
 } // namespace
@@ -1589,60 +1447,75 @@ struct KilnContractionKernelsPass
           KilnContractionKernelsPass> {
   void runOnOperation() override {
     // The contractions kiln-kernel-strategy configured.
+    FailureOr<SmallVector<kiln::ConfiguredLinear>> configured =
+        kiln::configuredLinears(getOperation());
+    if (failed(configured))
+      return signalPassFailure();
     SmallVector<Contraction> found;
-    SmallVector<linalg::GenericOp> others;
     llvm::DenseMap<Operation *, Contraction> linears;
-    WalkResult walk = getOperation().walk([&](linalg::GenericOp op) {
-      Attribute attr = op->getAttr(kiln::kKernelAttr);
-      std::optional<Linear> l = attr ? matchLinear(op) : std::nullopt;
-      if (!l) {
-        others.push_back(op);
-        return WalkResult::advance();
-      }
-      std::optional<KernelConfig> config = KernelConfig::fromAttr(attr);
-      if (!config) {
-        op.emitOpError("has a malformed '")
-            << kiln::kKernelAttr << "' strategy: " << attr;
-        return WalkResult::interrupt();
-      }
-      Contraction c{*l, *config, kiln::getStoredWeight(l->w())};
+    for (const kiln::ConfiguredLinear &l : *configured) {
+      Contraction c{l, kiln::getStoredWeight(l.w())};
       found.push_back(c);
-      linears.try_emplace(op, c);
+      linears.try_emplace(l.op, c);
+    }
+    // The epilogues kiln-fuse-epilogues and the folded norms kiln-fold-norms
+    // decided.
+    SmallVector<Epilogue> pairs;
+    GroupEpilogueMap groupEpilogues;
+    ScaledMap scaled;
+    WalkResult walk = getOperation().walk([&](linalg::GenericOp op) {
+      if (Attribute attr = op->getAttr(kiln::kEpilogueAttr)) {
+        auto group = dyn_cast<IntegerAttr>(attr);
+        if (!group || group.getInt() < 1) {
+          op.emitOpError("has a malformed '")
+              << kiln::kEpilogueAttr << "': " << attr
+              << " (a positive column count)";
+          return WalkResult::interrupt();
+        }
+        if (op.getNumDpsInputs() == 2 && group.getInt() == 1) {
+          FailureOr<Epilogue> e = readPairEpilogue(op, linears);
+          if (failed(e))
+            return WalkResult::interrupt();
+          pairs.push_back(*e);
+        } else {
+          auto e = readGroupEpilogue(op, group.getInt(), linears);
+          if (failed(e))
+            return WalkResult::interrupt();
+          groupEpilogues.insert(*e);
+        }
+      }
+      if (op->hasAttr(kiln::kFoldIntoProductsAttr)) {
+        Value x = op->getResult(0);
+        std::optional<kiln::ScaledInput> s = kiln::matchScaledInput(x);
+        if (!s || !llvm::all_of(x.getUsers(), [&](Operation *u) {
+              return linears.contains(u);
+            })) {
+          op.emitOpError("is marked '")
+              << kiln::kFoldIntoProductsAttr
+              << "' but is not a norm (h * f(rows) * g[k]) read by "
+                 "configured products alone";
+          return WalkResult::interrupt();
+        }
+        scaled.try_emplace(x, *s);
+      }
       return WalkResult::advance();
     });
     if (walk.wasInterrupted())
       return signalPassFailure();
-    // Epilogues first: their products are not grouped with other siblings.
-    SmallVector<Epilogue> epilogues;
+    // A pair epilogue's products are its kernel: out of their group.
     llvm::SmallPtrSet<Operation *, 8> taken;
-    for (linalg::GenericOp op : others) {
-      std::optional<Epilogue> e = matchEpilogue(op, linears);
-      if (!e || taken.contains(e->a.op) || taken.contains(e->b.op))
-        continue;
-      taken.insert(e->a.op);
-      taken.insert(e->b.op);
-      epilogues.push_back(*e);
+    for (const Epilogue &e : pairs) {
+      taken.insert(e.a.op);
+      taken.insert(e.b.op);
     }
     llvm::erase_if(found,
                    [&](const Contraction &l) { return taken.contains(l.op); });
-    // Norms folded into the products that read them (all their users).
-    ScaledMap scaled;
-    for (auto &[op, l] : linears) {
-      Value x = l.x();
-      // Prompts only: in a matrix-vector product (decode) the norm is a
-      // few hundred elements, while scaling x in the kernel adds work to
-      // every row of W (measured slower).
-      if (scaled.contains(x) || l.config.isDecode() ||
-          !llvm::all_of(x.getUsers(),
-                        [&](Operation *u) { return linears.contains(u); }))
-        continue;
-      if (std::optional<ScaledInput> s = matchScaledInput(x))
-        scaled.try_emplace(x, *s);
-    }
-    for (Epilogue &e : epilogues)
+    for (Epilogue &e : pairs)
       rewriteEpilogue(e, scaled);
-    for (ArrayRef<Contraction> group : groupSiblings(found))
-      rewrite(group, scaled);
+    for (ArrayRef<Contraction> group :
+         kiln::splitIntoGroups<Contraction>(found, kiln::kGroupAttr))
+      if (failed(rewrite(group, scaled, groupEpilogues)))
+        return signalPassFailure();
     for (auto &[x, s] : scaled)
       s.op.erase();
     // Stored weights the kernels now read directly: their dequantized

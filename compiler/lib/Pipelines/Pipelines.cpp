@@ -73,6 +73,9 @@ void kiln::buildLowerToLLVMPipeline(OpPassManager &pm,
   KilnKernelStrategyOptions strategy;
   strategy.activations = options.activations;
   pm.addNestedPass<func::FuncOp>(createKilnKernelStrategy(strategy));
+  pm.addNestedPass<func::FuncOp>(createKilnFoldNorms());
+  pm.addNestedPass<func::FuncOp>(createKilnGroupSiblings());
+  pm.addNestedPass<func::FuncOp>(createKilnFuseEpilogues());
   pm.addNestedPass<func::FuncOp>(createKilnContractionKernels());
   pm.addNestedPass<func::FuncOp>(createKilnParallelizeRows());
   pm.addPass(createKilnApproximateExp());

@@ -31,6 +31,27 @@ namespace kiln {
 /// for a contraction, which kiln-contraction-kernels reads.
 inline constexpr llvm::StringLiteral kKernelAttr = "kiln.kernel";
 
+/// Unit attribute on an elementwise generic of the form `h * f(per-row
+/// values) * g[k]` (a norm; kiln::ScaledInput) whose users are all
+/// products: kiln-fold-norms decided that their kernels read `h` and apply
+/// `g` and `f` themselves, so the generic is never computed.
+inline constexpr llvm::StringLiteral kFoldIntoProductsAttr =
+    "kiln.fold_into_products";
+
+/// Integer attribute on contractions: kiln-group-siblings decided that the
+/// ones with the same number in a block are computed by one kernel
+/// (siblings reading the same x: q/k/v, gate/up).
+inline constexpr llvm::StringLiteral kGroupAttr = "kiln.group";
+
+/// Integer attribute on an elementwise generic over products' results:
+/// kiln-fuse-epilogues decided that the kernel of those products applies
+/// it to each block of columns it computes. Its value is the width of the
+/// aligned column groups within which the generic reads its input (1 for
+/// an elementwise one over two products, the gated activation; a RoPE
+/// rotation's pairs of columns otherwise), which the kernel's blocks keep
+/// whole.
+inline constexpr llvm::StringLiteral kEpilogueAttr = "kiln.epilogue";
+
 /// Unit attribute on an 8-bit integer vector.contract: every value of its
 /// lhs is in [0, 127] (unsigned and signed readings agree), which
 /// kiln-lower-int8-dot needs to use an unsigned-by-signed instruction.

@@ -2,7 +2,8 @@
 //
 // The passes from linalg on tensors to code for the CPU, in alphabetical
 // order. Their order in the pipeline (kiln-lower-to-llvm): kiln-target,
-// kiln-fuse-residual-add, kiln-kernel-strategy, kiln-contraction-kernels,
+// kiln-fuse-residual-add, kiln-kernel-strategy, kiln-fold-norms,
+// kiln-group-siblings, kiln-fuse-epilogues, kiln-contraction-kernels,
 // kiln-parallelize-rows, kiln-approximate-exp, kiln-bufferize,
 // (canonicalize) kiln-results-to-out-params, (buffer deallocation)
 // kiln-early-dealloc, kiln-forall-to-openmp.
@@ -74,32 +75,25 @@ def KilnContractionKernels
     }
     ```
 
-    Fusions the emitter performs on the way (each left out where it
-    measured slower):
+    The fusions decided before it, each recorded as an attribute it only
+    reads (a marked op it cannot emit as marked is an error):
 
-    * products that read the same `x` with the same `K` in one block
-      (q/k/v, gate/up), none of whose results is used before the last of
-      them, become one kernel: its tasks cover the column blocks of all of
-      them, each picking its member's weights (`scf.index_switch` over
-      views, no copy), and the results are column slices of one
-      `[M, sum N]` output; in decode, an elementwise generic over exactly
-      two such siblings (the gated activation) becomes one kernel whose
-      tasks compute the same columns of both into task-local tiles and
-      apply it;
-    * norms folded into the products that read them (prompts): when `x` is
-      an elementwise generic `h * f(per-row values) * g[k]` (RMSNorm) used
-      only by products, the kernels read `h`, multiply by `g` along k (x's
-      vectors in the dot tiles, the weights as they are packed) and scale
-      each row's sums by `f`, computed once per row; the normalised `x` is
-      never written. In decode the norm stays a loop of a few hundred
-      elements: scaling `x` again for every row of `W` measured slower;
-    * RoPE as the epilogue of its projection in decode: a product whose only
-      consumer is a generic marked `kiln.column_group = G` (RoPE, reading
-      its input only within heads of G columns) gets blocks of whole heads;
+    * `kiln.group = N` (kiln-group-siblings): the products of one group are
+      one kernel: its tasks cover the column blocks of all of them, each
+      picking its member's weights (`scf.index_switch` over views, no
+      copy), and the results are column slices of one `[M, sum N]` output;
+    * `kiln.fold_into_products` (kiln-fold-norms) on a norm
+      `h * f(per-row values) * g[k]`: the kernels reading it read `h`,
+      multiply by `g` along k (x's vectors in the dot tiles, the weights as
+      they are packed) and scale each row's sums by `f`, computed once per
+      row; the normalised `x` is never written;
+    * `kiln.epilogue = G` (kiln-fuse-epilogues): on an elementwise generic
+      over two products (G = 1), one kernel whose tasks compute the same
+      columns of both into task-local tiles and apply it; on a generic over
+      one product (RoPE), the group's kernel goes before the first use of
+      any member's result, its blocks are whole groups of G columns, and
       each task computes its block into a task-local tile and writes it
-      rotated, members without RoPE (v) copied. Prompts keep RoPE as a
-      parallel loop (the epilogue's local tiles measured 3-5% slower on a
-      128-token prefill).
+      through the generic (members without one, v, are copied).
 
     The kernels themselves:
 
@@ -202,6 +196,30 @@ def KilnEarlyDealloc : Pass<"kiln-early-dealloc", "mlir::func::FuncOp"> {
   let dependentDialects = ["::mlir::memref::MemRefDialect"];
 }
 
+def KilnFoldNorms : Pass<"kiln-fold-norms", "mlir::func::FuncOp"> {
+  let summary = "Decide which norms the prompt kernels compute on the fly";
+  let description = [{
+    Marks `kiln.fold_into_products` an elementwise generic of the form
+    `h * f(per-row values) * g[k]` (RMSNorm: `h * rsqrt(mean(h^2) + eps) *
+    g`) when every user is a configured product (`kiln.kernel`) and one of
+    them a prompt's. `kiln-contraction-kernels` then reads `h`, multiplies
+    by `g` along k and scales each row's sums by `f`: the normalised
+    activation is never written. Decode keeps the norm: it is a loop of a
+    few hundred elements, and scaling `x` again for every row of `W`
+    measured slower.
+
+    ```mlir
+    // Before:
+    %x = linalg.generic ... ins(%h, %rs, %g : tensor<1x?x64xf32>,
+        tensor<1x?xf32>, tensor<64xf32>) { h * rs * g }
+    %q = linalg.generic {..., kiln.kernel = {role = "prompt", ...}}
+        ins(%x, %wq ...)
+    // After: the same, with the norm marked.
+    %x = linalg.generic {..., kiln.fold_into_products} ...
+    ```
+  }];
+}
+
 def KilnForallToOpenMP : Pass<"kiln-forall-to-openmp", "mlir::ModuleOp"> {
   let summary = "Run scf.forall loops on the OpenMP runtime's thread pool";
   let description = [{
@@ -220,6 +238,45 @@ def KilnForallToOpenMP : Pass<"kiln-forall-to-openmp", "mlir::ModuleOp"> {
     "::mlir::memref::MemRefDialect", "::mlir::func::FuncDialect",
     "::mlir::arith::ArithDialect"
   ];
+}
+
+def KilnFuseEpilogues : Pass<"kiln-fuse-epilogues", "mlir::func::FuncOp"> {
+  let summary = "Decide which generics the decode kernels apply to their blocks";
+  let description = [{
+    Marks `kiln.epilogue = G` the generics over decode products' results
+    that the products' kernel applies to each block of columns it
+    computes, so that the products' results are never written:
+
+    * an elementwise generic over the two results of a `kiln.group` of
+      exactly two matrix-vector products, each used by it alone (the gated
+      activation `act(x Wg^T) * (x Wu^T)`): G = 1;
+    * a generic whose only input is a product's result and that reads it,
+      besides its own element, at other columns of the same row
+      (`tensor.extract`: RoPE's partner column), when the group's kernel
+      can go before the first use of any member's result with everything
+      the generic reads available there. G is found from the IR: the index
+      arithmetic of each read is evaluated at every column, and G is the
+      smallest divisor of the row's width whose aligned groups of columns
+      contain every read (a head for RoPE's halves, 2 for interleaved
+      pairs); reads that span the whole row of a product that is a kernel
+      of its own leave it alone (the kernel would be one task).
+
+    Prompts keep both as parallel loops of their own: two packed weight
+    blocks per task measured 7% slower on a 128-token prefill than one
+    kernel over both products followed by a parallel activation, and RoPE
+    as an epilogue 3-5% slower (each task's extra local tile, then
+    zero-filled, and the copy for v). Generics that read only their own
+    element (an activation over one product) are left alone.
+
+    ```mlir
+    // Before: RoPE over q ([1, 1, 8], heads of 4 columns, halves rotated).
+    %rq = linalg.generic ... ins(%q : tensor<1x1x8xf32>) {
+      ... %p = select %first, %c + 2, %c - 2 ...
+      %o = tensor.extract %q[%b, %s, %p] ... }
+    // After:
+    %rq = linalg.generic {..., kiln.epilogue = 4 : i64} ...
+    ```
+  }];
 }
 
 def KilnFuseResidualAdd
@@ -245,6 +302,28 @@ def KilnFuseResidualAdd
     ```
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def KilnGroupSiblings : Pass<"kiln-group-siblings", "mlir::func::FuncOp"> {
+  let summary = "Decide which sibling products one kernel computes";
+  let description = [{
+    Gives configured products (`kiln.kernel`) that read the same `x` with
+    the same K and the same weight encoding in one block, none of whose
+    results is used before the last of them (the kernel takes the last
+    one's place), the same `kiln.group` number: q/k/v and gate/up become one
+    parallel loop over the column blocks of all of them in
+    `kiln-contraction-kernels`, one pass of the thread pool instead of
+    three or two.
+
+    ```mlir
+    // Before:
+    %q = linalg.generic {..., kiln.kernel = {...}} ins(%x, %wq ...)
+    %k = linalg.generic {..., kiln.kernel = {...}} ins(%x, %wk ...)
+    // After:
+    %q = linalg.generic {..., kiln.group = 0 : i64, kiln.kernel = {...}} ...
+    %k = linalg.generic {..., kiln.group = 0 : i64, kiln.kernel = {...}} ...
+    ```
+  }];
 }
 
 def KilnKernelStrategy

@@ -22,13 +22,6 @@ namespace kiln {
 #define GEN_PASS_DECL
 #include "kiln/Conversion/Passes.h.inc"
 
-/// Attribute of an elementwise `linalg.generic` (RoPE) whose body also reads
-/// its input at other columns (`tensor.extract`), always in the same row and
-/// in the same aligned group of this many columns (a head): a kernel that
-/// computes the input in blocks of whole groups may apply it to each block
-/// (kiln-contraction-kernels). Written by convert-transformer-to-linalg.
-inline constexpr llvm::StringLiteral kColumnGroupAttr = "kiln.column_group";
-
 /// Adds the patterns that lower transformer ops to linalg/tensor/arith/math.
 /// `transformer.weight` ops are lowered separately by the pass (they need
 /// the enclosing function's weight arguments).

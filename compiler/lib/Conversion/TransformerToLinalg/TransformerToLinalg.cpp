@@ -454,11 +454,6 @@ struct RopeLowering : public OpConversionPattern<RopeOp> {
                      signedRot)
               .getResult();
         });
-    // Each element reads its partner within the same head: the kernel of
-    // the product that computes x may apply RoPE to a block of whole heads
-    // (kiln-contraction-kernels).
-    result.getDefiningOp()->setAttr(
-        kiln::kColumnGroupAttr, rewriter.getI64IntegerAttr(headDim));
     rewriter.replaceOp(op, result);
     return success();
   }

@@ -23,10 +23,14 @@
 // CHECK: %[[P:.*]] = scf.for %[[N:.*]] = %c0 to %[[PCOLS]] step %c8 iter_args(%{{.*}} = %[[BUF]]) -> (tensor<16x12xf32>)
 // CHECK: scf.for %[[K:.*]] = %c0 to %c16 step %c8
 // CHECK-COUNT-8: vector.transfer_read %[[W]]{{.*}} : tensor<12x16xf32>, vector<8xf32>
-// The 8 x 8 transpose: 24 two-source shuffles (unpack, shuffle, 128-bit
-// lane join), no element-wise moves.
+// The 8 x 8 transpose, upstream x86vector's AVX network: 8 unpacks and 4
+// shuffles, 8 blends, 8 128-bit lane joins; no element-wise moves.
 // CHECK-NOT: vector.to_elements
-// CHECK-COUNT-24: vector.shuffle
+// CHECK-COUNT-4: vector.shuffle {{.*}} [0, 8, 1, 9, 4, 12, 5, 13]
+// CHECK: vector.shuffle {{.*}} [2, 3, 8, 9, 6, 7, 12, 13]
+// CHECK-COUNT-8: llvm.inline_asm {{.*}}"vblendps
+// CHECK-COUNT-4: vector.shuffle {{.*}} [0, 1, 2, 3, 8, 9, 10, 11]
+// CHECK-COUNT-4: vector.shuffle {{.*}} [4, 5, 6, 7, 12, 13, 14, 15]
 // CHECK-NOT: vector.from_elements
 // CHECK-COUNT-8: vector.transfer_write {{.*}} : vector<8xf32>, tensor<16x12xf32>
 // CHECK: scf.for %{{.*}} = %c0 to %[[PROWS]] step %c6

@@ -1,5 +1,6 @@
 // RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{cpu=skylake-avx512},func.func(kiln-kernel-strategy))' -split-input-file | FileCheck %s --check-prefix=AVX512
 // RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{cpu=haswell},func.func(kiln-kernel-strategy{block-cols=32}))' -split-input-file | FileCheck %s --check-prefix=AVX2
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(kiln-target{cpu=x86-64},func.func(kiln-kernel-strategy{block-cols=32}))' -split-input-file | FileCheck %s --check-prefix=SSE
 
 #x = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
 #w = affine_map<(d0, d1, d2, d3) -> (d2, d3)>
@@ -14,6 +15,10 @@
 // AVX512-SAME: kiln.kernel = {block_cols = 64 : i64, dot_rows = 4 : i64, outer_rows = 12 : i64, pack_min_rows = 16 : i64, packed = true, role = "prompt", vector_lanes = 16 : i64}
 // AVX2-LABEL: func.func @prefill
 // AVX2: kiln.kernel = {block_cols = 32 : i64, dot_rows = 2 : i64, outer_rows = 6 : i64, pack_min_rows = 16 : i64, packed = true, role = "prompt", vector_lanes = 8 : i64}
+// Without AVX (x86-64: SSE2) nothing is packed: the packing's transposes
+// are AVX shuffles and blends.
+// SSE-LABEL: func.func @prefill
+// SSE: kiln.kernel = {{.*}}packed = false, role = "prompt", vector_lanes = 4 : i64}
 func.func @prefill(%x: tensor<1x?x256xf32>, %w: tensor<512x256xf32>, %init: tensor<1x?x512xf32>) -> tensor<1x?x512xf32> attributes {transformer.entry = "prefill"} {
   %0 = linalg.generic {indexing_maps = [#x, #w, #o], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%x, %w : tensor<1x?x256xf32>, tensor<512x256xf32>) outs(%init : tensor<1x?x512xf32>) {
   ^bb0(%a: f32, %b: f32, %c: f32):

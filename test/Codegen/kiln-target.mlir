@@ -5,7 +5,7 @@
 
 // Tests that a named CPU's description comes from LLVM's model of it: AVX2
 // (256-bit vectors), FMA and F16C on Haswell, no AVX-512 features.
-// HASWELL: module attributes {kiln.target = {avx512_bf16 = false, avx512_vnni = false, cpu = "haswell", f16c = true, fma = true, host = false, l1d_bytes = 32768 : i64, l2_bytes = 1048576 : i64, l3_bytes = 33554432 : i64, triple = "{{.*}}", vector_bits = 256 : i64}}
+// HASWELL: module attributes {kiln.target = {avx = true, avx512_bf16 = false, avx512_vnni = false, cpu = "haswell", f16c = true, fma = true, host = false, l1d_bytes = 32768 : i64, l2_bytes = 1048576 : i64, l3_bytes = 33554432 : i64, triple = "{{.*}}", vector_bits = 256 : i64}}
 
 // Tests that vector-bits narrows the kernels' width below the CPU's widest.
 // NARROW: cpu = "skylake-avx512"

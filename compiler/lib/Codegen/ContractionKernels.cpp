@@ -27,7 +27,9 @@
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Utils/ReshapeOpsUtils.h"
+#include "mlir/Dialect/X86Vector/Transforms.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/MapVector.h"
@@ -648,39 +650,6 @@ public:
     });
   }
 
-  /// The 8 x 8 transpose of `rows` (8 vectors of 8) in 24 two-source
-  /// shuffles, the unpack / shuffle / 128-bit-lane permute network that x86
-  /// executes in registers (a vector.transpose of a 2-D vector canonicalizes
-  /// into element-wise extracts and inserts, which spill).
-  SmallVector<Value> transpose8x8(ArrayRef<Value> rows) {
-    auto shuffle = [&](Value a, Value c, ArrayRef<int64_t> mask) {
-      return vector::ShuffleOp::create(b, loc, a, c, mask).getResult();
-    };
-    // Interleave pairs of rows: t[2i] = lo(r[2i], r[2i+1]), t[2i+1] = hi.
-    SmallVector<Value> t, u;
-    for (int i = 0; i < 8; i += 2) {
-      t.push_back(shuffle(rows[i], rows[i + 1], {0, 8, 1, 9, 4, 12, 5, 13}));
-      t.push_back(shuffle(rows[i], rows[i + 1], {2, 10, 3, 11, 6, 14, 7, 15}));
-    }
-    // Pairs of pairs: u[4h + j] holds column j (and j + 4) of rows
-    // 4h .. 4h + 3.
-    for (int h = 0; h < 2; ++h) {
-      Value lo0 = t[4 * h], hi0 = t[4 * h + 1], lo1 = t[4 * h + 2],
-            hi1 = t[4 * h + 3];
-      u.push_back(shuffle(lo0, lo1, {0, 1, 8, 9, 4, 5, 12, 13}));
-      u.push_back(shuffle(lo0, lo1, {2, 3, 10, 11, 6, 7, 14, 15}));
-      u.push_back(shuffle(hi0, hi1, {0, 1, 8, 9, 4, 5, 12, 13}));
-      u.push_back(shuffle(hi0, hi1, {2, 3, 10, 11, 6, 7, 14, 15}));
-    }
-    // Join the 128-bit halves of rows 0-3 and 4-7.
-    SmallVector<Value> cols(8);
-    for (int j = 0; j < 4; ++j) {
-      cols[j] = shuffle(u[j], u[4 + j], {0, 1, 2, 3, 8, 9, 10, 11});
-      cols[j + 4] = shuffle(u[j], u[4 + j], {4, 5, 6, 7, 12, 13, 14, 15});
-    }
-    return cols;
-  }
-
   /// The block's first `cols` rows of W (a multiple of 8) transposed into
   /// `packed` ([k, nb]): packed[kk, j] = w[j, kk], in 8 x 8 register
   /// transposes. One pass over the block's weights, into L2.
@@ -698,7 +667,13 @@ public:
             if (g)
               rows.back() = arith::MulFOp::create(b, loc, rows.back(), g);
           }
-          SmallVector<Value> t = transpose8x8(rows);
+          // Upstream's AVX network (unpacks, shuffles, blends and 128-bit
+          // lane permutes in registers; a vector.transpose of a 2-D vector
+          // would canonicalize into element-wise extracts and inserts,
+          // which spill).
+          SmallVector<Value> t(rows);
+          ImplicitLocOpBuilder ib(loc, b);
+          x86vector::avx2::transpose8x8xf32(ib, t);
           for (auto [i, row] : llvm::enumerate(consecutive(kk, 8)))
             p2 = vector::TransferWriteOp::create(b, loc, t[i], p2,
                                                  ValueRange{row, n},

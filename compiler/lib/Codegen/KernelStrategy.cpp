@@ -113,7 +113,9 @@ struct KilnKernelStrategyPass
     // registers, 6 x 2 is 12 of AVX2's 16.
     c.outerRows = vl >= 16 ? 12 : 6;
     c.packMinRows = kPackMinRows;
-    c.packed = l.k % kPackTranspose == 0 && c.blockCols >= 2 * vl;
+    // The packing's transposes are AVX shuffles and blends
+    // (x86vector::avx2::transpose8x8xf32).
+    c.packed = target.avx && l.k % kPackTranspose == 0 && c.blockCols >= 2 * vl;
     // Integer dot products: decode products on the weight types that have
     // an integer kernel (4- and 6-bit), on targets with 256-bit integer vectors (AVX2).
     if (activations == "int8" && c.isDecode() && target.vectorBits >= 256) {

@@ -34,6 +34,9 @@ static std::unique_ptr<TargetMachine>
 targetMachine(const kiln::TargetDescription &desc, std::string &error) {
   InitializeNativeTarget();
   InitializeNativeTargetAsmPrinter();
+  // The kernels carry inline assembly (upstream x86vector's blends), which
+  // the object writer parses.
+  InitializeNativeTargetAsmParser();
   Triple triple(desc.triple);
   const Target *target = TargetRegistry::lookupTarget(triple, error);
   if (!target)

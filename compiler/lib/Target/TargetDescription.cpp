@@ -53,6 +53,7 @@ Expected<kiln::TargetDescription> kiln::describeTarget(StringRef cpu,
     return t.isHost ? host.lookup(f) : sti->checkFeatures(("+" + f).str());
   };
   int64_t widest = has("avx512f") ? 512 : has("avx") ? 256 : 128;
+  t.avx = has("avx");
   t.fma = has("fma");
   t.f16c = has("f16c");
   t.avx512vnni = has("avx512vnni");
@@ -91,6 +92,7 @@ kiln::TargetDescription::toAttr(mlir::MLIRContext *context) const {
       b.getNamedAttr("l1d_bytes", b.getI64IntegerAttr(l1dBytes)),
       b.getNamedAttr("l2_bytes", b.getI64IntegerAttr(l2Bytes)),
       b.getNamedAttr("l3_bytes", b.getI64IntegerAttr(l3Bytes)),
+      b.getNamedAttr("avx", b.getBoolAttr(avx)),
       b.getNamedAttr("fma", b.getBoolAttr(fma)),
       b.getNamedAttr("f16c", b.getBoolAttr(f16c)),
       b.getNamedAttr("avx512_vnni", b.getBoolAttr(avx512vnni)),
@@ -127,6 +129,7 @@ kiln::TargetDescription::fromAttr(mlir::DictionaryAttr attr) {
   i64("l1d_bytes", t.l1dBytes);
   i64("l2_bytes", t.l2Bytes);
   i64("l3_bytes", t.l3Bytes);
+  flag("avx", t.avx);
   flag("fma", t.fma);
   flag("f16c", t.f16c);
   flag("avx512_vnni", t.avx512vnni);

@@ -102,7 +102,8 @@ def KilnContractionKernels
     * with `packed`, products of at least `pack_min_rows` rows (the row
       count may be dynamic: both paths are then emitted with bounds chosen
       at run time) pack the block's weights transposed into a `[K, block]`
-      buffer (8 x 8 register transposes of 24 shuffles, one pass) and run
+      buffer (8 x 8 register transposes, upstream x86vector's AVX network
+      of shuffles, blends and lane permutes; one pass) and run
       outer-product tiles on it: `outer_rows` rows by two vectors of
       columns, broadcasting one element of `x` per row and k step, no
       horizontal sums; then the rows left over with dot products;
@@ -143,7 +144,8 @@ def KilnContractionKernels
   let dependentDialects = [
     "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect",
     "::mlir::tensor::TensorDialect", "::mlir::arith::ArithDialect",
-    "::mlir::affine::AffineDialect", "::mlir::math::MathDialect"
+    "::mlir::affine::AffineDialect", "::mlir::math::MathDialect",
+    "::mlir::LLVM::LLVMDialect"
   ];
 }
 

@@ -37,8 +37,10 @@ struct TargetDescription {
   int64_t vectorBits = 128;
   /// Data cache sizes in bytes (0: unknown).
   int64_t l1dBytes = 0, l2Bytes = 0, l3Bytes = 0;
-  /// Instruction-set features the kernels may choose by.
-  bool fma = false, f16c = false, avx512vnni = false, avx512bf16 = false;
+  /// Instruction-set features the kernels may choose by (`avx`: the
+  /// 256-bit float shuffles and blends of the packing's 8 x 8 transpose).
+  bool avx = false, fma = false, f16c = false, avx512vnni = false,
+       avx512bf16 = false;
 
   /// f32 lanes of one vector register.
   int64_t vectorLanes() const { return vectorBits / 32; }

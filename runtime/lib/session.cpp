@@ -37,13 +37,23 @@ const char *stopReasonName(StopReason r) {
 // libomp's; weak so that the runtime's unit tests link without it.
 extern "C" void omp_set_num_threads(int) __attribute__((weak));
 
+// The compiled @prefill allocates its prompt-sized temporaries per call.
+// Above glibc's default mmap threshold (128 KiB, adapting upwards) each would
+// be a fresh mmap whose pages fault in on first touch and are unmapped on
+// free; they are kept in the heap, reused from call to call, instead.
+// Allocations up to this size come from the heap. Not tuned: it covers a
+// layer's temporaries at the prompt lengths benchmarked (the largest, the
+// feed-forward's [tokens, ffn] f32 rows, is 1024 x 5632 x 4 bytes = 22 MiB
+// for a 1024-token TinyLlama prompt); larger ones are mapped as before.
+constexpr int kHeapAllocationMax = 32 << 20;
+// Free heap memory at the top is given back to the system only above this
+// much, so that the next call's temporaries reuse the same (already faulted
+// in) pages rather than growing the heap again.
+constexpr int kHeapKeepFree = 256 << 20;
+
 void reuseFreedMemory() {
-  // The compiled @prefill allocates its prompt-sized temporaries per call.
-  // Above glibc's default threshold (128 KiB, adapting upwards) each would
-  // be a fresh mmap whose pages fault in on first touch and are unmapped on
-  // free; keep them in the heap, reused from call to call, instead.
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_MMAP_THRESHOLD, kHeapAllocationMax);
+  mallopt(M_TRIM_THRESHOLD, kHeapKeepFree);
 }
 
 void setThreads(int64_t threads) {

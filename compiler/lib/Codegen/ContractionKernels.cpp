@@ -1070,8 +1070,8 @@ void yieldMapped(OpBuilder &b, Location loc, Block &body, IRMapping &map) {
 /// One kernel for an epilogue and its two products: each task computes the
 /// same block of columns of both (into task-local tiles) and applies the
 /// epilogue's body to them, writing only the epilogue's result.
-void rewriteEpilogue(Epilogue e, const ScaledMap &scaled) {
-  OpBuilder b(e.op);
+void rewriteEpilogue(RewriterBase &b, Epilogue e, const ScaledMap &scaled) {
+  b.setInsertionPoint(e.op);
   Location loc = e.op.getLoc();
   int64_t k = e.a.k, n = e.a.n;
   KernelInput in =
@@ -1119,10 +1119,9 @@ void rewriteEpilogue(Epilogue e, const ScaledMap &scaled) {
                    })
             .getResult(0);
       });
-  e.op.getResult(0).replaceAllUsesWith(expandLike(b, loc, result, outInit));
-  e.op.erase();
-  e.a.op.erase();
-  e.b.op.erase();
+  b.replaceOp(e.op, expandLike(b, loc, result, outInit));
+  b.eraseOp(e.a.op);
+  b.eraseOp(e.b.op);
 }
 
 /// A generic over one product's result, marked by kiln-fuse-epilogues
@@ -1252,7 +1251,8 @@ using GroupEpilogueMap = llvm::DenseMap<Operation *, GroupEpilogue>;
 /// one block of one member's output into the members' outputs laid side by
 /// side (`[M, sum N]`); the results are column slices of it. Members with a
 /// GroupEpilogue (RoPE) have it applied to each block.
-LogicalResult rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled,
+LogicalResult rewrite(RewriterBase &b, ArrayRef<Contraction> members,
+                      const ScaledMap &scaled,
                       const GroupEpilogueMap &epilogues) {
   Contraction last = members.back();
   for (const Contraction &l : members) {
@@ -1288,7 +1288,7 @@ LogicalResult rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled,
                 "available before the first use of the kernel's results";
     group = e->group;
   }
-  OpBuilder b(group ? at : last.op.getOperation());
+  b.setInsertionPoint(group ? at : last.op.getOperation());
   Location loc = last.op.getLoc();
   int64_t k = last.k;
   KernelInput in =
@@ -1402,13 +1402,13 @@ LogicalResult rewrite(ArrayRef<Contraction> members, const ScaledMap &scaled,
                                       b.getIndexAttr(colStart[g]),
                                       b.getIndexAttr(l.n));
     Operation *replaced = epi[g] ? epi[g]->op : l.op;
-    replaced->getResult(0).replaceAllUsesWith(
-        expandLike(b, loc, mine, l.init()));
+    b.replaceAllUsesWith(replaced->getResult(0),
+                         expandLike(b, loc, mine, l.init()));
   }
   for (auto [g, member] : llvm::enumerate(members)) {
     if (epi[g])
-      epi[g]->op->erase();
-    member.op->erase();
+      b.eraseOp(epi[g]->op);
+    b.eraseOp(member.op);
   }
   return success();
 }
@@ -1485,19 +1485,20 @@ struct KilnContractionKernelsPass
     }
     llvm::erase_if(found,
                    [&](const Contraction &l) { return taken.contains(l.op); });
+    IRRewriter rewriter(&getContext());
     for (Epilogue &e : pairs)
-      rewriteEpilogue(e, scaled);
+      rewriteEpilogue(rewriter, e, scaled);
     for (ArrayRef<Contraction> group :
          kiln::splitIntoGroups<Contraction>(found, kiln::kGroupAttr))
-      if (failed(rewrite(group, scaled, groupEpilogues)))
+      if (failed(rewrite(rewriter, group, scaled, groupEpilogues)))
         return signalPassFailure();
     for (auto &[x, s] : scaled)
-      s.op.erase();
+      rewriter.eraseOp(s.op);
     // Stored weights the kernels now read directly: their dequantized
     // copies are never made.
-    getOperation().walk([](linalg::GenericOp op) {
+    getOperation().walk([&](linalg::GenericOp op) {
       if (op->hasAttr(kiln::kDequantizeAttr) && op->use_empty())
-        op.erase();
+        rewriter.eraseOp(op);
     });
   }
 };

@@ -151,7 +151,7 @@ def main():
     ap.add_argument("--work", default=None)
     ap.add_argument("--activations", default="f32", choices=["f32", "int8"],
                     help="kiln-compile --activations (int8: x quantized for the decode "
-                         "products on Q4_0/Q4_K weights)")
+                         "products on Q4_0/Q4_K/Q6_K weights, and Q8_0 with VNNI)")
     args = ap.parse_args()
 
     import numpy as np

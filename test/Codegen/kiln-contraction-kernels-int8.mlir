@@ -53,8 +53,10 @@
 // CHECK: %[[DD:.*]] = vector.shuffle %[[D1V]], %[[D2V]] [0, 1, 2, {{.*}}, 14, 15] : vector<8xf32>, vector<8xf32>
 // CHECK: %[[XQ:.*]] = vector.transfer_read %[[Q]]#0[%c0, %[[K]]]{{.*}} : tensor<1x512xi8>, vector<64xi8>
 // CHECK: %[[LHS:.*]] = vector.shape_cast %[[QQ]] : vector<64xi8> to vector<16x4xi8>
+// CHECK: %[[LHSW:.*]] = arith.extui %[[LHS]] : vector<16x4xi8> to vector<16x4xi32>
 // CHECK: %[[RHS:.*]] = vector.shape_cast %[[XQ]] : vector<64xi8> to vector<16x4xi8>
-// CHECK: %[[DOT:.*]] = vector.contract {{.*}} %[[LHS]], %[[RHS]], %{{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+// CHECK: %[[RHSW:.*]] = arith.extsi %[[RHS]] : vector<16x4xi8> to vector<16x4xi32>
+// CHECK: %[[DOT:.*]] = vector.contract {{.*}} %[[LHSW]], %[[RHSW]], %{{.*}} {kiln.lhs_below_128} : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>
 // CHECK: %[[XD:.*]] = vector.transfer_read %[[Q]]#1{{.*}} : tensor<1x128xf32>, vector<16xf32>
 // CHECK: %[[F:.*]] = arith.sitofp %[[DOT]] : vector<16xi32> to vector<16xf32>
 // CHECK: %[[S:.*]] = arith.mulf %[[DD]], %[[XD]] : vector<16xf32>
@@ -100,12 +102,12 @@ func.func @decode_q4_k(%x: tensor<1x1x512xf32>) -> tensor<1x1x8xf32> {
 // CHECK: %[[QQ:.*]] = vector.shuffle %[[Q]], %[[Q2]] [0, 1, 2, {{.*}}, 62, 63] : vector<32xi8>, vector<32xi8>
 // CHECK: %[[DD:.*]] = vector.shuffle %[[DV]], %[[D2V]] [0, 1, 2, {{.*}}, 14, 15] : vector<8xf32>, vector<8xf32>
 // CHECK: vector.shape_cast %[[QQ]] : vector<64xi8> to vector<16x4xi8>
-// CHECK: vector.contract {{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+// CHECK: vector.contract {{.*}} {kiln.lhs_below_128} : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>
 // CHECK: vector.transfer_read {{.*}} : tensor<1x32xf32>, vector<16xf32>
 // CHECK: vector.fma
 // CHECK: %[[XM:.*]] = vector.transfer_read {{.*}} : tensor<1x32xf32>, vector<16xf32>
 // CHECK: vector.fma %[[DD]], %[[XM]], %{{.*}} : vector<16xf32>
-// CHECK: vector.contract {{.*}} {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+// CHECK: vector.contract {{.*}} {kiln.lhs_below_128} : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>
 // CHECK-NOT: vector.contract
 // CHECK: %[[SA:.*]] = arith.addf
 // CHECK: %[[SM:.*]] = arith.addf
@@ -126,14 +128,48 @@ func.func @decode_q4_0(%x: tensor<1x1x128xf32>) -> tensor<1x1x8xf32> {
 // accumulators, added after the horizontal sums.
 // CHECK-LABEL: func.func @decode_q4_0_rest
 // CHECK: scf.for %[[N:.*]] = %c0 to %c8 step %c1
-// CHECK-COUNT-2: vector.contract {{.*}} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+// CHECK-COUNT-2: vector.contract {{.*}} : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>
 // CHECK: %[[MAIN:.*]] = vector.reduction <add>, %{{.*}} : vector<16xf32> into f32
 // CHECK: vector.transfer_read %{{.*}}[%[[N]], %c74]{{.*}} : tensor<8x90xi8>, vector<16xi8>
-// CHECK: vector.contract {{.*}} : vector<8x4xi8>, vector<8x4xi8> into vector<8xi32>
+// CHECK: vector.contract {{.*}} : vector<8x4xi32>, vector<8x4xi32> into vector<8xi32>
 // CHECK: %[[REST:.*]] = vector.reduction <add>, %{{.*}} : vector<8xf32> into f32
 // CHECK: arith.addf %[[MAIN]], %[[REST]]
 func.func @decode_q4_0_rest(%x: tensor<1x1x160xf32>) -> tensor<1x1x8xf32> {
   %w = transformer.weight "blk.0.attn_q.weight" [3] : tensor<8x160xf32, #transformer.encoding<q4_0>>
   %y = transformer.linear %x, %w : (tensor<1x1x160xf32>, tensor<8x160xf32, #transformer.encoding<q4_0>>) -> tensor<1x1x8xf32>
+  return %y : tensor<1x1x8xf32>
+}
+
+// -----
+
+// Tests a q8_0 weight (on this VNNI target): a block's 32 signed bytes
+// (bytes 2-33, after the f16 scale) offset to unsigned by flipping their
+// sign bits (q + 128 in [0, 255]), so that value = d (q + 128) - 128 d. The
+// contraction is not marked below 128 (kiln-lower-int8-dot takes it to
+// vpdpbusd only). The offsets' accumulator sums d xm and is scaled by 128
+// once, before the horizontal sum.
+// CHECK-LABEL: func.func @decode_q8_0
+// CHECK: %[[C128:.*]] = arith.constant dense<1.280000e+02> : vector<16xf32>
+// CHECK: scf.for %[[N:.*]] = %c0 to %c8 step %c1
+// CHECK-NOT: scf.for
+// CHECK: %[[B:.*]] = vector.transfer_read %{{.*}}[%[[N]], %c2]{{.*}} : tensor<8x136xi8>, vector<32xi8>
+// CHECK: %[[Q:.*]] = arith.xori %[[B]], %{{.*}} : vector<32xi8>
+// CHECK: vector.transfer_read %{{.*}}[%[[N]], %c36]{{.*}} : tensor<8x136xi8>, vector<32xi8>
+// CHECK: %[[Q2:.*]] = arith.xori
+// CHECK: %[[QQ:.*]] = vector.shuffle %[[Q]], %[[Q2]] [0, 1, 2, {{.*}}, 62, 63] : vector<32xi8>, vector<32xi8>
+// CHECK: %[[L:.*]] = vector.shape_cast %[[QQ]] : vector<64xi8> to vector<16x4xi8>
+// CHECK: arith.extui %[[L]] : vector<16x4xi8> to vector<16x4xi32>
+// CHECK: vector.contract
+// CHECK-NOT: kiln.lhs_below_128
+// CHECK-SAME: : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>
+// CHECK: vector.contract
+// CHECK: %[[SA:.*]] = arith.addf
+// CHECK: %[[SM:.*]] = arith.addf
+// CHECK: %[[SM128:.*]] = arith.mulf %[[SM]], %[[C128]] {{.*}}: vector<16xf32>
+// CHECK: arith.subf %[[SA]], %[[SM128]]
+// CHECK: vector.reduction <add>
+func.func @decode_q8_0(%x: tensor<1x1x128xf32>) -> tensor<1x1x8xf32> {
+  %w = transformer.weight "blk.0.attn_q.weight" [3] : tensor<8x128xf32, #transformer.encoding<q8_0>>
+  %y = transformer.linear %x, %w : (tensor<1x1x128xf32>, tensor<8x128xf32, #transformer.encoding<q8_0>>) -> tensor<1x1x8xf32>
   return %y : tensor<1x1x8xf32>
 }

@@ -1,18 +1,21 @@
-// RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=znver4},func.func(kiln-kernel-strategy{activations=int8}))' -split-input-file | FileCheck %s
-// RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=haswell},func.func(kiln-kernel-strategy{activations=int8}))' -split-input-file | FileCheck %s
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=znver4},func.func(kiln-kernel-strategy{activations=int8}))' -split-input-file | FileCheck %s --check-prefixes=CHECK,VNNI
+// RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=haswell},func.func(kiln-kernel-strategy{activations=int8}))' -split-input-file | FileCheck %s --check-prefixes=CHECK,AVX2
 // RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=znver4},func.func(kiln-kernel-strategy))' -split-input-file | FileCheck %s --check-prefix=F32
 // RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=x86-64},func.func(kiln-kernel-strategy{activations=int8}))' -split-input-file | FileCheck %s --check-prefix=SSE
 
 // Tests that with activations=int8 the decode products on q4_0, q4_k and
 // q6_k weights read x as 8-bit integers (activations = "i8", on AVX-512 and
-// AVX2 alike), and nothing else does: a q8_0 weight, an f32 one, a prompt's
-// product. Without the option (F32), and on a target without 256-bit
-// vectors (SSE), no product does.
+// AVX2 alike), a q8_0 weight too where the target has VNNI (its unsigned
+// bytes reach 255, which AVX2's vpmaddubsw would saturate), and nothing
+// else does: an f32 weight, a prompt's product. Without the option (F32),
+// and on a target without 256-bit vectors (SSE), no product does.
 // CHECK-LABEL: func.func @decode
 // CHECK: kiln.kernel = {activations = "i8", {{.*}}role = "decode"
 // CHECK: kiln.kernel = {activations = "i8", {{.*}}role = "decode"
 // CHECK: kiln.kernel = {activations = "i8", {{.*}}role = "decode"
-// CHECK-NOT: activations
+// CHECK: kiln.kernel = {block_cols
+// VNNI: kiln.kernel = {activations = "i8", {{.*}}role = "decode"
+// AVX2-NOT: activations
 // CHECK: return
 // F32-LABEL: func.func @decode
 // F32-NOT: activations

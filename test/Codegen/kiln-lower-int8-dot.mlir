@@ -5,7 +5,8 @@
 #ik = affine_map<(i, k) -> (i, k)>
 #i = affine_map<(i, k) -> (i)>
 
-// Tests that a marked 8-bit dot product (lhs in [0, 127]) becomes vpdpbusd
+// Tests that a dot product of zero-extended W bytes marked below 128 and
+// sign-extended x bytes becomes vpdpbusd
 // with AVX-512 VNNI, and vpmaddubsw then vpmaddwd by ones, added to the
 // accumulator, with AVX2 only; the operands are the 32 bytes of each side.
 // VNNI-LABEL: func.func @marked(
@@ -28,7 +29,9 @@
 // AVX2-NOT: vector.contract
 // AVX2: return %[[D]]
 func.func @marked(%acc: vector<8xi32>, %q: vector<8x4xi8>, %x: vector<8x4xi8>) -> vector<8xi32> {
-  %d = vector.contract {indexing_maps = [#ik, #ik, #i], iterator_types = ["parallel", "reduction"], kind = #vector.kind<add>} %q, %x, %acc {kiln.nonnegative_lhs} : vector<8x4xi8>, vector<8x4xi8> into vector<8xi32>
+  %ql = arith.extui %q : vector<8x4xi8> to vector<8x4xi32>
+  %xl = arith.extsi %x : vector<8x4xi8> to vector<8x4xi32>
+  %d = vector.contract {indexing_maps = [#ik, #ik, #i], iterator_types = ["parallel", "reduction"], kind = #vector.kind<add>} %ql, %xl, %acc {kiln.lhs_below_128} : vector<8x4xi32>, vector<8x4xi32> into vector<8xi32>
   return %d : vector<8xi32>
 }
 
@@ -68,21 +71,46 @@ func.func @marked(%acc: vector<8xi32>, %q: vector<8x4xi8>, %x: vector<8x4xi8>) -
 // AVX2-NOT: vector.contract
 // AVX2: return %[[D]]
 func.func @marked16(%acc: vector<16xi32>, %q: vector<16x4xi8>, %x: vector<16x4xi8>) -> vector<16xi32> {
-  %d = vector.contract {indexing_maps = [#ik, #ik, #i], iterator_types = ["parallel", "reduction"], kind = #vector.kind<add>} %q, %x, %acc {kiln.nonnegative_lhs} : vector<16x4xi8>, vector<16x4xi8> into vector<16xi32>
+  %ql = arith.extui %q : vector<16x4xi8> to vector<16x4xi32>
+  %xl = arith.extsi %x : vector<16x4xi8> to vector<16x4xi32>
+  %d = vector.contract {indexing_maps = [#ik, #ik, #i], iterator_types = ["parallel", "reduction"], kind = #vector.kind<add>} %ql, %xl, %acc {kiln.lhs_below_128} : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>
   return %d : vector<16xi32>
 }
 
-// Tests that an unmarked contraction (its lhs may be negative: vpdpbusd
-// would read it as unsigned) is left to the upstream lowering.
+// Tests that an unmarked dot product (W's bytes may reach 255: q8_0 offset
+// by 128) is still vpdpbusd with VNNI (unsigned times signed, no
+// saturation), and is left to the upstream lowering on AVX2, whose
+// vpmaddubsw would saturate its pairwise i16 sums.
 // VNNI-LABEL: func.func @unmarked
-// VNNI: vector.contract
-// VNNI-NOT: llvm.call_intrinsic
+// VNNI: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
+// VNNI-NOT: vector.contract
+// VNNI-NOT: arith.ext
+// VNNI: return
 // VNNI256-LABEL: func.func @unmarked
-// VNNI256: vector.contract
+// VNNI256: llvm.call_intrinsic "llvm.x86.avx512.vpdpbusd.256"
 // AVX2-LABEL: func.func @unmarked
+// AVX2: arith.extui
+// AVX2: arith.extsi
 // AVX2: vector.contract
 // AVX2-NOT: llvm.call_intrinsic
 func.func @unmarked(%acc: vector<8xi32>, %q: vector<8x4xi8>, %x: vector<8x4xi8>) -> vector<8xi32> {
-  %d = vector.contract {indexing_maps = [#ik, #ik, #i], iterator_types = ["parallel", "reduction"], kind = #vector.kind<add>} %q, %x, %acc : vector<8x4xi8>, vector<8x4xi8> into vector<8xi32>
+  %ql = arith.extui %q : vector<8x4xi8> to vector<8x4xi32>
+  %xl = arith.extsi %x : vector<8x4xi8> to vector<8x4xi32>
+  %d = vector.contract {indexing_maps = [#ik, #ik, #i], iterator_types = ["parallel", "reduction"], kind = #vector.kind<add>} %ql, %xl, %acc : vector<8x4xi32>, vector<8x4xi32> into vector<8xi32>
+  return %d : vector<8xi32>
+}
+
+// Tests that a contraction of bytes that are not zero-extended on the left
+// and sign-extended on the right (here both sign-extended: a signed lhs
+// that vpdpbusd would read as unsigned) is left alone.
+// VNNI-LABEL: func.func @signed_lhs
+// VNNI: vector.contract
+// VNNI-NOT: llvm.call_intrinsic
+// AVX2-LABEL: func.func @signed_lhs
+// AVX2: vector.contract
+func.func @signed_lhs(%acc: vector<8xi32>, %q: vector<8x4xi8>, %x: vector<8x4xi8>) -> vector<8xi32> {
+  %ql = arith.extsi %q : vector<8x4xi8> to vector<8x4xi32>
+  %xl = arith.extsi %x : vector<8x4xi8> to vector<8x4xi32>
+  %d = vector.contract {indexing_maps = [#ik, #ik, #i], iterator_types = ["parallel", "reduction"], kind = #vector.kind<add>} %ql, %xl, %acc {kiln.lhs_below_128} : vector<8x4xi32>, vector<8x4xi32> into vector<8xi32>
   return %d : vector<8xi32>
 }

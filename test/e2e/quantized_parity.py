@@ -105,9 +105,10 @@ CONFIGS = [
     ("gpt2-q4_k_m", "gpt2", GPT2, "Q4_K_M", {"F32", "Q4_K", "Q6_K"}, []),
 ]
 
-# kiln-compile --activations=int8: decode products on Q4_0/Q4_K weights
-# quantize x to 8 bits per 32 values and take integer dot products (as
-# llama.cpp does), so the logits are no longer exact: within INT8_TOL x
+# kiln-compile --activations=int8: decode products on Q4_0/Q4_K/Q6_K weights
+# (and Q8_0 where the CPU has AVX-512 VNNI) quantize x to 8 bits, one scale
+# per 4 values, and take integer dot products (as llama.cpp does, per 32),
+# so the logits are no longer exact: within INT8_TOL x
 # max|logit| of PyTorch, and greedy tokens identical on all but at most
 # INT8_GREEDY_MISSES of these configs (a near-tie may flip).
 INT8 = ["--activations=int8"]
@@ -122,6 +123,8 @@ INT8_CONFIGS = [
      INT8 + ["--target-cpu", "haswell"]),
     ("llama-384-q4_k_m-int8", "llama", WIDE384, "Q4_K_M", {"Q4_K", "Q5_0", "Q6_K", "Q8_0"}, INT8),
     ("gpt2-q4_k_m-int8", "gpt2", GPT2, "Q4_K_M", {"F32", "Q4_K", "Q6_K"}, INT8),
+    ("llama-mha-q8_0-int8", "llama", LLAMA, "Q8_0", {"Q8_0"}, INT8),
+    ("gpt2-q8_0-int8", "gpt2", GPT2, "Q8_0", {"F32", "Q8_0"}, INT8),
 ]
 WRITER_TYPES = ("F32", "F16", "BF16")
 

@@ -415,14 +415,16 @@ public:
     return in.xq && encoding &&
            (*encoding == WeightEncoding::q4_0 ||
             *encoding == WeightEncoding::q4_k ||
-            *encoding == WeightEncoding::q6_k);
+            *encoding == WeightEncoding::q6_k ||
+            *encoding == WeightEncoding::q8_0);
   }
 
   /// tile[m, nl] (+)= dot(x[m, :], w[nl, :]) with int8 activations: per
-  /// 32-value group, the integer dot product of W's integers q (value =
-  /// d q - m) with x's 8-bit integers xq (x ~ xd xq) is a vector.contract of
-  /// i8 into 8 lanes of i32 (kiln-lower-int8-dot makes it vpdpbusd or
-  /// vpmaddubsw + vpmaddwd; lane i sums 4 values, which share one of x's
+  /// 32-value group, the integer dot product of W's unsigned integers q
+  /// (value = d q - m) with x's signed 8-bit integers xq (x ~ xd xq) is a
+  /// vector.contract of their extensions to i32 (extui, extsi) into 8 lanes
+  /// (kiln-lower-int8-dot makes it vpdpbusd, or vpmaddubsw + vpmaddwd where
+  /// q is below 128; lane i sums 4 values, which share one of x's
   /// scales). Two consecutive groups make one contraction into 16 lanes (one
   /// 512-bit vpdpbusd), converted and scaled by d times the lanes' scales
   /// into an f32 accumulator; the groups' m sum(xd xq) (xm) go into another
@@ -475,15 +477,20 @@ public:
       VectorType lanesF = VectorType::get({lanes}, f32);
       VectorType lanesI = VectorType::get({lanes}, b.getI32Type());
       VectorType quads = VectorType::get({lanes, S}, b.getI8Type());
+      VectorType quadsI = VectorType::get({lanes, S}, b.getI32Type());
       Value xv = vector::TransferReadOp::create(
           b, loc, VectorType::get({n * G}, b.getI8Type()), in.xq,
           ValueRange{m, col}, pad8, ArrayRef<bool>{true});
       auto contract = vector::ContractionOp::create(
-          b, loc, vector::ShapeCastOp::create(b, loc, quads, q),
-          vector::ShapeCastOp::create(b, loc, quads, xv),
+          b, loc,
+          arith::ExtUIOp::create(b, loc, quadsI,
+                                 vector::ShapeCastOp::create(b, loc, quads, q)),
+          arith::ExtSIOp::create(
+              b, loc, quadsI, vector::ShapeCastOp::create(b, loc, quads, xv)),
           zerosOf(lanesI, b.getI32IntegerAttr(0)), maps, iters);
-      // W's integers are 0 to 63.
-      contract->setAttr(kiln::kNonNegativeLhsAttr, b.getUnitAttr());
+      // The 4- and 6-bit types' integers are 0 to 63 (q8_0's up to 255).
+      if (*encoding != WeightEncoding::q8_0)
+        contract->setAttr(kiln::kLhsBelow128Attr, b.getUnitAttr());
       // The lanes' scales (one per 4 values of x), and the lanes' scale
       // times the sum of their integers.
       Value lane = arith::DivUIOp::create(b, loc, col, idx(S));

@@ -117,13 +117,17 @@ struct KilnKernelStrategyPass
     // (x86vector::avx2::transpose8x8xf32).
     c.packed = target.avx && l.k % kPackTranspose == 0 && c.blockCols >= 2 * vl;
     // Integer dot products: decode products on the weight types that have
-    // an integer kernel (4- and 6-bit), on targets with 256-bit integer vectors (AVX2).
+    // an integer kernel, on targets with 256-bit integer vectors (AVX2):
+    // the 4- and 6-bit types everywhere, q8_0 where there is VNNI (its
+    // unsigned bytes reach 255, which AVX2's vpmaddubsw would saturate).
     if (activations == "int8" && c.isDecode() && target.vectorBits >= 256) {
+      using kiln::transformer::WeightEncoding;
       std::optional<kiln::StoredWeight> w = kiln::getStoredWeight(l.w());
       c.int8Activations =
-          w && (w->encoding == kiln::transformer::WeightEncoding::q4_0 ||
-                w->encoding == kiln::transformer::WeightEncoding::q4_k ||
-                w->encoding == kiln::transformer::WeightEncoding::q6_k);
+          w && (w->encoding == WeightEncoding::q4_0 ||
+                w->encoding == WeightEncoding::q4_k ||
+                w->encoding == WeightEncoding::q6_k ||
+                (w->encoding == WeightEncoding::q8_0 && target.avx512vnni));
     }
     return c;
   }

@@ -2,15 +2,17 @@
 //
 // Implements `kiln-lower-int8-dot`: the 8-bit integer dot products that
 // kiln-contraction-kernels emits for int8 activations, a
-// `vector.contract` of two vector<8x4xi8> into vector<8xi32> (lane i adds
-// the 4 products of row i, the operands sign-extended) marked
-// `kiln.nonnegative_lhs` (every lhs value is in [0, 127]: W's 4-bit
-// integers), become the instructions that compute it: AVX-512 VNNI's
-// vpdpbusd (unsigned lhs bytes times signed rhs bytes, 4 at a time, added
-// to the i32 lanes), or on AVX2 vpmaddubsw (pairs into i16, which cannot
-// saturate for lhs <= 127) then vpmaddwd with ones (pairs of i16 into
-// i32). The upstream lowering of the contraction (widening to i32 lanes,
-// multiplies and shuffles) computes the same values several times slower.
+// `vector.contract` into vector<8xi32> or vector<16xi32> of
+// `arith.extui` of a vector<Nx4xi8> (W's integers, unsigned) and
+// `arith.extsi` of a vector<Nx4xi8> (x's, signed), lane i adding the 4
+// products of row i, become the instructions that compute it: AVX-512
+// VNNI's vpdpbusd (unsigned lhs bytes times signed rhs bytes, 4 at a time,
+// added to the i32 lanes), or, where the contraction is marked
+// `kiln.lhs_below_128` (W's 4- and 6-bit integers), AVX2's vpmaddubsw
+// (pairs into i16, which cannot saturate for lhs < 128) then vpmaddwd with
+// ones (pairs of i16 into i32). The upstream lowering of the contraction
+// (i32 multiplies and shuffles) computes the same values several times
+// slower; it is left to it where neither applies.
 //
 // It runs after bufferization: the intrinsic calls (llvm.call_intrinsic)
 // carry no memory-effect information, which bufferization's analyses
@@ -34,30 +36,36 @@ using namespace mlir;
 
 namespace {
 
-/// Whether `op` is the marked contraction this pass lowers.
-bool isInt8Dot(vector::ContractionOp op) {
-  if (!op->hasAttr(kiln::kNonNegativeLhsAttr) ||
-      op.getKind() != vector::CombiningKind::ADD)
-    return false;
+/// The unsigned and signed bytes of `op` when it is an integer dot product
+/// this pass lowers.
+std::optional<std::pair<Value, Value>>
+int8DotOperands(vector::ContractionOp op) {
+  if (op.getKind() != vector::CombiningKind::ADD)
+    return std::nullopt;
   int64_t lanes = op.getLhsType().getDimSize(0);
   if (lanes != 8 && lanes != 16)
-    return false;
-  auto quads =
-      VectorType::get({lanes, 4}, IntegerType::get(op.getContext(), 8));
-  auto acc = VectorType::get({lanes}, IntegerType::get(op.getContext(), 32));
-  if (op.getLhsType() != quads || op.getRhsType() != quads ||
-      op.getAccType() != acc)
-    return false;
+    return std::nullopt;
   MLIRContext *ctx = op.getContext();
+  auto quads = VectorType::get({lanes, 4}, IntegerType::get(ctx, 8));
+  auto wide = VectorType::get({lanes, 4}, IntegerType::get(ctx, 32));
+  auto acc = VectorType::get({lanes}, IntegerType::get(ctx, 32));
+  auto lhs = op.getLhs().getDefiningOp<arith::ExtUIOp>();
+  auto rhs = op.getRhs().getDefiningOp<arith::ExtSIOp>();
+  if (!lhs || !rhs || op.getLhsType() != wide || op.getRhsType() != wide ||
+      lhs.getIn().getType() != quads || rhs.getIn().getType() != quads ||
+      op.getAccType() != acc)
+    return std::nullopt;
   AffineExpr i, k;
   bindDims(ctx, i, k);
   SmallVector<AffineMap> want{AffineMap::get(2, 0, {i, k}, ctx),
                               AffineMap::get(2, 0, {i, k}, ctx),
                               AffineMap::get(2, 0, {i}, ctx)};
-  return op.getIndexingMapsArray() == want &&
-         op.getIteratorTypesArray() ==
-             SmallVector<vector::IteratorType>{vector::IteratorType::parallel,
-                                               vector::IteratorType::reduction};
+  if (op.getIndexingMapsArray() != want ||
+      op.getIteratorTypesArray() !=
+          SmallVector<vector::IteratorType>{vector::IteratorType::parallel,
+                                            vector::IteratorType::reduction})
+    return std::nullopt;
+  return std::make_pair(lhs.getIn(), rhs.getIn());
 }
 
 Value intrinsic(OpBuilder &b, Location loc, Type result, StringRef name,
@@ -81,7 +89,9 @@ struct KilnLowerInt8DotPass
     }
     bool failedToLower = false;
     module.walk([&](vector::ContractionOp op) {
-      if (!isInt8Dot(op))
+      std::optional<std::pair<Value, Value>> bytes = int8DotOperands(op);
+      if (!bytes ||
+          (!target->avx512vnni && !op->hasAttr(kiln::kLhsBelow128Attr)))
         return;
       if (target->vectorBits < 256) {
         op.emitError("kiln-lower-int8-dot: integer dot products need "
@@ -97,9 +107,9 @@ struct KilnLowerInt8DotPass
         return VectorType::get({4 * n}, b.getI8Type());
       };
       Value lhs =
-          vector::ShapeCastOp::create(b, loc, bytesOf(lanes), op.getLhs());
+          vector::ShapeCastOp::create(b, loc, bytesOf(lanes), bytes->first);
       Value rhs =
-          vector::ShapeCastOp::create(b, loc, bytesOf(lanes), op.getRhs());
+          vector::ShapeCastOp::create(b, loc, bytesOf(lanes), bytes->second);
       // acc + dot of `n` lanes from lane `first`.
       auto dot = [&](int64_t first, int64_t n) -> Value {
         auto slice = [&](Value v, int64_t offset, int64_t size) -> Value {
@@ -136,8 +146,13 @@ struct KilnLowerInt8DotPass
       } else {
         result = dot(0, 8);
       }
+      Operation *ext[] = {op.getLhs().getDefiningOp(),
+                          op.getRhs().getDefiningOp()};
       op.getResult().replaceAllUsesWith(result);
       op.erase();
+      for (Operation *e : ext)
+        if (e->use_empty())
+          e->erase();
     });
     if (failedToLower)
       signalPassFailure();

@@ -52,11 +52,11 @@ inline constexpr llvm::StringLiteral kGroupAttr = "kiln.group";
 /// whole.
 inline constexpr llvm::StringLiteral kEpilogueAttr = "kiln.epilogue";
 
-/// Unit attribute on an 8-bit integer vector.contract: every value of its
-/// lhs is in [0, 127] (unsigned and signed readings agree), which
-/// kiln-lower-int8-dot needs to use an unsigned-by-signed instruction.
-inline constexpr llvm::StringLiteral kNonNegativeLhsAttr =
-    "kiln.nonnegative_lhs";
+/// Unit attribute on an integer dot product (a vector.contract of an
+/// extui'd lhs and an extsi'd rhs of i8): every lhs byte is below 128, so
+/// that kiln-lower-int8-dot may use AVX2's vpmaddubsw (whose pairwise i16
+/// sums could saturate for larger bytes) where the target has no VNNI.
+inline constexpr llvm::StringLiteral kLhsBelow128Attr = "kiln.lhs_below_128";
 
 #define GEN_PASS_REGISTRATION
 #include "kiln/Codegen/Passes.h.inc"

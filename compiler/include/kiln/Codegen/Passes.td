@@ -121,19 +121,22 @@ def KilnContractionKernels
       values for the k-quants), so that where each vector lies in its block
       is a constant and a block's sub-block scales are unpacked once, by
       vector operations;
-    * with `activations = "i8"`, a matrix-vector product on a q4_0, q4_k or
-      q6_k weight quantizes `x` once, before the parallel loop: 8-bit
-      integers with one scale per 4 values, each scale times the sum of its
-      4 integers, and those summed per 32 values. Each row of `W` then
-      takes two 32-value groups per step of an integer dot product into 16
-      lanes of i32 (a `vector.contract` of `vector<16x4xi8>` marked
-      `kiln.nonnegative_lhs`, for `kiln-lower-int8-dot`), scaled by the
-      groups' `d` times the lanes' scales into one of two f32
-      accumulators; steps cover whole blocks and at least 128 values. The
-      weights' offsets (`value = d q - m`) are subtracted apart: for q4_0
-      and q6_k, whose `m` is 8 or 32 times `d`, as a sum of `d` times the
-      lanes' scaled sums multiplied once at the end; for q4_k once per
-      block, its 8 sub-blocks' `dmin m` times `x`'s 8 group sums;
+    * with `activations = "i8"`, a matrix-vector product on a q4_0, q4_k,
+      q6_k or q8_0 weight quantizes `x` once, before the parallel loop:
+      8-bit integers with one scale per 4 values, each scale times the sum
+      of its 4 integers, and those summed per 32 values. Each row of `W`
+      then takes two 32-value groups per step of an integer dot product
+      into 16 lanes of i32 (a `vector.contract` of `W`'s unsigned bytes
+      `arith.extui`'d and `x`'s `arith.extsi`'d, marked
+      `kiln.lhs_below_128` for the 4- and 6-bit types, for
+      `kiln-lower-int8-dot`), scaled by the groups' `d` times the lanes'
+      scales into one of two f32 accumulators; steps cover whole blocks and
+      at least 128 values. The weights' offsets (`value = d q - m`) are
+      subtracted apart: for q4_0, q6_k and q8_0, whose `m` is 8, 32 or 128
+      times `d` (q8_0's signed integers are offset by 128, their sign bits
+      flipped), as a sum of `d` times the lanes' scaled sums multiplied
+      once at the end; for q4_k once per block, its 8 sub-blocks' `dmin m`
+      times `x`'s 8 group sums;
     * every kernel writes a fresh output, each element once: zero-initialised
       products without a fill, a product's init (a residual stream, a bias)
       read where its sums are written rather than overwritten in place.
@@ -153,25 +156,30 @@ def KilnLowerInt8Dot : Pass<"kiln-lower-int8-dot", "mlir::ModuleOp"> {
   let summary = "8-bit integer dot products as vpdpbusd or vpmaddubsw";
   let description = [{
     Rewrites the integer dot products that `kiln-contraction-kernels`
-    emits for int8 activations: a `vector.contract` of two `vector<Nx4xi8>`
-    into `vector<Nxi32>`, N = 8 or 16 (lane i adds the 4 products of row
-    i; operands sign-extended) marked `kiln.nonnegative_lhs` (every lhs
-    value is in [0, 127]). With AVX-512 VNNI in the module's `kiln.target`
-    it becomes `vpdpbusd` (unsigned lhs bytes times signed rhs bytes,
-    added to the acc lanes): `llvm.x86.avx512.vpdpbusd.512` for 16 lanes
-    on a 512-bit target, else `.256` per 8 lanes; otherwise AVX2's
-    `vpmaddubsw` (pairs into i16: at most 2 * 127 * 128, no saturation)
-    then `vpmaddwd` by ones, added to the acc, per 8 lanes. The halves of
-    a 16-lane product are concatenated (`vector.shuffle`). Unmarked
-    contractions are left to the upstream lowering. Runs after
-    bufferization (the intrinsic calls carry no memory-effect information).
+    emits for int8 activations: a `vector.contract` into `vector<Nxi32>`,
+    N = 8 or 16, of `arith.extui` of a `vector<Nx4xi8>` (W's unsigned
+    bytes) and `arith.extsi` of a `vector<Nx4xi8>` (x's signed bytes); lane
+    i adds the 4 products of row i. With AVX-512 VNNI in the module's
+    `kiln.target` it becomes `vpdpbusd` (unsigned lhs bytes times signed
+    rhs bytes, added to the acc lanes): `llvm.x86.avx512.vpdpbusd.512` for
+    16 lanes on a 512-bit target, else `.256` per 8 lanes. Without VNNI,
+    a contraction marked `kiln.lhs_below_128` (every lhs byte below 128:
+    the 4- and 6-bit weights) becomes AVX2's `vpmaddubsw` (pairs into i16:
+    at most 2 * 127 * 128, no saturation) then `vpmaddwd` by ones, added to
+    the acc, per 8 lanes; an unmarked one (q8_0's bytes reach 255, whose
+    pairs could saturate) is left to the upstream lowering, as is any
+    other contraction. The halves of a 16-lane product are concatenated
+    (`vector.shuffle`). Runs after bufferization (the intrinsic calls carry
+    no memory-effect information).
 
     ```mlir
     // Before:
+    %ql = arith.extui %q : vector<8x4xi8> to vector<8x4xi32>
+    %xl = arith.extsi %x : vector<8x4xi8> to vector<8x4xi32>
     %d = vector.contract {indexing_maps = [(i, k) -> (i, k), (i, k) -> (i, k),
         (i, k) -> (i)], iterator_types = ["parallel", "reduction"],
-        kind = #vector.kind<add>} %q, %x, %acc {kiln.nonnegative_lhs}
-        : vector<8x4xi8>, vector<8x4xi8> into vector<8xi32>
+        kind = #vector.kind<add>} %ql, %xl, %acc {kiln.lhs_below_128}
+        : vector<8x4xi32>, vector<8x4xi32> into vector<8xi32>
     // After (AVX-512 VNNI):
     %q32 = vector.shape_cast %q : vector<8x4xi8> to vector<32xi8>
     %x32 = vector.shape_cast %x : vector<8x4xi8> to vector<32xi8>
@@ -364,12 +372,13 @@ def KilnKernelStrategy
       registers, 6 x 2 is 12 of AVX2's 16);
     * `activations = "i8"` (only with the `activations=int8` option; absent
       means f32): for a decode product whose `W` is stored as q4_0, q4_k
-      or q6_k, on a target with 256-bit vectors or wider, `x` is quantized to 8-bit
+      or q6_k, on a target with 256-bit vectors or wider, or as q8_0 on a
+      target with AVX-512 VNNI (its bytes, offset to unsigned, reach 255,
+      which AVX2's `vpmaddubsw` would saturate), `x` is quantized to 8-bit
       integers with one scale per 4 values (max|x| / 127 of the 4, round
       to nearest even) once per product, and its dot products with `W`'s
-      4- and 6-bit integers are integer dot products (AVX-512 VNNI
-      `vpdpbusd`, else AVX2 `vpmaddubsw`/`vpmaddwd`; see
-      `kiln-contraction-kernels`). Faster, and no longer exact: the
+      integers are integer dot products (AVX-512 VNNI `vpdpbusd`, else
+      AVX2 `vpmaddubsw`/`vpmaddwd`; see `kiln-contraction-kernels`). Faster, and no longer exact: the
       default keeps `x` in f32 and `W` dequantized exactly.
 
     ```mlir
@@ -385,7 +394,8 @@ def KilnKernelStrategy
     Option<"blockCols", "block-cols", "int64_t", "64",
            "Most output columns per parallel task">,
     Option<"activations", "activations", "std::string", "\"f32\"",
-           "Decode products on q4_0/q4_k/q6_k weights: f32 (x as is, W "
+           "Decode products on q4_0/q4_k/q6_k (and, with VNNI, q8_0) "
+           "weights: f32 (x as is, W "
            "dequantized exactly) or int8 (x quantized, a scale per 4 values; "
            "integer dot products)">
   ];

@@ -57,15 +57,16 @@ mlir::Value dequantizeVector(mlir::OpBuilder &b, mlir::Location loc,
 
 /// A 32-value group of a stored weight as non-negative integers: value[j]
 /// = d[j / 4] * q[j] - m[j / 4], with q the group's integers in order, as
-/// vector<32xi8> in [0, 63] (the same bits signed or unsigned), and d, m
-/// vector<8xf32>, one factor per 4 values (the lanes of a 4-wide integer
-/// dot product): q4_0's d and 8 d, q4_k's d * sc and dmin * m of the
-/// sub-block (all lanes equal), q6_k's d * sc and 32 d * sc (one scale per
-/// 16 values). What an integer dot product reads (the values are those of
-/// dequantizeVector up to rounding: the offset is taken out of each
-/// product). `group` and `offset` as for dequantizeVector (offset a
-/// multiple of 32). Nothing for other encodings, nor for q6_k groups not
-/// aligned to a block.
+/// vector<32xi8> read unsigned (in [0, 63] for the 4- and 6-bit types, in
+/// [0, 255] for q8_0), and d, m vector<8xf32>, one factor per 4 values (the
+/// lanes of a 4-wide integer dot product): q4_0's d and 8 d, q4_k's d * sc
+/// and dmin * m of the sub-block (all lanes equal), q6_k's d * sc and
+/// 32 d * sc (one scale per 16 values), q8_0's d and 128 d (its signed
+/// integers offset by 128: the sign bit flipped). What an integer dot product
+/// reads (the values are those of dequantizeVector up to rounding: the offset
+/// is taken out of each product). `group` and `offset` as for dequantizeVector
+/// (offset a multiple of 32). Nothing for other encodings, nor for q6_k groups
+/// not aligned to a block.
 struct IntegerGroup {
   mlir::Value q, d, m;
 };
@@ -76,7 +77,8 @@ integerGroup(mlir::OpBuilder &b, mlir::Location loc,
              int64_t groupAlign);
 
 /// Where integerGroup's m is a constant multiple of its d (8 for q4_0, 32
-/// for q6_k: the integers' zero point), that multiple, else 0. A power of
+/// for q6_k, 128 for q8_0: the integers' zero point), that multiple, else
+/// 0. A power of
 /// two, so that m x = offsetPerScale * (d x) exactly: a kernel may sum d x
 /// and scale the sum once instead of building m.
 inline float offsetPerScale(transformer::WeightEncoding encoding) {
@@ -85,6 +87,8 @@ inline float offsetPerScale(transformer::WeightEncoding encoding) {
     return 8.0f;
   case transformer::WeightEncoding::q6_k:
     return 32.0f;
+  case transformer::WeightEncoding::q8_0:
+    return 128.0f;
   default:
     return 0.0f;
   }

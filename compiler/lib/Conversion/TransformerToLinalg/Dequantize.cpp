@@ -496,7 +496,7 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
                    Value storage, Value row, Value group, int64_t offset,
                    int64_t groupAlign) {
   if (encoding != WeightEncoding::q4_0 && encoding != WeightEncoding::q4_k &&
-      encoding != WeightEncoding::q6_k)
+      encoding != WeightEncoding::q6_k && encoding != WeightEncoding::q8_0)
     return std::nullopt;
   assert(groupAlign % kDequantizeGroup == 0 && offset < groupAlign &&
          offset % kDequantizeGroup == 0 && "offset outside the aligned group");
@@ -553,6 +553,17 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
                 lanes, b.getF32FloatAttr(offsetPerScale(encoding)))),
         d);
     return IntegerGroup{q, d, m};
+  }
+  if (encoding == WeightEncoding::q8_0) {
+    // Bytes 2..33: the 32 signed integers; q + 128 (unsigned) is the byte
+    // with its sign bit flipped.
+    Value qs = r.bytes(r.addIdx(base, 2), 32);
+    Value q = arith::XOrIOp::create(b, loc, qs, splat8(bytes32, -128));
+    Value d = r.halfLoad(base);
+    Value zeroPoint = arith::ConstantOp::create(
+        b, loc, b.getF32FloatAttr(offsetPerScale(encoding)));
+    return IntegerGroup{q, all(d),
+                        all(arith::MulFOp::create(b, loc, zeroPoint, d))};
   }
   if (encoding == WeightEncoding::q4_0) {
     // Bytes 2..17: low nibbles are values 0-15, high nibbles 16-31.

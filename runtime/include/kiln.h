@@ -27,10 +27,17 @@ typedef struct kiln_params {
   float top_p;       /* 1: off */
   uint64_t seed;
   int ignore_eos; /* nonzero: do not stop at EOS */
+  /* llama.cpp's samplers, in its chain's order (docs/executable.md). */
+  float min_p;             /* 0: off */
+  float repeat_penalty;    /* 1: off */
+  int64_t repeat_last_n;   /* tokens penalized; 0: off, -1: all */
+  float presence_penalty;  /* 0: off */
+  float frequency_penalty; /* 0: off */
 } kiln_params;
 
 /* The executable's defaults: n_predict 128, temperature 0.8, top_k 40,
- * top_p 0.95, seed 0, ignore_eos 0. */
+ * top_p 0.95, seed 0, ignore_eos 0, min_p 0, repeat_penalty 1,
+ * repeat_last_n 64, presence_penalty 0, frequency_penalty 0. */
 kiln_params kiln_default_params(void);
 
 /* Maps and validates the model file (NULL: the file the library was

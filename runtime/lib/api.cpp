@@ -3,6 +3,7 @@
 #include "kiln.h"
 #include "kiln/rt/session.h"
 
+#include <cmath>
 #include <cstring>
 
 using namespace kiln::rt;
@@ -32,6 +33,12 @@ kiln_params kiln_default_params(void) {
   p.top_p = 0.95f;
   p.seed = 0;
   p.ignore_eos = 0;
+  SamplingParams d;
+  p.min_p = (float)d.minP;
+  p.repeat_penalty = (float)d.repeatPenalty;
+  p.repeat_last_n = d.repeatLastN;
+  p.presence_penalty = (float)d.presencePenalty;
+  p.frequency_penalty = (float)d.frequencyPenalty;
   return p;
 }
 
@@ -80,7 +87,10 @@ int64_t kiln_generate(kiln_handle *h, const int32_t *prompt, size_t n,
       return -1;
     }
   if (p.n_predict < -1 || p.temperature < 0 || p.top_k < 0 ||
-      !(p.top_p > 0 && p.top_p <= 1)) {
+      !(p.top_p > 0 && p.top_p <= 1) || !(p.min_p >= 0 && p.min_p <= 1) ||
+      !(p.repeat_penalty > 0) || p.repeat_last_n < -1 ||
+      !std::isfinite(p.repeat_penalty) || !std::isfinite(p.presence_penalty) ||
+      !std::isfinite(p.frequency_penalty)) {
     h->error = "invalid sampling parameters";
     return -1;
   }
@@ -88,6 +98,11 @@ int64_t kiln_generate(kiln_handle *h, const int32_t *prompt, size_t n,
   s.temperature = p.temperature;
   s.topK = p.top_k;
   s.topP = p.top_p;
+  s.minP = p.min_p;
+  s.repeatPenalty = p.repeat_penalty;
+  s.repeatLastN = p.repeat_last_n;
+  s.presencePenalty = p.presence_penalty;
+  s.frequencyPenalty = p.frequency_penalty;
   Rng rng(p.seed);
   GenerationResult r;
   bool stopped = false;

@@ -146,6 +146,27 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
       if (!(err = take(v)) && !(err = parseDouble(flag, v, o.sampling.topP)) &&
           !(o.sampling.topP > 0 && o.sampling.topP <= 1))
         err = usage("--top-p must be in (0, 1], got " + v);
+    } else if (flag == "--min-p") {
+      if (!(err = take(v)) && !(err = parseDouble(flag, v, o.sampling.minP)) &&
+          !(o.sampling.minP >= 0 && o.sampling.minP <= 1))
+        err = usage("--min-p must be in [0, 1], got " + v);
+    } else if (flag == "--repeat-penalty") {
+      if (!(err = take(v)) &&
+          !(err = parseDouble(flag, v, o.sampling.repeatPenalty)) &&
+          !(o.sampling.repeatPenalty > 0))
+        err = usage("--repeat-penalty must be positive, got " + v);
+    } else if (flag == "--repeat-last-n") {
+      if (!(err = take(v)) &&
+          !(err = parseInt(flag, v, o.sampling.repeatLastN)) &&
+          o.sampling.repeatLastN < -1)
+        err = usage("--repeat-last-n must be -1 (all), 0 (off) or positive, "
+                    "got " +
+                    v);
+    } else if (flag == "--presence-penalty" || flag == "--frequency-penalty") {
+      double &f = flag == "--presence-penalty" ? o.sampling.presencePenalty
+                                               : o.sampling.frequencyPenalty;
+      if (!(err = take(v)))
+        err = parseDouble(flag, v, f);
     } else if (flag == "--seed") {
       int64_t s;
       if (!(err = take(v)) && !(err = parseInt(flag, v, s))) {
@@ -234,6 +255,18 @@ Generates text with the model compiled into this executable (a Kiln build).
   --temp T                sampling temperature (default: 0.8; 0 = greedy)
   --top-k K               keep the K most likely tokens (default: 40; 0 = off)
   --top-p P               nucleus sampling mass in (0, 1] (default: 0.95; 1 = off)
+  --min-p P               keep tokens at least P times as likely as the most
+                          likely one, in [0, 1] (default: 0 = off)
+  --repeat-penalty F      divide the positive logits (multiply the others) of
+                          tokens seen in the last N by F (default: 1 = off)
+  --repeat-last-n N       tokens the penalties look back over (default: 64;
+                          0 = off, -1 = the prompt and everything generated)
+  --presence-penalty F    subtract F from the logit of every token seen in
+                          the last N (default: 0 = off)
+  --frequency-penalty F   subtract F times its count from the logit of every
+                          token seen in the last N (default: 0 = off)
+                          Sampling follows llama.cpp's chain: penalties,
+                          top-k, top-p, min-p, temperature, draw.
   --seed S                random seed (default: from the clock; reported in JSON)
   -t, --threads N         threads the compiled kernels run on (default: every
                           CPU this process may use); results do not depend on it

@@ -1,4 +1,10 @@
-//===- sampler.cpp - Seeded sampling: greedy, temperature, top-k, top-p ---===//
+//===- sampler.cpp - Seeded sampling: llama.cpp's sampler chain ----------===//
+//
+// Greedy, or llama.cpp's default chain (common/sampling.cpp) restricted to
+// the samplers Kiln offers, in its order: penalties (repeat, frequency,
+// presence over the last N tokens), top-k, top-p, min-p, temperature, then
+// a draw from the softmax of the tokens left. Top-p and min-p read the
+// probabilities before temperature, as llama.cpp's do.
 
 #include "kiln/rt/session.h"
 
@@ -44,16 +50,58 @@ int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
   return sample(logits, vocab, p, rng, scratch);
 }
 
-int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
-               Rng &rng, SamplerScratch &scratch) {
+// llama.cpp's penalties sampler (llama_sampler_penalties_apply): for each
+// distinct token among the last `repeatLastN` of `history` (all with -1),
+// seen `count` times, its logit is divided by repeatPenalty if positive
+// and multiplied by it otherwise, then lowered by count * frequencyPenalty
+// + presencePenalty.
+static const float *penalize(const float *logits, int64_t vocab,
+                             const SamplingParams &p, SamplerScratch &scratch,
+                             const int32_t *history, int64_t historyLen) {
+  int64_t n = p.repeatLastN < 0 ? historyLen
+                                : std::min<int64_t>(p.repeatLastN, historyLen);
+  if (!p.penalizes() || n == 0)
+    return logits;
+  std::vector<std::pair<int32_t, int32_t>> &counts = scratch.counts;
+  counts.clear();
+  for (int64_t i = historyLen - n; i < historyLen; ++i)
+    if (history[i] >= 0 && history[i] < vocab)
+      counts.push_back({history[i], 1});
+  std::sort(counts.begin(), counts.end());
+  std::vector<float> &out = scratch.logits;
+  out.assign(logits, logits + vocab);
+  for (size_t i = 0; i < counts.size();) {
+    size_t j = i;
+    while (j < counts.size() && counts[j].first == counts[i].first)
+      ++j;
+    int32_t token = counts[i].first;
+    float count = (float)(j - i);
+    float &l = out[token];
+    if (l <= 0)
+      l *= (float)p.repeatPenalty;
+    else
+      l /= (float)p.repeatPenalty;
+    l -= count * (float)p.frequencyPenalty + (float)p.presencePenalty;
+    i = j;
+  }
+  return out.data();
+}
+
+int32_t sample(const float *rawLogits, int64_t vocab, const SamplingParams &p,
+               Rng &rng, SamplerScratch &scratch, const int32_t *history,
+               int64_t historyLen) {
+  const float *logits =
+      penalize(rawLogits, vocab, p, scratch, history, historyLen);
   int64_t best = 0;
   for (int64_t i = 1; i < vocab; ++i)
     if (logits[i] > logits[best] || std::isnan(logits[best]))
       best = i;
+  // Top-k, top-p and min-p always keep the largest logit, so greedy is the
+  // argmax whatever they are.
   if (p.temperature <= 0.0)
     return (int32_t)best;
 
-  // Candidates sorted by logit (ties: lower id first), truncated by top-k.
+  // top-k: candidates sorted by logit (ties: lower id first), truncated.
   // resize() keeps the capacity of earlier calls: no allocation after the
   // first token.
   std::vector<int32_t> &idx = scratch.idx;
@@ -66,30 +114,44 @@ int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
   std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), byLogit);
   idx.resize(k);
 
+  // Probabilities of the candidates before temperature, as llama.cpp's
+  // top-p and min-p read them (its temperature sampler comes last).
   std::vector<double> &prob = scratch.prob;
-  prob.resize(k);
-  double maxl = logits[idx[0]] / p.temperature, sum = 0.0;
-  for (int64_t i = 0; i < k; ++i) {
-    prob[i] = std::exp(logits[idx[i]] / p.temperature - maxl);
-    sum += prob[i];
-  }
-  for (double &q : prob)
-    q /= sum;
-  // Nucleus: the smallest prefix whose mass reaches top_p (at least one).
+  auto softmax = [&](double temperature) {
+    prob.resize(idx.size());
+    double maxl = logits[idx[0]] / temperature, sum = 0.0;
+    for (size_t i = 0; i < idx.size(); ++i) {
+      prob[i] = std::exp(logits[idx[i]] / temperature - maxl);
+      sum += prob[i];
+    }
+    for (double &q : prob)
+      q /= sum;
+  };
+  // top-p (nucleus): the smallest prefix whose mass reaches top_p (at least
+  // one token).
   if (p.topP < 1.0) {
+    softmax(1.0);
     double cum = 0.0;
-    int64_t keep = 0;
-    while (keep < k) {
+    size_t keep = 0;
+    while (keep < idx.size()) {
       cum += prob[keep++];
       if (cum >= p.topP)
         break;
     }
-    prob.resize(keep);
     idx.resize(keep);
-    double s2 = std::accumulate(prob.begin(), prob.end(), 0.0);
-    for (double &q : prob)
-      q /= s2;
   }
+  // min-p: the tokens whose probability is at least min_p times the
+  // largest, i.e. logit >= max logit + log(min_p) (llama.cpp compares
+  // logits so).
+  if (p.minP > 0.0) {
+    float floor = logits[idx[0]] + (float)std::log(p.minP);
+    size_t keep = 1;
+    while (keep < idx.size() && logits[idx[keep]] >= floor)
+      ++keep;
+    idx.resize(keep);
+  }
+  // Temperature, then a draw from the softmax of what is left.
+  softmax(p.temperature);
   double r = rng.uniform(), cum = 0.0;
   for (size_t i = 0; i < prob.size(); ++i) {
     cum += prob[i];

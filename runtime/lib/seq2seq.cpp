@@ -104,7 +104,9 @@ std::optional<Error> Seq2SeqSession::generate(
     step(caches[0].get(), token, pos, logits.data());
     result.decodeMs += msSince(t0);
     ++result.decodeCalls;
-    token = sample(logits.data(), vocab, sampling, rng, scratch);
+    // The penalties read the target tokens chosen so far.
+    token = sample(logits.data(), vocab, sampling, rng, scratch,
+                   result.tokens.data(), (int64_t)result.tokens.size());
     if (keepLogits)
       result.logits.push_back(logits);
     result.tokens.push_back(token);

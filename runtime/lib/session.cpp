@@ -205,11 +205,15 @@ std::optional<Error> Session::generateAt(
   // @decode keeps its temporaries on the stack. --logits copies are the
   // exception the caller asked for.
   int64_t room = capacity - pos - n + 1;
-  result.tokens.reserve(result.tokens.size() +
-                        (nPredict > 0 ? std::min(nPredict, room) : room));
+  int64_t most = nPredict > 0 ? std::min(nPredict, room) : room;
+  result.tokens.reserve(result.tokens.size() + most);
+  // What the penalties read: the prompt, then each token chosen.
+  ids.reserve(n + most);
   int32_t token;
   for (;;) {
-    token = sample(logits.get(), vocab, sampling, rng, scratch);
+    token = sample(logits.get(), vocab, sampling, rng, scratch, ids.data(),
+                   (int64_t)ids.size());
+    ids.push_back(token);
     if (result.tokens.empty())
       result.firstTokenMs = msSince(t0);
     if (keepLogits)

@@ -487,6 +487,101 @@ static void testBpeTokenizers() {
 // Sampling
 //===----------------------------------------------------------------------===//
 
+// llama.cpp's samplers (llama-sampling.cpp), checked against their
+// definitions: the penalties on the logits, top-p and min-p on the
+// probabilities before temperature, draws that follow the softmax of what
+// is left.
+static void testSamplerChain() {
+  SamplerScratch scratch;
+  Rng r(11);
+  // Repeat penalty: a positive logit is divided, a negative one multiplied.
+  // Token 0 (2.0 -> 1.0) loses to token 1 (1.9); token 3 (-1 -> -2) is
+  // pushed further down.
+  std::vector<float> l = {2.0f, 1.9f, 0.5f, -1.0f};
+  SamplingParams rep;
+  rep.temperature = 0;
+  rep.repeatPenalty = 2.0;
+  int32_t seen0[] = {0};
+  CHECK(sample(l.data(), 4, rep, r, scratch) == 0); // no history: unchanged
+  CHECK(sample(l.data(), 4, rep, r, scratch, seen0, 1) == 1);
+  // Only the last repeatLastN tokens count: token 0 three tokens back is
+  // out of a window of 2; -1 looks at all of them; 0 turns them off.
+  int32_t hist[] = {0, 2, 2};
+  rep.repeatLastN = 2;
+  CHECK(sample(l.data(), 4, rep, r, scratch, hist, 3) == 0);
+  rep.repeatLastN = -1;
+  CHECK(sample(l.data(), 4, rep, r, scratch, hist, 3) == 1);
+  rep.repeatLastN = 0;
+  CHECK(sample(l.data(), 4, rep, r, scratch, hist, 3) == 0);
+  // Frequency (per occurrence) and presence (once) penalties subtract:
+  // token 0 seen 3 times with frequency 0.05 and presence 0.2 drops by
+  // 0.35 to 1.65, below token 1; with 0.01 and 0.05 by 0.08 to 1.92, still
+  // above.
+  int32_t thrice[] = {0, 0, 0};
+  SamplingParams fp;
+  fp.temperature = 0;
+  fp.frequencyPenalty = 0.05;
+  fp.presencePenalty = 0.2;
+  CHECK(sample(l.data(), 4, fp, r, scratch, thrice, 3) == 1);
+  fp.frequencyPenalty = 0.01;
+  fp.presencePenalty = 0.05;
+  CHECK(sample(l.data(), 4, fp, r, scratch, thrice, 3) == 0);
+
+  // The distribution after penalties: logits {1, 1, 1, 1} with token 0
+  // seen twice (frequency 0.5: 1 - 2 x 0.5 = 0); temperature 1, so
+  // p = {1, e, e, e} / (1 + 3e).
+  std::vector<float> flat = {1.0f, 1.0f, 1.0f, 1.0f};
+  SamplingParams dist;
+  dist.temperature = 1.0;
+  dist.topK = 0;
+  dist.topP = 1.0;
+  dist.frequencyPenalty = 0.5;
+  int32_t twice0[] = {0, 0};
+  std::map<int, int> c1;
+  const int draws = 20000;
+  for (int i = 0; i < draws; ++i)
+    c1[sample(flat.data(), 4, dist, r, scratch, twice0, 2)]++;
+  double e = std::exp(1.0), z = 1.0 + 3 * e;
+  CHECK(std::abs(c1[0] / (double)draws - 1.0 / z) < 0.01);
+  CHECK(std::abs(c1[2] / (double)draws - e / z) < 0.015);
+
+  // top-p reads the probabilities before temperature (llama.cpp's
+  // temperature sampler comes last): logits {0.1, 2, 2, -1, 1.5} give
+  // p(1) = p(2) ~ 0.38, so top-p 0.5 keeps ids 1 and 2 however high the
+  // temperature (at temperature 10 the tempered probabilities would be
+  // nearly flat and keep three).
+  std::vector<float> logits = {0.1f, 2.0f, 2.0f, -1.0f, 1.5f};
+  SamplingParams hot;
+  hot.temperature = 10.0;
+  hot.topK = 0;
+  hot.topP = 0.5;
+  std::map<int, int> c2;
+  for (int i = 0; i < 2000; ++i)
+    c2[sample(logits.data(), 5, hot, r, scratch)]++;
+  CHECK(c2.size() == 2 && c2.count(1) && c2.count(2));
+
+  // min-p: p_i >= min_p * p_max, i.e. logit >= 2 + ln(min_p). With 0.5
+  // the cut is 1.307: ids 1, 2 and 4 (1.5) stay, 0 and 3 go; then the draw
+  // follows the softmax of those three at temperature 1.
+  SamplingParams mp;
+  mp.temperature = 1.0;
+  mp.topK = 0;
+  mp.topP = 1.0;
+  mp.minP = 0.5;
+  std::map<int, int> c3;
+  for (int i = 0; i < draws; ++i)
+    c3[sample(logits.data(), 5, mp, r, scratch)]++;
+  CHECK(c3.count(0) == 0 && c3.count(3) == 0);
+  double z3 = 2 * std::exp(2.0) + std::exp(1.5);
+  CHECK(std::abs(c3[4] / (double)draws - std::exp(1.5) / z3) < 0.015);
+  // With 0.7 the cut is 1.643: only the two tied largest.
+  mp.minP = 0.7;
+  for (int i = 0; i < 300; ++i) {
+    int s = sample(logits.data(), 5, mp, r, scratch);
+    CHECK(s == 1 || s == 2);
+  }
+}
+
 static void testSampling() {
   Rng a(42), b(42), c(43);
   bool same = true, differs = false;
@@ -544,6 +639,8 @@ static void testSampling() {
   SamplingParams t;
   for (int i = 0; i < 100; ++i)
     CHECK(sample(logits.data(), 5, t, r1) == sample(logits.data(), 5, t, r2));
+
+  testSamplerChain();
 }
 
 //===----------------------------------------------------------------------===//
@@ -567,6 +664,14 @@ static void testOptions() {
         o.sampling.topK == 3 && o.sampling.topP == 0.5 && *o.seed == 7 &&
         o.threads == 2 && o.ignoreEos && o.output == OutputFormat::Json &&
         o.logits);
+  Options pen;
+  CHECK(!parse({"-p", "hi", "--min-p", "0.05", "--repeat-penalty", "1.1",
+                "--repeat-last-n", "-1", "--presence-penalty", "0.5",
+                "--frequency-penalty=-0.25"},
+               pen));
+  CHECK(pen.sampling.minP == 0.05 && pen.sampling.repeatPenalty == 1.1 &&
+        pen.sampling.repeatLastN == -1 && pen.sampling.presencePenalty == 0.5 &&
+        pen.sampling.frequencyPenalty == -0.25);
   Options t;
   CHECK(!parse({"--prompt-tokens", "1,2,3", "--output", "text"}, t));
   CHECK((*t.promptTokens == std::vector<int32_t>{1, 2, 3}));
@@ -583,6 +688,13 @@ static void testOptions() {
       {{"-p", "x", "-n", "-5"}, "must be -1"},
       {{"-p", "x", "-t", "0"}, "between 1 and 1024"},
       {{"-p", "x", "--top-k", "-2"}, "--top-k must be >= 0"},
+      {{"-p", "x", "--min-p", "1.5"}, "--min-p must be in [0, 1]"},
+      {{"-p", "x", "--repeat-penalty", "0"},
+       "--repeat-penalty must be positive"},
+      {{"-p", "x", "--repeat-last-n", "-2"}, "--repeat-last-n must be -1"},
+      {{"-p", "x", "--presence-penalty", "inf"}, "invalid number 'inf'"},
+      {{"-p", "x", "--frequency-penalty"},
+       "missing value for --frequency-penalty"},
       {{"-p", "x", "--seed", "abc"}, "invalid integer 'abc'"},
       {{"-p", "x", "--temp", "nan"}, "invalid number 'nan'"},
       {{"-p", "x", "--output=xml"}, "--output must be text or json"},

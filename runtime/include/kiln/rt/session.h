@@ -67,10 +67,24 @@ private:
   uint64_t s[4];
 };
 
+/// llama.cpp's sampling parameters, applied in the order of its default
+/// sampler chain: penalties, top-k, top-p, min-p, temperature, then a draw
+/// (sampler.cpp says how each is defined).
 struct SamplingParams {
   double temperature = 0.8; ///< 0: greedy
   int64_t topK = 40;        ///< 0: off
   double topP = 0.95;       ///< 1: off
+  double minP = 0.0;        ///< 0: off
+  double repeatPenalty = 1.0;    ///< 1: off
+  int64_t repeatLastN = 64;      ///< tokens penalized; 0: off, -1: all
+  double presencePenalty = 0.0;  ///< 0: off
+  double frequencyPenalty = 0.0; ///< 0: off
+
+  bool penalizes() const {
+    return repeatLastN != 0 &&
+           (repeatPenalty != 1.0 || presencePenalty != 0.0 ||
+            frequencyPenalty != 0.0);
+  }
 };
 
 /// The sampler's working memory, kept from token to token so that a
@@ -78,11 +92,17 @@ struct SamplingParams {
 struct SamplerScratch {
   std::vector<int32_t> idx;
   std::vector<double> prob;
+  std::vector<float> logits;                       ///< penalized copy
+  std::vector<std::pair<int32_t, int32_t>> counts; ///< (token, count)
 };
 
-/// Greedy (lowest index wins ties) or temperature / top-k / top-p sampling.
+/// Chooses the next token from `logits` (`vocab` of them). `history` (the
+/// prompt and the tokens generated so far, oldest first; `historyLen` of
+/// them) is what the penalties read. Greedy (temperature 0: the largest
+/// penalized logit, lowest index on ties) or the chain of SamplingParams.
 int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
-               Rng &rng, SamplerScratch &scratch);
+               Rng &rng, SamplerScratch &scratch,
+               const int32_t *history = nullptr, int64_t historyLen = 0);
 int32_t sample(const float *logits, int64_t vocab, const SamplingParams &p,
                Rng &rng);
 

@@ -193,28 +193,40 @@ static int runSeq2Seq(const Options &opts, const ModelFile &model,
         out += tokenizer.piece(id);
     return out;
   };
+  // The text of the tokens chosen (up to a stop string).
+  std::string generatedText;
   if (opts.beams > 1) {
     if (auto err = session.beamSearch(opts.nPredict, opts.beams,
                                       opts.lengthPenalty, opts.earlyStop,
                                       result))
       return fail(*err);
-    if (text) {
-      std::string out = pieces(result.tokens);
-      std::fwrite(out.data(), 1, out.size(), stdout);
-    }
+    generatedText = pieces(result.tokens);
+    if (text)
+      std::fwrite(generatedText.data(), 1, generatedText.size(), stdout);
   } else {
-    auto onToken = [&](int32_t id) {
-      if (!text || (id == model.eosId && !opts.ignoreEos))
-        return true;
-      std::string ready = stream.push(tokenizer.piece(id));
+    StopMatcher stops(opts.stops);
+    auto emit = [&](const std::string &bytes) {
+      generatedText += bytes;
+      if (!text)
+        return;
+      std::string ready = stream.push(bytes);
       std::fwrite(ready.data(), 1, ready.size(), stdout);
       std::fflush(stdout);
-      return true;
+    };
+    auto onToken = [&](int32_t id) {
+      if (id == model.eosId && !opts.ignoreEos)
+        return true;
+      emit(stops.push(tokenizer.piece(id)));
+      return !stops.stopped();
     };
     if (auto err = session.generate(opts.nPredict, opts.sampling, rng,
                                     opts.ignoreEos, opts.logits, onToken,
                                     result))
       return fail(*err);
+    if (stops.stopped())
+      result.stop = StopReason::Stop;
+    else
+      emit(stops.flush());
   }
   if (text) {
     std::string rest = stream.flush() + "\n";
@@ -238,7 +250,7 @@ static int runSeq2Seq(const Options &opts, const ModelFile &model,
   }
   Json out;
   out["tokens"] = result.tokens;
-  out["text"] = jsonText(pieces(result.tokens));
+  out["text"] = jsonText(generatedText);
   out["source_tokens"] = src;
   out["stop_reason"] = stopReasonName(result.stop);
   out["seed"] = seed;
@@ -376,22 +388,31 @@ int run(int argc, char **argv, const EntryPoints &entry) {
 
   bool text = opts.output == OutputFormat::Text;
   Utf8Stream stream;
+  StopMatcher stops(opts.stops);
   std::string generated;
-  auto onToken = [&](int32_t id) {
-    if (id == model.eosId && !opts.ignoreEos)
-      return;
-    std::string piece = tokenizer.piece(id);
-    generated += piece;
+  auto emit = [&](const std::string &bytes) {
+    generated += bytes;
     if (text) {
-      std::string ready = stream.push(piece);
+      std::string ready = stream.push(bytes);
       std::fwrite(ready.data(), 1, ready.size(), stdout);
       std::fflush(stdout);
     }
   };
+  auto onToken = [&](int32_t id) {
+    if (id == model.eosId && !opts.ignoreEos)
+      return true;
+    emit(stops.push(tokenizer.piece(id)));
+    return !stops.stopped();
+  };
   GenerationResult result;
-  if (auto err = session.generate(prompt, opts.nPredict, opts.sampling, rng,
-                                  opts.ignoreEos, opts.logits, onToken, result))
+  if (auto err =
+          session.generateAt(0, prompt, opts.nPredict, opts.sampling, rng,
+                             opts.ignoreEos, opts.logits, onToken, result))
     return fail(*err);
+  if (stops.stopped())
+    result.stop = StopReason::Stop;
+  else
+    emit(stops.flush());
 
   if (text) {
     std::string rest = stream.flush() + "\n";

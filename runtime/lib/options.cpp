@@ -182,6 +182,13 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
     } else if (flag == "-v" || flag == "--verbose") {
       err = noValue();
       o.verbose = true;
+    } else if (flag == "--stop") {
+      if (!(err = take(v))) {
+        if (v.empty())
+          err = usage("--stop needs a non-empty string");
+        else
+          o.stops.push_back(v);
+      }
     } else if (flag == "--ignore-eos") {
       err = noValue();
       o.ignoreEos = true;
@@ -237,6 +244,10 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
     return usage("-i works with text output and an optional first prompt");
   if (o.logits && o.output != OutputFormat::Json)
     return usage("--logits needs --output=json");
+  if (!o.stops.empty() && (o.interactive || o.beams > 1 || o.perplexityFile ||
+                           o.scoreText || o.forwardLogits))
+    return usage("--stop applies to generation (not -i, --beams, "
+                 "--perplexity, --score or --forward-logits)");
   return std::nullopt;
 }
 
@@ -271,6 +282,8 @@ Generates text with the model compiled into this executable (a Kiln build).
   -t, --threads N         threads the compiled kernels run on (default: every
                           CPU this process may use); results do not depend on it
   --ignore-eos            do not stop at the end-of-sequence token
+  --stop TEXT             stop when the generated text contains TEXT, which is
+                          not printed (repeatable: the first to appear)
   --output FORMAT         text (default: the generated text, streamed) or json
   --logits                with --output=json: the logits each token was chosen from
   --forward-logits        run the compiled whole-sequence form over the prompt and
@@ -315,13 +328,15 @@ starts from the model's BOS token and stops at its EOS token):
 
 JSON output (--output=json), one object:
   {"tokens": [generated ids], "text": "...", "prompt_tokens": [ids],
-   "stop_reason": "eos" | "length" | "context", "seed": S,
+   "stop_reason": "eos" | "length" | "context" | "stop", "seed": S,
    "logits": [[vocab floats] per generated token]   (with --logits),
    "timings": {"prompt_tokens": N, "generated_tokens": M,
                "prefill_ms": x, "decode_ms": y}}
 
 Generation stops at the end-of-sequence token (included in "tokens", not
-printed), after -n tokens, or when the context is full (stop_reason "context").
+printed), after -n tokens, when the context is full (stop_reason "context"),
+or when the text contains a --stop string (stop_reason "stop": "tokens" has
+every token chosen, "text" and the printed text end before the string).
 After text output a stats line goes to stderr: prompt tokens and tok/s,
 generated tokens and tok/s, time to first token.
 

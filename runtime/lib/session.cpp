@@ -30,8 +30,42 @@ const char *stopReasonName(StopReason r) {
     return "length";
   case StopReason::Context:
     return "context";
+  case StopReason::Stop:
+    return "stop";
   }
   return "?";
+}
+
+std::string StopMatcher::push(const std::string &bytes) {
+  if (hit)
+    return "";
+  pending += bytes;
+  size_t first = std::string::npos;
+  for (const std::string &s : stops)
+    first = std::min(first, pending.find(s));
+  if (first != std::string::npos) {
+    hit = true;
+    std::string out = pending.substr(0, first);
+    pending.clear();
+    return out;
+  }
+  // Hold back the longest end of the text that begins some stop string.
+  size_t hold = 0;
+  for (const std::string &s : stops)
+    for (size_t k = std::min(s.size() - 1, pending.size()); k > hold; --k)
+      if (pending.compare(pending.size() - k, k, s, 0, k) == 0) {
+        hold = k;
+        break;
+      }
+  std::string out = pending.substr(0, pending.size() - hold);
+  pending.erase(0, pending.size() - hold);
+  return out;
+}
+
+std::string StopMatcher::flush() {
+  std::string out;
+  out.swap(pending);
+  return out;
 }
 
 // libomp's; weak so that the runtime's unit tests link without it.

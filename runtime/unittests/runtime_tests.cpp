@@ -582,6 +582,43 @@ static void testSamplerChain() {
   }
 }
 
+// StopMatcher: text before the first stop string, held-back prefixes.
+static void testStopMatcher() {
+  {
+    StopMatcher m({"\n\n", "END"});
+    CHECK(m.push("Hello") == "Hello");
+    CHECK(m.push(" wor\n") == " wor"); // "\n" may begin "\n\n"
+    CHECK(m.push("ld") == "\nld");     // it did not
+    CHECK(m.push(" E") == " ");        // "E" may begin "END"
+    CHECK(m.push("N") == "");
+    CHECK(!m.stopped());
+    CHECK(m.push("D and more") == "");
+    CHECK(m.stopped());
+    CHECK(m.push("after") == "" && m.flush() == "");
+  }
+  {
+    // A stop string inside one piece: the bytes before it only.
+    StopMatcher m({"stop"});
+    CHECK(m.push("a stop b") == "a " && m.stopped());
+  }
+  {
+    // The earliest occurrence wins over the order given.
+    StopMatcher m({"cd", "b"});
+    CHECK(m.push("abcd") == "a" && m.stopped());
+  }
+  {
+    // Held back at the end of generation: flushed unchanged.
+    StopMatcher m({"xyz"});
+    CHECK(m.push("abx") == "ab" && m.push("y") == "");
+    CHECK(!m.stopped() && m.flush() == "xy");
+  }
+  {
+    // No stop strings: everything passes through.
+    StopMatcher m({});
+    CHECK(m.push("abc") == "abc" && !m.stopped() && m.flush().empty());
+  }
+}
+
 static void testSampling() {
   Rng a(42), b(42), c(43);
   bool same = true, differs = false;
@@ -641,6 +678,7 @@ static void testSampling() {
     CHECK(sample(logits.data(), 5, t, r1) == sample(logits.data(), 5, t, r2));
 
   testSamplerChain();
+  testStopMatcher();
 }
 
 //===----------------------------------------------------------------------===//
@@ -695,6 +733,9 @@ static void testOptions() {
       {{"-p", "x", "--presence-penalty", "inf"}, "invalid number 'inf'"},
       {{"-p", "x", "--frequency-penalty"},
        "missing value for --frequency-penalty"},
+      {{"-p", "x", "--stop", ""}, "--stop needs a non-empty string"},
+      {{"-p", "x", "--beams", "2", "--stop", "y"},
+       "--stop applies to generation"},
       {{"-p", "x", "--seed", "abc"}, "invalid integer 'abc'"},
       {{"-p", "x", "--temp", "nan"}, "invalid number 'nan'"},
       {{"-p", "x", "--output=xml"}, "--output must be text or json"},

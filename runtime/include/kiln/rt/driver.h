@@ -34,6 +34,7 @@ struct Options {
   std::optional<uint64_t> seed;
   int64_t threads = 0; ///< -t: 0 = every CPU this process may run on
   bool ignoreEos = false;
+  std::vector<std::string> stops; ///< --stop, repeatable
   OutputFormat output = OutputFormat::Text;
   bool logits = false;
   bool forwardLogits = false;

@@ -61,7 +61,8 @@ int64_t kiln_generate(kiln_handle *h, const int32_t *prompt, size_t n,
 
 /* Encodes text with the model's tokenizer into ids (at most cap); returns
  * the number of ids (which may exceed cap: call again with more room), or
- * -1 on error. */
+ * -1 on error. Control tokens written in the text (<s>, <|im_end|>, ...)
+ * become their ids, as in the executable's prompts. */
 int64_t kiln_tokenize(kiln_handle *h, const char *text, int32_t *ids,
                       size_t cap);
 

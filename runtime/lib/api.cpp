@@ -143,7 +143,7 @@ int64_t kiln_tokenize(kiln_handle *h, const char *text, int32_t *ids,
   if (!h || !text)
     return -1;
   std::vector<int32_t> out;
-  if (auto e = h->tokenizer->encode(text, out)) {
+  if (auto e = h->tokenizer->encode(text, out, /*parseSpecial=*/true)) {
     h->error = e->message;
     return -1;
   }

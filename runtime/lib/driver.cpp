@@ -83,7 +83,7 @@ static int interactive(const Options &opts, const ModelFile &model,
   std::string line;
   auto turn = [&](const std::string &text) -> int {
     std::vector<int32_t> ids;
-    if (auto err = tokenizer.encode(text, ids))
+    if (auto err = tokenizer.encode(text, ids, opts.parseSpecial))
       return fail(*err);
     if (!first && model.addBos && model.bosId >= 0 && !ids.empty() &&
         ids[0] == model.bosId)
@@ -172,7 +172,7 @@ static int runSeq2Seq(const Options &opts, const ModelFile &model,
   std::vector<int32_t> src;
   if (opts.srcTokens)
     src = *opts.srcTokens;
-  else if (auto err = tokenizer.encode(*opts.prompt, src))
+  else if (auto err = tokenizer.encode(*opts.prompt, src, opts.parseSpecial))
     return fail(*err);
 
   Seq2SeqSession session(model, entry);
@@ -328,7 +328,7 @@ int run(int argc, char **argv, const EntryPoints &entry) {
       return fail({kExitUsage, "cannot read '" + *opts.perplexityFile +
                                    "': " + std::strerror(errno)});
     std::vector<int32_t> ids;
-    if (auto err = tokenizer.encode(text, ids))
+    if (auto err = tokenizer.encode(text, ids, opts.parseSpecial))
       return fail(*err);
     ScoreResult r;
     if (auto err = session.score(ids, opts.stride, r))
@@ -362,7 +362,8 @@ int run(int argc, char **argv, const EntryPoints &entry) {
         return fail({kExitPrompt, "token id " + std::to_string(id) +
                                       " is outside the vocabulary of " +
                                       std::to_string(model.vocabSize)});
-  } else if (auto err = tokenizer.encode(*opts.prompt, prompt)) {
+  } else if (auto err =
+                 tokenizer.encode(*opts.prompt, prompt, opts.parseSpecial)) {
     return fail(*err);
   }
   if (prompt.empty())

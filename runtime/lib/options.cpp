@@ -189,6 +189,9 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
         else
           o.stops.push_back(v);
       }
+    } else if (flag == "--no-parse-special") {
+      err = noValue();
+      o.parseSpecial = false;
     } else if (flag == "--ignore-eos") {
       err = noValue();
       o.ignoreEos = true;
@@ -282,6 +285,8 @@ Generates text with the model compiled into this executable (a Kiln build).
   -t, --threads N         threads the compiled kernels run on (default: every
                           CPU this process may use); results do not depend on it
   --ignore-eos            do not stop at the end-of-sequence token
+  --no-parse-special      encode control tokens written in the prompt (<s>,
+                          <|im_end|>, ...) as text instead of as their ids
   --stop TEXT             stop when the generated text contains TEXT, which is
                           not printed (repeatable: the first to appear)
   --output FORMAT         text (default: the generated text, streamed) or json

@@ -157,7 +157,7 @@ int bytePiece(const std::string &p) {
   return -1;
 }
 
-constexpr int32_t kControl = 3, kUnknown = 2;
+constexpr int32_t kControl = 3, kUnknown = 2, kUserDefined = 4;
 
 /// Splits a merge "left right" at its one space.
 bool splitMerge(const std::string &m, std::string &a, std::string &b) {
@@ -336,6 +336,20 @@ Tokenizer::Tokenizer(const ModelFile &model) : model(model) {
   if (unkId < 0)
     if (auto it = byPiece.find("<unk>"); it != byPiece.end())
       unkId = it->second;
+  // Pieces matched in text before BPE (llama.cpp's cache_special_tokens):
+  // control, user-defined and unknown tokens, longest first.
+  for (size_t id = 0; id < model.pieces.size() && id < model.tokenTypes.size();
+       ++id) {
+    int32_t type = model.tokenTypes[id];
+    if ((type == kControl || type == kUserDefined || type == kUnknown) &&
+        !model.pieces[id].empty())
+      specials.push_back({(int32_t)id, type == kUserDefined});
+  }
+  std::stable_sort(specials.begin(), specials.end(),
+                   [&](const Special &a, const Special &b) {
+                     return model.pieces[a.id].size() >
+                            model.pieces[b.id].size();
+                   });
   for (size_t r = 0; r < model.merges.size(); ++r) {
     std::string a, b;
     if (!splitMerge(model.merges[r], a, b))
@@ -455,7 +469,8 @@ void Tokenizer::appendBytes(const std::string &bytes,
 }
 
 std::optional<Error> Tokenizer::encode(const std::string &text,
-                                       std::vector<int32_t> &ids) const {
+                                       std::vector<int32_t> &ids,
+                                       bool parseSpecial) const {
   ids.clear();
   if (model.tokenizer == fb::TokenizerKind::Bytes) {
     // Text is what a model reads: the source of an encoder-decoder model.
@@ -481,23 +496,74 @@ std::optional<Error> Tokenizer::encode(const std::string &text,
   }
   if (model.addBos && model.bosId >= 0)
     ids.push_back((int32_t)model.bosId);
-  if (model.tokenizer == fb::TokenizerKind::GPT2BPE) {
-    for (size_t i = 0; i < cps.size();) {
-      size_t j = gpt2Match(cps, i);
-      bpe(text.substr(offsets[i], offsets[j] - offsets[i]), ids);
-      i = j;
+  // llama.cpp's tokenizer_st_partition: each special piece, longest first,
+  // splits the text fragments left (id < 0) at its occurrences, left to
+  // right. User-defined pieces always; control and unknown ones only when
+  // parsing special tokens.
+  struct Fragment {
+    size_t begin, end;
+    int32_t id; ///< a special token, or -1: text
+  };
+  std::vector<Fragment> frags;
+  if (!text.empty())
+    frags.push_back({0, text.size(), -1});
+  for (const Special &s : specials) {
+    if (!parseSpecial && !s.userDefined)
+      continue;
+    const std::string &p = model.pieces[s.id];
+    std::vector<Fragment> next;
+    for (const Fragment &f : frags) {
+      if (f.id >= 0) {
+        next.push_back(f);
+        continue;
+      }
+      size_t at = f.begin;
+      for (;;) {
+        size_t hit = text.find(p, at);
+        if (hit == std::string::npos || hit + p.size() > f.end)
+          break;
+        if (hit > at)
+          next.push_back({at, hit, -1});
+        next.push_back({hit, hit + p.size(), s.id});
+        at = hit + p.size();
+      }
+      if (at < f.end)
+        next.push_back({at, f.end, -1});
     }
-  } else if (!text.empty()) {
-    std::string normalized;
-    if (model.addSpacePrefix)
-      normalized = kSpaceMark;
-    for (char c : text) {
-      if (c == ' ')
-        normalized += kSpaceMark;
-      else
-        normalized.push_back(c);
+    frags.swap(next);
+  }
+  // SentencePiece's space prefix goes before the first text and before
+  // text that follows a special token (llama.cpp: is_prev_special).
+  bool prevSpecial = true;
+  for (const Fragment &f : frags) {
+    if (f.id >= 0) {
+      ids.push_back(f.id);
+      prevSpecial = true;
+      continue;
     }
-    bpe(normalized, ids);
+    std::string part = text.substr(f.begin, f.end - f.begin);
+    if (model.tokenizer == fb::TokenizerKind::GPT2BPE) {
+      std::vector<uint32_t> pcps;
+      std::vector<size_t> poffs;
+      codePoints(part, pcps, poffs, bad); // valid: a piece of valid text
+      for (size_t i = 0; i < pcps.size();) {
+        size_t j = gpt2Match(pcps, i);
+        bpe(part.substr(poffs[i], poffs[j] - poffs[i]), ids);
+        i = j;
+      }
+    } else {
+      std::string normalized;
+      if (model.addSpacePrefix && prevSpecial)
+        normalized = kSpaceMark;
+      for (char c : part) {
+        if (c == ' ')
+          normalized += kSpaceMark;
+        else
+          normalized.push_back(c);
+      }
+      bpe(normalized, ids);
+    }
+    prevSpecial = false;
   }
   for (int32_t id : ids)
     if (id < 0)

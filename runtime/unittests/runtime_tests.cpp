@@ -376,6 +376,13 @@ static void testBpeTokenizers() {
   CHECK((ids == std::vector<int32_t>{258, 'o', 259, 'o', 'r', 'l', 'd'}));
   CHECK(gt.decode(ids) == "hello world");
   CHECK(gt.piece(259) == " w" && gt.piece(260).empty());
+  // A control token written in the text: its id with parseSpecial, around
+  // which the text is encoded as usual; byte-level text without.
+  CHECK(!gt.encode("hello<|endoftext|> w", ids, /*parseSpecial=*/true));
+  CHECK((ids == std::vector<int32_t>{258, 'o', 260, 259}));
+  CHECK(!gt.encode("<|endoftext|>", ids));
+  CHECK(ids.size() == 13 && ids[0] == '<'); // as text: one byte each
+  CHECK(!gt.encode("<|endoftext|", ids, true) && ids.size() == 12); // cut
   // Whitespace runs: the last space of a run prefixes the next word.
   CHECK(!gt.encode("a  w", ids));
   CHECK((ids == std::vector<int32_t>{'a', ' ', 259})); // id b is byte b

@@ -125,6 +125,34 @@ def gpt2_vocab_tokenizer(npm):
             "merges": merges, "bos": 50256, "eos": 50256, "add_bos": False}
 
 
+def special_corpus(specials):
+    """Strings with the vocabulary's control tokens written in them: alone,
+    at the start, middle and end, adjacent, around spaces and newlines,
+    repeated, and cut short (which must stay text)."""
+    out = []
+    for s in specials:
+        out += [s, s + s, "Hello" + s, s + "Hello", "a " + s + " b", "a" + s + "b", s + " " + s,
+                " " + s, s + " ", "line\n" + s + "\nnext", s[:-1], s[1:], "x" + s[:-1] + "y",
+                "Quote: '" + s + "' and \"" + s + "\"", s * 3 + " tail"]
+    if len(specials) > 1:
+        out += ["".join(specials), " ".join(specials) + " end", specials[0] + "text" + specials[-1]]
+    return out
+
+
+def tokenize_both(path, args, strings, tok, flags=()):
+    lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in strings)
+    p = subprocess.run([args.llama_ref, path, "--tokenize", *flags], input=lines,
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise Failure("llama-ref --tokenize failed: %s" % p.stderr[-1000:])
+    ref = [json.loads(l) for l in p.stdout.splitlines()]
+    got = [json.loads(l) for l in run([os.path.join(args.kiln_bin, "kiln-convert"), "--tokenize",
+                                       path, *flags], lines).splitlines()]
+    if tok.get("add_bos"):  # llama.cpp was asked for the text alone
+        got = [g[1:] if g[:1] == [tok["bos"]] else g for g in got]
+    return got, ref
+
+
 def check_tokenizer(name, family, tok, args, strings):
     if family == "llama":
         cfg = dict(hidden_size=8, intermediate_size=16, num_attention_heads=2,
@@ -140,24 +168,25 @@ def check_tokenizer(name, family, tok, args, strings):
         writer = gguf_writer.write_gpt2_gguf
     path = os.path.join(args.work, name + ".gguf")
     writer(path, model.state_dict(), cfg, tokenizer=tok)
-    lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in strings)
-    p = subprocess.run([args.llama_ref, path, "--tokenize"], input=lines, capture_output=True,
-                       text=True)
-    if p.returncode != 0:
-        raise Failure("llama-ref --tokenize failed: %s" % p.stderr[-1000:])
-    ref = [json.loads(l) for l in p.stdout.splitlines()]
-    got = [json.loads(l) for l in run([os.path.join(args.kiln_bin, "kiln-convert"), "--tokenize",
-                                       path], lines).splitlines()]
-    if tok.get("add_bos"):  # llama.cpp was asked for the text alone
-        got = [g[1:] if g[:1] == [tok["bos"]] else g for g in got]
-    diffs = [i for i in range(len(strings)) if got[i] != ref[i]]
-    if diffs:
-        raise Failure("%s: %d of %d strings tokenize differently from llama.cpp, e.g. %r:\n"
-                      "  kiln      %s\n  llama.cpp %s" % (name, len(diffs), len(strings),
-                                                          strings[diffs[0]], got[diffs[0]],
-                                                          ref[diffs[0]]))
-    print("%-14s %d/%d strings tokenized identically to llama.cpp (%d tokens)"
-          % (name, len(strings), len(strings), sum(map(len, got))), flush=True)
+    # The corpus as text, then control tokens written in text: as text
+    # without parse_special, as their ids with it (llama_tokenize's flag,
+    # kiln-convert --parse-special; the executable's default).
+    types = tok["token_types"]
+    specials = [tok["tokens"][i] for i in range(len(types))
+                if types[i] in (gguf_writer.TOKEN_CONTROL, gguf_writer.TOKEN_UNKNOWN)]
+    special = special_corpus(specials)
+    for label, texts, flags in (("", strings, ()),
+                                (" as text", special, ()),
+                                (" parse_special", special, ("--parse-special",))):
+        got, ref = tokenize_both(path, args, texts, tok, flags)
+        diffs = [i for i in range(len(texts)) if got[i] != ref[i]]
+        if diffs:
+            raise Failure("%s%s: %d of %d strings tokenize differently from llama.cpp, e.g. %r:\n"
+                          "  kiln      %s\n  llama.cpp %s"
+                          % (name, label, len(diffs), len(texts), texts[diffs[0]],
+                             got[diffs[0]], ref[diffs[0]]))
+        print("%-14s %d/%d strings tokenized identically to llama.cpp%s (%d tokens)"
+              % (name, len(texts), len(texts), label, sum(map(len, got))), flush=True)
 
 
 def main():

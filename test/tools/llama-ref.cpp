@@ -8,10 +8,11 @@
 //          "tokens": [n greedy tokens: argmax each step, EOS does not stop]}
 //       CPU only, f32 KV cache, flash attention off, no mmap, no weight
 //       repacking: the plain ggml CPU kernels.
-//   llama-ref MODEL.gguf --tokenize
+//   llama-ref MODEL.gguf --tokenize [--parse-special]
 //       Reads one JSON string per line from stdin, prints per line the JSON
 //       array of token ids (llama_tokenize, add_special=false,
-//       parse_special=false).
+//       parse_special as the flag says: control tokens written in the text
+//       become their ids).
 //   llama-ref MODEL.gguf --detokenize
 //       Reads one JSON array of token ids per line, prints per line a JSON
 //       string (llama_detokenize, remove_special=false, unparse_special=false).
@@ -51,7 +52,7 @@ namespace {
 
 const char *kUsage =
     "usage: llama-ref MODEL.gguf --tokens ID,ID,... [-n N] [--threads N] [--ctx N] [--verbose]\n"
-    "       llama-ref MODEL.gguf --tokenize   [--verbose]  (stdin: one JSON string per line)\n"
+    "       llama-ref MODEL.gguf --tokenize [--parse-special] [--verbose]  (stdin: one JSON string per line)\n"
     "       llama-ref MODEL.gguf --detokenize [--verbose]  (stdin: one JSON array of ids per line)\n"
     "       llama-ref --dequantize TYPE < BLOCKS > FLOAT32S\n";
 
@@ -273,7 +274,7 @@ llama_token argmax(const float *logits, int n) {
 
 // ---- modes ------------------------------------------------------------------
 
-int run_tokenize(const llama_vocab *vocab) {
+int run_tokenize(const llama_vocab *vocab, bool parse_special) {
   std::string line;
   std::vector<llama_token> toks;
   size_t lineno = 0;
@@ -288,11 +289,12 @@ int run_tokenize(const llama_vocab *vocab) {
     }
     toks.resize(text.size() + 16);
     int32_t n = llama_tokenize(vocab, text.data(), (int32_t)text.size(), toks.data(), (int32_t)toks.size(),
-                               /*add_special=*/false, /*parse_special=*/false);
+                               /*add_special=*/false, parse_special);
     if (n == INT32_MIN) die("stdin line " + std::to_string(lineno) + ": tokenization overflow");
     if (n < 0) {
       toks.resize(-n);
-      n = llama_tokenize(vocab, text.data(), (int32_t)text.size(), toks.data(), (int32_t)toks.size(), false, false);
+      n = llama_tokenize(vocab, text.data(), (int32_t)text.size(), toks.data(), (int32_t)toks.size(), false,
+                         parse_special);
       if (n < 0) die("stdin line " + std::to_string(lineno) + ": llama_tokenize failed");
     }
     std::string out = "[";
@@ -434,7 +436,7 @@ int run_dequantize(const std::string &name) {
 int main(int argc, char **argv) {
   if (argc == 3 && std::string(argv[1]) == "--dequantize") return run_dequantize(argv[2]);
   std::string model_path, tokens_arg;
-  bool have_tokens = false, tokenize = false, detokenize = false, verbose = false;
+  bool have_tokens = false, tokenize = false, detokenize = false, verbose = false, parse_special = false;
   int n_gen = 32, threads = 0, n_ctx = 0;
 
   for (int i = 1; i < argc; ++i) {
@@ -448,6 +450,7 @@ int main(int argc, char **argv) {
     else if (a == "--threads" || a == "-t") threads = (int)parse_int(value("--threads"), "--threads");
     else if (a == "--ctx" || a == "-c") n_ctx = (int)parse_int(value("--ctx"), "--ctx");
     else if (a == "--tokenize") tokenize = true;
+    else if (a == "--parse-special") parse_special = true;
     else if (a == "--detokenize") detokenize = true;
     else if (a == "--verbose" || a == "-v") verbose = true;
     else if (a == "-h" || a == "--help") { std::fputs(kUsage, stdout); return 0; }
@@ -488,7 +491,7 @@ int main(int argc, char **argv) {
 
   int rc;
   const llama_vocab *vocab = llama_model_get_vocab(model);
-  if (tokenize) rc = run_tokenize(vocab);
+  if (tokenize) rc = run_tokenize(vocab, parse_special);
   else if (detokenize) rc = run_detokenize(vocab);
   else rc = run_eval(model, prompt, n_gen, threads, n_ctx);
 

@@ -72,6 +72,12 @@ cl::opt<bool> tokenize("tokenize",
                                 "JSON string read from stdin (one per line), "
                                 "as JSON arrays"),
                        cl::cat(category));
+cl::opt<bool> parseSpecial(
+    "parse-special",
+    cl::desc("With --tokenize: control tokens written in the text (<s>, "
+             "<|im_end|>, ...) become their ids, as the generated "
+             "executable's prompts do (llama_tokenize's parse_special)"),
+    cl::cat(category));
 cl::opt<bool> detokenize("detokenize",
                          cl::desc("Print the text of each JSON array of "
                                   "token ids read from stdin, as JSON "
@@ -155,7 +161,7 @@ int runTokenizer(std::vector<uint8_t> bytes) {
   kiln::rt::Tokenizer tok(model);
   if (tokenize && prompt.getNumOccurrences()) {
     std::vector<int32_t> ids;
-    if (auto err = tok.encode(prompt, ids))
+    if (auto err = tok.encode(prompt, ids, parseSpecial))
       return fail(Usage, err->message);
     outs() << kiln::rt::idList(ids) << "\n";
     return Ok;
@@ -173,7 +179,7 @@ int runTokenizer(std::vector<uint8_t> bytes) {
         return fail(Usage, "stdin line " + Twine(lineNo) +
                                " is not a JSON string");
       std::vector<int32_t> ids;
-      if (auto err = tok.encode(s->str(), ids))
+      if (auto err = tok.encode(s->str(), ids, parseSpecial))
         return fail(Usage, "line " + Twine(lineNo) + ": " + err->message);
       outs() << kiln::rt::idList(ids) << "\n";
     } else {

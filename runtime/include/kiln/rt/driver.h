@@ -35,6 +35,9 @@ struct Options {
   int64_t threads = 0; ///< -t: 0 = every CPU this process may run on
   bool ignoreEos = false;
   std::vector<std::string> stops; ///< --stop, repeatable
+  /// Control tokens written in prompt text become their ids
+  /// (--no-parse-special turns it off).
+  bool parseSpecial = true;
   OutputFormat output = OutputFormat::Text;
   bool logits = false;
   bool forwardLogits = false;

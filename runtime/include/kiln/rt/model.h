@@ -166,9 +166,13 @@ public:
   /// BPE (pre-tokenizer regex, byte-to-unicode map, merges by rank) or
   /// SentencePiece-style BPE (space prefix, U+2581 for spaces, merges by
   /// rank or by score, byte fallback). Prepends BOS when the model asks for
-  /// it. BPE vocabularies need valid UTF-8.
+  /// it. BPE vocabularies need valid UTF-8. As llama.cpp's llama_tokenize:
+  /// user-defined tokens written in the text become their ids, and so do
+  /// control and unknown tokens (`<s>`, `<|im_end|>`, ...) with
+  /// `parseSpecial`; the rest of the text is encoded around them.
   std::optional<Error> encode(const std::string &text,
-                              std::vector<int32_t> &ids) const;
+                              std::vector<int32_t> &ids,
+                              bool parseSpecial = false) const;
   /// The bytes a token stands for in generated text (control tokens such as
   /// BOS and EOS stand for nothing).
   const std::string &piece(int32_t id) const;
@@ -192,6 +196,12 @@ private:
   std::unordered_map<uint64_t, Merge> mergeByPair; ///< (left << 32 | right)
   int32_t byteToken[256];                          ///< -1: none
   int32_t unkId = -1;
+  /// Tokens matched in text before BPE, longest piece first.
+  struct Special {
+    int32_t id;
+    bool userDefined; ///< matched even without parseSpecial
+  };
+  std::vector<Special> specials;
 };
 
 /// GPT-2's printable character for byte b (bytes_to_unicode()), as UTF-8.

@@ -110,7 +110,7 @@ int64_t kiln_generate(kiln_handle *h, const int32_t *prompt, size_t n,
     if (stopped)
       return false;
     static const std::string none;
-    const std::string &piece = (t == h->model.eosId && !p.ignore_eos)
+    const std::string &piece = (h->model.isEndToken(t) && !p.ignore_eos)
                                    ? none
                                    : h->tokenizer->piece(t);
     if (cb && cb(t, piece.data(), piece.size(), user) != 0)

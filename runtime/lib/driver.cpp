@@ -103,7 +103,7 @@ static int interactive(const Options &opts, const ModelFile &model,
     Utf8Stream stream;
     GenerationResult r;
     auto onToken = [&](int32_t id) {
-      if (id == model.eosId)
+      if (model.isEndToken(id))
         return false;
       std::string piece = tokenizer.piece(id);
       std::string ready = stream.push(piece);
@@ -189,7 +189,7 @@ static int runSeq2Seq(const Options &opts, const ModelFile &model,
   auto pieces = [&](const std::vector<int32_t> &ids) {
     std::string out;
     for (int32_t id : ids)
-      if (id != model.eosId)
+      if (!model.isEndToken(id))
         out += tokenizer.piece(id);
     return out;
   };
@@ -214,7 +214,7 @@ static int runSeq2Seq(const Options &opts, const ModelFile &model,
       std::fflush(stdout);
     };
     auto onToken = [&](int32_t id) {
-      if (id == model.eosId && !opts.ignoreEos)
+      if (model.isEndToken(id) && !opts.ignoreEos)
         return true;
       emit(stops.push(tokenizer.piece(id)));
       return !stops.stopped();
@@ -400,7 +400,7 @@ int run(int argc, char **argv, const EntryPoints &entry) {
     }
   };
   auto onToken = [&](int32_t id) {
-    if (id == model.eosId && !opts.ignoreEos)
+    if (model.isEndToken(id) && !opts.ignoreEos)
       return true;
     emit(stops.push(tokenizer.piece(id)));
     return !stops.stopped();

@@ -223,6 +223,19 @@ static std::optional<Error> validate(const uint8_t *file, uint64_t fileSize,
       return modelError("metadata: special token id " + std::to_string(id) +
                         " is outside the vocabulary of " +
                         std::to_string(out.vocabSize));
+  if (const auto *ends = meta->end_token_ids()) {
+    if (ends->size() > (uint64_t)out.vocabSize)
+      return modelError("metadata: " + std::to_string(ends->size()) +
+                        " end tokens in a vocabulary of " +
+                        std::to_string(out.vocabSize));
+    for (int32_t id : *ends) {
+      if (id < 0 || id >= out.vocabSize)
+        return modelError("metadata: end token id " + std::to_string(id) +
+                          " is outside the vocabulary of " +
+                          std::to_string(out.vocabSize));
+      out.endIds.push_back(id);
+    }
+  }
 
   // Every weight dtype of the table is accepted here: the compiled code
   // decides what it reads, through the fingerprint (which covers dtypes).

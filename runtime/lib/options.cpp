@@ -284,7 +284,8 @@ Generates text with the model compiled into this executable (a Kiln build).
   --seed S                random seed (default: from the clock; reported in JSON)
   -t, --threads N         threads the compiled kernels run on (default: every
                           CPU this process may use); results do not depend on it
-  --ignore-eos            do not stop at the end-of-sequence token
+  --ignore-eos            do not stop at the end-of-sequence token (or the
+                          model's other end tokens, e.g. <|eot_id|>)
   --no-parse-special      encode control tokens written in the prompt (<s>,
                           <|im_end|>, ...) as text instead of as their ids
   --stop TEXT             stop when the generated text contains TEXT, which is
@@ -338,8 +339,8 @@ JSON output (--output=json), one object:
    "timings": {"prompt_tokens": N, "generated_tokens": M,
                "prefill_ms": x, "decode_ms": y}}
 
-Generation stops at the end-of-sequence token (included in "tokens", not
-printed), after -n tokens, when the context is full (stop_reason "context"),
+Generation stops at the end-of-sequence token or another end token of the
+model (included in "tokens", not printed), after -n tokens, when the context is full (stop_reason "context"),
 or when the text contains a --stop string (stop_reason "stop": "tokens" has
 every token chosen, "text" and the printed text end before the string).
 After text output a stats line goes to stderr: prompt tokens and tok/s,

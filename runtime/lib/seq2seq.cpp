@@ -111,7 +111,7 @@ std::optional<Error> Seq2SeqSession::generate(
       result.logits.push_back(logits);
     result.tokens.push_back(token);
     bool more = onToken(token);
-    if (token == model.eosId && !ignoreEos) {
+    if (model.isEndToken(token) && !ignoreEos) {
       result.stop = StopReason::Eos;
       break;
     }
@@ -221,7 +221,7 @@ std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
     for (size_t r = 0; r < candidates.size() && r < keep && next.size() < K;
          ++r) {
       const Candidate &c = candidates[r];
-      if (c.token == model.eosId) {
+      if (model.isEndToken(c.token)) {
         if (r < K) {
           Hypothesis h;
           h.tokens = live[c.beam].tokens;

@@ -254,7 +254,7 @@ std::optional<Error> Session::generateAt(
       result.logits.emplace_back(logits.get(), logits.get() + vocab);
     result.tokens.push_back(token);
     bool more = onToken(token);
-    if (token == model.eosId && !ignoreEos) {
+    if (model.isEndToken(token) && !ignoreEos) {
       result.stop = StopReason::Eos;
       break;
     }

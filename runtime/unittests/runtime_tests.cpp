@@ -68,6 +68,8 @@ struct FileSpec {
   bool addSpacePrefix = true;
   int eos = 299;
   int bos = -1;
+  /// Metadata.end_token_ids (empty: the field is absent).
+  std::vector<int32_t> ends;
   /// Encoder-decoder: two graph inputs and a source length.
   int64_t sourceLength = 0;
 };
@@ -78,10 +80,10 @@ static std::vector<uint8_t> buildFile(const FileSpec &spec) {
   auto weight = fb::CreateWeight(b, b.CreateString("w"), spec.dtype,
                                  b.CreateVector(spec.shape), spec.offset,
                                  (uint64_t)spec.dataBytes);
-  auto meta =
-      fb::CreateMetadata(b, fb::Architecture::Custom, b.CreateString("test"),
-                         spec.context, spec.vocab, spec.bos, spec.eos, -1,
-                         false, spec.sourceLength);
+  auto meta = fb::CreateMetadata(
+      b, fb::Architecture::Custom, b.CreateString("test"), spec.context,
+      spec.vocab, spec.bos, spec.eos, -1, false, spec.sourceLength, 0,
+      spec.ends.empty() ? 0 : b.CreateVector(spec.ends));
   flatbuffers::Offset<fb::Tokenizer> tok;
   std::vector<flatbuffers::Offset<fb::Token>> toks;
   for (const std::string &p : spec.pieces)
@@ -161,6 +163,17 @@ static void testModelFiles() {
     ModelFile m;
     CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
               "python3 -m kiln_export.upgrade OLD.kiln NEW.kiln");
+  }
+  {
+    // End tokens outside the vocabulary are refused.
+    FileSpec s;
+    s.ends = {3, 300};
+    ModelFile m;
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
+              "end token id 300 is outside the vocabulary of 300");
+    s.ends = {-1};
+    CHECK_ERR(loadModelBuffer(buildFile(s), m), kExitModel,
+              "end token id -1 is outside the vocabulary");
   }
   {
     FileSpec s;
@@ -843,6 +856,23 @@ static void testGeneration() {
       {296}, -1, greedy, rng, false, false, [](int32_t) {}, eos));
   CHECK((eos.tokens == std::vector<int32_t>{297, 298, 299}));
   CHECK(eos.stop == StopReason::Eos);
+  // Another end token of the file (Metadata.end_token_ids) stops it too.
+  {
+    FileSpec withEnds;
+    withEnds.ends = {290, 5};
+    ModelFile me;
+    CHECK(!loadModelBuffer(buildFile(withEnds), me));
+    CHECK(me.isEndToken(290) && me.isEndToken(5) && me.isEndToken(299) &&
+          !me.isEndToken(291) && !me.isEndToken(-1));
+    Session se(me, e);
+    CHECK(!se.init());
+    mock = {};
+    GenerationResult end;
+    CHECK(!se.generate(
+        {287}, -1, greedy, rng, false, false, [](int32_t) {}, end));
+    CHECK((end.tokens == std::vector<int32_t>{288, 289, 290}));
+    CHECK(end.stop == StopReason::Eos);
+  }
   // ... unless told to ignore it; then the context limit stops it cleanly.
   mock = {};
   GenerationResult ctx;

@@ -70,6 +70,12 @@ def rewrite(path, fn):
         f.write(fn(data))
 
 
+def rewrite_new(path, obj):
+    """Writes `obj` as JSON to `path` (a file the directory may not have)."""
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
 def st_parts(data):
     n = struct.unpack("<Q", data[:8])[0]
     return n, json.loads(data[8:8 + n]), data[8 + n:]
@@ -430,6 +436,9 @@ def tokenizer_cases(gpt2, llama):
     variant("tok-config-bos-out-of-range", gpt2, lambda d: rewrite(
         os.path.join(d, "config.json"), edit_json(lambda j: j.update({"bos_token_id": 5000}))),
         2, "config.json: bos_token_id 5000 lies outside the vocabulary of 280")
+    variant("tok-generation-config-eos-out-of-range", gpt2, lambda d: rewrite_new(
+        os.path.join(d, "generation_config.json"), {"eos_token_id": [279, 5000]}),
+        2, "generation_config.json: eos_token_id 5000 lies outside the vocabulary of 280")
     def bad_tokenizer_config(d):
         with open(os.path.join(d, "tokenizer_config.json"), "wb") as f:
             f.write(b"{add_bos_token")
@@ -670,6 +679,8 @@ def gguf_cases(gguf_writer, work):
            "invalid type 9 ")
     edited("gguf-bos-out-of-range", set_kv("tokenizer.ggml.bos_token_id", 5000), 2,
            "outside the vocabulary of 300")
+    edited("gguf-eot-out-of-range", set_kv("tokenizer.ggml.eot_token_id", 300), 2,
+           "GGUF key 'tokenizer.ggml.eot_token_id' is 300, outside the vocabulary of 300")
     edited("gguf-missing-tensor", drop_tensor("blk.0.ffn_up.weight"), 2,
            "lacks tensor 'blk.0.ffn_up.weight'")
     edited("gguf-rope-freqs", add_tensor("rope_freqs.weight", np.ones(4)), 2,

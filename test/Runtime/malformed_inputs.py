@@ -185,6 +185,8 @@ def main():
             "special token id 99 is outside the vocabulary of 16")
     variant("bos-negative", lambda m: m["metadata"].update(bos_token_id=-7),
             "special token id -7 is outside the vocabulary of 16")
+    variant("end-token-outside-vocab", lambda m: m["metadata"].update(end_token_ids=[3, 16]),
+            "end token id 16 is outside the vocabulary of 16")
 
     # Encoder-decoder metadata (two graph inputs: source, target ids).
     variant("three-inputs", lambda m: m.update(inputs=["source", "extra", "tokens"]),

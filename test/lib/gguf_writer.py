@@ -402,7 +402,8 @@ def _add_tokenizer(w, tok, n_vocab, model):
     if tok.get("merges") is not None:
         w.add("tokenizer.ggml.merges", array(STRING, tok["merges"]))
     for field, key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"),
-                       ("pad", "padding_token_id")):
+                       ("pad", "padding_token_id"), ("eot", "eot_token_id"),
+                       ("eom", "eom_token_id")):
         if tok.get(field) is not None:
             w.add("tokenizer.ggml." + key, u32(tok[field]))
     for field, key in (("add_bos", "add_bos_token"), ("add_eos", "add_eos_token"),

@@ -145,6 +145,12 @@ def build(m, fbmod):
     ov = strvec(m.get("outputs", ["logits"]), Model.StartOutputsVector)
     md = m.get("metadata", {})
     mname = b.CreateString(md.get("name", "model"))
+    ends = None
+    if "end_token_ids" in md:
+        Metadata.StartEndTokenIdsVector(b, len(md["end_token_ids"]))
+        for i in reversed(md["end_token_ids"]):
+            b.PrependInt32(i)
+        ends = b.EndVector()
     Metadata.Start(b)
     Metadata.AddName(b, mname)
     if "architecture" in md:
@@ -153,6 +159,8 @@ def build(m, fbmod):
               "source_length", "source_vocab_size"):
         if k in md:
             getattr(Metadata, "Add" + camel(k))(b, md[k])
+    if ends is not None:
+        Metadata.AddEndTokenIds(b, ends)
     meta = Metadata.End(b)
     Model.Start(b)
     Model.AddVersion(b, version)

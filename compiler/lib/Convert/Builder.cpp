@@ -325,10 +325,12 @@ public:
         tok.scores.empty() ? 0 : b.CreateVector(tok.scores),
         merges.empty() ? 0 : b.CreateVector(merges),
         tok.types.empty() ? 0 : b.CreateVector(tok.types), tok.addSpacePrefix);
+    std::vector<int32_t> ends(tok.endTokens.begin(), tok.endTokens.end());
     auto meta = fb::CreateMetadata(
         b, arch, b.CreateString(hp.name), (int32_t)hp.context,
-        (int32_t)hp.vocab, (int32_t)tok.bos, (int32_t)tok.eos,
-        (int32_t)tok.pad, tok.addBos);
+        (int32_t)hp.vocab, (int32_t)tok.bos, (int32_t)tok.eos, (int32_t)tok.pad,
+        tok.addBos, /*source_length=*/0,
+        /*source_vocab_size=*/0, ends.empty() ? 0 : b.CreateVector(ends));
     auto strings = [&](std::initializer_list<const char *> list) {
       std::vector<flatbuffers::Offset<flatbuffers::String>> v;
       for (const char *s : list)
@@ -563,12 +565,58 @@ Expected<ConvertedModel> buildGPT2(const Hyperparameters &hp, KilnWriter &w,
 
 } // namespace
 
+/// llama.cpp's end-of-generation set (llama_vocab::impl::load, "maintain a
+/// list of tokens that cause end-of-generation"): the tokens the input
+/// names, and every token whose text is one of these (made a control token,
+/// as llama.cpp does); sorted, without eos.
+void addEndOfGeneration(TokenizerSpec &tok) {
+  static const StringRef kEndTexts[] = {"<|eot_id|>",
+                                        "<|im_end|>",
+                                        "<|end|>",
+                                        "<|return|>",
+                                        "<|call|>",
+                                        "<|flush|>",
+                                        "<|calls|>",
+                                        "<end_of_turn>",
+                                        "<|endoftext|>",
+                                        "</s>",
+                                        "<|eom_id|>",
+                                        "<EOT>",
+                                        "_<EOT>",
+                                        "[EOT]",
+                                        "[EOS]",
+                                        "<|end_of_text|>",
+                                        "<end_of_utterance>",
+                                        "<eos>",
+                                        "<turn|>",
+                                        "<|tool_response>",
+                                        "<｜end▁of▁sentence｜>",
+                                        "[e~["};
+  for (size_t id = 0; id < tok.tokens.size(); ++id) {
+    if (!llvm::is_contained(kEndTexts, StringRef(tok.tokens[id])))
+      continue;
+    tok.endTokens.push_back((int64_t)id);
+    if (id < tok.types.size())
+      tok.types[id] = kTokenControl;
+  }
+  llvm::sort(tok.endTokens);
+  tok.endTokens.erase(std::unique(tok.endTokens.begin(), tok.endTokens.end()),
+                      tok.endTokens.end());
+  llvm::erase(tok.endTokens, tok.eos);
+}
+
 Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
                                         std::unique_ptr<WeightSource> weights,
-                                        const TokenizerSpec &tok,
+                                        const TokenizerSpec &input,
                                         const ConvertOptions &options) {
   if (Error e = checkHyperparameters(hp))
     return std::move(e);
+  TokenizerSpec tok = input;
+  addEndOfGeneration(tok);
+  for (int64_t id : tok.endTokens)
+    if (id < 0 || id >= hp.vocab)
+      return fail("end-of-generation token id " + Twine(id) +
+                  " lies outside the vocabulary of " + Twine(hp.vocab));
   if (tok.kind != fb::TokenizerKind::Bytes &&
       (int64_t)tok.tokens.size() != hp.vocab)
     return fail("the tokenizer has " + Twine(tok.tokens.size()) +

@@ -150,6 +150,21 @@ Expected<std::string> describeKiln(StringRef path) {
   os << "\nspecial tokens: bos " << md->bos_token_id() << ", eos "
      << md->eos_token_id() << ", pad " << md->pad_token_id()
      << (md->add_bos() ? " (BOS prepended to prompts)" : "") << "\n";
+  if (const auto *ends = md->end_token_ids()) {
+    os << "generation also ends at:";
+    for (int32_t id : *ends) {
+      os << " " << id;
+      if (t && t->tokens() && id >= 0 && (uint32_t)id < t->tokens()->size()) {
+        const auto *bytes = t->tokens()->Get(id)->bytes();
+        if (bytes)
+          os << " '"
+             << StringRef(reinterpret_cast<const char *>(bytes->data()),
+                          bytes->size())
+             << "'";
+      }
+    }
+    os << "\n";
+  }
   return out;
 }
 

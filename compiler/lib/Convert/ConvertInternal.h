@@ -120,6 +120,10 @@ struct TokenizerSpec {
   std::vector<int32_t> types;
   bool addSpacePrefix = true;
   int64_t bos = -1, eos = -1, pad = -1;
+  /// Tokens besides eos that end generation, as the input names them
+  /// (GGUF's EOT/EOM ids, the rest of an eos_token_id list); the builder
+  /// adds llama.cpp's end-of-generation tokens by text.
+  std::vector<int64_t> endTokens;
   bool addBos = false;
 };
 

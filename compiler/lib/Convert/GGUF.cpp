@@ -557,6 +557,15 @@ Expected<TokenizerSpec> ggufTokenizer(const GGUFFile &f, int64_t vocab) {
     return std::move(e);
   if (Error e = special("tokenizer.ggml.padding_token_id", tok.pad))
     return std::move(e);
+  // End-of-turn and end-of-message tokens also end generation.
+  for (StringRef key :
+       {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    int64_t id = -1;
+    if (Error e = special(key, id))
+      return std::move(e);
+    if (id >= 0)
+      tok.endTokens.push_back(id);
+  }
   auto addBos = f.boolean("tokenizer.ggml.add_bos_token", spm);
   if (!addBos)
     return addBos.takeError();

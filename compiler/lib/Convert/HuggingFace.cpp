@@ -371,6 +371,16 @@ public:
     std::optional<bool> b = v ? v->getAsBoolean() : std::nullopt;
     return b ? *b : fallback;
   }
+  /// Every id of an id or a list of ids (eos_token_id may be a list).
+  std::vector<int64_t> tokenIds(StringRef key) const {
+    std::vector<int64_t> ids;
+    const json::Value *v = o.get(key);
+    const json::Array *a = v ? v->getAsArray() : nullptr;
+    for (const json::Value &e : a ? *a : ArrayRef<json::Value>(v, v ? 1 : 0))
+      if (std::optional<int64_t> i = e.getAsInteger())
+        ids.push_back(*i);
+    return ids;
+  }
   /// A token id, or the first of a list (eos_token_id may be a list).
   int64_t tokenId(StringRef key) const {
     const json::Value *v = o.get(key);
@@ -747,6 +757,30 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
                          {tok.pad, "pad_token_id"}})
     if (id >= vocab)
       return fail("config.json: " + Twine(key) + " " + Twine(id) +
+                  " lies outside the vocabulary of " + Twine(vocab));
+  // Every id of an eos_token_id list ends generation (Llama 3.1 lists
+  // <|end_of_text|>, <|eom_id|> and <|eot_id|>), in config.json and in
+  // generation_config.json, which is what transformers' generate() reads.
+  tok.endTokens = config.tokenIds("eos_token_id");
+  SmallString<256> gcPath(dir);
+  sys::path::append(gcPath, "generation_config.json");
+  if (sys::fs::exists(gcPath)) {
+    auto gc = readJSON(gcPath);
+    if (!gc)
+      return gc.takeError();
+    if (const json::Object *o = gc->getAsObject()) {
+      Config generation(*o);
+      for (int64_t id : generation.tokenIds("eos_token_id")) {
+        if (id < 0 || id >= vocab)
+          return fail("generation_config.json: eos_token_id " + Twine(id) +
+                      " lies outside the vocabulary of " + Twine(vocab));
+        tok.endTokens.push_back(id);
+      }
+    }
+  }
+  for (int64_t id : tok.endTokens)
+    if (id < 0 || id >= vocab)
+      return fail("config.json: eos_token_id " + Twine(id) +
                   " lies outside the vocabulary of " + Twine(vocab));
   std::optional<bool> addBos;
   SmallString<256> tcPath(dir);

@@ -385,6 +385,13 @@ OwningOpRef<ModuleOp> Importer::run() {
       return nullptr;
     }
   }
+  if (const auto *ends = meta->end_token_ids())
+    for (int32_t id : *ends)
+      if (id < 0 || id >= meta->vocab_size()) {
+        error() << "metadata: end token id " << id
+                << " is outside the vocabulary of " << meta->vocab_size();
+        return nullptr;
+      }
   unsigned numInputs = model->inputs()->size();
   if (numInputs < 1 || numInputs > 2 || model->outputs()->size() != 1) {
     error() << "the graph must have one input (token ids) or two (source "

@@ -103,7 +103,38 @@ class Metadata(object):
             return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
         return 0
 
-def MetadataStart(builder): builder.StartObject(10)
+    # Tokens besides eos_token_id that end generation (llama.cpp's
+    # end-of-generation set: GGUF's EOT and EOM tokens, the rest of a Hugging
+    # Face eos_token_id list, control tokens such as <|eot_id|>, <|im_end|>,
+    # <end_of_turn>). Absent in older files: eos_token_id alone.
+    # Metadata
+    def EndTokenIds(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+        return 0
+
+    # Metadata
+    def EndTokenIdsAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Int32Flags, o)
+        return 0
+
+    # Metadata
+    def EndTokenIdsLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # Metadata
+    def EndTokenIdsIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(24))
+        return o == 0
+
+def MetadataStart(builder): builder.StartObject(11)
 def Start(builder):
     return MetadataStart(builder)
 def MetadataAddArchitecture(builder, architecture): builder.PrependUint8Slot(0, architecture, 0)
@@ -136,6 +167,12 @@ def AddSourceLength(builder, sourceLength):
 def MetadataAddSourceVocabSize(builder, sourceVocabSize): builder.PrependInt32Slot(9, sourceVocabSize, 0)
 def AddSourceVocabSize(builder, sourceVocabSize):
     return MetadataAddSourceVocabSize(builder, sourceVocabSize)
+def MetadataAddEndTokenIds(builder, endTokenIds): builder.PrependUOffsetTRelativeSlot(10, flatbuffers.number_types.UOffsetTFlags.py_type(endTokenIds), 0)
+def AddEndTokenIds(builder, endTokenIds):
+    return MetadataAddEndTokenIds(builder, endTokenIds)
+def MetadataStartEndTokenIdsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartEndTokenIdsVector(builder, numElems):
+    return MetadataStartEndTokenIdsVector(builder, numElems)
 def MetadataEnd(builder): return builder.EndObject()
 def End(builder):
     return MetadataEnd(builder)

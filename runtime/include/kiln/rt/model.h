@@ -13,6 +13,7 @@
 
 #include "kiln_runtime.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -106,6 +107,13 @@ struct ModelFile {
   std::string placement;
   int64_t contextLength = 0, vocabSize = 0;
   int64_t bosId = -1, eosId = -1, padId = -1;
+  /// Tokens besides eosId that end generation (Metadata.end_token_ids).
+  std::vector<int64_t> endIds;
+  /// Whether generation ends at `id`: the EOS token or another end token.
+  bool isEndToken(int64_t id) const {
+    return id >= 0 && (id == eosId || std::find(endIds.begin(), endIds.end(),
+                                                id) != endIds.end());
+  }
   bool addBos = false;
   /// Encoder-decoder models: two graph inputs (source, target ids).
   bool encoderDecoder = false;

@@ -1,6 +1,6 @@
 //===- sampler.cpp - Seeded sampling: llama.cpp's sampler chain ----------===//
 //
-// Greedy, or llama.cpp's default chain (common/sampling.cpp) restricted to
+// Greedy, or llama.cpp's default chain (common/common.h) restricted to
 // the samplers Kiln offers, in its order: penalties (repeat, frequency,
 // presence over the last N tokens), top-k, top-p, min-p, temperature, then
 // a draw from the softmax of the tokens left. Top-p and min-p read the

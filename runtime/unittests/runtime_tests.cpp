@@ -507,7 +507,7 @@ static void testBpeTokenizers() {
 // Sampling
 //===----------------------------------------------------------------------===//
 
-// llama.cpp's samplers (llama-sampling.cpp), checked against their
+// llama.cpp's samplers (src/llama-sampler.cpp), checked against their
 // definitions: the penalties on the logits, top-p and min-p on the
 // probabilities before temperature, draws that follow the softmax of what
 // is left.

@@ -25,11 +25,16 @@ const char kUpgradeAdvice[] =
     "NEW.kiln` (PYTHONPATH=<kiln>/compiler/kiln_export), or convert the "
     "original GGUF file or Hugging Face directory again with kiln-convert";
 
-ModelFile::~ModelFile() {
+void ModelFile::releaseStorage() {
   if (mapBase)
     munmap(mapBase, mapLength);
   std::free(alignedCopy);
+  mapBase = nullptr;
+  mapLength = 0;
+  alignedCopy = nullptr;
 }
+
+ModelFile::~ModelFile() { releaseStorage(); }
 
 static Error modelError(const std::string &msg) { return {kExitModel, msg}; }
 
@@ -223,6 +228,7 @@ static std::optional<Error> validate(const uint8_t *file, uint64_t fileSize,
       return modelError("metadata: special token id " + std::to_string(id) +
                         " is outside the vocabulary of " +
                         std::to_string(out.vocabSize));
+  out.endIds.clear();
   if (const auto *ends = meta->end_token_ids()) {
     if (ends->size() > (uint64_t)out.vocabSize)
       return modelError("metadata: " + std::to_string(ends->size()) +
@@ -247,6 +253,10 @@ static std::optional<Error> validate(const uint8_t *file, uint64_t fileSize,
         (uint8_t)w->dtype(), shape.data(), shape.size());
   }
 
+  out.pieces.clear();
+  out.scores.clear();
+  out.tokenTypes.clear();
+  out.merges.clear();
   if (const fb::Tokenizer *tok = model->tokenizer()) {
     if (tok->kind() > fb::TokenizerKind::MAX)
       return modelError("unknown tokenizer kind " +
@@ -313,6 +323,7 @@ std::optional<Error> loadModelFile(const std::string &path, ModelFile &out,
   uint64_t fileSize = (uint64_t)st.st_size;
   // Map the file without reading it: validation touches the FlatBuffer's
   // pages only, and nothing is allocated for the weights before it passed.
+  out.releaseStorage();
   void *map = mmap(nullptr, fileSize, PROT_READ, MAP_PRIVATE, fd, 0);
   if (map == MAP_FAILED) {
     int e = errno;
@@ -403,6 +414,7 @@ std::optional<Error> loadModelFile(const std::string &path, ModelFile &out,
 
 std::optional<Error> loadModelBuffer(std::vector<uint8_t> bytes,
                                      ModelFile &out) {
+  out.releaseStorage();
   // Page alignment, as the data section has in a mapped file.
   size_t n = (bytes.size() + 4095) / 4096 * 4096;
   out.alignedCopy = std::aligned_alloc(4096, n ? n : 4096);

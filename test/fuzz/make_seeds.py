@@ -45,6 +45,16 @@ def model_file_seeds(mdir):
     for name in ("tiny-llama", "tiny-gpt2"):
         subprocess.check_call([sys.executable, json2kiln, os.path.join(inputs, name + ".json"),
                                "-o", os.path.join(mdir, name + ".kiln")])
+    # The tiny Llama with end tokens besides EOS (Metadata.end_token_ids).
+    with open(os.path.join(inputs, "tiny-llama.json")) as f:
+        m = json.load(f)
+    m["metadata"]["end_token_ids"] = [3, 5]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "ends.json")
+        with open(src, "w") as f:
+            json.dump(m, f)
+        subprocess.check_call([sys.executable, json2kiln, src,
+                               "-o", os.path.join(mdir, "tiny-llama-ends.kiln")])
     env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "..", "compiler", "kiln_export"))
     subprocess.check_call([sys.executable, os.path.join(HERE, "..", "Runtime", "Inputs",
                                                         "make_seq2seq.py"),
@@ -86,6 +96,17 @@ def main():
     gpt2 = reference.randomize(reference.GPT2(GPT2), 0).state_dict()
     gguf_writer.write_llama_gguf(os.path.join(gdir, "llama-f16.gguf"), llama, LLAMA, dtype="F16")
     gguf_writer.write_gpt2_gguf(os.path.join(gdir, "gpt2-f32.gguf"), gpt2, GPT2)
+    # End-of-generation tokens: an EOT id (tokenizer.ggml.eot_token_id) on
+    # <|im_end|>, one of llama.cpp's end texts.
+    gpt2e_cfg = dict(GPT2, vocab_size=258)
+    gpt2e = reference.randomize(reference.GPT2(gpt2e_cfg), 0).state_dict()
+    b2u = gguf_writer.bytes_to_unicode()
+    tok = {"model": "gpt2", "pre": "gpt-2",
+           "tokens": [b2u[b] for b in range(256)] + ["<|im_end|>", "<|endoftext|>"],
+           "token_types": [gguf_writer.TOKEN_NORMAL] * 257 + [gguf_writer.TOKEN_CONTROL],
+           "merges": [], "bos": 257, "eos": 257, "eot": 256, "add_bos": False}
+    gguf_writer.write_gpt2_gguf(os.path.join(gdir, "gpt2-eot.gguf"), gpt2e, gpt2e_cfg,
+                                tokenizer=tok)
     llama32 = reference.randomize(reference.Llama(LLAMA32), 0).state_dict()
     for dt in ("BF16", "Q8_0"):
         gguf_writer.write_llama_gguf(os.path.join(gdir, "llama-%s.gguf" % dt.lower()), llama32,

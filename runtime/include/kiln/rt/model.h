@@ -142,6 +142,8 @@ private:
   void *mapBase = nullptr; ///< what loadModelFile mapped (munmap on exit)
   size_t mapLength = 0;
   void *alignedCopy = nullptr;
+  /// Frees what an earlier load placed (a ModelFile may be loaded again).
+  void releaseStorage();
 };
 
 /// Validates `path` (checkModelLayout, then the metadata and tokenizer)

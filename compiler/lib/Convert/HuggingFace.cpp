@@ -41,6 +41,19 @@ Expected<json::Value> readJSON(StringRef path) {
   return parseJSON((*buf)->getBuffer(), "'" + path + "'");
 }
 
+/// `dir`/`name` parsed, or nothing when the directory has no such file.
+Expected<std::optional<json::Value>> readOptionalJSON(StringRef dir,
+                                                      StringRef name) {
+  SmallString<256> path(dir);
+  sys::path::append(path, name);
+  if (!sys::fs::exists(path))
+    return std::nullopt;
+  auto j = readJSON(path);
+  if (!j)
+    return j.takeError();
+  return std::optional<json::Value>(std::move(*j));
+}
+
 //===----------------------------------------------------------------------===//
 // safetensors
 //===----------------------------------------------------------------------===//
@@ -762,36 +775,27 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   // <|end_of_text|>, <|eom_id|> and <|eot_id|>), in config.json and in
   // generation_config.json, which is what transformers' generate() reads.
   tok.endTokens = config.tokenIds("eos_token_id");
-  SmallString<256> gcPath(dir);
-  sys::path::append(gcPath, "generation_config.json");
-  if (sys::fs::exists(gcPath)) {
-    auto gc = readJSON(gcPath);
-    if (!gc)
-      return gc.takeError();
-    if (const json::Object *o = gc->getAsObject()) {
-      Config generation(*o);
-      for (int64_t id : generation.tokenIds("eos_token_id")) {
-        if (id < 0 || id >= vocab)
-          return fail("generation_config.json: eos_token_id " + Twine(id) +
-                      " lies outside the vocabulary of " + Twine(vocab));
-        tok.endTokens.push_back(id);
-      }
-    }
-  }
   for (int64_t id : tok.endTokens)
     if (id < 0 || id >= vocab)
       return fail("config.json: eos_token_id " + Twine(id) +
                   " lies outside the vocabulary of " + Twine(vocab));
-  std::optional<bool> addBos;
-  SmallString<256> tcPath(dir);
-  sys::path::append(tcPath, "tokenizer_config.json");
-  if (sys::fs::exists(tcPath)) {
-    auto tc = readJSON(tcPath);
-    if (!tc)
-      return tc.takeError();
-    if (const json::Object *o = tc->getAsObject())
-      addBos = o->getBoolean("add_bos_token");
+  auto gc = readOptionalJSON(dir, "generation_config.json");
+  if (!gc)
+    return gc.takeError();
+  if (const json::Object *o = *gc ? (*gc)->getAsObject() : nullptr) {
+    for (int64_t id : Config(*o).tokenIds("eos_token_id")) {
+      if (id < 0 || id >= vocab)
+        return fail("generation_config.json: eos_token_id " + Twine(id) +
+                    " lies outside the vocabulary of " + Twine(vocab));
+      tok.endTokens.push_back(id);
+    }
   }
+  std::optional<bool> addBos;
+  auto tc = readOptionalJSON(dir, "tokenizer_config.json");
+  if (!tc)
+    return tc.takeError();
+  if (const json::Object *o = *tc ? (*tc)->getAsObject() : nullptr)
+    addBos = o->getBoolean("add_bos_token");
   if (!addBos) {
     addBos = false;
     if (const json::Object *pp = root->getObject("post_processor"))

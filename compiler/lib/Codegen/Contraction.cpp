@@ -150,6 +150,51 @@ std::optional<kiln::ScaledInput> kiln::matchScaledInput(Value x) {
   return s;
 }
 
+std::optional<StringRef> kiln::pairEpilogueMismatch(linalg::GenericOp op,
+                                                    const Linear &a,
+                                                    const Linear &b) {
+  if (!isElementwiseBinary(op))
+    return StringRef("is not an elementwise generic of two inputs");
+  Block &body = op.getRegion().front();
+  if (!body.getArgument(2).use_empty() ||
+      !body.getOps<linalg::IndexOp>().empty())
+    return StringRef("reads its init or its indices");
+  Value ra = a.op->getResult(0), rb = b.op->getResult(0);
+  Value in0 = op.getDpsInputs()[0], in1 = op.getDpsInputs()[1];
+  if (a.op == b.op || !((in0 == ra && in1 == rb) || (in0 == rb && in1 == ra)) ||
+      !ra.hasOneUse() || !rb.hasOneUse())
+    return StringRef("its inputs are not two configured products used by it "
+                     "alone");
+  if (a.x() != b.x() || a.k != b.k || a.n != b.n ||
+      a.op->getBlock() != op->getBlock() || b.op->getBlock() != op->getBlock())
+    return StringRef("its products do not read the same x into the same shape "
+                     "in its block");
+  return std::nullopt;
+}
+
+std::optional<StringRef> kiln::columnEpilogueMismatch(linalg::GenericOp r) {
+  if (!r.hasPureTensorSemantics() || r.getNumDpsInputs() != 1 ||
+      r.getNumDpsInits() != 1 || r.getNumReductionLoops() != 0 ||
+      r.getResult(0).getType() != r.getDpsInputs()[0].getType() ||
+      !llvm::all_of(r.getIndexingMapsArray(),
+                    [](AffineMap m) { return m.isIdentity(); }))
+    return StringRef("is not an elementwise generic of one input");
+  Value p = r.getDpsInputs()[0];
+  for (Operation *u : p.getUsers())
+    if (u != r && u->getParentOfType<linalg::GenericOp>() != r)
+      return StringRef("the product has other users");
+  // One row index (the leading dims before it are 1), so that a row of the
+  // kernel's [M, N] output is a row of the product.
+  auto type = cast<RankedTensorType>(p.getType());
+  for (int64_t d = 0; d + 2 < type.getRank(); ++d)
+    if (type.getDimSize(d) != 1)
+      return StringRef("the product has more than one row index");
+  for (Operation &op : r.getRegion().front())
+    if (op.getNumRegions())
+      return StringRef("its body has regions");
+  return std::nullopt;
+}
+
 bool kiln::availableAt(Value v, Operation *at) {
   if (auto arg = dyn_cast<BlockArgument>(v))
     return arg.getParentRegion()->isAncestor(at->getParentRegion());

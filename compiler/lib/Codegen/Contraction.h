@@ -63,6 +63,23 @@ std::optional<ScaledInput> matchScaledInput(mlir::Value x);
 std::optional<int64_t> readColumnGroup(mlir::linalg::GenericOp r, mlir::Value p,
                                        int64_t n);
 
+/// Why elementwise generic `op` cannot be the epilogue that one kernel
+/// over products `a` and `b` applies (the gated activation), or nothing
+/// when it can: its inputs are their two results, each used by it alone,
+/// its body reads neither its init nor its indices, and both products read
+/// the same x into the same shape in its block.
+std::optional<llvm::StringRef> pairEpilogueMismatch(mlir::linalg::GenericOp op,
+                                                    const Linear &a,
+                                                    const Linear &b);
+
+/// Why generic `r` cannot be applied by the kernel of the product that
+/// computes its one input to each block it computes (RoPE), or nothing
+/// when it can: elementwise over that input alone (identity maps), used by
+/// nothing else, of one row index (leading dims of 1), with no regions in
+/// its body. Which columns it reads is readColumnGroup's.
+std::optional<llvm::StringRef>
+columnEpilogueMismatch(mlir::linalg::GenericOp r);
+
 /// Whether `v` is defined before `at` (or in a region around it).
 bool availableAt(mlir::Value v, mlir::Operation *at);
 

@@ -850,25 +850,16 @@ readPairEpilogue(linalg::GenericOp op,
         << kiln::kEpilogueAttr << "' of two products but " << why;
     return failure();
   };
-  if (!isElementwiseBinary(op))
+  if (op.getNumDpsInputs() != 2)
     return fail("is not an elementwise generic of two inputs");
-  Block &body = op.getRegion().front();
-  if (!body.getArgument(2).use_empty() ||
-      !body.getOps<linalg::IndexOp>().empty())
-    return fail("reads its init or its indices");
-  Value in0 = op.getDpsInputs()[0], in1 = op.getDpsInputs()[1];
-  auto a = linears.find(in0.getDefiningOp());
-  auto b = linears.find(in1.getDefiningOp());
-  if (in0 == in1 || a == linears.end() || b == linears.end() ||
-      !in0.hasOneUse() || !in1.hasOneUse())
+  auto a = linears.find(op.getDpsInputs()[0].getDefiningOp());
+  auto b = linears.find(op.getDpsInputs()[1].getDefiningOp());
+  if (a == linears.end() || b == linears.end())
     return fail("its inputs are not two configured products used by it "
                 "alone");
   const Contraction &la = a->second, &lb = b->second;
-  if (la.x() != lb.x() || la.k != lb.k || la.n != lb.n ||
-      la.op->getBlock() != op->getBlock() ||
-      lb.op->getBlock() != op->getBlock())
-    return fail("its products do not read the same x into the same shape in "
-                "its block");
+  if (std::optional<StringRef> why = kiln::pairEpilogueMismatch(op, la, lb))
+    return fail(*why);
   return Epilogue{op, la, lb};
 }
 
@@ -1151,33 +1142,18 @@ readGroupEpilogue(linalg::GenericOp r, int64_t group,
         << kiln::kEpilogueAttr << "' of one product but " << why;
     return failure();
   };
-  if (!r.hasPureTensorSemantics() || r.getNumDpsInputs() != 1 ||
-      r.getNumDpsInits() != 1 || r.getNumReductionLoops() != 0 ||
-      !llvm::all_of(r.getIndexingMapsArray(),
-                    [](AffineMap m) { return m.isIdentity(); }))
-    return fail("is not an elementwise generic of one input");
+  if (std::optional<StringRef> why = kiln::columnEpilogueMismatch(r))
+    return fail(*why);
   Value p = r.getDpsInputs()[0];
   auto l = linears.find(p.getDefiningOp());
   if (l == linears.end())
     return fail("its input is not a configured product");
-  auto type = cast<RankedTensorType>(p.getType());
-  if (l->second.n % group != 0 || r.getResult(0).getType() != type)
+  if (l->second.n % group != 0)
     return fail("its column groups do not tile the product's columns");
   std::optional<int64_t> reads = kiln::readColumnGroup(r, p, l->second.n);
   if (!reads || group % *reads != 0)
     return fail("it reads its input outside aligned groups of that many "
                 "columns of the same row");
-  for (Operation *u : p.getUsers())
-    if (u != r && u->getParentOfType<linalg::GenericOp>() != r)
-      return fail("the product has other users");
-  // One row index (the leading dims before it are 1), so that a row of the
-  // kernel's [M, N] output is a row of the product.
-  for (int64_t d = 0; d + 2 < type.getRank(); ++d)
-    if (type.getDimSize(d) != 1)
-      return fail("the product has more than one row index");
-  for (Operation &op : r.getRegion().front())
-    if (op.getNumRegions())
-      return fail("its body has regions");
   return std::make_pair(l->first, GroupEpilogue{r, group});
 }
 

@@ -44,36 +44,21 @@ using kiln::ConfiguredLinear;
 namespace {
 
 /// The generic that is the only consumer of product `l`'s result, with the
-/// column group it reads within, when it is elementwise over that result
-/// alone (an identity map, no other input) and the product has one row.
-/// `alone`: the product is a kernel of its own, not one of a kiln.group.
+/// column group it reads within, when the product's kernel can apply it
+/// (kiln::columnEpilogueMismatch). `alone`: the product is a kernel of its
+/// own, not one of a kiln.group.
 std::optional<std::pair<linalg::GenericOp, int64_t>>
 matchColumnGroupEpilogue(const ConfiguredLinear &l, bool alone) {
   Value p = l.op->getResult(0);
-  linalg::GenericOp r;
-  for (Operation *u : p.getUsers()) {
-    auto g = dyn_cast<linalg::GenericOp>(u);
-    if (!g)
-      g = u->getParentOfType<linalg::GenericOp>();
-    if (!g || (r && g != r))
-      return std::nullopt;
-    r = g;
-  }
-  auto type = cast<RankedTensorType>(p.getType());
-  if (!r || !r.hasPureTensorSemantics() || r.getNumDpsInputs() != 1 ||
-      r.getNumDpsInits() != 1 || r.getNumReductionLoops() != 0 ||
-      r.getDpsInputs()[0] != p || r.getResult(0).getType() != type ||
-      !llvm::all_of(r.getIndexingMapsArray(),
-                    [](AffineMap m) { return m.isIdentity(); }))
+  if (p.use_empty())
     return std::nullopt;
-  // One row index (the leading dims before it are 1), so that a row of the
-  // kernel's [M, N] output is a row of the product.
-  for (int64_t d = 0; d + 2 < type.getRank(); ++d)
-    if (type.getDimSize(d) != 1)
-      return std::nullopt;
-  for (Operation &op : r.getRegion().front())
-    if (op.getNumRegions())
-      return std::nullopt;
+  Operation *u = *p.getUsers().begin();
+  auto r = dyn_cast<linalg::GenericOp>(u);
+  if (!r)
+    r = u->getParentOfType<linalg::GenericOp>();
+  if (!r || r.getNumDpsInputs() != 1 || r.getDpsInputs()[0] != p ||
+      kiln::columnEpilogueMismatch(r))
+    return std::nullopt;
   // A group as wide as the row would leave a kernel of its own one task.
   std::optional<int64_t> g = kiln::readColumnGroup(r, p, l.n);
   if (!g || (*g == l.n && alone))
@@ -87,22 +72,16 @@ linalg::GenericOp matchPairEpilogue(ArrayRef<ConfiguredLinear> pair) {
   if (pair.size() != 2)
     return {};
   const ConfiguredLinear &a = pair[0], &b = pair[1];
-  Value ra = a.op->getResult(0), rb = b.op->getResult(0);
-  if (!ra.hasOneUse() || !rb.hasOneUse())
+  Value ra = a.op->getResult(0);
+  if (!ra.hasOneUse())
     return {};
   auto op = dyn_cast<linalg::GenericOp>(*ra.getUsers().begin());
-  if (!op || op != *rb.getUsers().begin() || !kiln::isElementwiseBinary(op))
+  if (!op || kiln::pairEpilogueMismatch(op, a, b))
     return {};
-  Block &body = op.getRegion().front();
-  if (!body.getArgument(2).use_empty() ||
-      !body.getOps<linalg::IndexOp>().empty())
-    return {};
-  // Decode, one row of x; the same columns of both.
+  // Decode, one row of x.
   auto xType = cast<RankedTensorType>(a.x().getType());
   if (!a.config.isDecode() || !b.config.isDecode() || !xType.hasStaticShape() ||
-      xType.getNumElements() != a.k || a.x() != b.x() || a.k != b.k ||
-      a.n != b.n || op->getBlock() != a.op->getBlock() ||
-      op->getBlock() != b.op->getBlock())
+      xType.getNumElements() != a.k)
     return {};
   return op;
 }

@@ -74,6 +74,59 @@ static bool readFile(const std::string &path, std::string &out) {
 
 /// Chat-style loop over the KV cache: every line read from stdin is
 /// appended to the conversation and answered; nothing is recomputed.
+namespace {
+/// The text a generation gives: each chosen token's piece (an end token,
+/// unless --ignore-eos, stands for nothing) checked against the --stop
+/// strings, kept for the JSON output and, in text mode, printed as it
+/// comes, whole UTF-8 characters at a time.
+class GeneratedText {
+public:
+  GeneratedText(const Options &opts, const ModelFile &model,
+                const Tokenizer &tokenizer)
+      : opts(opts), model(model), tokenizer(tokenizer), stops(opts.stops) {}
+
+  /// The session's onToken: false once a stop string has appeared.
+  bool push(int32_t id) {
+    if (model.isEndToken(id) && !opts.ignoreEos)
+      return true;
+    emit(stops.push(tokenizer.piece(id)));
+    return !stops.stopped();
+  }
+  /// Bytes that bypass the stop strings (a beam search's whole text).
+  void emit(const std::string &bytes) {
+    all += bytes;
+    if (opts.output != OutputFormat::Text)
+      return;
+    std::string ready = stream.push(bytes);
+    std::fwrite(ready.data(), 1, ready.size(), stdout);
+    std::fflush(stdout);
+  }
+  /// After generation: whether a stop string ended it; otherwise the bytes
+  /// held back for one are emitted. In text mode, prints what the UTF-8
+  /// stream still holds and a newline.
+  bool finish() {
+    bool stopped = stops.stopped();
+    if (!stopped)
+      emit(stops.flush());
+    if (opts.output == OutputFormat::Text) {
+      std::string rest = stream.flush() + "\n";
+      std::fwrite(rest.data(), 1, rest.size(), stdout);
+      std::fflush(stdout);
+    }
+    return stopped;
+  }
+  const std::string &text() const { return all; }
+
+private:
+  const Options &opts;
+  const ModelFile &model;
+  const Tokenizer &tokenizer;
+  StopMatcher stops;
+  Utf8Stream stream;
+  std::string all;
+};
+} // namespace
+
 static int interactive(const Options &opts, const ModelFile &model,
                        const Tokenizer &tokenizer, Session &session, Rng &rng,
                        int64_t capacity) {
@@ -185,7 +238,6 @@ static int runSeq2Seq(const Options &opts, const ModelFile &model,
   uint64_t seed = chooseSeed(opts);
   Rng rng(seed);
   bool text = opts.output == OutputFormat::Text;
-  Utf8Stream stream;
   auto pieces = [&](const std::vector<int32_t> &ids) {
     std::string out;
     for (int32_t id : ids)
@@ -194,44 +246,21 @@ static int runSeq2Seq(const Options &opts, const ModelFile &model,
     return out;
   };
   // The text of the tokens chosen (up to a stop string).
-  std::string generatedText;
+  GeneratedText generated(opts, model, tokenizer);
   if (opts.beams > 1) {
     if (auto err = session.beamSearch(opts.nPredict, opts.beams,
                                       opts.lengthPenalty, opts.earlyStop,
                                       result))
       return fail(*err);
-    generatedText = pieces(result.tokens);
-    if (text)
-      std::fwrite(generatedText.data(), 1, generatedText.size(), stdout);
-  } else {
-    StopMatcher stops(opts.stops);
-    auto emit = [&](const std::string &bytes) {
-      generatedText += bytes;
-      if (!text)
-        return;
-      std::string ready = stream.push(bytes);
-      std::fwrite(ready.data(), 1, ready.size(), stdout);
-      std::fflush(stdout);
-    };
-    auto onToken = [&](int32_t id) {
-      if (model.isEndToken(id) && !opts.ignoreEos)
-        return true;
-      emit(stops.push(tokenizer.piece(id)));
-      return !stops.stopped();
-    };
-    if (auto err = session.generate(opts.nPredict, opts.sampling, rng,
-                                    opts.ignoreEos, opts.logits, onToken,
-                                    result))
-      return fail(*err);
-    if (stops.stopped())
-      result.stop = StopReason::Stop;
-    else
-      emit(stops.flush());
+    generated.emit(pieces(result.tokens));
+  } else if (auto err = session.generate(
+                 opts.nPredict, opts.sampling, rng, opts.ignoreEos, opts.logits,
+                 [&](int32_t id) { return generated.push(id); }, result)) {
+    return fail(*err);
   }
+  if (generated.finish())
+    result.stop = StopReason::Stop;
   if (text) {
-    std::string rest = stream.flush() + "\n";
-    std::fwrite(rest.data(), 1, rest.size(), stdout);
-    std::fflush(stdout);
     if (opts.stats) {
       size_t steps = result.tokens.size();
       double rate = result.decodeMs > 0
@@ -250,7 +279,7 @@ static int runSeq2Seq(const Options &opts, const ModelFile &model,
   }
   Json out;
   out["tokens"] = result.tokens;
-  out["text"] = jsonText(generatedText);
+  out["text"] = jsonText(generated.text());
   out["source_tokens"] = src;
   out["stop_reason"] = stopReasonName(result.stop);
   out["seed"] = seed;
@@ -387,45 +416,23 @@ int run(int argc, char **argv, const EntryPoints &entry) {
     return kExitOk;
   }
 
-  bool text = opts.output == OutputFormat::Text;
-  Utf8Stream stream;
-  StopMatcher stops(opts.stops);
-  std::string generated;
-  auto emit = [&](const std::string &bytes) {
-    generated += bytes;
-    if (text) {
-      std::string ready = stream.push(bytes);
-      std::fwrite(ready.data(), 1, ready.size(), stdout);
-      std::fflush(stdout);
-    }
-  };
-  auto onToken = [&](int32_t id) {
-    if (model.isEndToken(id) && !opts.ignoreEos)
-      return true;
-    emit(stops.push(tokenizer.piece(id)));
-    return !stops.stopped();
-  };
+  GeneratedText generated(opts, model, tokenizer);
   GenerationResult result;
-  if (auto err =
-          session.generateAt(0, prompt, opts.nPredict, opts.sampling, rng,
-                             opts.ignoreEos, opts.logits, onToken, result))
+  if (auto err = session.generateAt(
+          0, prompt, opts.nPredict, opts.sampling, rng, opts.ignoreEos,
+          opts.logits, [&](int32_t id) { return generated.push(id); }, result))
     return fail(*err);
-  if (stops.stopped())
+  if (generated.finish())
     result.stop = StopReason::Stop;
-  else
-    emit(stops.flush());
 
-  if (text) {
-    std::string rest = stream.flush() + "\n";
-    std::fwrite(rest.data(), 1, rest.size(), stdout);
-    std::fflush(stdout);
+  if (opts.output == OutputFormat::Text) {
     if (opts.stats)
       printStats(prompt.size(), result);
     return kExitOk;
   }
   Json out;
   out["tokens"] = result.tokens;
-  out["text"] = jsonText(generated);
+  out["text"] = jsonText(generated.text());
   out["prompt_tokens"] = prompt;
   out["stop_reason"] = stopReasonName(result.stop);
   out["seed"] = seed;

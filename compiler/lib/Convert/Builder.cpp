@@ -607,11 +607,10 @@ void addEndOfGeneration(TokenizerSpec &tok) {
 
 Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
                                         std::unique_ptr<WeightSource> weights,
-                                        const TokenizerSpec &input,
+                                        TokenizerSpec tok,
                                         const ConvertOptions &options) {
   if (Error e = checkHyperparameters(hp))
     return std::move(e);
-  TokenizerSpec tok = input;
   addEndOfGeneration(tok);
   for (int64_t id : tok.endTokens)
     if (id < 0 || id >= hp.vocab)

@@ -143,9 +143,8 @@ enum TokenType : int32_t {
 /// builds the .kiln file's FlatBuffer; the weights' bytes are produced when
 /// the result is written.
 llvm::Expected<ConvertedModel>
-buildKilnModel(const Hyperparameters &hp,
-               std::unique_ptr<WeightSource> weights,
-               const TokenizerSpec &tokenizer, const ConvertOptions &options);
+buildKilnModel(const Hyperparameters &hp, std::unique_ptr<WeightSource> weights,
+               TokenizerSpec tokenizer, const ConvertOptions &options);
 
 /// Readers: the model of a GGUF file / a Hugging Face directory.
 llvm::Expected<ConvertedModel> convertGGUF(llvm::StringRef path,

@@ -686,7 +686,7 @@ Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
   hp.positions = hp.context;
   if (contextCap > 0 && contextCap < hp.context)
     hp.context = contextCap;
-  return buildKilnModel(hp, std::move(weights), *tok, options);
+  return buildKilnModel(hp, std::move(weights), std::move(*tok), options);
 }
 
 } // namespace

@@ -866,7 +866,7 @@ Expected<ConvertedModel> convertHF(StringRef dir,
     return tok.takeError();
   if (contextCap > 0 && contextCap < hp->context)
     hp->context = contextCap;
-  return buildKilnModel(*hp, std::move(weights), *tok, options);
+  return buildKilnModel(*hp, std::move(weights), std::move(*tok), options);
 }
 
 Expected<std::string> describeHF(StringRef dir) {

@@ -120,6 +120,13 @@ llvm::SmallVector<llvm::SmallVector<C>> splitIntoGroups(llvm::ArrayRef<C> cs,
   return groups;
 }
 
+/// Values of x per scale in a prompt's integer GEMM: a Q8_0 block, as
+/// llama.cpp quantizes activations. (A scale per 4 values, as in decode,
+/// would cost a conversion and a scaled FMA per integer dot product, no
+/// fewer instructions than f32 FMAs; per 32, eight dot products accumulate
+/// in i32 first.)
+inline constexpr int64_t kPromptActivationGroup = 32;
+
 /// A contraction's kernel configuration: what kiln-kernel-strategy chooses
 /// and records on the op (kKernelAttr), and all kiln-contraction-kernels
 /// reads to emit the kernel.
@@ -140,10 +147,13 @@ struct KernelConfig {
   bool packed = false;
   int64_t packMinRows = 16;
   int64_t outerRows = 6;
-  /// Whether the matrix-vector products quantize x to 8-bit integers per
-  /// group of 32 values and take integer dot products with W's stored
-  /// integers (`activations = "i8"`), instead of reading x as f32 and W
-  /// dequantized exactly (the default).
+  /// Whether the kernel quantizes x to 8-bit integers and takes integer dot
+  /// products with W's stored integers (`activations = "i8"`), instead of
+  /// reading x as f32 and W dequantized exactly (the default): in decode,
+  /// the matrix-vector products, with one scale per 4 values of x; in
+  /// prompts, the packed outer-product tiles (an integer GEMM on W's
+  /// integers packed as bytes), with one scale per kPromptActivationGroup
+  /// values.
   bool int8Activations = false;
 
   bool isDecode() const { return role == Role::Decode; }

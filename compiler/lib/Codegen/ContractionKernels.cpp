@@ -81,10 +81,17 @@ struct Contraction : kiln::ConfiguredLinear {
 /// the scale of every 4 values `xd` ([M, K / 4] f32), and that scale times
 /// the sum of the 4 integers `xm` ([M, K / 4] f32), and the sum of xm
 /// over each 32 values `xs` ([M, K / 32] f32: x's sum over a group, for
-/// weights whose offsets are taken per block, kiln::blockOffsets).
+/// weights whose offsets are taken per block, kiln::blockOffsets). With int8
+/// activations in a prompt (quantizePromptActivations): x times `g` as
+/// 16-bit integers split into two signed bytes, x ~ pd (256 q1 + q2), one
+/// scale `pd` per kiln::kPromptActivationGroup values ([M, K / 32] f32),
+/// `pq` ([M, K / 2] i32: per 4 values of k, q1's 4 bytes then q2's), and
+/// x's sums over every 16 values as quantized, pd (256 q1 + q2) summed
+/// (`ps`, [M, K / 16] f32).
 struct KernelInput {
   Value xc, g, scale;
   Value xq, xd, xm, xs;
+  Value pq, pd, ps;
 };
 
 /// Values per group of quantized activations: what one integer dot
@@ -212,6 +219,131 @@ void quantizeActivations(OpBuilder &b, Location loc, int64_t k,
   in.xd = outer.getResult(1);
   in.xm = outer.getResult(2);
   in.xs = outer.getResult(3);
+}
+
+/// Quantizes x ([M, K] `in.xc`, times `in.g` when x is a ScaledInput; K a
+/// multiple of kiln::kPromptActivationGroup) for a prompt's integer GEMM:
+/// per group of 32 values, u = max|x| / 32512 (127 x 256) and v = x / u
+/// rounded to nearest even (0 where u is 0), a 16-bit integer in
+/// [-32512, 32512], written as two signed bytes: q1 = floor((v + 128) /
+/// 256) in [-127, 127] and q2 = v - 256 q1 in [-128, 127]. The GEMM's dot
+/// products with W's bytes are then 256 (W . q1) + W . q2 in i32, and x is
+/// within u / 2 (1.5e-5 of its group's largest value) instead of 8-bit
+/// quantization's 4e-3. Fills in.pq, in.pd and in.ps. One pass over x
+/// before the kernel's parallel loop.
+void quantizePromptActivations(OpBuilder &b, Location loc, int64_t k,
+                               KernelInput &in) {
+  const int64_t G = kiln::kPromptActivationGroup, H = G / 2;
+  Type f32 = b.getF32Type(), i32 = b.getI32Type();
+  VectorType vf = VectorType::get({G}, f32), vi = VectorType::get({G}, i32),
+             v8 = VectorType::get({G}, b.getI8Type()),
+             quads = VectorType::get({G / 4}, i32),
+             halves = VectorType::get({2}, f32),
+             one = VectorType::get({1}, f32);
+  OpFoldResult rows = tensor::getMixedSize(b, loc, in.xc, 0);
+  Value rowCount = getValueOrCreateConstantIndexOp(b, loc, rows);
+  auto idx = [&](int64_t v) {
+    return arith::ConstantIndexOp::create(b, loc, v);
+  };
+  auto empty = [&](int64_t cols, Type t) {
+    return tensor::EmptyOp::create(
+        b, loc, ArrayRef<OpFoldResult>{rows, b.getIndexAttr(cols)}, t);
+  };
+  Value init[] = {empty(k / 2, i32), empty(k / G, f32), empty(k / H, f32)};
+  auto outer = scf::ForOp::create(
+      b, loc, idx(0), rowCount, idx(1), ValueRange(init),
+      [&](OpBuilder &ob, Location, Value m, ValueRange rowIter) {
+        auto inner = scf::ForOp::create(
+            ob, loc, idx(0), idx(k / G), idx(1), rowIter,
+            [&](OpBuilder &nb, Location, Value g, ValueRange it) {
+              auto cst = [&](int64_t v) {
+                return arith::ConstantIndexOp::create(nb, loc, v);
+              };
+              auto fconst = [&](float v) {
+                return arith::ConstantOp::create(nb, loc,
+                                                 nb.getF32FloatAttr(v));
+              };
+              auto splatI = [&](int64_t v) {
+                return arith::ConstantOp::create(
+                    nb, loc,
+                    DenseElementsAttr::get(vi, nb.getI32IntegerAttr(v)));
+              };
+              Value col = arith::MulIOp::create(nb, loc, g, cst(G));
+              Value zero = fconst(0);
+              Value x = vector::TransferReadOp::create(nb, loc, vf, in.xc,
+                                                       ValueRange{m, col}, zero,
+                                                       ArrayRef<bool>{true});
+              if (in.g)
+                x = arith::MulFOp::create(
+                    nb, loc, x,
+                    vector::TransferReadOp::create(nb, loc, vf, in.g,
+                                                   ValueRange{col}, zero,
+                                                   ArrayRef<bool>{true}));
+              Value amax = vector::ReductionOp::create(
+                  nb, loc, vector::CombiningKind::MAXNUMF,
+                  math::AbsFOp::create(nb, loc, x));
+              Value u = arith::DivFOp::create(nb, loc, amax, fconst(32512));
+              Value nonzero = arith::CmpFOp::create(
+                  nb, loc, arith::CmpFPredicate::ONE, u, zero);
+              Value iu = arith::SelectOp::create(
+                  nb, loc, nonzero,
+                  arith::DivFOp::create(nb, loc, fconst(1), u), zero);
+              Value scaled = arith::MulFOp::create(
+                  nb, loc, x, vector::BroadcastOp::create(nb, loc, vf, iu));
+              Value v = arith::FPToSIOp::create(
+                  nb, loc, vi, math::RoundEvenOp::create(nb, loc, scaled));
+              Value q1 = arith::ShRSIOp::create(
+                  nb, loc, arith::AddIOp::create(nb, loc, v, splatI(128)),
+                  splatI(8));
+              Value q2 = arith::SubIOp::create(
+                  nb, loc, v, arith::ShLIOp::create(nb, loc, q1, splatI(8)));
+              // x's sum over each half as quantized: u times the sum of v.
+              SmallVector<Value> sums;
+              for (int64_t h = 0; h < 2; ++h)
+                sums.push_back(arith::MulFOp::create(
+                    nb, loc, u,
+                    arith::SIToFPOp::create(
+                        nb, loc, f32,
+                        vector::ReductionOp::create(
+                            nb, loc, vector::CombiningKind::ADD,
+                            vector::ExtractStridedSliceOp::create(
+                                nb, loc, v, h * H, H, 1)))));
+              auto asQuads = [&](Value q) {
+                return vector::BitCastOp::create(
+                    nb, loc, quads, arith::TruncIOp::create(nb, loc, v8, q));
+              };
+              // Per 4 values, q1's quad then q2's.
+              SmallVector<int64_t> interleave;
+              for (int64_t i = 0; i < G / 4; ++i)
+                interleave.append({i, G / 4 + i});
+              Value both = vector::ShuffleOp::create(nb, loc, asQuads(q1),
+                                                     asQuads(q2), interleave);
+              Value nq = vector::TransferWriteOp::create(
+                             nb, loc, both, it[0],
+                             ValueRange{m, arith::MulIOp::create(nb, loc, g,
+                                                                 cst(G / 2))},
+                             ArrayRef<bool>{true})
+                             .getResult();
+              Value nd =
+                  vector::TransferWriteOp::create(
+                      nb, loc, vector::BroadcastOp::create(nb, loc, one, u),
+                      it[1], ValueRange{m, g}, ArrayRef<bool>{true})
+                      .getResult();
+              Value ns =
+                  vector::TransferWriteOp::create(
+                      nb, loc,
+                      vector::FromElementsOp::create(nb, loc, halves, sums),
+                      it[2],
+                      ValueRange{m, arith::MulIOp::create(nb, loc, g, cst(2))},
+                      ArrayRef<bool>{true})
+                      .getResult();
+              scf::YieldOp::create(nb, loc, ValueRange{nq, nd, ns});
+            });
+        scf::YieldOp::create(ob, loc, inner.getResults());
+      });
+  in.pq = outer.getResult(0);
+  in.pd = outer.getResult(1);
+  in.ps = outer.getResult(2);
 }
 
 /// Emits the kernels for one contraction, configured by `cfg`.
@@ -730,6 +862,242 @@ public:
     return tile;
   }
 
+  /// Whether the packed tiles are the integer GEMM: x quantized per 32
+  /// values (KernelInput::pq) times W's integers packed as bytes.
+  bool int8Gemm() const {
+    return in.pq && encoding &&
+           (*encoding == WeightEncoding::q4_0 ||
+            *encoding == WeightEncoding::q4_k ||
+            *encoding == WeightEncoding::q6_k ||
+            *encoding == WeightEncoding::q8_0);
+  }
+
+  /// Values per scale of W in the integer GEMM: q6_k's 16, else 32.
+  int64_t gemmScaleGroup() const {
+    return *encoding == WeightEncoding::q6_k ? 16 : 32;
+  }
+
+  /// A block's weights as the integer GEMM reads them: `q` ([k / 4, nb]
+  /// i32: q[kq, j] holds W's unsigned integers 4 kq ... 4 kq + 3 of row j,
+  /// a byte each, as kiln::integerGroup gives them), `d` ([k / sg, nb] f32:
+  /// their scale per gemmScaleGroup() values) and, for weights whose
+  /// offsets are not a fixed multiple of d (q4_k), `m` ([k / 32, nb] f32:
+  /// value = d q - m).
+  struct IntPanels {
+    Value q, d, m;
+  };
+
+  /// The block's first `cols` rows of W (a multiple of 8) packed into `p`:
+  /// per 8 rows and 32 values, each row's kiln::integerGroup, the 8 x 8
+  /// transpose of their 4-byte quads (upstream's AVX network, on the quads
+  /// as f32 bit patterns) and their scales side by side. One pass over the
+  /// block's weights, into L2.
+  IntPanels packInt8(IntPanels p, Value cols) {
+    const int64_t G = kiln::kDequantizeGroup, blk = kBlock(),
+                  sg = gemmScaleGroup();
+    bool hasM = kiln::hasBlockOffsets(*encoding);
+    Type i32 = b.getI32Type();
+    VectorType v8f = VectorType::get({8}, f32), v8i = VectorType::get({8}, i32);
+    SmallVector<Value> init{p.q, p.d};
+    if (hasM)
+      init.push_back(p.m);
+    SmallVector<Value> done = loopCarrying(
+        idx(0), cols, 8, init, [&](Value n, SmallVector<Value> &outer) {
+          outer = loopCarrying(
+              idx(0), idx(k), blk, outer, [&](Value kv, SmallVector<Value> &t) {
+                for (int64_t off = 0; off < blk; off += G) {
+                  SmallVector<Value> quads, ds[2], ms;
+                  for (Value row : consecutive(n, 8)) {
+                    kiln::IntegerGroup grp = *kiln::integerGroup(
+                        b, loc, *encoding, w, row, kv, off, blk);
+                    quads.push_back(vector::BitCastOp::create(
+                        b, loc, v8f,
+                        vector::BitCastOp::create(b, loc, v8i, grp.q)));
+                    // Lanes 0 and 4: the scales of the group's halves.
+                    for (int64_t h = 0; h < G / sg; ++h)
+                      ds[h].push_back(
+                          vector::ExtractOp::create(b, loc, grp.d, 4 * h));
+                    if (hasM)
+                      ms.push_back(vector::ExtractOp::create(b, loc, grp.m, 0));
+                  }
+                  ImplicitLocOpBuilder ib(loc, b);
+                  x86vector::avx2::transpose8x8xf32(ib, quads);
+                  Value kq = add(arith::DivUIOp::create(b, loc, kv, idx(4)),
+                                 idx(off / 4));
+                  for (int64_t j = 0; j < 8; ++j)
+                    t[0] = vector::TransferWriteOp::create(
+                               b, loc,
+                               vector::BitCastOp::create(b, loc, v8i, quads[j]),
+                               t[0], ValueRange{add(kq, idx(j)), n},
+                               ArrayRef<bool>{true})
+                               .getResult();
+                  Value kd = add(arith::DivUIOp::create(b, loc, kv, idx(sg)),
+                                 idx(off / sg));
+                  for (int64_t h = 0; h < G / sg; ++h)
+                    t[1] =
+                        vector::TransferWriteOp::create(
+                            b, loc,
+                            vector::FromElementsOp::create(b, loc, v8f, ds[h]),
+                            t[1], ValueRange{add(kd, idx(h)), n},
+                            ArrayRef<bool>{true})
+                            .getResult();
+                  if (hasM) {
+                    Value km = add(arith::DivUIOp::create(b, loc, kv, idx(G)),
+                                   idx(off / G));
+                    t[2] = vector::TransferWriteOp::create(
+                               b, loc,
+                               vector::FromElementsOp::create(b, loc, v8f, ms),
+                               t[2], ValueRange{km, n}, ArrayRef<bool>{true})
+                               .getResult();
+                  }
+                }
+              });
+        });
+    return IntPanels{done[0], done[1], hasM ? done[2] : Value()};
+  }
+
+  /// The integer GEMM's tile on packed weights: tile[m + i, n + j] +=
+  /// sum_k x[m + i, k] * W[n + j, k] for i < mr, j < 2 vl, x as its two
+  /// bytes (x ~ pd (256 q1 + q2)). Per group of sg values of k (one scale
+  /// of W; a 32-value group of x or half of one), per 4 values: two vectors
+  /// of packed bytes times x's q1 and q2 quads broadcast, i8 contractions
+  /// into 16 lanes of i32 (vpdpbusd after kiln-lower-int8-dot), one
+  /// accumulator for each of q1 and q2. At the group's end, 256 A1 + A2 =
+  /// W's integers . v exactly (|sum| < 2^29), converted, scaled by x's pd
+  /// and W's d, minus W's offsets (offsetPerScale d, or q4_k's m) times x's
+  /// sum.
+  Value int8OuterKernel(const IntPanels &p, Value tile, Value m, Value n,
+                        int64_t mr) {
+    const int64_t G = kiln::kPromptActivationGroup, sg = gemmScaleGroup();
+    Type i8 = b.getI8Type(), i32 = b.getI32Type();
+    VectorType vf = VectorType::get({vl}, f32), vi = VectorType::get({vl}, i32),
+               bytes = VectorType::get({4 * vl}, i8),
+               quads = VectorType::get({vl, 4}, i8),
+               quadsI = VectorType::get({vl, 4}, i32);
+    float mPerD = kiln::offsetPerScale(*encoding);
+    bool hasM = static_cast<bool>(p.m);
+    MLIRContext *ctx = b.getContext();
+    AffineExpr i, kk;
+    bindDims(ctx, i, kk);
+    AffineMap ik = AffineMap::get(2, 0, {i, kk}, ctx);
+    ArrayAttr maps =
+        b.getAffineMapArrayAttr({ik, ik, AffineMap::get(2, 0, {i}, ctx)});
+    ArrayAttr iters = b.getArrayAttr(
+        {vector::IteratorTypeAttr::get(ctx, vector::IteratorType::parallel),
+         vector::IteratorTypeAttr::get(ctx, vector::IteratorType::reduction)});
+    Value padI = arith::ConstantIntOp::create(b, loc, i32, 0);
+    // vector<vl x i32> as the contraction's operand (extended vl x 4 bytes).
+    auto asQuads = [&](Value v, bool isSigned) -> Value {
+      Value q = vector::ShapeCastOp::create(
+          b, loc, quads, vector::BitCastOp::create(b, loc, bytes, v));
+      if (isSigned)
+        return arith::ExtSIOp::create(b, loc, quadsI, q);
+      return arith::ExtUIOp::create(b, loc, quadsI, q);
+    };
+    auto splatI = [&](int64_t v) {
+      return arith::ConstantOp::create(
+          b, loc, DenseElementsAttr::get(vi, b.getI32IntegerAttr(v)));
+    };
+    SmallVector<Value> xRows = consecutive(m, mr);
+    Value n1 = add(n, idx(vl));
+    SmallVector<Value> accs = loopCarrying(
+        idx(0), idx(k / sg), 1, SmallVector<Value>(2 * mr, zeros()),
+        [&](Value g, SmallVector<Value> &a) {
+          // acc[(2 r + h) * 2 + level]: row r, columns n + h vl, q1 or q2.
+          SmallVector<Value> iacc(4 * mr, splatI(0));
+          Value kq0 = arith::MulIOp::create(b, loc, g, idx(sg / 4));
+          for (int64_t q = 0; q < sg / 4; ++q) {
+            Value kq = q ? add(kq0, idx(q)) : kq0;
+            Value wv[2];
+            for (int64_t h = 0; h < 2; ++h)
+              wv[h] = asQuads(vector::TransferReadOp::create(
+                                  b, loc, vi, p.q, ValueRange{kq, h ? n1 : n},
+                                  padI, ArrayRef<bool>{true}),
+                              false);
+            Value at = arith::MulIOp::create(b, loc, kq, idx(2));
+            for (int64_t r = 0; r < mr; ++r)
+              for (int64_t level = 0; level < 2; ++level) {
+                Value xs =
+                    asQuads(vector::BroadcastOp::create(
+                                b, loc, vi,
+                                tensor::ExtractOp::create(
+                                    b, loc, in.pq,
+                                    ValueRange{xRows[r],
+                                               level ? add(at, idx(1)) : at})),
+                            true);
+                for (int64_t h = 0; h < 2; ++h) {
+                  Value &acc = iacc[(2 * r + h) * 2 + level];
+                  auto c = vector::ContractionOp::create(b, loc, wv[h], xs, acc,
+                                                         maps, iters);
+                  // The 4- and 6-bit types' integers are 0 to 63 (q8_0's
+                  // up to 255).
+                  if (*encoding != WeightEncoding::q8_0)
+                    c->setAttr(kiln::kLhsBelow128Attr, b.getUnitAttr());
+                  acc = c.getResult();
+                }
+              }
+          }
+          Value xg =
+              sg == G ? g : arith::DivUIOp::create(b, loc, g, idx(G / sg));
+          Value s16 = sg == 16 ? g : arith::MulIOp::create(b, loc, g, idx(2));
+          Value dv[2], mv[2];
+          for (int64_t h = 0; h < 2; ++h) {
+            dv[h] = read(p.d, g, h ? n1 : n, vl);
+            if (hasM)
+              mv[h] = read(p.m, g, h ? n1 : n, vl);
+          }
+          for (int64_t r = 0; r < mr; ++r) {
+            Value u = tensor::ExtractOp::create(b, loc, in.pd,
+                                                ValueRange{xRows[r], xg});
+            // x's sum over the group.
+            Value sum = tensor::ExtractOp::create(b, loc, in.ps,
+                                                  ValueRange{xRows[r], s16});
+            if (sg == 32)
+              sum = arith::AddFOp::create(
+                  b, loc, sum,
+                  tensor::ExtractOp::create(
+                      b, loc, in.ps, ValueRange{xRows[r], add(s16, idx(1))}));
+            Value negSum = arith::NegFOp::create(b, loc, sum);
+            Value uv = vector::BroadcastOp::create(b, loc, vf, u);
+            Value offset = vector::BroadcastOp::create(
+                b, loc, vf,
+                arith::MulFOp::create(b, loc, negSum,
+                                      arith::ConstantOp::create(
+                                          b, loc, b.getF32FloatAttr(mPerD))));
+            for (int64_t h = 0; h < 2; ++h) {
+              Value total = arith::AddIOp::create(
+                  b, loc,
+                  arith::ShLIOp::create(b, loc, iacc[(2 * r + h) * 2],
+                                        splatI(8)),
+                  iacc[(2 * r + h) * 2 + 1]);
+              Value dot = arith::SIToFPOp::create(b, loc, vf, total);
+              Value &acc = a[2 * r + h];
+              acc = vector::FMAOp::create(
+                  b, loc, dv[h],
+                  mPerD ? vector::FMAOp::create(b, loc, dot, uv, offset)
+                              .getResult()
+                        : arith::MulFOp::create(b, loc, dot, uv).getResult(),
+                  acc);
+              if (hasM)
+                acc = vector::FMAOp::create(
+                    b, loc, mv[h],
+                    vector::BroadcastOp::create(b, loc, vf, negSum), acc);
+            }
+          }
+        });
+    for (int64_t r = 0; r < mr; ++r)
+      for (int64_t h = 0; h < 2; ++h) {
+        Value col = h ? n1 : n;
+        Value upd =
+            withInit(scaleRow(accs[2 * r + h], xRows[r]), tile, xRows[r], col);
+        tile = vector::TransferWriteOp::create(b, loc, upd, tile,
+                                               ValueRange{xRows[r], col},
+                                               ArrayRef<bool>{true})
+                   .getResult();
+      }
+    return tile;
+  }
+
   /// Rows of an outer-product tile (by two vectors of columns).
   int64_t outerRows() const { return cfg.outerRows; }
 
@@ -743,14 +1111,32 @@ public:
     Value cols = roundDown(nlen, NC);
     if (packIf)
       cols = arith::SelectOp::create(b, loc, packIf, cols, idx(0));
-    Value packed =
-        tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{k, nb}, f32);
-    packed = pack(packed, cols);
-    tile = loop(idx(0), rows, outerRows(), tile, [&](Value m, Value t) {
-      return loop(idx(0), cols, NC, t, [&](Value n, Value t2) {
-        return outerKernel(packed, t2, m, n, outerRows());
+    if (int8Gemm()) {
+      auto panel = [&](int64_t r, Type t) {
+        return tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{r, nb}, t)
+            .getResult();
+      };
+      IntPanels p{panel(k / 4, b.getI32Type()),
+                  panel(k / gemmScaleGroup(), f32),
+                  kiln::hasBlockOffsets(*encoding)
+                      ? panel(k / kiln::kDequantizeGroup, f32)
+                      : Value()};
+      p = packInt8(p, cols);
+      tile = loop(idx(0), rows, outerRows(), tile, [&](Value m, Value t) {
+        return loop(idx(0), cols, NC, t, [&](Value n, Value t2) {
+          return int8OuterKernel(p, t2, m, n, outerRows());
+        });
       });
-    });
+    } else {
+      Value packed =
+          tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{k, nb}, f32);
+      packed = pack(packed, cols);
+      tile = loop(idx(0), rows, outerRows(), tile, [&](Value m, Value t) {
+        return loop(idx(0), cols, NC, t, [&](Value n, Value t2) {
+          return outerKernel(packed, t2, m, n, outerRows());
+        });
+      });
+    }
     return loop(idx(0), rows, 1, tile, [&](Value m, Value t) {
       return loop(cols, nlen, 1, t, [&](Value nl, Value t2) {
         return microKernel(t2, m, nl, 1, 1, 2);
@@ -985,23 +1371,34 @@ using ScaledMap = llvm::DenseMap<Value, ScaledInput>;
 
 /// What the kernels for products of `x` read: `h` and its factors when x is
 /// a fused ScaledInput, x itself otherwise.
-/// With `quantize` (int8 activations), x is also quantized, unless it is a
-/// fused ScaledInput (the kernels then read it as f32).
+/// With int8 activations (`cfg`), x is also quantized, as the kernels of
+/// its role read it.
 KernelInput kernelInput(OpBuilder &b, Location loc, Value x,
-                        const ScaledMap &scaled, bool quantize = false) {
+                        const ScaledMap &scaled, const KernelConfig &cfg) {
   KernelInput in;
   auto it = scaled.find(x);
+  // A prompt's integer GEMM quantizes x (h times g for a ScaledInput; the
+  // rows' scales apply to the sums), decode's dot products x unless it is
+  // a fused ScaledInput (the kernels then read it as f32).
+  auto quantize = [&] {
+    int64_t k = cast<RankedTensorType>(in.xc.getType()).getDimSize(1);
+    if (!cfg.int8Activations || ShapedType::isDynamic(k))
+      return;
+    if (!cfg.isDecode() && k % kiln::kPromptActivationGroup == 0)
+      quantizePromptActivations(b, loc, k, in);
+    else if (cfg.isDecode() && it == scaled.end() && k % kActivationGroup == 0)
+      quantizeActivations(b, loc, k, in);
+  };
   if (it == scaled.end()) {
     in.xc = collapseTo2D(b, loc, x);
-    int64_t k = cast<RankedTensorType>(in.xc.getType()).getDimSize(1);
-    if (quantize && !ShapedType::isDynamic(k) && k % kActivationGroup == 0)
-      quantizeActivations(b, loc, k, in);
+    quantize();
     return in;
   }
   const ScaledInput &s = it->second;
   in.xc = collapseTo2D(b, loc, s.op->getOperand(s.h));
   if (s.g >= 0)
     in.g = s.op->getOperand(s.g);
+  quantize();
   if (s.rowFactors.empty())
     return in;
   // The rows' scales, once per row: [M] = product of the row factors,
@@ -1072,8 +1469,7 @@ void rewriteEpilogue(RewriterBase &b, Epilogue e, const ScaledMap &scaled) {
   b.setInsertionPoint(e.op);
   Location loc = e.op.getLoc();
   int64_t k = e.a.k, n = e.a.n;
-  KernelInput in =
-      kernelInput(b, loc, e.a.x(), scaled, e.a.config.int8Activations);
+  KernelInput in = kernelInput(b, loc, e.a.x(), scaled, e.a.config);
   Value xc = in.xc;
   // A constant when static, so that the kernels pick their strategy at
   // compile time.
@@ -1274,8 +1670,7 @@ LogicalResult rewrite(RewriterBase &b, ArrayRef<Contraction> members,
   b.setInsertionPoint(group ? at : last.op.getOperation());
   Location loc = last.op.getLoc();
   int64_t k = last.k;
-  KernelInput in =
-      kernelInput(b, loc, last.x(), scaled, last.config.int8Activations);
+  KernelInput in = kernelInput(b, loc, last.x(), scaled, last.config);
   Value xc = in.xc;
   OpFoldResult rowsOfr = tensor::getMixedSize(b, loc, xc, 0);
   Value rows = getValueOrCreateConstantIndexOp(b, loc, rowsOfr);

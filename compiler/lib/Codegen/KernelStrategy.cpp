@@ -97,38 +97,63 @@ struct KilnKernelStrategyPass
 
   kiln::KernelConfig choose(const kiln::Linear &l,
                             const kiln::TargetDescription &target) const {
+    using kiln::transformer::WeightEncoding;
     kiln::KernelConfig c;
     c.role = roleOf(l);
     int64_t vl = target.vectorLanes();
     c.vectorLanes = vl;
+    // Integer dot products (activations=int8) on the weight types that
+    // have an integer kernel: in decode on targets with 256-bit integer
+    // vectors (AVX2), the 4- and 6-bit types everywhere, q8_0 where there
+    // is VNNI (its unsigned bytes reach 255, which AVX2's vpmaddubsw would
+    // saturate); in prompts (the packed integer GEMM) where there is
+    // AVX-512 VNNI (on AVX2, vpmaddubsw + vpmaddwd does 16 products per
+    // two instructions, no more than an f32 FMA).
+    std::optional<kiln::StoredWeight> w = kiln::getStoredWeight(l.w());
+    bool integerWeights = w && (w->encoding == WeightEncoding::q4_0 ||
+                                w->encoding == WeightEncoding::q4_k ||
+                                w->encoding == WeightEncoding::q6_k ||
+                                w->encoding == WeightEncoding::q8_0);
+    bool int8 = activations == "int8" && integerWeights;
+    if (c.isDecode())
+      c.int8Activations =
+          int8 && target.vectorBits >= 256 &&
+          (w->encoding != WeightEncoding::q8_0 || target.avx512vnni);
+    else
+      c.int8Activations = int8 && target.avx512vnni &&
+                          target.vectorBits >= 512 && target.avx &&
+                          l.k % kiln::kPromptActivationGroup == 0;
+    // A block's weights in L2: f32 panels (4 bytes a weight), or the
+    // integer GEMM's byte panels.
     int64_t blockBytes = target.l2Bytes / kL2SharePerBlock;
-    int64_t fit = std::max<int64_t>(4, (blockBytes / (4 * l.k)) / 4 * 4);
+    int64_t weightBytes = c.int8Activations && !c.isDecode() ? 1 : 4;
+    int64_t fit =
+        std::max<int64_t>(4, (blockBytes / (weightBytes * l.k)) / 4 * 4);
+    // The integer GEMM's blocks are whole tiles of two vectors of columns:
+    // columns past the last tile take the f32 dot-product kernel (a
+    // quarter of a K = 5632 product's time at 44 columns). One tile of
+    // bytes is at most 2 vl K (352 KiB at K = 11008), within L2.
+    bool intGemm = c.int8Activations && !c.isDecode();
+    if (intGemm)
+      fit = std::max(fit, 2 * vl);
     c.blockCols = std::min({(int64_t)blockCols, fit, l.n});
+    if (intGemm && c.blockCols >= 2 * vl)
+      c.blockCols = c.blockCols / (2 * vl) * (2 * vl);
     if (c.isDecode())
       c.blockCols = std::min(c.blockCols, kDecodeBlockCols);
     // 16 accumulators need the 32 vector registers of AVX-512; with 16
     // (AVX2) a 2x4 tile (8 accumulators) measured fastest.
     c.dotRows = vl >= 16 ? 4 : 2;
     // Outer-product tiles of rows x 2 vectors: 12 x 2 is 24 of AVX-512's 32
-    // registers, 6 x 2 is 12 of AVX2's 16.
-    c.outerRows = vl >= 16 ? 12 : 6;
+    // registers, 6 x 2 is 12 of AVX2's 16. The integer GEMM keeps two i32
+    // and an f32 accumulator per vector: 4 x 2 x 3 is 24.
+    c.outerRows = intGemm ? 4 : vl >= 16 ? 12 : 6;
     c.packMinRows = kPackMinRows;
     // The packing's transposes are AVX shuffles and blends
     // (x86vector::avx2::transpose8x8xf32).
     c.packed = target.avx && l.k % kPackTranspose == 0 && c.blockCols >= 2 * vl;
-    // Integer dot products: decode products on the weight types that have
-    // an integer kernel, on targets with 256-bit integer vectors (AVX2):
-    // the 4- and 6-bit types everywhere, q8_0 where there is VNNI (its
-    // unsigned bytes reach 255, which AVX2's vpmaddubsw would saturate).
-    if (activations == "int8" && c.isDecode() && target.vectorBits >= 256) {
-      using kiln::transformer::WeightEncoding;
-      std::optional<kiln::StoredWeight> w = kiln::getStoredWeight(l.w());
-      c.int8Activations =
-          w && (w->encoding == WeightEncoding::q4_0 ||
-                w->encoding == WeightEncoding::q4_k ||
-                w->encoding == WeightEncoding::q6_k ||
-                (w->encoding == WeightEncoding::q8_0 && target.avx512vnni));
-    }
+    if (!c.isDecode() && !c.packed)
+      c.int8Activations = false;
     return c;
   }
 };

@@ -173,3 +173,65 @@ func.func @decode_q8_0(%x: tensor<1x1x128xf32>) -> tensor<1x1x8xf32> {
   %y = transformer.linear %x, %w : (tensor<1x1x128xf32>, tensor<8x128xf32, #transformer.encoding<q8_0>>) -> tensor<1x1x8xf32>
   return %y : tensor<1x1x8xf32>
 }
+
+// -----
+
+// Tests a prompt product on a q4_0 weight with int8 activations on a target
+// with AVX-512 VNNI: the integer GEMM. Once, before the products: per 32
+// values of x, u = max|x| / 32512 and v = x / u rounded to nearest even (a
+// 16-bit integer) split into two signed bytes, q1 = (v + 128) >> 8 and q2
+// = v - 256 q1, whose quads are interleaved (q1's 4 bytes, then q2's) into
+// one i32 row; u per group; x's sum per 16 values (u times v's sum). Per
+// block of 32 columns: each row's 32-value groups read as integers (the
+// nibbles), their quads transposed 8 rows at a time into a [K / 4, 32] i32
+// panel and their scales into a [K / 32, 32] f32 panel. Tiles of 4 rows x
+// 32 columns: per 4 values of k, two vectors of the panel times each row's
+// q1 and q2 quads broadcast, i8 contractions for kiln-lower-int8-dot (16
+// per step, 128 per group); per group, 256 A1 + A2 converted, times u, minus 8 x's sum
+// (q4_0's zero point 8 d), times the columns' d, into the f32 accumulators.
+// CHECK-LABEL: func.func @prompt_q4_0
+// CHECK: %[[W:.*]] = transformer.weight "blk.0.attn_q.weight"[1] : tensor<32x36xi8>
+// CHECK: %[[X:.*]]:3 = scf.for {{.*}} -> (tensor<?x32xi32>, tensor<?x2xf32>, tensor<?x4xf32>)
+// CHECK: vector.reduction <maxnumf>, %{{.*}} : vector<32xf32> into f32
+// CHECK: %[[U:.*]] = arith.divf %{{.*}}, %cst{{.*}} : f32
+// CHECK: %[[V:.*]] = arith.fptosi %{{.*}} : vector<32xf32> to vector<32xi32>
+// CHECK: %[[Q1:.*]] = arith.shrsi %{{.*}}, %{{.*}} : vector<32xi32>
+// CHECK: %[[HI:.*]] = arith.shli %[[Q1]], %{{.*}} : vector<32xi32>
+// CHECK: %[[Q2:.*]] = arith.subi %[[V]], %[[HI]] : vector<32xi32>
+// CHECK: vector.reduction <add>, %{{.*}} : vector<16xi32> into i32
+// CHECK: vector.reduction <add>, %{{.*}} : vector<16xi32> into i32
+// CHECK: %[[B1:.*]] = arith.trunci %[[Q1]] : vector<32xi32> to vector<32xi8>
+// CHECK: %[[B2:.*]] = arith.trunci %[[Q2]] : vector<32xi32> to vector<32xi8>
+// CHECK: %[[BOTH:.*]] = vector.interleave %{{.*}}, %{{.*}} : vector<8xi32> -> vector<16xi32>
+// CHECK: vector.transfer_write %[[BOTH]]
+// CHECK: %[[P:.*]]:2 = scf.for %[[N:.*]] = %c0 to %{{.*}} step %c8 iter_args({{.*}}) -> (tensor<16x32xi32>, tensor<2x32xf32>)
+// CHECK: scf.for %[[K:.*]] = %c0 to %c64 step %c32
+// CHECK-COUNT-8: arith.andi %{{.*}} : vector<16xi8>
+// CHECK: vector.shuffle {{.*}} [0, 8, 1, 9, 4, 12, 5, 13] : vector<8xf32>, vector<8xf32>
+// CHECK-COUNT-8: vector.transfer_write %{{.*}} : vector<8xi32>, tensor<16x32xi32>
+// CHECK: %[[DS:.*]] = vector.from_elements %{{.*}} : vector<8xf32>
+// CHECK: vector.transfer_write %[[DS]], %{{.*}} : vector<8xf32>, tensor<2x32xf32>
+// CHECK: scf.for %[[M:.*]] = %c0 to %{{.*}} step %c4
+// CHECK: scf.for {{.*}} step %c32
+// CHECK: scf.for %[[G:.*]] = %c0 to %c2 step %c1 iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: vector.transfer_read %[[P]]#0{{.*}} : tensor<16x32xi32>, vector<16xi32>
+// CHECK: %[[X1:.*]] = tensor.extract %[[X]]#0[%[[M]], %{{.*}}] : tensor<?x32xi32>
+// CHECK: vector.broadcast %[[X1]] : i32 to vector<16xi32>
+// CHECK: arith.extsi %{{.*}} : vector<16x4xi8> to vector<16x4xi32>
+// CHECK: vector.contract {{.*}} {kiln.lhs_below_128} : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>
+// CHECK-COUNT-127: vector.contract
+// CHECK-NOT: vector.contract
+// CHECK: %[[D:.*]] = vector.transfer_read %[[P]]#1[%[[G]], %{{.*}}]{{.*}} : tensor<2x32xf32>, vector<16xf32>
+// CHECK: %[[XU:.*]] = tensor.extract %[[X]]#1[%[[M]], %[[G]]] : tensor<?x2xf32>
+// CHECK: %[[NEG:.*]] = arith.negf %{{.*}} : f32
+// CHECK: %[[OFF:.*]] = arith.mulf %[[NEG]], %cst{{.*}} : f32
+// CHECK: %[[A1:.*]] = arith.shli %{{.*}}, %{{.*}} : vector<16xi32>
+// CHECK: %[[A:.*]] = arith.addi %[[A1]], %{{.*}} : vector<16xi32>
+// CHECK: %[[F:.*]] = arith.sitofp %[[A]] : vector<16xi32> to vector<16xf32>
+// CHECK: %[[T:.*]] = vector.fma %[[F]], %{{.*}}, %{{.*}} : vector<16xf32>
+// CHECK: vector.fma %[[D]], %[[T]], %{{.*}} : vector<16xf32>
+func.func @prompt_q4_0(%x: tensor<1x?x64xf32>) -> tensor<1x?x32xf32> {
+  %w = transformer.weight "blk.0.attn_q.weight" [1] : tensor<32x64xf32, #transformer.encoding<q4_0>>
+  %y = transformer.linear %x, %w : (tensor<1x?x64xf32>, tensor<32x64xf32, #transformer.encoding<q4_0>>) -> tensor<1x?x32xf32>
+  return %y : tensor<1x?x32xf32>
+}

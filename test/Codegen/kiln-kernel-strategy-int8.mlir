@@ -39,6 +39,8 @@ func.func @decode(%x: tensor<1x1x256xf32>) -> (tensor<1x1x8xf32>, tensor<1x1x8xf
 
 // -----
 
+// A prompt product 8 columns wide has no packed tiles (two vectors of
+// columns), so no integer GEMM either.
 // CHECK-LABEL: func.func @prompt
 // CHECK-NOT: activations
 // CHECK: return
@@ -46,4 +48,31 @@ func.func @prompt(%x: tensor<1x?x256xf32>) -> tensor<1x?x8xf32> {
   %w = transformer.weight "blk.0.attn_q.weight" [1] : tensor<8x256xf32, #transformer.encoding<q4_0>>
   %y = transformer.linear %x, %w : (tensor<1x?x256xf32>, tensor<8x256xf32, #transformer.encoding<q4_0>>) -> tensor<1x?x8xf32>
   return %y : tensor<1x?x8xf32>
+}
+
+// -----
+
+// Prompt products wide enough for packed tiles take the integer GEMM where
+// the target has AVX-512 VNNI (activations = "i8"), tiles of 4 rows (an i32
+// accumulator for each byte of x and an f32 one per vector), and blocks of
+// whole 32-column tiles (K = 5632: a quarter of L2 holds 46 columns of
+// bytes, rounded down to 32; at K = 256 the 64-column limit). Not on AVX2
+// (no VNNI), not without the option, and never on an f32 weight.
+// CHECK-LABEL: func.func @prompt_gemm
+// VNNI: kiln.kernel = {activations = "i8", block_cols = 32 : i64, {{.*}}outer_rows = 4 : i64, {{.*}}role = "prompt"
+// VNNI: kiln.kernel = {activations = "i8", block_cols = 64 : i64, {{.*}}outer_rows = 4 : i64, {{.*}}role = "prompt"
+// VNNI: kiln.kernel = {block_cols = 64 : i64, {{.*}}outer_rows = 12 : i64, {{.*}}packed = true, {{.*}}role = "prompt"
+// AVX2-NOT: activations
+// CHECK: return
+// F32-LABEL: func.func @prompt_gemm
+// F32-NOT: activations
+// F32: return
+func.func @prompt_gemm(%x: tensor<1x?x5632xf32>, %x2: tensor<1x?x256xf32>) -> (tensor<1x?x64xf32>, tensor<1x?x64xf32>, tensor<1x?x64xf32>) {
+  %w0 = transformer.weight "blk.0.ffn_down.weight" [1] : tensor<64x5632xf32, #transformer.encoding<q4_0>>
+  %w1 = transformer.weight "blk.0.attn_q.weight" [2] : tensor<64x256xf32, #transformer.encoding<q4_k>>
+  %w2 = transformer.weight "blk.0.attn_k.weight" [3] : tensor<64x256xf32>
+  %y0 = transformer.linear %x, %w0 : (tensor<1x?x5632xf32>, tensor<64x5632xf32, #transformer.encoding<q4_0>>) -> tensor<1x?x64xf32>
+  %y1 = transformer.linear %x2, %w1 : (tensor<1x?x256xf32>, tensor<64x256xf32, #transformer.encoding<q4_k>>) -> tensor<1x?x64xf32>
+  %y2 = transformer.linear %x2, %w2 : (tensor<1x?x256xf32>, tensor<64x256xf32>) -> tensor<1x?x64xf32>
+  return %y0, %y1, %y2 : tensor<1x?x64xf32>, tensor<1x?x64xf32>, tensor<1x?x64xf32>
 }

@@ -124,21 +124,28 @@ struct KilnKernelStrategyPass
                           target.vectorBits >= 512 && target.avx &&
                           l.k % kiln::kPromptActivationGroup == 0;
     // A block's weights in L2: f32 panels (4 bytes a weight), or the
-    // integer GEMM's byte panels.
+    // integer GEMM's byte panels. The integer GEMM's blocks are whole tiles
+    // of two vectors of columns: columns past the last tile take the f32
+    // dot-product kernel (a quarter of a K = 5632 product's time at 44
+    // columns). One tile of bytes is at most 2 vl K (352 KiB at K = 11008),
+    // within L2.
     int64_t blockBytes = target.l2Bytes / kL2SharePerBlock;
-    int64_t weightBytes = c.int8Activations && !c.isDecode() ? 1 : 4;
-    int64_t fit =
-        std::max<int64_t>(4, (blockBytes / (weightBytes * l.k)) / 4 * 4);
-    // The integer GEMM's blocks are whole tiles of two vectors of columns:
-    // columns past the last tile take the f32 dot-product kernel (a
-    // quarter of a K = 5632 product's time at 44 columns). One tile of
-    // bytes is at most 2 vl K (352 KiB at K = 11008), within L2.
+    auto blockFor = [&](bool intGemm) {
+      int64_t weightBytes = intGemm ? 1 : 4;
+      int64_t fit =
+          std::max<int64_t>(4, (blockBytes / (weightBytes * l.k)) / 4 * 4);
+      if (intGemm)
+        fit = std::max(fit, 2 * vl);
+      int64_t cols = std::min({(int64_t)blockCols, fit, l.n});
+      if (intGemm && cols >= 2 * vl)
+        cols = cols / (2 * vl) * (2 * vl);
+      return cols;
+    };
     bool intGemm = c.int8Activations && !c.isDecode();
-    if (intGemm)
-      fit = std::max(fit, 2 * vl);
-    c.blockCols = std::min({(int64_t)blockCols, fit, l.n});
-    if (intGemm && c.blockCols >= 2 * vl)
-      c.blockCols = c.blockCols / (2 * vl) * (2 * vl);
+    // No packed tiles, no integer GEMM.
+    if (intGemm && blockFor(true) < 2 * vl)
+      intGemm = c.int8Activations = false;
+    c.blockCols = blockFor(intGemm);
     if (c.isDecode())
       c.blockCols = std::min(c.blockCols, kDecodeBlockCols);
     // 16 accumulators need the 32 vector registers of AVX-512; with 16
@@ -152,8 +159,6 @@ struct KilnKernelStrategyPass
     // The packing's transposes are AVX shuffles and blends
     // (x86vector::avx2::transpose8x8xf32).
     c.packed = target.avx && l.k % kPackTranspose == 0 && c.blockCols >= 2 * vl;
-    if (!c.isDecode() && !c.packed)
-      c.int8Activations = false;
     return c;
   }
 };

@@ -95,16 +95,18 @@ cl::opt<int64_t> vectorBits(
 enum class Activations { F32, Int8 };
 cl::opt<Activations> activations(
     "activations",
-    cl::desc("How decode products on Q4_0/Q4_K/Q6_K (with AVX-512 VNNI "
-             "also Q8_0) weights read x"),
+    cl::desc("How products on Q4_0/Q4_K/Q6_K (with AVX-512 VNNI also "
+             "Q8_0) weights read x"),
     cl::init(Activations::F32),
     cl::values(clEnumValN(Activations::F32, "f32",
                           "as computed, times exactly dequantized weights "
                           "(default: logits within ~1e-6 of float64)"),
                clEnumValN(Activations::Int8, "int8",
-                          "quantized to 8 bits per 32 values, integer dot "
-                          "products with the 4-bit weights (as llama.cpp; "
-                          "faster decode, logits within ~1e-2)")),
+                          "quantized, integer dot products with the "
+                          "weights' integers: decode x at 8 bits (a scale "
+                          "per 4 values), with AVX-512 VNNI prompts at 16 "
+                          "bits per 32 values (faster decode and prefill, "
+                          "logits within ~1e-2)")),
     cl::cat(category));
 cl::opt<bool> timing("timing",
                      cl::desc("Print the time of every stage and pass"),

@@ -137,6 +137,22 @@ def KilnContractionKernels
       flipped), as a sum of `d` times the lanes' scaled sums multiplied
       once at the end; for q4_k once per block, its 8 sub-blocks' `dmin m`
       times `x`'s 8 group sums;
+    * with `activations = "i8"` on a prompt product (the integer GEMM),
+      `x` (times a folded norm's gain) is quantized once per product as
+      16-bit integers, one scale per 32 values (`v = x / u`, u = max|x| /
+      32512), written as two signed bytes (q1 = (v + 128) >> 8, q2 = v -
+      256 q1, their quads interleaved), with `x`'s sum per 16 values. Each
+      task packs its block's integers (kiln::integerGroup, 8 rows of `W` at
+      a time, their 4-byte quads transposed) into a `[K / 4, block]` i32
+      panel and their scales into a `[K / sg, block]` f32 panel (sg = 16
+      for q6_k, else 32; q4_k's offsets `m` into a third). Tiles of
+      `outer_rows` rows by two vectors of columns keep an i32 accumulator
+      for each of q1 and q2 and an f32 one: per 4 values, the panel's two
+      vectors times each row's broadcast quads (i8 contractions, as above);
+      per group of sg values, `256 A1 + A2` (exact in i32), converted,
+      times `u`, minus the weights' zero point times `x`'s sum, times the
+      columns' `d` (q4_k: minus `m` times `x`'s sum). Rows and columns left
+      over take the f32 dot-product tiles;
     * every kernel writes a fresh output, each element once: zero-initialised
       products without a fill, a product's init (a residual stream, a bias)
       read where its sums are written rather than overwritten in place.
@@ -378,7 +394,14 @@ def KilnKernelStrategy
       integers with one scale per 4 values (max|x| / 127 of the 4, round
       to nearest even) once per product, and its dot products with `W`'s
       integers are integer dot products (AVX-512 VNNI `vpdpbusd`, else
-      AVX2 `vpmaddubsw`/`vpmaddwd`; see `kiln-contraction-kernels`). Faster, and no longer exact: the
+      AVX2 `vpmaddubsw`/`vpmaddwd`; see `kiln-contraction-kernels`).
+      For a prompt product on those four types with packed tiles, on a
+      512-bit target with AVX-512 VNNI: the integer GEMM (x as 16-bit
+      integers per 32 values, `vpdpbusd` on packed weight bytes), with
+      `outer_rows` 4 and `block_cols` whole tiles of two vectors (a block
+      of bytes sized for L2 as above, at least one tile). On AVX2 a prompt
+      stays f32 (`vpmaddubsw` + `vpmaddwd` do no more products per
+      instruction than an f32 FMA). Faster, and no longer exact: the
       default keeps `x` in f32 and `W` dequantized exactly.
 
     ```mlir
@@ -394,9 +417,10 @@ def KilnKernelStrategy
     Option<"blockCols", "block-cols", "int64_t", "64",
            "Most output columns per parallel task">,
     Option<"activations", "activations", "std::string", "\"f32\"",
-           "Decode products on q4_0/q4_k/q6_k (and, with VNNI, q8_0) "
+           "Products on q4_0/q4_k/q6_k (and, with VNNI, q8_0) "
            "weights: f32 (x as is, W "
-           "dequantized exactly) or int8 (x quantized, a scale per 4 values; "
+           "dequantized exactly) or int8 (x quantized: in decode a scale "
+           "per 4 values, in prompts (VNNI) 16 bits per 32 values; "
            "integer dot products)">
   ];
 }

@@ -185,8 +185,8 @@ func.func @decode_q8_0(%x: tensor<1x1x128xf32>) -> tensor<1x1x8xf32> {
 // block of 32 columns: each row's 32-value groups read as integers (the
 // nibbles), their quads transposed 8 rows at a time into a [K / 4, 32] i32
 // panel and their scales into a [K / 32, 32] f32 panel. Tiles of 4 rows x
-// 32 columns: per 4 values of k, two vectors of the panel times each row's
-// q1 and q2 quads broadcast, i8 contractions for kiln-lower-int8-dot (16
+// 32 columns: per group, each row's 8 quad pairs read at once; per 4 values
+// of k, two vectors of the panel times each row's q1 and q2 quads broadcast, i8 contractions for kiln-lower-int8-dot (16
 // per step, 128 per group); per group, 256 A1 + A2 converted, times u, minus 8 x's sum
 // (q4_0's zero point 8 d), times the columns' d, into the f32 accumulators.
 // CHECK-LABEL: func.func @prompt_q4_0
@@ -214,8 +214,9 @@ func.func @decode_q8_0(%x: tensor<1x1x128xf32>) -> tensor<1x1x8xf32> {
 // CHECK: scf.for %[[M:.*]] = %c0 to %{{.*}} step %c4
 // CHECK: scf.for {{.*}} step %c32
 // CHECK: scf.for %[[G:.*]] = %c0 to %c2 step %c1 iter_args({{.*}}) -> (vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>, vector<16xf32>)
+// CHECK: %[[XQ:.*]] = vector.transfer_read %[[X]]#0[%[[M]], %{{.*}}]{{.*}} : tensor<?x32xi32>, vector<16xi32>
 // CHECK: vector.transfer_read %[[P]]#0{{.*}} : tensor<16x32xi32>, vector<16xi32>
-// CHECK: %[[X1:.*]] = tensor.extract %[[X]]#0[%[[M]], %{{.*}}] : tensor<?x32xi32>
+// CHECK: %[[X1:.*]] = vector.extract %[[XQ]][0] : i32 from vector<16xi32>
 // CHECK: vector.broadcast %[[X1]] : i32 to vector<16xi32>
 // CHECK: arith.extsi %{{.*}} : vector<16x4xi8> to vector<16x4xi32>
 // CHECK: vector.contract {{.*}} {kiln.lhs_below_128} : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>

@@ -1006,6 +1006,16 @@ public:
           // acc[(2 r + h) * 2 + level]: row r, columns n + h vl, q1 or q2.
           SmallVector<Value> iacc(4 * mr, splatI(0));
           Value kq0 = arith::MulIOp::create(b, loc, g, idx(sg / 4));
+          // Each row's quads of the group in one read (one tensor op per
+          // row, not one per quad: bufferization's analysis grows with
+          // them); LLVM folds each lane's broadcast into a load.
+          VectorType rowQuads = VectorType::get({sg / 2}, i32);
+          Value at0 = arith::MulIOp::create(b, loc, kq0, idx(2));
+          SmallVector<Value> xq;
+          for (Value r : xRows)
+            xq.push_back(vector::TransferReadOp::create(
+                b, loc, rowQuads, in.pq, ValueRange{r, at0}, padI,
+                ArrayRef<bool>{true}));
           for (int64_t q = 0; q < sg / 4; ++q) {
             Value kq = q ? add(kq0, idx(q)) : kq0;
             Value wv[2];
@@ -1014,17 +1024,13 @@ public:
                                   b, loc, vi, p.q, ValueRange{kq, h ? n1 : n},
                                   padI, ArrayRef<bool>{true}),
                               false);
-            Value at = arith::MulIOp::create(b, loc, kq, idx(2));
             for (int64_t r = 0; r < mr; ++r)
               for (int64_t level = 0; level < 2; ++level) {
-                Value xs =
-                    asQuads(vector::BroadcastOp::create(
-                                b, loc, vi,
-                                tensor::ExtractOp::create(
-                                    b, loc, in.pq,
-                                    ValueRange{xRows[r],
-                                               level ? add(at, idx(1)) : at})),
-                            true);
+                Value xs = asQuads(vector::BroadcastOp::create(
+                                       b, loc, vi,
+                                       vector::ExtractOp::create(
+                                           b, loc, xq[r], 2 * q + level)),
+                                   true);
                 for (int64_t h = 0; h < 2; ++h) {
                   Value &acc = iacc[(2 * r + h) * 2 + level];
                   auto c = vector::ContractionOp::create(b, loc, wv[h], xs, acc,

@@ -236,3 +236,35 @@ func.func @prompt_q4_0(%x: tensor<1x?x64xf32>) -> tensor<1x?x32xf32> {
   %y = transformer.linear %x, %w : (tensor<1x?x64xf32>, tensor<32x64xf32, #transformer.encoding<q4_0>>) -> tensor<1x?x32xf32>
   return %y : tensor<1x?x32xf32>
 }
+
+// -----
+
+// Tests a decode product on a q5_0 weight with int8 activations: per block,
+// the 16 bytes of nibbles as 32 integers (low nibbles, then high), and bit
+// l of the block's 32 high bits (bytes 2-5, little-endian) as bit 4 of
+// integer l; q5_0's zero point 16 d taken out as a multiple of d.
+// CHECK-LABEL: func.func @decode_q5_0
+// CHECK-DAG: %[[IOTA:.*]] = arith.constant dense<[0, 1, 2, {{.*}}, 30, 31]> : vector<32xi32>
+// CHECK-DAG: %[[SIXTEEN:.*]] = arith.constant dense<1.600000e+01> : vector<16xf32>
+// CHECK: %[[W:.*]] = transformer.weight "blk.0.attn_q.weight"[1] : tensor<8x88xi8>
+// CHECK: scf.for %[[N:.*]] = %c0 to %c8 step %c1
+// CHECK: %[[QS:.*]] = vector.transfer_read %[[W]][%[[N]], %c6]{{.*}} : tensor<8x88xi8>, vector<16xi8>
+// CHECK: %[[NIB:.*]] = vector.shuffle
+// CHECK: tensor.extract %[[W]][%[[N]], %c2]
+// CHECK: tensor.extract %[[W]][%[[N]], %c5]
+// CHECK: arith.ori %{{.*}} : i32
+// CHECK: arith.shli %{{.*}}, %c16_i32 : i32
+// CHECK-NEXT: %[[QH:.*]] = arith.ori %{{.*}} : i32
+// CHECK-NEXT: %[[QHV:.*]] = vector.broadcast %[[QH]] : i32 to vector<32xi32>
+// CHECK: %[[SH:.*]] = arith.shrui %[[QHV]], %[[IOTA]] : vector<32xi32>
+// CHECK: %[[BIT:.*]] = arith.andi %[[SH]], %{{.*}} : vector<32xi32>
+// CHECK: %[[B8:.*]] = arith.trunci %[[BIT]] : vector<32xi32> to vector<32xi8>
+// CHECK: %[[HI:.*]] = arith.shli %[[B8]], %{{.*}} : vector<32xi8>
+// CHECK: arith.ori %[[NIB]], %[[HI]] : vector<32xi8>
+// CHECK: vector.contract {{.*}} {kiln.lhs_below_128} : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>
+// CHECK: arith.mulf %{{.*}}, %[[SIXTEEN]]
+func.func @decode_q5_0(%x: tensor<1x1x128xf32>) -> tensor<1x1x8xf32> {
+  %w = transformer.weight "blk.0.attn_q.weight" [1] : tensor<8x128xf32, #transformer.encoding<q5_0>>
+  %y = transformer.linear %x, %w : (tensor<1x1x128xf32>, tensor<8x128xf32, #transformer.encoding<q5_0>>) -> tensor<1x1x8xf32>
+  return %y : tensor<1x1x8xf32>
+}

@@ -4,8 +4,8 @@
 // RUN: kiln-opt %s --pass-pipeline='builtin.module(convert-transformer-to-linalg,kiln-target{cpu=x86-64},func.func(kiln-kernel-strategy{activations=int8}))' -split-input-file | FileCheck %s --check-prefix=SSE
 
 // Tests that with activations=int8 the decode products on q4_0, q4_k and
-// q6_k weights read x as 8-bit integers (activations = "i8", on AVX-512 and
-// AVX2 alike), a q8_0 weight too where the target has VNNI (its unsigned
+// q6_k weights (and q4_1 and the 5-bit types, below) read x as 8-bit
+// integers (activations = "i8", on AVX-512 and AVX2 alike), a q8_0 weight too where the target has VNNI (its unsigned
 // bytes reach 255, which AVX2's vpmaddubsw would saturate), and nothing
 // else does: an f32 weight, a prompt's product. Without the option (F32),
 // and on a target without 256-bit vectors (SSE), no product does.
@@ -75,4 +75,29 @@ func.func @prompt_gemm(%x: tensor<1x?x5632xf32>, %x2: tensor<1x?x256xf32>) -> (t
   %y1 = transformer.linear %x2, %w1 : (tensor<1x?x256xf32>, tensor<64x256xf32, #transformer.encoding<q4_k>>) -> tensor<1x?x64xf32>
   %y2 = transformer.linear %x2, %w2 : (tensor<1x?x256xf32>, tensor<64x256xf32>) -> tensor<1x?x64xf32>
   return %y0, %y1, %y2 : tensor<1x?x64xf32>, tensor<1x?x64xf32>, tensor<1x?x64xf32>
+}
+
+// -----
+
+// The types with a minimum (q4_1, q5_1) and the 5-bit types (q5_0, q5_k)
+// have integer groups too (integers below 32: AVX2 as well); f16 does not.
+// CHECK-LABEL: func.func @decode_more_types
+// CHECK-COUNT-4: kiln.kernel = {activations = "i8", {{.*}}role = "decode"
+// CHECK-NOT: activations
+// CHECK: return
+// F32-LABEL: func.func @decode_more_types
+// F32-NOT: activations
+// F32: return
+func.func @decode_more_types(%x: tensor<1x1x256xf32>) -> (tensor<1x1x8xf32>, tensor<1x1x8xf32>, tensor<1x1x8xf32>, tensor<1x1x8xf32>, tensor<1x1x8xf32>) {
+  %w0 = transformer.weight "blk.0.attn_q.weight" [1] : tensor<8x256xf32, #transformer.encoding<q4_1>>
+  %w1 = transformer.weight "blk.0.attn_k.weight" [2] : tensor<8x256xf32, #transformer.encoding<q5_0>>
+  %w2 = transformer.weight "blk.0.attn_v.weight" [3] : tensor<8x256xf32, #transformer.encoding<q5_1>>
+  %w3 = transformer.weight "blk.0.attn_output.weight" [4] : tensor<8x256xf32, #transformer.encoding<q5_k>>
+  %w4 = transformer.weight "blk.0.ffn_up.weight" [5] : tensor<8x256xf32, #transformer.encoding<f16>>
+  %y0 = transformer.linear %x, %w0 : (tensor<1x1x256xf32>, tensor<8x256xf32, #transformer.encoding<q4_1>>) -> tensor<1x1x8xf32>
+  %y1 = transformer.linear %x, %w1 : (tensor<1x1x256xf32>, tensor<8x256xf32, #transformer.encoding<q5_0>>) -> tensor<1x1x8xf32>
+  %y2 = transformer.linear %x, %w2 : (tensor<1x1x256xf32>, tensor<8x256xf32, #transformer.encoding<q5_1>>) -> tensor<1x1x8xf32>
+  %y3 = transformer.linear %x, %w3 : (tensor<1x1x256xf32>, tensor<8x256xf32, #transformer.encoding<q5_k>>) -> tensor<1x1x8xf32>
+  %y4 = transformer.linear %x, %w4 : (tensor<1x1x256xf32>, tensor<8x256xf32, #transformer.encoding<f16>>) -> tensor<1x1x8xf32>
+  return %y0, %y1, %y2, %y3, %y4 : tensor<1x1x8xf32>, tensor<1x1x8xf32>, tensor<1x1x8xf32>, tensor<1x1x8xf32>, tensor<1x1x8xf32>
 }

@@ -107,8 +107,9 @@ CONFIGS = [
     ("gpt2-q4_k_m", "gpt2", GPT2, "Q4_K_M", {"F32", "Q4_K", "Q6_K"}, []),
 ]
 
-# kiln-compile --activations=int8: decode products on Q4_0/Q4_K/Q6_K weights
-# (and Q8_0 where the CPU has AVX-512 VNNI) quantize x to 8 bits, one scale
+# kiln-compile --activations=int8: decode products on Q4_0/Q4_1/Q5_0/Q5_1/
+# Q4_K/Q5_K/Q6_K weights (and Q8_0 where the CPU has AVX-512 VNNI) quantize
+# x to 8 bits, one scale
 # per 4 values, and take integer dot products (as llama.cpp does, per 32);
 # with AVX-512 VNNI, prompts' packed products are an integer GEMM on x as
 # 16-bit integers (two bytes; within 2e-5 of f32 on its own). The logits are
@@ -137,6 +138,8 @@ INT8_CONFIGS = [
     ("gpt2-q8_0-int8", "gpt2", GPT2, "Q8_0", {"F32", "Q8_0"}, INT8),
     ("llama-mha-q6_k-int8", "llama", LLAMA, "Q6_K", {"Q6_K"}, INT8),
     ("llama-gqa-q8_0-int8", "llama", GQA, "Q8_0", {"Q8_0"}, INT8),
+    ("llama-384-q5_k_m-int8", "llama", WIDE384, "Q5_K_M", {"Q5_K", "Q5_1", "Q6_K", "Q8_0"}, INT8),
+    ("gpt2-q4_1-int8", "gpt2", GPT2, "Q4_1", {"F32", "Q4_1", "Q6_K"}, INT8),
 ]
 WRITER_TYPES = ("F32", "F16", "BF16")
 

@@ -544,11 +544,7 @@ public:
   /// Whether this kernel's matrix-vector products take integer dot
   /// products on quantized x (KernelInput::xq) and W's integers.
   bool int8Dot() const {
-    return in.xq && encoding &&
-           (*encoding == WeightEncoding::q4_0 ||
-            *encoding == WeightEncoding::q4_k ||
-            *encoding == WeightEncoding::q6_k ||
-            *encoding == WeightEncoding::q8_0);
+    return in.xq && encoding && kiln::hasIntegerGroups(*encoding);
   }
 
   /// tile[m, nl] (+)= dot(x[m, :], w[nl, :]) with int8 activations: per
@@ -620,7 +616,8 @@ public:
           arith::ExtSIOp::create(
               b, loc, quadsI, vector::ShapeCastOp::create(b, loc, quads, xv)),
           zerosOf(lanesI, b.getI32IntegerAttr(0)), maps, iters);
-      // The 4- and 6-bit types' integers are 0 to 63 (q8_0's up to 255).
+      // The 4-, 5- and 6-bit types' integers are 0 to 63 (q8_0's up to
+      // 255).
       if (*encoding != WeightEncoding::q8_0)
         contract->setAttr(kiln::kLhsBelow128Attr, b.getUnitAttr());
       // The lanes' scales (one per 4 values of x), and the lanes' scale
@@ -865,11 +862,7 @@ public:
   /// Whether the packed tiles are the integer GEMM: x quantized per 32
   /// values (KernelInput::pq) times W's integers packed as bytes.
   bool int8Gemm() const {
-    return in.pq && encoding &&
-           (*encoding == WeightEncoding::q4_0 ||
-            *encoding == WeightEncoding::q4_k ||
-            *encoding == WeightEncoding::q6_k ||
-            *encoding == WeightEncoding::q8_0);
+    return in.pq && encoding && kiln::hasIntegerGroups(*encoding);
   }
 
   /// Values per scale of W in the integer GEMM: q6_k's 16, else 32.
@@ -881,8 +874,8 @@ public:
   /// i32: q[kq, j] holds W's unsigned integers 4 kq ... 4 kq + 3 of row j,
   /// a byte each, as kiln::integerGroup gives them), `d` ([k / sg, nb] f32:
   /// their scale per gemmScaleGroup() values) and, for weights whose
-  /// offsets are not a fixed multiple of d (q4_k), `m` ([k / 32, nb] f32:
-  /// value = d q - m).
+  /// offsets are not a fixed multiple of d (q4_1, q5_1, q4_k, q5_k), `m`
+  /// ([k / 32, nb] f32: value = d q - m).
   struct IntPanels {
     Value q, d, m;
   };
@@ -895,7 +888,7 @@ public:
   IntPanels packInt8(IntPanels p, Value cols) {
     const int64_t G = kiln::kDequantizeGroup, blk = kBlock(),
                   sg = gemmScaleGroup();
-    bool hasM = kiln::hasBlockOffsets(*encoding);
+    bool hasM = !kiln::offsetPerScale(*encoding);
     Type i32 = b.getI32Type();
     VectorType v8f = VectorType::get({8}, f32), v8i = VectorType::get({8}, i32);
     SmallVector<Value> init{p.q, p.d};
@@ -964,7 +957,8 @@ public:
   /// into 16 lanes of i32 (vpdpbusd after kiln-lower-int8-dot), one
   /// accumulator for each of q1 and q2. At the group's end, 256 A1 + A2 =
   /// W's integers . v exactly (|sum| < 2^29), converted, scaled by x's pd
-  /// and W's d, minus W's offsets (offsetPerScale d, or q4_k's m) times x's
+  /// and W's d, minus W's offsets (offsetPerScale d, or the m of q4_1,
+  /// q5_1 and the k-quants but q6_k) times x's
   /// sum.
   Value int8OuterKernel(const IntPanels &p, Value tile, Value m, Value n,
                         int64_t mr) {
@@ -1035,7 +1029,7 @@ public:
                   Value &acc = iacc[(2 * r + h) * 2 + level];
                   auto c = vector::ContractionOp::create(b, loc, wv[h], xs, acc,
                                                          maps, iters);
-                  // The 4- and 6-bit types' integers are 0 to 63 (q8_0's
+                  // The 4-, 5- and 6-bit types' integers are 0 to 63 (q8_0's
                   // up to 255).
                   if (*encoding != WeightEncoding::q8_0)
                     c->setAttr(kiln::kLhsBelow128Attr, b.getUnitAttr());
@@ -1124,7 +1118,7 @@ public:
       };
       IntPanels p{panel(k / 4, b.getI32Type()),
                   panel(k / gemmScaleGroup(), f32),
-                  kiln::hasBlockOffsets(*encoding)
+                  !kiln::offsetPerScale(*encoding)
                       ? panel(k / kiln::kDequantizeGroup, f32)
                       : Value()};
       p = packInt8(p, cols);

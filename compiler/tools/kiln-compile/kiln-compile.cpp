@@ -95,8 +95,8 @@ cl::opt<int64_t> vectorBits(
 enum class Activations { F32, Int8 };
 cl::opt<Activations> activations(
     "activations",
-    cl::desc("How products on Q4_0/Q4_K/Q6_K (with AVX-512 VNNI also "
-             "Q8_0) weights read x"),
+    cl::desc("How products on Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K (with "
+             "AVX-512 VNNI also Q8_0) weights read x"),
     cl::init(Activations::F32),
     cl::values(clEnumValN(Activations::F32, "f32",
                           "as computed, times exactly dequantized weights "

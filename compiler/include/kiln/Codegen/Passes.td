@@ -121,8 +121,9 @@ def KilnContractionKernels
       values for the k-quants), so that where each vector lies in its block
       is a constant and a block's sub-block scales are unpacked once, by
       vector operations;
-    * with `activations = "i8"`, a matrix-vector product on a q4_0, q4_k,
-      q6_k or q8_0 weight quantizes `x` once, before the parallel loop:
+    * with `activations = "i8"`, a matrix-vector product on a weight with
+      integer groups (q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k)
+      quantizes `x` once, before the parallel loop:
       8-bit integers with one scale per 4 values, each scale times the sum
       of its 4 integers, and those summed per 32 values. Each row of `W`
       then takes two 32-value groups per step of an integer dot product
@@ -387,15 +388,16 @@ def KilnKernelStrategy
       rows of an outer-product tile (12 x 2 vectors is 24 of AVX-512's 32
       registers, 6 x 2 is 12 of AVX2's 16);
     * `activations = "i8"` (only with the `activations=int8` option; absent
-      means f32): for a decode product whose `W` is stored as q4_0, q4_k
-      or q6_k, on a target with 256-bit vectors or wider, or as q8_0 on a
+      means f32): for a decode product whose `W` is stored as q4_0, q4_1,
+      q5_0, q5_1, q4_k, q5_k or q6_k, on a target with 256-bit vectors or
+      wider, or as q8_0 on a
       target with AVX-512 VNNI (its bytes, offset to unsigned, reach 255,
       which AVX2's `vpmaddubsw` would saturate), `x` is quantized to 8-bit
       integers with one scale per 4 values (max|x| / 127 of the 4, round
       to nearest even) once per product, and its dot products with `W`'s
       integers are integer dot products (AVX-512 VNNI `vpdpbusd`, else
       AVX2 `vpmaddubsw`/`vpmaddwd`; see `kiln-contraction-kernels`).
-      For a prompt product on those four types with packed tiles, on a
+      For a prompt product on those types with packed tiles, on a
       512-bit target with AVX-512 VNNI: the integer GEMM (x as 16-bit
       integers per 32 values, `vpdpbusd` on packed weight bytes), with
       `outer_rows` 4 and `block_cols` whole tiles of two vectors (a block
@@ -417,7 +419,8 @@ def KilnKernelStrategy
     Option<"blockCols", "block-cols", "int64_t", "64",
            "Most output columns per parallel task">,
     Option<"activations", "activations", "std::string", "\"f32\"",
-           "Products on q4_0/q4_k/q6_k (and, with VNNI, q8_0) "
+           "Products on q4_0/q4_1/q5_0/q5_1/q4_k/q5_k/q6_k (and, with "
+           "VNNI, q8_0) "
            "weights: f32 (x as is, W "
            "dequantized exactly) or int8 (x quantized: in decode a scale "
            "per 4 values, in prompts (VNNI) 16 bits per 32 values; "

@@ -55,14 +55,35 @@ mlir::Value dequantizeVector(mlir::OpBuilder &b, mlir::Location loc,
                              mlir::Value group, int64_t offset, int64_t lanes,
                              int64_t groupAlign = 32);
 
+/// Whether integerGroup reads `encoding`: the block types whose values are
+/// a scale times small integers minus an offset (q4_0, q4_1, q5_0, q5_1,
+/// q8_0, q4_k, q5_k, q6_k).
+inline bool hasIntegerGroups(transformer::WeightEncoding encoding) {
+  using transformer::WeightEncoding;
+  switch (encoding) {
+  case WeightEncoding::q4_0:
+  case WeightEncoding::q4_1:
+  case WeightEncoding::q5_0:
+  case WeightEncoding::q5_1:
+  case WeightEncoding::q8_0:
+  case WeightEncoding::q4_k:
+  case WeightEncoding::q5_k:
+  case WeightEncoding::q6_k:
+    return true;
+  default:
+    return false;
+  }
+}
+
 /// A 32-value group of a stored weight as non-negative integers: value[j]
 /// = d[j / 4] * q[j] - m[j / 4], with q the group's integers in order, as
-/// vector<32xi8> read unsigned (in [0, 63] for the 4- and 6-bit types, in
-/// [0, 255] for q8_0), and d, m vector<8xf32>, one factor per 4 values (the
-/// lanes of a 4-wide integer dot product): q4_0's d and 8 d, q4_k's d * sc
-/// and dmin * m of the sub-block (all lanes equal), q6_k's d * sc and
-/// 32 d * sc (one scale per 16 values), q8_0's d and 128 d (its signed
-/// integers offset by 128: the sign bit flipped). What an integer dot product
+/// vector<32xi8> read unsigned (in [0, 63] for the 4-, 5- and 6-bit types,
+/// in [0, 255] for q8_0), and d, m vector<8xf32>, one factor per 4 values
+/// (the lanes of a 4-wide integer dot product): q4_0's d and 8 d, q5_0's d
+/// and 16 d, q4_1's and q5_1's d and -min, q4_k's and q5_k's d * sc and
+/// dmin * m of the sub-block (all lanes equal), q6_k's d * sc and 32 d * sc
+/// (one scale per 16 values), q8_0's d and 128 d (its signed integers
+/// offset by 128: the sign bit flipped). What an integer dot product
 /// reads (the values are those of dequantizeVector up to rounding: the offset
 /// is taken out of each product). `group` and `offset` as for dequantizeVector
 /// (offset a multiple of 32). Nothing for other encodings, nor for q6_k groups
@@ -76,15 +97,16 @@ integerGroup(mlir::OpBuilder &b, mlir::Location loc,
              mlir::Value row, mlir::Value group, int64_t offset,
              int64_t groupAlign);
 
-/// Where integerGroup's m is a constant multiple of its d (8 for q4_0, 32
-/// for q6_k, 128 for q8_0: the integers' zero point), that multiple, else
-/// 0. A power of
-/// two, so that m x = offsetPerScale * (d x) exactly: a kernel may sum d x
-/// and scale the sum once instead of building m.
+/// Where integerGroup's m is a constant multiple of its d (8 for q4_0, 16
+/// for q5_0, 32 for q6_k, 128 for q8_0: the integers' zero point), that
+/// multiple, else 0. A power of two, so that m x = offsetPerScale * (d x)
+/// exactly: a kernel may sum d x and scale the sum once instead of building m.
 inline float offsetPerScale(transformer::WeightEncoding encoding) {
   switch (encoding) {
   case transformer::WeightEncoding::q4_0:
     return 8.0f;
+  case transformer::WeightEncoding::q5_0:
+    return 16.0f;
   case transformer::WeightEncoding::q6_k:
     return 32.0f;
   case transformer::WeightEncoding::q8_0:
@@ -96,10 +118,11 @@ inline float offsetPerScale(transformer::WeightEncoding encoding) {
 
 /// Whether blockOffsets gives the encoding's offsets a block at a time.
 inline bool hasBlockOffsets(transformer::WeightEncoding encoding) {
-  return encoding == transformer::WeightEncoding::q4_k;
+  return encoding == transformer::WeightEncoding::q4_k ||
+         encoding == transformer::WeightEncoding::q5_k;
 }
 
-/// The offsets of the 8 sub-blocks of a q4_k block as vector<8xf32>
+/// The offsets of the 8 sub-blocks of a q4_k or q5_k block as vector<8xf32>
 /// (dmin * m of sub-block j in lane j, as integerGroup's m), for a kernel
 /// that takes a whole block's offsets with one product: sum_j m_j times
 /// the sum of x over sub-block j. `group` is the block's first column (a

@@ -495,8 +495,7 @@ std::optional<kiln::IntegerGroup>
 kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
                    Value storage, Value row, Value group, int64_t offset,
                    int64_t groupAlign) {
-  if (encoding != WeightEncoding::q4_0 && encoding != WeightEncoding::q4_k &&
-      encoding != WeightEncoding::q6_k && encoding != WeightEncoding::q8_0)
+  if (!hasIntegerGroups(encoding))
     return std::nullopt;
   assert(groupAlign % kDequantizeGroup == 0 && offset < groupAlign &&
          offset % kDequantizeGroup == 0 && "offset outside the aligned group");
@@ -565,26 +564,61 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
     return IntegerGroup{q, all(d),
                         all(arith::MulFOp::create(b, loc, zeroPoint, d))};
   }
-  if (encoding == WeightEncoding::q4_0) {
-    // Bytes 2..17: low nibbles are values 0-15, high nibbles 16-31.
-    Value qs = r.bytes(r.addIdx(base, 2), 16);
+  // Bit l of the 32 bits `qh` (an i32) as bit 4 of byte l, or'd into q.
+  auto withHighBits = [&](Value q, Value qh) {
+    VectorType i32s = VectorType::get({32}, b.getI32Type());
+    SmallVector<int32_t> iota;
+    for (int32_t i = 0; i < 32; ++i)
+      iota.push_back(i);
+    Value bits = arith::AndIOp::create(
+        b, loc,
+        arith::ShRUIOp::create(
+            b, loc, vector::BroadcastOp::create(b, loc, i32s, qh),
+            arith::ConstantOp::create(
+                b, loc, DenseElementsAttr::get(i32s, ArrayRef<int32_t>(iota)))),
+        arith::ConstantOp::create(
+            b, loc, DenseElementsAttr::get(i32s, b.getI32IntegerAttr(1))));
+    Value high = arith::ShLIOp::create(
+        b, loc, arith::TruncIOp::create(b, loc, bytes32, bits),
+        splat8(bytes32, 4));
+    return arith::OrIOp::create(b, loc, q, high).getResult();
+  };
+  if (encoding == WeightEncoding::q4_0 || encoding == WeightEncoding::q4_1 ||
+      encoding == WeightEncoding::q5_0 || encoding == WeightEncoding::q5_1) {
+    // d (and q4_1/q5_1's min m: value = d q + m), the five-bit types' 32
+    // high bits, then 16 bytes: low nibbles are values 0-15, high nibbles
+    // 16-31.
+    bool hasMin =
+        encoding == WeightEncoding::q4_1 || encoding == WeightEncoding::q5_1;
+    bool five =
+        encoding == WeightEncoding::q5_0 || encoding == WeightEncoding::q5_1;
+    int64_t qhAt = hasMin ? 4 : 2, qsAt = qhAt + (five ? 4 : 0);
+    Value qs = r.bytes(r.addIdx(base, qsAt), 16);
     Value lo = arith::AndIOp::create(b, loc, qs, splat8(bytes16, 15));
     Value hi = arith::ShRUIOp::create(b, loc, qs, splat8(bytes16, 4));
     SmallVector<int64_t> concat;
     for (int64_t i = 0; i < 32; ++i)
       concat.push_back(i);
     Value q = vector::ShuffleOp::create(b, loc, lo, hi, concat);
+    if (five)
+      q = withHighBits(q, r.u32(r.addIdx(base, qhAt)));
     Value d = r.halfLoad(base);
-    Value eight = arith::ConstantOp::create(
+    if (hasMin)
+      return IntegerGroup{
+          q, all(d),
+          all(arith::NegFOp::create(b, loc, r.halfLoad(r.addIdx(base, 2))))};
+    Value zeroPoint = arith::ConstantOp::create(
         b, loc, b.getF32FloatAttr(offsetPerScale(encoding)));
     return IntegerGroup{q, all(d),
-                        all(arith::MulFOp::create(b, loc, eight, d))};
+                        all(arith::MulFOp::create(b, loc, zeroPoint, d))};
   }
-  // q4_k: 32 bytes of chunk sub / 2, low nibbles for even sub-blocks.
+  // q4_k, q5_k: 32 bytes of chunk sub / 2, low nibbles for even
+  // sub-blocks; q5_k's bit `sub` of its 32 high-bit bytes adds 16.
+  bool five = encoding == WeightEncoding::q5_k;
   auto [d1, m1] = r.subBlockScaleMinK4(at);
-  Value qs = r.bytes(r.addIdx(r.addIdx(base, 16),
-                              r.mulIdx(r.divIdx(sub, 2), 32)),
-                     32);
+  Value qs = r.bytes(
+      r.addIdx(r.addIdx(base, five ? 48 : 16), r.mulIdx(r.divIdx(sub, 2), 32)),
+      32);
   Value q;
   if (at.aligned) {
     q = at.j % 2
@@ -597,6 +631,22 @@ kiln::integerGroup(OpBuilder &b, Location loc, WeightEncoding encoding,
     Value shifted = arith::ShRUIOp::create(
         b, loc, qs, vector::BroadcastOp::create(b, loc, bytes32, sh));
     q = arith::AndIOp::create(b, loc, shifted, splat8(bytes32, 15));
+  }
+  if (five) {
+    Value qh = r.bytes(r.addIdx(base, 16), 32);
+    Value bit;
+    if (at.aligned) {
+      bit = at.j ? arith::ShRUIOp::create(b, loc, qh, splat8(bytes32, at.j))
+                       .getResult()
+                 : qh;
+    } else {
+      Value sh = arith::IndexCastUIOp::create(b, loc, b.getI8Type(), sub);
+      bit = arith::ShRUIOp::create(
+          b, loc, qh, vector::BroadcastOp::create(b, loc, bytes32, sh));
+    }
+    bit = arith::AndIOp::create(b, loc, bit, splat8(bytes32, 1));
+    q = arith::OrIOp::create(
+        b, loc, q, arith::ShLIOp::create(b, loc, bit, splat8(bytes32, 4)));
   }
   return IntegerGroup{q, all(d1), all(m1)};
 }

@@ -22,13 +22,13 @@ llama-bench reads the GGUF.
 Figures: prefill tokens/s of a 128-token prompt; decode tokens/s of 128
 new tokens after it; kiln-compile's wall time; Kiln/llama.cpp ratios; each system's read rate of the
 bytes a decode step reads (every weight but the embedding table, as
-stored, plus the KV cache at mid-decode; f32 cache for Kiln, f16 for
-llama.cpp's default) against a read-only pass measured here; Kiln's peak
+stored, plus the KV cache at mid-decode; Kiln's cache of --kv-cache-type
+(default f32), f16 for llama.cpp's default) against a read-only pass measured here; Kiln's peak
 RSS against file + KV cache. Medians of --runs runs, systems interleaved.
 
     /usr/bin/python3 bench/quantized_vs_llama.py [--shapes base,base-gqa]
         [--types F16,Q8_0,Q4_0,Q4_K_M] [--runs 3] [--threads 2]
-        [--activations f32|int8]
+        [--activations f32|int8] [--kv-cache-type f32|f16|bf16]
 """
 import argparse
 import os
@@ -152,7 +152,10 @@ def main():
     ap.add_argument("--activations", default="f32", choices=["f32", "int8"],
                     help="kiln-compile --activations (int8: x quantized for the decode "
                          "products on Q4_0/Q4_K/Q6_K weights, and Q8_0 with VNNI)")
+    ap.add_argument("--kv-cache-type", default="f32", choices=["f32", "f16", "bf16"],
+                    help="kiln-compile --kv-cache-type (llama.cpp's cache is f16)")
     args = ap.parse_args()
+    kv_elem = 4 if args.kv_cache_type == "f32" else 2
 
     import numpy as np
     import torch
@@ -186,11 +189,13 @@ def main():
                 run([quantize, f16, gguf + ".part", qtype, str(args.threads)])
                 os.replace(gguf + ".part", gguf)
             kiln_file = os.path.join(work, "%s-%s.kiln" % (shape, qtype))
-            exe = os.path.join(work, "%s-%s-%s" % (shape, qtype, args.activations))
+            exe = os.path.join(work, "%s-%s-%s-%s" % (shape, qtype, args.activations,
+                                                      args.kv_cache_type))
             run([os.path.join(args.kiln_bin, "kiln-convert"), gguf, "-o", kiln_file])
             t0 = time.time()
             run([os.path.join(args.kiln_bin, "kiln-compile"), kiln_file, "-o", exe,
-                 "--activations=" + args.activations])
+                 "--activations=" + args.activations,
+                 "--kv-cache-type=" + args.kv_cache_type])
             compile_s = time.time() - t0
             sizes = gguf_tensor_bytes(gguf)
             step_bytes = sum(v for k, v in sizes.items() if k != "token_embd.weight")
@@ -207,10 +212,10 @@ def main():
                            rss=statistics.median(r["rss_mb"] for r in rs))
                    for s, rs in samples.items()}
             k, l = med["kiln"], med["llama.cpp"]
-            kiln_gbs = k["decode"] * (step_bytes + kv_bytes(cfg, ctx_mid, 4)) / 1e9
+            kiln_gbs = k["decode"] * (step_bytes + kv_bytes(cfg, ctx_mid, kv_elem)) / 1e9
             llama_gbs = l["decode"] * (step_bytes + kv_bytes(cfg, ctx_mid, 2)) / 1e9
             budget_mb = (os.path.getsize(kiln_file)
-                         + kv_bytes(cfg, cfg["max_position_embeddings"], 4)) / 2 ** 20
+                         + kv_bytes(cfg, cfg["max_position_embeddings"], kv_elem)) / 2 ** 20
             row = dict(shape=shape, type=qtype, file_mb=os.path.getsize(gguf) / 2 ** 20,
                        compile_s=compile_s, k=k, l=l, kiln_gbs=kiln_gbs, llama_gbs=llama_gbs,
                        budget_mb=budget_mb)

@@ -21,7 +21,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever an entry-point signature or kiln_model_info changes. */
-#define KILN_ABI_VERSION 3
+#define KILN_ABI_VERSION 4
 
 #define KILN_DEFINE_MEMREF(RANK)                                               \
   typedef struct kiln_memref_##RANK##d {                                       \
@@ -57,6 +57,10 @@ typedef struct kiln_model_info {
   int64_t source_capacity; /* most source positions */
   int64_t cross_layers;
   int64_t cross_width;
+  /* Bytes per KV cache element: 4 (f32) or 2 (f16, bf16: kiln-compile
+   * --kv-cache-type). The cache is [num_layers][2][batch][capacity]
+   * [kv_width] of them. */
+  int64_t kv_element_bytes;
 } kiln_model_info;
 
 #define KILN_MODEL_DECODER_ONLY 0

@@ -332,6 +332,15 @@ int run(int argc, char **argv, const EntryPoints &entry) {
                  (unsigned long long)model.size, model.placement.c_str());
   if (auto err = checkCompatible(model, entry.info))
     return fail(*err);
+  if (opts.verbose)
+    std::fprintf(stderr,
+                 "kiln: KV cache: %lld positions x %lld layers x %lld wide, "
+                 "%s (%llu bytes with the logits)\n",
+                 (long long)entry.info.capacity,
+                 (long long)entry.info.num_layers,
+                 (long long)entry.info.kv_width,
+                 entry.info.kv_element_bytes == 2 ? "16-bit" : "f32",
+                 (unsigned long long)sessionMemoryBytes(entry.info));
   Tokenizer tokenizer(model);
   if (entry.info.kind == KILN_MODEL_ENCODER_DECODER)
     return runSeq2Seq(opts, model, tokenizer, entry);

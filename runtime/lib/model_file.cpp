@@ -437,6 +437,10 @@ std::optional<Error> checkCompatible(const ModelFile &model,
                                     std::to_string(info.abi_version) +
                                     " does not match the runtime's " +
                                     std::to_string(KILN_ABI_VERSION)};
+  if (info.kv_element_bytes != 2 && info.kv_element_bytes != 4)
+    return Error{kExitInternal, "executable's KV cache element size " +
+                                    std::to_string(info.kv_element_bytes) +
+                                    " is neither 2 nor 4 bytes"};
   if ((size_t)info.num_weights != model.weightOffsets.size() ||
       info.vocab_size != model.vocabSize ||
       (info.capacity != 0 && info.capacity != model.contextLength))

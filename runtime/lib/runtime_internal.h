@@ -20,6 +20,9 @@ namespace kiln::rt {
 /// 64-byte aligned, zeroed floats (free with std::free); null when out of
 /// memory.
 float *allocFloats(size_t n);
+/// A zeroed, 64-byte aligned KV cache of `elements` elements of
+/// `elementBytes` (2 or 4) bytes each (free with std::free).
+float *allocCache(size_t elements, int64_t elementBytes);
 /// Milliseconds since t0.
 double msSince(std::chrono::steady_clock::time_point t0);
 /// The descriptor of a batch-1 cache buffer laid out as kiln_runtime.h says:

@@ -21,19 +21,18 @@ std::optional<Error> Seq2SeqSession::init() {
   if (!entry.encode || !entry.seq2seqDecode || !entry.seq2seqForward)
     return Error{kExitInternal,
                  "the executable lacks the encoder-decoder entry points"};
-  cacheFloats = (size_t)info.num_layers * 2 * info.capacity * info.kv_width;
+  cacheElements = (size_t)info.num_layers * 2 * info.capacity * info.kv_width;
   crossFloats =
       (size_t)info.cross_layers * 2 * info.source_capacity * info.cross_width;
-  if (auto err = checkMemory((cacheFloats + crossFloats) * sizeof(float),
-                             "the decoder and cross-attention caches"))
+  size_t bytes = cacheElements * (size_t)info.kv_element_bytes +
+                 crossFloats * sizeof(float);
+  if (auto err = checkMemory(bytes, "the decoder and cross-attention caches"))
     return err;
   cross.reset(allocFloats(crossFloats));
-  caches.emplace_back(allocFloats(cacheFloats));
+  caches.emplace_back(allocCache(cacheElements, info.kv_element_bytes));
   if (!cross || !caches[0])
     return Error{kExitInternal, "out of memory allocating the caches (" +
-                                    std::to_string((cacheFloats + crossFloats) *
-                                                   4) +
-                                    " bytes)"};
+                                    std::to_string(bytes) + " bytes)"};
   logits.assign(info.vocab_size, 0.0f);
   modelBuffers(model, weights, offsets);
   return std::nullopt;
@@ -145,11 +144,12 @@ std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
   int64_t capacity = info.capacity, vocab = info.vocab_size;
   size_t K = numBeams;
   if (caches.size() < K)
-    if (auto err = checkMemory((K - caches.size()) * cacheFloats * sizeof(float),
+    if (auto err = checkMemory((K - caches.size()) * cacheElements *
+                                   (size_t)info.kv_element_bytes,
                                "the caches of " + std::to_string(K) + " beams"))
       return err;
   while (caches.size() < K) {
-    caches.emplace_back(allocFloats(cacheFloats));
+    caches.emplace_back(allocCache(cacheElements, info.kv_element_bytes));
     if (!caches.back())
       return Error{kExitInternal, "out of memory allocating " +
                                       std::to_string(K) + " beam caches"};
@@ -279,11 +279,13 @@ std::optional<Error> Seq2SeqSession::beamSearch(int64_t nPredict,
       }
       size_t to = freeBuffers.back();
       freeBuffers.pop_back();
-      float *src = caches[from].get(), *dst = caches[to].get();
+      auto *src = reinterpret_cast<const char *>(caches[from].get());
+      auto *dst = reinterpret_cast<char *>(caches[to].get());
+      size_t elt = (size_t)info.kv_element_bytes;
       for (int64_t plane = 0; plane < info.num_layers * 2; ++plane) {
-        std::memcpy(dst + plane * cap * width, src + plane * cap * width,
-                    rows * width * sizeof(float));
-        copyBytes += rows * width * sizeof(float);
+        std::memcpy(dst + plane * cap * width * elt,
+                    src + plane * cap * width * elt, rows * width * elt);
+        copyBytes += rows * width * elt;
       }
       nb.cache = to;
     }

@@ -130,17 +130,18 @@ std::optional<Error> checkMemory(uint64_t bytes, const std::string &what) {
 uint64_t sessionMemoryBytes(const kiln_model_info &info) {
   // In double: the values come from the compiled model; they cannot
   // overflow a real allocation, but the product is only an estimate here.
-  double floats;
+  double bytes;
+  double kv = (double)info.kv_element_bytes;
   if (info.kind == KILN_MODEL_ENCODER_DECODER)
-    floats = (double)info.num_layers * 2 * info.capacity * info.kv_width +
-             (double)info.cross_layers * 2 * info.source_capacity *
+    bytes = (double)info.num_layers * 2 * info.capacity * info.kv_width * kv +
+            ((double)info.cross_layers * 2 * info.source_capacity *
                  info.cross_width +
-             (double)info.vocab_size;
+             (double)info.vocab_size) *
+                sizeof(float);
   else
-    floats = (double)info.num_layers * 2 * info.batch * info.capacity *
-                 info.kv_width +
-             (double)info.batch * info.vocab_size;
-  double bytes = floats * sizeof(float);
+    bytes = (double)info.num_layers * 2 * info.batch * info.capacity *
+                info.kv_width * kv +
+            (double)info.batch * info.vocab_size * sizeof(float);
   return bytes > 1e18 ? (uint64_t)1e18 : (uint64_t)bytes;
 }
 
@@ -150,6 +151,10 @@ float *allocFloats(size_t n) {
   if (p)
     std::memset(p, 0, bytes);
   return static_cast<float *>(p);
+}
+
+float *allocCache(size_t elements, int64_t elementBytes) {
+  return allocFloats((elements * (size_t)elementBytes + 3) / 4);
 }
 
 kiln_memref_5d cacheMemref(float *data, int64_t layers, int64_t capacity,
@@ -176,15 +181,16 @@ std::optional<Error> Session::init() {
   const kiln_model_info &info = entry.info;
   cacheSize =
       (size_t)info.num_layers * 2 * info.batch * info.capacity * info.kv_width;
+  size_t cacheBytes = cacheSize * (size_t)info.kv_element_bytes;
   if (auto err = checkMemory(
-          (cacheSize + (size_t)info.batch * info.vocab_size) * sizeof(float),
+          cacheBytes + (size_t)info.batch * info.vocab_size * sizeof(float),
           "the KV cache (" + std::to_string(info.capacity) + " positions)"))
     return err;
-  cache.reset(allocFloats(cacheSize));
+  cache.reset(allocCache(cacheSize, info.kv_element_bytes));
   logits.reset(allocFloats((size_t)info.batch * info.vocab_size));
   if (!cache || !logits)
     return Error{kExitInternal, "out of memory allocating the KV cache (" +
-                                    std::to_string(cacheSize * 4) + " bytes)"};
+                                    std::to_string(cacheBytes) + " bytes)"};
   modelBuffers(model, weights, offsets);
   return std::nullopt;
 }

@@ -300,7 +300,12 @@ static void testModelFiles() {
     CHECK(!loadModelBuffer(buildFile({}), m));
     kiln_model_info info{KILN_ABI_VERSION,    1, 1, 2, 8, 16, 300, "",
                          m.weightsFingerprint};
+    info.kv_element_bytes = 4;
     CHECK(!checkCompatible(m, info));
+    // A KV cache element of neither 2 nor 4 bytes: refused.
+    kiln_model_info odd = info;
+    odd.kv_element_bytes = 3;
+    CHECK(checkCompatible(m, odd));
     // Same counts, other shapes: refused.
     FileSpec other;
     other.shape = {2, 8};
@@ -827,9 +832,10 @@ static void testGeneration() {
   e.decode = mockDecode;
   e.forward = mockForward;
   e.info = {KILN_ABI_VERSION, 1, 1, 3, 8, 16, 300, "", m.weightsFingerprint};
+  e.info.kv_element_bytes = 4;
   Session s(m, e);
   CHECK(!s.init());
-  CHECK(s.cacheFloats() == 3u * 2 * 1 * 16 * 8);
+  CHECK(s.cacheElements() == 3u * 2 * 1 * 16 * 8);
   SamplingParams greedy;
   greedy.temperature = 0;
   Rng rng(1);
@@ -1054,8 +1060,20 @@ static void testSeq2Seq() {
   e.encode = s2sEncode;
   e.seq2seqDecode = s2sDecode;
   e.seq2seqForward = s2sForward;
-  e.info = {KILN_ABI_VERSION, 1, 1, 2, 3, 20, kS2SVocab, "",
-            m.weightsFingerprint, KILN_MODEL_ENCODER_DECODER, 8, 1, 4};
+  e.info = {KILN_ABI_VERSION,
+            1,
+            1,
+            2,
+            3,
+            20,
+            kS2SVocab,
+            "",
+            m.weightsFingerprint,
+            KILN_MODEL_ENCODER_DECODER,
+            8,
+            1,
+            4,
+            4};
   CHECK(!checkCompatible(m, e.info));
   kiln_model_info decoderOnly = e.info;
   decoderOnly.kind = KILN_MODEL_DECODER_ONLY;

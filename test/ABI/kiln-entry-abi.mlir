@@ -24,14 +24,33 @@ module attributes {transformer.num_weights = 7 : i64, kiln.model_path = "/m/tiny
 // CHECK: func.func private @helper(tensor<4xf32>) -> tensor<4xf32>
 // CHECK: llvm.mlir.global private constant @kiln_model_path("/m/tiny.kiln\00")
 // CHECK: llvm.mlir.global external constant @kiln_model()
-// CHECK-DAG: llvm.mlir.constant(3 : i32) : i32
+// CHECK-DAG: llvm.mlir.constant(4 : i32) : i32
 // CHECK-DAG: llvm.mlir.constant(7 : i32) : i32
 // CHECK-DAG: llvm.mlir.constant(3 : i64) : i64
 // CHECK-DAG: llvm.mlir.constant(8 : i64) : i64
 // CHECK-DAG: llvm.mlir.constant(16 : i64) : i64
 // CHECK-DAG: llvm.mlir.constant(32 : i64) : i64
 // CHECK-DAG: llvm.mlir.constant(123456789 : i64) : i64
+// The KV cache's element size (f32: 4 bytes), the last field.
+// CHECK: %[[BYTES:.*]] = llvm.mlir.constant(4 : i64) : i64
+// CHECK-NEXT: llvm.insertvalue %[[BYTES]], %{{.*}}[13]
 // CHECK: llvm.return
+
+// -----
+
+// Tests that kiln_model records a half-precision cache's 2-byte elements.
+module attributes {transformer.num_weights = 7 : i64} {
+  func.func @decode(%w: memref<?xi8>, %o: memref<?xindex>, %ids: tensor<1x1xi32>, %pos: index, %cache: tensor<3x2x1x16x8xf16>)
+      -> (tensor<1x32xf32>, tensor<3x2x1x16x8xf16> {transformer.tied_to_arg = 4 : i64}) attributes {transformer.entry = "decode"} {
+    %l = tensor.empty() : tensor<1x32xf32>
+    return %l, %cache : tensor<1x32xf32>, tensor<3x2x1x16x8xf16>
+  }
+}
+// CHECK-LABEL: func.func @decode(
+// CHECK-SAME: memref<3x2x1x16x8xf16>
+// CHECK: llvm.mlir.global external constant @kiln_model()
+// CHECK: %[[BYTES:.*]] = llvm.mlir.constant(2 : i64) : i64
+// CHECK-NEXT: llvm.insertvalue %[[BYTES]], %{{.*}}[13]
 
 // -----
 

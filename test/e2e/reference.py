@@ -15,9 +15,13 @@ import torch
 from torch import nn
 
 
-def causal_attention(q, k, v, heads, kv_heads):
+def causal_attention(q, k, v, heads, kv_heads, kv_dtype=None):
     """q: [..., S, H*D], k/v: [..., S, KVH*D] -> [..., S, H*D]; query head h
-    reads kv head h // (H / KVH)."""
+    reads kv head h // (H / KVH). With `kv_dtype` (e.g. torch.float16), the
+    keys and values are read rounded to it, as an inference engine's KV
+    cache of that type holds them."""
+    if kv_dtype is not None:
+        k, v = k.to(kv_dtype).to(q.dtype), v.to(kv_dtype).to(q.dtype)
     *lead, s, width = q.shape
     d = width // heads
     q = q.view(*lead, s, heads, d).transpose(-3, -2)
@@ -57,7 +61,8 @@ class GPT2Block(nn.Module):
 
     def forward(self, x):
         q, k, v = self.attn.c_attn(self.ln_1(x)).chunk(3, dim=-1)
-        x = x + self.attn.c_proj(causal_attention(q, k, v, self.heads, self.heads))
+        x = x + self.attn.c_proj(causal_attention(q, k, v, self.heads, self.heads,
+                                                  getattr(self, "kv_dtype", None)))
         h = self.mlp.c_fc(self.ln_2(x))
         # GPT-2's "gelu_new": the tanh approximation.
         h = 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3)))
@@ -138,7 +143,8 @@ class LlamaLayer(nn.Module):
         h = self.input_layernorm(x)
         q = rotate_half_rope(a.q_proj(h), self.heads, self.theta)
         k = rotate_half_rope(a.k_proj(h), self.kv_heads, self.theta)
-        x = x + a.o_proj(causal_attention(q, k, a.v_proj(h), self.heads, self.kv_heads))
+        x = x + a.o_proj(causal_attention(q, k, a.v_proj(h), self.heads, self.kv_heads,
+                                          getattr(self, "kv_dtype", None)))
         h = self.post_attention_layernorm(x)
         m = self.mlp
         return x + m.down_proj(nn.functional.silu(m.gate_proj(h)) * m.up_proj(h))
@@ -160,6 +166,15 @@ class Llama(nn.Module):
         for layer in self.model.layers:
             x = layer(x)
         return self.lm_head(self.model.norm(x))
+
+
+def set_kv_dtype(model, dtype):
+    """Every layer of `model` (GPT2 or Llama) reads its keys and values
+    rounded to `dtype` (None: as computed)."""
+    for m in model.modules():
+        if isinstance(m, (GPT2Block, LlamaLayer)):
+            m.kv_dtype = dtype
+    return model
 
 
 def randomize(model, seed):

@@ -30,6 +30,8 @@ struct ModelShape {
   /// Encoder-decoder models: the cross state @encode writes.
   int64_t kind = KILN_MODEL_DECODER_ONLY, crossLayers = 0, crossWidth = 0,
           sourceCapacity = 0;
+  /// Bytes per KV cache element: 4 (f32), 2 (f16, bf16).
+  int64_t kvElementBytes = 4;
 };
 
 MemRefType memrefFor(RankedTensorType t) {
@@ -122,6 +124,7 @@ LogicalResult rewriteEntry(func::FuncOp func, ModelShape &shape) {
       shape.batch = type.getDimSize(2);
       shape.capacity = type.getDimSize(3);
       shape.width = type.getDimSize(4);
+      shape.kvElementBytes = type.getElementTypeBitWidth() / 8;
     } else if (tiedArg[r] < 0) {
       shape.vocab = type.getDimSize(type.getRank() - 1);
       if (!shape.batch)
@@ -132,8 +135,9 @@ LogicalResult rewriteEntry(func::FuncOp func, ModelShape &shape) {
 }
 
 /// Emits `const kiln_model_info kiln_model` (see kiln_runtime.h): ABI
-/// version, weight count, cache shape, vocabulary, model path and the
-/// fingerprint of the weight table (module attribute set by the importer).
+/// version, weight count, cache shape, vocabulary, model path, the
+/// fingerprint of the weight table (module attribute set by the importer),
+/// the cross state's shape and the KV cache's element size.
 void emitModelInfo(ModuleOp module, const ModelShape &shape) {
   MLIRContext *ctx = module.getContext();
   OpBuilder b(ctx);
@@ -159,7 +163,8 @@ void emitModelInfo(ModuleOp module, const ModelShape &shape) {
           module->getAttrOfType<IntegerAttr>("kiln.weights_fingerprint"))
     fingerprint = attr.getInt();
   auto infoType = LLVM::LLVMStructType::getLiteral(
-      ctx, {i32, i32, i64, i64, i64, i64, i64, ptr, i64, i64, i64, i64, i64});
+      ctx,
+      {i32, i32, i64, i64, i64, i64, i64, ptr, i64, i64, i64, i64, i64, i64});
   auto global = LLVM::GlobalOp::create(b, loc, infoType, /*isConstant=*/true,
                                        LLVM::Linkage::External, "kiln_model",
                                        Attribute());
@@ -185,6 +190,7 @@ void emitModelInfo(ModuleOp module, const ModelShape &shape) {
   insert(10, c(i64, shape.sourceCapacity));
   insert(11, c(i64, shape.crossLayers));
   insert(12, c(i64, shape.crossWidth));
+  insert(13, c(i64, shape.kvElementBytes));
   LLVM::ReturnOp::create(b, loc, info);
 }
 

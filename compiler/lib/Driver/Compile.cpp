@@ -104,6 +104,11 @@ static CompileStatus checkOptions(Compilation &c) {
     return c.fail(kiln::CompileUsageError,
                   "--activations must be f32 or int8, not '" + o.activations +
                       "'");
+  if (o.kvCacheType != "f32" && o.kvCacheType != "f16" &&
+      o.kvCacheType != "bf16")
+    return c.fail(kiln::CompileUsageError,
+                  "--kv-cache-type must be f32, f16 or bf16, not '" +
+                      o.kvCacheType + "'");
   c.stage = o.emit == EmitKind::MLIR ? *stage : kiln::Stage::LLVM;
   c.fromStage = *fromStage;
   c.binary = o.emit == EmitKind::Obj || o.emit == EmitKind::Exe ||
@@ -235,6 +240,7 @@ static CompileStatus runStages(Compilation &c, mlir::MLIRContext &context,
     pipelineOptions.targetCPU = o.targetCPU;
     pipelineOptions.vectorBits = o.vectorBits;
     pipelineOptions.activations = o.activations;
+    pipelineOptions.kvCacheType = o.kvCacheType;
     kiln::buildPipeline(pm, (kiln::Stage)(s - 1), stage, pipelineOptions);
     if (failed(pm.run(module)))
       return c.fail(kiln::CompileFailed,

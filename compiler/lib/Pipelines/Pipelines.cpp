@@ -44,6 +44,7 @@ void kiln::buildKVCachePipeline(OpPassManager &pm,
                                 const PipelineOptions &options) {
   transformer::TransformerKVCacheOptions kv;
   kv.hoistCross = options.hoistCross;
+  kv.elementType = options.kvCacheType;
   pm.addPass(transformer::createTransformerKVCache(kv));
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
@@ -150,6 +151,11 @@ struct KVCachePipelineOptions
                      "keys/values once in @encode (kiln-compile "
                      "--no-hoist-cross turns it off)"),
       llvm::cl::init(true)};
+  Option<std::string> kvCacheType{
+      *this, "kv-cache-type",
+      llvm::cl::desc("Element type of the KV cache: f32, f16 or bf16 "
+                     "(kiln-compile --kv-cache-type)"),
+      llvm::cl::init("f32")};
 };
 struct LowerToLinalgPipelineOptions
     : public PassPipelineOptions<LowerToLinalgPipelineOptions> {
@@ -173,8 +179,8 @@ struct LowerToLLVMPipelineOptions
       llvm::cl::init(0)};
   Option<std::string> activations{
       *this, "activations",
-      llvm::cl::desc("Decode products on q4_0/q4_k weights: f32 (exact) or "
-                     "int8 (x quantized per 32 values)"),
+      llvm::cl::desc("Products on weights with integer groups: f32 "
+                     "(exact) or int8 (x quantized, integer dot products)"),
       llvm::cl::init("f32")};
 };
 } // namespace
@@ -187,6 +193,7 @@ void kiln::registerPipelines() {
       [](OpPassManager &pm, const KVCachePipelineOptions &o) {
         PipelineOptions options;
         options.hoistCross = o.hoistCross;
+        options.kvCacheType = o.kvCacheType;
         buildKVCachePipeline(pm, options);
       });
   PassPipelineRegistration<LowerToLinalgPipelineOptions>(

@@ -108,6 +108,22 @@ cl::opt<Activations> activations(
                           "bits per 32 values (faster decode and prefill, "
                           "logits within ~1e-2)")),
     cl::cat(category));
+enum class KVCacheType { F32, F16, BF16 };
+cl::opt<KVCacheType> kvCacheType(
+    "kv-cache-type",
+    cl::desc("Element type of the KV cache (the keys and values of every "
+             "position)"),
+    cl::init(KVCacheType::F32),
+    cl::values(clEnumValN(KVCacheType::F32, "f32",
+                          "as computed (default: exact)"),
+               clEnumValN(KVCacheType::F16, "f16",
+                          "rounded to half precision as appended: half the "
+                          "memory and the attention's reads (llama.cpp's "
+                          "default)"),
+               clEnumValN(KVCacheType::BF16, "bf16",
+                          "rounded to bfloat16: half the memory, 8 bits "
+                          "of mantissa")),
+    cl::cat(category));
 cl::opt<bool> timing("timing",
                      cl::desc("Print the time of every stage and pass"),
                      cl::cat(category));
@@ -159,6 +175,9 @@ int main(int argc, char **argv) {
   options.targetCPU = targetCPU;
   options.vectorBits = vectorBits;
   options.activations = activations == Activations::Int8 ? "int8" : "f32";
+  options.kvCacheType = kvCacheType == KVCacheType::F16    ? "f16"
+                        : kvCacheType == KVCacheType::BF16 ? "bf16"
+                                                           : "f32";
   options.timing = timing;
   options.printIRAfterAll = printAfterAll;
   options.printIRAfter.assign(printAfter.begin(), printAfter.end());

@@ -295,9 +295,47 @@ func.func @f(%c: !transformer.kv_cache<layers = 0, batch = 1, kv_heads = 2, head
 
 // -----
 
-// Tests that the cache element type must be a float.
-// expected-error@+1 {{kv_cache element type must be a float type, got 'i32'}}
+// Tests that the cache element type must be f32, f16 or bf16.
+// expected-error@+1 {{kv_cache element type must be f32, f16 or bf16, got 'i32'}}
 func.func @f(%c: !transformer.kv_cache<layers = 1, batch = 1, kv_heads = 2, head_dim = 16, capacity = 8, element_type = i32>) {
+  return
+}
+
+// -----
+
+// Tests that a float type other than the three is refused too.
+// expected-error@+1 {{kv_cache element type must be f32, f16 or bf16, got 'f64'}}
+func.func @f(%c: !transformer.kv_cache<layers = 1, batch = 1, kv_heads = 2, head_dim = 16, capacity = 8, element_type = f64>) {
+  return
+}
+
+// -----
+
+// Tests that rows appended to an f16 cache are f16 or f32 (rounded), not
+// another type.
+func.func @f(%c: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 8, element_type = f16>, %k: tensor<1x1x32xbf16>, %p: index) {
+  // expected-error@+1 {{'transformer.kv_cache_append' op expects key of element type 'f16' or f32, got 'tensor<1x1x32xbf16>'}}
+  %0 = transformer.kv_cache_append %c[0], %k, %k at %p : !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 8, element_type = f16>, tensor<1x1x32xbf16>, tensor<1x1x32xbf16>
+  return
+}
+
+// -----
+
+// Tests that an f32 cache is not appended narrower rows.
+func.func @f(%c: !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 8, element_type = f32>, %k: tensor<1x1x32xf16>, %p: index) {
+  // expected-error@+1 {{'transformer.kv_cache_append' op expects key of element type 'f32', got 'tensor<1x1x32xf16>'}}
+  %0 = transformer.kv_cache_append %c[0], %k, %k at %p : !transformer.kv_cache<layers = 2, batch = 1, kv_heads = 2, head_dim = 16, capacity = 8, element_type = f32>, tensor<1x1x32xf16>, tensor<1x1x32xf16>
+  return
+}
+
+// -----
+
+// Tests that attention takes f16 keys and values only with f32 queries
+// (a narrower cache's rows), not other mixes.
+func.func @f(%q: tensor<1x4x32xf16>, %k: tensor<1x4x32xf32>) {
+  // expected-error@+1 {{'transformer.attention' op element types differ: 'tensor<1x4x32xf16>' and 'tensor<1x4x32xf32>' (keys and values may be f16 or bf16 with f32 queries)}}
+  %0 = transformer.attention causal %q, %k, %k {num_heads = 2 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f32} : (tensor<1x4x32xf16>, tensor<1x4x32xf32>, tensor<1x4x32xf32>) -> tensor<1x4x32xf16>
+  // expected-error@-1 {{failed to infer returned types}}
   return
 }
 

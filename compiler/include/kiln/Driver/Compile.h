@@ -92,9 +92,12 @@ struct CompileOptions {
   /// The vector width the kernels are tiled for, in bits (0: the CPU's
   /// widest).
   int64_t vectorBits = 0;
-  /// Decode products on q4_0/q4_k weights: "f32" (exact) or "int8"
+  /// Products on weights with integer groups: "f32" (exact) or "int8"
   /// (PipelineOptions::activations).
   std::string activations = "f32";
+  /// The KV cache's element type: "f32", "f16" or "bf16"
+  /// (PipelineOptions::kvCacheType).
+  std::string kvCacheType = "f32";
   /// Print the time of every stage and pass.
   bool timing = false;
   /// Print the IR (to `errs`) after every pass, or after the passes with

@@ -38,6 +38,9 @@ struct PipelineOptions {
   /// Encoder-decoder models: compute cross-attention keys/values once per
   /// input in @encode (transformer-kv-cache's hoist-cross).
   bool hoistCross = true;
+  /// Element type of the self-attention KV cache: "f32", "f16" or "bf16"
+  /// (transformer-kv-cache's element-type).
+  std::string kvCacheType = "f32";
   /// Layer blocks compiled once and called per layer
   /// (transformer-outline-layers): "none", "decode" (blocks over a fixed
   /// number of rows only) or "all" (prompts' too: as fast as inline, and
@@ -48,9 +51,9 @@ struct PipelineOptions {
   /// CPU's widest): kiln-target's options.
   std::string targetCPU = "host";
   int64_t vectorBits = 0;
-  /// Decode products on q4_0/q4_k weights: "f32" (x as computed, W
-  /// dequantized exactly) or "int8" (x quantized per 32 values, integer dot
-  /// products): kiln-kernel-strategy's `activations`.
+  /// Products on weights with integer groups: "f32" (x as computed, W
+  /// dequantized exactly) or "int8" (x quantized, integer dot products):
+  /// kiln-kernel-strategy's `activations`.
   std::string activations = "f32";
 };
 

@@ -52,7 +52,9 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
   LogicalResult
   matchAndRewrite(AttentionOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (failed(requireF32(op, rewriter)))
+    // Keys and values may come from an f16 or bf16 cache: widened as read.
+    if (failed(requireF32(op, rewriter, /*storedWeights=*/false,
+                          {op.getKey(), op.getValue()})))
       return failure();
     Location loc = op.getLoc();
     Value q = adaptor.getQuery(), k = adaptor.getKey(), v = adaptor.getValue();
@@ -97,11 +99,17 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
           si = forall.getInductionVars()[2];
     Value shared = forall.getRegionIterArgs()[0];
     Value pad = fconst(0.0);
-    auto readRow = [&](Value t, Value row, Value col) {
-      return vector::TransferReadOp::create(b, loc, rowType, t,
-                                            ValueRange{bi, row, col}, pad,
-                                            ArrayRef<bool>{true})
-          .getResult();
+    // A row of head_dim values as f32 (a narrower cache's widened).
+    auto readRow = [&](Value t, Value row, Value col) -> Value {
+      Type te = cast<RankedTensorType>(t.getType()).getElementType();
+      if (te == elt)
+        return vector::TransferReadOp::create(b, loc, rowType, t,
+                                              ValueRange{bi, row, col}, pad,
+                                              ArrayRef<bool>{true});
+      Value narrow = vector::TransferReadOp::create(
+          b, loc, VectorType::get({headDim}, te), t, ValueRange{bi, row, col},
+          floatConst(b, loc, te, 0.0), ArrayRef<bool>{true});
+      return arith::ExtFOp::create(b, loc, rowType, narrow);
     };
     Value h0 = arith::MulIOp::create(b, loc, hIt, c(perIter));
     Value kvCol = arith::MulIOp::create(

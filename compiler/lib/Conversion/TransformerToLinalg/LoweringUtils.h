@@ -54,10 +54,13 @@ inline Value emptyTensor(OpBuilder &b, Location loc,
 /// `storedWeights` (linear, feed_forward, embedding).
 inline LogicalResult requireF32(Operation *op,
                                 ConversionPatternRewriter &rewriter,
-                                bool storedWeights = false) {
-  for (Type t : llvm::concat<Type>(op->getOperandTypes(), op->getResultTypes()))
-    if (auto rt = dyn_cast<RankedTensorType>(t)) {
-      if (isa<FloatType>(rt.getElementType()) && !rt.getElementType().isF32())
+                                bool storedWeights = false,
+                                llvm::ArrayRef<Value> narrowAllowed = {}) {
+  for (Value v : llvm::concat<Value>(op->getOperands(), op->getResults()))
+    if (auto rt = dyn_cast<RankedTensorType>(v.getType())) {
+      Type e = rt.getElementType();
+      if (isa<FloatType>(e) && !e.isF32() &&
+          !((e.isF16() || e.isBF16()) && llvm::is_contained(narrowAllowed, v)))
         return rewriter.notifyMatchFailure(op, "only f32 is lowered today");
       if (rt.getEncoding() && !storedWeights)
         return rewriter.notifyMatchFailure(

@@ -720,6 +720,26 @@ struct KVCacheAppendLowering : public OpConversionPattern<KVCacheAppendOp> {
     });
     int64_t kv = 0;
     for (Value rows : {adaptor.getKey(), adaptor.getValue()}) {
+      // f32 rows into a narrower cache: rounded to nearest even.
+      auto rowsType = cast<RankedTensorType>(rows.getType());
+      Type elt = cacheType.getElementType();
+      if (rowsType.getElementType() != elt) {
+        Value init = emptyTensor(
+            rewriter, loc, tensor::getMixedSizes(rewriter, loc, rows), elt);
+        AffineMap id = rewriter.getMultiDimIdentityMap(rowsType.getRank());
+        rows = linalg::GenericOp::create(
+                   rewriter, loc, TypeRange{init.getType()}, ValueRange{rows},
+                   ValueRange{init}, ArrayRef<AffineMap>{id, id},
+                   SmallVector<utils::IteratorType>(
+                       rowsType.getRank(), utils::IteratorType::parallel),
+                   [&](OpBuilder &nb, Location nloc, ValueRange args) {
+                     linalg::YieldOp::create(
+                         nb, nloc,
+                         arith::TruncFOp::create(nb, nloc, elt, args[0])
+                             .getResult());
+                   })
+                   .getResult(0);
+      }
       CacheSlice s = cacheSlice(rewriter, cacheType, layerOf(op, adaptor), kv++,
                                 adaptor.getPosition(), len);
       cache = tensor::InsertSliceOp::create(rewriter, loc, rows, cache,

@@ -119,8 +119,8 @@ LogicalResult KVCacheType::verify(function_ref<InFlightDiagnostic()> emitError,
                        << ", kv_heads = " << kvHeads
                        << ", head_dim = " << headDim
                        << ", capacity = " << capacity;
-  if (!isa<FloatType>(elementType))
-    return emitError() << "kv_cache element type must be a float type, got "
+  if (!elementType.isF32() && !elementType.isF16() && !elementType.isBF16())
+    return emitError() << "kv_cache element type must be f32, f16 or bf16, got "
                        << elementType;
   return success();
 }

@@ -338,8 +338,13 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
     if (!dimsCompatible(t.getDimSize(0), q.getDimSize(0)))
       return opError(loc, "attention", "batch of ", what, " ", t,
                      " differs from the query's ", q);
-    if (t.getElementType() != q.getElementType())
-      return opError(loc, "attention", "element types differ: ", q, " and ", t);
+    // Keys and values read from a narrower cache (f16, bf16) are widened
+    // as they are read.
+    Type kt = t.getElementType();
+    if (kt != q.getElementType() &&
+        !(q.getElementType().isF32() && (kt.isF16() || kt.isBF16())))
+      return opError(loc, "attention", "element types differ: ", q, " and ", t,
+                     " (keys and values may be f16 or bf16 with f32 queries)");
   }
   if (!dimsCompatible(k.getDimSize(1), v.getDimSize(1)))
     return opError(loc, "attention", "key ", k, " and value ", v,
@@ -426,8 +431,12 @@ LogicalResult FeedForwardOp::inferReturnTypes(MLIRContext *,
 //===----------------------------------------------------------------------===//
 
 /// Checks `t` is a [batch, len, width] slice of `cache`'s rows.
+/// Rows of a cache op: [batch, seq, width], of the cache's element type
+/// or, where `widerAllowed` (rows appended), f32 rounded into a narrower
+/// cache.
 static LogicalResult verifyCacheRows(Operation *op, KVCacheType cache,
-                                     StringRef what, Type type) {
+                                     StringRef what, Type type,
+                                     bool widerAllowed = false) {
   auto t = cast<RankedTensorType>(type);
   if (t.getRank() != 3 || !dimsCompatible(t.getDimSize(0), cache.getBatch()) ||
       !dimsCompatible(t.getDimSize(2), cache.getWidth()))
@@ -435,10 +444,12 @@ static LogicalResult verifyCacheRows(Operation *op, KVCacheType cache,
            << what << " of shape [" << cache.getBatch() << ", seq, "
            << cache.getWidth() << "] (batch, seq, kv_heads * head_dim), got "
            << t;
-  if (t.getElementType() != cache.getElementType())
+  if (t.getElementType() != cache.getElementType() &&
+      !(widerAllowed && t.getElementType().isF32()))
     return op->emitOpError("expects ")
-           << what << " of element type " << cache.getElementType() << ", got "
-           << t;
+           << what << " of element type " << cache.getElementType()
+           << (widerAllowed && !cache.getElementType().isF32() ? " or f32" : "")
+           << ", got " << t;
   if (!t.isDynamicDim(1) && t.getDimSize(1) > cache.getCapacity())
     return op->emitOpError() << what << " of " << t.getDimSize(1)
                              << " positions exceeds the cache capacity of "
@@ -502,8 +513,10 @@ OpFoldResult KVCacheReadOp::getMixedLayer() {
 LogicalResult KVCacheAppendOp::verify() {
   KVCacheType cache = getCache().getType();
   if (failed(verifyLayer(*this, cache, getDynamicLayer(), getLayerAttr())) ||
-      failed(verifyCacheRows(*this, cache, "key", getKey().getType())) ||
-      failed(verifyCacheRows(*this, cache, "value", getValue().getType())))
+      failed(verifyCacheRows(*this, cache, "key", getKey().getType(),
+                             /*widerAllowed=*/true)) ||
+      failed(verifyCacheRows(*this, cache, "value", getValue().getType(),
+                             /*widerAllowed=*/true)))
     return failure();
   if (getKey().getType() != getValue().getType())
     return emitOpError("key ") << getKey().getType() << " and value "

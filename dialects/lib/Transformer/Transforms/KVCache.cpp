@@ -213,10 +213,31 @@ void TransformerKVCachePass::runOnOperation() {
     }
     cap = attr.getInt();
   }
-  auto cacheType =
-      KVCacheType::get(&getContext(), layers.size(), tokensType.getDimSize(0),
-                       first.getNumKvHeads(), first.getHeadDim(), cap,
-                       first.getKey().getType().getElementType());
+  Type elementType = first.getKey().getType().getElementType();
+  if (!this->elementType.empty()) {
+    Builder b(&getContext());
+    if (this->elementType == "f32")
+      elementType = b.getF32Type();
+    else if (this->elementType == "f16")
+      elementType = b.getF16Type();
+    else if (this->elementType == "bf16")
+      elementType = b.getBF16Type();
+    else {
+      module.emitError("transformer-kv-cache: element-type must be f32, f16 "
+                       "or bf16, not '")
+          << this->elementType << "'";
+      return signalPassFailure();
+    }
+    if (!first.getKey().getType().getElementType().isF32()) {
+      module.emitError("transformer-kv-cache: element-type needs f32 "
+                       "attention keys to round, not ")
+          << first.getKey().getType().getElementType();
+      return signalPassFailure();
+    }
+  }
+  auto cacheType = KVCacheType::get(
+      &getContext(), layers.size(), tokensType.getDimSize(0),
+      first.getNumKvHeads(), first.getHeadDim(), cap, elementType);
 
   if (encoderDecoder) {
     CrossState cross;

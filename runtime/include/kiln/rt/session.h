@@ -207,8 +207,8 @@ public:
              const SamplingParams &sampling, Rng &rng, bool ignoreEos,
              bool keepLogits, const std::function<bool(int32_t)> &onToken,
              GenerationResult &result);
-  /// Cache size in floats (tests).
-  size_t cacheFloats() const { return cacheSize; }
+  /// Cache size in elements (of kiln_model_info::kv_element_bytes; tests).
+  size_t cacheElements() const { return cacheSize; }
 
 private:
   const ModelFile &model;
@@ -294,7 +294,9 @@ private:
   std::vector<Buffer> caches; ///< one per beam (grown on demand)
   std::vector<float> logits;
   SamplerScratch scratch;
-  size_t cacheFloats = 0, crossFloats = 0, copyBytes = 0;
+  /// The decoder cache in elements (kv_element_bytes each), the cross
+  /// state in floats.
+  size_t cacheElements = 0, crossFloats = 0, copyBytes = 0;
   std::vector<int32_t> source;
   kiln_memref_1d weights{}, offsets{};
 };

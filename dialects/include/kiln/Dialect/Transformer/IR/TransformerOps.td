@@ -325,6 +325,8 @@ def Transformer_KVCacheAppendOp : Transformer_Op<"kv_cache_append",
   let description = [{
     Returns `cache` with rows `position .. position + seq - 1` of layer
     `layer` replaced by `key` and `value` (`[batch, seq, kv_heads * head_dim]`).
+    The rows have the cache's element type, or are f32 rounded to nearest
+    even into a narrower cache (f16, bf16).
     The caller guarantees `position + seq <= capacity` (the runtime checks it).
     The layer is a constant, or an `index` value in a function that serves
     several layers (`transformer-outline-layers`).

@@ -12,7 +12,10 @@ def Transformer_KVCacheType : TypeDef<Transformer_Dialect, "KVCache"> {
   let description = [{
     A value holding, for each of `layers` causal self-attention layers, the
     keys and values of up to `capacity` positions of `batch` sequences, each
-    `kv_heads * head_dim` wide. Appending returns a new cache value; lowering
+    `kv_heads * head_dim` wide, stored as `element_type`: f32, or f16 or
+    bf16 (half the memory and the attention's reads; appended f32 rows are
+    rounded to nearest even, reads widen them back to f32 in the attention
+    kernel). Appending returns a new cache value; lowering
     updates the buffer in place. The storage layout is decided in one place,
     the conversion to linalg (today a dense
     `[layers, 2, batch, capacity, kv_heads * head_dim]` tensor).

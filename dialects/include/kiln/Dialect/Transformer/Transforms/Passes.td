@@ -24,7 +24,11 @@ def TransformerKVCache : Pass<"transformer-kv-cache", "mlir::ModuleOp"> {
     linears, residual adds, feed-forward) until it reaches an op that mixes
     positions. `@forward` is kept for scoring. The cache capacity comes from
     the module's `transformer.context_length` attribute unless `capacity` is
-    given.
+    given; its element type is the attention's unless `element-type` asks
+    for f16 or bf16 (the keys and values are then rounded as they are
+    appended, and prefill's attention, which reads the cache, sees them
+    rounded too, as decode does). An encoder-decoder model's cross state
+    keeps the encoder's type.
   }];
   let dependentDialects = ["::mlir::tensor::TensorDialect",
                            "::mlir::arith::ArithDialect",
@@ -37,7 +41,10 @@ def TransformerKVCache : Pass<"transformer-kv-cache", "mlir::ModuleOp"> {
     Option<"sourceCapacity", "source-capacity", "int64_t", /*default=*/"0",
            "Encoder-decoder: source positions (0: the module's transformer.source_length)">,
     Option<"hoistCross", "hoist-cross", "bool", /*default=*/"true",
-           "Encoder-decoder: compute cross-attention keys/values once in @encode">
+           "Encoder-decoder: compute cross-attention keys/values once in @encode">,
+    Option<"elementType", "element-type", "std::string", /*default=*/"\"\"",
+           "Element type of the self-attention cache: f32, f16 or bf16 "
+           "(default: the attention's own, f32)">
   ];
 }
 

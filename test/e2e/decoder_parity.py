@@ -116,6 +116,17 @@ def build(family, cfg, seed):
     return model.double().eval()
 
 
+def export_random(family, cfg, seed, work, name):
+    """A reference model of random weights (float64) and its .kiln file
+    (F32, written by kiln_export) in `work`."""
+    model = build(family, cfg, seed)
+    path = os.path.join(work, name + ".kiln")
+    state = {k: v.float() for k, v in model.state_dict().items()}
+    (kiln_export.export_gpt2 if family == "gpt2" else kiln_export.export_llama)(
+        path, state, cfg, name=name)
+    return model, path
+
+
 def forward(model, ids):
     with torch.no_grad():
         return model(torch.tensor(ids)).numpy()
@@ -205,11 +216,7 @@ def check_compiled(name, model, path, cfg, kiln_bin, work, rng):
 
 
 def check_config(name, family, cfg, args, seed):
-    model = build(family, cfg, seed)
-    path = os.path.join(args.work, name + ".kiln")
-    state = {k: v.float() for k, v in model.state_dict().items()}
-    (kiln_export.export_gpt2 if family == "gpt2" else kiln_export.export_llama)(
-        path, state, cfg, name=name)
+    model, path = export_random(family, cfg, seed, args.work, name)
     rng = np.random.default_rng(seed)
     export_err, scale = check_export(name, model, path, cfg["vocab_size"], rng)
     line = "%-15s max|logit| %5.2f  reference_eval vs torch %.1e" % (name, scale, export_err)

@@ -23,8 +23,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference  # noqa: E402
-import kiln_export  # noqa: E402
-from decoder_parity import Failure, build, rel_err, run, run_json  # noqa: E402
+from decoder_parity import Failure, export_random, rel_err, run, run_json  # noqa: E402
 
 torch.set_num_threads(1)
 PROMPT, STEPS, TOL = 20, 32, 1e-4
@@ -47,11 +46,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     failed = []
     for seed, (name, family, cfg) in enumerate(CONFIGS, start=7000):
-        model = build(family, cfg, seed)
-        path = os.path.join(args.work, name + ".kiln")
-        state = {k: v.float() for k, v in model.state_dict().items()}
-        (kiln_export.export_gpt2 if family == "gpt2" else kiln_export.export_llama)(
-            path, state, cfg, name=name)
+        model, path = export_random(family, cfg, seed, args.work, name)
         rng = np.random.default_rng(seed)
         prompt = [int(t) for t in rng.integers(3, cfg["vocab_size"], size=PROMPT)]
         for kind, dtype in TYPES:

@@ -105,11 +105,11 @@ struct KilnKernelStrategyPass
     // Integer dot products (activations=int8) on the weight types that
     // have an integer kernel (kiln::hasIntegerGroups): in decode on targets
     // with 256-bit integer vectors (AVX2), the 4-, 5- and 6-bit types
-    // everywhere, q8_0 where there
-    // is VNNI (its unsigned bytes reach 255, which AVX2's vpmaddubsw would
-    // saturate); in prompts (the packed integer GEMM) where there is
-    // AVX-512 VNNI (on AVX2, vpmaddubsw + vpmaddwd does 16 products per
-    // two instructions, no more than an f32 FMA).
+    // everywhere, q8_0 where there is VNNI (its unsigned bytes reach 255,
+    // which AVX2's vpmaddubsw would saturate); in prompts (the packed
+    // integer GEMM) where there is AVX-512 VNNI (on AVX2, vpmaddubsw +
+    // vpmaddwd does 16 products per two instructions, no more than an f32
+    // FMA).
     std::optional<kiln::StoredWeight> w = kiln::getStoredWeight(l.w());
     bool integerWeights = w && kiln::hasIntegerGroups(w->encoding);
     bool int8 = activations == "int8" && integerWeights;

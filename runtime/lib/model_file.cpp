@@ -257,6 +257,8 @@ static std::optional<Error> validate(const uint8_t *file, uint64_t fileSize,
   out.scores.clear();
   out.tokenTypes.clear();
   out.merges.clear();
+  out.preTokenizer = fb::PreTokenizer::GPT2;
+  out.ignoreMerges = false;
   if (const fb::Tokenizer *tok = model->tokenizer()) {
     if (tok->kind() > fb::TokenizerKind::MAX)
       return modelError("unknown tokenizer kind " +
@@ -279,6 +281,12 @@ static std::optional<Error> validate(const uint8_t *file, uint64_t fileSize,
       for (const flatbuffers::String *m : *tok->merges())
         out.merges.emplace_back(m ? m->str() : std::string());
     out.addSpacePrefix = tok->add_space_prefix();
+    out.preTokenizer = tok->pre_tokenizer();
+    out.ignoreMerges = tok->ignore_merges();
+    if (out.preTokenizer > fb::PreTokenizer::MAX)
+      return modelError("unknown pre-tokenizer " +
+                        std::to_string((int)out.preTokenizer) +
+                        " (this runtime knows GPT2, Llama3, Qwen2)");
   }
   if (out.tokenizer != fb::TokenizerKind::Bytes &&
       (int64_t)out.pieces.size() != out.vocabSize)

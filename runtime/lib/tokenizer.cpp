@@ -226,6 +226,85 @@ size_t gpt2Match(const std::vector<uint32_t> &c, size_t i) {
     return e - 1;
   return e;
 }
+
+/// Llama 3's pre-tokenizer (`maxDigits` 3), or Qwen2's (1):
+///   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+///   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+/// matched by hand as llama.cpp's unicode_regex_split_custom_llama3 does:
+/// returns the end (in code points) of the match at i.
+size_t llama3Match(const std::vector<uint32_t> &c, size_t i, size_t maxDigits) {
+  size_t n = c.size();
+  auto lower = [](uint32_t cp) {
+    return cp >= 'A' && cp <= 'Z' ? cp + ('a' - 'A') : cp;
+  };
+  auto isNewline = [](uint32_t cp) { return cp == '\r' || cp == '\n'; };
+  uint32_t cp = c[i];
+  if (cp == '\'' && i + 1 < n) {
+    uint32_t a = lower(c[i + 1]);
+    if (a == 's' || a == 't' || a == 'm' || a == 'd')
+      return i + 2;
+    if (i + 2 < n) {
+      uint32_t b = lower(c[i + 2]);
+      if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') ||
+          (a == 'l' && b == 'l'))
+        return i + 3;
+    }
+  }
+  CharClass k = classify(cp);
+  // [^\r\n\p{L}\p{N}]?\p{L}+
+  if (!isNewline(cp) && k != CharClass::Number &&
+      (k == CharClass::Letter ||
+       (i + 1 < n && classify(c[i + 1]) == CharClass::Letter))) {
+    size_t e = i + 1;
+    while (e < n && classify(c[e]) == CharClass::Letter)
+      ++e;
+    return e;
+  }
+  // \p{N}{1,maxDigits}
+  if (k == CharClass::Number) {
+    size_t e = i + 1;
+    while (e < n && e - i < maxDigits && classify(c[e]) == CharClass::Number)
+      ++e;
+    return e;
+  }
+  // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
+  size_t p = i + (cp == ' ' ? 1 : 0);
+  if (p < n && classify(c[p]) == CharClass::Other) {
+    size_t e = p + 1;
+    while (e < n && classify(c[e]) == CharClass::Other)
+      ++e;
+    while (e < n && isNewline(c[e]))
+      ++e;
+    return e;
+  }
+  // Whitespace: up to the last newline of the run (\s*[\r\n]+), else the
+  // run less its last character when a non-space follows (\s+(?!\S)), else
+  // the run.
+  size_t e = i, lastNewline = 0;
+  while (e < n && classify(c[e]) == CharClass::Space) {
+    if (isNewline(c[e]))
+      lastNewline = e + 1;
+    ++e;
+  }
+  if (lastNewline)
+    return lastNewline;
+  if (e - i > 1 && e < n)
+    return e - 1;
+  return e > i ? e : i + 1;
+}
+
+/// The end of the pre-token at i under `pre`.
+size_t preTokenMatch(fb::PreTokenizer pre, const std::vector<uint32_t> &c,
+                     size_t i) {
+  switch (pre) {
+  case fb::PreTokenizer::Llama3:
+    return llama3Match(c, i, 3);
+  case fb::PreTokenizer::Qwen2:
+    return llama3Match(c, i, 1);
+  default:
+    return gpt2Match(c, i);
+  }
+}
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -547,9 +626,21 @@ std::optional<Error> Tokenizer::encode(const std::string &text,
       std::vector<size_t> poffs;
       codePoints(part, pcps, poffs, bad); // valid: a piece of valid text
       for (size_t i = 0; i < pcps.size();) {
-        size_t j = gpt2Match(pcps, i);
-        bpe(part.substr(poffs[i], poffs[j] - poffs[i]), ids);
+        size_t j = preTokenMatch(model.preTokenizer, pcps, i);
+        std::string word = part.substr(poffs[i], poffs[j] - poffs[i]);
         i = j;
+        if (model.ignoreMerges) {
+          // A pre-token that is a token is that token (Llama 3).
+          std::string piece;
+          for (char ch : word)
+            piece += gpt2ByteChar((unsigned char)ch);
+          auto it = byPiece.find(piece);
+          if (it != byPiece.end()) {
+            ids.push_back(it->second);
+            continue;
+          }
+        }
+        bpe(word, ids);
       }
     } else {
       std::string normalized;

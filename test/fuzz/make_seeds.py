@@ -107,6 +107,10 @@ def main():
            "merges": [], "bos": 257, "eos": 257, "eot": 256, "add_bos": False}
     gguf_writer.write_gpt2_gguf(os.path.join(gdir, "gpt2-eot.gguf"), gpt2e, gpt2e_cfg,
                                 tokenizer=tok)
+    # The Llama 3 and Qwen2 pre-tokenizers (tokenizer.ggml.pre).
+    for pre in ("llama-bpe", "qwen2"):
+        gguf_writer.write_gpt2_gguf(os.path.join(gdir, "gpt2-pre-%s.gguf" % pre), gpt2e,
+                                    gpt2e_cfg, tokenizer=dict(tok, pre=pre))
     llama32 = reference.randomize(reference.Llama(LLAMA32), 0).state_dict()
     for dt in ("BF16", "Q8_0"):
         gguf_writer.write_llama_gguf(os.path.join(gdir, "llama-%s.gguf" % dt.lower()), llama32,

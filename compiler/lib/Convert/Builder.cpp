@@ -324,7 +324,8 @@ public:
         b, tok.kind, toks.empty() ? 0 : b.CreateVector(toks),
         tok.scores.empty() ? 0 : b.CreateVector(tok.scores),
         merges.empty() ? 0 : b.CreateVector(merges),
-        tok.types.empty() ? 0 : b.CreateVector(tok.types), tok.addSpacePrefix);
+        tok.types.empty() ? 0 : b.CreateVector(tok.types), tok.addSpacePrefix,
+        tok.preTokenizer, tok.ignoreMerges);
     std::vector<int32_t> ends(tok.endTokens.begin(), tok.endTokens.end());
     auto meta = fb::CreateMetadata(
         b, arch, b.CreateString(hp.name), (int32_t)hp.context,
@@ -605,6 +606,40 @@ void addEndOfGeneration(TokenizerSpec &tok) {
   llvm::erase(tok.endTokens, tok.eos);
 }
 
+/// llama.cpp's fill-in-the-middle tokens (llama_vocab::impl::load, "find
+/// FIM_PRE token" ...): per kind, the token whose text is one of the
+/// kind's (the lowest id when several are) is made a control token, as
+/// llama.cpp does when the file names none, so that such text in a prompt
+/// stays text unless special tokens are parsed.
+void markFillInTheMiddle(TokenizerSpec &tok) {
+  static const std::vector<std::vector<StringRef>> kKinds = {
+      {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
+       "<\xef\xbd\x9c"
+       "fim\xe2\x96\x81"
+       "begin\xef\xbd\x9c>",
+       "<PRE>", "\xe2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>"},
+      {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
+       "<\xef\xbd\x9c"
+       "fim\xe2\x96\x81"
+       "hole\xef\xbd\x9c>",
+       "<SUF>", "\xe2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>"},
+      {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
+       "<\xef\xbd\x9c"
+       "fim\xe2\x96\x81"
+       "end\xef\xbd\x9c>",
+       "<MID>", "\xe2\x96\x81<MID>", "<|code_middle|>", "<|middle|>"},
+      {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"},
+      {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"},
+      {"<|file_sep|>"}};
+  for (const std::vector<StringRef> &texts : kKinds)
+    for (size_t id = 0; id < tok.tokens.size(); ++id)
+      if (llvm::is_contained(texts, StringRef(tok.tokens[id]))) {
+        if (id < tok.types.size())
+          tok.types[id] = kTokenControl;
+        break;
+      }
+}
+
 Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
                                         std::unique_ptr<WeightSource> weights,
                                         TokenizerSpec tok,
@@ -612,6 +647,7 @@ Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
   if (Error e = checkHyperparameters(hp))
     return std::move(e);
   addEndOfGeneration(tok);
+  markFillInTheMiddle(tok);
   for (int64_t id : tok.endTokens)
     if (id < 0 || id >= hp.vocab)
       return fail("end-of-generation token id " + Twine(id) +

@@ -119,6 +119,8 @@ struct TokenizerSpec {
   std::vector<std::string> merges;
   std::vector<int32_t> types;
   bool addSpacePrefix = true;
+  fb::PreTokenizer preTokenizer = fb::PreTokenizer::GPT2;
+  bool ignoreMerges = false;
   int64_t bos = -1, eos = -1, pad = -1;
   /// Tokens besides eos that end generation, as the input names them
   /// (GGUF's EOT/EOM ids, the rest of an eos_token_id list); the builder

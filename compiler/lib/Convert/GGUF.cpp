@@ -491,9 +491,20 @@ Expected<TokenizerSpec> ggufTokenizer(const GGUFFile &f, int64_t vocab) {
     auto pre = f.string("tokenizer.ggml.pre", false, "default");
     if (!pre)
       return pre.takeError();
-    if (*pre != "default" && *pre != "gpt-2" && *pre != "gpt2")
+    // llama.cpp's names (llama-vocab.cpp): Llama 3's regex also ignores
+    // the merges for pre-tokens that are tokens.
+    if (*pre == "default" || *pre == "gpt-2" || *pre == "gpt2") {
+      tok.preTokenizer = fb::PreTokenizer::GPT2;
+    } else if (*pre == "llama-bpe" || *pre == "llama3" || *pre == "llama-v3") {
+      tok.preTokenizer = fb::PreTokenizer::Llama3;
+      tok.ignoreMerges = true;
+    } else if (*pre == "qwen2") {
+      tok.preTokenizer = fb::PreTokenizer::Qwen2;
+    } else {
       return fail("GGUF pre-tokenizer '" + *pre +
-                  "' is not supported (supported: gpt-2, default)");
+                  "' is not supported (supported: gpt-2, default, "
+                  "llama-bpe, qwen2)");
+    }
   }
   tok.kind = spm ? fb::TokenizerKind::SentencePieceBPE
                  : fb::TokenizerKind::GPT2BPE;

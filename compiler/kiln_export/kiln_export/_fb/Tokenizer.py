@@ -151,7 +151,25 @@ class Tokenizer(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return True
 
-def TokenizerStart(builder): builder.StartObject(6)
+    # GPT2BPE: the pre-tokenizer (absent in older files: GPT-2's).
+    # Tokenizer
+    def PreTokenizer(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
+        return 0
+
+    # GPT2BPE: a pre-token that is itself a token is that token, whatever
+    # the merges would make of it (Llama 3's tokenizer.json ignore_merges,
+    # llama.cpp's for its llama-bpe pre-tokenizer).
+    # Tokenizer
+    def IgnoreMerges(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
+def TokenizerStart(builder): builder.StartObject(8)
 def Start(builder):
     return TokenizerStart(builder)
 def TokenizerAddKind(builder, kind): builder.PrependUint8Slot(0, kind, 0)
@@ -184,6 +202,12 @@ def StartTokenTypesVector(builder, numElems):
 def TokenizerAddAddSpacePrefix(builder, addSpacePrefix): builder.PrependBoolSlot(5, addSpacePrefix, 1)
 def AddAddSpacePrefix(builder, addSpacePrefix):
     return TokenizerAddAddSpacePrefix(builder, addSpacePrefix)
+def TokenizerAddPreTokenizer(builder, preTokenizer): builder.PrependUint8Slot(6, preTokenizer, 0)
+def AddPreTokenizer(builder, preTokenizer):
+    return TokenizerAddPreTokenizer(builder, preTokenizer)
+def TokenizerAddIgnoreMerges(builder, ignoreMerges): builder.PrependBoolSlot(7, ignoreMerges, 0)
+def AddIgnoreMerges(builder, ignoreMerges):
+    return TokenizerAddIgnoreMerges(builder, ignoreMerges)
 def TokenizerEnd(builder): return builder.EndObject()
 def End(builder):
     return TokenizerEnd(builder)

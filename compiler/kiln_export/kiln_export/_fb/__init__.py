@@ -16,6 +16,7 @@ from . import Node
 from . import Op
 from . import PaddingMaskOp
 from . import PositionEmbeddingOp
+from . import PreTokenizer
 from . import RmsNormOp
 from . import RopeOp
 from . import RopeStyle

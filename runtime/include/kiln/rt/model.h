@@ -21,9 +21,11 @@
 #include <vector>
 
 namespace kiln::fb {
-/// The schema's `TokenizerKind` (Bytes, GPT2BPE, SentencePieceBPE): declared
-/// here, defined with its enumerators in kiln_generated.h.
+/// The schema's `TokenizerKind` (Bytes, GPT2BPE, SentencePieceBPE) and
+/// `PreTokenizer` (GPT2, Llama3, Qwen2): declared here, defined with their
+/// enumerators in kiln_generated.h.
 enum class TokenizerKind : uint8_t;
+enum class PreTokenizer : uint8_t;
 } // namespace kiln::fb
 
 namespace kiln::rt {
@@ -128,6 +130,10 @@ struct ModelFile {
   std::vector<std::string> merges; ///< "left right" by rank, or empty
   std::vector<int32_t> tokenTypes; ///< GGUF token types by id, or empty
   bool addSpacePrefix = true;      ///< SentencePiece: leading space
+  /// GPT2BPE: the schema's pre-tokenizer (value-initialised: GPT2) and
+  /// whether pre-tokens that are tokens skip the merges.
+  fb::PreTokenizer preTokenizer{};
+  bool ignoreMerges = false;
 
   ModelFile() = default;
   ModelFile(const ModelFile &) = delete;

@@ -342,7 +342,24 @@ def tokenizer_cases(gpt2, llama):
             "model.vocab is not an object")
     variant("tok-split-pretokenizer", gpt2, edit(lambda j: j.update({"pre_tokenizer": {
         "type": "Split", "pattern": {"Regex": "\\d"}, "behavior": "Isolated"}})), 2,
-        "pre-tokenizer 'Split' is not supported")
+        "the Split pre-tokenizer regex '\\d' is not supported (supported: Llama 3's and "
+        "Qwen2's)")
+    qwen2_re = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|"
+                " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+
+    def qwen2_split(behavior="Isolated", byte_level=True, use_regex=False):
+        pre = [{"type": "Split", "pattern": {"Regex": qwen2_re}, "behavior": behavior,
+                "invert": False}]
+        if byte_level:
+            pre.append({"type": "ByteLevel", "add_prefix_space": False, "use_regex": use_regex})
+        return edit(lambda j: j.update({"pre_tokenizer": {"type": "Sequence",
+                                                          "pretokenizers": pre}}))
+    variant("tok-split-removed", gpt2, qwen2_split(behavior="Removed"), 2,
+            "a Split pre-tokenizer other than behavior Isolated, invert false")
+    variant("tok-split-no-bytelevel", gpt2, qwen2_split(byte_level=False), 2,
+            "a Split regex without a ByteLevel pre-tokenizer")
+    variant("tok-split-twice", gpt2, qwen2_split(use_regex=True), 2,
+            "a Split regex followed by a ByteLevel pre-tokenizer with its own regex")
     variant("tok-bytelevel-no-regex", gpt2, edit(
         lambda j: j["pre_tokenizer"].update({"use_regex": False})), 2, "use_regex=false")
     variant("tok-prefix-space", gpt2, edit(

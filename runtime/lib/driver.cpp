@@ -154,21 +154,26 @@ static int interactive(const Options &opts, const ModelFile &model,
       return kExitOk;
     }
     Utf8Stream stream;
+    // A reply also ends at a --stop string (printed up to it).
+    StopMatcher stops(opts.stops);
     GenerationResult r;
     auto onToken = [&](int32_t id) {
       if (model.isEndToken(id))
         return false;
       std::string piece = tokenizer.piece(id);
-      std::string ready = stream.push(piece);
+      std::string ready = stream.push(stops.push(piece));
       std::fwrite(ready.data(), 1, ready.size(), stdout);
       std::fflush(stdout);
-      return piece.find('\n') == std::string::npos; // a reply is one line
+      return !stops.stopped() &&
+             piece.find('\n') == std::string::npos; // a reply is one line
     };
     if (auto err = session.generateAt(pos, ids, opts.nPredict, opts.sampling,
                                       rng, false, false, onToken, r))
       return fail(*err);
-    std::string rest = stream.flush();
-    if (r.tokens.empty() ||
+    std::string rest =
+        stream.push(stops.stopped() ? std::string() : stops.flush()) +
+        stream.flush();
+    if (stops.stopped() || r.tokens.empty() ||
         tokenizer.piece(r.tokens.back()).find('\n') == std::string::npos)
       rest += "\n";
     std::fwrite(rest.data(), 1, rest.size(), stdout);

@@ -247,9 +247,9 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
     return usage("-i works with text output and an optional first prompt");
   if (o.logits && o.output != OutputFormat::Json)
     return usage("--logits needs --output=json");
-  if (!o.stops.empty() && (o.interactive || o.beams > 1 || o.perplexityFile ||
-                           o.scoreText || o.forwardLogits))
-    return usage("--stop applies to generation (not -i, --beams, "
+  if (!o.stops.empty() &&
+      (o.beams > 1 || o.perplexityFile || o.scoreText || o.forwardLogits))
+    return usage("--stop applies to generation (not --beams, "
                  "--perplexity, --score or --forward-logits)");
   return std::nullopt;
 }

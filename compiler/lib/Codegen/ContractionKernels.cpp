@@ -541,6 +541,31 @@ public:
     return tile;
   }
 
+  /// acc (vector<lanes x i32>) plus the integer dot products of W's bytes
+  /// `wQuads` (unsigned) and x's `xQuads` (signed), both vector<lanes x 4 x
+  /// i8>, lane i summing the 4 products of row i: a vector.contract of their
+  /// extensions to i32, which kiln-lower-int8-dot makes vpdpbusd (or, where
+  /// marked kiln.lhs_below_128, vpmaddubsw + vpmaddwd).
+  Value integerDot(Value wQuads, Value xQuads, Value acc) {
+    MLIRContext *ctx = b.getContext();
+    AffineExpr i, kk;
+    bindDims(ctx, i, kk);
+    AffineMap ik = AffineMap::get(2, 0, {i, kk}, ctx);
+    ArrayAttr maps =
+        b.getAffineMapArrayAttr({ik, ik, AffineMap::get(2, 0, {i}, ctx)});
+    ArrayAttr iters = b.getArrayAttr(
+        {vector::IteratorTypeAttr::get(ctx, vector::IteratorType::parallel),
+         vector::IteratorTypeAttr::get(ctx, vector::IteratorType::reduction)});
+    auto wide = cast<VectorType>(wQuads.getType()).clone(b.getI32Type());
+    auto c = vector::ContractionOp::create(
+        b, loc, arith::ExtUIOp::create(b, loc, wide, wQuads),
+        arith::ExtSIOp::create(b, loc, wide, xQuads), acc, maps, iters);
+    // The 4-, 5- and 6-bit types' integers are 0 to 63 (q8_0's up to 255).
+    if (*encoding != WeightEncoding::q8_0)
+      c->setAttr(kiln::kLhsBelow128Attr, b.getUnitAttr());
+    return c.getResult();
+  }
+
   /// Whether this kernel's matrix-vector products take integer dot
   /// products on quantized x (KernelInput::xq) and W's integers.
   bool int8Dot() const {
@@ -567,15 +592,6 @@ public:
     int64_t kMain = k / step * step;
     Value pad8 = arith::ConstantIntOp::create(b, loc, b.getI8Type(), 0);
     Value zeroS = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
-    MLIRContext *ctx = b.getContext();
-    AffineExpr i, kk;
-    bindDims(ctx, i, kk);
-    AffineMap ik = AffineMap::get(2, 0, {i, kk}, ctx);
-    AffineMap iOnly = AffineMap::get(2, 0, {i}, ctx);
-    ArrayAttr maps = b.getAffineMapArrayAttr({ik, ik, iOnly});
-    ArrayAttr iters = b.getArrayAttr(
-        {vector::IteratorTypeAttr::get(ctx, vector::IteratorType::parallel),
-         vector::IteratorTypeAttr::get(ctx, vector::IteratorType::reduction)});
     auto zerosOf = [&](VectorType t, Attribute v) {
       return arith::ConstantOp::create(b, loc, DenseElementsAttr::get(t, v))
           .getResult();
@@ -605,30 +621,21 @@ public:
       VectorType lanesF = VectorType::get({lanes}, f32);
       VectorType lanesI = VectorType::get({lanes}, b.getI32Type());
       VectorType quads = VectorType::get({lanes, S}, b.getI8Type());
-      VectorType quadsI = VectorType::get({lanes, S}, b.getI32Type());
       Value xv = vector::TransferReadOp::create(
           b, loc, VectorType::get({n * G}, b.getI8Type()), in.xq,
           ValueRange{m, col}, pad8, ArrayRef<bool>{true});
-      auto contract = vector::ContractionOp::create(
-          b, loc,
-          arith::ExtUIOp::create(b, loc, quadsI,
-                                 vector::ShapeCastOp::create(b, loc, quads, q)),
-          arith::ExtSIOp::create(
-              b, loc, quadsI, vector::ShapeCastOp::create(b, loc, quads, xv)),
-          zerosOf(lanesI, b.getI32IntegerAttr(0)), maps, iters);
-      // The 4-, 5- and 6-bit types' integers are 0 to 63 (q8_0's up to
-      // 255).
-      if (*encoding != WeightEncoding::q8_0)
-        contract->setAttr(kiln::kLhsBelow128Attr, b.getUnitAttr());
+      Value dot = integerDot(vector::ShapeCastOp::create(b, loc, quads, q),
+                             vector::ShapeCastOp::create(b, loc, quads, xv),
+                             zerosOf(lanesI, b.getI32IntegerAttr(0)));
       // The lanes' scales (one per 4 values of x), and the lanes' scale
       // times the sum of their integers.
       Value lane = arith::DivUIOp::create(b, loc, col, idx(S));
       Value xd = vector::TransferReadOp::create(b, loc, lanesF, in.xd,
                                                 ValueRange{m, lane}, zeroS,
                                                 ArrayRef<bool>{true});
-      acc = vector::FMAOp::create(
-          b, loc, arith::SIToFPOp::create(b, loc, lanesF, contract.getResult()),
-          arith::MulFOp::create(b, loc, d, xd), acc);
+      acc = vector::FMAOp::create(b, loc,
+                                  arith::SIToFPOp::create(b, loc, lanesF, dot),
+                                  arith::MulFOp::create(b, loc, d, xd), acc);
       if (!accM)
         return;
       Value xm = vector::TransferReadOp::create(b, loc, lanesF, in.xm,
@@ -888,7 +895,7 @@ public:
   IntPanels packInt8(IntPanels p, Value cols) {
     const int64_t G = kiln::kDequantizeGroup, blk = kBlock(),
                   sg = gemmScaleGroup();
-    bool hasM = !kiln::offsetPerScale(*encoding);
+    bool hasM = static_cast<bool>(p.m);
     Type i32 = b.getI32Type();
     VectorType v8f = VectorType::get({8}, f32), v8i = VectorType::get({8}, i32);
     SmallVector<Value> init{p.q, p.d};
@@ -958,35 +965,21 @@ public:
   /// accumulator for each of q1 and q2. At the group's end, 256 A1 + A2 =
   /// W's integers . v exactly (|sum| < 2^29), converted, scaled by x's pd
   /// and W's d, minus W's offsets (offsetPerScale d, or the m of q4_1,
-  /// q5_1 and the k-quants but q6_k) times x's
-  /// sum.
+  /// q5_1 and the k-quants but q6_k) times x's sum.
   Value int8OuterKernel(const IntPanels &p, Value tile, Value m, Value n,
                         int64_t mr) {
     const int64_t G = kiln::kPromptActivationGroup, sg = gemmScaleGroup();
     Type i8 = b.getI8Type(), i32 = b.getI32Type();
     VectorType vf = VectorType::get({vl}, f32), vi = VectorType::get({vl}, i32),
                bytes = VectorType::get({4 * vl}, i8),
-               quads = VectorType::get({vl, 4}, i8),
-               quadsI = VectorType::get({vl, 4}, i32);
+               quads = VectorType::get({vl, 4}, i8);
     float mPerD = kiln::offsetPerScale(*encoding);
     bool hasM = static_cast<bool>(p.m);
-    MLIRContext *ctx = b.getContext();
-    AffineExpr i, kk;
-    bindDims(ctx, i, kk);
-    AffineMap ik = AffineMap::get(2, 0, {i, kk}, ctx);
-    ArrayAttr maps =
-        b.getAffineMapArrayAttr({ik, ik, AffineMap::get(2, 0, {i}, ctx)});
-    ArrayAttr iters = b.getArrayAttr(
-        {vector::IteratorTypeAttr::get(ctx, vector::IteratorType::parallel),
-         vector::IteratorTypeAttr::get(ctx, vector::IteratorType::reduction)});
     Value padI = arith::ConstantIntOp::create(b, loc, i32, 0);
-    // vector<vl x i32> as the contraction's operand (extended vl x 4 bytes).
-    auto asQuads = [&](Value v, bool isSigned) -> Value {
-      Value q = vector::ShapeCastOp::create(
+    // vector<vl x i32> as vl x 4 bytes (integerDot's operands).
+    auto asQuads = [&](Value v) -> Value {
+      return vector::ShapeCastOp::create(
           b, loc, quads, vector::BitCastOp::create(b, loc, bytes, v));
-      if (isSigned)
-        return arith::ExtSIOp::create(b, loc, quadsI, q);
-      return arith::ExtUIOp::create(b, loc, quadsI, q);
     };
     auto splatI = [&](int64_t v) {
       return arith::ConstantOp::create(
@@ -1015,25 +1008,16 @@ public:
             Value wv[2];
             for (int64_t h = 0; h < 2; ++h)
               wv[h] = asQuads(vector::TransferReadOp::create(
-                                  b, loc, vi, p.q, ValueRange{kq, h ? n1 : n},
-                                  padI, ArrayRef<bool>{true}),
-                              false);
+                  b, loc, vi, p.q, ValueRange{kq, h ? n1 : n}, padI,
+                  ArrayRef<bool>{true}));
             for (int64_t r = 0; r < mr; ++r)
               for (int64_t level = 0; level < 2; ++level) {
                 Value xs = asQuads(vector::BroadcastOp::create(
-                                       b, loc, vi,
-                                       vector::ExtractOp::create(
-                                           b, loc, xq[r], 2 * q + level)),
-                                   true);
+                    b, loc, vi,
+                    vector::ExtractOp::create(b, loc, xq[r], 2 * q + level)));
                 for (int64_t h = 0; h < 2; ++h) {
                   Value &acc = iacc[(2 * r + h) * 2 + level];
-                  auto c = vector::ContractionOp::create(b, loc, wv[h], xs, acc,
-                                                         maps, iters);
-                  // The 4-, 5- and 6-bit types' integers are 0 to 63 (q8_0's
-                  // up to 255).
-                  if (*encoding != WeightEncoding::q8_0)
-                    c->setAttr(kiln::kLhsBelow128Attr, b.getUnitAttr());
-                  acc = c.getResult();
+                  acc = integerDot(wv[h], xs, acc);
                 }
               }
           }
@@ -1101,6 +1085,16 @@ public:
   /// Rows of an outer-product tile (by two vectors of columns).
   int64_t outerRows() const { return cfg.outerRows; }
 
+  /// kernel(tile, m, n) over the outer-product tiles of rows [0, rows) and
+  /// columns [0, cols): outerRows() rows by two vectors of columns each.
+  Value outerTiles(Value tile, Value rows, Value cols,
+                   function_ref<Value(Value, Value, Value)> kernel) {
+    return loop(idx(0), rows, outerRows(), tile, [&](Value m, Value t) {
+      return loop(idx(0), cols, 2 * vl, t,
+                  [&](Value n, Value t2) { return kernel(t2, m, n); });
+    });
+  }
+
   /// Rows [0, rows) (a multiple of outerRows()) of the block, its weights
   /// packed first (`nb` columns at most; none unless `packIf`, when given):
   /// outer-product tiles of outerRows() rows x 2 vl columns, then the
@@ -1122,19 +1116,15 @@ public:
                       ? panel(k / kiln::kDequantizeGroup, f32)
                       : Value()};
       p = packInt8(p, cols);
-      tile = loop(idx(0), rows, outerRows(), tile, [&](Value m, Value t) {
-        return loop(idx(0), cols, NC, t, [&](Value n, Value t2) {
-          return int8OuterKernel(p, t2, m, n, outerRows());
-        });
+      tile = outerTiles(tile, rows, cols, [&](Value t, Value m, Value n) {
+        return int8OuterKernel(p, t, m, n, outerRows());
       });
     } else {
       Value packed =
           tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{k, nb}, f32);
       packed = pack(packed, cols);
-      tile = loop(idx(0), rows, outerRows(), tile, [&](Value m, Value t) {
-        return loop(idx(0), cols, NC, t, [&](Value n, Value t2) {
-          return outerKernel(packed, t2, m, n, outerRows());
-        });
+      tile = outerTiles(tile, rows, cols, [&](Value t, Value m, Value n) {
+        return outerKernel(packed, t, m, n, outerRows());
       });
     }
     return loop(idx(0), rows, 1, tile, [&](Value m, Value t) {

@@ -99,13 +99,16 @@ Value genericOp(OpBuilder &b, Location loc, ValueRange inputs, Value init,
 }
 
 /// An elementwise generic over `like`'s shape; inputs share `like`'s shape
-/// unless `maps` says otherwise.
+/// unless `maps` says otherwise. The result has `like`'s element type unless
+/// `resultElement` is given.
 Value elementwise(OpBuilder &b, Location loc, ValueRange inputs, Value like,
-                  BodyFn body, ArrayRef<AffineMap> inputMaps = {}) {
+                  BodyFn body, ArrayRef<AffineMap> inputMaps = {},
+                  Type resultElement = {}) {
   auto type = cast<RankedTensorType>(like.getType());
   unsigned rank = type.getRank();
-  Value init = emptyTensor(b, loc, tensor::getMixedSizes(b, loc, like),
-                           type.getElementType());
+  Value init =
+      emptyTensor(b, loc, tensor::getMixedSizes(b, loc, like),
+                  resultElement ? resultElement : type.getElementType());
   AffineMap id = b.getMultiDimIdentityMap(rank);
   SmallVector<AffineMap> maps(inputMaps.begin(), inputMaps.end());
   while (maps.size() < inputs.size())
@@ -721,25 +724,14 @@ struct KVCacheAppendLowering : public OpConversionPattern<KVCacheAppendOp> {
     int64_t kv = 0;
     for (Value rows : {adaptor.getKey(), adaptor.getValue()}) {
       // f32 rows into a narrower cache: rounded to nearest even.
-      auto rowsType = cast<RankedTensorType>(rows.getType());
       Type elt = cacheType.getElementType();
-      if (rowsType.getElementType() != elt) {
-        Value init = emptyTensor(
-            rewriter, loc, tensor::getMixedSizes(rewriter, loc, rows), elt);
-        AffineMap id = rewriter.getMultiDimIdentityMap(rowsType.getRank());
-        rows = linalg::GenericOp::create(
-                   rewriter, loc, TypeRange{init.getType()}, ValueRange{rows},
-                   ValueRange{init}, ArrayRef<AffineMap>{id, id},
-                   SmallVector<utils::IteratorType>(
-                       rowsType.getRank(), utils::IteratorType::parallel),
-                   [&](OpBuilder &nb, Location nloc, ValueRange args) {
-                     linalg::YieldOp::create(
-                         nb, nloc,
-                         arith::TruncFOp::create(nb, nloc, elt, args[0])
-                             .getResult());
-                   })
-                   .getResult(0);
-      }
+      if (cast<RankedTensorType>(rows.getType()).getElementType() != elt)
+        rows = elementwise(
+            rewriter, loc, rows, rows,
+            [&](OpBuilder &nb, Location nloc, ValueRange args) -> Value {
+              return arith::TruncFOp::create(nb, nloc, elt, args[0]);
+            },
+            {}, elt);
       CacheSlice s = cacheSlice(rewriter, cacheType, layerOf(op, adaptor), kv++,
                                 adaptor.getPosition(), len);
       cache = tensor::InsertSliceOp::create(rewriter, loc, rows, cache,

@@ -430,10 +430,9 @@ LogicalResult FeedForwardOp::inferReturnTypes(MLIRContext *,
 // KV cache
 //===----------------------------------------------------------------------===//
 
-/// Checks `t` is a [batch, len, width] slice of `cache`'s rows.
-/// Rows of a cache op: [batch, seq, width], of the cache's element type
-/// or, where `widerAllowed` (rows appended), f32 rounded into a narrower
-/// cache.
+/// Checks `t` is a [batch, len, width] slice of `cache`'s rows, of the
+/// cache's element type or, where `widerAllowed` (rows appended), f32
+/// rounded into a narrower cache.
 static LogicalResult verifyCacheRows(Operation *op, KVCacheType cache,
                                      StringRef what, Type type,
                                      bool widerAllowed = false) {

@@ -53,8 +53,8 @@
 // CHECK: %[[DD:.*]] = vector.shuffle %[[D1V]], %[[D2V]] [0, 1, 2, {{.*}}, 14, 15] : vector<8xf32>, vector<8xf32>
 // CHECK: %[[XQ:.*]] = vector.transfer_read %[[Q]]#0[%c0, %[[K]]]{{.*}} : tensor<1x512xi8>, vector<64xi8>
 // CHECK: %[[LHS:.*]] = vector.shape_cast %[[QQ]] : vector<64xi8> to vector<16x4xi8>
-// CHECK: %[[LHSW:.*]] = arith.extui %[[LHS]] : vector<16x4xi8> to vector<16x4xi32>
 // CHECK: %[[RHS:.*]] = vector.shape_cast %[[XQ]] : vector<64xi8> to vector<16x4xi8>
+// CHECK: %[[LHSW:.*]] = arith.extui %[[LHS]] : vector<16x4xi8> to vector<16x4xi32>
 // CHECK: %[[RHSW:.*]] = arith.extsi %[[RHS]] : vector<16x4xi8> to vector<16x4xi32>
 // CHECK: %[[DOT:.*]] = vector.contract {{.*}} %[[LHSW]], %[[RHSW]], %{{.*}} {kiln.lhs_below_128} : vector<16x4xi32>, vector<16x4xi32> into vector<16xi32>
 // CHECK: %[[XD:.*]] = vector.transfer_read %[[Q]]#1{{.*}} : tensor<1x128xf32>, vector<16xf32>

@@ -630,10 +630,11 @@ std::optional<Error> Tokenizer::encode(const std::string &text,
         std::string word = part.substr(poffs[i], poffs[j] - poffs[i]);
         i = j;
         if (model.ignoreMerges) {
-          // A pre-token that is a token is that token (Llama 3).
+          // A pre-token that is a token is that token (Llama 3). Its piece:
+          // each byte as GPT-2's byte character, appended in place.
           std::string piece;
           for (char ch : word)
-            piece += gpt2ByteChar((unsigned char)ch);
+            appendUtf8(piece, gpt2ByteToUnicode((unsigned char)ch));
           auto it = byPiece.find(piece);
           if (it != byPiece.end()) {
             ids.push_back(it->second);

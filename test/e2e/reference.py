@@ -4,8 +4,8 @@ code's layout; Llama: Touvron et al. 2023), independent of Kiln. Parameter
 names and layouts are Hugging Face's (GPT2LMHeadModel, LlamaForCausalLM),
 so `state_dict()` exports without renaming. Config keys are Hugging Face's
 (GPT-2 also n_inner and tie_word_embeddings; Llama also num_key_value_heads,
-rope_theta, head_dim, tie_word_embeddings, and qkv_bias for Qwen2-style q/k/v
-biases), with their defaults. Forward takes token ids [..., seq]
+rope_theta, rope_scaling (linear, llama3, yarn), head_dim,
+tie_word_embeddings, and qkv_bias for Qwen2-style q/k/v biases), with their defaults. Forward takes token ids [..., seq]
 and returns logits [..., seq, vocab] over the whole sequence with the causal
 mask (the training form; examples/ trains with these modules).
 """
@@ -102,14 +102,60 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rotate_half_rope(x, heads, theta):
+def rope_frequencies(d, theta, scaling=None, max_positions=None):
+    """(inv_freq [d/2] float64, attention scaling) of RoPE with Hugging
+    Face's rope_scaling (transformers' modeling_rope_utils definitions):
+    "linear" divides every frequency by the factor; "llama3" (Llama 3.1)
+    keeps wavelengths under original/high_freq_factor, divides those over
+    original/low_freq_factor by the factor and blends in between; "yarn"
+    (Peng et al. 2023) mixes interpolated and extrapolated frequencies with
+    a linear ramp over the correction range and scales cos/sin by
+    0.1 ln(factor) + 1 unless attention_factor is given."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    kind = (scaling or {}).get("rope_type", (scaling or {}).get("type", "default"))
+    if kind == "default":
+        return inv_freq, 1.0
+    factor = scaling["factor"]
+    if kind == "linear":
+        return inv_freq / factor, 1.0
+    if kind == "llama3":
+        old = scaling["original_max_position_embeddings"]
+        low_wavelen = old / scaling["low_freq_factor"]
+        high_wavelen = old / scaling["high_freq_factor"]
+        wavelen = 2 * math.pi / inv_freq
+        scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+        smooth = (old / wavelen - scaling["low_freq_factor"]) / (
+            scaling["high_freq_factor"] - scaling["low_freq_factor"])
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return torch.where(medium, smoothed, scaled), 1.0
+    assert kind == "yarn", kind
+    old = scaling.get("original_max_position_embeddings") or max_positions
+    beta_fast, beta_slow = scaling.get("beta_fast") or 32, scaling.get("beta_slow") or 1
+
+    def correction_dim(rotations):
+        return d * math.log(old / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+    low = max(math.floor(correction_dim(beta_fast)), 0)
+    high = min(math.ceil(correction_dim(beta_slow)), d - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(d // 2, dtype=torch.float64) - low) / (high - low)).clamp(0, 1)
+    extrapolation = 1 - ramp
+    inv_freq = inv_freq / factor * (1 - extrapolation) + inv_freq * extrapolation
+    attention = scaling.get("attention_factor")
+    if attention is None:
+        attention = 0.1 * math.log(factor) + 1.0 if factor > 1 else 1.0
+    return inv_freq, attention
+
+
+def rotate_half_rope(x, heads, theta, scaling=None, max_positions=None):
     """RoPE in the rotate-half layout: feature i pairs with i + d/2."""
     *lead, s, width = x.shape
     d = width // heads
-    inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    inv_freq, attention = rope_frequencies(d, theta, scaling, max_positions)
     angles = torch.arange(s, dtype=torch.float64)[:, None] * inv_freq[None, :]
-    cos = torch.cat([angles.cos()] * 2, -1).to(x.dtype)[:, None, :]
-    sin = torch.cat([angles.sin()] * 2, -1).to(x.dtype)[:, None, :]
+    cos = (attention * torch.cat([angles.cos()] * 2, -1)).to(x.dtype)[:, None, :]
+    sin = (attention * torch.cat([angles.sin()] * 2, -1)).to(x.dtype)[:, None, :]
     x = x.view(*lead, s, heads, d)
     x1, x2 = x[..., : d // 2], x[..., d // 2:]
     rotated = torch.cat([-x2, x1], -1)
@@ -123,6 +169,8 @@ class LlamaLayer(nn.Module):
         self.heads = cfg["num_attention_heads"]
         self.kv_heads = cfg.get("num_key_value_heads") or self.heads
         self.theta = cfg.get("rope_theta") or 10000.0
+        self.rope_scaling = cfg.get("rope_scaling")
+        self.max_positions = cfg.get("max_position_embeddings")
         hd = cfg.get("head_dim") or d // self.heads
         # Qwen2: q/k/v projections with biases (o_proj without).
         qkv_bias = bool(cfg.get("qkv_bias"))
@@ -141,8 +189,9 @@ class LlamaLayer(nn.Module):
     def forward(self, x):
         a = self.self_attn
         h = self.input_layernorm(x)
-        q = rotate_half_rope(a.q_proj(h), self.heads, self.theta)
-        k = rotate_half_rope(a.k_proj(h), self.kv_heads, self.theta)
+        rope = (self.theta, self.rope_scaling, self.max_positions)
+        q = rotate_half_rope(a.q_proj(h), self.heads, *rope)
+        k = rotate_half_rope(a.k_proj(h), self.kv_heads, *rope)
         x = x + a.o_proj(causal_attention(q, k, a.v_proj(h), self.heads, self.kv_heads,
                                           getattr(self, "kv_dtype", None)))
         h = self.post_attention_layernorm(x)

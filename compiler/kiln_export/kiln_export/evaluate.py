@@ -13,8 +13,10 @@ Semantics (x is [batch, seq, features]; positions are 0 .. seq-1):
                        PE[p, 2i+1] = cos(p / base^(2i/dim))
   PaddingMaskOp        ids == pad_id (true: the key is ignored)
   RopeOp               per head of head_dim, pair i in [0, head_dim/2) is
-                       rotated by angle pos * theta^(-2i/head_dim):
-                       (a, b) -> (a cos - b sin, b cos + a sin), where
+                       rotated by angle pos * theta^(-2i/head_dim) /
+                       freq_factors[i] (1 when absent) and scaled by
+                       attention_factor: m = attention_factor,
+                       (a, b) -> m (a cos - b sin, b cos + a sin), where
                        RotateHalf pairs a = x[i], b = x[i + head_dim/2] and
                        Interleaved pairs a = x[2i], b = x[2i + 1]
   LayerNormOp          (x - mean) / sqrt(var + eps) * gamma + beta, biased var
@@ -58,13 +60,16 @@ ACTIVATIONS = {"ReLU": lambda x: np.maximum(x, 0.0), "GELU": gelu, "GELUTanh": g
                "SiLU": silu, "SwiGLU": silu, "GEGLU": gelu}
 
 
-def rope(x, head_dim, theta, style, positions):
+def rope(x, head_dim, theta, style, positions, freq_factors=None, attention_factor=1.0):
     b, s, f = x.shape
     h = x.reshape(b, s, f // head_dim, head_dim)
     half = head_dim // 2
     inv_freq = theta ** (-2.0 * np.arange(half, dtype=np.float64) / head_dim)
+    if freq_factors is not None:
+        inv_freq = inv_freq / np.asarray(freq_factors, np.float64)
     ang = positions.astype(np.float64)[:, None] * inv_freq[None, :]  # [s, half]
-    cos, sin = np.cos(ang)[None, :, None, :], np.sin(ang)[None, :, None, :]
+    cos = attention_factor * np.cos(ang)[None, :, None, :]
+    sin = attention_factor * np.sin(ang)[None, :, None, :]
     if style == "RotateHalf":
         a, c = h[..., :half], h[..., half:]
     else:
@@ -175,7 +180,8 @@ def evaluate(model, token_ids, *, source=None, return_all=False):
             y = env[i[0]] == a["pad_id"]
         elif op == "RopeOp":
             x = env[i[0]]
-            y = rope(x, a["head_dim"], a["theta"], a["style"], positions(x))
+            y = rope(x, a["head_dim"], a["theta"], a["style"], positions(x),
+                     a["freq_factors"], a["attention_factor"])
         elif op == "LayerNormOp":
             x = env[i[0]]
             mean = x.mean(-1, keepdims=True)

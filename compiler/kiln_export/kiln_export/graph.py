@@ -31,7 +31,8 @@ OPS = {
     "EmbeddingOp": {"scale": (float, 1.0)},
     "PositionEmbeddingOp": {},
     "RopeOp": {"head_dim": (int, REQUIRED), "theta": (float, 10000.0),
-               "style": ("enum", "RotateHalf")},
+               "style": ("enum", "RotateHalf"), "freq_factors": ("floats", None),
+               "attention_factor": (float, 1.0)},
     "LayerNormOp": {"epsilon": (float, 1e-5)},
     "RmsNormOp": {"epsilon": (float, 1e-6)},
     "LinearOp": {},
@@ -70,6 +71,14 @@ def normalize_attrs(op, name, attrs):
             if v not in ENUMS[key]:
                 raise ValueError("node %r (%s): %s %r is not one of %s"
                                  % (name, op, key, v, ", ".join(ENUMS[key])))
+        elif kind == "floats":
+            try:
+                v = [float(e) for e in v]
+            except (TypeError, ValueError):
+                raise ValueError("node %r (%s): %s must be a list of numbers, got %r"
+                                 % (name, op, key, v))
+            if not all(math.isfinite(e) for e in v):
+                raise ValueError("node %r (%s): %s must be finite, got %r" % (name, op, key, v))
         elif kind is int:
             if isinstance(v, bool) or not float(v).is_integer():
                 raise ValueError("node %r (%s): %s must be an integer, got %r" % (name, op, key, v))
@@ -195,6 +204,16 @@ def infer(op, name, attrs, inputs, kind_of):
                              % (where, f, hd))
         if attrs["theta"] <= 0:
             raise ValueError("%s: theta must be positive, got %r" % (where, attrs["theta"]))
+        ff = attrs["freq_factors"]
+        if ff is not None:
+            if len(ff) != hd // 2:
+                raise ValueError("%s: freq_factors has %d values; expected head_dim / 2 = %d"
+                                 % (where, len(ff), hd // 2))
+            if any(not e > 0 for e in ff):
+                raise ValueError("%s: freq_factors must be positive, got %r" % (where, ff))
+        if attrs["attention_factor"] <= 0:
+            raise ValueError("%s: attention_factor must be positive, got %r"
+                             % (where, attrs["attention_factor"]))
         return ("act", f)
     if op == "LayerNormOp":
         arity(3)

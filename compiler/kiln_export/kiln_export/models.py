@@ -251,23 +251,95 @@ def export_gpt2(path, state_dict, config, *, tokenizer=None, name="gpt2", dtype=
     w.write(path)
 
 
-def _llama_rope_theta(config, fam):
+ROPE_SCALING_TYPES = ("default", "linear", "llama3", "yarn")
+
+
+def llama_rope(config, fam, head_dim):
+    """The RoPE of a Hugging Face config as RopeOp attributes: {"theta",
+    "freq_factors" (None, or head_dim/2 divisors of the pairs' frequencies),
+    "attention_factor"}. Scaling comes from `rope_scaling` (or transformers
+    5's `rope_parameters`): "default", "linear" (every frequency / factor),
+    "llama3" (Llama 3.1's smooth split at low_freq_factor / high_freq_factor
+    of original_max_position_embeddings) or "yarn" (interpolation blended
+    with extrapolation over the correction range of beta_fast / beta_slow
+    rotations; cos and sin scaled by attention_factor, default 0.1 ln(factor)
+    + 1). YaRN's factor is the config's `factor`, as llama.cpp's converter
+    writes it."""
     theta = _float(config, "rope_theta", fam, None)
-    params = config.get("rope_parameters")  # newer transformers keep it here
-    if isinstance(params, dict):
-        if params.get("rope_type", "default") != "default":
-            raise ValueError("Llama config: rope_parameters rope_type %r is not supported "
-                             "(supported: default)" % (params.get("rope_type"),))
-        if theta is None:
-            theta = _float(params, "rope_theta", fam, None)
+    params = config.get("rope_parameters")  # transformers 5 keeps it all here
     scaling = config.get("rope_scaling")
-    if scaling and (not isinstance(scaling, dict)
-                    or scaling.get("rope_type", scaling.get("type")) != "default"):
-        raise ValueError("Llama config: rope_scaling %r is not supported" % (scaling,))
+    if isinstance(params, dict) and theta is None:
+        theta = _float(params, "rope_theta", fam, None)
+    if scaling is None and isinstance(params, dict):
+        scaling = params
     theta = 10000.0 if theta is None else theta
     if theta <= 0:
-        raise ValueError("Llama config: rope_theta must be positive, got %r" % theta)
-    return theta
+        raise ValueError("%s config: rope_theta must be positive, got %r" % (fam, theta))
+    out = {"theta": theta, "freq_factors": None, "attention_factor": 1.0}
+    if scaling is None:
+        return out
+    if not isinstance(scaling, dict):
+        raise ValueError("%s config: rope_scaling must be an object, got %r" % (fam, scaling))
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind not in ROPE_SCALING_TYPES:
+        raise ValueError("%s config: RoPE scaling %r is not supported (supported: %s)"
+                         % (fam, kind, ", ".join(ROPE_SCALING_TYPES)))
+    if kind == "default":
+        return out
+    factor = _float(scaling, "factor", fam, None)
+    if factor is None or factor <= 0:
+        raise ValueError("%s config: RoPE scaling %r needs a positive factor, got %r"
+                         % (fam, kind, scaling.get("factor")))
+    half = head_dim // 2
+    inv_freq = [theta ** (-2.0 * i / head_dim) for i in range(half)]
+    if kind == "linear":
+        factors = [factor] * half
+    elif kind == "llama3":
+        low = _float(scaling, "low_freq_factor", fam, None)
+        high = _float(scaling, "high_freq_factor", fam, None)
+        old = _float(scaling, "original_max_position_embeddings", fam, None)
+        if not low or not high or not old or high <= low:
+            raise ValueError("%s config: llama3 RoPE scaling needs original_max_position_"
+                             "embeddings and 0 < low_freq_factor < high_freq_factor, got %r"
+                             % (fam, scaling))
+        factors = []
+        for f in inv_freq:
+            wavelen = 2 * math.pi / f
+            if wavelen < old / high:
+                factors.append(1.0)
+            elif wavelen > old / low:
+                factors.append(factor)
+            else:
+                smooth = (old / wavelen - low) / (high - low)
+                factors.append(1.0 / ((1 - smooth) / factor + smooth))
+    else:  # yarn
+        old = _float(scaling, "original_max_position_embeddings", fam, None) \
+            or _float(config, "max_position_embeddings", fam, None)
+        fast = _float(scaling, "beta_fast", fam, None) or 32.0
+        slow = _float(scaling, "beta_slow", fam, None) or 1.0
+
+        def correction_dim(rotations):
+            return head_dim * math.log(old / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+        lo, hi = correction_dim(fast), correction_dim(slow)
+        if scaling.get("truncate", True):
+            lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, head_dim - 1)
+        if lo == hi:
+            hi += 0.001
+        factors = []
+        for i in range(half):
+            extrapolate = 1 - min(1.0, max(0.0, (i - lo) / (hi - lo)))
+            factors.append(1.0 / ((1 - extrapolate) / factor + extrapolate))
+        attention = scaling.get("attention_factor")
+        if attention is None:
+            def mscale(m):
+                return 1.0 if factor <= 1 else 0.1 * m * math.log(factor) + 1.0
+            m, m_all = scaling.get("mscale"), scaling.get("mscale_all_dim")
+            attention = mscale(m) / mscale(m_all) if m and m_all else mscale(1.0)
+        out["attention_factor"] = _float({"attention_factor": attention}, "attention_factor",
+                                         fam, None)
+    out["freq_factors"] = None if all(f == 1.0 for f in factors) else factors
+    return out
 
 
 def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtype="f32"):
@@ -292,7 +364,6 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtyp
     kv = _int(config, "num_key_value_heads", fam, default=heads)
     vocab, ctx = _int(config, "vocab_size", fam), _int(config, "max_position_embeddings", fam)
     eps = _float(config, "rms_norm_eps", fam, 1e-6)
-    theta = _llama_rope_theta(config, fam)
     if "head_dim" in config and config["head_dim"] is not None:
         head_dim = _int(config, "head_dim", fam)
     elif d % heads:
@@ -302,6 +373,7 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtyp
         head_dim = d // heads
     if head_dim % 2:
         raise ValueError("Llama config: head_dim %d must be even for RoPE" % head_dim)
+    rope = llama_rope(config, fam, head_dim)
     if heads % kv:
         raise ValueError("Llama config: num_attention_heads %d is not a multiple of "
                          "num_key_value_heads %d" % (heads, kv))
@@ -339,8 +411,8 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtyp
                                 h + "self_attn.%s_proj" % part)
         for part in "qk":
             proj[part] = w.node("RopeOp", h + "self_attn.rope_" + part, [proj[part]],
-                                h + "self_attn.rope_" + part, head_dim=head_dim, theta=theta,
-                                style="RotateHalf")
+                                h + "self_attn.rope_" + part, head_dim=head_dim,
+                                style="RotateHalf", **rope)
         a = w.node("AttentionOp", h + "self_attn", [proj["q"], proj["k"], proj["v"]],
                    h + "self_attn", mode="Causal", num_heads=heads, num_kv_heads=kv,
                    head_dim=head_dim, scale=0.0)

@@ -27,7 +27,9 @@ _ATTR_READERS = {
     "EmbeddingOp": (EmbeddingOp.EmbeddingOp, {"scale": "Scale"}),
     "SinusoidalPositionOp": (SinusoidalPositionOp.SinusoidalPositionOp, {"base": "Base"}),
     "PaddingMaskOp": (PaddingMaskOp.PaddingMaskOp, {"pad_id": "PadId"}),
-    "RopeOp": (RopeOp.RopeOp, {"head_dim": "HeadDim", "theta": "Theta", "style": "Style"}),
+    "RopeOp": (RopeOp.RopeOp, {"head_dim": "HeadDim", "theta": "Theta", "style": "Style",
+                               "freq_factors": "FreqFactors",
+                               "attention_factor": "AttentionFactor"}),
     "LayerNormOp": (LayerNormOp.LayerNormOp, {"epsilon": "Epsilon"}),
     "RmsNormOp": (RmsNormOp.RmsNormOp, {"epsilon": "Epsilon"}),
     "AttentionOp": (AttentionOp.AttentionOp, {"mode": "Mode", "num_heads": "NumHeads",
@@ -118,7 +120,13 @@ def parse_tables(m, where):
             table = n.Op()
             o = cls()
             o.Init(table.Bytes, table.Pos)
-            attrs = {k: getattr(o, g)() for k, g in getters.items()}
+            attrs = {}
+            for k, g in getters.items():
+                if graph.OPS[op][k][0] == "floats":  # a vector: absent or its values
+                    attrs[k] = (None if getattr(o, g + "IsNone")() else
+                                [getattr(o, g)(j) for j in range(getattr(o, g + "Length")())])
+                else:
+                    attrs[k] = getattr(o, g)()
         attrs = graph.normalize_attrs(op, name, attrs)
         nodes.append(KilnNode(name, op, attrs,
                               [_str(n.Inputs(j)) for j in range(n.InputsLength())],

@@ -36,6 +36,12 @@ _TOKENIZER_ALIASES = {"bytes": "Bytes", "gpt2": "GPT2BPE", "bpe": "GPT2BPE",
                       "sentencepiece": "SentencePieceBPE", "spm": "SentencePieceBPE"}
 
 
+def _camel(key):
+    """A schema field name as flatc's Python methods spell it: freq_factors ->
+    FreqFactors."""
+    return "".join(p.capitalize() for p in key.split("_"))
+
+
 def to_numpy(t, what="tensor"):
     """A torch tensor or array-like as a C-contiguous float32 numpy array."""
     if hasattr(t, "detach"):  # torch tensor (any float dtype, any device)
@@ -340,11 +346,22 @@ class ModelWriter:
             nname = b.CreateString(name)
             ins = strvec(inputs, Node.StartInputsVector)
             outs = strvec([out], Node.StartOutputsVector)
+            vectors = {}
+            for key, value in attrs.items():
+                if graph.OPS[op][key][0] == "floats" and value is not None:
+                    getattr(mod, "Start" + _camel(key) + "Vector")(b, len(value))
+                    for e in reversed(value):
+                        b.PrependFloat32(e)
+                    vectors[key] = b.EndVector()
             mod.Start(b)
             for key, value in attrs.items():
+                if graph.OPS[op][key][0] == "floats":
+                    if key in vectors:
+                        getattr(mod, "Add" + _camel(key))(b, vectors[key])
+                    continue
                 if key in graph.ENUMS:
                     value = graph.ENUMS[key][value]
-                getattr(mod, "Add" + "".join(p.capitalize() for p in key.split("_")))(b, value)
+                getattr(mod, "Add" + _camel(key))(b, value)
             opoff = mod.End(b)
             Node.Start(b)
             Node.AddName(b, nname)

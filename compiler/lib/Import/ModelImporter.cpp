@@ -232,9 +232,13 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     RopeStyle style = op->style() == fb::RopeStyle::Interleaved
                           ? RopeStyle::interleaved
                           : RopeStyle::rotate_half;
+    DenseF32ArrayAttr factors;
+    if (const auto *f = op->freq_factors())
+      factors = b.getDenseF32ArrayAttr(SmallVector<float>(f->begin(), f->end()));
     result = build<RopeOp>(
         loc, in[0], Value(), b.getI64IntegerAttr(op->head_dim()),
-        b.getF32FloatAttr(op->theta()), RopeStyleAttr::get(ctx, style));
+        b.getF32FloatAttr(op->theta()), RopeStyleAttr::get(ctx, style),
+        factors, b.getF32FloatAttr(op->attention_factor()));
     break;
   }
   case fb::Op::LayerNormOp:

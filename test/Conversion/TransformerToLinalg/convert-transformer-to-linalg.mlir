@@ -195,6 +195,25 @@ func.func @rope(%x: tensor<1x?x8xf32>, %pos: index) -> tensor<1x?x8xf32> {
 
 // -----
 
+// Tests RoPE scaling: the frequency factors divide the folded frequencies
+// (1 / 4 and 0.01 / 8) and the attention factor scales the cosine and sine
+// tables once per position, not per element.
+// CHECK-LABEL: func.func @rope_scaled
+// CHECK: %[[FREQ:.*]] = arith.constant dense<[2.500000e-01, 1.250000e-03]> : tensor<2xf32>
+// CHECK: linalg.generic {{.*}} ins(%[[FREQ]] : tensor<2xf32>)
+// CHECK: %[[COS:.*]] = math.cos
+// CHECK: %[[SIN:.*]] = math.sin
+// CHECK: %[[M:.*]] = arith.constant 1.500000e+00 : f32
+// CHECK: %[[C:.*]] = arith.mulf %[[COS]], %[[M]]
+// CHECK: %[[S:.*]] = arith.mulf %[[SIN]], %[[M]]
+// CHECK: linalg.yield %[[C]], %[[S]]
+func.func @rope_scaled(%x: tensor<1x?x8xf32>) -> tensor<1x?x8xf32> {
+  %r = transformer.rope interleaved %x {head_dim = 4 : i64, theta = 1.000000e+04 : f32, freq_factors = array<f32: 4.0, 8.0>, attention_factor = 1.5 : f32} : (tensor<1x?x8xf32>) -> tensor<1x?x8xf32>
+  return %r : tensor<1x?x8xf32>
+}
+
+// -----
+
 // Tests GQA with 4 kv heads shared by pairs of query heads: one iteration
 // per (batch, kv head, query) serves both query heads of the group, so each
 // key row is read once and scored against two queries.

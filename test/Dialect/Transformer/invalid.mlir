@@ -78,6 +78,36 @@ func.func @f(%x: tensor<1x4x8xf32>) {
 
 // -----
 
+// Tests that rope has one frequency factor per pair of a head.
+func.func @f(%x: tensor<1x4x8xf32>) {
+  // expected-error@+1 {{'transformer.rope' op freq_factors has 3 values; expected head_dim / 2 = 4}}
+  %0 = transformer.rope rotate_half %x {head_dim = 8 : i64, theta = 1.0e4 : f32, freq_factors = array<f32: 1.0, 2.0, 4.0>} : (tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+  // expected-error@-1 {{failed to infer returned types}}
+  return
+}
+
+// -----
+
+// Tests that rope frequency factors must be positive.
+func.func @f(%x: tensor<1x4x8xf32>) {
+  // expected-error@+1 {{'transformer.rope' op freq_factors[2] must be positive and finite, got 0}}
+  %0 = transformer.rope rotate_half %x {head_dim = 8 : i64, theta = 1.0e4 : f32, freq_factors = array<f32: 1.0, 2.0, 0.0, 4.0>} : (tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+  // expected-error@-1 {{failed to infer returned types}}
+  return
+}
+
+// -----
+
+// Tests that the rope attention factor must be positive.
+func.func @f(%x: tensor<1x4x8xf32>) {
+  // expected-error@+1 {{'transformer.rope' op attention_factor must be positive and finite, got -1}}
+  %0 = transformer.rope rotate_half %x {head_dim = 8 : i64, theta = 1.0e4 : f32, attention_factor = -1.0 : f32} : (tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+  // expected-error@-1 {{failed to infer returned types}}
+  return
+}
+
+// -----
+
 // Tests that layer_norm gamma must match the last dimension.
 func.func @f(%x: tensor<1x4x8xf32>, %g: tensor<6xf32>, %b: tensor<8xf32>) {
   // expected-error@+1 {{'transformer.layer_norm' op expects gamma of shape [8], got 'tensor<6xf32>'}}

@@ -7,6 +7,11 @@ from flatbuffers.compat import import_numpy
 np = import_numpy()
 
 # Rotary positions applied to x[batch, seq, heads*head_dim]. inputs: [x]
+# Pair i of a head turns by (offset + s) * theta^(-2i/head_dim) /
+# freq_factors[i] and is scaled by attention_factor. RoPE scaling
+# (Llama 3's "llama3", "linear", YaRN; GGUF's rope_freqs.weight) is written
+# as these two: freq_factors absent (every factor 1) or head_dim/2 positive
+# numbers; attention_factor positive (YaRN's magnitude, else 1).
 class RopeOp(object):
     __slots__ = ['_tab']
 
@@ -50,7 +55,41 @@ class RopeOp(object):
             return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
         return 0
 
-def RopeOpStart(builder): builder.StartObject(3)
+    # RopeOp
+    def FreqFactors(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Float32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+        return 0
+
+    # RopeOp
+    def FreqFactorsAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Float32Flags, o)
+        return 0
+
+    # RopeOp
+    def FreqFactorsLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # RopeOp
+    def FreqFactorsIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        return o == 0
+
+    # RopeOp
+    def AttentionFactor(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Float32Flags, o + self._tab.Pos)
+        return 1.0
+
+def RopeOpStart(builder): builder.StartObject(5)
 def Start(builder):
     return RopeOpStart(builder)
 def RopeOpAddHeadDim(builder, headDim): builder.PrependInt32Slot(0, headDim, 0)
@@ -62,6 +101,15 @@ def AddTheta(builder, theta):
 def RopeOpAddStyle(builder, style): builder.PrependUint8Slot(2, style, 0)
 def AddStyle(builder, style):
     return RopeOpAddStyle(builder, style)
+def RopeOpAddFreqFactors(builder, freqFactors): builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(freqFactors), 0)
+def AddFreqFactors(builder, freqFactors):
+    return RopeOpAddFreqFactors(builder, freqFactors)
+def RopeOpStartFreqFactorsVector(builder, numElems): return builder.StartVector(4, numElems, 4)
+def StartFreqFactorsVector(builder, numElems):
+    return RopeOpStartFreqFactorsVector(builder, numElems)
+def RopeOpAddAttentionFactor(builder, attentionFactor): builder.PrependFloat32Slot(4, attentionFactor, 1.0)
+def AddAttentionFactor(builder, attentionFactor):
+    return RopeOpAddAttentionFactor(builder, attentionFactor)
 def RopeOpEnd(builder): return builder.EndObject()
 def End(builder):
     return RopeOpEnd(builder)

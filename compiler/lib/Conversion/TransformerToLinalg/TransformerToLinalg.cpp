@@ -384,12 +384,16 @@ struct RopeLowering : public OpConversionPattern<RopeOp> {
     float theta = op.getTheta().convertToFloat();
     Value offset = adaptor.getOffset() ? adaptor.getOffset()
                                        : indexConst(rewriter, loc, 0);
-    // inv_freq[i] = 1 / theta^(2i / head_dim), folded at compile time with
-    // the f32 operations the kernel used to run per element (same libm).
+    // inv_freq[i] = 1 / theta^(2i / head_dim) / freq_factors[i], folded at
+    // compile time with the f32 operations the kernel used to run per
+    // element (same libm).
+    std::optional<ArrayRef<float>> factors = op.getFreqFactors();
     SmallVector<float> invFreq;
     for (int64_t i = 0; i < half; ++i)
       invFreq.push_back(1.0f /
-                        std::pow(theta, (float)i * 2.0f / (float)headDim));
+                        std::pow(theta, (float)i * 2.0f / (float)headDim) /
+                        (factors ? (*factors)[i] : 1.0f));
+    float magnitude = op.getAttentionFactor().convertToFloat();
     auto freqType = RankedTensorType::get({half}, elt);
     Value freqs = arith::ConstantOp::create(
         rewriter, loc, DenseElementsAttr::get(freqType, ArrayRef(invFreq)));
@@ -412,9 +416,14 @@ struct RopeLowering : public OpConversionPattern<RopeOp> {
           Value pF = arith::SIToFPOp::create(
               b, l, elt, arith::IndexCastOp::create(b, l, b.getI64Type(), p));
           Value angle = arith::MulFOp::create(b, l, pF, args[0]);
-          linalg::YieldOp::create(b, l,
-                                  ValueRange{math::CosOp::create(b, l, angle),
-                                             math::SinOp::create(b, l, angle)});
+          Value cos = math::CosOp::create(b, l, angle);
+          Value sin = math::SinOp::create(b, l, angle);
+          if (magnitude != 1.0f) {
+            Value m = arith::ConstantOp::create(b, l, b.getF32FloatAttr(magnitude));
+            cos = arith::MulFOp::create(b, l, cos, m);
+            sin = arith::MulFOp::create(b, l, sin, m);
+          }
+          linalg::YieldOp::create(b, l, ValueRange{cos, sin});
         });
     Value cosT = tables.getResult(0), sinT = tables.getResult(1);
     Value result = elementwise(

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "kiln/Dialect/Transformer/IR/Transformer.h"
+#include <cmath>
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Matchers.h"
@@ -189,6 +190,20 @@ LogicalResult RopeOp::inferReturnTypes(MLIRContext *,
   if (!(adaptor.getTheta().convertToFloat() > 0.0f))
     return opError(loc, "rope", "theta must be positive, got ",
                    adaptor.getTheta().convertToFloat());
+  if (std::optional<ArrayRef<float>> factors = adaptor.getFreqFactors()) {
+    if ((int64_t)factors->size() != headDim / 2)
+      return opError(loc, "rope", "freq_factors has ", factors->size(),
+                     " values; expected head_dim / 2 = ", headDim / 2);
+    for (auto [i, f] : llvm::enumerate(*factors))
+      if (!(f > 0.0f) || !std::isfinite(f))
+        return opError(loc, "rope", "freq_factors[", (int64_t)i,
+                       "] must be positive and finite, got ", f);
+  }
+  float attentionFactor = adaptor.getAttentionFactor().convertToFloat();
+  if (!(attentionFactor > 0.0f) || !std::isfinite(attentionFactor))
+    return opError(loc, "rope",
+                   "attention_factor must be positive and finite, got ",
+                   attentionFactor);
   types.push_back(x);
   return success();
 }

@@ -140,14 +140,26 @@ def Transformer_RopeOp : Transformer_Op<"rope", [Pure, InferTypeOpAdaptor]> {
     `[0, head_dim / 2)`. `rotate_half` pairs feature `i` with `i + head_dim/2`
     (Hugging Face layout); `interleaved` pairs `2i` with `2i + 1`.
 
+    RoPE scaling is two optional attributes. `freq_factors` (`head_dim / 2`
+    positive numbers) divides pair `i`'s frequency by factor `i`: Llama 3's
+    `llama3` scaling, `linear` scaling (every factor the same) and YaRN's
+    interpolation all take this form, as does GGUF's `rope_freqs.weight`.
+    `attention_factor` (positive, default 1) multiplies the cosine and sine
+    (YaRN's magnitude correction).
+
     ```mlir
     %q2 = transformer.rope rotate_half %q offset %pos {head_dim = 16 : i64, theta = 1.0e4 : f32}
         : (tensor<1x?x64xf32>, index) -> tensor<1x?x64xf32>
+    %k2 = transformer.rope interleaved %k {head_dim = 8 : i64, theta = 5.0e5 : f32,
+            freq_factors = array<f32: 1.0, 1.0, 2.5, 8.0>, attention_factor = 1.2 : f32}
+        : (tensor<1x?x32xf32>) -> tensor<1x?x32xf32>
     ```
   }];
   let arguments = (ins Transformer_FloatTensor:$input, Optional<Index>:$offset,
                        I64Attr:$head_dim, F32Attr:$theta,
-                       Transformer_RopeStyle:$style);
+                       Transformer_RopeStyle:$style,
+                       OptionalAttr<DenseF32ArrayAttr>:$freq_factors,
+                       DefaultValuedAttr<F32Attr, "1.0f">:$attention_factor);
   let results = (outs Transformer_FloatTensor:$result);
   let assemblyFormat = [{
     $style $input (`offset` $offset^)? attr-dict `:` functional-type(operands, results)

@@ -291,11 +291,29 @@ def config_cases(gpt2, llama):
     variant("config-vocab-huge", gpt2, edit_json(lambda j: j.update({"vocab_size": 1 << 29})),
             2, "is more than the checkpoint's tensors hold")
     variant("config-rope-scaling", llama, edit_json(
-        lambda j: j.update({"rope_scaling": {"type": "linear", "factor": 2.0}})), 2,
-        "rope_scaling 'linear' is not supported")
+        lambda j: j.update({"rope_scaling": {"type": "dynamic", "factor": 2.0}})), 2,
+        "config.json: RoPE scaling 'dynamic' is not supported (supported: none, linear, "
+        "llama3, yarn)")
+    variant("config-rope-longrope", llama, edit_json(
+        lambda j: j.update({"rope_parameters": {"rope_type": "longrope", "rope_theta": 1e4}})),
+        2, "RoPE scaling 'longrope' is not supported")
     variant("config-rope-llama3", llama, edit_json(
         lambda j: j.update({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}})), 2,
-        "rope_scaling 'llama3' is not supported")
+        "config.json: llama3 RoPE scaling needs original_max_position_embeddings and "
+        "0 < low_freq_factor < high_freq_factor")
+    variant("config-rope-no-factor", llama, edit_json(
+        lambda j: j.update({"rope_scaling": {"rope_type": "linear"}})), 2,
+        "config.json: linear RoPE scaling needs a positive factor")
+    variant("config-rope-factor-string", llama, edit_json(
+        lambda j: j.update({"rope_scaling": {"rope_type": "yarn", "factor": "4"}})), 2,
+        "config.json: 'factor' is not a number")
+    variant("config-rope-scaling-list", llama, edit_json(
+        lambda j: j.update({"rope_scaling": [8.0]})), 2,
+        "config.json: rope_scaling is not an object")
+    variant("config-yarn-attention-factor", llama, edit_json(
+        lambda j: j.update({"rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                                             "attention_factor": -1.0}})), 2,
+        "yarn RoPE scaling gives the attention factor -1.000000; it must be positive")
     variant("config-hidden-act", llama, edit_json(lambda j: j.update({"hidden_act": "gelu"})),
             2, "hidden_act 'gelu' is not supported")
     variant("config-kv-heads", llama, edit_json(
@@ -684,8 +702,18 @@ def gguf_cases(gguf_writer, work):
            "is an array, expected an integer")
     edited("gguf-eps-string", set_kv("llama.attention.layer_norm_rms_epsilon", "x"), 2,
            "is string, expected a number")
-    edited("gguf-rope-scaling", set_kv("llama.rope.scaling.type", "yarn"), 2,
-           "RoPE scaling 'yarn' is not supported")
+    edited("gguf-rope-scaling", set_kv("llama.rope.scaling.type", "longrope"), 2,
+           "GGUF key 'llama.rope.scaling.type': RoPE scaling 'longrope' is not supported "
+           "(supported: none, linear, llama3, yarn)")
+
+    def yarn(factor):
+        def edit(w):
+            set_kv("llama.rope.scaling.type", "yarn")(w)
+            set_kv("llama.rope.scaling.factor", gguf_writer.f32(factor))(w)
+        return edit
+
+    edited("gguf-yarn-negative-factor", yarn(-2.0), 2,
+           "yarn RoPE scaling needs a positive factor")
     edited("gguf-experts", set_kv("llama.expert_count", 8), 2, "mixture-of-experts")
     edited("gguf-partial-rope", set_kv("llama.rope.dimension_count", 4), 2,
            "partial rotary embeddings")
@@ -715,8 +743,15 @@ def gguf_cases(gguf_writer, work):
            "GGUF key 'tokenizer.ggml.eot_token_id' is 300, outside the vocabulary of 300")
     edited("gguf-missing-tensor", drop_tensor("blk.0.ffn_up.weight"), 2,
            "lacks tensor 'blk.0.ffn_up.weight'")
-    edited("gguf-rope-freqs", add_tensor("rope_freqs.weight", np.ones(4)), 2,
-           "frequency factors")
+    edited("gguf-rope-freqs-shape", add_tensor("rope_freqs.weight", np.ones(3)), 2,
+           "tensor 'rope_freqs.weight' has shape [3] but the model's settings need [4]")
+    edited("gguf-rope-freqs-negative", add_tensor("rope_freqs.weight",
+                                                   np.array([1.0, 2.0, -1.0, 4.0])), 2,
+           "tensor 'rope_freqs.weight' holds -1.000000; RoPE frequency factors must be "
+           "positive and finite")
+    edited("gguf-rope-freqs-nan", add_tensor("rope_freqs.weight",
+                                              np.array([1.0, np.nan, 1.0, 4.0])), 2,
+           "RoPE frequency factors must be positive and finite")
     edited("gguf-unknown-tensor", add_tensor("blk.0.extra.weight", np.ones(4)), 2,
            "does not know what to do with: blk.0.extra.weight")
     edited("gguf-wrong-shape", lambda w: w.tensors.__setitem__(

@@ -63,10 +63,14 @@ expect(lambda: kiln_export.export_llama(out, llama, dict(LLAMA, hidden_size=30))
        "hidden_size 30 is not a multiple of num_attention_heads 4")
 expect(lambda: kiln_export.export_llama(out, llama, dict(LLAMA, num_attention_heads=2.5)),
        "num_attention_heads must be an integer >= 1, got 2.5")
-expect(lambda: kiln_export.export_llama(out, llama, dict(LLAMA, rope_scaling={"type": "linear"})),
-       "rope_scaling")
 expect(lambda: kiln_export.export_llama(out, llama, dict(LLAMA, rope_theta=-1.0)),
        "rope_theta must be a non-negative number")
+expect(lambda: kiln_export.export_llama(out, llama, dict(LLAMA, rope_scaling=dict(
+    rope_type="dynamic", factor=2.0))), "RoPE scaling 'dynamic' is not supported")
+expect(lambda: kiln_export.export_llama(out, llama, dict(LLAMA, rope_scaling=dict(
+    rope_type="llama3", factor=8.0))), "llama3 RoPE scaling needs original_max_position")
+expect(lambda: kiln_export.export_llama(out, llama, dict(LLAMA, rope_scaling=dict(
+    rope_type="linear"))), "RoPE scaling 'linear' needs a positive factor")
 expect(lambda: kiln_export.export_llama(out, llama, dict(LLAMA, hidden_act="gelu")),
        "hidden_act 'gelu' is not supported")
 expect(lambda: kiln_export.export_llama(out, llama, dict(LLAMA, attention_bias=True)),
@@ -167,6 +171,14 @@ expect(lambda: w.node("RopeOp", "r", [x], "y", head_dim=4, style="Sideways"),
        "style 'Sideways' is not one of RotateHalf, Interleaved")
 expect(lambda: w.node("RopeOp", "r", [x], "y", head_dim=4, angle=1.0),
        "node 'r' (RopeOp) has no attribute 'angle'")
+expect(lambda: w.node("RopeOp", "r", [x], "y", head_dim=4, freq_factors=[1.0, 2.0, 4.0]),
+       "freq_factors has 3 values; expected head_dim / 2 = 2")
+expect(lambda: w.node("RopeOp", "r", [x], "y", head_dim=4, freq_factors=[1.0, 0.0]),
+       "freq_factors must be positive")
+expect(lambda: w.node("RopeOp", "r", [x], "y", head_dim=4, freq_factors="fast"),
+       "freq_factors must be a list of numbers")
+expect(lambda: w.node("RopeOp", "r", [x], "y", head_dim=4, attention_factor=0.0),
+       "attention_factor must be positive")
 expect(lambda: w.node("AttentionOp", "a", [x, x, x], "y", num_heads=4, num_kv_heads=3, head_dim=2),
        "num_heads 4 is not a multiple of num_kv_heads 3")
 expect(lambda: w.node("AttentionOp", "a", [x, x, x], "y", num_heads=4, num_kv_heads=2, head_dim=2),

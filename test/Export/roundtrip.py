@@ -44,7 +44,8 @@ w.weight("odd", rng.standard_normal(3).astype(np.float32))  # 12 bytes: next one
 w.weight("g", np.ones(D))
 x = w.node("EmbeddingOp", "embed", ["tokens", "emb"], "x")
 x = w.node("RmsNormOp", "norm", [x, "g"], "n", epsilon=1e-3)
-x = w.node("RopeOp", "rope", [x], "r", head_dim=4, theta=123.0, style="Interleaved")
+x = w.node("RopeOp", "rope", [x], "r", head_dim=4, theta=123.0, style="Interleaved",
+           freq_factors=[1.0, 2.5], attention_factor=1.25)
 x = w.node("AttentionOp", "attn", [x, x, x], "a", mode="Bidirectional", num_heads=2,
            num_kv_heads=2, head_dim=4, scale=0.25)
 w.node("LinearOp", "head", [x, "emb", ""], "logits")
@@ -69,7 +70,8 @@ assert m.inputs == ["tokens"] and m.outputs == ["logits"]
 assert [n.op for n in m.nodes] == ["EmbeddingOp", "RmsNormOp", "RopeOp", "AttentionOp",
                                    "LinearOp"]
 assert math.isclose(m.nodes[1].attrs["epsilon"], 1e-3, rel_tol=1e-6)
-assert m.nodes[2].attrs == {"head_dim": 4, "theta": 123.0, "style": "Interleaved"}
+assert m.nodes[2].attrs == {"head_dim": 4, "theta": 123.0, "style": "Interleaved",
+                            "freq_factors": [1.0, 2.5], "attention_factor": 1.25}
 assert m.nodes[3].attrs == dict(mode="Bidirectional", num_heads=2, num_kv_heads=2, head_dim=4,
                                 scale=0.25)
 assert m.nodes[4].inputs == ["a", "emb", ""]
@@ -101,7 +103,8 @@ assert md.tokenizer["kind"] == "Bytes" and md.tokenizer["tokens"] == []
 assert md.metadata["architecture"] == "Custom" and md.metadata["add_bos"] is False
 assert math.isclose(md.nodes[1].attrs["epsilon"], 1e-5, rel_tol=1e-6)
 assert math.isclose(md.nodes[2].attrs["epsilon"], 1e-6, rel_tol=1e-6)
-assert md.nodes[3].attrs == {"head_dim": 4, "theta": 10000.0, "style": "RotateHalf"}
+assert md.nodes[3].attrs == {"head_dim": 4, "theta": 10000.0, "style": "RotateHalf",
+                             "freq_factors": None, "attention_factor": 1.0}
 assert md.nodes[4].attrs == dict(mode="Causal", num_heads=1, num_kv_heads=1, head_dim=4,
                                  scale=0.0)
 print("round trip ok: metadata, tokenizer, attributes, defaults, weights 64-byte aligned")

@@ -60,6 +60,23 @@ CONFIGS = [
           rms_norm_eps=1e-6, rope_theta=1e6, max_position_embeddings=64, vocab_size=300,
           tie_word_embeddings=True, use_sliding_window=False, qkv_bias=True,
           bos_token_id=299, eos_token_id=299)),
+    # RoPE scaling as the checkpoints write it: Llama 3.1's "llama3" in
+    # rope_scaling (BF16), YaRN in transformers 5's rope_parameters.
+    ("hf-llama3.1-rope-scaling", "llama", "BF16", 1,
+     dict(architectures=["LlamaForCausalLM"], hidden_size=64, intermediate_size=128,
+          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5,
+          rope_theta=500000.0, max_position_embeddings=256, vocab_size=320,
+          rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                            high_freq_factor=4.0, original_max_position_embeddings=64),
+          tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)),
+    ("hf-qwen2-yarn", "llama", "F32", 1,
+     dict(architectures=["Qwen2ForCausalLM"], hidden_size=48, intermediate_size=96,
+          num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
+          rms_norm_eps=1e-6, max_position_embeddings=512, vocab_size=300,
+          rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,
+                               original_max_position_embeddings=128),
+          tie_word_embeddings=True, use_sliding_window=False, qkv_bias=True,
+          bos_token_id=299, eos_token_id=299)),
 ]
 
 

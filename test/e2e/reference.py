@@ -4,7 +4,7 @@ code's layout; Llama: Touvron et al. 2023), independent of Kiln. Parameter
 names and layouts are Hugging Face's (GPT2LMHeadModel, LlamaForCausalLM),
 so `state_dict()` exports without renaming. Config keys are Hugging Face's
 (GPT-2 also n_inner and tie_word_embeddings; Llama also num_key_value_heads,
-rope_theta, rope_scaling (linear, llama3, yarn), head_dim,
+rope_theta, rope_scaling (linear, llama3, yarn) or rope_parameters, head_dim,
 tie_word_embeddings, and qkv_bias for Qwen2-style q/k/v biases), with their defaults. Forward takes token ids [..., seq]
 and returns logits [..., seq, vocab] over the whole sequence with the causal
 mask (the training form; examples/ trains with these modules).
@@ -168,8 +168,10 @@ class LlamaLayer(nn.Module):
         d, inter = cfg["hidden_size"], cfg["intermediate_size"]
         self.heads = cfg["num_attention_heads"]
         self.kv_heads = cfg.get("num_key_value_heads") or self.heads
-        self.theta = cfg.get("rope_theta") or 10000.0
-        self.rope_scaling = cfg.get("rope_scaling")
+        # transformers 5 keeps rope_theta and the scaling in rope_parameters.
+        params = cfg.get("rope_parameters") or {}
+        self.theta = cfg.get("rope_theta") or params.get("rope_theta") or 10000.0
+        self.rope_scaling = cfg.get("rope_scaling") or params or None
         self.max_positions = cfg.get("max_position_embeddings")
         hd = cfg.get("head_dim") or d // self.heads
         # Qwen2: q/k/v projections with biases (o_proj without).

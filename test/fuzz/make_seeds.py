@@ -48,13 +48,21 @@ def model_file_seeds(mdir):
     # The tiny Llama with end tokens besides EOS (Metadata.end_token_ids).
     with open(os.path.join(inputs, "tiny-llama.json")) as f:
         m = json.load(f)
+
+    def edited(name):
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "model.json")
+            with open(src, "w") as f:
+                json.dump(m, f)
+            subprocess.check_call([sys.executable, json2kiln, src,
+                                   "-o", os.path.join(mdir, name + ".kiln")])
     m["metadata"]["end_token_ids"] = [3, 5]
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "ends.json")
-        with open(src, "w") as f:
-            json.dump(m, f)
-        subprocess.check_call([sys.executable, json2kiln, src,
-                               "-o", os.path.join(mdir, "tiny-llama-ends.kiln")])
+    edited("tiny-llama-ends")
+    # RoPE scaling: frequency factors and an attention factor on the ropes.
+    for n in m["nodes"]:
+        if n["op_type"] == "RopeOp":
+            n["op"].update(freq_factors=[1.0, 4.0], attention_factor=1.1)
+    edited("tiny-llama-rope-scaling")
     env = dict(os.environ, PYTHONPATH=os.path.join(HERE, "..", "..", "compiler", "kiln_export"))
     subprocess.check_call([sys.executable, os.path.join(HERE, "..", "Runtime", "Inputs",
                                                         "make_seq2seq.py"),
@@ -115,14 +123,24 @@ def main():
     for dt in ("BF16", "Q8_0"):
         gguf_writer.write_llama_gguf(os.path.join(gdir, "llama-%s.gguf" % dt.lower()), llama32,
                                      LLAMA32, dtype=dt)
+    # RoPE scaling: Llama 3.1's rope_freqs.weight, YaRN's keys.
+    for kind, rs in (("llama3", dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0,
+                                     high_freq_factor=4.0, original_max_position_embeddings=4)),
+                     ("yarn", dict(rope_type="yarn", factor=4.0,
+                                   original_max_position_embeddings=4))):
+        gguf_writer.write_llama_gguf(os.path.join(gdir, "llama-rope-%s.gguf" % kind), llama,
+                                     dict(LLAMA, rope_scaling=rs))
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg, sd, tok in (
                 ("gpt2", dict(GPT2, architectures=["GPT2LMHeadModel"]), gpt2,
                  hf_checkpoint.gpt2_tokenizer_json(*hf_checkpoint.train_byte_bpe("the cat", 257),
                                                    256)),
                 ("llama", dict(LLAMA, architectures=["LlamaForCausalLM"]), llama,
+                 hf_checkpoint.llama_tokenizer_json(*hf_checkpoint.train_spm_bpe("the", 264))),
+                ("llama-yarn", dict(LLAMA, architectures=["LlamaForCausalLM"],
+                                    rope_scaling=dict(rope_type="yarn", factor=4.0)), llama,
                  hf_checkpoint.llama_tokenizer_json(*hf_checkpoint.train_spm_bpe("the", 264)))):
-            if name == "llama":
+            if name.startswith("llama"):
                 cfg = dict(cfg, vocab_size=264)
                 sd = reference.randomize(reference.Llama(cfg), 0).state_dict()
             d = os.path.join(tmp, name)

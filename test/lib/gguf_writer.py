@@ -22,11 +22,17 @@ Face layouts): write_llama_gguf and write_gpt2_gguf, with the names, key
 types and q/k layout llama.cpp's convert_hf_to_gguf.py uses.
 """
 import io
+import os
 import struct
+import sys
 
 import numpy as np
 
 from hf_checkpoint import bytes_to_unicode  # GPT-2's byte -> character map
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "compiler", "kiln_export"))
+from kiln_export.models import llama_rope  # noqa: E402
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSION = 3
@@ -422,6 +428,26 @@ def _tied(state_dict, a, b):
     return False
 
 
+def _add_rope_scaling(w, cfg, head_dim):
+    """cfg's rope_scaling as llama.cpp's convert_hf_to_gguf.py writes it:
+    "llama3" as the rope_freqs.weight tensor (the factors kiln_export
+    computes: gguf_parity checks them against the PyTorch reference's
+    frequencies and llama.cpp), "linear" and "yarn" as rope.scaling.* keys."""
+    rs = cfg.get("rope_scaling")
+    kind = (rs or {}).get("rope_type", (rs or {}).get("type", "default"))
+    if kind == "default":
+        return
+    if kind == "llama3":
+        factors = llama_rope(cfg, "Llama", head_dim)["freq_factors"]
+        w.add_tensor("rope_freqs.weight", np.array(factors, np.float32), "F32")
+        return
+    w.add("llama.rope.scaling.type", string(kind))
+    w.add("llama.rope.scaling.factor", f32(rs["factor"]))
+    if kind == "yarn":
+        w.add("llama.rope.scaling.original_context_length",
+              u32(rs.get("original_max_position_embeddings") or cfg["max_position_embeddings"]))
+
+
 def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name="kiln-test-llama",
                      edit=None):
     """Writes a LlamaForCausalLM-layout state dict (reference.Llama) as a
@@ -455,6 +481,7 @@ def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name
         w.add("llama.attention.value_length", u32(head_dim))
     w.add("llama.rope.dimension_count", u32(head_dim))
     w.add("llama.rope.freq_base", f32(cfg.get("rope_theta") or 10000.0))
+    _add_rope_scaling(w, cfg, head_dim)
     w.add("llama.attention.layer_norm_rms_epsilon", f32(cfg.get("rms_norm_eps", 1e-6)))
     w.add("general.file_type", u32(FILE_TYPES[dtype]))
     _add_tokenizer(w, tokenizer if tokenizer is not None else minimal_llama_vocab(vocab), vocab, "llama")

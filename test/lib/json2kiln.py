@@ -126,9 +126,18 @@ def build(m, fbmod):
         name = b.CreateString(n["name"])
         ins = strvec(n["inputs"], Node.StartInputsVector)
         outs = strvec(n["outputs"], Node.StartOutputsVector)
+        vectors = {}  # list attributes (floats), built before the table
+        for k, v in n.get("op", {}).items():
+            if isinstance(v, list):
+                getattr(opmod, "Start" + camel(k) + "Vector")(b, len(v))
+                for e in reversed(v):
+                    b.PrependFloat32(e)
+                vectors[k] = b.EndVector()
         opmod.Start(b)
         for k, v in n.get("op", {}).items():
-            if k in enums:
+            if k in vectors:
+                v = vectors[k]
+            elif k in enums:
                 v = getattr(getattr(mod(enums[k]), enums[k]), v)
             getattr(opmod, "Add" + camel(k))(b, v)
         op = opmod.End(b)

@@ -417,8 +417,108 @@ Error checkHyperparameters(const Hyperparameters &hp) {
   if (hp.family == Family::Llama &&
       (!(hp.ropeTheta > 0) || !std::isfinite(hp.ropeTheta)))
     return fail("the RoPE base " + Twine(std::to_string(hp.ropeTheta)) + " must be positive");
+  if (hp.family == Family::Llama && !hp.ropeFreqFactors.empty() &&
+      (int64_t)hp.ropeFreqFactors.size() != hp.headDim / 2)
+    return fail("the model has " + Twine(hp.ropeFreqFactors.size()) +
+                " RoPE frequency factors; its head width " + Twine(hp.headDim) +
+                " needs " + Twine(hp.headDim / 2));
+  for (float f : hp.ropeFreqFactors)
+    if (!(f > 0) || !std::isfinite(f))
+      return fail("RoPE frequency factor " + Twine(std::to_string(f)) +
+                  " must be positive and finite");
+  if (!(hp.ropeAttentionFactor > 0) || !std::isfinite(hp.ropeAttentionFactor))
+    return fail("the RoPE attention factor " +
+                Twine(std::to_string(hp.ropeAttentionFactor)) +
+                " must be positive and finite");
   return Error::success();
 }
+
+} // namespace
+
+Error applyRopeScaling(const RopeScaling &scaling, Hyperparameters &hp,
+                       StringRef what) {
+  auto bad = [&](const Twine &msg) {
+    return fail(what + ": " + scaling.type + " RoPE scaling " + msg);
+  };
+  if (scaling.type == "none")
+    return Error::success();
+  if (scaling.type != "linear" && scaling.type != "llama3" &&
+      scaling.type != "yarn")
+    return fail(what + ": RoPE scaling '" + scaling.type +
+                "' is not supported (supported: none, linear, llama3, yarn)");
+  if (!(scaling.factor > 0) || !std::isfinite(scaling.factor))
+    return bad("needs a positive factor, got " +
+               Twine(std::to_string(scaling.factor)));
+  if (hp.headDim <= 0 || hp.headDim % 2 || !(hp.ropeTheta > 0))
+    return Error::success(); // checkHyperparameters reports these
+  int64_t half = hp.headDim / 2;
+  std::vector<double> factors(half, 1.0);
+  double theta = hp.ropeTheta, d = (double)hp.headDim;
+  if (scaling.type == "linear") {
+    std::fill(factors.begin(), factors.end(), scaling.factor);
+  } else if (scaling.type == "llama3") {
+    double low = scaling.lowFreqFactor, high = scaling.highFreqFactor,
+           old = scaling.originalContext;
+    if (!(old > 0) || !(low > 0) || !(high > low))
+      return bad("needs original_max_position_embeddings and 0 < "
+                 "low_freq_factor < high_freq_factor");
+    for (int64_t i = 0; i < half; ++i) {
+      double wavelen = 2 * M_PI * std::pow(theta, 2.0 * i / d);
+      if (wavelen < old / high)
+        continue;
+      if (wavelen > old / low) {
+        factors[i] = scaling.factor;
+        continue;
+      }
+      double smooth = (old / wavelen - low) / (high - low);
+      factors[i] = 1.0 / ((1 - smooth) / scaling.factor + smooth);
+    }
+  } else { // yarn
+    double old = scaling.originalContext;
+    if (!(old > 0))
+      return bad("needs the original context length");
+    if (!(scaling.betaFast > 0) || !(scaling.betaSlow > 0))
+      return bad("needs positive beta_fast and beta_slow");
+    auto correctionDim = [&](double rotations) {
+      return d * std::log(old / (rotations * 2 * M_PI)) / (2 * std::log(theta));
+    };
+    double lo = correctionDim(scaling.betaFast),
+           hi = correctionDim(scaling.betaSlow);
+    if (scaling.truncate) {
+      lo = std::floor(lo);
+      hi = std::ceil(hi);
+    }
+    lo = std::max(lo, 0.0);
+    hi = std::min(hi, d - 1);
+    if (lo == hi)
+      hi += 0.001;
+    for (int64_t i = 0; i < half; ++i) {
+      double extrapolate = 1 - std::clamp((i - lo) / (hi - lo), 0.0, 1.0);
+      factors[i] = 1.0 / ((1 - extrapolate) / scaling.factor + extrapolate);
+    }
+    auto mscale = [&](double m) {
+      return scaling.factor <= 1 ? 1.0 : 0.1 * m * std::log(scaling.factor) + 1;
+    };
+    double attention =
+        scaling.attentionFactor ? *scaling.attentionFactor
+        : scaling.mscale != 0 && scaling.mscaleAllDim != 0
+            ? mscale(scaling.mscale) / mscale(scaling.mscaleAllDim)
+            : mscale(1.0);
+    if (!(attention > 0) || !std::isfinite(attention))
+      return bad("gives the attention factor " +
+                 Twine(std::to_string(attention)) + "; it must be positive");
+    hp.ropeAttentionFactor *= attention;
+  }
+  if (!hp.ropeFreqFactors.empty() && (int64_t)hp.ropeFreqFactors.size() != half)
+    return bad("meets " + Twine(hp.ropeFreqFactors.size()) +
+               " frequency factors for " + Twine(half) + " pairs");
+  hp.ropeFreqFactors.resize(half, 1.0f);
+  for (int64_t i = 0; i < half; ++i)
+    hp.ropeFreqFactors[i] = (float)(hp.ropeFreqFactors[i] * factors[i]);
+  return Error::success();
+}
+
+namespace {
 
 Expected<ConvertedModel> buildLlama(const Hyperparameters &hp, KilnWriter &w,
                                     const TokenizerSpec &tok) {
@@ -428,6 +528,11 @@ Expected<ConvertedModel> buildLlama(const Hyperparameters &hp, KilnWriter &w,
   TRY(emb, w.weight("token_embd.weight", {hp.vocab, d}));
   std::string x = w.node(fb::Op::EmbeddingOp, fb::CreateEmbeddingOp(b),
                          "token_embd", {"tokens", emb}, "blk.0.in");
+  auto ropeFactors = [&] {
+    return hp.ropeFreqFactors.empty()
+               ? flatbuffers::Offset<flatbuffers::Vector<float>>()
+               : b.CreateVector(hp.ropeFreqFactors);
+  };
   for (int64_t i = 0; i < hp.layers; ++i) {
     std::string p = "blk." + std::to_string(i) + ".";
     TRY(g1, w.weight(p + "attn_norm.weight", {d}));
@@ -451,9 +556,9 @@ Expected<ConvertedModel> buildLlama(const Hyperparameters &hp, KilnWriter &w,
     for (int j = 0; j < 2; ++j)
       qkv[j] = w.node(fb::Op::RopeOp,
                       fb::CreateRopeOp(b, (int32_t)hd, (float)hp.ropeTheta,
-                                       hp.ropeStyle),
-                      p + "rope_" + parts[j], {qkv[j]},
-                      p + "rope_" + parts[j]);
+                                       hp.ropeStyle, ropeFactors(),
+                                       (float)hp.ropeAttentionFactor),
+                      p + "rope_" + parts[j], {qkv[j]}, p + "rope_" + parts[j]);
     std::string a = w.node(
         fb::Op::AttentionOp,
         fb::CreateAttentionOp(b, fb::AttentionMode::Causal, (int32_t)hp.heads,

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,10 @@ struct Hyperparameters {
   /// Llama family.
   double ropeTheta = 10000.0;
   fb::RopeStyle ropeStyle = fb::RopeStyle::RotateHalf;
+  /// RoPE scaling as the rope op's attributes (ropeScalingFactors): empty,
+  /// or headDim / 2 divisors of the pairs' frequencies; cos/sin magnitude.
+  std::vector<float> ropeFreqFactors;
+  double ropeAttentionFactor = 1.0;
   bool qkvBias = false;
   /// GPT-2 family: rows of the learned position table (>= context).
   int64_t positions = 0;
@@ -138,6 +143,32 @@ enum TokenType : int32_t {
   kTokenUnused = 5,
   kTokenByte = 6,
 };
+
+/// RoPE scaling as a checkpoint describes it (Hugging Face rope_scaling,
+/// GGUF rope.scaling.*).
+struct RopeScaling {
+  /// "none", "linear", "llama3" or "yarn".
+  std::string type = "none";
+  double factor = 1.0;
+  /// llama3: wavelengths under original / high are kept, those over
+  /// original / low divided by factor, those between blended.
+  double lowFreqFactor = 0, highFreqFactor = 0;
+  /// llama3, yarn: the context the model was trained with.
+  double originalContext = 0;
+  /// yarn: the correction range in rotations, whether its ends are rounded
+  /// outwards, and the magnitude (absent: 0.1 ln(factor) + 1, or the ratio
+  /// of mscale to mscale_all_dim's when both are given).
+  double betaFast = 32, betaSlow = 1;
+  bool truncate = true;
+  std::optional<double> attentionFactor;
+  double mscale = 0, mscaleAllDim = 0;
+};
+
+/// Sets hp.ropeFreqFactors and hp.ropeAttentionFactor for `scaling` (over
+/// hp.headDim and hp.ropeTheta; `what` names the source in errors), times
+/// any factors already there (GGUF's rope_freqs.weight).
+llvm::Error applyRopeScaling(const RopeScaling &scaling, Hyperparameters &hp,
+                             llvm::StringRef what);
 
 /// Checks the hyperparameters, finds every weight the graph needs in
 /// `weights`, decides each one's dtype (options.dtype and .quantize), size

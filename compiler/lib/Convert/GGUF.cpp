@@ -670,15 +670,61 @@ Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
     if (*experts > 0)
       return fail("mixture-of-experts models (" + a + "expert_count " +
                   Twine(*experts) + ") are not supported");
-    if (*scaling != "none")
-      return fail("RoPE scaling '" + *scaling +
-                  "' is not supported (supported: none)");
-    if (weights->has("rope_freqs.weight"))
-      return fail("RoPE frequency factors (rope_freqs.weight, as in Llama "
-                  "3.1) are not supported");
     hp.ropeTheta = *theta;
     hp.eps = *eps;
     hp.ropeStyle = fb::RopeStyle::Interleaved; // llama.cpp's layout
+    // Llama 3.1's frequency factors, as llama.cpp's converter writes them.
+    if (weights->has("rope_freqs.weight")) {
+      int64_t half = hp.headDim / 2;
+      auto t = weights->find("rope_freqs.weight", {half});
+      if (!t)
+        return t.takeError();
+      if (t->ref->type != fb::DType::F32)
+        return fail("tensor 'rope_freqs.weight' must be F32");
+      hp.ropeFreqFactors.resize(half);
+      std::memcpy(hp.ropeFreqFactors.data(), t->ref->data,
+                  half * sizeof(float));
+      for (float f : hp.ropeFreqFactors)
+        if (!(f > 0) || !std::isfinite(f))
+          return fail("tensor 'rope_freqs.weight' holds " +
+                      Twine(std::to_string(f)) +
+                      "; RoPE frequency factors must be positive and finite");
+    }
+    // llama.cpp's rope.scaling.* keys: a factor (0: none), the trained
+    // context, YaRN's correction range and log multiplier, and a magnitude.
+    RopeScaling rs;
+    rs.type = *scaling;
+    auto factor = f.number(a + "rope.scaling.factor", false, 0.0);
+    if (!factor)
+      return factor.takeError();
+    auto linear = f.number(a + "rope.scale_linear", false, 0.0);
+    if (!linear)
+      return linear.takeError();
+    rs.factor = *factor != 0 ? *factor : *linear != 0 ? *linear : 1.0;
+    if (rs.type == "linear" && rs.factor == 1.0)
+      rs.type = "none"; // llama.cpp's default type, a no-op without a factor
+    auto orig = f.integer(a + "rope.scaling.original_context_length", false,
+                          hp.context);
+    auto fast = f.number(a + "rope.scaling.yarn_beta_fast", false, 32.0);
+    auto slow = f.number(a + "rope.scaling.yarn_beta_slow", false, 1.0);
+    auto logMul = f.number(a + "rope.scaling.yarn_log_multiplier", false, 0.0);
+    auto attn = f.number(a + "rope.scaling.attn_factor", false, 1.0);
+    if (!orig)
+      return orig.takeError();
+    for (Expected<double> *v : {&fast, &slow, &logMul, &attn})
+      if (!*v)
+        return v->takeError();
+    rs.originalContext = (double)*orig;
+    rs.betaFast = *fast;
+    rs.betaSlow = *slow;
+    if (*logMul != 0) {
+      rs.mscale = 1.0;
+      rs.mscaleAllDim = *logMul;
+    }
+    if (Error e =
+            applyRopeScaling(rs, hp, "GGUF key '" + a + "rope.scaling.type'"))
+      return std::move(e);
+    hp.ropeAttentionFactor *= *attn;
   } else {
     auto eps = f.number(a + "attention.layer_norm_epsilon");
     if (!eps)

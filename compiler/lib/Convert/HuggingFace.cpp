@@ -22,9 +22,9 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <algorithm>
 #include <map>
 #include <set>
 #include <tuple>
@@ -516,30 +516,59 @@ Expected<Hyperparameters> hyperparameters(const json::Object &o,
   if (!eps)
     return eps.takeError();
   hp.eps = *eps;
+  // RoPE: rope_theta and rope_scaling, or transformers 5's rope_parameters
+  // holding both.
+  const json::Object *rp = o.getObject("rope_parameters");
   double theta = 10000.0;
-  if (const json::Object *rp = o.getObject("rope_parameters")) {
-    if (std::optional<StringRef> t = rp->getString("rope_type");
-        t && *t != "default")
-      return fail("config.json: rope_parameters.rope_type '" + *t +
-                  "' is not supported (supported: default)");
+  if (rp)
     if (std::optional<double> t = rp->getNumber("rope_theta"))
       theta = *t;
-  }
   auto th = c.number("rope_theta", theta);
   if (!th)
     return th.takeError();
   hp.ropeTheta = *th;
-  if (const json::Value *rs = o.get("rope_scaling");
-      rs && rs->kind() != json::Value::Null) {
-    const json::Object *so = rs->getAsObject();
-    std::optional<StringRef> kind =
-        so ? so->getString("rope_type") : std::nullopt;
-    if (!kind && so)
+  const json::Value *rs = o.get("rope_scaling");
+  if (rs && rs->kind() == json::Value::Null)
+    rs = nullptr;
+  if (rs && !rs->getAsObject())
+    return fail("config.json: rope_scaling is not an object");
+  if (const json::Object *so = rs ? rs->getAsObject() : rp) {
+    Config sc(*so);
+    RopeScaling scaling;
+    std::optional<StringRef> kind = so->getString("rope_type");
+    if (!kind)
       kind = so->getString("type");
-    if (!kind || *kind != "default")
-      return fail("config.json: rope_scaling '" +
-                  (kind ? kind->str() : std::string("?")) +
-                  "' is not supported (supported: none, default)");
+    scaling.type = kind ? kind->str() : "default";
+    if (scaling.type == "default")
+      scaling.type = "none";
+    double context = (double)hp.context;
+    for (auto [key, out, fallback] :
+         {std::tuple<const char *, double *, double>{"factor", &scaling.factor,
+                                                     0.0},
+          {"low_freq_factor", &scaling.lowFreqFactor, 0.0},
+          {"high_freq_factor", &scaling.highFreqFactor, 0.0},
+          {"original_max_position_embeddings", &scaling.originalContext,
+           scaling.type == "yarn" ? context : 0.0},
+          {"beta_fast", &scaling.betaFast, 32.0},
+          {"beta_slow", &scaling.betaSlow, 1.0},
+          {"mscale", &scaling.mscale, 0.0},
+          {"mscale_all_dim", &scaling.mscaleAllDim, 0.0}}) {
+      auto v = sc.number(key, fallback);
+      if (!v)
+        return v.takeError();
+      *out = *v;
+    }
+    if (const json::Value *af = so->get("attention_factor");
+        af && af->kind() != json::Value::Null) {
+      std::optional<double> v = af->getAsNumber();
+      if (!v)
+        return fail(
+            "config.json: rope_scaling attention_factor is not a number");
+      scaling.attentionFactor = *v;
+    }
+    scaling.truncate = sc.flag("truncate", true);
+    if (Error e = applyRopeScaling(scaling, hp, "config.json"))
+      return std::move(e);
   }
   std::string act = "silu";
   if (std::optional<StringRef> a = o.getString("hidden_act"))

@@ -314,6 +314,12 @@ def config_cases(gpt2, llama):
         lambda j: j.update({"rope_scaling": {"rope_type": "yarn", "factor": 4.0,
                                              "attention_factor": -1.0}})), 2,
         "yarn RoPE scaling gives the attention factor -1.000000; it must be positive")
+    variant("config-qwen3-attention-bias", llama, edit_json(
+        lambda j: j.update({"architectures": ["Qwen3ForCausalLM"], "attention_bias": True})),
+        2, "attention_bias (with an o_proj bias) is not supported for Qwen3ForCausalLM")
+    variant("config-qwen3-no-qk-norm", llama, edit_json(
+        lambda j: j.update({"architectures": ["Qwen3ForCausalLM"]})),
+        2, "lacks tensor 'model.layers.0.self_attn.q_norm.weight'")
     variant("config-hidden-act", llama, edit_json(lambda j: j.update({"hidden_act": "gelu"})),
             2, "hidden_act 'gelu' is not supported")
     variant("config-kv-heads", llama, edit_json(
@@ -692,7 +698,7 @@ def gguf_cases(gguf_writer, work):
     variant("gguf-type-unknown", lambda d: lay.patch(t0["type_at"], "<I", 200), 2,
             "unknown type 200, which kiln-convert does not read")
     edited("gguf-arch-falcon", set_kv("general.architecture", "falcon"), 2,
-           "GGUF architecture 'falcon' is not supported (supported: llama, gpt2)")
+           "GGUF architecture 'falcon' is not supported (supported: llama, qwen2, qwen3, gpt2)")
     edited("gguf-no-arch", drop_kv("general.architecture"), 2, "lacks 'general.architecture'")
     edited("gguf-no-heads", drop_kv("llama.attention.head_count"), 2,
            "lacks 'llama.attention.head_count'")

@@ -102,6 +102,13 @@ CONFIGS = [
                                                    original_max_position_embeddings=256),
                                  vocab_size=290, tie_word_embeddings=False,
                                  bos_token_id=1, eos_token_id=2)),
+    # Qwen3: per-head RMS norms of q and k before RoPE, head_dim 32 wider
+    # than hidden_size / heads.
+    ("qwen3", "llama", dict(architectures=["Qwen3ForCausalLM"], hidden_size=64,
+                            intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6,
+                            rope_theta=1000000.0, max_position_embeddings=64, vocab_size=300,
+                            tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)),
 ]
 
 # 16 prompt rows: @prefill takes the packed outer-product kernels (16 rows or

@@ -56,8 +56,7 @@ def check_model(name, family, overrides, dtype, tol, seed, args):
     model, cfg = cgw.build(family, overrides, seed)
     path = os.path.join(args.work, name + ".gguf")
     sd = model.state_dict()
-    (gguf_writer.write_llama_gguf if family == "llama" else gguf_writer.write_gpt2_gguf)(
-        path, sd, cfg, dtype=dtype)
+    cgw.write(family, path, sd, cfg, dtype)
     cgw.round_like_file(model, family, dtype)  # the values the file holds
     model = model.double().eval()
     rng = np.random.default_rng(seed)

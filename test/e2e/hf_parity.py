@@ -77,13 +77,21 @@ CONFIGS = [
                                original_max_position_embeddings=128),
           tie_word_embeddings=True, use_sliding_window=False, qkv_bias=True,
           bos_token_id=299, eos_token_id=299)),
+    # Qwen3: per-head q/k norms, head_dim 32 over a 48-wide model, BF16.
+    ("hf-qwen3", "llama", "BF16", 1,
+     dict(architectures=["Qwen3ForCausalLM"], model_type="qwen3", hidden_size=48,
+          intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+          num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6, rope_theta=1e6,
+          max_position_embeddings=64, vocab_size=300, tie_word_embeddings=True,
+          attention_bias=False, use_sliding_window=False, bos_token_id=299,
+          eos_token_id=299)),
 ]
 
 
 def tokenizer_for(name, family, vocab):
     """A trained BPE vocabulary of `vocab` tokens: GPT-2 byte-level for the
-    GPT-2 family and Qwen2 (byte-level BPE), SentencePiece-style otherwise."""
-    if family == "gpt2" or "qwen2" in name:
+    GPT-2 family and Qwen (byte-level BPE), SentencePiece-style otherwise."""
+    if family == "gpt2" or "qwen" in name:
         tokens, merges = hf_checkpoint.train_byte_bpe(TEXT, vocab)
         return hf_checkpoint.gpt2_tokenizer_json(tokens, merges, vocab - 1), None
     tokens, merges = hf_checkpoint.train_spm_bpe(TEXT, vocab)

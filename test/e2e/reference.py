@@ -5,7 +5,9 @@ names and layouts are Hugging Face's (GPT2LMHeadModel, LlamaForCausalLM),
 so `state_dict()` exports without renaming. Config keys are Hugging Face's
 (GPT-2 also n_inner and tie_word_embeddings; Llama also num_key_value_heads,
 rope_theta, rope_scaling (linear, llama3, yarn) or rope_parameters, head_dim,
-tie_word_embeddings, and qkv_bias for Qwen2-style q/k/v biases), with their defaults. Forward takes token ids [..., seq]
+tie_word_embeddings, qkv_bias for Qwen2-style q/k/v biases, and
+model_type "qwen3" or architectures ["Qwen3ForCausalLM"] for Qwen3's
+per-head q/k norms), with their defaults. Forward takes token ids [..., seq]
 and returns logits [..., seq, vocab] over the whole sequence with the causal
 mask (the training form; examples/ trains with these modules).
 """
@@ -162,6 +164,16 @@ def rotate_half_rope(x, heads, theta, scaling=None, max_positions=None):
     return (x * cos + rotated * sin).reshape(*lead, s, heads * d)
 
 
+def is_qwen3(cfg):
+    return cfg.get("model_type") == "qwen3" or "Qwen3ForCausalLM" in cfg.get("architectures", [])
+
+
+def per_head(norm, x, heads):
+    """norm applied to each head of x [..., S, heads * D] on its own."""
+    *lead, s, width = x.shape
+    return norm(x.view(*lead, s, heads, width // heads)).reshape(*lead, s, width)
+
+
 class LlamaLayer(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -182,6 +194,12 @@ class LlamaLayer(nn.Module):
         self.self_attn.k_proj = nn.Linear(d, self.kv_heads * hd, bias=qkv_bias)
         self.self_attn.v_proj = nn.Linear(d, self.kv_heads * hd, bias=qkv_bias)
         self.self_attn.o_proj = nn.Linear(self.heads * hd, d, bias=False)
+        # Qwen3: an RMS norm over each head of q and of k (head_dim gains),
+        # after the projections and before RoPE.
+        self.qk_norm = is_qwen3(cfg)
+        if self.qk_norm:
+            self.self_attn.q_norm = RMSNorm(hd, cfg.get("rms_norm_eps", 1e-6))
+            self.self_attn.k_norm = RMSNorm(hd, cfg.get("rms_norm_eps", 1e-6))
         self.post_attention_layernorm = RMSNorm(d, cfg.get("rms_norm_eps", 1e-6))
         self.mlp = nn.Module()
         self.mlp.gate_proj = nn.Linear(d, inter, bias=False)
@@ -192,8 +210,12 @@ class LlamaLayer(nn.Module):
         a = self.self_attn
         h = self.input_layernorm(x)
         rope = (self.theta, self.rope_scaling, self.max_positions)
-        q = rotate_half_rope(a.q_proj(h), self.heads, *rope)
-        k = rotate_half_rope(a.k_proj(h), self.kv_heads, *rope)
+        q, k = a.q_proj(h), a.k_proj(h)
+        if self.qk_norm:
+            q = per_head(a.q_norm, q, self.heads)
+            k = per_head(a.k_norm, k, self.kv_heads)
+        q = rotate_half_rope(q, self.heads, *rope)
+        k = rotate_half_rope(k, self.kv_heads, *rope)
         x = x + a.o_proj(causal_attention(q, k, a.v_proj(h), self.heads, self.kv_heads,
                                           getattr(self, "kv_dtype", None)))
         h = self.post_attention_layernorm(x)

@@ -3,7 +3,7 @@
 small valid .kiln files (corpus/model_file: the tiny Llama and GPT-2 of
 test/Driver/Inputs, an encoder-decoder, and one file per weight type, each
 holding a weight of that type), GGUF files (corpus/gguf: F32, F16, BF16 and
-Q8_0 tensors) and Hugging Face directories packed as fuzz_hf reads them
+Q8_0 tensors; RoPE scaling; qwen2 and qwen3) and Hugging Face directories packed as fuzz_hf reads them
 (corpus/hf: config.json, tokenizer.json, model.safetensors, each a
 little-endian uint32 length and its bytes).
 
@@ -130,6 +130,12 @@ def main():
                                    original_max_position_embeddings=4))):
         gguf_writer.write_llama_gguf(os.path.join(gdir, "llama-rope-%s.gguf" % kind), llama,
                                      dict(LLAMA, rope_scaling=rs))
+    # qwen2 (q/k/v biases) and qwen3 (per-head q/k norms).
+    qwen2 = reference.randomize(reference.Llama(dict(LLAMA, qkv_bias=True)), 0).state_dict()
+    gguf_writer.write_llama_gguf(os.path.join(gdir, "qwen2.gguf"), qwen2, LLAMA, arch="qwen2")
+    qwen3_cfg = dict(LLAMA, architectures=["Qwen3ForCausalLM"])
+    qwen3 = reference.randomize(reference.Llama(qwen3_cfg), 0).state_dict()
+    gguf_writer.write_llama_gguf(os.path.join(gdir, "qwen3.gguf"), qwen3, qwen3_cfg, arch="qwen3")
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg, sd, tok in (
                 ("gpt2", dict(GPT2, architectures=["GPT2LMHeadModel"]), gpt2,
@@ -139,8 +145,10 @@ def main():
                  hf_checkpoint.llama_tokenizer_json(*hf_checkpoint.train_spm_bpe("the", 264))),
                 ("llama-yarn", dict(LLAMA, architectures=["LlamaForCausalLM"],
                                     rope_scaling=dict(rope_type="yarn", factor=4.0)), llama,
+                 hf_checkpoint.llama_tokenizer_json(*hf_checkpoint.train_spm_bpe("the", 264))),
+                ("qwen3", dict(qwen3_cfg, model_type="qwen3"), qwen3,
                  hf_checkpoint.llama_tokenizer_json(*hf_checkpoint.train_spm_bpe("the", 264)))):
-            if name.startswith("llama"):
+            if name.startswith(("llama", "qwen3")):
                 cfg = dict(cfg, vocab_size=264)
                 sd = reference.randomize(reference.Llama(cfg), 0).state_dict()
             d = os.path.join(tmp, name)

@@ -67,6 +67,18 @@ CASES = [
                                  rope_scaling=dict(rope_type="yarn", factor=4.0,
                                                    original_max_position_embeddings=128)),
      "F32", 1e-3),
+    # Qwen2 (q/k/v biases) and Qwen3 (per-head q/k norms, head width 32 over
+    # a 64-wide model) as llama.cpp's qwen2 / qwen3 architectures.
+    ("qwen2", "llama", dict(gguf_arch="qwen2", qkv_bias=True, num_key_value_heads=2,
+                            rope_theta=1000000.0, tie_word_embeddings=True), "F32", 1e-3),
+    ("qwen3", "llama", dict(gguf_arch="qwen3", architectures=["Qwen3ForCausalLM"],
+                            num_key_value_heads=2, head_dim=32, rope_theta=1000000.0,
+                            rms_norm_eps=1e-6), "F32", 1e-3),
+    ("qwen3-yarn", "llama", dict(gguf_arch="qwen3", architectures=["Qwen3ForCausalLM"],
+                                 num_key_value_heads=1, max_position_embeddings=512,
+                                 rope_scaling=dict(rope_type="yarn", factor=4.0,
+                                                   original_max_position_embeddings=128)),
+     "F32", 1e-3),
     ("gpt2", "gpt2", {}, "F32", 1e-3),
     ("gpt2-untied", "gpt2", dict(tie_word_embeddings=False, n_layer=3, vocab_size=333), "F32", 1e-3),
     ("gpt2-f16", "gpt2", {}, "F16", 1e-2),
@@ -133,6 +145,15 @@ def torch_logits_fp16_gelu(model, ids):
         reference.GPT2Block.forward = plain
 
 
+def write(family, path, state_dict, cfg, dtype):
+    """The GGUF file of a case: gpt2, or llama's graph as GGUF architecture
+    cfg["gguf_arch"] (llama, qwen2, qwen3)."""
+    if family == "gpt2":
+        return gguf_writer.write_gpt2_gguf(path, state_dict, cfg, dtype=dtype)
+    return gguf_writer.write_llama_gguf(path, state_dict, cfg, dtype=dtype,
+                                        arch=cfg.get("gguf_arch", "llama"))
+
+
 def build(family, overrides, seed):
     cfg = dict(LLAMA_BASE if family == "llama" else GPT2_BASE)
     cfg.update(overrides)
@@ -188,8 +209,7 @@ def main():
     for i, (name, family, overrides, dtype, tol) in enumerate(CASES):
         model, cfg = build(family, overrides, seed=100 + i)
         path = os.path.join(tmp, name + ".gguf")
-        writer = gguf_writer.write_llama_gguf if family == "llama" else gguf_writer.write_gpt2_gguf
-        writer(path, model.state_dict(), cfg, dtype=dtype)
+        write(family, path, model.state_dict(), cfg, dtype)
         round_like_file(model, family, dtype)
         model.double()
         rng = np.random.default_rng(i)

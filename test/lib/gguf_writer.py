@@ -428,7 +428,7 @@ def _tied(state_dict, a, b):
     return False
 
 
-def _add_rope_scaling(w, cfg, head_dim):
+def _add_rope_scaling(w, cfg, head_dim, arch):
     """cfg's rope_scaling as llama.cpp's convert_hf_to_gguf.py writes it:
     "llama3" as the rope_freqs.weight tensor (the factors kiln_export
     computes: gguf_parity checks them against the PyTorch reference's
@@ -441,22 +441,25 @@ def _add_rope_scaling(w, cfg, head_dim):
         factors = llama_rope(cfg, "Llama", head_dim)["freq_factors"]
         w.add_tensor("rope_freqs.weight", np.array(factors, np.float32), "F32")
         return
-    w.add("llama.rope.scaling.type", string(kind))
-    w.add("llama.rope.scaling.factor", f32(rs["factor"]))
+    w.add(arch + ".rope.scaling.type", string(kind))
+    w.add(arch + ".rope.scaling.factor", f32(rs["factor"]))
     if kind == "yarn":
-        w.add("llama.rope.scaling.original_context_length",
+        w.add(arch + ".rope.scaling.original_context_length",
               u32(rs.get("original_max_position_embeddings") or cfg["max_position_embeddings"]))
 
 
 def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name="kiln-test-llama",
-                     edit=None):
+                     edit=None, arch="llama"):
     """Writes a LlamaForCausalLM-layout state dict (reference.Llama) as a
-    GGUF file of architecture "llama". Norm gains stay F32; matrices use
-    `dtype` (F32, F16, BF16, Q8_0). q/k rows are permuted to llama.cpp's
-    interleaved-pairs RoPE layout. output.weight is written only when the
-    embeddings are not tied (cfg tie_word_embeddings, or one shared tensor).
-    edit(writer), when given, runs before the file is written (tests that
-    damage metadata or tensors)."""
+    GGUF file of architecture `arch`: "llama" (q/k rows permuted to
+    llama.cpp's interleaved-pairs RoPE layout), "qwen2" (q/k/v biases) or
+    "qwen3" (attn_q_norm / attn_k_norm), both unpermuted (rotate-half, NEOX
+    in llama.cpp), as convert_hf_to_gguf.py writes them. Norm gains and
+    biases stay F32; matrices use `dtype` (F32, F16, BF16, Q8_0).
+    output.weight is written only when the embeddings are not tied (cfg
+    tie_word_embeddings, or one shared tensor). edit(writer), when given,
+    runs before the file is written (tests that damage metadata or
+    tensors)."""
     sd = state_dict
     d = cfg["hidden_size"]
     heads = cfg["num_attention_heads"]
@@ -467,28 +470,28 @@ def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name
     tied = bool(cfg.get("tie_word_embeddings")) or _tied(sd, "model.embed_tokens.weight", "lm_head.weight")
 
     w = GGUFWriter(path)
-    w.add("general.architecture", string("llama"))
+    w.add("general.architecture", string(arch))
     w.add("general.name", string(name))
-    w.add("llama.vocab_size", u32(vocab))
-    w.add("llama.context_length", u32(cfg.get("max_position_embeddings", 2048)))
-    w.add("llama.embedding_length", u32(d))
-    w.add("llama.block_count", u32(n_layer))
-    w.add("llama.feed_forward_length", u32(cfg["intermediate_size"]))
-    w.add("llama.attention.head_count", u32(heads))
-    w.add("llama.attention.head_count_kv", u32(kv_heads))
+    w.add(arch + ".vocab_size", u32(vocab))
+    w.add(arch + ".context_length", u32(cfg.get("max_position_embeddings", 2048)))
+    w.add(arch + ".embedding_length", u32(d))
+    w.add(arch + ".block_count", u32(n_layer))
+    w.add(arch + ".feed_forward_length", u32(cfg["intermediate_size"]))
+    w.add(arch + ".attention.head_count", u32(heads))
+    w.add(arch + ".attention.head_count_kv", u32(kv_heads))
     if head_dim != d // heads:
-        w.add("llama.attention.key_length", u32(head_dim))
-        w.add("llama.attention.value_length", u32(head_dim))
-    w.add("llama.rope.dimension_count", u32(head_dim))
-    w.add("llama.rope.freq_base", f32(cfg.get("rope_theta") or 10000.0))
-    _add_rope_scaling(w, cfg, head_dim)
-    w.add("llama.attention.layer_norm_rms_epsilon", f32(cfg.get("rms_norm_eps", 1e-6)))
+        w.add(arch + ".attention.key_length", u32(head_dim))
+        w.add(arch + ".attention.value_length", u32(head_dim))
+    w.add(arch + ".rope.dimension_count", u32(head_dim))
+    w.add(arch + ".rope.freq_base", f32(cfg.get("rope_theta") or 10000.0))
+    _add_rope_scaling(w, cfg, head_dim, arch)
+    w.add(arch + ".attention.layer_norm_rms_epsilon", f32(cfg.get("rms_norm_eps", 1e-6)))
     w.add("general.file_type", u32(FILE_TYPES[dtype]))
     _add_tokenizer(w, tokenizer if tokenizer is not None else minimal_llama_vocab(vocab), vocab, "llama")
 
     def mat(gguf_name, hf_name, permute_heads=None):
         x = _np(sd[hf_name])
-        if permute_heads and not isinstance(x, LazyTensor):
+        if permute_heads and arch == "llama" and not isinstance(x, LazyTensor):
             x = permute_qk(x, permute_heads)
         w.add_tensor(gguf_name, x, _matrix_dtype(x, dtype))
 
@@ -503,6 +506,10 @@ def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name
         mat(b + "attn_q.weight", p + "self_attn.q_proj.weight", heads)
         mat(b + "attn_k.weight", p + "self_attn.k_proj.weight", kv_heads)
         mat(b + "attn_v.weight", p + "self_attn.v_proj.weight")
+        for part in "qkv" if arch == "qwen2" else "":
+            norm(b + "attn_%s.bias" % part, p + "self_attn.%s_proj.bias" % part)
+        for part in "qk" if arch == "qwen3" else "":
+            norm(b + "attn_%s_norm.weight" % part, p + "self_attn.%s_norm.weight" % part)
         mat(b + "attn_output.weight", p + "self_attn.o_proj.weight")
         norm(b + "ffn_norm.weight", p + "post_attention_layernorm.weight")
         mat(b + "ffn_gate.weight", p + "mlp.gate_proj.weight")

@@ -20,7 +20,8 @@ Semantics (x is [batch, seq, features]; positions are 0 .. seq-1):
                        RotateHalf pairs a = x[i], b = x[i + head_dim/2] and
                        Interleaved pairs a = x[2i], b = x[2i + 1]
   LayerNormOp          (x - mean) / sqrt(var + eps) * gamma + beta, biased var
-  RmsNormOp            x / sqrt(mean(x^2) + eps) * gamma
+  RmsNormOp            x / sqrt(mean(x^2) + eps) * gamma, over all features
+                       or (group_size G > 0) each group of G on its own
   LinearOp             x W^T (+ b)
   AddOp                a + b
   AttentionOp          query head h reads kv head h // (num_heads/num_kv_heads);
@@ -189,7 +190,10 @@ def evaluate(model, token_ids, *, source=None, return_all=False):
             y = (x - mean) / np.sqrt(var + a["epsilon"]) * w(i[1]) + w(i[2])
         elif op == "RmsNormOp":
             x = env[i[0]]
-            y = x / np.sqrt((x * x).mean(-1, keepdims=True) + a["epsilon"]) * w(i[1])
+            g = a["group_size"] or x.shape[-1]
+            h = x.reshape(*x.shape[:-1], x.shape[-1] // g, g)
+            y = (h / np.sqrt((h * h).mean(-1, keepdims=True) + a["epsilon"]) * w(i[1])
+                 ).reshape(x.shape)
         elif op == "LinearOp":
             y = _linear(env[i[0]], w(i[1]), w(i[2]) if len(i) > 2 else None)
         elif op == "AddOp":

@@ -34,7 +34,7 @@ OPS = {
                "style": ("enum", "RotateHalf"), "freq_factors": ("floats", None),
                "attention_factor": (float, 1.0)},
     "LayerNormOp": {"epsilon": (float, 1e-5)},
-    "RmsNormOp": {"epsilon": (float, 1e-6)},
+    "RmsNormOp": {"epsilon": (float, 1e-6), "group_size": (int, 0)},
     "LinearOp": {},
     "AddOp": {},
     "AttentionOp": {"mode": ("enum", "Causal"), "num_heads": (int, REQUIRED),
@@ -226,7 +226,11 @@ def infer(op, name, attrs, inputs, kind_of):
     if op == "RmsNormOp":
         arity(2)
         f = act(0)
-        weight(1, (f,), "gamma")
+        g = attrs["group_size"]
+        if g < 0 or (g and f % g):
+            raise ValueError("%s: group_size %d does not divide the %d features"
+                             % (where, g, f))
+        weight(1, (g or f,), "gamma")
         if attrs["epsilon"] < 0:
             raise ValueError("%s: epsilon must not be negative" % where)
         return ("act", f)

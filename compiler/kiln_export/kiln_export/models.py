@@ -343,10 +343,13 @@ def llama_rope(config, fam, head_dim):
 
 
 def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtype="f32"):
-    """Writes a LlamaForCausalLM checkpoint as a .kiln file.
+    """Writes a LlamaForCausalLM checkpoint as a .kiln file (also
+    Qwen3ForCausalLM: config model_type "qwen3" or that architecture adds
+    the per-head q_norm / k_norm before RoPE).
 
     Uses Hugging Face's rotate-half RoPE layout of q_proj/k_proj, GQA/MQA
-    through num_key_value_heads, SwiGLU, and the embedding as LM head when
+    through num_key_value_heads, RoPE scaling (rope_scaling: linear, llama3,
+    yarn; see llama_rope), SwiGLU, and the embedding as LM head when
     tie_word_embeddings (lm_head.weight, if present, is then ignored).
     tokenizer: None (raw bytes) or the arguments of ModelWriter.set_tokenizer.
     dtype: how weights are stored (any case): "f32" (default); "f16" or
@@ -383,6 +386,9 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtyp
     if config.get("attention_bias") or config.get("mlp_bias"):
         raise ValueError("Llama config: attention_bias/mlp_bias are not supported")
     p = _Params(state_dict, fam)
+    # Qwen3 (Qwen3ForCausalLM): per-head RMS norms of q and k.
+    qk_norm = (config.get("model_type") == "qwen3"
+               or "Qwen3ForCausalLM" in (config.get("architectures") or []))
     bos = _token_id(config, "bos_token_id", fam)
     w = ModelWriter(architecture="Llama", name=name, context_length=ctx, vocab_size=vocab,
                     bos_token_id=bos, eos_token_id=_token_id(config, "eos_token_id", fam),
@@ -410,6 +416,12 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtyp
             proj[part] = w.node("LinearOp", h + "self_attn.%s_proj" % part, [n, wn, ""],
                                 h + "self_attn.%s_proj" % part)
         for part in "qk":
+            if qk_norm:  # Qwen3: each head normalized before RoPE
+                gn = param("self_attn.%s_norm.weight" % part, (head_dim,),
+                           "attn_%s_norm.weight" % part)
+                proj[part] = w.node("RmsNormOp", h + "self_attn.%s_norm" % part,
+                                    [proj[part], gn], h + "self_attn.%s_norm" % part,
+                                    epsilon=eps, group_size=head_dim)
             proj[part] = w.node("RopeOp", h + "self_attn.rope_" + part, [proj[part]],
                                 h + "self_attn.rope_" + part, head_dim=head_dim,
                                 style="RotateHalf", **rope)

@@ -31,7 +31,7 @@ _ATTR_READERS = {
                                "freq_factors": "FreqFactors",
                                "attention_factor": "AttentionFactor"}),
     "LayerNormOp": (LayerNormOp.LayerNormOp, {"epsilon": "Epsilon"}),
-    "RmsNormOp": (RmsNormOp.RmsNormOp, {"epsilon": "Epsilon"}),
+    "RmsNormOp": (RmsNormOp.RmsNormOp, {"epsilon": "Epsilon", "group_size": "GroupSize"}),
     "AttentionOp": (AttentionOp.AttentionOp, {"mode": "Mode", "num_heads": "NumHeads",
                                               "num_kv_heads": "NumKvHeads",
                                               "head_dim": "HeadDim", "scale": "Scale"}),

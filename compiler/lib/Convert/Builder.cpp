@@ -553,6 +553,13 @@ Expected<ConvertedModel> buildLlama(const Hyperparameters &hp, KilnWriter &w,
       qkv[j] = w.node(fb::Op::LinearOp, fb::CreateLinearOp(b), base,
                       {n, wt, bias}, base);
     }
+    for (int j = 0; j < 2 && hp.qkNorm; ++j) {
+      std::string base = p + "attn_" + parts[j] + "_norm";
+      TRY(g, w.weight(base + ".weight", {hd}));
+      qkv[j] = w.node(fb::Op::RmsNormOp,
+                      fb::CreateRmsNormOp(b, (float)hp.eps, (int32_t)hd), base,
+                      {qkv[j], g}, base);
+    }
     for (int j = 0; j < 2; ++j)
       qkv[j] = w.node(fb::Op::RopeOp,
                       fb::CreateRopeOp(b, (int32_t)hd, (float)hp.ropeTheta,

@@ -110,6 +110,9 @@ struct Hyperparameters {
   std::vector<float> ropeFreqFactors;
   double ropeAttentionFactor = 1.0;
   bool qkvBias = false;
+  /// Qwen3: an RMS norm over each head of q and of k before RoPE
+  /// (attn_q_norm / attn_k_norm, head-width gains).
+  bool qkNorm = false;
   /// GPT-2 family: rows of the learned position table (>= context).
   int64_t positions = 0;
   fb::Activation activation = fb::Activation::GELUTanh;

@@ -597,13 +597,19 @@ Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
   if (!arch)
     return arch.takeError();
   Hyperparameters hp;
-  if (*arch == "llama")
+  // qwen2 and qwen3 are llama's graph with q/k/v biases (qwen2) or per-head
+  // q/k norms (qwen3), and q/k stored unpermuted for rotate-half RoPE
+  // (llama.cpp's NEOX rope type).
+  bool qwen2 = *arch == "qwen2", qwen3 = *arch == "qwen3";
+  if (*arch == "llama" || qwen2 || qwen3)
     hp.family = Family::Llama;
   else if (*arch == "gpt2")
     hp.family = Family::GPT2;
   else
     return fail("GGUF architecture '" + *arch +
-                "' is not supported (supported: llama, gpt2)");
+                "' is not supported (supported: llama, qwen2, qwen3, gpt2)");
+  hp.qkvBias = qwen2;
+  hp.qkNorm = qwen3;
   std::string a = *arch + ".";
   auto req = [&](StringRef key, int64_t &out) -> Error {
     auto v = f.integer((a + key).str());
@@ -672,7 +678,9 @@ Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
                   Twine(*experts) + ") are not supported");
     hp.ropeTheta = *theta;
     hp.eps = *eps;
-    hp.ropeStyle = fb::RopeStyle::Interleaved; // llama.cpp's layout
+    // llama.cpp's converter permutes llama's q/k for interleaved pairs.
+    hp.ropeStyle = *arch == "llama" ? fb::RopeStyle::Interleaved
+                                    : fb::RopeStyle::RotateHalf;
     // Llama 3.1's frequency factors, as llama.cpp's converter writes them.
     if (weights->has("rope_freqs.weight")) {
       int64_t half = hp.headDim / 2;

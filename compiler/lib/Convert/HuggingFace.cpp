@@ -291,6 +291,8 @@ private:
           {"attn_q.bias", "self_attn.q_proj.bias"},
           {"attn_k.bias", "self_attn.k_proj.bias"},
           {"attn_v.bias", "self_attn.v_proj.bias"},
+          {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+          {"attn_k_norm.weight", "self_attn.k_norm.weight"},
           {"attn_output.weight", "self_attn.o_proj.weight"},
           {"ffn_norm.weight", "post_attention_layernorm.weight"},
           {"ffn_gate.weight", "mlp.gate_proj.weight"},
@@ -422,6 +424,8 @@ Expected<std::string> architecture(const json::Object &config) {
       return std::string("MistralForCausalLM");
     if (type == "qwen2")
       return std::string("Qwen2ForCausalLM");
+    if (type == "qwen3")
+      return std::string("Qwen3ForCausalLM");
     return fail("config.json names no architecture (architectures or "
                 "model_type)");
   }
@@ -486,12 +490,15 @@ Expected<Hyperparameters> hyperparameters(const json::Object &o,
     hp.tied = c.flag("tie_word_embeddings", true);
     return hp;
   }
-  bool llama = arch == "LlamaForCausalLM", mistral = arch == "MistralForCausalLM",
-       qwen2 = arch == "Qwen2ForCausalLM";
-  if (!llama && !mistral && !qwen2)
+  bool llama = arch == "LlamaForCausalLM",
+       mistral = arch == "MistralForCausalLM",
+       qwen2 = arch == "Qwen2ForCausalLM", qwen3 = arch == "Qwen3ForCausalLM";
+  if (!llama && !mistral && !qwen2 && !qwen3)
     return fail("architecture '" + arch +
                 "' is not supported (supported: GPT2LMHeadModel, "
-                "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+                "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
+                "Qwen3ForCausalLM)");
+  hp.qkNorm = qwen3;
   hp.family = Family::Llama;
   for (auto [key, out] :
        {std::pair<const char *, int64_t *>{"hidden_size", &hp.dim},
@@ -579,13 +586,17 @@ Expected<Hyperparameters> hyperparameters(const json::Object &o,
   if (c.flag("mlp_bias", false))
     return fail("config.json: mlp_bias is not supported");
   hp.qkvBias = qwen2 || c.flag("attention_bias", false);
+  if (qwen3 && c.flag("attention_bias", false))
+    return fail("config.json: attention_bias (with an o_proj bias) is not "
+                "supported for Qwen3ForCausalLM");
   if (llama && c.flag("attention_bias", false))
     return fail("config.json: attention_bias (with an o_proj bias) is not "
                 "supported for LlamaForCausalLM");
   hp.tied = c.flag("tie_word_embeddings", false);
   // Sliding-window attention equals full attention within the window:
   // the context is capped at the window.
-  bool sliding = mistral || (qwen2 && c.flag("use_sliding_window", false));
+  bool sliding =
+      mistral || ((qwen2 || qwen3) && c.flag("use_sliding_window", false));
   if (sliding) {
     auto window = c.integer("sliding_window", int64_t(0));
     if (!window)

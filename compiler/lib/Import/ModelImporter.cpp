@@ -252,9 +252,14 @@ LogicalResult Importer::importNode(const fb::Node *node) {
   case fb::Op::RmsNormOp:
     if (failed(arity(2, 2)) || failed(get(0)) || failed(get(1)))
       return failure();
-    result =
-        build<RMSNormOp>(loc, in[0], in[1],
-                         b.getF32FloatAttr(node->op_as_RmsNormOp()->epsilon()));
+    {
+      const fb::RmsNormOp *op = node->op_as_RmsNormOp();
+      IntegerAttr group;
+      if (op->group_size() != 0)
+        group = b.getI64IntegerAttr(op->group_size());
+      result = build<RMSNormOp>(loc, in[0], in[1],
+                                b.getF32FloatAttr(op->epsilon()), group);
+    }
     break;
   case fb::Op::LinearOp:
     if (failed(arity(2, 3)) || failed(get(0)) || failed(get(1)))

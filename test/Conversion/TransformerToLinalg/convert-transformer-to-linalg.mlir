@@ -232,3 +232,20 @@ func.func @gqa_attention(%q: tensor<1x?x32xf32>, %k: tensor<1x?x16xf32>, %pos: i
   %a = transformer.attention causal %q, %k, %k offset %pos {num_heads = 8 : i64, num_kv_heads = 4 : i64, head_dim = 4 : i64, scale = 0.5 : f32} : (tensor<1x?x32xf32>, tensor<1x?x16xf32>, tensor<1x?x16xf32>, index) -> tensor<1x?x32xf32>
   return %a : tensor<1x?x32xf32>
 }
+
+// -----
+
+// Tests a per-head RMS norm (group_size 4 over 8 features): x is viewed as
+// [1, ?, 2, 4], normalized over its last dimension with the [4] gains, and
+// viewed back.
+// CHECK-LABEL: func.func @rms_norm_grouped
+// CHECK-SAME: %[[X:[a-z0-9]+]]: tensor<1x?x8xf32>, %[[G:[a-z0-9]+]]: tensor<4xf32>
+// CHECK: %[[E:.*]] = tensor.expand_shape %[[X]] {{\[\[}}0], [1], [2, 3]] output_shape [1, %{{.*}}, 2, 4] : tensor<1x?x8xf32> into tensor<1x?x2x4xf32>
+// CHECK: %[[SQ:.*]] = linalg.generic {{.*}} ins(%[[E]] : tensor<1x?x2x4xf32>) outs(%{{.*}} : tensor<1x?x2xf32>)
+// CHECK: %[[N:.*]] = linalg.generic {{.*}} ins(%[[E]], %[[SQ]], %[[G]] : tensor<1x?x2x4xf32>, tensor<1x?x2xf32>, tensor<4xf32>)
+// CHECK: math.rsqrt
+// CHECK: tensor.collapse_shape %[[N]] {{\[\[}}0], [1], [2, 3]] : tensor<1x?x2x4xf32> into tensor<1x?x8xf32>
+func.func @rms_norm_grouped(%x: tensor<1x?x8xf32>, %g: tensor<4xf32>) -> tensor<1x?x8xf32> {
+  %y = transformer.rms_norm %x, %g {epsilon = 1.0e-6 : f32, group_size = 4 : i64} : (tensor<1x?x8xf32>, tensor<4xf32>) -> tensor<1x?x8xf32>
+  return %y : tensor<1x?x8xf32>
+}

@@ -108,6 +108,36 @@ func.func @f(%x: tensor<1x4x8xf32>) {
 
 // -----
 
+// Tests that an rms_norm group must divide the features.
+func.func @f(%x: tensor<1x4x12xf32>, %g: tensor<8xf32>) {
+  // expected-error@+1 {{'transformer.rms_norm' op group_size 8 does not divide the last dimension of 'tensor<1x4x12xf32>'}}
+  %0 = transformer.rms_norm %x, %g {epsilon = 1.0e-6 : f32, group_size = 8 : i64} : (tensor<1x4x12xf32>, tensor<8xf32>) -> tensor<1x4x12xf32>
+  // expected-error@-1 {{failed to infer returned types}}
+  return
+}
+
+// -----
+
+// Tests that a grouped rms_norm has one gain per feature of a group.
+func.func @f(%x: tensor<1x4x16xf32>, %g: tensor<16xf32>) {
+  // expected-error@+1 {{'transformer.rms_norm' op expects gamma of shape [4] (group_size), got 'tensor<16xf32>'}}
+  %0 = transformer.rms_norm %x, %g {epsilon = 1.0e-6 : f32, group_size = 4 : i64} : (tensor<1x4x16xf32>, tensor<16xf32>) -> tensor<1x4x16xf32>
+  // expected-error@-1 {{failed to infer returned types}}
+  return
+}
+
+// -----
+
+// Tests that an rms_norm group is positive.
+func.func @f(%x: tensor<1x4x16xf32>, %g: tensor<16xf32>) {
+  // expected-error@+1 {{'transformer.rms_norm' op group_size must be positive, got 0}}
+  %0 = transformer.rms_norm %x, %g {epsilon = 1.0e-6 : f32, group_size = 0 : i64} : (tensor<1x4x16xf32>, tensor<16xf32>) -> tensor<1x4x16xf32>
+  // expected-error@-1 {{failed to infer returned types}}
+  return
+}
+
+// -----
+
 // Tests that layer_norm gamma must match the last dimension.
 func.func @f(%x: tensor<1x4x8xf32>, %g: tensor<6xf32>, %b: tensor<8xf32>) {
   // expected-error@+1 {{'transformer.layer_norm' op expects gamma of shape [8], got 'tensor<6xf32>'}}

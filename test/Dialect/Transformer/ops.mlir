@@ -34,19 +34,23 @@ func.func @gpt2_block(%ids: tensor<1x?xi32>) -> tensor<1x?x64xf32> {
   return %f : tensor<1x?x64xf32>
 }
 
-// Tests the Llama-style ops: rotary positions, RMS norm, GQA, SwiGLU.
+// Tests the Llama-style ops: rotary positions (with scaling), RMS norm (and
+// per-head, Qwen3's q/k norm), GQA, SwiGLU.
 // CHECK-LABEL: func.func @llama_block
 func.func @llama_block(%x: tensor<1x?x64xf32>, %k: tensor<1x?x32xf32>, %v: tensor<1x?x32xf32>, %pos: index) -> tensor<1x?x64xf32> {
   %g = transformer.weight "norm" [0] : tensor<64xf32>
   %wg = transformer.weight "gate" [1] : tensor<96x64xf32>
   %wu = transformer.weight "up" [2] : tensor<96x64xf32>
   %wd = transformer.weight "down" [3] : tensor<64x96xf32>
+  %g16 = transformer.weight "k_norm" [4] : tensor<16xf32>
   // CHECK: transformer.rms_norm %{{.*}}, %{{.*}} {epsilon = 9.99999997E-7 : f32}
   %n = transformer.rms_norm %x, %g {epsilon = 1.0e-6 : f32} : (tensor<1x?x64xf32>, tensor<64xf32>) -> tensor<1x?x64xf32>
   // CHECK: transformer.rope rotate_half %{{.*}} offset %{{.*}} {head_dim = 16 : i64, theta = 1.000000e+04 : f32}
   %q = transformer.rope rotate_half %n offset %pos {head_dim = 16 : i64, theta = 1.0e4 : f32} : (tensor<1x?x64xf32>, index) -> tensor<1x?x64xf32>
   // CHECK: transformer.rope interleaved
   %q2 = transformer.rope interleaved %q {head_dim = 16 : i64, theta = 5.0e5 : f32} : (tensor<1x?x64xf32>) -> tensor<1x?x64xf32>
+  // CHECK: transformer.rms_norm %{{.*}}, %{{.*}} {epsilon = 9.99999997E-7 : f32, group_size = 16 : i64} : (tensor<1x?x32xf32>, tensor<16xf32>)
+  %kn = transformer.rms_norm %k, %g16 {epsilon = 1.0e-6 : f32, group_size = 16 : i64} : (tensor<1x?x32xf32>, tensor<16xf32>) -> tensor<1x?x32xf32>
   // CHECK: transformer.rope rotate_half %{{.*}} {attention_factor = 1.250000e+00 : f32, freq_factors = array<f32: 1.000000e+00, 1.000000e+00, 1.500000e+00, 2.000000e+00, 4.000000e+00, 8.000000e+00, 8.000000e+00, 8.000000e+00>, head_dim = 16 : i64, theta = 5.000000e+05 : f32}
   %k2 = transformer.rope rotate_half %k {head_dim = 16 : i64, theta = 5.0e5 : f32, freq_factors = array<f32: 1.0, 1.0, 1.5, 2.0, 4.0, 8.0, 8.0, 8.0>, attention_factor = 1.25 : f32} : (tensor<1x?x32xf32>) -> tensor<1x?x32xf32>
   // CHECK: transformer.attention causal %{{.*}}, %{{.*}}, %{{.*}} offset %{{.*}} {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64

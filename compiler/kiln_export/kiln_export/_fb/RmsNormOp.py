@@ -6,7 +6,9 @@ import flatbuffers
 from flatbuffers.compat import import_numpy
 np = import_numpy()
 
-# inputs: [x, gamma]
+# inputs: [x, gamma]. group_size 0: x's features are normalized together
+# (gamma [features]); G > 0: each group of G consecutive features on its
+# own (gamma [G]; Qwen3's and Gemma 3's per-head q/k norms, G = head_dim).
 class RmsNormOp(object):
     __slots__ = ['_tab']
 
@@ -36,12 +38,22 @@ class RmsNormOp(object):
             return self._tab.Get(flatbuffers.number_types.Float32Flags, o + self._tab.Pos)
         return 1e-6
 
-def RmsNormOpStart(builder): builder.StartObject(1)
+    # RmsNormOp
+    def GroupSize(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
+def RmsNormOpStart(builder): builder.StartObject(2)
 def Start(builder):
     return RmsNormOpStart(builder)
 def RmsNormOpAddEpsilon(builder, epsilon): builder.PrependFloat32Slot(0, epsilon, 1e-6)
 def AddEpsilon(builder, epsilon):
     return RmsNormOpAddEpsilon(builder, epsilon)
+def RmsNormOpAddGroupSize(builder, groupSize): builder.PrependInt32Slot(1, groupSize, 0)
+def AddGroupSize(builder, groupSize):
+    return RmsNormOpAddGroupSize(builder, groupSize)
 def RmsNormOpEnd(builder): return builder.EndObject()
 def End(builder):
     return RmsNormOpEnd(builder)

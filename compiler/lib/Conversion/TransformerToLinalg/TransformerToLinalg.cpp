@@ -534,6 +534,28 @@ struct RMSNormLowering : public OpConversionPattern<RMSNormOp> {
     MLIRContext *ctx = rewriter.getContext();
     Value x = adaptor.getInput();
     auto type = cast<RankedTensorType>(x.getType());
+    // Groups of G features: x as [..., features / G, G], normalized over
+    // its new last dimension, then reshaped back.
+    std::optional<uint64_t> group = op.getGroupSize();
+    bool grouped = group && (int64_t)*group != type.getShape().back();
+    if (grouped) {
+      SmallVector<int64_t> shape(type.getShape());
+      shape.back() /= (int64_t)*group;
+      shape.push_back((int64_t)*group);
+      SmallVector<ReassociationIndices> reassoc;
+      for (int64_t i = 0; i + 1 < type.getRank(); ++i)
+        reassoc.push_back({i});
+      reassoc.push_back({type.getRank() - 1, type.getRank()});
+      SmallVector<OpFoldResult> sizes;
+      for (int64_t i = 0; i + 1 < type.getRank(); ++i)
+        sizes.push_back(dimOf(rewriter, loc, x, i));
+      sizes.push_back(rewriter.getIndexAttr(shape[shape.size() - 2]));
+      sizes.push_back(rewriter.getIndexAttr(shape.back()));
+      x = tensor::ExpandShapeOp::create(
+          rewriter, loc, RankedTensorType::get(shape, type.getElementType()), x,
+          reassoc, sizes);
+      type = cast<RankedTensorType>(x.getType());
+    }
     unsigned rank = type.getRank();
     Type elt = type.getElementType();
     double dim = (double)type.getDimSize(rank - 1);
@@ -556,6 +578,13 @@ struct RMSNormLowering : public OpConversionPattern<RMSNormOp> {
               .getResult();
         },
         {id, prefixMap(ctx, rank, rank - 1), dimsMap(ctx, rank, {rank - 1})});
+    if (grouped) {
+      SmallVector<ReassociationIndices> reassoc;
+      for (unsigned i = 0; i + 2 < rank; ++i)
+        reassoc.push_back({(int64_t)i});
+      reassoc.push_back({(int64_t)rank - 2, (int64_t)rank - 1});
+      result = tensor::CollapseShapeOp::create(rewriter, loc, result, reassoc);
+    }
     rewriter.replaceOp(op, result);
     return success();
   }

@@ -257,10 +257,26 @@ LogicalResult RMSNormOp::inferReturnTypes(MLIRContext *,
   auto x = cast<RankedTensorType>(adaptor.getInput().getType());
   if (x.getRank() < 1)
     return opError(loc, "rms_norm", "expects a ranked input, got ", x);
-  if (failed(verifyNormParam(loc, "rms_norm", "gamma", x,
-                             adaptor.getGamma().getType())) ||
-      failed(verifyEpsilon(loc, "rms_norm", adaptor.getEpsilon())))
+  if (failed(verifyEpsilon(loc, "rms_norm", adaptor.getEpsilon())))
     return failure();
+  if (std::optional<uint64_t> group = adaptor.getGroupSize()) {
+    int64_t g = (int64_t)*group, dim = x.getDimSize(x.getRank() - 1);
+    if (g <= 0)
+      return opError(loc, "rms_norm", "group_size must be positive, got ", g);
+    if (ShapedType::isDynamic(dim) || dim % g != 0)
+      return opError(loc, "rms_norm", "group_size ", g,
+                     " does not divide the last dimension of ", x);
+    auto gamma = cast<RankedTensorType>(adaptor.getGamma().getType());
+    if (gamma.getRank() != 1 || !dimsCompatible(gamma.getDimSize(0), g))
+      return opError(loc, "rms_norm", "expects gamma of shape [", g,
+                     "] (group_size), got ", gamma);
+    if (gamma.getElementType() != x.getElementType())
+      return opError(loc, "rms_norm", "element types differ: ", x, " and ",
+                     gamma);
+  } else if (failed(verifyNormParam(loc, "rms_norm", "gamma", x,
+                                    adaptor.getGamma().getType()))) {
+    return failure();
+  }
   types.push_back(x);
   return success();
 }

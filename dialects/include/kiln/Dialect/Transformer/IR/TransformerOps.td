@@ -195,15 +195,20 @@ def Transformer_RMSNormOp : Transformer_Op<"rms_norm",
     [Pure, PositionWise, InferTypeOpAdaptor]> {
   let summary = "root-mean-square normalization over the last dimension";
   let description = [{
-    `x / sqrt(mean(x^2) + epsilon) * gamma`.
+    `x / sqrt(mean(x^2) + epsilon) * gamma`, over the whole last dimension,
+    or, with `group_size = G`, over each group of `G` consecutive features of
+    it on its own (gamma is `[G]`): the per-head q/k norms of Qwen3 and
+    Gemma 3 are `group_size = head_dim` on `[batch, seq, heads * head_dim]`.
 
     ```mlir
     %y = transformer.rms_norm %x, %g {epsilon = 1.0e-6 : f32}
         : (tensor<1x?x64xf32>, tensor<64xf32>) -> tensor<1x?x64xf32>
+    %q = transformer.rms_norm %x, %h {epsilon = 1.0e-6 : f32, group_size = 16 : i64}
+        : (tensor<1x?x64xf32>, tensor<16xf32>) -> tensor<1x?x64xf32>
     ```
   }];
   let arguments = (ins Transformer_FloatTensor:$input, Transformer_FloatTensor:$gamma,
-                       F32Attr:$epsilon);
+                       F32Attr:$epsilon, OptionalAttr<I64Attr>:$group_size);
   let results = (outs Transformer_FloatTensor:$result);
   let assemblyFormat = [{
     $input `,` $gamma attr-dict `:` functional-type(operands, results)

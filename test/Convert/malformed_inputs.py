@@ -320,6 +320,9 @@ def config_cases(gpt2, llama):
     variant("config-qwen3-no-qk-norm", llama, edit_json(
         lambda j: j.update({"architectures": ["Qwen3ForCausalLM"]})),
         2, "lacks tensor 'model.layers.0.self_attn.q_norm.weight'")
+    variant("config-mistral-window-negative", llama, edit_json(
+        lambda j: j.update({"architectures": ["MistralForCausalLM"], "sliding_window": -4})),
+        2, "config.json: sliding_window must not be negative, got -4")
     variant("config-hidden-act", llama, edit_json(lambda j: j.update({"hidden_act": "gelu"})),
             2, "hidden_act 'gelu' is not supported")
     variant("config-kv-heads", llama, edit_json(

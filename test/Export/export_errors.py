@@ -179,6 +179,9 @@ expect(lambda: w.node("RopeOp", "r", [x], "y", head_dim=4, freq_factors="fast"),
        "freq_factors must be a list of numbers")
 expect(lambda: w.node("RopeOp", "r", [x], "y", head_dim=4, attention_factor=0.0),
        "attention_factor must be positive")
+expect(lambda: w.node("AttentionOp", "a", [x, x, x], "y", mode="Bidirectional", num_heads=1,
+                      num_kv_heads=1, head_dim=4, window=2),
+       "window 2 must be positive and only in Causal mode")
 expect(lambda: w.node("AttentionOp", "a", [x, x, x], "y", num_heads=4, num_kv_heads=3, head_dim=2),
        "num_heads 4 is not a multiple of num_kv_heads 3")
 expect(lambda: w.node("AttentionOp", "a", [x, x, x], "y", num_heads=4, num_kv_heads=2, head_dim=2),

@@ -73,7 +73,7 @@ assert math.isclose(m.nodes[1].attrs["epsilon"], 1e-3, rel_tol=1e-6)
 assert m.nodes[2].attrs == {"head_dim": 4, "theta": 123.0, "style": "Interleaved",
                             "freq_factors": [1.0, 2.5], "attention_factor": 1.25}
 assert m.nodes[3].attrs == dict(mode="Bidirectional", num_heads=2, num_kv_heads=2, head_dim=4,
-                                scale=0.25)
+                                scale=0.25, window=0)
 assert m.nodes[4].inputs == ["a", "emb", ""]
 assert list(m.weights) == ["emb", "odd", "g"]
 def data_at(p, off, n):
@@ -106,7 +106,8 @@ assert math.isclose(md.nodes[2].attrs["epsilon"], 1e-6, rel_tol=1e-6)
 assert md.nodes[3].attrs == {"head_dim": 4, "theta": 10000.0, "style": "RotateHalf",
                              "freq_factors": None, "attention_factor": 1.0}
 assert md.nodes[4].attrs == dict(mode="Causal", num_heads=1, num_kv_heads=1, head_dim=4,
-                                 scale=0.0)
+                                 scale=0.0, window=0)
+assert md.nodes[2].attrs["group_size"] == 0
 print("round trip ok: metadata, tokenizer, attributes, defaults, weights 64-byte aligned")
 
 # Reproducible: the same checkpoint gives the same bytes.

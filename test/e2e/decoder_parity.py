@@ -102,6 +102,14 @@ CONFIGS = [
                                                    original_max_position_embeddings=256),
                                  vocab_size=290, tie_word_embeddings=False,
                                  bos_token_id=1, eos_token_id=2)),
+    # Mistral: a sliding window of 8 (prefill and decode run past it).
+    ("mistral-window", "llama", dict(architectures=["MistralForCausalLM"], hidden_size=64,
+                                     intermediate_size=96, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=1,
+                                     rms_norm_eps=1e-5, rope_theta=10000.0,
+                                     max_position_embeddings=96, sliding_window=8,
+                                     vocab_size=280, tie_word_embeddings=False,
+                                     bos_token_id=1, eos_token_id=2)),
     # Qwen3: per-head RMS norms of q and k before RoPE, head_dim 32 wider
     # than hidden_size / heads.
     ("qwen3", "llama", dict(architectures=["Qwen3ForCausalLM"], hidden_size=64,
@@ -114,7 +122,7 @@ CONFIGS = [
 # 16 prompt rows: @prefill takes the packed outer-product kernels (16 rows or
 # more) for 12 rows and dot-product tiles for the 4 left over (two pairs);
 # --forward-logits over 47 rows leaves 5 (two pairs and a single row). 16 + 32 fits the
-# smallest context here (a sliding window of 48 in hf_parity.py).
+# smallest context here.
 PROMPT = 16
 STEPS = 32
 TOL = 1e-4          # compiled (f32) vs PyTorch (f64), relative to max|logit|

@@ -52,7 +52,7 @@ CONFIGS = [
      dict(architectures=["MistralForCausalLM"], model_type="mistral", hidden_size=64,
           intermediate_size=96, num_hidden_layers=2, num_attention_heads=8,
           num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6,
-          max_position_embeddings=512, sliding_window=48, vocab_size=300,
+          max_position_embeddings=512, sliding_window=12, vocab_size=300,
           tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)),
     ("hf-qwen2-bias-tied", "llama", "F32", 1,
      dict(architectures=["Qwen2ForCausalLM"], hidden_size=48, intermediate_size=96,

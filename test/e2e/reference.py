@@ -7,7 +7,8 @@ so `state_dict()` exports without renaming. Config keys are Hugging Face's
 rope_theta, rope_scaling (linear, llama3, yarn) or rope_parameters, head_dim,
 tie_word_embeddings, qkv_bias for Qwen2-style q/k/v biases, and
 model_type "qwen3" or architectures ["Qwen3ForCausalLM"] for Qwen3's
-per-head q/k norms), with their defaults. Forward takes token ids [..., seq]
+per-head q/k norms, "mistral" / ["MistralForCausalLM"] for Mistral's
+sliding_window), with their defaults. Forward takes token ids [..., seq]
 and returns logits [..., seq, vocab] over the whole sequence with the causal
 mask (the training form; examples/ trains with these modules).
 """
@@ -17,11 +18,12 @@ import torch
 from torch import nn
 
 
-def causal_attention(q, k, v, heads, kv_heads, kv_dtype=None):
+def causal_attention(q, k, v, heads, kv_heads, kv_dtype=None, window=None):
     """q: [..., S, H*D], k/v: [..., S, KVH*D] -> [..., S, H*D]; query head h
     reads kv head h // (H / KVH). With `kv_dtype` (e.g. torch.float16), the
     keys and values are read rounded to it, as an inference engine's KV
-    cache of that type holds them."""
+    cache of that type holds them. With a sliding `window` W, query i sees
+    keys i - W < j <= i (Mistral)."""
     if kv_dtype is not None:
         k, v = k.to(kv_dtype).to(q.dtype), v.to(kv_dtype).to(q.dtype)
     *lead, s, width = q.shape
@@ -31,6 +33,8 @@ def causal_attention(q, k, v, heads, kv_heads, kv_dtype=None):
     v = v.view(*lead, s, kv_heads, d).transpose(-3, -2).repeat_interleave(heads // kv_heads, dim=-3)
     scores = q @ k.transpose(-1, -2) / math.sqrt(d)
     mask = torch.triu(torch.ones(s, s, dtype=torch.bool), diagonal=1)
+    if window:
+        mask |= torch.tril(torch.ones(s, s, dtype=torch.bool), diagonal=-window)
     scores = scores.masked_fill(mask, float("-inf"))
     return (scores.softmax(-1) @ v).transpose(-3, -2).reshape(*lead, s, heads * d)
 
@@ -164,6 +168,11 @@ def rotate_half_rope(x, heads, theta, scaling=None, max_positions=None):
     return (x * cos + rotated * sin).reshape(*lead, s, heads * d)
 
 
+def is_mistral(cfg):
+    return cfg.get("model_type") == "mistral" or "MistralForCausalLM" in cfg.get(
+        "architectures", [])
+
+
 def is_qwen3(cfg):
     return cfg.get("model_type") == "qwen3" or "Qwen3ForCausalLM" in cfg.get("architectures", [])
 
@@ -185,6 +194,8 @@ class LlamaLayer(nn.Module):
         self.theta = cfg.get("rope_theta") or params.get("rope_theta") or 10000.0
         self.rope_scaling = cfg.get("rope_scaling") or params or None
         self.max_positions = cfg.get("max_position_embeddings")
+        # Mistral: every layer attends over a sliding window.
+        self.window = cfg.get("sliding_window") if is_mistral(cfg) else None
         hd = cfg.get("head_dim") or d // self.heads
         # Qwen2: q/k/v projections with biases (o_proj without).
         qkv_bias = bool(cfg.get("qkv_bias"))
@@ -217,7 +228,7 @@ class LlamaLayer(nn.Module):
         q = rotate_half_rope(q, self.heads, *rope)
         k = rotate_half_rope(k, self.kv_heads, *rope)
         x = x + a.o_proj(causal_attention(q, k, a.v_proj(h), self.heads, self.kv_heads,
-                                          getattr(self, "kv_dtype", None)))
+                                          getattr(self, "kv_dtype", None), self.window))
         h = self.post_attention_layernorm(x)
         m = self.mlp
         return x + m.down_proj(nn.functional.silu(m.gate_proj(h)) * m.up_proj(h))

@@ -26,7 +26,8 @@ Semantics (x is [batch, seq, features]; positions are 0 .. seq-1):
   AddOp                a + b
   AttentionOp          query head h reads kv head h // (num_heads/num_kv_heads);
                        softmax(scale * q k^T) v with scale 0 meaning
-                       1/sqrt(head_dim); Causal: query s sees keys t <= s;
+                       1/sqrt(head_dim); Causal: query s sees keys t <= s
+                       (and t > s - window with a window);
                        Bidirectional and Cross: every key; an optional
                        key mask (4th input) hides the keys where it is true
   FeedForwardOp        ungated act(x W_up^T + b_up) W_down^T + b_down;
@@ -84,7 +85,8 @@ def rope(x, head_dim, theta, style, positions, freq_factors=None, attention_fact
     return out.reshape(b, s, f)
 
 
-def attention(q, k, v, num_heads, num_kv_heads, head_dim, scale, mode, key_mask=None):
+def attention(q, k, v, num_heads, num_kv_heads, head_dim, scale, mode, key_mask=None,
+              window=0):
     b, s, _ = q.shape
     t = k.shape[1]
     if mode == "Causal" and t != s:
@@ -98,7 +100,10 @@ def attention(q, k, v, num_heads, num_kv_heads, head_dim, scale, mode, key_mask=
     vh = np.repeat(v.reshape(b, t, num_kv_heads, head_dim).transpose(0, 2, 1, 3), group, axis=1)
     scores = scale * (qh @ kh.transpose(0, 1, 3, 2))  # [b, heads, s, t]
     if mode == "Causal":
-        scores = np.where(np.tril(np.ones((s, t), dtype=bool)), scores, -np.inf)
+        visible = np.tril(np.ones((s, t), dtype=bool))
+        if window:
+            visible &= ~np.tril(np.ones((s, t), dtype=bool), -window)
+        scores = np.where(visible, scores, -np.inf)
     if key_mask is not None:
         scores = np.where(key_mask[:, None, None, :], -np.inf, scores)
     scores = scores - scores.max(-1, keepdims=True)
@@ -201,7 +206,7 @@ def evaluate(model, token_ids, *, source=None, return_all=False):
         elif op == "AttentionOp":
             y = attention(env[i[0]], env[i[1]], env[i[2]], a["num_heads"], a["num_kv_heads"],
                           a["head_dim"], a["scale"], a["mode"],
-                          env[i[3]] if len(i) > 3 and i[3] else None)
+                          env[i[3]] if len(i) > 3 and i[3] else None, a["window"])
         elif op == "FeedForwardOp":
             x, act = env[i[0]], ACTIVATIONS[a["activation"]]
             if a["activation"] in ("SwiGLU", "GEGLU"):

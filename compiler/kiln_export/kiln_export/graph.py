@@ -39,7 +39,7 @@ OPS = {
     "AddOp": {},
     "AttentionOp": {"mode": ("enum", "Causal"), "num_heads": (int, REQUIRED),
                     "num_kv_heads": (int, REQUIRED), "head_dim": (int, REQUIRED),
-                    "scale": (float, 0.0)},
+                    "scale": (float, 0.0), "window": (int, 0)},
     "FeedForwardOp": {"activation": ("enum", REQUIRED)},
     "SinusoidalPositionOp": {"base": (float, 10000.0)},
     "PaddingMaskOp": {"pad_id": (int, REQUIRED)},
@@ -258,6 +258,9 @@ def infer(op, name, attrs, inputs, kind_of):
         for key in ("num_heads", "num_kv_heads", "head_dim"):
             positive(key)
         h, kvh, hd = attrs["num_heads"], attrs["num_kv_heads"], attrs["head_dim"]
+        if attrs["window"] < 0 or (attrs["window"] and attrs["mode"] != "Causal"):
+            raise ValueError("%s: window %d must be positive and only in Causal mode"
+                             % (where, attrs["window"]))
         if h % kvh:
             raise ValueError("%s: num_heads %d is not a multiple of num_kv_heads %d"
                              % (where, h, kvh))

@@ -345,7 +345,8 @@ def llama_rope(config, fam, head_dim):
 def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtype="f32"):
     """Writes a LlamaForCausalLM checkpoint as a .kiln file (also
     Qwen3ForCausalLM: config model_type "qwen3" or that architecture adds
-    the per-head q_norm / k_norm before RoPE).
+    the per-head q_norm / k_norm before RoPE; MistralForCausalLM: its
+    sliding_window becomes the attention's window).
 
     Uses Hugging Face's rotate-half RoPE layout of q_proj/k_proj, GQA/MQA
     through num_key_value_heads, RoPE scaling (rope_scaling: linear, llama3,
@@ -389,6 +390,13 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtyp
     # Qwen3 (Qwen3ForCausalLM): per-head RMS norms of q and k.
     qk_norm = (config.get("model_type") == "qwen3"
                or "Qwen3ForCausalLM" in (config.get("architectures") or []))
+    # Mistral (MistralForCausalLM): every layer attends over a sliding window.
+    window = 0
+    if (config.get("model_type") == "mistral"
+            or "MistralForCausalLM" in (config.get("architectures") or [])):
+        window = _int(config, "sliding_window", fam, default=0, minimum=0)
+        if window >= ctx:
+            window = 0  # the window holds the whole context
     bos = _token_id(config, "bos_token_id", fam)
     w = ModelWriter(architecture="Llama", name=name, context_length=ctx, vocab_size=vocab,
                     bos_token_id=bos, eos_token_id=_token_id(config, "eos_token_id", fam),
@@ -427,7 +435,7 @@ def export_llama(path, state_dict, config, *, tokenizer=None, name="llama", dtyp
                                 style="RotateHalf", **rope)
         a = w.node("AttentionOp", h + "self_attn", [proj["q"], proj["k"], proj["v"]],
                    h + "self_attn", mode="Causal", num_heads=heads, num_kv_heads=kv,
-                   head_dim=head_dim, scale=0.0)
+                   head_dim=head_dim, scale=0.0, window=window)
         o = param("self_attn.o_proj.weight", (d, heads * head_dim), "attn_output.weight")
         a = w.node("LinearOp", h + "self_attn.o_proj", [a, o, ""], h + "self_attn.o_proj")
         x = w.node("AddOp", h + "residual_1", [x, a], h + "mid")

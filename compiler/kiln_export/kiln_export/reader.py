@@ -34,7 +34,8 @@ _ATTR_READERS = {
     "RmsNormOp": (RmsNormOp.RmsNormOp, {"epsilon": "Epsilon", "group_size": "GroupSize"}),
     "AttentionOp": (AttentionOp.AttentionOp, {"mode": "Mode", "num_heads": "NumHeads",
                                               "num_kv_heads": "NumKvHeads",
-                                              "head_dim": "HeadDim", "scale": "Scale"}),
+                                              "head_dim": "HeadDim", "scale": "Scale",
+                                              "window": "Window"}),
     "FeedForwardOp": (FeedForwardOp.FeedForwardOp, {"activation": "Activation"}),
 }
 

@@ -417,6 +417,8 @@ Error checkHyperparameters(const Hyperparameters &hp) {
   if (hp.family == Family::Llama &&
       (!(hp.ropeTheta > 0) || !std::isfinite(hp.ropeTheta)))
     return fail("the RoPE base " + Twine(std::to_string(hp.ropeTheta)) + " must be positive");
+  if (hp.window < 0 || hp.window > (int64_t(1) << 30))
+    return fail("the sliding window " + Twine(hp.window) + " is invalid");
   if (hp.family == Family::Llama && !hp.ropeFreqFactors.empty() &&
       (int64_t)hp.ropeFreqFactors.size() != hp.headDim / 2)
     return fail("the model has " + Twine(hp.ropeFreqFactors.size()) +
@@ -566,11 +568,12 @@ Expected<ConvertedModel> buildLlama(const Hyperparameters &hp, KilnWriter &w,
                                        hp.ropeStyle, ropeFactors(),
                                        (float)hp.ropeAttentionFactor),
                       p + "rope_" + parts[j], {qkv[j]}, p + "rope_" + parts[j]);
-    std::string a = w.node(
-        fb::Op::AttentionOp,
-        fb::CreateAttentionOp(b, fb::AttentionMode::Causal, (int32_t)hp.heads,
-                              (int32_t)hp.kvHeads, (int32_t)hd, 0.0f),
-        p + "attn", {qkv[0], qkv[1], qkv[2]}, p + "attn");
+    std::string a =
+        w.node(fb::Op::AttentionOp,
+               fb::CreateAttentionOp(b, fb::AttentionMode::Causal,
+                                     (int32_t)hp.heads, (int32_t)hp.kvHeads,
+                                     (int32_t)hd, 0.0f, (int32_t)hp.window),
+               p + "attn", {qkv[0], qkv[1], qkv[2]}, p + "attn");
     TRY(o, w.weight(p + "attn_output.weight", {d, qw}));
     a = w.node(fb::Op::LinearOp, fb::CreateLinearOp(b), p + "attn_output",
                {a, o, ""}, p + "attn_output");

@@ -113,6 +113,9 @@ struct Hyperparameters {
   /// Qwen3: an RMS norm over each head of q and of k before RoPE
   /// (attn_q_norm / attn_k_norm, head-width gains).
   bool qkNorm = false;
+  /// Sliding-window attention (Mistral): each query sees the last `window`
+  /// positions; 0: the whole context.
+  int64_t window = 0;
   /// GPT-2 family: rows of the learned position table (>= context).
   int64_t positions = 0;
   fb::Activation activation = fb::Activation::GELUTanh;

@@ -593,16 +593,24 @@ Expected<Hyperparameters> hyperparameters(const json::Object &o,
     return fail("config.json: attention_bias (with an o_proj bias) is not "
                 "supported for LlamaForCausalLM");
   hp.tied = c.flag("tie_word_embeddings", false);
-  // Sliding-window attention equals full attention within the window:
-  // the context is capped at the window.
-  bool sliding =
-      mistral || ((qwen2 || qwen3) && c.flag("use_sliding_window", false));
-  if (sliding) {
+  // Mistral: every layer attends over a sliding window (none when it holds
+  // the whole context). Qwen2/3 with use_sliding_window (no released model)
+  // window only their upper layers; within the window that equals full
+  // attention, so there the context is capped at the window.
+  bool qwenSliding = (qwen2 || qwen3) && c.flag("use_sliding_window", false);
+  if (mistral || qwenSliding) {
     auto window = c.integer("sliding_window", int64_t(0));
     if (!window)
       return window.takeError();
-    if (*window > 0 && *window < hp.context)
-      hp.context = *window;
+    if (*window < 0)
+      return fail("config.json: sliding_window must not be negative, got " +
+                  Twine(*window));
+    if (*window > 0 && *window < hp.context) {
+      if (mistral)
+        hp.window = *window;
+      else
+        hp.context = *window;
+    }
   }
   hp.ropeStyle = fb::RopeStyle::RotateHalf; // Hugging Face's q/k layout
   return hp;

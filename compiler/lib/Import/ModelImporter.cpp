@@ -313,12 +313,14 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     float scale = op->scale();
     if (scale == 0.0f)
       scale = 1.0f / std::sqrt((float)op->head_dim());
+    IntegerAttr window;
+    if (op->window() != 0)
+      window = b.getI64IntegerAttr(op->window());
     result = build<AttentionOp>(
         loc, in[0], in[1], in[2], keyMask, Value(),
-        AttentionModeAttr::get(ctx, mode),
-        b.getI64IntegerAttr(op->num_heads()),
+        AttentionModeAttr::get(ctx, mode), b.getI64IntegerAttr(op->num_heads()),
         b.getI64IntegerAttr(op->num_kv_heads()),
-        b.getI64IntegerAttr(op->head_dim()), b.getF32FloatAttr(scale));
+        b.getI64IntegerAttr(op->head_dim()), b.getF32FloatAttr(scale), window);
     break;
   }
   case fb::Op::FeedForwardOp: {

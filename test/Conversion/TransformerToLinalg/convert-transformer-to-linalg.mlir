@@ -55,6 +55,22 @@ func.func @attention(%q: tensor<1x?x8xf32>, %k: tensor<1x?x4xf32>, %pos: index) 
 
 // -----
 
+// Tests sliding-window attention: a query at position p streams over keys
+// from max(0, p + 1 - window) only; the keys before are never read.
+// CHECK-LABEL: func.func @window_attention
+// CHECK: %[[P1:.*]] = arith.addi %{{.*}}, %{{.*}}
+// CHECK: %[[END:.*]] = arith.addi %[[P1]], %c1
+// CHECK: %[[LIMIT:.*]] = arith.minsi %{{.*}}, %[[END]]
+// CHECK: %[[FIRST:.*]] = arith.subi %[[END]], %c6
+// CHECK: %[[LOWER:.*]] = arith.maxsi %c0{{.*}}, %[[FIRST]]
+// CHECK: scf.for %{{.*}} = %[[LOWER]] to %[[LIMIT]] step %c16
+func.func @window_attention(%q: tensor<1x?x8xf32>, %k: tensor<1x?x4xf32>, %pos: index) -> tensor<1x?x8xf32> {
+  %a = transformer.attention causal %q, %k, %k offset %pos {num_heads = 2 : i64, num_kv_heads = 1 : i64, head_dim = 4 : i64, scale = 0.5 : f32, window = 6 : i64} : (tensor<1x?x8xf32>, tensor<1x?x4xf32>, tensor<1x?x4xf32>, index) -> tensor<1x?x8xf32>
+  return %a : tensor<1x?x8xf32>
+}
+
+// -----
+
 // Tests that weights are left to kiln-weight-buffers (the ABI's job).
 // CHECK-LABEL: func.func @weights()
 // CHECK-NEXT: %[[W:.*]] = transformer.weight "w"[3] : tensor<4x8xf32>

@@ -217,6 +217,26 @@ func.func @f(%a: tensor<1x4x8xf32>, %b: tensor<1x4x6xf32>) {
 
 // -----
 
+// Tests that only causal attention has a sliding window.
+func.func @f(%q: tensor<1x4x64xf32>, %k: tensor<1x4x64xf32>) {
+  // expected-error@+1 {{'transformer.attention' op only causal attention takes a window}}
+  %0 = transformer.attention bidirectional %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 4 : i64, head_dim = 16 : i64, scale = 0.25 : f32, window = 2 : i64} : (tensor<1x4x64xf32>, tensor<1x4x64xf32>, tensor<1x4x64xf32>) -> tensor<1x4x64xf32>
+  // expected-error@-1 {{failed to infer returned types}}
+  return
+}
+
+// -----
+
+// Tests that a sliding window is positive.
+func.func @f(%q: tensor<1x4x64xf32>, %k: tensor<1x4x64xf32>) {
+  // expected-error@+1 {{'transformer.attention' op window must be positive, got 0}}
+  %0 = transformer.attention causal %q, %k, %k {num_heads = 4 : i64, num_kv_heads = 4 : i64, head_dim = 16 : i64, scale = 0.25 : f32, window = 0 : i64} : (tensor<1x4x64xf32>, tensor<1x4x64xf32>, tensor<1x4x64xf32>) -> tensor<1x4x64xf32>
+  // expected-error@-1 {{failed to infer returned types}}
+  return
+}
+
+// -----
+
 // Tests that num_heads must be a multiple of num_kv_heads.
 func.func @f(%q: tensor<1x4x48xf32>, %k: tensor<1x4x32xf32>) {
   // expected-error@+1 {{'transformer.attention' op num_heads (3) must be a multiple of num_kv_heads (2)}}

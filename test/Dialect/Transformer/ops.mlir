@@ -55,6 +55,8 @@ func.func @llama_block(%x: tensor<1x?x64xf32>, %k: tensor<1x?x32xf32>, %v: tenso
   %k2 = transformer.rope rotate_half %k {head_dim = 16 : i64, theta = 5.0e5 : f32, freq_factors = array<f32: 1.0, 1.0, 1.5, 2.0, 4.0, 8.0, 8.0, 8.0>, attention_factor = 1.25 : f32} : (tensor<1x?x32xf32>) -> tensor<1x?x32xf32>
   // CHECK: transformer.attention causal %{{.*}}, %{{.*}}, %{{.*}} offset %{{.*}} {head_dim = 16 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64
   %a = transformer.attention causal %q2, %k, %v offset %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f32} : (tensor<1x?x64xf32>, tensor<1x?x32xf32>, tensor<1x?x32xf32>, index) -> tensor<1x?x64xf32>
+  // CHECK: transformer.attention causal {{.*}} window = 4096 : i64}
+  %aw = transformer.attention causal %q2, %k, %v offset %pos {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 0.25 : f32, window = 4096 : i64} : (tensor<1x?x64xf32>, tensor<1x?x32xf32>, tensor<1x?x32xf32>, index) -> tensor<1x?x64xf32>
   // CHECK: transformer.feed_forward swiglu %{{.*}}, up %{{.*}}, gate %{{.*}}, down %{{.*}} :
   %f = transformer.feed_forward swiglu %a, up %wu, gate %wg, down %wd : (tensor<1x?x64xf32>, tensor<96x64xf32>, tensor<96x64xf32>, tensor<64x96xf32>) -> tensor<1x?x64xf32>
   return %f : tensor<1x?x64xf32>

@@ -68,7 +68,16 @@ class AttentionOp(object):
             return self._tab.Get(flatbuffers.number_types.Float32Flags, o + self._tab.Pos)
         return 0.0
 
-def AttentionOpStart(builder): builder.StartObject(5)
+    # Causal only: > 0 is a sliding window, query position p attends to key
+    # positions p - window < t <= p (Mistral, Gemma 3's local layers); 0 none.
+    # AttentionOp
+    def Window(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
+def AttentionOpStart(builder): builder.StartObject(6)
 def Start(builder):
     return AttentionOpStart(builder)
 def AttentionOpAddMode(builder, mode): builder.PrependUint8Slot(0, mode, 0)
@@ -86,6 +95,9 @@ def AddHeadDim(builder, headDim):
 def AttentionOpAddScale(builder, scale): builder.PrependFloat32Slot(4, scale, 0.0)
 def AddScale(builder, scale):
     return AttentionOpAddScale(builder, scale)
+def AttentionOpAddWindow(builder, window): builder.PrependInt32Slot(5, window, 0)
+def AddWindow(builder, window):
+    return AttentionOpAddWindow(builder, window)
 def AttentionOpEnd(builder): return builder.EndObject()
 def End(builder):
     return AttentionOpEnd(builder)

@@ -125,13 +125,19 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
           b, loc, readRow(q, si, col),
           vector::BroadcastOp::create(b, loc, rowType, fconst(scale))));
     }
-    // Keys [0, limit) are visible: all, or up to the query's own position.
-    Value limit = keys;
-    if (causal)
-      limit = arith::MinSIOp::create(
-          b, loc, keys,
-          arith::AddIOp::create(b, loc, arith::AddIOp::create(b, loc, si, offset),
-                                c(1)));
+    // Keys [first, limit) are visible: all, or up to the query's own
+    // position, and with a window of W only the last W of those (the keys
+    // before are not visited).
+    Value limit = keys, first = c(0);
+    if (causal) {
+      Value end = arith::AddIOp::create(
+          b, loc, arith::AddIOp::create(b, loc, si, offset), c(1));
+      limit = arith::MinSIOp::create(b, loc, keys, end);
+      if (std::optional<uint64_t> window = op.getWindow())
+        first = arith::MaxSIOp::create(
+            b, loc, first,
+            arith::SubIOp::create(b, loc, end, c((int64_t)*window)));
+    }
     Value lastKey = arith::SubIOp::create(b, loc, keys, c(1));
     Value zeroRow = arith::ConstantOp::create(
         b, loc, DenseElementsAttr::get(rowType, b.getFloatAttr(elt, 0.0)));
@@ -143,7 +149,7 @@ struct AttentionLowering : public OpConversionPattern<AttentionOp> {
     for (int64_t g = 0; g < perIter; ++g)
       inits.append({fconst(-inf), fconst(0.0), zeroRow});
     auto blocks = scf::ForOp::create(
-        b, loc, c(0), limit, c(kKeyBlock), inits,
+        b, loc, first, limit, c(kKeyBlock), inits,
         [&](OpBuilder &nb, Location, Value t0, ValueRange it) {
           OpBuilder::InsertionGuard g(b);
           b.setInsertionPointToStart(nb.getInsertionBlock());

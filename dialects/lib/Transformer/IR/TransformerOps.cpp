@@ -391,6 +391,13 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
   AttentionMode mode = adaptor.getMode();
   if (mode != AttentionMode::causal && adaptor.getOffset())
     return opError(loc, "attention", "only causal attention takes an offset");
+  if (std::optional<uint64_t> window = adaptor.getWindow()) {
+    if (mode != AttentionMode::causal)
+      return opError(loc, "attention", "only causal attention takes a window");
+    if ((int64_t)*window <= 0)
+      return opError(loc, "attention", "window must be positive, got ",
+                     (int64_t)*window);
+  }
   if (mode == AttentionMode::causal && !adaptor.getOffset() &&
       !dimsCompatible(q.getDimSize(1), k.getDimSize(1)))
     return opError(loc, "attention",

@@ -267,6 +267,10 @@ def Transformer_AttentionOp : Transformer_Op<"attention",
     (training) form when `offset` is absent and `kv_seq == seq`, and the
     incremental form over a KV cache otherwise.
 
+    A causal attention with a `window` of `W` (sliding-window attention:
+    Mistral, Gemma 3's local layers) sees only the last `W` positions: query
+    position `p` attends to keys `p - W < t <= p`.
+
     `bidirectional` (encoder self-attention) and `cross` (decoder queries
     over the encoder's keys and values; `seq` and `kv_seq` are independent)
     attend to every key. The optional `key_mask` (`[batch, kv_seq]` of i1,
@@ -277,6 +281,10 @@ def Transformer_AttentionOp : Transformer_Op<"attention",
     %o = transformer.attention causal %q, %k, %v
         {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-1 : f32}
         : (tensor<1x?x64xf32>, tensor<1x?x32xf32>, tensor<1x?x32xf32>) -> tensor<1x?x64xf32>
+    %w = transformer.attention causal %q, %k, %v offset %pos
+        {num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 16 : i64, scale = 2.5e-1 : f32,
+         window = 4096 : i64}
+        : (tensor<1x?x64xf32>, tensor<1x?x32xf32>, tensor<1x?x32xf32>, index) -> tensor<1x?x64xf32>
     %c = transformer.attention cross %q, %mk, %mv key_mask %m
         {num_heads = 4 : i64, num_kv_heads = 4 : i64, head_dim = 16 : i64, scale = 2.5e-1 : f32}
         : (tensor<1x?x64xf32>, tensor<1x?x64xf32>, tensor<1x?x64xf32>, tensor<1x?xi1>)
@@ -288,7 +296,8 @@ def Transformer_AttentionOp : Transformer_Op<"attention",
                        Optional<RankedTensorOf<[I1]>>:$key_mask,
                        Optional<Index>:$offset,
                        Transformer_AttentionMode:$mode, I64Attr:$num_heads,
-                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F32Attr:$scale);
+                       I64Attr:$num_kv_heads, I64Attr:$head_dim, F32Attr:$scale,
+                       OptionalAttr<I64Attr>:$window);
   let results = (outs Transformer_FloatTensor:$result);
   let assemblyFormat = [{
     $mode $query `,` $key `,` $value (`key_mask` $key_mask^)? (`offset` $offset^)? attr-dict

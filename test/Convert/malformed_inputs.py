@@ -323,6 +323,26 @@ def config_cases(gpt2, llama):
     variant("config-mistral-window-negative", llama, edit_json(
         lambda j: j.update({"architectures": ["MistralForCausalLM"], "sliding_window": -4})),
         2, "config.json: sliding_window must not be negative, got -4")
+    gemma = {"architectures": ["Gemma3ForCausalLM"], "head_dim": 8}
+    variant("config-gemma3-softcap", llama, edit_json(
+        lambda j: j.update(dict(gemma, final_logit_softcapping=30.0))), 2,
+        "config.json: final_logit_softcapping is not supported")
+    variant("config-gemma3-activation", llama, edit_json(
+        lambda j: j.update(dict(gemma, hidden_activation="relu"))), 2,
+        "hidden_activation 'relu' is not supported for Gemma3ForCausalLM")
+    variant("config-gemma3-layer-types", llama, edit_json(
+        lambda j: j.update(dict(gemma, layer_types=["chunked_attention"]))), 2,
+        "layer_types[0] 'chunked_attention' is not supported (supported: sliding_attention, "
+        "full_attention)")
+    variant("config-gemma3-layer-count", llama, edit_json(
+        lambda j: j.update(dict(gemma, layer_types=[]))), 2,
+        "layer_types has 0 entries for 1 layers")
+    variant("config-gemma3-window", llama, edit_json(
+        lambda j: j.update(dict(gemma, sliding_window=0))), 2,
+        "sliding_window, sliding_window_pattern, query_pre_attn_scalar and "
+        "rope_local_base_freq must be positive")
+    variant("config-gemma3-llama-weights", llama, edit_json(lambda j: j.update(gemma)), 2,
+            "lacks tensor 'model.layers.0.self_attn.q_norm.weight'")
     variant("config-hidden-act", llama, edit_json(lambda j: j.update({"hidden_act": "gelu"})),
             2, "hidden_act 'gelu' is not supported")
     variant("config-kv-heads", llama, edit_json(
@@ -701,7 +721,8 @@ def gguf_cases(gguf_writer, work):
     variant("gguf-type-unknown", lambda d: lay.patch(t0["type_at"], "<I", 200), 2,
             "unknown type 200, which kiln-convert does not read")
     edited("gguf-arch-falcon", set_kv("general.architecture", "falcon"), 2,
-           "GGUF architecture 'falcon' is not supported (supported: llama, qwen2, qwen3, gpt2)")
+           "GGUF architecture 'falcon' is not supported (supported: llama, qwen2, qwen3, gemma3, "
+           "gpt2)")
     edited("gguf-no-arch", drop_kv("general.architecture"), 2, "lacks 'general.architecture'")
     edited("gguf-no-heads", drop_kv("llama.attention.head_count"), 2,
            "lacks 'llama.attention.head_count'")
@@ -752,6 +773,18 @@ def gguf_cases(gguf_writer, work):
            "GGUF key 'tokenizer.ggml.eot_token_id' is 300, outside the vocabulary of 300")
     edited("gguf-missing-tensor", drop_tensor("blk.0.ffn_up.weight"), 2,
            "lacks tensor 'blk.0.ffn_up.weight'")
+    def gemma3_window(window, pattern):
+        def edit(w):
+            set_kv("general.architecture", "gemma3")(w)
+            for key in [k for k in w.kv if k.startswith("llama.")]:
+                w.kv["gemma3." + key[len("llama."):]] = w.kv.pop(key)
+            for key, value in (("sliding_window", window), ("sliding_window_pattern", pattern)):
+                set_kv("gemma3.attention." + key, value)(w)
+        return edit
+
+    edited("gguf-gemma3-pattern", gemma3_window(4, 0), 2,
+           "GGUF keys 'gemma3.attention.sliding_window' 4 and "
+           "'gemma3.attention.sliding_window_pattern' 0 must be positive")
     edited("gguf-rope-freqs-shape", add_tensor("rope_freqs.weight", np.ones(3)), 2,
            "tensor 'rope_freqs.weight' has shape [3] but the model's settings need [4]")
     edited("gguf-rope-freqs-negative", add_tensor("rope_freqs.weight",

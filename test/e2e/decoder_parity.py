@@ -158,7 +158,7 @@ def rel_err(got, ref):
 
 
 def build(family, cfg, seed):
-    model = (reference.GPT2 if family == "gpt2" else reference.Llama)(cfg)
+    model = {"gpt2": reference.GPT2, "gemma3": reference.Gemma3}.get(family, reference.Llama)(cfg)
     reference.randomize(model, seed)
     return model.double().eval()
 

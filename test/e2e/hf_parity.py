@@ -77,6 +77,19 @@ CONFIGS = [
                                original_max_position_embeddings=128),
           tie_word_embeddings=True, use_sliding_window=False, qkv_bias=True,
           bos_token_id=299, eos_token_id=299)),
+    # Gemma 3: layers 0 and 2 local over a window of 8 (base 10000), layer 1
+    # global (base 1e6, linear RoPE scaling 2), q scaled by 1/sqrt(24),
+    # embeddings by sqrt(64), norms 1 + w before and after attention and
+    # feed-forward, GeGLU (tanh), tied head; BF16.
+    ("hf-gemma3", "gemma3", "BF16", 1,
+     dict(architectures=["Gemma3ForCausalLM"], model_type="gemma3_text", hidden_size=64,
+          intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+          num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-6, rope_theta=1000000.0,
+          rope_local_base_freq=10000.0, rope_scaling=dict(rope_type="linear", factor=2.0),
+          query_pre_attn_scalar=24, sliding_window=8, sliding_window_pattern=2,
+          hidden_activation="gelu_pytorch_tanh", final_logit_softcapping=None,
+          attn_logit_softcapping=None, max_position_embeddings=128, vocab_size=320,
+          tie_word_embeddings=True, bos_token_id=2, eos_token_id=1)),
     # Qwen3: per-head q/k norms, head_dim 32 over a 48-wide model, BF16.
     ("hf-qwen3", "llama", "BF16", 1,
      dict(architectures=["Qwen3ForCausalLM"], model_type="qwen3", hidden_size=48,

@@ -99,13 +99,18 @@ class GPT2(nn.Module):
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, d, eps):
+    """x / sqrt(mean(x^2) + eps) * gain; the gain is w, or 1 + w with
+    `unit_offset` (Gemma, whose w start at 0)."""
+
+    def __init__(self, d, eps, unit_offset=False):
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(d))
+        self.unit_offset = unit_offset
+        self.weight = nn.Parameter(torch.zeros(d) if unit_offset else torch.ones(d))
 
     def forward(self, x):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        gain = 1 + self.weight if self.unit_offset else self.weight
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * gain
 
 
 def rope_frequencies(d, theta, scaling=None, max_positions=None):
@@ -168,6 +173,15 @@ def rotate_half_rope(x, heads, theta, scaling=None, max_positions=None):
     return (x * cos + rotated * sin).reshape(*lead, s, heads * d)
 
 
+def gated_mlp(d, inter):
+    """A gated feed-forward's projections (Hugging Face's mlp names)."""
+    mlp = nn.Module()
+    mlp.gate_proj = nn.Linear(d, inter, bias=False)
+    mlp.up_proj = nn.Linear(d, inter, bias=False)
+    mlp.down_proj = nn.Linear(inter, d, bias=False)
+    return mlp
+
+
 def is_mistral(cfg):
     return cfg.get("model_type") == "mistral" or "MistralForCausalLM" in cfg.get(
         "architectures", [])
@@ -212,10 +226,7 @@ class LlamaLayer(nn.Module):
             self.self_attn.q_norm = RMSNorm(hd, cfg.get("rms_norm_eps", 1e-6))
             self.self_attn.k_norm = RMSNorm(hd, cfg.get("rms_norm_eps", 1e-6))
         self.post_attention_layernorm = RMSNorm(d, cfg.get("rms_norm_eps", 1e-6))
-        self.mlp = nn.Module()
-        self.mlp.gate_proj = nn.Linear(d, inter, bias=False)
-        self.mlp.up_proj = nn.Linear(d, inter, bias=False)
-        self.mlp.down_proj = nn.Linear(inter, d, bias=False)
+        self.mlp = gated_mlp(d, inter)
 
     def forward(self, x):
         a = self.self_attn
@@ -252,11 +263,102 @@ class Llama(nn.Module):
         return self.lm_head(self.model.norm(x))
 
 
+def GemmaRMSNorm(d, eps):
+    """Gemma's RMS norm: gains are stored as w and scale by 1 + w."""
+    return RMSNorm(d, eps, unit_offset=True)
+
+
+def gemma3_sliding(cfg, i):
+    """Whether Gemma 3's layer i is local (sliding window): layer_types, or
+    all but every sliding_window_pattern-th layer."""
+    types = cfg.get("layer_types")
+    if types:
+        return types[i] == "sliding_attention"
+    return bool((i + 1) % cfg.get("sliding_window_pattern", 6))
+
+
+class Gemma3Layer(nn.Module):
+    """Gemma 3's decoder layer (Gemma Team 2025; transformers'
+    Gemma3DecoderLayer): RMS norms before and after attention and the
+    feed-forward, per-head q/k norms before RoPE, q scaled by
+    query_pre_attn_scalar^-1/2, local layers over a sliding window with
+    RoPE base rope_local_base_freq (unscaled), global layers with
+    rope_theta and rope_scaling, GeGLU with the tanh GELU."""
+
+    def __init__(self, cfg, i):
+        super().__init__()
+        d, inter = cfg["hidden_size"], cfg["intermediate_size"]
+        eps = cfg.get("rms_norm_eps", 1e-6)
+        self.heads = cfg["num_attention_heads"]
+        self.kv_heads = cfg.get("num_key_value_heads") or self.heads
+        self.hd = hd = cfg.get("head_dim") or 256
+        self.scale = cfg.get("query_pre_attn_scalar", 256) ** -0.5
+        self.sliding = gemma3_sliding(cfg, i)
+        self.window = cfg.get("sliding_window", 4096) if self.sliding else None
+        if self.sliding:
+            self.rope = (cfg.get("rope_local_base_freq", 10000.0), None, None)
+        else:
+            self.rope = (cfg.get("rope_theta", 1000000.0), cfg.get("rope_scaling"),
+                         cfg.get("max_position_embeddings"))
+        self.input_layernorm = GemmaRMSNorm(d, eps)
+        self.self_attn = nn.Module()
+        self.self_attn.q_proj = nn.Linear(d, self.heads * hd, bias=False)
+        self.self_attn.k_proj = nn.Linear(d, self.kv_heads * hd, bias=False)
+        self.self_attn.v_proj = nn.Linear(d, self.kv_heads * hd, bias=False)
+        self.self_attn.o_proj = nn.Linear(self.heads * hd, d, bias=False)
+        self.self_attn.q_norm = GemmaRMSNorm(hd, eps)
+        self.self_attn.k_norm = GemmaRMSNorm(hd, eps)
+        self.post_attention_layernorm = GemmaRMSNorm(d, eps)
+        self.pre_feedforward_layernorm = GemmaRMSNorm(d, eps)
+        self.post_feedforward_layernorm = GemmaRMSNorm(d, eps)
+        self.mlp = gated_mlp(d, inter)
+
+    def forward(self, x):
+        a = self.self_attn
+        h = self.input_layernorm(x)
+        q = rotate_half_rope(per_head(a.q_norm, a.q_proj(h), self.heads), self.heads, *self.rope)
+        k = rotate_half_rope(per_head(a.k_norm, a.k_proj(h), self.kv_heads), self.kv_heads,
+                             *self.rope)
+        # causal_attention divides by sqrt(head_dim): q carries the rest.
+        q = q * (self.scale * math.sqrt(self.hd))
+        o = a.o_proj(causal_attention(q, k, a.v_proj(h), self.heads, self.kv_heads,
+                                      getattr(self, "kv_dtype", None), self.window))
+        x = x + self.post_attention_layernorm(o)
+        h = self.pre_feedforward_layernorm(x)
+        m = self.mlp
+        f = m.down_proj(nn.functional.gelu(m.gate_proj(h), approximate="tanh") * m.up_proj(h))
+        return x + self.post_feedforward_layernorm(f)
+
+
+class Gemma3(nn.Module):
+    """Gemma3ForCausalLM: embeddings scaled by sqrt(hidden_size), the
+    layers, a final Gemma RMS norm, the head tied to the embeddings unless
+    tie_word_embeddings is false."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.model = nn.Module()
+        self.model.embed_tokens = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"])
+        self.model.layers = nn.ModuleList(Gemma3Layer(cfg, i)
+                                          for i in range(cfg["num_hidden_layers"]))
+        self.model.norm = GemmaRMSNorm(cfg["hidden_size"], cfg.get("rms_norm_eps", 1e-6))
+        self.lm_head = nn.Linear(cfg["hidden_size"], cfg["vocab_size"], bias=False)
+        if cfg.get("tie_word_embeddings", True):
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.embed_scale = math.sqrt(cfg["hidden_size"])
+
+    def forward(self, ids):
+        x = self.model.embed_tokens(ids) * self.embed_scale
+        for layer in self.model.layers:
+            x = layer(x)
+        return self.lm_head(self.model.norm(x))
+
+
 def set_kv_dtype(model, dtype):
     """Every layer of `model` (GPT2 or Llama) reads its keys and values
     rounded to `dtype` (None: as computed)."""
     for m in model.modules():
-        if isinstance(m, (GPT2Block, LlamaLayer)):
+        if isinstance(m, (GPT2Block, LlamaLayer, Gemma3Layer)):
             m.kv_dtype = dtype
     return model
 

@@ -3,7 +3,7 @@
 small valid .kiln files (corpus/model_file: the tiny Llama and GPT-2 of
 test/Driver/Inputs, an encoder-decoder, and one file per weight type, each
 holding a weight of that type), GGUF files (corpus/gguf: F32, F16, BF16 and
-Q8_0 tensors; RoPE scaling; qwen2 and qwen3) and Hugging Face directories packed as fuzz_hf reads them
+Q8_0 tensors; RoPE scaling; qwen2, qwen3 and gemma3) and Hugging Face directories packed as fuzz_hf reads them
 (corpus/hf: config.json, tokenizer.json, model.safetensors, each a
 little-endian uint32 length and its bytes).
 
@@ -136,6 +136,13 @@ def main():
     qwen3_cfg = dict(LLAMA, architectures=["Qwen3ForCausalLM"])
     qwen3 = reference.randomize(reference.Llama(qwen3_cfg), 0).state_dict()
     gguf_writer.write_llama_gguf(os.path.join(gdir, "qwen3.gguf"), qwen3, qwen3_cfg, arch="qwen3")
+    # gemma3: a local and a global layer.
+    gemma3_cfg = dict(LLAMA, num_hidden_layers=2, head_dim=4, sliding_window=2,
+                      sliding_window_pattern=2, architectures=["Gemma3ForCausalLM"],
+                      model_type="gemma3_text")
+    gemma3 = reference.randomize(reference.Gemma3(gemma3_cfg), 0).state_dict()
+    gguf_writer.write_llama_gguf(os.path.join(gdir, "gemma3.gguf"), gemma3, gemma3_cfg,
+                                 arch="gemma3")
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg, sd, tok in (
                 ("gpt2", dict(GPT2, architectures=["GPT2LMHeadModel"]), gpt2,
@@ -147,10 +154,13 @@ def main():
                                     rope_scaling=dict(rope_type="yarn", factor=4.0)), llama,
                  hf_checkpoint.llama_tokenizer_json(*hf_checkpoint.train_spm_bpe("the", 264))),
                 ("qwen3", dict(qwen3_cfg, model_type="qwen3"), qwen3,
+                 hf_checkpoint.llama_tokenizer_json(*hf_checkpoint.train_spm_bpe("the", 264))),
+                ("gemma3", gemma3_cfg, gemma3,
                  hf_checkpoint.llama_tokenizer_json(*hf_checkpoint.train_spm_bpe("the", 264)))):
-            if name.startswith(("llama", "qwen3")):
+            if name.startswith(("llama", "qwen3", "gemma3")):
                 cfg = dict(cfg, vocab_size=264)
-                sd = reference.randomize(reference.Llama(cfg), 0).state_dict()
+                module = reference.Gemma3 if name == "gemma3" else reference.Llama
+                sd = reference.randomize(module(cfg), 0).state_dict()
             d = os.path.join(tmp, name)
             hf_checkpoint.write_hf_dir(d, cfg, sd, tok, dtype="F16")
             out = io.BytesIO()

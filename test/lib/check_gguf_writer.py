@@ -79,6 +79,16 @@ CASES = [
                                  rope_scaling=dict(rope_type="yarn", factor=4.0,
                                                    original_max_position_embeddings=128)),
      "F32", 1e-3),
+    # Gemma 3 as llama.cpp's gemma3: layers 0 and 2 local (window 8, base
+    # 10000), layer 1 global with linear RoPE scaling 2; head width 32 over
+    # a 64-wide model (q scaled by 1/sqrt(32)).
+    ("gemma3", "gemma3", dict(gguf_arch="gemma3", architectures=["Gemma3ForCausalLM"],
+                              num_hidden_layers=3, num_key_value_heads=2, head_dim=32,
+                              rope_theta=1000000.0, rope_local_base_freq=10000.0,
+                              rope_scaling=dict(rope_type="linear", factor=2.0),
+                              query_pre_attn_scalar=32, sliding_window=8,
+                              sliding_window_pattern=2, rms_norm_eps=1e-6,
+                              tie_word_embeddings=True), "F32", 1e-3),
     ("gpt2", "gpt2", {}, "F32", 1e-3),
     ("gpt2-untied", "gpt2", dict(tie_word_embeddings=False, n_layer=3, vocab_size=333), "F32", 1e-3),
     ("gpt2-f16", "gpt2", {}, "F16", 1e-2),
@@ -150,14 +160,15 @@ def write(family, path, state_dict, cfg, dtype):
     cfg["gguf_arch"] (llama, qwen2, qwen3)."""
     if family == "gpt2":
         return gguf_writer.write_gpt2_gguf(path, state_dict, cfg, dtype=dtype)
+    # gemma3: reference.Gemma3's state dict, llama's names plus its norms.
     return gguf_writer.write_llama_gguf(path, state_dict, cfg, dtype=dtype,
                                         arch=cfg.get("gguf_arch", "llama"))
 
 
 def build(family, overrides, seed):
-    cfg = dict(LLAMA_BASE if family == "llama" else GPT2_BASE)
+    cfg = dict(GPT2_BASE if family == "gpt2" else LLAMA_BASE)
     cfg.update(overrides)
-    model = (reference.Llama if family == "llama" else reference.GPT2)(cfg)
+    model = {"gpt2": reference.GPT2, "gemma3": reference.Gemma3}.get(family, reference.Llama)(cfg)
     reference.randomize(model, seed)
     return model, cfg
 

@@ -452,9 +452,12 @@ def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name
                      edit=None, arch="llama"):
     """Writes a LlamaForCausalLM-layout state dict (reference.Llama) as a
     GGUF file of architecture `arch`: "llama" (q/k rows permuted to
-    llama.cpp's interleaved-pairs RoPE layout), "qwen2" (q/k/v biases) or
-    "qwen3" (attn_q_norm / attn_k_norm), both unpermuted (rotate-half, NEOX
-    in llama.cpp), as convert_hf_to_gguf.py writes them. Norm gains and
+    llama.cpp's interleaved-pairs RoPE layout), "qwen2" (q/k/v biases),
+    "qwen3" (attn_q_norm / attn_k_norm) or "gemma3" (reference.Gemma3: its
+    norms before and after attention and feed-forward, gains stored as
+    1 + w, sliding_window, sliding_window_pattern and rope.freq_base_swa
+    keys), all but llama unpermuted (rotate-half, NEOX in llama.cpp), as
+    convert_hf_to_gguf.py writes them. Norm gains and
     biases stay F32; matrices use `dtype` (F32, F16, BF16, Q8_0).
     output.weight is written only when the embeddings are not tied (cfg
     tie_word_embeddings, or one shared tensor). edit(writer), when given,
@@ -486,6 +489,11 @@ def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name
     w.add(arch + ".rope.freq_base", f32(cfg.get("rope_theta") or 10000.0))
     _add_rope_scaling(w, cfg, head_dim, arch)
     w.add(arch + ".attention.layer_norm_rms_epsilon", f32(cfg.get("rms_norm_eps", 1e-6)))
+    if arch == "gemma3":
+        w.add(arch + ".attention.sliding_window", u32(cfg.get("sliding_window", 4096)))
+        w.add(arch + ".attention.sliding_window_pattern",
+              u32(cfg.get("sliding_window_pattern", 6)))
+        w.add(arch + ".rope.freq_base_swa", f32(cfg.get("rope_local_base_freq", 10000.0)))
     w.add("general.file_type", u32(FILE_TYPES[dtype]))
     _add_tokenizer(w, tokenizer if tokenizer is not None else minimal_llama_vocab(vocab), vocab, "llama")
 
@@ -496,7 +504,10 @@ def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name
         w.add_tensor(gguf_name, x, _matrix_dtype(x, dtype))
 
     def norm(gguf_name, hf_name):
-        w.add_tensor(gguf_name, _np(sd[hf_name]), "F32")
+        x = _np(sd[hf_name])
+        if arch == "gemma3" and gguf_name.endswith("norm.weight"):
+            x = x + 1  # Gemma's gains scale by 1 + w: the converter adds the 1
+        w.add_tensor(gguf_name, x, "F32")
 
     mat("token_embd.weight", "model.embed_tokens.weight")
     for i in range(n_layer):
@@ -508,10 +519,15 @@ def write_llama_gguf(path, state_dict, cfg, *, dtype="F32", tokenizer=None, name
         mat(b + "attn_v.weight", p + "self_attn.v_proj.weight")
         for part in "qkv" if arch == "qwen2" else "":
             norm(b + "attn_%s.bias" % part, p + "self_attn.%s_proj.bias" % part)
-        for part in "qk" if arch == "qwen3" else "":
+        for part in "qk" if arch in ("qwen3", "gemma3") else "":
             norm(b + "attn_%s_norm.weight" % part, p + "self_attn.%s_norm.weight" % part)
         mat(b + "attn_output.weight", p + "self_attn.o_proj.weight")
-        norm(b + "ffn_norm.weight", p + "post_attention_layernorm.weight")
+        if arch == "gemma3":
+            norm(b + "post_attention_norm.weight", p + "post_attention_layernorm.weight")
+            norm(b + "ffn_norm.weight", p + "pre_feedforward_layernorm.weight")
+            norm(b + "post_ffw_norm.weight", p + "post_feedforward_layernorm.weight")
+        else:
+            norm(b + "ffn_norm.weight", p + "post_attention_layernorm.weight")
         mat(b + "ffn_gate.weight", p + "mlp.gate_proj.weight")
         mat(b + "ffn_up.weight", p + "mlp.up_proj.weight")
         mat(b + "ffn_down.weight", p + "mlp.down_proj.weight")

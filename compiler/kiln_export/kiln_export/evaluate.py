@@ -32,7 +32,7 @@ Semantics (x is [batch, seq, features]; positions are 0 .. seq-1):
                        key mask (4th input) hides the keys where it is true
   FeedForwardOp        ungated act(x W_up^T + b_up) W_down^T + b_down;
                        gated (act(x W_gate^T) * (x W_up^T)) W_down^T with
-                       SwiGLU = SiLU, GEGLU = exact GELU;
+                       SwiGLU = SiLU, GEGLU = exact GELU, GEGLUTanh = tanh GELU;
                        GELU(x) = x/2 (1 + erf(x/sqrt 2)),
                        GELUTanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
                        SiLU(x) = x sigmoid(x), ReLU(x) = max(x, 0)
@@ -41,6 +41,7 @@ import math
 
 import numpy as np
 
+from . import graph
 from .reader import KilnModel, load_model
 
 _erf = np.frompyfunc(math.erf, 1, 1)
@@ -59,7 +60,7 @@ def silu(x):
 
 
 ACTIVATIONS = {"ReLU": lambda x: np.maximum(x, 0.0), "GELU": gelu, "GELUTanh": gelu_tanh,
-               "SiLU": silu, "SwiGLU": silu, "GEGLU": gelu}
+               "SiLU": silu, "SwiGLU": silu, "GEGLU": gelu, "GEGLUTanh": gelu_tanh}
 
 
 def rope(x, head_dim, theta, style, positions, freq_factors=None, attention_factor=1.0):
@@ -209,7 +210,7 @@ def evaluate(model, token_ids, *, source=None, return_all=False):
                           env[i[3]] if len(i) > 3 and i[3] else None, a["window"])
         elif op == "FeedForwardOp":
             x, act = env[i[0]], ACTIVATIONS[a["activation"]]
-            if a["activation"] in ("SwiGLU", "GEGLU"):
+            if a["activation"] in graph.GATED:
                 y = _linear(act(_linear(x, w(i[1]))) * _linear(x, w(i[2])), w(i[3]))
             else:
                 y = _linear(act(_linear(x, w(i[1]), w(i[2]))), w(i[3]), w(i[4]))

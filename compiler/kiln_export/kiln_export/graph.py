@@ -22,7 +22,7 @@ ENUMS = {
 }
 ENUM_NAMES = {attr: {v: k for k, v in members.items()} for attr, members in ENUMS.items()}
 
-GATED = ("SwiGLU", "GEGLU")
+GATED = ("SwiGLU", "GEGLU", "GEGLUTanh")
 
 # op -> {attribute: (type, schema default or REQUIRED)}. The defaults are the
 # schema's; a writer leaves an attribute out only when it has that value.

@@ -20,6 +20,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -68,7 +69,7 @@ public:
       // Elements [begin, begin + count) of the source, in order: whole
       // blocks (the plan keeps slices on block boundaries).
       const uint8_t *p = src.data + w.begin / in.blockElems * in.blockBytes;
-      if (w.dtype == src.type) {
+      if (w.dtype == src.type && w.addend == 0.0f) {
         os.write(reinterpret_cast<const char *>(p), w.size);
         return true;
       }
@@ -82,6 +83,9 @@ public:
         floats.resize(n);
         rt::dequantizeRow(src.type, p + done / in.blockElems * in.blockBytes,
                           floats.data(), (int64_t)n);
+        if (w.addend != 0.0f)
+          for (float &f : floats)
+            f += w.addend;
         if (!emit(w, done, floats.data(), n, error))
           return false;
       }
@@ -228,6 +232,14 @@ public:
   /// for node inputs.
   Expected<std::string> weight(StringRef name, ArrayRef<int64_t> shape) {
     return part(name, shape, name, 0, shape.empty() ? 0 : shape[0]);
+  }
+
+  /// A norm's gains `name` of `shape`, stored with hp.normAddend added.
+  Expected<std::string> gain(StringRef name, ArrayRef<int64_t> shape) {
+    auto w = weight(name, shape);
+    if (w)
+      planned.back().addend = hp.normAddend;
+    return w;
   }
 
   /// Plans weight `name` of `shape` as rows [rowBegin, rowBegin + rows) of
@@ -403,7 +415,8 @@ Error checkHyperparameters(const Hyperparameters &hp) {
     return fail("the head count " + Twine(hp.heads) +
                 " is not a multiple of the key/value head count " +
                 Twine(hp.kvHeads));
-  if (hp.family == Family::Llama && hp.headDim % 2)
+  bool rotary = hp.family != Family::GPT2;
+  if (rotary && hp.headDim % 2)
     return fail("the head width " + Twine(hp.headDim) +
                 " must be even for rotary positions");
   if (hp.family == Family::GPT2 && hp.heads * hp.headDim != hp.dim)
@@ -414,12 +427,20 @@ Error checkHyperparameters(const Hyperparameters &hp) {
                 " rows, fewer than the context length " + Twine(hp.context));
   if (!(hp.eps > 0) || !std::isfinite(hp.eps))
     return fail("the norm epsilon " + Twine(std::to_string(hp.eps)) + " must be positive");
-  if (hp.family == Family::Llama &&
-      (!(hp.ropeTheta > 0) || !std::isfinite(hp.ropeTheta)))
+  if (rotary && (!(hp.ropeTheta > 0) || !std::isfinite(hp.ropeTheta)))
     return fail("the RoPE base " + Twine(std::to_string(hp.ropeTheta)) + " must be positive");
+  for (int64_t window : hp.layerWindows)
+    if (window < 0 || window > (int64_t(1) << 30))
+      return fail("the sliding window " + Twine(window) + " is invalid");
   if (hp.window < 0 || hp.window > (int64_t(1) << 30))
     return fail("the sliding window " + Twine(hp.window) + " is invalid");
-  if (hp.family == Family::Llama && !hp.ropeFreqFactors.empty() &&
+  for (auto [v, what] : {std::pair{hp.attnScale, "attention scale"},
+                         {hp.embedScale, "embedding scale"},
+                         {hp.ropeLocalTheta, "local RoPE base"}})
+    if (!(v >= 0) || !std::isfinite(v))
+      return fail(Twine("the ") + what + " " + Twine(std::to_string(v)) +
+                  " is invalid");
+  if (rotary && !hp.ropeFreqFactors.empty() &&
       (int64_t)hp.ropeFreqFactors.size() != hp.headDim / 2)
     return fail("the model has " + Twine(hp.ropeFreqFactors.size()) +
                 " RoPE frequency factors; its head width " + Twine(hp.headDim) +
@@ -522,87 +543,172 @@ Error applyRopeScaling(const RopeScaling &scaling, Hyperparameters &hp,
 
 namespace {
 
+/// An RMS norm of `in` with the gains `base`.weight ([width]; over groups
+/// of `group` features when non-zero).
+Expected<std::string> rmsNorm(const Hyperparameters &hp, KilnWriter &w,
+                              const std::string &base, const std::string &in,
+                              int64_t width, int64_t group = 0) {
+  auto g = w.gain(base + ".weight", {width});
+  if (!g)
+    return g.takeError();
+  return w.node(fb::Op::RmsNormOp,
+                fb::CreateRmsNormOp(w.b, (float)hp.eps, (int32_t)group), base,
+                {in, *g}, base);
+}
+
+/// Layer `p`'s q, k and v projections of `n` (with biases when hp.qkvBias),
+/// then per-head norms of q and k when `qkNorm`.
+Expected<std::array<std::string, 3>>
+projections(const Hyperparameters &hp, KilnWriter &w, const std::string &p,
+            const std::string &n, bool qkNorm) {
+  int64_t hd = hp.headDim;
+  const char *parts[3] = {"q", "k", "v"};
+  int64_t rows[3] = {hp.heads * hd, hp.kvHeads * hd, hp.kvHeads * hd};
+  std::array<std::string, 3> qkv;
+  for (int j = 0; j < 3; ++j) {
+    std::string base = p + "attn_" + parts[j];
+    TRY(wt, w.weight(base + ".weight", {rows[j], hp.dim}));
+    std::string bias;
+    if (hp.qkvBias) {
+      TRY(bt, w.weight(base + ".bias", {rows[j]}));
+      bias = bt;
+    }
+    qkv[j] = w.node(fb::Op::LinearOp, fb::CreateLinearOp(w.b), base,
+                    {n, wt, bias}, base);
+  }
+  for (int j = 0; j < 2 && qkNorm; ++j) {
+    TRY(normed,
+        rmsNorm(hp, w, p + "attn_" + parts[j] + "_norm", qkv[j], hd, hd));
+    qkv[j] = normed;
+  }
+  return qkv;
+}
+
+/// Layer `p`'s rotary positions on q (j = 0) or k (j = 1) with base
+/// `theta`, and the model's RoPE scaling when `scaled`.
+std::string rope(const Hyperparameters &hp, KilnWriter &w, const std::string &p,
+                 const std::string &in, int j, double theta, bool scaled) {
+  auto &b = w.b;
+  const char *part = j == 0 ? "q" : "k";
+  bool factors = scaled && !hp.ropeFreqFactors.empty();
+  return w.node(fb::Op::RopeOp,
+                fb::CreateRopeOp(
+                    b, (int32_t)hp.headDim, (float)theta, hp.ropeStyle,
+                    factors ? b.CreateVector(hp.ropeFreqFactors)
+                            : flatbuffers::Offset<flatbuffers::Vector<float>>(),
+                    scaled ? (float)hp.ropeAttentionFactor : 1.0f),
+                p + "rope_" + part, {in}, p + "rope_" + part);
+}
+
+/// Layer `p`'s attention output projection of `a`.
+Expected<std::string> attentionOutput(const Hyperparameters &hp, KilnWriter &w,
+                                      const std::string &p,
+                                      const std::string &a) {
+  TRY(o, w.weight(p + "attn_output.weight", {hp.dim, hp.heads * hp.headDim}));
+  return w.node(fb::Op::LinearOp, fb::CreateLinearOp(w.b), p + "attn_output",
+                {a, o, ""}, p + "attn_output");
+}
+
+/// Layer `p`'s gated feed-forward block of `in`.
+Expected<std::string> gatedFeedForward(const Hyperparameters &hp, KilnWriter &w,
+                                       const std::string &p,
+                                       const std::string &in,
+                                       fb::Activation activation) {
+  TRY(gate, w.weight(p + "ffn_gate.weight", {hp.ffn, hp.dim}));
+  TRY(up, w.weight(p + "ffn_up.weight", {hp.ffn, hp.dim}));
+  TRY(down, w.weight(p + "ffn_down.weight", {hp.dim, hp.ffn}));
+  return w.node(fb::Op::FeedForwardOp, fb::CreateFeedForwardOp(w.b, activation),
+                p + "ffn", {in, gate, up, down}, p + "ffn");
+}
+
+/// The output norm, the LM head (the embedding `emb` when tied) and the file.
+Expected<ConvertedModel> finishDecoder(const Hyperparameters &hp, KilnWriter &w,
+                                       const TokenizerSpec &tok,
+                                       const std::string &x,
+                                       const std::string &emb) {
+  TRY(n, rmsNorm(hp, w, "output_norm", x, hp.dim));
+  std::string head = emb;
+  if (!hp.tied) {
+    TRY(h, w.weight("output.weight", {hp.vocab, hp.dim}));
+    head = h;
+  }
+  w.node(fb::Op::LinearOp, fb::CreateLinearOp(w.b), "output", {n, head, ""},
+         "logits");
+  return w.finish(hp, tok, fb::Architecture::Llama);
+}
+
 Expected<ConvertedModel> buildLlama(const Hyperparameters &hp, KilnWriter &w,
                                     const TokenizerSpec &tok) {
   auto &b = w.b;
-  int64_t d = hp.dim, hd = hp.headDim, qw = hp.heads * hd,
-          kvw = hp.kvHeads * hd;
+  int64_t d = hp.dim, hd = hp.headDim;
   TRY(emb, w.weight("token_embd.weight", {hp.vocab, d}));
   std::string x = w.node(fb::Op::EmbeddingOp, fb::CreateEmbeddingOp(b),
                          "token_embd", {"tokens", emb}, "blk.0.in");
-  auto ropeFactors = [&] {
-    return hp.ropeFreqFactors.empty()
-               ? flatbuffers::Offset<flatbuffers::Vector<float>>()
-               : b.CreateVector(hp.ropeFreqFactors);
-  };
   for (int64_t i = 0; i < hp.layers; ++i) {
     std::string p = "blk." + std::to_string(i) + ".";
-    TRY(g1, w.weight(p + "attn_norm.weight", {d}));
-    std::string n =
-        w.node(fb::Op::RmsNormOp, fb::CreateRmsNormOp(b, (float)hp.eps),
-               p + "attn_norm", {x, g1}, p + "attn_norm");
-    std::string qkv[3];
-    const char *parts[3] = {"q", "k", "v"};
-    int64_t rows[3] = {qw, kvw, kvw};
-    for (int j = 0; j < 3; ++j) {
-      std::string base = p + "attn_" + parts[j];
-      TRY(wt, w.weight(base + ".weight", {rows[j], d}));
-      std::string bias;
-      if (hp.qkvBias) {
-        TRY(bt, w.weight(base + ".bias", {rows[j]}));
-        bias = bt;
-      }
-      qkv[j] = w.node(fb::Op::LinearOp, fb::CreateLinearOp(b), base,
-                      {n, wt, bias}, base);
-    }
-    for (int j = 0; j < 2 && hp.qkNorm; ++j) {
-      std::string base = p + "attn_" + parts[j] + "_norm";
-      TRY(g, w.weight(base + ".weight", {hd}));
-      qkv[j] = w.node(fb::Op::RmsNormOp,
-                      fb::CreateRmsNormOp(b, (float)hp.eps, (int32_t)hd), base,
-                      {qkv[j], g}, base);
-    }
+    TRY(n, rmsNorm(hp, w, p + "attn_norm", x, d));
+    auto qkv = projections(hp, w, p, n, hp.qkNorm);
+    if (!qkv)
+      return qkv.takeError();
     for (int j = 0; j < 2; ++j)
-      qkv[j] = w.node(fb::Op::RopeOp,
-                      fb::CreateRopeOp(b, (int32_t)hd, (float)hp.ropeTheta,
-                                       hp.ropeStyle, ropeFactors(),
-                                       (float)hp.ropeAttentionFactor),
-                      p + "rope_" + parts[j], {qkv[j]}, p + "rope_" + parts[j]);
+      (*qkv)[j] = rope(hp, w, p, (*qkv)[j], j, hp.ropeTheta, true);
     std::string a =
         w.node(fb::Op::AttentionOp,
                fb::CreateAttentionOp(b, fb::AttentionMode::Causal,
                                      (int32_t)hp.heads, (int32_t)hp.kvHeads,
                                      (int32_t)hd, 0.0f, (int32_t)hp.window),
-               p + "attn", {qkv[0], qkv[1], qkv[2]}, p + "attn");
-    TRY(o, w.weight(p + "attn_output.weight", {d, qw}));
-    a = w.node(fb::Op::LinearOp, fb::CreateLinearOp(b), p + "attn_output",
-               {a, o, ""}, p + "attn_output");
-    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_1", {x, a},
+               p + "attn", {(*qkv)[0], (*qkv)[1], (*qkv)[2]}, p + "attn");
+    TRY(ao, attentionOutput(hp, w, p, a));
+    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_1", {x, ao},
                p + "mid");
-    TRY(g2, w.weight(p + "ffn_norm.weight", {d}));
-    n = w.node(fb::Op::RmsNormOp, fb::CreateRmsNormOp(b, (float)hp.eps),
-               p + "ffn_norm", {x, g2}, p + "ffn_norm");
-    TRY(gate, w.weight(p + "ffn_gate.weight", {hp.ffn, d}));
-    TRY(up, w.weight(p + "ffn_up.weight", {hp.ffn, d}));
-    TRY(down, w.weight(p + "ffn_down.weight", {d, hp.ffn}));
-    std::string f = w.node(
-        fb::Op::FeedForwardOp,
-        fb::CreateFeedForwardOp(b, fb::Activation::SwiGLU), p + "ffn",
-        {n, gate, up, down}, p + "ffn");
+    TRY(fn, rmsNorm(hp, w, p + "ffn_norm", x, d));
+    TRY(f, gatedFeedForward(hp, w, p, fn, fb::Activation::SwiGLU));
     x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_2", {x, f},
                "blk." + std::to_string(i + 1) + ".in");
   }
-  TRY(gn, w.weight("output_norm.weight", {d}));
-  x = w.node(fb::Op::RmsNormOp, fb::CreateRmsNormOp(b, (float)hp.eps),
-             "output_norm", {x, gn}, "output_norm");
-  std::string head = emb;
-  if (!hp.tied) {
-    TRY(h, w.weight("output.weight", {hp.vocab, d}));
-    head = h;
+  return finishDecoder(hp, w, tok, x, emb);
+}
+
+/// Gemma 3: scaled embeddings; per layer an RMS norm before and after
+/// attention and feed-forward, per-head q/k norms, local (sliding-window,
+/// their own RoPE base, unscaled) and global layers, GeGLU with tanh GELU.
+Expected<ConvertedModel> buildGemma3(const Hyperparameters &hp, KilnWriter &w,
+                                     const TokenizerSpec &tok) {
+  auto &b = w.b;
+  int64_t d = hp.dim, hd = hp.headDim;
+  if ((int64_t)hp.layerWindows.size() != hp.layers)
+    return fail("internal error: Gemma 3 needs a window per layer");
+  TRY(emb, w.weight("token_embd.weight", {hp.vocab, d}));
+  std::string x = w.node(fb::Op::EmbeddingOp,
+                         fb::CreateEmbeddingOp(b, (float)hp.embedScale),
+                         "token_embd", {"tokens", emb}, "blk.0.in");
+  for (int64_t i = 0; i < hp.layers; ++i) {
+    std::string p = "blk." + std::to_string(i) + ".";
+    int64_t window = hp.layerWindows[i];
+    TRY(n, rmsNorm(hp, w, p + "attn_norm", x, d));
+    auto qkv = projections(hp, w, p, n, /*qkNorm=*/true);
+    if (!qkv)
+      return qkv.takeError();
+    for (int j = 0; j < 2; ++j)
+      (*qkv)[j] = rope(hp, w, p, (*qkv)[j], j,
+                       window ? hp.ropeLocalTheta : hp.ropeTheta, !window);
+    std::string a = w.node(
+        fb::Op::AttentionOp,
+        fb::CreateAttentionOp(b, fb::AttentionMode::Causal, (int32_t)hp.heads,
+                              (int32_t)hp.kvHeads, (int32_t)hd,
+                              (float)hp.attnScale, (int32_t)window),
+        p + "attn", {(*qkv)[0], (*qkv)[1], (*qkv)[2]}, p + "attn");
+    TRY(ao, attentionOutput(hp, w, p, a));
+    TRY(an, rmsNorm(hp, w, p + "post_attention_norm", ao, d));
+    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_1", {x, an},
+               p + "mid");
+    TRY(fn, rmsNorm(hp, w, p + "ffn_norm", x, d));
+    TRY(f, gatedFeedForward(hp, w, p, fn, fb::Activation::GEGLUTanh));
+    TRY(fo, rmsNorm(hp, w, p + "post_ffw_norm", f, d));
+    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_2", {x, fo},
+               "blk." + std::to_string(i + 1) + ".in");
   }
-  w.node(fb::Op::LinearOp, fb::CreateLinearOp(b), "output", {x, head, ""},
-         "logits");
-  return w.finish(hp, tok, fb::Architecture::Llama);
+  return finishDecoder(hp, w, tok, x, emb);
 }
 
 Expected<ConvertedModel> buildGPT2(const Hyperparameters &hp, KilnWriter &w,
@@ -796,8 +902,9 @@ Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
   }
   KilnWriter w(std::move(weights), hp, options.dtype, options.quantize);
   WeightSource &source = w.input();
-  auto model = hp.family == Family::Llama ? buildLlama(hp, w, tok)
-                                          : buildGPT2(hp, w, tok);
+  auto model = hp.family == Family::Llama    ? buildLlama(hp, w, tok)
+               : hp.family == Family::Gemma3 ? buildGemma3(hp, w, tok)
+                                             : buildGPT2(hp, w, tok);
   if (!model)
     return model.takeError();
   std::vector<std::string> unread = source.unread();

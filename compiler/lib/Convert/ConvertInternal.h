@@ -82,6 +82,9 @@ struct PlannedWeight {
   uint64_t offset = 0, size = 0;
   SourceTensor source;
   uint64_t begin = 0, count = 0;
+  /// Added to every element (an f32 weight): Hugging Face Gemma's norm
+  /// gains, which scale by 1 + w, are stored as 1 + w.
+  float addend = 0.0f;
 };
 
 /// What ConvertedModel holds: the file's FlatBuffer (padded to the data
@@ -93,7 +96,7 @@ struct ConvertedModel::Impl {
   uint64_t dataSize = 0;
 };
 
-enum class Family { Llama, GPT2 };
+enum class Family { Llama, GPT2, Gemma3 };
 
 /// The shape of a decoder-only model, whatever file it came from.
 struct Hyperparameters {
@@ -116,6 +119,15 @@ struct Hyperparameters {
   /// Sliding-window attention (Mistral): each query sees the last `window`
   /// positions; 0: the whole context.
   int64_t window = 0;
+  /// Gemma 3: layer i attends over a window of layerWindows[i] (local
+  /// layers; 0: global), local layers rotate with base ropeLocalTheta and
+  /// no scaling, embeddings are scaled by embedScale, attention by
+  /// attnScale (0: 1/sqrt(head width)), and norm gains stored as w get
+  /// normAddend added (Hugging Face's 1 + w; GGUF files hold 1 + w).
+  std::vector<int64_t> layerWindows;
+  double ropeLocalTheta = 10000.0;
+  double embedScale = 1.0, attnScale = 0.0;
+  float normAddend = 0.0f;
   /// GPT-2 family: rows of the learned position table (>= context).
   int64_t positions = 0;
   fb::Activation activation = fb::Activation::GELUTanh;

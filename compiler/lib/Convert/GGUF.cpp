@@ -588,6 +588,39 @@ Expected<TokenizerSpec> ggufTokenizer(const GGUFFile &f, int64_t vocab) {
   return tok;
 }
 
+/// Gemma 3 as llama.cpp reads it (src/models/gemma3.cpp): embeddings x
+/// sqrt(width); with attention.sliding_window, layer i is local unless
+/// i % pattern == pattern - 1 (attention.sliding_window_pattern, default
+/// 6), local layers rotate with rope.freq_base_swa (default 10000) and no
+/// scaling; q scaled by 1/sqrt(width / heads) for the 62-layer (27B) model,
+/// else 1/sqrt(head width); norm gains as stored (the converter added 1).
+Error gemma3Hyperparameters(const GGUFFile &f, const std::string &a,
+                            Hyperparameters &hp) {
+  auto window = f.integer(a + "attention.sliding_window", false, 0);
+  if (!window)
+    return window.takeError();
+  auto pattern = f.integer(a + "attention.sliding_window_pattern", false, 6);
+  if (!pattern)
+    return pattern.takeError();
+  auto localBase = f.number(a + "rope.freq_base_swa", false, 10000.0);
+  if (!localBase)
+    return localBase.takeError();
+  if (*window < 0 || *pattern <= 0)
+    return fail("GGUF keys '" + a + "attention.sliding_window' " +
+                Twine(*window) + " and '" + a +
+                "attention.sliding_window_pattern' " + Twine(*pattern) +
+                " must be positive");
+  hp.layerWindows.assign(hp.layers, 0);
+  for (int64_t i = 0; i<hp.layers && * window> 0; ++i)
+    if (i % *pattern < *pattern - 1)
+      hp.layerWindows[i] = *window;
+  hp.ropeLocalTheta = *localBase;
+  hp.embedScale = std::sqrt((double)hp.dim);
+  hp.attnScale = hp.layers == 62 ? 1.0 / std::sqrt((double)(hp.dim / hp.heads))
+                                 : 1.0 / std::sqrt((double)hp.headDim);
+  return Error::success();
+}
+
 Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
                                      const ConvertOptions &options) {
   const GGUFFile &f = *file;
@@ -600,14 +633,18 @@ Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
   // qwen2 and qwen3 are llama's graph with q/k/v biases (qwen2) or per-head
   // q/k norms (qwen3), and q/k stored unpermuted for rotate-half RoPE
   // (llama.cpp's NEOX rope type).
-  bool qwen2 = *arch == "qwen2", qwen3 = *arch == "qwen3";
+  bool qwen2 = *arch == "qwen2", qwen3 = *arch == "qwen3",
+       gemma3 = *arch == "gemma3";
   if (*arch == "llama" || qwen2 || qwen3)
     hp.family = Family::Llama;
+  else if (gemma3)
+    hp.family = Family::Gemma3;
   else if (*arch == "gpt2")
     hp.family = Family::GPT2;
   else
     return fail("GGUF architecture '" + *arch +
-                "' is not supported (supported: llama, qwen2, qwen3, gpt2)");
+                "' is not supported (supported: llama, qwen2, qwen3, gemma3, "
+                "gpt2)");
   hp.qkvBias = qwen2;
   hp.qkNorm = qwen3;
   std::string a = *arch + ".";
@@ -638,7 +675,7 @@ Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
   hp.tied = !weights->has("output.weight");
   if (hp.heads <= 0)
     return fail("GGUF key '" + a + "attention.head_count' must be positive");
-  if (hp.family == Family::Llama) {
+  if (hp.family != Family::GPT2) {
     auto kv = f.integer(a + "attention.head_count_kv", false, hp.heads);
     auto keyLen = f.integer(a + "attention.key_length", false,
                             hp.dim / hp.heads);
@@ -733,6 +770,9 @@ Expected<ConvertedModel> convertFile(std::shared_ptr<const GGUFFile> file,
             applyRopeScaling(rs, hp, "GGUF key '" + a + "rope.scaling.type'"))
       return std::move(e);
     hp.ropeAttentionFactor *= *attn;
+    if (gemma3)
+      if (Error e = gemma3Hyperparameters(f, a, hp))
+        return std::move(e);
   } else {
     auto eps = f.number(a + "attention.layer_norm_epsilon");
     if (!eps)

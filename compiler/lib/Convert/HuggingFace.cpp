@@ -276,7 +276,7 @@ public:
 private:
   /// canonical -> (checkpoint name, stored transposed)
   std::pair<std::string, bool> map(StringRef name) const {
-    if (family == Family::Llama) {
+    if (family != Family::GPT2) {
       if (name == "token_embd.weight")
         return {"model.embed_tokens.weight", false};
       if (name == "output_norm.weight")
@@ -294,14 +294,22 @@ private:
           {"attn_q_norm.weight", "self_attn.q_norm.weight"},
           {"attn_k_norm.weight", "self_attn.k_norm.weight"},
           {"attn_output.weight", "self_attn.o_proj.weight"},
-          {"ffn_norm.weight", "post_attention_layernorm.weight"},
           {"ffn_gate.weight", "mlp.gate_proj.weight"},
           {"ffn_up.weight", "mlp.up_proj.weight"},
           {"ffn_down.weight", "mlp.down_proj.weight"}};
+      // Llama's norm after attention is the feed-forward's; Gemma 3 has
+      // both, and one after the feed-forward.
+      static const std::map<std::string, std::string> llamaNorms = {
+          {"ffn_norm.weight", "post_attention_layernorm.weight"}};
+      static const std::map<std::string, std::string> gemmaNorms = {
+          {"post_attention_norm.weight", "post_attention_layernorm.weight"},
+          {"ffn_norm.weight", "pre_feedforward_layernorm.weight"},
+          {"post_ffw_norm.weight", "post_feedforward_layernorm.weight"}};
       auto [layer, part] = splitLayer(name);
-      auto it = parts.find(part);
-      if (!layer.empty() && it != parts.end())
-        return {"model.layers." + layer + "." + it->second, false};
+      const auto &norms = family == Family::Gemma3 ? gemmaNorms : llamaNorms;
+      for (const auto *table : {&parts, &norms})
+        if (auto it = table->find(part); !layer.empty() && it != table->end())
+          return {"model.layers." + layer + "." + it->second, false};
       return {name.str(), false};
     }
     // GPT-2: Conv1D weights are stored [in, out].
@@ -426,10 +434,82 @@ Expected<std::string> architecture(const json::Object &config) {
       return std::string("Qwen2ForCausalLM");
     if (type == "qwen3")
       return std::string("Qwen3ForCausalLM");
+    if (type == "gemma3_text")
+      return std::string("Gemma3ForCausalLM");
     return fail("config.json names no architecture (architectures or "
                 "model_type)");
   }
   return arch->str();
+}
+
+/// Gemma3ForCausalLM past what it shares with Llama (sizes, RoPE): local
+/// layers (layer_types "sliding_attention", or all but every
+/// sliding_window_pattern-th) over sliding_window with base
+/// rope_local_base_freq and no scaling, q scaled by
+/// query_pre_attn_scalar^-1/2, embeddings by sqrt(hidden_size), norm gains
+/// 1 + w, GeGLU with tanh GELU, tied head.
+Expected<Hyperparameters> gemma3Hyperparameters(const json::Object &o,
+                                                Hyperparameters hp) {
+  Config c(o);
+  std::string act = "gelu_pytorch_tanh";
+  for (const char *key : {"hidden_activation", "hidden_act"})
+    if (std::optional<StringRef> a = o.getString(key)) {
+      act = a->str();
+      break;
+    }
+  if (act != "gelu_pytorch_tanh" && act != "gelu_tanh")
+    return fail("config.json: hidden_activation '" + act +
+                "' is not supported for Gemma3ForCausalLM (supported: "
+                "gelu_pytorch_tanh)");
+  for (const char *key : {"final_logit_softcapping", "attn_logit_softcapping"})
+    if (const json::Value *v = o.get(key); v && v->kind() != json::Value::Null)
+      return fail(Twine("config.json: ") + key + " is not supported");
+  if (c.flag("attention_bias", false))
+    return fail("config.json: attention_bias is not supported for "
+                "Gemma3ForCausalLM");
+  auto window = c.integer("sliding_window", int64_t(4096));
+  auto pattern = c.integer("sliding_window_pattern", int64_t(6));
+  auto scalar = c.number("query_pre_attn_scalar", 256.0);
+  auto local = c.number("rope_local_base_freq", 10000.0);
+  if (!window)
+    return window.takeError();
+  if (!pattern)
+    return pattern.takeError();
+  if (!scalar)
+    return scalar.takeError();
+  if (!local)
+    return local.takeError();
+  if (*window <= 0 || *pattern <= 0 || !(*scalar > 0) || !(*local > 0))
+    return fail("config.json: sliding_window, sliding_window_pattern, "
+                "query_pre_attn_scalar and rope_local_base_freq must be "
+                "positive");
+  hp.layerWindows.assign(hp.layers, 0);
+  if (const json::Array *types = o.getArray("layer_types")) {
+    if ((int64_t)types->size() != hp.layers)
+      return fail("config.json: layer_types has " + Twine(types->size()) +
+                  " entries for " + Twine(hp.layers) + " layers");
+    for (int64_t i = 0; i < hp.layers; ++i) {
+      std::optional<StringRef> t = (*types)[i].getAsString();
+      if (t == "sliding_attention")
+        hp.layerWindows[i] = *window;
+      else if (t != "full_attention")
+        return fail("config.json: layer_types[" + Twine(i) + "] '" +
+                    (t ? *t : StringRef("?")) +
+                    "' is not supported (supported: sliding_attention, "
+                    "full_attention)");
+    }
+  } else {
+    for (int64_t i = 0; i < hp.layers; ++i)
+      if ((i + 1) % *pattern)
+        hp.layerWindows[i] = *window;
+  }
+  hp.ropeLocalTheta = *local;
+  hp.attnScale = 1.0 / std::sqrt(*scalar);
+  hp.embedScale = std::sqrt((double)hp.dim);
+  hp.normAddend = 1.0f;
+  hp.tied = c.flag("tie_word_embeddings", true);
+  hp.ropeStyle = fb::RopeStyle::RotateHalf;
+  return hp;
 }
 
 Expected<Hyperparameters> hyperparameters(const json::Object &o,
@@ -492,14 +572,15 @@ Expected<Hyperparameters> hyperparameters(const json::Object &o,
   }
   bool llama = arch == "LlamaForCausalLM",
        mistral = arch == "MistralForCausalLM",
-       qwen2 = arch == "Qwen2ForCausalLM", qwen3 = arch == "Qwen3ForCausalLM";
-  if (!llama && !mistral && !qwen2 && !qwen3)
+       qwen2 = arch == "Qwen2ForCausalLM", qwen3 = arch == "Qwen3ForCausalLM",
+       gemma3 = arch == "Gemma3ForCausalLM";
+  if (!llama && !mistral && !qwen2 && !qwen3 && !gemma3)
     return fail("architecture '" + arch +
                 "' is not supported (supported: GPT2LMHeadModel, "
                 "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-                "Qwen3ForCausalLM)");
+                "Qwen3ForCausalLM, Gemma3ForCausalLM)");
   hp.qkNorm = qwen3;
-  hp.family = Family::Llama;
+  hp.family = gemma3 ? Family::Gemma3 : Family::Llama;
   for (auto [key, out] :
        {std::pair<const char *, int64_t *>{"hidden_size", &hp.dim},
         {"intermediate_size", &hp.ffn},
@@ -513,9 +594,10 @@ Expected<Hyperparameters> hyperparameters(const json::Object &o,
     return std::move(e);
   if (hp.heads <= 0)
     return fail("config.json: num_attention_heads must be positive");
-  if (Error e = take(c.integer("head_dim", hp.dim / hp.heads), hp.headDim))
+  if (Error e = take(c.integer("head_dim", gemma3 ? 256 : hp.dim / hp.heads),
+                     hp.headDim))
     return std::move(e);
-  if (!o.get("head_dim") && hp.dim % hp.heads)
+  if (!o.get("head_dim") && !gemma3 && hp.dim % hp.heads)
     return fail("config.json: hidden_size " + Twine(hp.dim) +
                 " is not a multiple of num_attention_heads " +
                 Twine(hp.heads));
@@ -577,6 +659,8 @@ Expected<Hyperparameters> hyperparameters(const json::Object &o,
     if (Error e = applyRopeScaling(scaling, hp, "config.json"))
       return std::move(e);
   }
+  if (gemma3)
+    return gemma3Hyperparameters(o, std::move(hp));
   std::string act = "silu";
   if (std::optional<StringRef> a = o.getString("hidden_act"))
     act = a->str();
@@ -905,7 +989,7 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
             single->front().getAsObject()->get("SpecialToken"))
           addBos = true;
   }
-  tok.addBos = *addBos && tok.bos >= 0 && family == Family::Llama;
+  tok.addBos = *addBos && tok.bos >= 0 && family != Family::GPT2;
   return tok;
 }
 

@@ -345,11 +345,14 @@ LogicalResult Importer::importNode(const fb::Node *node) {
     case fb::Activation::GEGLU:
       act = Activation::geglu;
       break;
+    case fb::Activation::GEGLUTanh:
+      act = Activation::geglu_tanh;
+      break;
     default:
       return emitError(loc) << "unknown activation " << (int)fa;
     }
     auto actAttr = ActivationAttr::get(ctx, act);
-    if (act == Activation::swiglu || act == Activation::geglu) {
+    if (isGatedActivation(act)) {
       if (failed(arity(4, 4)) || failed(get(0)) || failed(get(1)) ||
           failed(get(2)) || failed(get(3)))
         return failure();

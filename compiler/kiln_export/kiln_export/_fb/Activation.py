@@ -2,6 +2,7 @@
 
 # namespace: fb
 
+# Gated: SwiGLU (SiLU), GEGLU (exact GELU), GEGLUTanh (tanh GELU: Gemma).
 class Activation(object):
     ReLU = 0
     GELU = 1
@@ -9,3 +10,4 @@ class Activation(object):
     SiLU = 3
     SwiGLU = 4
     GEGLU = 5
+    GEGLUTanh = 6

@@ -9,7 +9,7 @@ np = import_numpy()
 # Feed-forward block.
 #  ungated (ReLU, GELU, GELUTanh, SiLU): inputs [x, w_up, b_up or "", w_down, b_down or ""]
 #    y = act(x W_up^T + b_up) W_down^T + b_down
-#  gated (SwiGLU, GEGLU): inputs [x, w_gate, w_up, w_down]
+#  gated (SwiGLU, GEGLU, GEGLUTanh): inputs [x, w_gate, w_up, w_down]
 #    y = (act(x W_gate^T) * (x W_up^T)) W_down^T
 class FeedForwardOp(object):
     __slots__ = ['_tab']

@@ -192,7 +192,8 @@ Value applyActivation(OpBuilder &b, Location loc, Activation act, Value x) {
     return arith::MulFOp::create(b, loc, half,
                                  arith::AddFOp::create(b, loc, e, c(1.0)));
   }
-  case Activation::gelu_tanh: {
+  case Activation::gelu_tanh:
+  case Activation::geglu_tanh: {
     // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
     Value x3 =
         arith::MulFOp::create(b, loc, arith::MulFOp::create(b, loc, x, x), x);

@@ -420,7 +420,7 @@ LogicalResult FeedForwardOp::inferReturnTypes(MLIRContext *,
   if (x.getRank() < 1)
     return opError(loc, "feed_forward", "expects a ranked input, got ", x);
   Activation act = adaptor.getActivation();
-  bool gated = act == Activation::swiglu || act == Activation::geglu;
+  bool gated = isGatedActivation(act);
   if (gated && !adaptor.getWGate())
     return opError(loc, "feed_forward", "gated activation '",
                    stringifyActivation(act), "' needs a gate weight");

@@ -20,6 +20,16 @@ class PositionWise
 } // namespace kiln::transformer::OpTrait
 
 #include "kiln/Dialect/Transformer/IR/TransformerEnums.h.inc"
+
+namespace kiln::transformer {
+/// Gated activations (`swiglu`, `geglu`, `geglu_tanh`) multiply the
+/// activated gate projection by the up projection.
+inline bool isGatedActivation(Activation act) {
+  return act == Activation::swiglu || act == Activation::geglu ||
+         act == Activation::geglu_tanh;
+}
+} // namespace kiln::transformer
+
 #include "kiln/Dialect/Transformer/IR/TransformerOpsDialect.h.inc"
 #include "mlir/IR/TensorEncoding.h"
 #define GET_ATTRDEF_CLASSES

@@ -12,7 +12,8 @@ def Transformer_Activation : I32EnumAttr<"Activation", "feed-forward activation"
     I32EnumAttrCase<"gelu_tanh", 2>,
     I32EnumAttrCase<"silu", 3>,
     I32EnumAttrCase<"swiglu", 4>,
-    I32EnumAttrCase<"geglu", 5>]> {
+    I32EnumAttrCase<"geglu", 5>,
+    I32EnumAttrCase<"geglu_tanh", 6>]> {
   let cppNamespace = "::kiln::transformer";
 }
 

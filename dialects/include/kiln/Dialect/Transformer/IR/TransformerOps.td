@@ -312,9 +312,10 @@ def Transformer_FeedForwardOp : Transformer_Op<"feed_forward",
   let description = [{
     Ungated activations (`relu`, `gelu`, `gelu_tanh`, `silu`):
     `act(x W_up^T + b_up) W_down^T + b_down` (biases optional).
-    Gated ones (`swiglu`, `geglu`):
-    `(act(x W_gate^T) * (x W_up^T)) W_down^T` with `silu` or `gelu`.
-    `gelu` is exact (erf); `gelu_tanh` is GPT-2's tanh approximation.
+    Gated ones (`swiglu`, `geglu`, `geglu_tanh`):
+    `(act(x W_gate^T) * (x W_up^T)) W_down^T` with `silu`, `gelu` or
+    `gelu_tanh` (Gemma's). `gelu` is exact (erf); `gelu_tanh` is GPT-2's
+    tanh approximation.
 
     ```mlir
     %y = transformer.feed_forward swiglu %x, up %wu, gate %wg, down %wd
@@ -334,10 +335,7 @@ def Transformer_FeedForwardOp : Transformer_Op<"feed_forward",
     `down` $w_down (`bias` $b_down^)? attr-dict `:` functional-type(operands, results)
   }];
   let extraClassDeclaration = [{
-    bool isGated() {
-      return getActivation() == Activation::swiglu ||
-             getActivation() == Activation::geglu;
-    }
+    bool isGated() { return isGatedActivation(getActivation()); }
   }];
 }
 

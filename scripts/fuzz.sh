@@ -17,7 +17,7 @@ if [ ! -f "$BUILD/build.ninja" ]; then
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22
 fi
-ninja -C "$BUILD" fuzz_model_file fuzz_text fuzz_options fuzz_gguf fuzz_hf \
+ninja -C "$BUILD" fuzz_model_file fuzz_text fuzz_options fuzz_template fuzz_gguf fuzz_hf \
   kiln-runtime-unittests-san
 
 echo "== runtime unit tests under ASan+UBSan"
@@ -42,15 +42,17 @@ fi
 
 mkdir -p "$BUILD/crashes"
 echo "== regressions: inputs that crashed a fuzzer once"
-for t in model_file text options gguf hf; do
+for t in model_file text options template gguf hf; do
   dir="$ROOT/test/fuzz/regressions/$t"
   if [ -d "$dir" ] && [ -n "$(ls -A "$dir")" ]; then
     "$BUILD/bin/fuzz_$t" "$dir"/* 2>&1 | tail -1
   fi
 done
-declare -A RUNS=([model_file]=3000000 [text]=300000 [options]=1000000 [gguf]=50000 [hf]=25000)
-declare -A MAXLEN=([model_file]=65536 [text]=20000 [options]=20000 [gguf]=65536 [hf]=65536)
-for t in model_file text options gguf hf; do
+declare -A RUNS=([model_file]=3000000 [text]=300000 [options]=1000000 [template]=300000
+                 [gguf]=50000 [hf]=25000)
+declare -A MAXLEN=([model_file]=65536 [text]=20000 [options]=20000 [template]=8192
+                   [gguf]=65536 [hf]=65536)
+for t in model_file text options template gguf hf; do
   work="$BUILD/corpus-$t"
   rm -rf "$work" && mkdir -p "$work"
   if [ -n "${FUZZ_SECONDS:-}" ]; then budget=(-max_total_time="$FUZZ_SECONDS");

@@ -9,11 +9,13 @@
 #include "kiln/rt/driver.h"
 
 #include "json.h"
+#include "kiln/rt/chat_template.h"
 
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <unistd.h>
 
 namespace kiln::rt {
@@ -127,13 +129,43 @@ private:
 };
 } // namespace
 
+/// The message a conversation ends with when the context is full.
+static int contextFull(int64_t capacity) {
+  std::fprintf(stderr,
+               "kiln: the context of %lld tokens is full; ending the "
+               "conversation\n",
+               (long long)capacity);
+  return kExitOk;
+}
+
+/// The turns of a conversation read from stdin: `turn` gets each line
+/// (without its newline) and returns an exit code to end with, or -1 to
+/// go on; ends with 0 at EOF.
+static int readTurns(const std::function<int(const std::string &)> &turn) {
+  std::string line;
+  for (;;) {
+    if (isatty(0))
+      std::fputs("> ", stderr);
+    line.clear();
+    int c;
+    while ((c = std::fgetc(stdin)) != EOF && c != '\n')
+      line.push_back((char)c);
+    if (c == EOF && line.empty())
+      return kExitOk;
+    int rc = turn(line);
+    if (rc >= 0)
+      return rc;
+    if (c == EOF)
+      return kExitOk;
+  }
+}
+
 static int interactive(const Options &opts, const ModelFile &model,
                        const Tokenizer &tokenizer, Session &session, Rng &rng,
                        int64_t capacity) {
   int64_t pos = 0;
   std::optional<int32_t> pending; // last reply token, not yet in the cache
   bool first = true;
-  std::string line;
   auto turn = [&](const std::string &text) -> int {
     std::vector<int32_t> ids;
     if (auto err = tokenizer.encode(text, ids, opts.parseSpecial))
@@ -146,13 +178,8 @@ static int interactive(const Options &opts, const ModelFile &model,
       ids.insert(ids.begin(), *pending);
     if (ids.empty())
       return -1;
-    if (pos + (int64_t)ids.size() > capacity) {
-      std::fprintf(stderr,
-                   "kiln: the context of %lld tokens is full; ending "
-                   "the conversation\n",
-                   (long long)capacity);
-      return kExitOk;
-    }
+    if (pos + (int64_t)ids.size() > capacity)
+      return contextFull(capacity);
     Utf8Stream stream;
     // A reply also ends at a --stop string (printed up to it).
     StopMatcher stops(opts.stops);
@@ -183,13 +210,8 @@ static int interactive(const Options &opts, const ModelFile &model,
                                : std::optional<int32_t>(r.tokens.back());
     if (opts.stats)
       printStats(ids.size(), r);
-    if (r.stop == StopReason::Context || pos >= capacity) {
-      std::fprintf(stderr,
-                   "kiln: the context of %lld tokens is full; ending "
-                   "the conversation\n",
-                   (long long)capacity);
-      return kExitOk;
-    }
+    if (r.stop == StopReason::Context || pos >= capacity)
+      return contextFull(capacity);
     return -1;
   };
   if (opts.prompt) {
@@ -197,33 +219,218 @@ static int interactive(const Options &opts, const ModelFile &model,
     if (rc >= 0)
       return rc;
   }
-  for (;;) {
-    if (isatty(0))
-      std::fputs("> ", stderr);
-    line.clear();
-    int c;
-    while ((c = std::fgetc(stdin)) != EOF && c != '\n')
-      line.push_back((char)c);
-    if (c == EOF && line.empty())
+  return readTurns([&](const std::string &line) { return turn(line + "\n"); });
+}
+
+//===----------------------------------------------------------------------===//
+// Chat: --chat and --print-prompt
+//===----------------------------------------------------------------------===//
+
+/// ChatML, for models whose file carries no template.
+static const char kChatML[] =
+    "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + "
+    "'\n' + message['content'] + '<|im_end|>' + '\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}"
+    "{%- endif %}";
+
+namespace {
+/// A conversation and the template it is rendered with.
+struct Conversation {
+  std::string source; ///< the Jinja template
+  ChatTemplateInput input;
+
+  /// --chat-template (a file, or a built-in name), else the model's.
+  std::optional<Error> init(const Options &opts, const ModelFile &model) {
+    if (opts.chatTemplate) {
+      const std::string &t = *opts.chatTemplate;
+      if (!readFile(t, source)) {
+        if (t != "chatml")
+          return Error{kExitUsage, "--chat-template: cannot read '" + t +
+                                       "' (" + std::strerror(errno) +
+                                       ") and there is no built-in template "
+                                       "of that name (built-in: chatml)"};
+        source = kChatML;
+      }
+    } else if (model.chatTemplate.empty()) {
+      return Error{kExitUsage,
+                   "the model file carries no chat template; give "
+                   "--chat-template FILE or --chat-template chatml"};
+    } else {
+      source = model.chatTemplate;
+    }
+    // The special tokens' text as the vocabulary holds it.
+    auto text = [&](int64_t id) {
+      return id >= 0 && id < (int64_t)model.pieces.size() ? model.pieces[id]
+                                                          : std::string();
+    };
+    input.bosToken = text(model.bosId);
+    input.eosToken = text(model.eosId);
+    if (opts.system)
+      input.messages.push_back({"system", *opts.system});
+    if (opts.messagesFile) {
+      std::string json;
+      if (!readFile(*opts.messagesFile, json))
+        return Error{kExitUsage, "cannot read '" + *opts.messagesFile +
+                                     "': " + std::strerror(errno)};
+      Json list = Json::parse(json, nullptr, /*allow_exceptions=*/false);
+      if (!list.is_array())
+        return Error{kExitUsage, "--messages: '" + *opts.messagesFile +
+                                     "' is not a JSON array of messages"};
+      for (size_t i = 0; i < list.size(); ++i) {
+        const Json &m = list[i];
+        if (!m.is_object() || !m.contains("role") || !m["role"].is_string() ||
+            !m.contains("content") || !m["content"].is_string())
+          return Error{kExitUsage,
+                       "--messages: message " + std::to_string(i) +
+                           " is not {\"role\": string, \"content\": string}"};
+        input.messages.push_back(
+            {m["role"].get<std::string>(), m["content"].get<std::string>()});
+      }
+    }
+    if (opts.prompt)
+      input.messages.push_back({"user", *opts.prompt});
+    return std::nullopt;
+  }
+
+  /// The prompt: the conversation rendered with the assistant's turn open.
+  std::optional<Error> render(std::string &text) const {
+    std::string error;
+    if (!renderChatTemplate(source, input, text, error))
+      return Error{kExitPrompt,
+                   "the chat template cannot be rendered: " + error};
+    return std::nullopt;
+  }
+
+  /// The prompt's tokens, special tokens written in it parsed: the template
+  /// writes BOS where the model wants it, so none is added (as
+  /// transformers' apply_chat_template).
+  std::optional<Error> tokens(const Tokenizer &tokenizer,
+                              const ModelFile &model, const std::string &text,
+                              std::vector<int32_t> &ids) const {
+    if (auto err = tokenizer.encode(text, ids, /*parseSpecial=*/true))
+      return err;
+    if (model.addBos && model.bosId >= 0 && !ids.empty())
+      ids.erase(ids.begin());
+    return std::nullopt;
+  }
+};
+} // namespace
+
+static int printPrompt(const Options &opts, const ModelFile &model,
+                       const Tokenizer &tokenizer) {
+  Conversation chat;
+  std::string text;
+  if (auto err = chat.init(opts, model))
+    return fail(*err);
+  if (auto err = chat.render(text))
+    return fail(*err);
+  if (opts.output == OutputFormat::Text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    return kExitOk;
+  }
+  std::vector<int32_t> ids;
+  if (auto err = chat.tokens(tokenizer, model, text, ids))
+    return fail(*err);
+  Json out;
+  out["prompt"] = jsonText(text);
+  out["prompt_tokens"] = ids;
+  printJson(out);
+  return kExitOk;
+}
+
+/// --chat: each turn renders the whole conversation and computes only the
+/// tokens after the longest prefix the KV cache already holds (the
+/// previous prompt and reply, as far as the template renders them the same
+/// way again).
+static int chatLoop(const Options &opts, const ModelFile &model,
+                    const Tokenizer &tokenizer, Session &session, Rng &rng,
+                    int64_t capacity) {
+  Conversation chat;
+  if (auto err = chat.init(opts, model))
+    return fail(*err);
+  std::vector<int32_t> cached; // the tokens whose keys and values are cached
+  auto turn = [&]() -> int {
+    std::string text;
+    std::vector<int32_t> ids;
+    if (auto err = chat.render(text))
+      return fail(*err);
+    if (auto err = chat.tokens(tokenizer, model, text, ids))
+      return fail(*err);
+    if (ids.empty())
+      return fail({kExitPrompt, "the chat template renders an empty prompt"});
+    size_t common = 0;
+    while (common < cached.size() && common + 1 < ids.size() &&
+           cached[common] == ids[common])
+      ++common;
+    if ((int64_t)ids.size() >= capacity) {
+      std::fprintf(stderr,
+                   "kiln: the conversation needs %zu tokens of a context of "
+                   "%lld; ending it\n",
+                   ids.size(), (long long)capacity);
       return kExitOk;
-    int rc = turn(line + "\n");
+    }
+    std::vector<int32_t> fresh(ids.begin() + common, ids.end());
+    Utf8Stream stream;
+    StopMatcher stops(opts.stops);
+    std::string reply;
+    GenerationResult r;
+    auto onToken = [&](int32_t id) {
+      if (model.isEndToken(id))
+        return false;
+      std::string piece = tokenizer.piece(id);
+      std::string kept = stops.push(piece);
+      reply += kept;
+      std::string ready = stream.push(kept);
+      std::fwrite(ready.data(), 1, ready.size(), stdout);
+      std::fflush(stdout);
+      return !stops.stopped();
+    };
+    if (auto err =
+            session.generateAt((int64_t)common, fresh, opts.nPredict,
+                               opts.sampling, rng, false, false, onToken, r))
+      return fail(*err);
+    if (!stops.stopped())
+      reply += stops.flush();
+    std::string rest =
+        stream.push(stops.stopped() ? std::string() : stops.flush()) +
+        stream.flush() + "\n";
+    std::fwrite(rest.data(), 1, rest.size(), stdout);
+    std::fflush(stdout);
+    cached.assign(ids.begin(), ids.end());
+    if (!r.tokens.empty()) // the last token chosen is not in the cache yet
+      cached.insert(cached.end(), r.tokens.begin(), r.tokens.end() - 1);
+    if (opts.stats) {
+      std::fprintf(stderr, "kiln: prompt of %zu tokens, %zu of them cached | ",
+                   ids.size(), common);
+      printStats(fresh.size(), r);
+    }
+    chat.input.messages.push_back({"assistant", reply});
+    if (r.stop == StopReason::Context || (int64_t)cached.size() + 1 >= capacity)
+      return contextFull(capacity);
+    return -1;
+  };
+  if (opts.prompt) {
+    int rc = turn();
     if (rc >= 0)
       return rc;
-    if (c == EOF)
-      return kExitOk;
   }
+  return readTurns([&](const std::string &line) {
+    chat.input.messages.push_back({"user", line});
+    return turn();
+  });
 }
 
 /// run() for encoder-decoder models, after the model is loaded.
 static int runSeq2Seq(const Options &opts, const ModelFile &model,
                       const Tokenizer &tokenizer, const EntryPoints &entry) {
   if (opts.interactive || opts.perplexityFile || opts.scoreText ||
-      opts.forwardLogits)
-    return fail({kExitUsage, "-i, --perplexity, --score and --forward-logits "
-                             "are not supported for encoder-decoder models"});
+      opts.forwardLogits || opts.chat || opts.printPrompt)
+    return fail({kExitUsage, "-i, --chat, --print-prompt, --perplexity, "
+                             "--score and --forward-logits are not supported "
+                             "for encoder-decoder models"});
   if (opts.beams > 1 && (opts.ignoreEos || opts.logits))
-    return fail({kExitUsage,
-                 "--beams does not combine with --ignore-eos or --logits"});
+    return fail(
+        {kExitUsage, "--beams does not combine with --ignore-eos or --logits"});
   if (opts.promptTokens)
     return fail({kExitUsage, "encoder-decoder models take the source as -p "
                              "TEXT or --src-tokens IDS"});
@@ -253,9 +460,9 @@ static int runSeq2Seq(const Options &opts, const ModelFile &model,
   // The text of the tokens chosen (up to a stop string).
   GeneratedText generated(opts, model, tokenizer);
   if (opts.beams > 1) {
-    if (auto err = session.beamSearch(opts.nPredict, opts.beams,
-                                      opts.lengthPenalty, opts.earlyStop,
-                                      result))
+    if (auto err =
+            session.beamSearch(opts.nPredict, opts.beams, opts.lengthPenalty,
+                               opts.earlyStop, result))
       return fail(*err);
     generated.emit(pieces(result.tokens));
   } else if (auto err = session.generate(
@@ -325,12 +532,13 @@ int run(int argc, char **argv, const EntryPoints &entry) {
   reuseFreedMemory();
 
   ModelFile model;
-  if (auto err = loadModelFile(opts.modelPath, model,
-                               sessionMemoryBytes(entry.info)))
+  if (auto err =
+          loadModelFile(opts.modelPath, model, sessionMemoryBytes(entry.info)))
     return fail(*err);
   if (opts.verbose)
     std::fprintf(stderr,
-                 "kiln: %s: %llu bytes (FlatBuffer and padding %llu, data section %llu); "
+                 "kiln: %s: %llu bytes (FlatBuffer and padding %llu, data "
+                 "section %llu); "
                  "weights %s\n",
                  opts.modelPath.c_str(), (unsigned long long)model.fileSize,
                  (unsigned long long)model.dataOffset,
@@ -353,6 +561,8 @@ int run(int argc, char **argv, const EntryPoints &entry) {
     return fail({kExitUsage, "--src-tokens and --beams are for "
                              "encoder-decoder models; this one is "
                              "decoder-only"});
+  if (opts.printPrompt)
+    return printPrompt(opts, model, tokenizer);
   Session session(model, entry);
   if (auto err = session.init())
     return fail(*err);
@@ -362,6 +572,8 @@ int run(int argc, char **argv, const EntryPoints &entry) {
   Rng rng(seed);
   if (opts.interactive)
     return interactive(opts, model, tokenizer, session, rng, capacity);
+  if (opts.chat)
+    return chatLoop(opts, model, tokenizer, session, rng, capacity);
 
   if (opts.perplexityFile || opts.scoreText) {
     std::string text;

@@ -283,6 +283,8 @@ static std::optional<Error> validate(const uint8_t *file, uint64_t fileSize,
     out.addSpacePrefix = tok->add_space_prefix();
     out.preTokenizer = tok->pre_tokenizer();
     out.ignoreMerges = tok->ignore_merges();
+    if (tok->chat_template())
+      out.chatTemplate = tok->chat_template()->str();
     if (out.preTokenizer > fb::PreTokenizer::MAX)
       return modelError("unknown pre-tokenizer " +
                         std::to_string((int)out.preTokenizer) +

@@ -223,6 +223,21 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
     } else if (flag == "-i" || flag == "--interactive") {
       err = noValue();
       o.interactive = true;
+    } else if (flag == "--chat") {
+      err = noValue();
+      o.chat = true;
+    } else if (flag == "--print-prompt") {
+      err = noValue();
+      o.printPrompt = true;
+    } else if (flag == "--chat-template") {
+      if (!(err = take(v)))
+        o.chatTemplate = v;
+    } else if (flag == "--system") {
+      if (!(err = take(v)))
+        o.system = v;
+    } else if (flag == "--messages") {
+      if (!(err = take(v)))
+        o.messagesFile = v;
     } else if (flag == "--no-stats") {
       err = noValue();
       o.stats = false;
@@ -234,12 +249,30 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
   }
   if (o.help)
     return std::nullopt;
+  bool chatting = o.chat || o.printPrompt;
+  if ((o.chatTemplate || o.system || o.messagesFile) && !chatting)
+    return usage("--chat-template, --system and --messages go with --chat "
+                 "or --print-prompt");
+  if (o.chat && o.printPrompt)
+    return usage("give one of --chat and --print-prompt");
+  if (chatting &&
+      (o.interactive || o.promptTokens || o.srcTokens || o.perplexityFile ||
+       o.scoreText || o.forwardLogits || o.logits))
+    return usage("--chat and --print-prompt take the conversation as "
+                 "--system, --messages and -p (the next user message); not "
+                 "-i, --prompt-tokens, --perplexity, --score or --logits");
+  if (o.chat && o.output == OutputFormat::Json)
+    return usage("--chat prints text (--print-prompt --output=json shows "
+                 "the rendered prompt's tokens)");
+  if (o.printPrompt && !o.prompt && !o.messagesFile && !o.system)
+    return usage("--print-prompt needs a conversation: -p, --messages or "
+                 "--system");
   int inputs = !!o.prompt + !!o.promptTokens + !!o.srcTokens +
                !!o.perplexityFile + !!o.scoreText;
   if (inputs > 1)
     return usage("give one of -p/--prompt, --prompt-tokens, --src-tokens, "
                  "--perplexity and --score");
-  if (inputs == 0 && !o.interactive)
+  if (inputs == 0 && !o.interactive && !chatting)
     return usage("no prompt: give -p TEXT or --prompt-tokens IDS "
                  "(encoder-decoder models: -p TEXT or --src-tokens IDS)");
   if (o.interactive && (o.perplexityFile || o.scoreText || o.forwardLogits ||
@@ -306,6 +339,24 @@ Generates text with the model compiled into this executable (a Kiln build).
                           conversation from the KV cache (nothing is
                           recomputed), print the reply; ends at EOF or when
                           the context is full
+  --chat                  a conversation in the model's chat format: each
+                          line read from stdin (after -p, the first) is a
+                          user message; the conversation is rendered with
+                          the chat template and only the tokens the KV cache
+                          lacks are computed; a reply ends at an end token
+                          (<|eot_id|>, <|im_end|>, <end_of_turn>, ...) or a
+                          --stop string; ends at EOF or a full context
+  --chat-template T       the chat template: a Jinja file, or the built-in
+                          name chatml (default: the model file's, from GGUF
+                          tokenizer.chat_template or Hugging Face
+                          chat_template)
+  --system TEXT           the system message (--chat, --print-prompt)
+  --messages FILE         the conversation so far, a JSON array of
+                          {"role": ..., "content": ...} (--chat, --print-prompt)
+  --print-prompt          print the rendered prompt (--system, --messages, -p
+                          as the next user message, then the assistant's
+                          turn) and exit; with --output=json
+                          {"prompt": text, "prompt_tokens": ids}
   --no-stats              do not print the stats line on stderr
   -v, --verbose           report on stderr how the model file was loaded: its
                           weights read into memory (on huge pages) or mapped

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "kiln/rt/chat_template.h"
 #include "kiln/rt/driver.h"
 
 #include "kiln_generated.h"
@@ -775,6 +776,16 @@ static void testOptions() {
       {{"-i", "--output=json"}, "-i works with text output"},
       {{"-p", "x", "--logits"}, "--logits needs --output=json"},
       {{"-p", "x", "--ignore-eos=1"}, "takes no value"},
+      {{"-p", "x", "--system", "s"}, "go with --chat or --print-prompt"},
+      {{"-p", "x", "--chat-template", "chatml"},
+       "go with --chat or --print-prompt"},
+      {{"--chat", "--print-prompt", "-p", "x"},
+       "give one of --chat and --print-prompt"},
+      {{"--chat", "--prompt-tokens", "1"}, "take the conversation as"},
+      {{"--chat", "-i"}, "take the conversation as"},
+      {{"--chat", "--output=json"}, "--chat prints text"},
+      {{"--print-prompt"}, "--print-prompt needs a conversation"},
+      {{"--chat", "--messages"}, "missing value for --messages"},
   };
   for (auto &b : bad) {
     Options x;
@@ -1129,7 +1140,53 @@ static void testSeq2Seq() {
     CHECK(h.tokens.size() <= 20);
 }
 
+/// The chat-template renderer's bounds and messages (the renderings
+/// themselves are checked against @huggingface/jinja by
+/// test/e2e/chat-templates.test).
+static void testChatTemplates() {
+  ChatTemplateInput in;
+  in.messages = {{"user", "hi"}, {"assistant", "hello"}};
+  std::string out, err;
+  CHECK(
+      renderChatTemplate("{% for m in messages %}{{ m.role }}:{{ m.content }};"
+                         "{% endfor %}",
+                         in, out, err));
+  CHECK(out == "user:hi;assistant:hello;");
+  // Nested loops past the step bound stop with a message, not a hang.
+  std::string loops = "{% for a in range(1000) %}{% for b in range(1000) %}"
+                      "{% for c in range(1000) %}x{% endfor %}{% endfor %}"
+                      "{% endfor %}";
+  CHECK(!renderChatTemplate(loops, in, out, err));
+  CHECK(out.empty() && (err.find("steps") != std::string::npos ||
+                        err.find("bytes") != std::string::npos));
+  // Output past the bound.
+  std::string big = "{% for a in range(100000) %}{{ '" + std::string(100, 'y') +
+                    "' }}{% endfor %}";
+  CHECK(!renderChatTemplate(big, in, out, err));
+  CHECK(err.find("exceeds") != std::string::npos);
+  // Nesting past the depth bound, in expressions and statements.
+  CHECK(!renderChatTemplate("{{ " + std::string(5000, '(') + "1" +
+                                std::string(5000, ')') + " }}",
+                            in, out, err));
+  CHECK(err.find("nests too deeply") != std::string::npos);
+  std::string ifs;
+  for (int i = 0; i < 1000; ++i)
+    ifs += "{% if true %}";
+  CHECK(!renderChatTemplate(ifs, in, out, err));
+  CHECK(err.find("nests too deeply") != std::string::npos);
+  // Errors name the place and the construct.
+  CHECK(!renderChatTemplate("ok\n{{ messages | shuffle }}", in, out, err));
+  CHECK(err == "line 2, column 13: the filter 'shuffle' is not supported");
+  CHECK(!renderChatTemplate("{% for m in messages %}", in, out, err));
+  CHECK(err.find("missing '{% endfor %}'") != std::string::npos);
+  CHECK(!renderChatTemplate("{{ raise_exception('no system role') }}", in, out,
+                            err));
+  CHECK(err.find("the template raised an exception: no system role") !=
+        std::string::npos);
+}
+
 int main() {
+  testChatTemplates();
   testModelFiles();
   testTokenizers();
   testSampling();

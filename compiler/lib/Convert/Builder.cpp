@@ -337,7 +337,8 @@ public:
         tok.scores.empty() ? 0 : b.CreateVector(tok.scores),
         merges.empty() ? 0 : b.CreateVector(merges),
         tok.types.empty() ? 0 : b.CreateVector(tok.types), tok.addSpacePrefix,
-        tok.preTokenizer, tok.ignoreMerges);
+        tok.preTokenizer, tok.ignoreMerges,
+        tok.chatTemplate.empty() ? 0 : b.CreateString(tok.chatTemplate));
     std::vector<int32_t> ends(tok.endTokens.begin(), tok.endTokens.end());
     auto meta = fb::CreateMetadata(
         b, arch, b.CreateString(hp.name), (int32_t)hp.context,

@@ -165,6 +165,9 @@ Expected<std::string> describeKiln(StringRef path) {
     }
     os << "\n";
   }
+  if (t && t->chat_template())
+    os << "chat template: " << t->chat_template()->size()
+       << " bytes (--chat, --print-prompt)\n";
   return out;
 }
 

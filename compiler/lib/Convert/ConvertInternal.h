@@ -144,6 +144,8 @@ struct TokenizerSpec {
   bool addSpacePrefix = true;
   fb::PreTokenizer preTokenizer = fb::PreTokenizer::GPT2;
   bool ignoreMerges = false;
+  /// The chat template (Jinja), or empty.
+  std::string chatTemplate;
   int64_t bos = -1, eos = -1, pad = -1;
   /// Tokens besides eos that end generation, as the input names them
   /// (GGUF's EOT/EOM ids, the rest of an eos_token_id list); the builder

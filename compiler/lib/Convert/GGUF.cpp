@@ -577,6 +577,10 @@ Expected<TokenizerSpec> ggufTokenizer(const GGUFFile &f, int64_t vocab) {
     if (id >= 0)
       tok.endTokens.push_back(id);
   }
+  auto chatTemplate = f.string("tokenizer.chat_template", false, "");
+  if (!chatTemplate)
+    return chatTemplate.takeError();
+  tok.chatTemplate = *chatTemplate;
   auto addBos = f.boolean("tokenizer.ggml.add_bos_token", spm);
   if (!addBos)
     return addBos.takeError();

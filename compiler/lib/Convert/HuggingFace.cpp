@@ -979,8 +979,33 @@ Expected<TokenizerSpec> hfTokenizer(StringRef dir, int64_t vocab,
   auto tc = readOptionalJSON(dir, "tokenizer_config.json");
   if (!tc)
     return tc.takeError();
-  if (const json::Object *o = *tc ? (*tc)->getAsObject() : nullptr)
+  if (const json::Object *o = *tc ? (*tc)->getAsObject() : nullptr) {
     addBos = o->getBoolean("add_bos_token");
+    // The chat template: a string, or named templates (the "default" one).
+    if (const json::Value *t = o->get("chat_template")) {
+      if (std::optional<StringRef> str = t->getAsString())
+        tok.chatTemplate = str->str();
+      else if (const json::Array *named = t->getAsArray()) {
+        for (const json::Value &e : *named)
+          if (const json::Object *eo = e.getAsObject())
+            if (eo->getString("name") == "default")
+              if (std::optional<StringRef> str = eo->getString("template"))
+                tok.chatTemplate = str->str();
+      } else if (t->kind() != json::Value::Null) {
+        return fail("tokenizer_config.json: chat_template is neither a "
+                    "string nor a list of named templates");
+      }
+    }
+  }
+  // Newer checkpoints keep the template in its own file.
+  SmallString<256> jinja(dir);
+  sys::path::append(jinja, "chat_template.jinja");
+  if (tok.chatTemplate.empty() && sys::fs::exists(jinja)) {
+    auto buf = MemoryBuffer::getFile(jinja);
+    if (!buf)
+      return fail("cannot read '" + jinja + "': " + buf.getError().message());
+    tok.chatTemplate = (*buf)->getBuffer().str();
+  }
   if (!addBos) {
     addBos = false;
     if (const json::Object *pp = root->getObject("post_processor"))

@@ -169,7 +169,16 @@ class Tokenizer(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
-def TokenizerStart(builder): builder.StartObject(8)
+    # The model's chat template (Jinja; GGUF tokenizer.chat_template,
+    # Hugging Face chat_template), rendered by --chat and --print-prompt.
+    # Tokenizer
+    def ChatTemplate(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+def TokenizerStart(builder): builder.StartObject(9)
 def Start(builder):
     return TokenizerStart(builder)
 def TokenizerAddKind(builder, kind): builder.PrependUint8Slot(0, kind, 0)
@@ -208,6 +217,9 @@ def AddPreTokenizer(builder, preTokenizer):
 def TokenizerAddIgnoreMerges(builder, ignoreMerges): builder.PrependBoolSlot(7, ignoreMerges, 0)
 def AddIgnoreMerges(builder, ignoreMerges):
     return TokenizerAddIgnoreMerges(builder, ignoreMerges)
+def TokenizerAddChatTemplate(builder, chatTemplate): builder.PrependUOffsetTRelativeSlot(8, flatbuffers.number_types.UOffsetTFlags.py_type(chatTemplate), 0)
+def AddChatTemplate(builder, chatTemplate):
+    return TokenizerAddChatTemplate(builder, chatTemplate)
 def TokenizerEnd(builder): return builder.EndObject()
 def End(builder):
     return TokenizerEnd(builder)

@@ -45,6 +45,16 @@ struct Options {
   std::optional<std::string> scoreText;      ///< --score TEXT
   int64_t stride = 0;                        ///< 0: half the context
   bool interactive = false;                  ///< -i
+  /// Chat: --chat (a conversation over the KV cache, each turn rendered
+  /// with the chat template), --print-prompt (print the rendered prompt and
+  /// exit), the template (--chat-template FILE or built-in NAME; default:
+  /// the model's), --system TEXT and --messages FILE (a JSON array of
+  /// {"role", "content"}: the conversation so far).
+  bool chat = false;
+  bool printPrompt = false;
+  std::optional<std::string> chatTemplate;
+  std::optional<std::string> system;
+  std::optional<std::string> messagesFile;
   bool stats = true;                         ///< the stats line on stderr
   bool verbose = false;                      ///< -v: how the model was loaded
   bool help = false;

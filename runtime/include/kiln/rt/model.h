@@ -134,6 +134,8 @@ struct ModelFile {
   /// whether pre-tokens that are tokens skip the merges.
   fb::PreTokenizer preTokenizer{};
   bool ignoreMerges = false;
+  /// The chat template the file carries (empty: none).
+  std::string chatTemplate;
 
   ModelFile() = default;
   ModelFile(const ModelFile &) = delete;

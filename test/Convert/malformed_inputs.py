@@ -513,6 +513,10 @@ def tokenizer_cases(gpt2, llama):
             f.write(b"{add_bos_token")
     variant("tok-config-file-not-json", llama, bad_tokenizer_config, 2,
         "tokenizer_config.json' is not valid JSON")
+    variant("tok-config-chat-template", llama, lambda d: rewrite_new(
+        os.path.join(d, "tokenizer_config.json"), {"chat_template": 3}), 2,
+        "tokenizer_config.json: chat_template is neither a string nor a list of named "
+        "templates")
     return cases
 
 
@@ -783,8 +787,15 @@ def gguf_cases(gguf_writer, work):
         return edit
 
     edited("gguf-gemma3-pattern", gemma3_window(4, 0), 2,
-           "GGUF keys 'gemma3.attention.sliding_window' 4 and "
-           "'gemma3.attention.sliding_window_pattern' 0 must be positive")
+           "GGUF key 'gemma3.attention.sliding_window_pattern' is 0; it must be positive")
+    edited("gguf-gemma3-pattern-array", gemma3_window(
+        4, gguf_writer.array(gguf_writer.INT32, [1, 0])), 2,
+        "GGUF key 'gemma3.attention.sliding_window_pattern' must be a period or one bool "
+        "per layer (1)")
+    edited("gguf-gemma3-window", gemma3_window(-4, 2), 2,
+           "GGUF key 'gemma3.attention.sliding_window' is -4; it must not be negative")
+    edited("gguf-chat-template-number", set_kv("tokenizer.chat_template", 3), 2,
+           "GGUF key 'tokenizer.chat_template' is")
     edited("gguf-rope-freqs-shape", add_tensor("rope_freqs.weight", np.ones(3)), 2,
            "tensor 'rope_freqs.weight' has shape [3] but the model's settings need [4]")
     edited("gguf-rope-freqs-negative", add_tensor("rope_freqs.weight",

@@ -603,20 +603,37 @@ Error gemma3Hyperparameters(const GGUFFile &f, const std::string &a,
   auto window = f.integer(a + "attention.sliding_window", false, 0);
   if (!window)
     return window.takeError();
-  auto pattern = f.integer(a + "attention.sliding_window_pattern", false, 6);
-  if (!pattern)
-    return pattern.takeError();
+  // The pattern: a period (every period-th layer global), or one bool per
+  // layer (true: local), as gguf-py's add_sliding_window_pattern writes.
+  std::string patternKey = a + "attention.sliding_window_pattern";
+  std::vector<bool> local(hp.layers, false);
+  if (const Value *v = f.find(patternKey); v && v->type == kArray) {
+    if (v->arrayType != kBool || (int64_t)v->numbers.size() != hp.layers)
+      return fail("GGUF key '" + patternKey +
+                  "' must be a period or one bool per layer (" +
+                  Twine(hp.layers) + ")");
+    for (int64_t i = 0; i < hp.layers; ++i)
+      local[i] = v->numbers[i] != 0;
+  } else {
+    auto pattern = f.integer(patternKey, false, 6);
+    if (!pattern)
+      return pattern.takeError();
+    if (*pattern <= 0)
+      return fail("GGUF key '" + patternKey + "' is " + Twine(*pattern) +
+                  "; it must be positive");
+    for (int64_t i = 0; i < hp.layers; ++i)
+      local[i] = i % *pattern < *pattern - 1;
+  }
   auto localBase = f.number(a + "rope.freq_base_swa", false, 10000.0);
   if (!localBase)
     return localBase.takeError();
-  if (*window < 0 || *pattern <= 0)
-    return fail("GGUF keys '" + a + "attention.sliding_window' " +
-                Twine(*window) + " and '" + a +
-                "attention.sliding_window_pattern' " + Twine(*pattern) +
-                " must be positive");
+  if (*window < 0)
+    return fail("GGUF key '" + a + "attention.sliding_window' is " +
+                Twine(*window) + "; it must not be negative");
   hp.layerWindows.assign(hp.layers, 0);
-  for (int64_t i = 0; i<hp.layers && * window> 0; ++i)
-    if (i % *pattern < *pattern - 1)
+  bool windowed = *window > 0;
+  for (int64_t i = 0; i < hp.layers; ++i)
+    if (windowed && local[i])
       hp.layerWindows[i] = *window;
   hp.ropeLocalTheta = *localBase;
   hp.embedScale = std::sqrt((double)hp.dim);

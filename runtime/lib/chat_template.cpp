@@ -199,6 +199,32 @@ std::string formatFloat(double f) {
   return os.str();
 }
 
+/// A JSON value as a template value (objects keep their member order).
+Value fromJson(const nlohmann::ordered_json &j, int depth = 0) {
+  if (depth > (int)kMaxTemplateDepth)
+    throw TemplateError("the variables nest too deeply");
+  if (j.is_null())
+    return Value::none();
+  if (j.is_boolean())
+    return Value::boolean(j.get<bool>());
+  if (j.is_number_integer())
+    return Value::integer(j.get<int64_t>());
+  if (j.is_number())
+    return Value::real(j.get<double>());
+  if (j.is_string())
+    return Value::string(j.get<std::string>());
+  if (j.is_array()) {
+    List l;
+    for (const auto &e : j)
+      l.push_back(fromJson(e, depth + 1));
+    return Value::ofList(std::move(l));
+  }
+  Dict d;
+  for (auto it = j.begin(); it != j.end(); ++it)
+    d.emplace_back(it.key(), fromJson(it.value(), depth + 1));
+  return Value::ofDict(std::move(d));
+}
+
 nlohmann::ordered_json toJson(const Value &v, int depth = 0) {
   if (depth > (int)kMaxTemplateDepth)
     throw TemplateError("tojson: the value nests too deeply");
@@ -2003,6 +2029,15 @@ bool renderChatTemplate(const std::string &source,
     r.set("bos_token", Value::string(input.bosToken));
     r.set("eos_token", Value::string(input.eosToken));
     r.set("add_generation_prompt", Value::boolean(input.addGenerationPrompt));
+    if (!input.variablesJson.empty()) {
+      auto vars = nlohmann::ordered_json::parse(input.variablesJson, nullptr,
+                                                /*allow_exceptions=*/false);
+      if (!vars.is_object())
+        throw TemplateError("the template variables are not a JSON object: " +
+                            input.variablesJson.substr(0, 80));
+      for (auto it = vars.begin(); it != vars.end(); ++it)
+        r.set(it.key(), fromJson(it.value()));
+    }
     r.render(body);
     return true;
   } catch (const TemplateError &e) {

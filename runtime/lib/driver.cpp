@@ -265,6 +265,15 @@ struct Conversation {
     };
     input.bosToken = text(model.bosId);
     input.eosToken = text(model.eosId);
+    if (opts.chatTemplateKwargs) {
+      Json vars = Json::parse(*opts.chatTemplateKwargs, nullptr,
+                              /*allow_exceptions=*/false);
+      if (!vars.is_object())
+        return Error{kExitUsage, "--chat-template-kwargs must be a JSON "
+                                 "object, got '" +
+                                     *opts.chatTemplateKwargs + "'"};
+      input.variablesJson = *opts.chatTemplateKwargs;
+    }
     if (opts.system)
       input.messages.push_back({"system", *opts.system});
     if (opts.messagesFile) {

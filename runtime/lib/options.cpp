@@ -238,6 +238,9 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
     } else if (flag == "--messages") {
       if (!(err = take(v)))
         o.messagesFile = v;
+    } else if (flag == "--chat-template-kwargs") {
+      if (!(err = take(v)))
+        o.chatTemplateKwargs = v;
     } else if (flag == "--no-stats") {
       err = noValue();
       o.stats = false;
@@ -250,9 +253,10 @@ std::optional<Error> parseOptions(int argc, char **argv, Options &o) {
   if (o.help)
     return std::nullopt;
   bool chatting = o.chat || o.printPrompt;
-  if ((o.chatTemplate || o.system || o.messagesFile) && !chatting)
-    return usage("--chat-template, --system and --messages go with --chat "
-                 "or --print-prompt");
+  if ((o.chatTemplate || o.system || o.messagesFile || o.chatTemplateKwargs) &&
+      !chatting)
+    return usage("--chat-template, --chat-template-kwargs, --system and "
+                 "--messages go with --chat or --print-prompt");
   if (o.chat && o.printPrompt)
     return usage("give one of --chat and --print-prompt");
   if (chatting &&
@@ -350,6 +354,9 @@ Generates text with the model compiled into this executable (a Kiln build).
                           name chatml (default: the model file's, from GGUF
                           tokenizer.chat_template or Hugging Face
                           chat_template)
+  --chat-template-kwargs JSON
+                          more template variables, a JSON object, e.g.
+                          '{"enable_thinking": false}' (Qwen3)
   --system TEXT           the system message (--chat, --print-prompt)
   --messages FILE         the conversation so far, a JSON array of
                           {"role": ..., "content": ...} (--chat, --print-prompt)

@@ -786,6 +786,8 @@ static void testOptions() {
       {{"--chat", "--output=json"}, "--chat prints text"},
       {{"--print-prompt"}, "--print-prompt needs a conversation"},
       {{"--chat", "--messages"}, "missing value for --messages"},
+      {{"-p", "x", "--chat-template-kwargs", "{}"},
+       "go with --chat or --print-prompt"},
   };
   for (auto &b : bad) {
     Options x;
@@ -1179,6 +1181,15 @@ static void testChatTemplates() {
   CHECK(err == "line 2, column 13: the filter 'shuffle' is not supported");
   CHECK(!renderChatTemplate("{% for m in messages %}", in, out, err));
   CHECK(err.find("missing '{% endfor %}'") != std::string::npos);
+  // Variables from JSON.
+  in.variablesJson = R"({"enable_thinking": false, "tools": [{"n": 1}]})";
+  CHECK(renderChatTemplate("{{ enable_thinking is false }} {{ tools|tojson }}",
+                           in, out, err));
+  CHECK(out == R"(true [{"n": 1}])");
+  in.variablesJson = "[1]";
+  CHECK(!renderChatTemplate("x", in, out, err));
+  CHECK(err.find("not a JSON object") != std::string::npos);
+  in.variablesJson.clear();
   CHECK(!renderChatTemplate("{{ raise_exception('no system role') }}", in, out,
                             err));
   CHECK(err.find("the template raised an exception: no system role") !=

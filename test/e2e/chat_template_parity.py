@@ -11,9 +11,10 @@ compiled once. Then:
       the built-in chatml and templates written here to exercise the
       supported Jinja (loops and loop.*, namespaces, filters, tests, slices,
       string methods, whitespace control, lstrip/trim_blocks), over several
-      conversations, rendered by the executable (--print-prompt
-      --chat-template FILE --messages FILE) and by @huggingface/jinja:
-      identical text, or both refusing (raise_exception);
+      conversations, and Qwen3's with variables (--chat-template-kwargs:
+      enable_thinking false, a tool list), rendered by the executable
+      (--print-prompt --chat-template FILE --messages FILE) and by
+      @huggingface/jinja: identical text, or both refusing (raise_exception);
   (b) the model's own template (no --chat-template) and one from a GGUF
       file's tokenizer.chat_template, through kiln-convert;
   (c) --print-prompt --output=json: the prompt's ids are the tokenizer's
@@ -107,6 +108,14 @@ CONSTRUCTS = {
         "done {%- if add_generation_prompt %} go{% endif %}\n"),
 }
 
+# A tool list as OpenAI-style requests carry it (Qwen3's template writes
+# each with tojson).
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather at a place, \"now\".",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+        "required": ["city"]}}}]
+
 CONVERSATIONS = [
     [{"role": "user", "content": "the fox swims"}],
     [{"role": "system", "content": "You are terse."},
@@ -169,10 +178,23 @@ def check_templates(exe, templates, args):
             cases.append({"template": source, "messages": conv, "bos_token": "<s>",
                           "eos_token": "</s>", "add_generation_prompt": True})
             runs.append((name, c, tfile, mfile))
+    # Template variables (--chat-template-kwargs): Qwen3 without thinking,
+    # and with tools (their JSON written by tojson).
+    for variables in ({"enable_thinking": False}, {"tools": TOOLS}):
+        for c in (1, 3):
+            cases.append({"template": named["qwen3"], "messages": CONVERSATIONS[c],
+                          "bos_token": "<s>", "eos_token": "</s>",
+                          "add_generation_prompt": True, "variables": variables})
+            runs.append(("qwen3 " + json.dumps(variables)[:24], c,
+                         os.path.join(args.work, "qwen3.jinja"),
+                         os.path.join(args.work, "conv%d.json" % c), variables))
     refs = render_reference(args.npm, cases)
     same = refused = 0
-    for (name, c, tfile, mfile), ref in zip(runs, refs):
-        rc, out, err = kiln_print(exe, ["--chat-template", tfile, "--messages", mfile])
+    for run_args, ref in zip(runs, refs):
+        name, c, tfile, mfile = run_args[:4]
+        extra = (["--chat-template-kwargs", json.dumps(run_args[4])]
+                 if len(run_args) > 4 else [])
+        rc, out, err = kiln_print(exe, ["--chat-template", tfile, "--messages", mfile] + extra)
         if "error" in ref:
             # Both refuse; an exception the template raises is named.
             m = re.search(r"raise_exception|Conversation roles must alternate", ref["error"])
@@ -334,7 +356,9 @@ def check_refusals(exe, args):
             ("a bad --messages file", ["--messages", notjson], 1,
              "is not a JSON array of messages"),
             ("an unknown template", ["--chat-template", "vicuna", "-p", "x"], 1,
-             "no built-in template of that name (built-in: chatml)")):
+             "no built-in template of that name (built-in: chatml)"),
+            ("kwargs that are not an object", ["--chat-template-kwargs", "[true]", "-p", "x"],
+             1, "--chat-template-kwargs must be a JSON object, got '[true]'")):
         rc, out, err = kiln_print(exe, argv)
         if rc != code or msg not in err:
             raise Failure("%s: exit %d (expected %d), %r" % (what, rc, code, err))
@@ -344,8 +368,8 @@ def check_refusals(exe, args):
     rc, out, err = kiln_print(exe, ["--chat-template", unknown, "-p", "x"])
     if rc != 3 or "the filter 'wordwrap' is not supported" not in err:
         raise Failure("an unknown filter: exit %d, %r" % (rc, err))
-    print("refusals: a macro, an unknown filter, a bad --messages file and an unknown "
-          "template name, each with its message", flush=True)
+    print("refusals: a macro, an unknown filter, a bad --messages file, kwargs that are not "
+          "an object and an unknown template name, each with its message", flush=True)
 
 
 def main():

@@ -4,7 +4,7 @@
 //   node render_template.mjs templates    the chat templates the npm model
 //                                         packages ship, {name: source}
 //   node render_template.mjs render < {"cases": [{"template", "messages",
-//        "bos_token", "eos_token", "add_generation_prompt"}]}
+//        "bos_token", "eos_token", "add_generation_prompt", "variables"?}]}
 //        -> [{"text": ...} | {"error": ...}] in the same order
 //   node render_template.mjs chat llama3|qwen3|gemma3 < [messages]
 //        -> {"text", "ids"}: the package's template rendered and its
@@ -29,7 +29,7 @@ if (mode === 'templates') {
     try {
       const text = new Template(c.template).render({
         messages: c.messages, bos_token: c.bos_token, eos_token: c.eos_token,
-        add_generation_prompt: c.add_generation_prompt,
+        add_generation_prompt: c.add_generation_prompt, ...(c.variables || {}),
       });
       return { text };
     } catch (e) {

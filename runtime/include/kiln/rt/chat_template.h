@@ -57,6 +57,10 @@ struct ChatTemplateInput {
   std::vector<ChatMessage> messages;
   std::string bosToken, eosToken;
   bool addGenerationPrompt = true;
+  /// More variables: a JSON object whose members the template sees by name
+  /// (llama.cpp's --chat-template-kwargs, e.g. {"enable_thinking": false});
+  /// empty: none.
+  std::string variablesJson;
 };
 
 /// Renders `source` over `input` into `out`; false with `error` (naming the

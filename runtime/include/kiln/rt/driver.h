@@ -55,6 +55,8 @@ struct Options {
   std::optional<std::string> chatTemplate;
   std::optional<std::string> system;
   std::optional<std::string> messagesFile;
+  /// --chat-template-kwargs JSON: more template variables.
+  std::optional<std::string> chatTemplateKwargs;
   bool stats = true;                         ///< the stats line on stderr
   bool verbose = false;                      ///< -v: how the model was loaded
   bool help = false;

@@ -1334,8 +1334,11 @@ private:
       Value a = eval(*e.kids[0]);
       if (e.name == "not")
         return Value::boolean(!truthy(a));
-      if (a.kind == Value::Int)
+      if (a.kind == Value::Int) {
+        if (e.name == "-" && a.i == INT64_MIN)
+          throw error(e.pos, "integer overflow in unary '-'");
         return Value::integer(e.name == "-" ? -a.i : a.i);
+      }
       if (a.kind == Value::Float)
         return Value::real(e.name == "-" ? -a.f : a.f);
       throw error(e.pos, "unary '" + e.name + "' on a " + kindName(a));
@@ -1372,6 +1375,8 @@ private:
     return Value();
   }
 
+  /// A Python index (negative: from the end); n is a container's size, so
+  /// i + n cannot overflow for negative i.
   static int64_t normIndex(int64_t i, int64_t n) { return i < 0 ? i + n : i; }
 
   Value index(const Value &obj, const Value &key, size_t pos) {
@@ -1442,12 +1447,14 @@ private:
     int64_t stop = clamp(b, stepv > 0 ? n : -1);
     List l;
     std::string s;
-    for (int64_t i = start; stepv > 0 ? i < stop : i > stop; i += stepv) {
+    for (int64_t i = start; stepv > 0 ? i < stop : i > stop;) {
       step(e.pos);
       if (obj.kind == Value::ListK)
         l.push_back((*obj.list)[i]);
       else
         s += charAt(obj.s, starts, (size_t)i);
+      if (__builtin_add_overflow(i, stepv, &i))
+        break; // past either end
     }
     return obj.kind == Value::ListK ? Value::ofList(std::move(l))
                                     : Value::string(std::move(s));
@@ -1500,9 +1507,11 @@ private:
         if (st == 0)
           throw error(e.pos, "range() step cannot be zero");
         List l;
-        for (int64_t i = a; st > 0 ? i < b : i > b; i += st) {
+        for (int64_t i = a; st > 0 ? i < b : i > b;) {
           step(e.pos);
           l.push_back(Value::integer(i));
+          if (__builtin_add_overflow(i, st, &i))
+            break; // past the end
         }
         return Value::ofList(std::move(l));
       }
@@ -1772,8 +1781,13 @@ private:
     if (n == "int") {
       if (v.kind == Value::Int)
         return v;
-      if (v.kind == Value::Float)
+      if (v.kind == Value::Float) {
+        // In range, or an error (the conversion is undefined outside it).
+        if (!(v.f > -9.2e18 && v.f < 9.2e18))
+          throw error(e.pos,
+                      "the filter 'int' cannot represent " + formatFloat(v.f));
         return Value::integer((int64_t)v.f);
+      }
       if (v.kind == Value::String)
         return Value::integer(std::strtoll(v.s.c_str(), nullptr, 10));
       return Value::integer(0);
@@ -1960,14 +1974,21 @@ private:
     }
     if (a.isNumber() && b.isNumber()) {
       bool ints = a.kind == Value::Int && b.kind == Value::Int;
+      // Integers that overflow 64 bits are an error, not a wrap.
+      auto checked = [&](bool overflow, int64_t r) {
+        if (overflow)
+          throw error(e.pos, "integer overflow in '" + op + "'");
+        return Value::integer(r);
+      };
+      int64_t r = 0;
       if (op == "+")
-        return ints ? Value::integer(a.i + b.i)
+        return ints ? checked(__builtin_add_overflow(a.i, b.i, &r), r)
                     : Value::real(a.number() + b.number());
       if (op == "-")
-        return ints ? Value::integer(a.i - b.i)
+        return ints ? checked(__builtin_sub_overflow(a.i, b.i, &r), r)
                     : Value::real(a.number() - b.number());
       if (op == "*")
-        return ints ? Value::integer(a.i * b.i)
+        return ints ? checked(__builtin_mul_overflow(a.i, b.i, &r), r)
                     : Value::real(a.number() * b.number());
       if (op == "/") {
         if (b.number() == 0)
@@ -1978,6 +1999,8 @@ private:
         if (b.number() == 0)
           throw error(e.pos, "division by zero");
         if (ints) {
+          if (a.i == INT64_MIN && b.i == -1)
+            throw error(e.pos, "integer overflow in '" + op + "'");
           int64_t q = a.i / b.i, r = a.i % b.i;
           if (r != 0 && ((r < 0) != (b.i < 0))) {
             --q;

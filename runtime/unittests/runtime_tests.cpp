@@ -1181,6 +1181,16 @@ static void testChatTemplates() {
   CHECK(err == "line 2, column 13: the filter 'shuffle' is not supported");
   CHECK(!renderChatTemplate("{% for m in messages %}", in, out, err));
   CHECK(err.find("missing '{% endfor %}'") != std::string::npos);
+  // Integer overflow is an error, not undefined behaviour (a fuzzer found
+  // `x - 9223372036854775807` wrapping).
+  CHECK(!renderChatTemplate("{{ -9223372036854775807 - 9223372036854775807 }}",
+                            in, out, err));
+  CHECK(err.find("integer overflow in '-'") != std::string::npos);
+  CHECK(!renderChatTemplate("{{ 1e300|int }}", in, out, err));
+  CHECK(renderChatTemplate("{{ range(0, 9223372036854775807, "
+                           "9223372036854775807)|length }}",
+                           in, out, err) &&
+        out == "1");
   // Variables from JSON.
   in.variablesJson = R"({"enable_thinking": false, "tools": [{"n": 1}]})";
   CHECK(renderChatTemplate("{{ enable_thinking is false }} {{ tools|tojson }}",

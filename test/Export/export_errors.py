@@ -207,6 +207,9 @@ expect(lambda: kiln_export.ModelWriter(context_length=8, vocab_size=4, add_bos=T
 expect(lambda: w.set_tokenizer("GPT2BPE", tokens=[b"a", b"b"]),
        "a GPT2BPE tokenizer needs one piece per vocabulary entry: 2 pieces for a vocabulary of 4")
 expect(lambda: w.set_tokenizer("Wordpiece"), "tokenizer kind 'Wordpiece' is not one of")
+expect(lambda: w.set_tokenizer("GPT2BPE", pre_tokenizer="deepseek"),
+       "pre_tokenizer 'deepseek' is not one of GPT2, Llama3, Qwen2")
+expect(lambda: w.set_tokenizer("Bytes", chat_template=3), "chat_template must be a string")
 expect(lambda: w.set_tokenizer("sentencepiece", tokens=["a", "b", "c", "d"], scores=[0.0]),
        "the tokenizer has 1 scores for 4 tokens")
 

@@ -51,7 +51,9 @@ x = w.node("AttentionOp", "attn", [x, x, x], "a", mode="Bidirectional", num_head
 w.node("LinearOp", "head", [x, "emb", ""], "logits")
 pieces = [b"<unk>", b"<s>", b"</s>"] + [bytes([97 + i]) for i in range(V - 3)]
 w.set_tokenizer("SentencePieceBPE", tokens=pieces, scores=[-float(i) for i in range(V)],
-                merges=["a b", "ab c"], token_types=[2, 3, 3] + [1] * (V - 3))
+                merges=["a b", "ab c"], token_types=[2, 3, 3] + [1] * (V - 3),
+                pre_tokenizer="Qwen2", ignore_merges=True,
+                chat_template="{% for m in messages %}{{ m.content }}{% endfor %}")
 path = os.path.join(tmp, "rt.kiln")
 w.write(path)
 data = open(path, "rb").read()
@@ -66,6 +68,8 @@ assert m.tokenizer["kind"] == "SentencePieceBPE" and m.tokenizer["tokens"] == pi
 assert m.tokenizer["scores"] == [-float(i) for i in range(V)]
 assert m.tokenizer["merges"] == ["a b", "ab c"]
 assert m.tokenizer["token_types"] == [2, 3, 3] + [1] * (V - 3)
+assert m.tokenizer["pre_tokenizer"] == "Qwen2" and m.tokenizer["ignore_merges"] is True
+assert m.tokenizer["chat_template"] == "{% for m in messages %}{{ m.content }}{% endfor %}"
 assert m.inputs == ["tokens"] and m.outputs == ["logits"]
 assert [n.op for n in m.nodes] == ["EmbeddingOp", "RmsNormOp", "RopeOp", "AttentionOp",
                                    "LinearOp"]
@@ -100,6 +104,7 @@ y = d.node("AttentionOp", "attn", [y, y, y], "attn", num_heads=1, num_kv_heads=1
 d.node("LinearOp", "head", [y, "e"], "logits")  # two inputs: no bias
 md = kiln_export.load_model(d.to_bytes())
 assert md.tokenizer["kind"] == "Bytes" and md.tokenizer["tokens"] == []
+assert md.tokenizer["pre_tokenizer"] == "GPT2" and md.tokenizer["chat_template"] is None
 assert md.metadata["architecture"] == "Custom" and md.metadata["add_bos"] is False
 assert math.isclose(md.nodes[1].attrs["epsilon"], 1e-5, rel_tol=1e-6)
 assert math.isclose(md.nodes[2].attrs["epsilon"], 1e-6, rel_tol=1e-6)

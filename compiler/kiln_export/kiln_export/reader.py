@@ -7,7 +7,7 @@ import mmap
 import numpy as np
 
 from . import dtypes, graph
-from ._fb import Architecture, DType, Model, Op, TokenizerKind
+from ._fb import Architecture, DType, Model, Op, PreTokenizer, TokenizerKind
 from ._fb import (AttentionOp, EmbeddingOp, FeedForwardOp, LayerNormOp, PaddingMaskOp,
                   RmsNormOp, RopeOp, SinusoidalPositionOp)
 from .writer import DATA_ALIGNMENT, SCHEMA_VERSION, WEIGHT_ALIGNMENT
@@ -21,6 +21,7 @@ OP_NAMES = _NAMES(Op.Op)
 ARCH_NAMES = _NAMES(Architecture.Architecture)
 DTYPE_NAMES = _NAMES(DType.DType)
 TOKENIZER_NAMES = _NAMES(TokenizerKind.TokenizerKind)
+PRE_TOKENIZER_NAMES = _NAMES(PreTokenizer.PreTokenizer)
 
 # Attribute readers of the ops that have attributes: op -> (module, {attr: getter}).
 _ATTR_READERS = {
@@ -106,6 +107,9 @@ def parse_tables(m, where):
             "merges": [_str(t.Merges(i)) for i in range(t.MergesLength())],
             "token_types": [t.TokenTypes(i) for i in range(t.TokenTypesLength())],
             "add_space_prefix": bool(t.AddSpacePrefix()),
+            "pre_tokenizer": PRE_TOKENIZER_NAMES.get(t.PreTokenizer(), str(t.PreTokenizer())),
+            "ignore_merges": bool(t.IgnoreMerges()),
+            "chat_template": _str(t.ChatTemplate()) if t.ChatTemplate() is not None else None,
         }
     nodes = []
     for i in range(m.NodesLength()):

@@ -7,8 +7,8 @@ import flatbuffers
 import numpy as np
 
 from . import dtypes, graph
-from ._fb import (Architecture, DType, Metadata, Model, Node, Op, Token, Tokenizer,
-                  TokenizerKind, Weight)
+from ._fb import (Architecture, DType, Metadata, Model, Node, Op, PreTokenizer, Token,
+                  Tokenizer, TokenizerKind, Weight)
 from ._fb import (AddOp, AttentionOp, EmbeddingOp, FeedForwardOp, LayerNormOp, LinearOp,
                   PaddingMaskOp, PositionEmbeddingOp, RmsNormOp, RopeOp,
                   SinusoidalPositionOp)
@@ -31,6 +31,8 @@ _OP_MODULES = {
 ARCHITECTURES = [k for k in vars(Architecture.Architecture) if not k.startswith("_")]
 TOKENIZER_KINDS = {k: v for k, v in vars(TokenizerKind.TokenizerKind).items()
                    if not k.startswith("_")}
+PRE_TOKENIZERS = {k: v for k, v in vars(PreTokenizer.PreTokenizer).items()
+                  if not k.startswith("_")}
 # Short spellings accepted for tokenizer kinds.
 _TOKENIZER_ALIASES = {"bytes": "Bytes", "gpt2": "GPT2BPE", "bpe": "GPT2BPE",
                       "sentencepiece": "SentencePieceBPE", "spm": "SentencePieceBPE"}
@@ -221,11 +223,19 @@ class ModelWriter:
         return output
 
     def set_tokenizer(self, kind="Bytes", tokens=None, scores=None, merges=None,
-                      token_types=None, add_space_prefix=True):
+                      token_types=None, add_space_prefix=True, pre_tokenizer="GPT2",
+                      ignore_merges=False, chat_template=None):
         """kind: "Bytes" (default: id i < 256 is byte i), "GPT2BPE" or
         "SentencePieceBPE" (also "bytes", "gpt2", "sentencepiece"); tokens:
         the piece of every id (bytes or str); scores, merges (str "a b"),
-        token_types and add_space_prefix as the schema describes them."""
+        token_types, add_space_prefix, pre_tokenizer ("GPT2", "Llama3",
+        "Qwen2"), ignore_merges and chat_template (a Jinja template, str) as
+        the schema describes them."""
+        if pre_tokenizer not in PRE_TOKENIZERS:
+            raise ValueError("pre_tokenizer %r is not one of %s"
+                             % (pre_tokenizer, ", ".join(PRE_TOKENIZERS)))
+        if chat_template is not None and not isinstance(chat_template, str):
+            raise ValueError("chat_template must be a string, got %r" % (chat_template,))
         kind = _TOKENIZER_ALIASES.get(kind, kind)
         if kind not in TOKENIZER_KINDS:
             raise ValueError("tokenizer kind %r is not one of %s"
@@ -245,7 +255,9 @@ class ModelWriter:
                                  % (len(v), what, len(tokens)))
         merges = [str(m) for m in merges or []]
         self.tokenizer = dict(kind=kind, tokens=tokens, scores=scores, merges=merges,
-                              token_types=token_types, add_space_prefix=bool(add_space_prefix))
+                              token_types=token_types, add_space_prefix=bool(add_space_prefix),
+                              pre_tokenizer=pre_tokenizer, ignore_merges=bool(ignore_merges),
+                              chat_template=chat_template)
 
     # -- output ------------------------------------------------------------
 
@@ -391,9 +403,15 @@ class ModelWriter:
                 b.PrependInt32(t)
             ttv = b.EndVector()
         mv = strvec(tok["merges"], Tokenizer.StartMergesVector) if tok["merges"] else None
+        ctv = (b.CreateString(tok["chat_template"]) if tok.get("chat_template") is not None
+               else None)
         Tokenizer.Start(b)
         Tokenizer.AddKind(b, TOKENIZER_KINDS[tok["kind"]])
         Tokenizer.AddAddSpacePrefix(b, tok["add_space_prefix"])
+        Tokenizer.AddPreTokenizer(b, PRE_TOKENIZERS[tok.get("pre_tokenizer", "GPT2")])
+        Tokenizer.AddIgnoreMerges(b, tok.get("ignore_merges", False))
+        if ctv is not None:
+            Tokenizer.AddChatTemplate(b, ctv)
         for field, adder in ((tv, Tokenizer.AddTokens), (sv, Tokenizer.AddScores),
                              (mv, Tokenizer.AddMerges), (ttv, Tokenizer.AddTokenTypes)):
             if field is not None:

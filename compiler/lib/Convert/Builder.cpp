@@ -638,46 +638,17 @@ Expected<ConvertedModel> finishDecoder(const Hyperparameters &hp, KilnWriter &w,
   return w.finish(hp, tok, fb::Architecture::Llama);
 }
 
-Expected<ConvertedModel> buildLlama(const Hyperparameters &hp, KilnWriter &w,
-                                    const TokenizerSpec &tok) {
+/// Llama and the models built like it (Mistral, Qwen2/3), and Gemma 3,
+/// which adds to the same layer scaled embeddings, norms after attention
+/// and after the feed-forward, per-head q/k norms, GeGLU with the tanh GELU
+/// and local (sliding-window: their own RoPE base, unscaled) layers between
+/// global ones.
+Expected<ConvertedModel> buildDecoder(const Hyperparameters &hp, KilnWriter &w,
+                                      const TokenizerSpec &tok) {
   auto &b = w.b;
+  bool gemma = hp.family == Family::Gemma3;
   int64_t d = hp.dim, hd = hp.headDim;
-  TRY(emb, w.weight("token_embd.weight", {hp.vocab, d}));
-  std::string x = w.node(fb::Op::EmbeddingOp, fb::CreateEmbeddingOp(b),
-                         "token_embd", {"tokens", emb}, "blk.0.in");
-  for (int64_t i = 0; i < hp.layers; ++i) {
-    std::string p = "blk." + std::to_string(i) + ".";
-    TRY(n, rmsNorm(hp, w, p + "attn_norm", x, d));
-    auto qkv = projections(hp, w, p, n, hp.qkNorm);
-    if (!qkv)
-      return qkv.takeError();
-    for (int j = 0; j < 2; ++j)
-      (*qkv)[j] = rope(hp, w, p, (*qkv)[j], j, hp.ropeTheta, true);
-    std::string a =
-        w.node(fb::Op::AttentionOp,
-               fb::CreateAttentionOp(b, fb::AttentionMode::Causal,
-                                     (int32_t)hp.heads, (int32_t)hp.kvHeads,
-                                     (int32_t)hd, 0.0f, (int32_t)hp.window),
-               p + "attn", {(*qkv)[0], (*qkv)[1], (*qkv)[2]}, p + "attn");
-    TRY(ao, attentionOutput(hp, w, p, a));
-    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_1", {x, ao},
-               p + "mid");
-    TRY(fn, rmsNorm(hp, w, p + "ffn_norm", x, d));
-    TRY(f, gatedFeedForward(hp, w, p, fn, fb::Activation::SwiGLU));
-    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_2", {x, f},
-               "blk." + std::to_string(i + 1) + ".in");
-  }
-  return finishDecoder(hp, w, tok, x, emb);
-}
-
-/// Gemma 3: scaled embeddings; per layer an RMS norm before and after
-/// attention and feed-forward, per-head q/k norms, local (sliding-window,
-/// their own RoPE base, unscaled) and global layers, GeGLU with tanh GELU.
-Expected<ConvertedModel> buildGemma3(const Hyperparameters &hp, KilnWriter &w,
-                                     const TokenizerSpec &tok) {
-  auto &b = w.b;
-  int64_t d = hp.dim, hd = hp.headDim;
-  if ((int64_t)hp.layerWindows.size() != hp.layers)
+  if (gemma && (int64_t)hp.layerWindows.size() != hp.layers)
     return fail("internal error: Gemma 3 needs a window per layer");
   TRY(emb, w.weight("token_embd.weight", {hp.vocab, d}));
   std::string x = w.node(fb::Op::EmbeddingOp,
@@ -685,14 +656,15 @@ Expected<ConvertedModel> buildGemma3(const Hyperparameters &hp, KilnWriter &w,
                          "token_embd", {"tokens", emb}, "blk.0.in");
   for (int64_t i = 0; i < hp.layers; ++i) {
     std::string p = "blk." + std::to_string(i) + ".";
-    int64_t window = hp.layerWindows[i];
+    int64_t window = gemma ? hp.layerWindows[i] : hp.window;
+    bool local = gemma && window > 0;
     TRY(n, rmsNorm(hp, w, p + "attn_norm", x, d));
-    auto qkv = projections(hp, w, p, n, /*qkNorm=*/true);
+    auto qkv = projections(hp, w, p, n, gemma || hp.qkNorm);
     if (!qkv)
       return qkv.takeError();
     for (int j = 0; j < 2; ++j)
       (*qkv)[j] = rope(hp, w, p, (*qkv)[j], j,
-                       window ? hp.ropeLocalTheta : hp.ropeTheta, !window);
+                       local ? hp.ropeLocalTheta : hp.ropeTheta, !local);
     std::string a = w.node(
         fb::Op::AttentionOp,
         fb::CreateAttentionOp(b, fb::AttentionMode::Causal, (int32_t)hp.heads,
@@ -700,13 +672,21 @@ Expected<ConvertedModel> buildGemma3(const Hyperparameters &hp, KilnWriter &w,
                               (float)hp.attnScale, (int32_t)window),
         p + "attn", {(*qkv)[0], (*qkv)[1], (*qkv)[2]}, p + "attn");
     TRY(ao, attentionOutput(hp, w, p, a));
-    TRY(an, rmsNorm(hp, w, p + "post_attention_norm", ao, d));
-    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_1", {x, an},
+    if (gemma) {
+      TRY(an, rmsNorm(hp, w, p + "post_attention_norm", ao, d));
+      ao = an;
+    }
+    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_1", {x, ao},
                p + "mid");
     TRY(fn, rmsNorm(hp, w, p + "ffn_norm", x, d));
-    TRY(f, gatedFeedForward(hp, w, p, fn, fb::Activation::GEGLUTanh));
-    TRY(fo, rmsNorm(hp, w, p + "post_ffw_norm", f, d));
-    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_2", {x, fo},
+    TRY(f, gatedFeedForward(hp, w, p, fn,
+                            gemma ? fb::Activation::GEGLUTanh
+                                  : fb::Activation::SwiGLU));
+    if (gemma) {
+      TRY(fo, rmsNorm(hp, w, p + "post_ffw_norm", f, d));
+      f = fo;
+    }
+    x = w.node(fb::Op::AddOp, fb::CreateAddOp(b), p + "residual_2", {x, f},
                "blk." + std::to_string(i + 1) + ".in");
   }
   return finishDecoder(hp, w, tok, x, emb);
@@ -903,9 +883,8 @@ Expected<ConvertedModel> buildKilnModel(const Hyperparameters &hp,
   }
   KilnWriter w(std::move(weights), hp, options.dtype, options.quantize);
   WeightSource &source = w.input();
-  auto model = hp.family == Family::Llama    ? buildLlama(hp, w, tok)
-               : hp.family == Family::Gemma3 ? buildGemma3(hp, w, tok)
-                                             : buildGPT2(hp, w, tok);
+  auto model = hp.family == Family::GPT2 ? buildGPT2(hp, w, tok)
+                                         : buildDecoder(hp, w, tok);
   if (!model)
     return model.takeError();
   std::vector<std::string> unread = source.unread();

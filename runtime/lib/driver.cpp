@@ -379,32 +379,14 @@ static int chatLoop(const Options &opts, const ModelFile &model,
       return kExitOk;
     }
     std::vector<int32_t> fresh(ids.begin() + common, ids.end());
-    Utf8Stream stream;
-    StopMatcher stops(opts.stops);
-    std::string reply;
+    // The reply as printed: up to an end token or a --stop string.
+    GeneratedText reply(opts, model, tokenizer);
     GenerationResult r;
-    auto onToken = [&](int32_t id) {
-      if (model.isEndToken(id))
-        return false;
-      std::string piece = tokenizer.piece(id);
-      std::string kept = stops.push(piece);
-      reply += kept;
-      std::string ready = stream.push(kept);
-      std::fwrite(ready.data(), 1, ready.size(), stdout);
-      std::fflush(stdout);
-      return !stops.stopped();
-    };
-    if (auto err =
-            session.generateAt((int64_t)common, fresh, opts.nPredict,
-                               opts.sampling, rng, false, false, onToken, r))
+    if (auto err = session.generateAt(
+            (int64_t)common, fresh, opts.nPredict, opts.sampling, rng, false,
+            false, [&](int32_t id) { return reply.push(id); }, r))
       return fail(*err);
-    if (!stops.stopped())
-      reply += stops.flush();
-    std::string rest =
-        stream.push(stops.stopped() ? std::string() : stops.flush()) +
-        stream.flush() + "\n";
-    std::fwrite(rest.data(), 1, rest.size(), stdout);
-    std::fflush(stdout);
+    reply.finish();
     cached.assign(ids.begin(), ids.end());
     if (!r.tokens.empty()) // the last token chosen is not in the cache yet
       cached.insert(cached.end(), r.tokens.begin(), r.tokens.end() - 1);
@@ -413,7 +395,7 @@ static int chatLoop(const Options &opts, const ModelFile &model,
                    ids.size(), common);
       printStats(fresh.size(), r);
     }
-    chat.input.messages.push_back({"assistant", reply});
+    chat.input.messages.push_back({"assistant", reply.text()});
     if (r.stop == StopReason::Context || (int64_t)cached.size() + 1 >= capacity)
       return contextFull(capacity);
     return -1;

@@ -338,6 +338,17 @@ def check_chat(exe, args):
     if (len(stats) != 2 or stats[0][1] != "0" or int(stats[1][0]) != length2
             or not 0 < int(stats[1][1]) < length2):
         raise Failure("--chat's second turn did not reuse the cache: %s" % r.stderr)
+    # A --stop string that each reply's last character begins but that never
+    # appears: that character is held back until the reply ends, then printed
+    # and kept in the conversation (the output is the same as without it).
+    last = reply1[-1:] or "x"
+    held = subprocess.run([exe, "--chat", "--chat-template", "chatml", "--system", system,
+                           "-p", user1, "-n", n, "--temp", "0", "--stop", last + "\x01\x02"],
+                          input=user2 + "\n", capture_output=True, encoding="utf-8",
+                          errors="replace")
+    if held.returncode != 0 or held.stdout != r.stdout:
+        raise Failure("--chat with a --stop string the reply ends a prefix of printed %r; "
+                      "without it %r" % (held.stdout, r.stdout))
     print("chat: 2 turns, the second's prompt of %s tokens with %s cached; both replies "
           "equal fresh runs on the whole conversation" % stats[1], flush=True)
 

@@ -430,11 +430,12 @@ Error checkHyperparameters(const Hyperparameters &hp) {
     return fail("the norm epsilon " + Twine(std::to_string(hp.eps)) + " must be positive");
   if (rotary && (!(hp.ropeTheta > 0) || !std::isfinite(hp.ropeTheta)))
     return fail("the RoPE base " + Twine(std::to_string(hp.ropeTheta)) + " must be positive");
+  if (!hp.layerWindows.empty() && (int64_t)hp.layerWindows.size() != hp.layers)
+    return fail("internal error: " + Twine(hp.layerWindows.size()) +
+                " sliding windows for " + Twine(hp.layers) + " layers");
   for (int64_t window : hp.layerWindows)
     if (window < 0 || window > (int64_t(1) << 30))
       return fail("the sliding window " + Twine(window) + " is invalid");
-  if (hp.window < 0 || hp.window > (int64_t(1) << 30))
-    return fail("the sliding window " + Twine(hp.window) + " is invalid");
   for (auto [v, what] : {std::pair{hp.attnScale, "attention scale"},
                          {hp.embedScale, "embedding scale"},
                          {hp.ropeLocalTheta, "local RoPE base"}})
@@ -648,15 +649,13 @@ Expected<ConvertedModel> buildDecoder(const Hyperparameters &hp, KilnWriter &w,
   auto &b = w.b;
   bool gemma = hp.family == Family::Gemma3;
   int64_t d = hp.dim, hd = hp.headDim;
-  if (gemma && (int64_t)hp.layerWindows.size() != hp.layers)
-    return fail("internal error: Gemma 3 needs a window per layer");
   TRY(emb, w.weight("token_embd.weight", {hp.vocab, d}));
   std::string x = w.node(fb::Op::EmbeddingOp,
                          fb::CreateEmbeddingOp(b, (float)hp.embedScale),
                          "token_embd", {"tokens", emb}, "blk.0.in");
   for (int64_t i = 0; i < hp.layers; ++i) {
     std::string p = "blk." + std::to_string(i) + ".";
-    int64_t window = gemma ? hp.layerWindows[i] : hp.window;
+    int64_t window = hp.layerWindows.empty() ? 0 : hp.layerWindows[i];
     bool local = gemma && window > 0;
     TRY(n, rmsNorm(hp, w, p + "attn_norm", x, d));
     auto qkv = projections(hp, w, p, n, gemma || hp.qkNorm);

@@ -116,15 +116,14 @@ struct Hyperparameters {
   /// Qwen3: an RMS norm over each head of q and of k before RoPE
   /// (attn_q_norm / attn_k_norm, head-width gains).
   bool qkNorm = false;
-  /// Sliding-window attention (Mistral): each query sees the last `window`
-  /// positions; 0: the whole context.
-  int64_t window = 0;
-  /// Gemma 3: layer i attends over a window of layerWindows[i] (local
-  /// layers; 0: global), local layers rotate with base ropeLocalTheta and
-  /// no scaling, embeddings are scaled by embedScale, attention by
-  /// attnScale (0: 1/sqrt(head width)), and norm gains stored as w get
-  /// normAddend added (Hugging Face's 1 + w; GGUF files hold 1 + w).
+  /// Sliding-window attention: layer i's queries see the last
+  /// layerWindows[i] positions (0: the whole context); empty: no layer has
+  /// a window. Mistral windows every layer, Gemma 3 its local ones.
   std::vector<int64_t> layerWindows;
+  /// Gemma 3: local layers rotate with base ropeLocalTheta and no scaling,
+  /// embeddings are scaled by embedScale, attention by attnScale (0:
+  /// 1/sqrt(head width)), and norm gains stored as w get normAddend added
+  /// (Hugging Face's 1 + w; GGUF files hold 1 + w).
   double ropeLocalTheta = 10000.0;
   double embedScale = 1.0, attnScale = 0.0;
   float normAddend = 0.0f;

@@ -691,7 +691,7 @@ Expected<Hyperparameters> hyperparameters(const json::Object &o,
                   Twine(*window));
     if (*window > 0 && *window < hp.context) {
       if (mistral)
-        hp.window = *window;
+        hp.layerWindows.assign(hp.layers, *window);
       else
         hp.context = *window;
     }

@@ -212,14 +212,17 @@ LogicalResult RopeOp::inferReturnTypes(MLIRContext *,
 // Norms
 //===----------------------------------------------------------------------===//
 
+/// A norm parameter is [features] (x's last dimension), or [group] for a
+/// norm over groups of that many features.
 static LogicalResult verifyNormParam(std::optional<Location> loc, StringRef op,
                                      StringRef what, RankedTensorType x,
-                                     Type paramType) {
+                                     Type paramType,
+                                     std::optional<int64_t> group = {}) {
   auto p = cast<RankedTensorType>(paramType);
-  int64_t dim = x.getDimSize(x.getRank() - 1);
+  int64_t dim = group ? *group : x.getDimSize(x.getRank() - 1);
   if (p.getRank() != 1 || !dimsCompatible(p.getDimSize(0), dim))
-    return opError(loc, op, "expects ", what, " of shape [", dimStr(dim),
-                   "], got ", p);
+    return opError(loc, op, "expects ", what, " of shape [", dimStr(dim), "]",
+                   group ? " (group_size)" : "", ", got ", p);
   if (p.getElementType() != x.getElementType())
     return opError(loc, op, "element types differ: ", x, " and ", p);
   return success();
@@ -259,24 +262,20 @@ LogicalResult RMSNormOp::inferReturnTypes(MLIRContext *,
     return opError(loc, "rms_norm", "expects a ranked input, got ", x);
   if (failed(verifyEpsilon(loc, "rms_norm", adaptor.getEpsilon())))
     return failure();
-  if (std::optional<uint64_t> group = adaptor.getGroupSize()) {
-    int64_t g = (int64_t)*group, dim = x.getDimSize(x.getRank() - 1);
-    if (g <= 0)
-      return opError(loc, "rms_norm", "group_size must be positive, got ", g);
-    if (ShapedType::isDynamic(dim) || dim % g != 0)
-      return opError(loc, "rms_norm", "group_size ", g,
+  std::optional<int64_t> group;
+  if (std::optional<uint64_t> g = adaptor.getGroupSize()) {
+    group = (int64_t)*g;
+    int64_t dim = x.getDimSize(x.getRank() - 1);
+    if (*group <= 0)
+      return opError(loc, "rms_norm", "group_size must be positive, got ",
+                     *group);
+    if (ShapedType::isDynamic(dim) || dim % *group != 0)
+      return opError(loc, "rms_norm", "group_size ", *group,
                      " does not divide the last dimension of ", x);
-    auto gamma = cast<RankedTensorType>(adaptor.getGamma().getType());
-    if (gamma.getRank() != 1 || !dimsCompatible(gamma.getDimSize(0), g))
-      return opError(loc, "rms_norm", "expects gamma of shape [", g,
-                     "] (group_size), got ", gamma);
-    if (gamma.getElementType() != x.getElementType())
-      return opError(loc, "rms_norm", "element types differ: ", x, " and ",
-                     gamma);
-  } else if (failed(verifyNormParam(loc, "rms_norm", "gamma", x,
-                                    adaptor.getGamma().getType()))) {
-    return failure();
   }
+  if (failed(verifyNormParam(loc, "rms_norm", "gamma", x,
+                             adaptor.getGamma().getType(), group)))
+    return failure();
   types.push_back(x);
   return success();
 }

@@ -158,7 +158,7 @@ def rel_err(got, ref):
 
 
 def build(family, cfg, seed):
-    model = {"gpt2": reference.GPT2, "gemma3": reference.Gemma3}.get(family, reference.Llama)(cfg)
+    model = reference.model_class(family)(cfg)
     reference.randomize(model, seed)
     return model.double().eval()
 

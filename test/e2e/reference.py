@@ -354,6 +354,12 @@ class Gemma3(nn.Module):
         return self.lm_head(self.model.norm(x))
 
 
+def model_class(family):
+    """The module of a family name the tests use: "gpt2", "gemma3", else
+    Llama (Llama, Mistral, Qwen2/3 through their configs)."""
+    return {"gpt2": GPT2, "gemma3": Gemma3}.get(family, Llama)
+
+
 def set_kv_dtype(model, dtype):
     """Every layer of `model` (GPT2 or Llama) reads its keys and values
     rounded to `dtype` (None: as computed)."""

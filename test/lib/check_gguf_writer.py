@@ -168,7 +168,7 @@ def write(family, path, state_dict, cfg, dtype):
 def build(family, overrides, seed):
     cfg = dict(GPT2_BASE if family == "gpt2" else LLAMA_BASE)
     cfg.update(overrides)
-    model = {"gpt2": reference.GPT2, "gemma3": reference.Gemma3}.get(family, reference.Llama)(cfg)
+    model = reference.model_class(family)(cfg)
     reference.randomize(model, seed)
     return model, cfg
 
